@@ -1,0 +1,32 @@
+# The two entry points from the README. Both run the idempotent setup first.
+PY := .venv/bin/python
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+
+.PHONY: setup demo test lint typecheck ctest pytest bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(PY) -m tinyfleet.cli demo
+
+test: setup lint typecheck ctest pytest
+
+lint:
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+typecheck:
+	.venv/bin/mypy signing server simulator tinyfleet
+
+ctest:
+	$(MAKE) -s -C agent_firmware check
+
+pytest:
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/run_all.py
+
+clean:
+	$(MAKE) -C agent_firmware clean
