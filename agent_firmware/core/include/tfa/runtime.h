@@ -32,6 +32,13 @@ typedef struct tfa_device_config {
     uint32_t slot_size;              /* bytes per slot, multiple of the sector size */
     const tfa_trusted_key_t *keys;
     uint32_t key_count;
+    uint8_t max_trial_boots;         /* reboots allowed in trial before an automatic revert (0: first) */
+    /* Trial self-test beyond the integrity re-check, or NULL for integrity only. The inference engine
+     * plugs in here: run the manifest's self-test input and compare the output digest. Returns 0 or
+     * -TFA_ERR_x. model points at the active slot's model bytes (memory-mapped flash). */
+    int (*selftest_hook)(void *ctx, const tfa_manifest_t *manifest, const uint8_t *model,
+                         uint32_t model_len);
+    void *selftest_ctx;
 } tfa_device_config_t;
 
 /* What the device reports (hello/state message, MQTT reported state). */
