@@ -12,7 +12,9 @@ import sys
 import typer
 from rich.console import Console
 
+from server.cli import register as register_server_commands
 from signing.cli import keys_app, package_app
+from simulator.cli import simulate
 
 app = typer.Typer(
     name="tinyfleet",
@@ -23,6 +25,23 @@ app = typer.Typer(
 )
 app.add_typer(keys_app, name="keys")
 app.add_typer(package_app, name="package")
+register_server_commands(app)
+
+
+@app.command("demo")
+def demo(
+    keep: bool = typer.Option(False, "--keep", help="leave the server up at the end and print its URL"),
+    devices: int = typer.Option(200, min=1, max=5000, help="simulated devices"),
+    processes: int = typer.Option(0, min=0, help="fleet worker processes (0: one per core)"),
+) -> None:
+    """The main job: signing walk-through, embedded stack, 200 simulated devices, v1, v2 in waves,
+    a bad v3 stopped and rolled back, and a summary table."""
+    from tinyfleet.demo import main as demo_main
+
+    raise typer.Exit(demo_main(keep=keep, devices=devices, processes=processes or None))
+
+
+app.command("simulate")(simulate)
 
 
 def main() -> None:

@@ -3,12 +3,21 @@
  * tfa_runtime_boot() at every power-up, then drives installs through the functions below (directly, or
  * through the frame handler in tfa/proto.h). All functions return 0 or -TFA_ERR_x (tfa/errors.h).
  *
- * Flash layout (offsets from the start of the flash, all sector aligned):
- *   [0, 2 sectors)               state area: two copies, each one sector (sequence number + CRC32)
+ * Flash layout (offsets from the start of the flash, all sector aligned; docs/PROTOCOL.md section 1.4):
+ *   [0, 2 sectors)               state area: a two-sector record log (tfa/state.h)
  *   [2 sectors, +slot_size)      slot 0
  *   [.., +slot_size)             slot 1
- * Each slot holds the 292-byte manifest in its first sector-aligned header region followed by the model,
- * see docs/PROTOCOL.md. */
+ * Each slot holds the 292-byte manifest at its start and the model at TFA_SLOT_MODEL_OFFSET (16-byte
+ * aligned, so the flatbuffer can be read in place through flash->mapped).
+ *
+ * Install state machine (phase in tfa_status_t):
+ *   IDLE --begin--> DOWNLOADING --chunk...--> --end--> DOWNLOADED --activate--> TRIAL
+ *   TRIAL --selftest ok, confirm--> IDLE (new model confirmed, security floor raised)
+ *   TRIAL --selftest fails / revert / too many trial boots--> IDLE (previous model active again)
+ *   IDLE --revert--> IDLE (rollback to the other slot's confirmed model)
+ *   DOWNLOADING/DOWNLOADED --abort--> IDLE
+ * Every transition is one atomic state record, so a power cut at any point leaves a complete,
+ * verified model active (the old or the new one). */
 #ifndef TFA_RUNTIME_H
 #define TFA_RUNTIME_H
 
@@ -17,8 +26,14 @@
 
 #include "tfa/flash.h"
 #include "tfa/manifest.h"
+#include "tfa/state.h"
 
 #define TFA_RUNTIME_VERSION ((0u << 16) | (1u << 8) | 0u) /* 0.1.0 */
+
+/* Where the model starts inside a slot: the manifest rounded up to 16 bytes. */
+#define TFA_SLOT_MODEL_OFFSET 304u
+/* Flash bytes a device needs for a given sector and slot size. */
+#define TFA_FLASH_SIZE_FOR(sector_size, slot_size) (2u * (sector_size) + 2u * (slot_size))
 
 typedef struct tfa_trusted_key {
     uint8_t key_id[8];
@@ -62,34 +77,67 @@ typedef struct tfa_status {
     uint32_t security_floor;
     uint32_t download_offset;  /* payload bytes received so far (resume point) */
     uint32_t download_size;
-    tfa_slot_info_t slots[2];
+    tfa_slot_info_t slots[2];  /* the download target's manifest is filled too, with valid = 0 */
+    uint8_t target_slot;       /* slot being downloaded, 0xFF if none */
+    uint8_t selftest_passed;   /* 1 once tfa_selftest() passed in the current trial since boot */
 } tfa_status_t;
 
-/* Opaque-by-convention runtime state; sized so that the caller can allocate it statically.
- * Its fields belong to runtime.c. */
+/* Runtime state, allocated by the caller (statically on a device). Every field belongs to runtime.c:
+ * read the state through tfa_runtime_status(). About 650 bytes. */
 typedef struct tfa_runtime {
     const tfa_flash_t *flash;
     const tfa_device_config_t *config;
-    uint8_t opaque[1024];
+    tfa_state_t state;                /* the newest persisted record, as applied */
+    tfa_state_log_t log;
+    tfa_manifest_t slot_manifest[2];  /* authenticated manifest of each slot, see slot_known */
+    uint8_t slot_known;               /* bit i: slot_manifest[i] was read from slot i and authenticated */
+    uint8_t selftest_passed;
+    uint8_t booted;
 } tfa_runtime_t;
 
+/* Boot: load the state log (an empty state area is a fresh device; one holding data but no valid record
+ * boots fresh with last_error STATE_CORRUPT), re-authenticate the slots' manifests, resume a download,
+ * count a trial boot and revert when it exceeds config->max_trial_boots. flash and config must outlive rt.
+ * Returns 0, or -TFA_ERR_FLASH_IO (flash failure, or a flash too small for the config's layout). */
 int tfa_runtime_boot(tfa_runtime_t *rt, const tfa_flash_t *flash, const tfa_device_config_t *config);
 int tfa_runtime_status(const tfa_runtime_t *rt, tfa_status_t *out);
 
-/* Install: begin takes the whole manifest and refuses before any payload is accepted. */
+/* Install: begin takes the manifest (len >= 292; bytes after it are ignored), authenticates it and
+ * applies the policy (hardware class, runtime version, security floor, sequence, sizes, arena, delta
+ * base) before any payload byte is accepted, then erases the inactive slot and writes the manifest.
+ * Only payload_encoding RAW is installed for now: a valid compressed or delta package is refused with
+ * -TFA_ERR_FIELD_RANGE after all policy checks passed. Allowed in IDLE, DOWNLOADING and DOWNLOADED
+ * (a new begin abandons the previous download); the same manifest again while DOWNLOADING resumes
+ * (returns 0, nothing erased; tfa_runtime_status() gives the resume offset). Not allowed in TRIAL. */
 int tfa_install_begin(tfa_runtime_t *rt, const uint8_t *manifest, uint32_t len);
+/* offset is a payload offset (package offset - 292) and must equal status.download_offset, else
+ * -TFA_ERR_BAD_OFFSET. A download survives disconnects and reboots: continue at the resume offset. */
 int tfa_install_chunk(tfa_runtime_t *rt, uint32_t offset, const uint8_t *data, uint32_t len);
+/* All payload received: re-hash the model from flash; on a mismatch the download is dropped
+ * (-TFA_ERR_DIGEST_MISMATCH, phase IDLE). Returns 0 again when already DOWNLOADED. */
 int tfa_install_end(tfa_runtime_t *rt);
+/* Drop the current download (DOWNLOADING or DOWNLOADED); 0 in IDLE, -TFA_ERR_BAD_STATE in TRIAL. */
+int tfa_install_abort(tfa_runtime_t *rt);
 /* Make the downloaded model active on trial (the next boot also counts as a trial boot). */
 int tfa_activate(tfa_runtime_t *rt);
-/* Run the trial self-test; on failure the runtime reverts to the previous model. */
+/* Integrity re-check of the active model (manifest re-authenticated and model re-hashed from flash),
+ * then config->selftest_hook if set. In TRIAL a failure reverts to the previous model (the trial slot is
+ * invalidated) and returns the failure code; outside TRIAL it only reports. */
 int tfa_selftest(tfa_runtime_t *rt);
-/* Confirm the trial model; the security floor rises only here. */
+/* Confirm the trial model; needs a passed tfa_selftest() since activation or boot
+ * (-TFA_ERR_BAD_STATE otherwise). The security floor rises only here. */
 int tfa_confirm(tfa_runtime_t *rt);
-/* Return to the model in the other slot, without any download. */
+/* Return to the model in the other slot, without any download (-TFA_ERR_NO_PREVIOUS if that slot is not
+ * valid). In TRIAL it abandons the trial (the trial slot is invalidated); in IDLE it is a rollback to the
+ * previously confirmed model, refused with -TFA_ERR_ROLLBACK_REFUSED if that model's security counter is
+ * below the floor. -TFA_ERR_BAD_STATE while downloading. */
 int tfa_revert(tfa_runtime_t *rt);
 
 /* Pointer to the active model bytes if the flash is memory-mapped, with its length; NULL otherwise. */
 const uint8_t *tfa_active_model(const tfa_runtime_t *rt, uint32_t *len);
+/* The active model's manifest, or NULL if no model is active. */
+const tfa_manifest_t *tfa_active_manifest(const tfa_runtime_t *rt);
+/* Flash address of a slot (0 or 1) for the current config; its model is at + TFA_SLOT_MODEL_OFFSET. */
+uint32_t tfa_slot_address(const tfa_runtime_t *rt, uint8_t slot);
 
 #endif

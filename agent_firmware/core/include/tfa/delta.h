@@ -1,0 +1,80 @@
+/* Streaming decoder of the tinyfleet delta format (docs/PROTOCOL.md section 5).
+ *
+ * It rebuilds a model in the target slot from the payload chunks as they arrive, reading the base model
+ * from the active slot and earlier output from the target slot through the flash contract, so it keeps
+ * no RAM window: all its state is the caller-owned tfa_delta_t (about 6 KiB). A stream is cut into
+ * independent blocks; at each block boundary the decoder offers a checkpoint that the runtime persists,
+ * and after a reboot decoding resumes there (the block is decoded again and its bytes re-programmed with
+ * the same values, which NOR rules allow). The final SHA-256 of the model, checked by the runtime, decides.
+ */
+#ifndef TFA_DELTA_H
+#define TFA_DELTA_H
+
+#include <stdint.h>
+
+#include "tfa/flash.h"
+
+#define TFA_DELTA_INBUF 1536u   /* coded bytes buffered; at least TFA_DELTA_LOOKAHEAD + one chunk */
+#define TFA_DELTA_LOOKAHEAD 128u /* more than the coded bytes one op can consume */
+#define TFA_DELTA_WBUF 64u      /* output bytes gathered before one flash program */
+#define TFA_DELTA_NUMBER_PROBS (64u + 33u * 8u)
+
+/* Where decoding can restart: a block boundary. Persist it as is (12 bytes). */
+typedef struct tfa_delta_checkpoint {
+    uint32_t in_offset;  /* payload bytes consumed up to this boundary */
+    uint32_t out_offset; /* model bytes written up to this boundary */
+    uint8_t block_log2;
+    uint8_t move_bits;
+    uint8_t has_base;
+    uint8_t valid;       /* 0 until the stream header has been read */
+} tfa_delta_checkpoint_t;
+
+typedef struct tfa_delta {
+    /* where to read and write */
+    const tfa_flash_t *flash;
+    uint32_t base_addr, base_len; /* base model (active slot); base_len 0 for a compressed full model */
+    uint32_t out_addr, out_len;   /* target model region and the model size the manifest promises */
+    /* stream position */
+    uint8_t state;
+    uint8_t header_len;
+    uint8_t header[18];
+    uint32_t in_offset;           /* payload bytes accepted so far */
+    uint32_t varint_value;
+    uint8_t varint_shift;
+    tfa_delta_checkpoint_t checkpoint;
+    /* current block */
+    uint32_t block_left;          /* coded bytes of the block not yet received */
+    uint32_t block_end;           /* output offset where the block ends */
+    uint32_t out_pos;
+    uint8_t coder_ready;
+    uint8_t prev_kind;
+    uint8_t rep_kind[3];
+    int32_t rep_value[3];
+    /* range decoder */
+    uint32_t range, code;
+    /* adaptive models (11-bit probabilities) */
+    uint16_t is_match[2], is_rep[2], rep_which[4], is_out[2];
+    uint16_t literal[3][256];
+    uint16_t rep_len[TFA_DELTA_NUMBER_PROBS], new_len[TFA_DELTA_NUMBER_PROBS];
+    uint16_t disp[TFA_DELTA_NUMBER_PROBS], dist[TFA_DELTA_NUMBER_PROBS];
+    /* buffers */
+    uint32_t in_len, in_pos;
+    uint8_t in[TFA_DELTA_INBUF];
+    uint32_t wbuf_len;
+    uint8_t wbuf[TFA_DELTA_WBUF];
+} tfa_delta_t;
+
+/* Start decoding a stream from its first byte. Returns 0 or -TFA_ERR_x. */
+int tfa_delta_begin(tfa_delta_t *d, const tfa_flash_t *flash, uint32_t base_addr, uint32_t base_len,
+                    uint32_t out_addr, uint32_t out_len);
+/* Restart at a checkpoint taken earlier (after a reboot): feed the payload from cp->in_offset on. */
+int tfa_delta_resume(tfa_delta_t *d, const tfa_flash_t *flash, uint32_t base_addr, uint32_t base_len,
+                     uint32_t out_addr, uint32_t out_len, const tfa_delta_checkpoint_t *cp);
+/* Feed the next payload bytes (any length). Returns 0 or -TFA_ERR_DELTA_CORRUPT / -TFA_ERR_FLASH_IO. */
+int tfa_delta_feed(tfa_delta_t *d, const uint8_t *data, uint32_t len);
+/* The latest block boundary reached (valid once the header has been read). */
+const tfa_delta_checkpoint_t *tfa_delta_checkpoint(const tfa_delta_t *d);
+/* After the last byte: 0 if the whole model was written, else -TFA_ERR_DELTA_CORRUPT. */
+int tfa_delta_finish(tfa_delta_t *d);
+
+#endif

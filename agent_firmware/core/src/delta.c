@@ -1,0 +1,582 @@
+/* Streaming decoder of the tinyfleet delta format; mirrors signing/delta.py's reference decoder. */
+#include "tfa/delta.h"
+
+#include <string.h>
+
+#include "tfa/errors.h"
+
+#define PROB_BITS 11u
+#define PROB_INIT 1024u
+#define TOP (1u << 24)
+#define REP_MIN 2u
+#define NEW_MIN 4u
+#define REPS 3u
+#define KIND_BASE 0u
+#define KIND_OUT 1u
+#define NUMBER_TREE_BITS 6u
+#define NUMBER_LOW_BITS 3u
+#define COPY_PIECE 32u
+
+enum { ST_HEADER = 0, ST_BLOCK_LEN, ST_BLOCK_DATA, ST_BLOCK_TAIL, ST_DONE, ST_FAILED };
+
+static void prv_reset_probs(uint16_t *probs, uint32_t count)
+{
+    for (uint32_t i = 0; i < count; i++) {
+        probs[i] = (uint16_t)PROB_INIT;
+    }
+}
+
+static void prv_reset_block(tfa_delta_t *d)
+{
+    prv_reset_probs(d->is_match, 2);
+    prv_reset_probs(d->is_rep, 2);
+    prv_reset_probs(d->rep_which, 4);
+    prv_reset_probs(d->is_out, 2);
+    prv_reset_probs(&d->literal[0][0], 3u * 256u);
+    prv_reset_probs(d->rep_len, TFA_DELTA_NUMBER_PROBS);
+    prv_reset_probs(d->new_len, TFA_DELTA_NUMBER_PROBS);
+    prv_reset_probs(d->disp, TFA_DELTA_NUMBER_PROBS);
+    prv_reset_probs(d->dist, TFA_DELTA_NUMBER_PROBS);
+    for (uint32_t i = 0; i < REPS; i++) {
+        d->rep_kind[i] = KIND_BASE;
+        d->rep_value[i] = 0;
+    }
+    d->prev_kind = 0;
+    d->coder_ready = 0;
+    d->in_len = 0;
+    d->in_pos = 0;
+}
+
+/* ---- range decoder over the buffered bytes of the current block ---- */
+
+/* Past the block's last coded byte the encoder's stream is zeros (it strips trailing zeros). */
+static uint8_t prv_next(tfa_delta_t *d)
+{
+    return d->in_pos < d->in_len ? d->in[d->in_pos++] : 0u;
+}
+
+static void prv_normalize(tfa_delta_t *d)
+{
+    while (d->range < TOP) {
+        d->range <<= 8;
+        d->code = (d->code << 8) | prv_next(d);
+    }
+}
+
+static uint32_t prv_bit(tfa_delta_t *d, uint16_t *prob)
+{
+    uint32_t p = *prob;
+    uint32_t bound = (d->range >> PROB_BITS) * p;
+    uint32_t bit;
+    if (d->code < bound) {
+        d->range = bound;
+        *prob = (uint16_t)(p + (((1u << PROB_BITS) - p) >> d->checkpoint.move_bits));
+        bit = 0;
+    } else {
+        d->code -= bound;
+        d->range -= bound;
+        *prob = (uint16_t)(p - (p >> d->checkpoint.move_bits));
+        bit = 1;
+    }
+    prv_normalize(d);
+    return bit;
+}
+
+static uint32_t prv_direct(tfa_delta_t *d, uint32_t count)
+{
+    uint32_t value = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        d->range >>= 1;
+        uint32_t bit = d->code >= d->range ? 1u : 0u;
+        if (bit) {
+            d->code -= d->range;
+        }
+        value = (value << 1) | bit;
+        prv_normalize(d);
+    }
+    return value;
+}
+
+static uint32_t prv_tree(tfa_delta_t *d, uint16_t *probs, uint32_t bits)
+{
+    uint32_t node = 1;
+    for (uint32_t i = 0; i < bits; i++) {
+        node = (node << 1) | prv_bit(d, &probs[node]);
+    }
+    return node - (1u << bits);
+}
+
+/* A number: its bit count through a tree, then the lower bits (see signing/delta.py). */
+static int prv_number(tfa_delta_t *d, uint16_t *probs, uint32_t *out)
+{
+    uint32_t bits = prv_tree(d, probs, NUMBER_TREE_BITS);
+    if (bits <= 1) {
+        *out = bits;
+        return 0;
+    }
+    if (bits > 32) {
+        return -TFA_ERR_DELTA_CORRUPT;
+    }
+    uint32_t low = bits - 1 < NUMBER_LOW_BITS ? bits - 1 : NUMBER_LOW_BITS;
+    uint32_t rest = bits - 1 > low ? prv_direct(d, bits - 1 - low) : 0;
+    uint16_t *table = &probs[(1u << NUMBER_TREE_BITS) + bits * (1u << NUMBER_LOW_BITS)];
+    uint32_t node = 1;
+    for (uint32_t i = 0; i < low; i++) {
+        node = (node << 1) | prv_bit(d, &table[node]);
+    }
+    *out = (1u << (bits - 1)) | (rest << low) | (node - (1u << low));
+    return 0;
+}
+
+/* ---- output through the flash contract ---- */
+
+static int prv_flush(tfa_delta_t *d)
+{
+    if (d->wbuf_len == 0) {
+        return 0;
+    }
+    uint32_t at = d->out_pos - d->wbuf_len;
+    int rc = d->flash->program(d->flash->ctx, d->out_addr + at, d->wbuf, d->wbuf_len);
+    d->wbuf_len = 0;
+    return rc < 0 ? rc : 0;
+}
+
+static int prv_emit(tfa_delta_t *d, const uint8_t *bytes, uint32_t len)
+{
+    for (uint32_t i = 0; i < len; i++) {
+        d->wbuf[d->wbuf_len++] = bytes[i];
+        d->out_pos++;
+        if (d->wbuf_len == TFA_DELTA_WBUF) {
+            int rc = prv_flush(d);
+            if (rc < 0) {
+                return rc;
+            }
+        }
+    }
+    return 0;
+}
+
+static int prv_read(const tfa_delta_t *d, uint32_t addr, uint8_t *dst, uint32_t len)
+{
+    int rc = d->flash->read(d->flash->ctx, addr, dst, len);
+    return rc < 0 ? -TFA_ERR_FLASH_IO : 0;
+}
+
+static int32_t prv_align(const tfa_delta_t *d)
+{
+    for (uint32_t i = 0; i < REPS; i++) {
+        if (d->rep_kind[i] == KIND_BASE) {
+            return d->rep_value[i];
+        }
+    }
+    return 0;
+}
+
+/* A literal, bit by bit: in the context of the match byte's bit while they agree, then the plain tree
+ * (see _encode_literal in signing/delta.py). */
+static int prv_literal(tfa_delta_t *d)
+{
+    uint8_t match = 0;
+    int matching = 0;
+    int64_t src = (int64_t)d->out_pos + prv_align(d);
+    if (src >= 0 && src < (int64_t)d->base_len) {
+        int rc = prv_read(d, d->base_addr + (uint32_t)src, &match, 1);
+        if (rc < 0) {
+            return rc;
+        }
+        matching = 1;
+    }
+    uint32_t node = 1;
+    for (int shift = 7; shift >= 0; shift--) {
+        uint32_t bit;
+        if (matching) {
+            uint32_t match_bit = ((uint32_t)match >> shift) & 1u;
+            bit = prv_bit(d, &d->literal[1u + match_bit][node]);
+            matching = bit == match_bit;
+        } else {
+            bit = prv_bit(d, &d->literal[0][node]);
+        }
+        node = (node << 1) | bit;
+    }
+    uint8_t byte = (uint8_t)(node & 0xFFu);
+    d->prev_kind = 0;
+    return prv_emit(d, &byte, 1);
+}
+
+static void prv_push_rep(tfa_delta_t *d, uint8_t kind, int32_t value)
+{
+    for (uint32_t i = REPS - 1; i > 0; i--) {
+        d->rep_kind[i] = d->rep_kind[i - 1];
+        d->rep_value[i] = d->rep_value[i - 1];
+    }
+    d->rep_kind[0] = kind;
+    d->rep_value[0] = value;
+}
+
+static int prv_copy(tfa_delta_t *d, uint32_t length)
+{
+    uint8_t piece[COPY_PIECE];
+    if (length > d->block_end - d->out_pos) {
+        return -TFA_ERR_DELTA_CORRUPT;
+    }
+    int64_t src = d->rep_kind[0] == KIND_BASE ? (int64_t)d->out_pos + d->rep_value[0]
+                                              : (int64_t)d->out_pos - d->rep_value[0];
+    if (d->rep_kind[0] == KIND_BASE) {
+        if (src < 0 || src + (int64_t)length > (int64_t)d->base_len) {
+            return -TFA_ERR_DELTA_CORRUPT;
+        }
+    } else if (src < 0 || d->rep_value[0] <= 0) {
+        return -TFA_ERR_DELTA_CORRUPT;
+    }
+    uint32_t from = (uint32_t)src;
+    while (length > 0) {
+        uint32_t n = length < COPY_PIECE ? length : COPY_PIECE;
+        int rc;
+        if (d->rep_kind[0] == KIND_BASE) {
+            rc = prv_read(d, d->base_addr + from, piece, n);
+        } else {
+            /* Earlier output is read back from flash, so write out what is buffered first; an
+             * overlapping copy (distance < length) advances one distance at a time. */
+            uint32_t dist = (uint32_t)d->rep_value[0];
+            n = n < dist ? n : dist;
+            rc = prv_flush(d);
+            if (rc == 0) {
+                rc = prv_read(d, d->out_addr + from, piece, n);
+            }
+        }
+        if (rc == 0) {
+            rc = prv_emit(d, piece, n);
+        }
+        if (rc < 0) {
+            return rc;
+        }
+        from += n;
+        length -= n;
+    }
+    d->prev_kind = 1;
+    return 0;
+}
+
+static int prv_op(tfa_delta_t *d)
+{
+    uint32_t value;
+    uint32_t length;
+    int rc;
+    if (!prv_bit(d, &d->is_match[d->prev_kind])) {
+        return prv_literal(d);
+    }
+    if (prv_bit(d, &d->is_rep[d->prev_kind])) {
+        uint32_t which = prv_tree(d, d->rep_which, 2);
+        if (which >= REPS) {
+            return -TFA_ERR_DELTA_CORRUPT;
+        }
+        uint8_t kind = d->rep_kind[which];
+        int32_t rep = d->rep_value[which];
+        for (uint32_t i = which; i > 0; i--) {
+            d->rep_kind[i] = d->rep_kind[i - 1];
+            d->rep_value[i] = d->rep_value[i - 1];
+        }
+        d->rep_kind[0] = kind;
+        d->rep_value[0] = rep;
+        rc = prv_number(d, d->rep_len, &length);
+        if (rc < 0 || length > UINT32_MAX - REP_MIN) {
+            return -TFA_ERR_DELTA_CORRUPT;
+        }
+        return prv_copy(d, length + REP_MIN);
+    }
+    if (!prv_bit(d, &d->is_out[d->prev_kind])) {
+        rc = prv_number(d, d->disp, &value);
+        if (rc < 0) {
+            return rc;
+        }
+        /* zigzag: even values are non-negative */
+        int64_t change = (value & 1u) ? -(int64_t)((value >> 1) + 1u) : (int64_t)(value >> 1);
+        int64_t disp = (int64_t)prv_align(d) + change;
+        if (disp < INT32_MIN || disp > INT32_MAX) {
+            return -TFA_ERR_DELTA_CORRUPT;
+        }
+        prv_push_rep(d, KIND_BASE, (int32_t)disp);
+    } else {
+        rc = prv_number(d, d->dist, &value);
+        if (rc < 0 || value >= (uint32_t)INT32_MAX) {
+            return -TFA_ERR_DELTA_CORRUPT;
+        }
+        prv_push_rep(d, KIND_OUT, (int32_t)(value + 1u));
+    }
+    rc = prv_number(d, d->new_len, &length);
+    if (rc < 0 || length > UINT32_MAX - NEW_MIN) {
+        return -TFA_ERR_DELTA_CORRUPT;
+    }
+    return prv_copy(d, length + NEW_MIN);
+}
+
+/* ---- stream framing ---- */
+
+static void prv_take_checkpoint(tfa_delta_t *d)
+{
+    d->checkpoint.in_offset = d->in_offset;
+    d->checkpoint.out_offset = d->out_pos;
+    d->checkpoint.valid = 1;
+}
+
+static int prv_parse_varint(const uint8_t *buf, uint32_t len, uint32_t *pos, uint32_t *value)
+{
+    uint64_t v = 0;
+    for (uint32_t i = 0; i < 5; i++) {
+        if (*pos >= len) {
+            return 1; /* need more bytes */
+        }
+        uint8_t byte = buf[(*pos)++];
+        v |= (uint64_t)(byte & 0x7Fu) << (7u * i);
+        if (!(byte & 0x80u)) {
+            if (v > UINT32_MAX) {
+                return -TFA_ERR_DELTA_CORRUPT;
+            }
+            *value = (uint32_t)v;
+            return 0;
+        }
+    }
+    return -TFA_ERR_DELTA_CORRUPT;
+}
+
+/* Returns 1 while the header is incomplete, 0 once parsed, or an error. */
+static int prv_header(tfa_delta_t *d)
+{
+    const uint8_t *h = d->header;
+    if (d->header_len < 6) {
+        return 1;
+    }
+    if (h[0] != 'T' || h[1] != 'D' || h[2] != 1u || (h[3] & ~1u) != 0 || h[4] < 10u || h[4] > 20u ||
+        h[5] < 3u || h[5] > 5u) {
+        return -TFA_ERR_DELTA_CORRUPT;
+    }
+    uint32_t pos = 6;
+    uint32_t out_size;
+    uint32_t base_size;
+    int rc = prv_parse_varint(h, d->header_len, &pos, &out_size);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = prv_parse_varint(h, d->header_len, &pos, &base_size);
+    if (rc != 0) {
+        return rc;
+    }
+    if (out_size != d->out_len || base_size != d->base_len || ((h[3] & 1u) != 0) != (base_size > 0)) {
+        return -TFA_ERR_DELTA_CORRUPT;
+    }
+    d->checkpoint.block_log2 = h[4];
+    d->checkpoint.move_bits = h[5];
+    d->checkpoint.has_base = (uint8_t)(h[3] & 1u);
+    /* bytes fed beyond the header belong to the first block length */
+    d->in_offset -= d->header_len - pos;
+    d->header_len = (uint8_t)pos;
+    return 0;
+}
+
+static void prv_start_block_len(tfa_delta_t *d)
+{
+    d->state = d->out_pos >= d->out_len ? ST_DONE : ST_BLOCK_LEN;
+    d->varint_value = 0;
+    d->varint_shift = 0;
+}
+
+static int prv_decode_buffered(tfa_delta_t *d)
+{
+    if (!d->coder_ready) {
+        if (d->in_len < 4 && d->block_left > 0) {
+            return 0;
+        }
+        d->range = 0xFFFFFFFFu;
+        d->code = 0;
+        for (uint32_t i = 0; i < 4; i++) {
+            d->code = (d->code << 8) | prv_next(d);
+        }
+        d->coder_ready = 1;
+    }
+    while (d->out_pos < d->block_end && (d->block_left == 0 || d->in_len - d->in_pos >= TFA_DELTA_LOOKAHEAD)) {
+        int rc = prv_op(d);
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    if (d->out_pos == d->block_end) {
+        int rc = prv_flush(d);
+        if (rc < 0) {
+            return rc;
+        }
+        if (d->block_left > 0) {
+            d->state = ST_BLOCK_TAIL; /* coded bytes the decoder does not need (flush padding) */
+        } else {
+            prv_take_checkpoint(d);
+            prv_start_block_len(d);
+        }
+        return 0;
+    }
+    /* keep the unread bytes at the front of the buffer */
+    uint32_t unread = d->in_len - d->in_pos;
+    memmove(d->in, &d->in[d->in_pos], unread);
+    d->in_len = unread;
+    d->in_pos = 0;
+    return 0;
+}
+
+static void prv_begin_block(tfa_delta_t *d, uint32_t coded_len)
+{
+    uint32_t block = 1u << d->checkpoint.block_log2;
+    uint32_t left = d->out_len - d->out_pos;
+    prv_reset_block(d);
+    d->block_left = coded_len;
+    d->block_end = d->out_pos + (left < block ? left : block);
+    d->state = ST_BLOCK_DATA;
+}
+
+static int prv_feed(tfa_delta_t *d, const uint8_t *data, uint32_t len)
+{
+    uint32_t i = 0;
+    while (i < len) {
+        switch (d->state) {
+        case ST_HEADER: {
+            d->header[d->header_len++] = data[i++];
+            d->in_offset++;
+            int rc = prv_header(d);
+            if (rc < 0) {
+                return rc;
+            }
+            if (rc == 0) {
+                prv_take_checkpoint(d);
+                prv_start_block_len(d);
+            } else if (d->header_len == sizeof d->header) {
+                return -TFA_ERR_DELTA_CORRUPT;
+            }
+            break;
+        }
+        case ST_BLOCK_LEN: {
+            uint8_t byte = data[i++];
+            d->in_offset++;
+            if (d->varint_shift > 28) {
+                return -TFA_ERR_DELTA_CORRUPT;
+            }
+            d->varint_value |= (uint32_t)(byte & 0x7Fu) << d->varint_shift;
+            d->varint_shift = (uint8_t)(d->varint_shift + 7u);
+            if (!(byte & 0x80u)) {
+                prv_begin_block(d, d->varint_value);
+                if (d->block_left == 0) {
+                    int rc = prv_decode_buffered(d);
+                    if (rc < 0) {
+                        return rc;
+                    }
+                }
+            }
+            break;
+        }
+        case ST_BLOCK_DATA: {
+            uint32_t room = TFA_DELTA_INBUF - d->in_len;
+            uint32_t n = len - i;
+            n = n < room ? n : room;
+            n = n < d->block_left ? n : d->block_left;
+            memcpy(&d->in[d->in_len], &data[i], n);
+            d->in_len += n;
+            d->block_left -= n;
+            d->in_offset += n;
+            i += n;
+            int rc = prv_decode_buffered(d);
+            if (rc < 0) {
+                return rc;
+            }
+            break;
+        }
+        case ST_BLOCK_TAIL: {
+            uint32_t n = len - i;
+            n = n < d->block_left ? n : d->block_left;
+            d->block_left -= n;
+            d->in_offset += n;
+            i += n;
+            if (d->block_left == 0) {
+                prv_take_checkpoint(d);
+                prv_start_block_len(d);
+            }
+            break;
+        }
+        default:
+            return -TFA_ERR_DELTA_CORRUPT; /* bytes after the end, or after a failure */
+        }
+    }
+    /* a zero-length tail block can complete without more input */
+    if (d->state == ST_BLOCK_DATA && d->block_left == 0 && d->out_pos < d->block_end) {
+        return prv_decode_buffered(d);
+    }
+    return 0;
+}
+
+int tfa_delta_feed(tfa_delta_t *d, const uint8_t *data, uint32_t len)
+{
+    if (d->state == ST_FAILED) {
+        return -TFA_ERR_DELTA_CORRUPT;
+    }
+    int rc = prv_feed(d, data, len);
+    if (rc < 0) {
+        d->state = ST_FAILED;
+        return rc == -TFA_ERR_FLASH_IO || rc == -TFA_ERR_FLASH_NOT_ERASED ? rc : -TFA_ERR_DELTA_CORRUPT;
+    }
+    return 0;
+}
+
+static int prv_init(tfa_delta_t *d, const tfa_flash_t *flash, uint32_t base_addr, uint32_t base_len,
+                    uint32_t out_addr, uint32_t out_len)
+{
+    if (d == NULL || flash == NULL || out_len == 0) {
+        return -TFA_ERR_DELTA_CORRUPT;
+    }
+    memset(d, 0, sizeof *d);
+    d->flash = flash;
+    d->base_addr = base_addr;
+    d->base_len = base_len;
+    d->out_addr = out_addr;
+    d->out_len = out_len;
+    return 0;
+}
+
+int tfa_delta_begin(tfa_delta_t *d, const tfa_flash_t *flash, uint32_t base_addr, uint32_t base_len,
+                    uint32_t out_addr, uint32_t out_len)
+{
+    int rc = prv_init(d, flash, base_addr, base_len, out_addr, out_len);
+    if (rc == 0) {
+        d->state = ST_HEADER;
+    }
+    return rc;
+}
+
+int tfa_delta_resume(tfa_delta_t *d, const tfa_flash_t *flash, uint32_t base_addr, uint32_t base_len,
+                     uint32_t out_addr, uint32_t out_len, const tfa_delta_checkpoint_t *cp)
+{
+    if (cp == NULL || !cp->valid) {
+        return tfa_delta_begin(d, flash, base_addr, base_len, out_addr, out_len);
+    }
+    int rc = prv_init(d, flash, base_addr, base_len, out_addr, out_len);
+    if (rc < 0) {
+        return rc;
+    }
+    if (cp->out_offset > out_len || cp->block_log2 < 10u || cp->block_log2 > 20u || cp->move_bits < 3u ||
+        cp->move_bits > 5u || (cp->has_base != 0) != (base_len > 0)) {
+        return -TFA_ERR_DELTA_CORRUPT;
+    }
+    d->checkpoint = *cp;
+    d->in_offset = cp->in_offset;
+    d->out_pos = cp->out_offset;
+    prv_start_block_len(d);
+    return 0;
+}
+
+const tfa_delta_checkpoint_t *tfa_delta_checkpoint(const tfa_delta_t *d)
+{
+    return &d->checkpoint;
+}
+
+int tfa_delta_finish(tfa_delta_t *d)
+{
+    if (d->state != ST_DONE) {
+        d->state = ST_FAILED;
+        return -TFA_ERR_DELTA_CORRUPT;
+    }
+    return prv_flush(d);
+}

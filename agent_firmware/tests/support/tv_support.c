@@ -1,0 +1,252 @@
+#include "tv_support.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "tfa/errors.h"
+#include "tfa/sha256.h"
+
+int tv_failures;
+
+const char *tv_vector_dir(void)
+{
+    const char *env = getenv("TFA_VECTOR_DIR");
+    return (env != NULL && env[0] != '\0') ? env : "../../tests/vectors";
+}
+
+uint8_t *tv_read_vector(const char *name, uint32_t *len)
+{
+    char path[512];
+    *len = 0;
+    if (snprintf(path, sizeof(path), "%s/%s", tv_vector_dir(), name) >= (int)sizeof(path)) {
+        return NULL;
+    }
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        return NULL;
+    }
+    uint8_t *buf = NULL;
+    long size = -1;
+    if (fseek(f, 0, SEEK_END) == 0) {
+        size = ftell(f);
+    }
+    if (size >= 0 && size < 0x10000000L && fseek(f, 0, SEEK_SET) == 0) {
+        buf = malloc((size_t)size + 1u);
+        if (buf != NULL && fread(buf, 1, (size_t)size, f) != (size_t)size) {
+            free(buf);
+            buf = NULL;
+        }
+    }
+    fclose(f);
+    if (buf != NULL) {
+        *len = (uint32_t)size;
+    }
+    return buf;
+}
+
+int tv_load_index(tv_index_entry_t *out, int cap)
+{
+    uint32_t len;
+    uint8_t *text = tv_read_vector("index.txt", &len);
+    if (text == NULL) {
+        return -1;
+    }
+    text[len] = 0;
+    int count = 0;
+    char *line = (char *)text;
+    while (line != NULL && *line != '\0') {
+        char *end = strchr(line, '\n');
+        if (end != NULL) {
+            *end = '\0';
+        }
+        if (line[0] != '#' && line[0] != '\0') {
+            if (count >= cap) {
+                count = -1;
+                break;
+            }
+            tv_index_entry_t *e = &out[count];
+            if (sscanf(line, "%95s %d %15s", e->file, &e->code, e->layer) != 3) {
+                count = -1;
+                break;
+            }
+            count++;
+        }
+        line = end != NULL ? end + 1 : NULL;
+    }
+    free(text);
+    return count;
+}
+
+static int prv_nibble(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+int tv_unhex(const char *hex, uint8_t *out, uint32_t n)
+{
+    if (strlen(hex) < 2u * n) {
+        return -1;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        int hi = prv_nibble(hex[2u * i]);
+        int lo = prv_nibble(hex[2u * i + 1u]);
+        if (hi < 0 || lo < 0) {
+            return -1;
+        }
+        out[i] = (uint8_t)((hi << 4) | lo);
+    }
+    return 0;
+}
+
+/* device.txt: "name value" lines. */
+static int prv_device_value(const char *text, const char *name, uint32_t *value)
+{
+    size_t n = strlen(name);
+    for (const char *p = text; p != NULL && *p != '\0'; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+        if (strncmp(p, name, n) == 0 && p[n] == ' ') {
+            *value = (uint32_t)strtoul(p + n + 1, NULL, 0);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int tv_device_init(tv_device_t *d, uint32_t sector_size)
+{
+    memset(d, 0, sizeof(*d));
+    uint32_t len;
+    uint8_t *text = tv_read_vector("device.txt", &len);
+    if (text == NULL) {
+        fprintf(stderr, "cannot read %s/device.txt\n", tv_vector_dir());
+        return -1;
+    }
+    text[len] = 0;
+    uint32_t hw = 0, rv = 0, ram = 0, slot = 0, sector = 0;
+    int bad = prv_device_value((char *)text, "hardware_class", &hw) | prv_device_value((char *)text, "runtime_version", &rv) |
+              prv_device_value((char *)text, "ram_budget", &ram) | prv_device_value((char *)text, "slot_size", &slot) |
+              prv_device_value((char *)text, "sector_size", &sector) |
+              prv_device_value((char *)text, "security_floor", &d->expect_floor) |
+              prv_device_value((char *)text, "active_sequence", &d->expect_active_sequence);
+    free(text);
+    uint8_t *pub = tv_read_vector("key_trusted.pub", &len);
+    if (bad != 0 || pub == NULL) {
+        free(pub);
+        fprintf(stderr, "bad device.txt or key_trusted.pub in %s\n", tv_vector_dir());
+        return -1;
+    }
+    pub[len] = 0;
+    bad = tv_unhex((char *)pub, d->key.public_key, 32);
+    free(pub);
+    if (bad != 0) {
+        return -1;
+    }
+    uint8_t digest[32];
+    tfa_sha256(d->key.public_key, 32, digest);
+    memcpy(d->key.key_id, digest, 8);
+    d->sector_size = sector_size != 0u ? sector_size : sector;
+    d->cfg.hardware_class = hw;
+    d->cfg.runtime_version = rv;
+    d->cfg.ram_budget = ram;
+    d->cfg.slot_size = slot;
+    d->cfg.keys = &d->key;
+    d->cfg.key_count = 1;
+    d->cfg.max_trial_boots = 1;
+    if (tfa_flash_host_init(&d->fh, NULL, TFA_FLASH_SIZE_FOR(d->sector_size, slot), d->sector_size) != 0) {
+        return -1;
+    }
+    return 0;
+}
+
+void tv_device_free(tv_device_t *d)
+{
+    tfa_flash_host_free(&d->fh);
+}
+
+int tv_device_boot(tv_device_t *d)
+{
+    return tfa_runtime_boot(&d->rt, &d->fh.flash, &d->cfg);
+}
+
+int tv_download(tfa_runtime_t *rt, const uint8_t *pkg, uint32_t len, uint32_t chunk)
+{
+    int err = tfa_install_begin(rt, pkg, len);
+    if (err != 0) {
+        return err;
+    }
+    uint32_t payload = len > TFA_MANIFEST_SIZE ? len - TFA_MANIFEST_SIZE : 0u;
+    for (uint32_t off = 0; off < payload; off += chunk) {
+        uint32_t n = payload - off < chunk ? payload - off : chunk;
+        err = tfa_install_chunk(rt, off, pkg + TFA_MANIFEST_SIZE + off, n);
+        if (err != 0) {
+            return err;
+        }
+    }
+    return tfa_install_end(rt);
+}
+
+int tv_install_confirm(tfa_runtime_t *rt, const uint8_t *pkg, uint32_t len, uint32_t chunk)
+{
+    int err = tv_download(rt, pkg, len, chunk);
+    if (err == 0) {
+        err = tfa_activate(rt);
+    }
+    if (err == 0) {
+        err = tfa_selftest(rt);
+    }
+    if (err == 0) {
+        err = tfa_confirm(rt);
+    }
+    return err;
+}
+
+int tv_install_vector(tfa_runtime_t *rt, const char *name, uint32_t chunk)
+{
+    uint32_t len;
+    uint8_t *pkg = tv_read_vector(name, &len);
+    if (pkg == NULL) {
+        fprintf(stderr, "cannot read vector %s\n", name);
+        return -TFA_ERR_TRUNCATED;
+    }
+    int err = tv_install_confirm(rt, pkg, len, chunk);
+    free(pkg);
+    return err;
+}
+
+int tv_check_active_model(const tv_device_t *d, uint32_t *sequence)
+{
+    const tfa_manifest_t *active = tfa_active_manifest(&d->rt);
+    if (active == NULL) {
+        return -TFA_ERR_NO_PREVIOUS;
+    }
+    uint8_t slot = d->rt.state.active_slot;
+    const uint8_t *base = d->fh.flash.mapped + tfa_slot_address(&d->rt, slot);
+    tfa_manifest_t m;
+    int err = tfa_manifest_parse(base, TFA_MANIFEST_SIZE, &d->key, 1, &m);
+    if (err != 0) {
+        return err;
+    }
+    if (memcmp(&m, active, sizeof(m)) != 0) {
+        return -TFA_ERR_DIGEST_MISMATCH;
+    }
+    uint32_t len = 0;
+    const uint8_t *model = tfa_active_model(&d->rt, &len);
+    if (model != base + TFA_SLOT_MODEL_OFFSET || len != m.model_size) {
+        return -TFA_ERR_SIZE_MISMATCH;
+    }
+    uint8_t digest[32];
+    tfa_sha256(model, len, digest);
+    if (memcmp(digest, m.model_sha256, 32) != 0) {
+        return -TFA_ERR_DIGEST_MISMATCH;
+    }
+    *sequence = m.sequence;
+    return 0;
+}
