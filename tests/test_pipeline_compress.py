@@ -80,3 +80,16 @@ def test_prune_rejects_an_impossible_target(vibration: tuple[datasets.Dataset, d
     model = architectures.build("dense", train.input_shape, len(train.class_names), width=4)
     with pytest.raises(ValueError, match="target sparsity"):
         compress.prune_magnitude(model, train.x, train.y, 1.0)
+
+
+def test_compressed_model_runs_bit_exact_on_the_tinyfleet_engine(
+    vibration: tuple[datasets.Dataset, datasets.Dataset], teacher: object
+) -> None:
+    from server.pipeline import validate
+
+    train, test = vibration
+    result = pipeline.compress_model(teacher, train, test)
+    check = validate.validate(result.tflite, count=30)
+    assert check.engine_checked, check.engine_error
+    assert check.engine_bit_exact
+    assert 0 < check.arena_bytes

@@ -14,12 +14,15 @@ class Validation:
     engine_checked: bool
     engine_bit_exact: bool
     engine_error: str = ""
+    arena_bytes: int = 0  # the tinyfleet engine's arena for this model
 
     def summary(self) -> str:
         if not self.engine_checked:
             return f"TFLM ran {self.inputs} inputs; tinyfleet engine: {self.engine_error}"
         verdict = "bit-exact with" if self.engine_bit_exact else "DIFFERS from"
-        return f"tinyfleet engine {verdict} TFLM on {self.inputs} random inputs"
+        return (
+            f"tinyfleet engine {verdict} TFLM on {self.inputs} random inputs (engine arena {self.arena_bytes:,} bytes)"
+        )
 
 
 def random_inputs(model: bytes, count: int, seed: int = 0) -> np.ndarray:
@@ -48,7 +51,12 @@ def validate(model: bytes, count: int = 20) -> Validation:
     except ImportError as exc:
         return Validation(count, True, False, False, f"not available ({exc})")
     try:
-        outputs = [engine.run(model, row.tobytes()) for row in inputs]
+        runner = engine.Engine(model)
+        outputs = []
+        for row in inputs:
+            runner.set_input(0, row)
+            runner.invoke()
+            outputs.append(runner.output_bytes(0))
     except engine.EngineError as exc:
         return Validation(count, True, False, False, f"refused the model: {exc}")
-    return Validation(count, True, True, outputs == expected)
+    return Validation(count, True, True, outputs == expected, arena_bytes=runner.arena_used)
