@@ -64,7 +64,10 @@ def pipeline_pairs(workdir: Path) -> list[tuple[str, Path, Path]]:
     for name, blob in files.items():
         paths[name] = workdir / f"vibration_{name}.tflite"
         paths[name].write_bytes(blob)
-    return [(f"vibration v1 -> {name}", paths["v1"], paths[name]) for name in ("retrained", "last-layer", "pruned-50%")]
+    return [
+        (f"vibration v1 -> {name}", paths["v1"], paths[name])
+        for name in ("retrained", "last-layer", "pruned-50%")
+    ]
 
 
 def decoder_figures() -> tuple[int, int | None]:
@@ -82,7 +85,9 @@ def decoder_figures() -> tuple[int, int | None]:
                  str(ROOT / "agent_firmware" / "core" / "src" / "delta.c"), "-o", str(obj)],
                 check=True,
             )  # fmt: skip
-            size = subprocess.run(["arm-none-eabi-size", str(obj)], check=True, capture_output=True, text=True)
+            size = subprocess.run(
+                ["arm-none-eabi-size", str(obj)], check=True, capture_output=True, text=True
+            )
             text, data = size.stdout.splitlines()[1].split()[:2]
             flash = int(text) + int(data)
     return ram, flash
@@ -91,7 +96,9 @@ def decoder_figures() -> tuple[int, int | None]:
 def main() -> None:
     rows: list[tuple[str, Path, Path]] = []
     if SHARED_PAIRS.is_dir():
-        rows += [(f"{b} -> {n}", SHARED_PAIRS / f"{b}.tflite", SHARED_PAIRS / f"{n}.tflite") for b, n in REAL_PAIRS]
+        rows += [
+            (f"{b} -> {n}", SHARED_PAIRS / f"{b}.tflite", SHARED_PAIRS / f"{n}.tflite") for b, n in REAL_PAIRS
+        ]
     else:
         print("(../shared/models/pairs absent: real pairs skipped)")
     with tempfile.TemporaryDirectory() as tmp:
