@@ -1,0 +1,151 @@
+/* Private records of the engine, stored in the caller's arena. */
+#ifndef TFA_ENGINE_INTERNAL_H
+#define TFA_ENGINE_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fb.h"
+#include "tfa/engine.h"
+
+/* TFLite builtin operator codes used by the engine (schema BuiltinOperator). */
+enum {
+    TFA_OP_ADD = 0,
+    TFA_OP_AVERAGE_POOL_2D = 1,
+    TFA_OP_CONCATENATION = 2,
+    TFA_OP_CONV_2D = 3,
+    TFA_OP_DEPTHWISE_CONV_2D = 4,
+    TFA_OP_DEQUANTIZE = 6,
+    TFA_OP_FULLY_CONNECTED = 9,
+    TFA_OP_LOGISTIC = 14,
+    TFA_OP_MAX_POOL_2D = 17,
+    TFA_OP_MUL = 18,
+    TFA_OP_RESHAPE = 22,
+    TFA_OP_SOFTMAX = 25,
+    TFA_OP_PAD = 34,
+    TFA_OP_MEAN = 40,
+    TFA_OP_QUANTIZE = 114
+};
+
+typedef struct tfa_eng_tensor {
+    const uint8_t *const_data; /* constant tensors: their bytes inside the model; else NULL */
+    uint32_t arena_offset;     /* planned tensors: offset in the activation region */
+    uint32_t bytes;
+    uint32_t elements;
+    int32_t dims[TFA_ENGINE_MAX_DIMS];
+    uint8_t rank;
+    uint8_t type;
+    uint8_t planned;           /* 1: lives in the activation region */
+    uint8_t placed;            /* planner bookkeeping */
+    uint16_t alias;            /* RESHAPE output sharing its input's bytes: input index + 1, else 0 */
+    float scale;               /* first (or only) scale; 0 if unquantized */
+    int32_t zero_point;
+    uint32_t scale_count;      /* number of scales (per-channel when > 1) */
+    uint32_t scales_at;        /* model offset of the float scale vector */
+    int32_t quantized_dim;
+    int32_t first_use;         /* operator indices; graph inputs start at -1 */
+    int32_t last_use;
+} tfa_eng_tensor_t;
+
+typedef struct tfa_eng_op {
+    int32_t code;
+    uint32_t index;
+    tfa_fb_vec_t inputs;       /* int32 tensor indices, in the model (-1: optional absent) */
+    tfa_fb_vec_t outputs;
+    int32_t act_min, act_max;
+    int32_t in_offset, in2_offset, out_offset; /* -input zero points, output zero point */
+    int32_t mult, shift;       /* output (or single) multiplier */
+    int32_t mult1, shift1, mult2, shift2; /* ADD: input multipliers */
+    int32_t *pc_mult;          /* per-channel output multipliers (arena), or NULL */
+    int8_t *pc_shift;          /* per-channel shifts fit in int8 (-31..30) */
+    int32_t stride_w, stride_h, dil_w, dil_h, pad_w, pad_h, filter_w, filter_h;
+    int32_t depth_mult;        /* DEPTHWISE multiplier; also FC units, SOFTMAX row length, MEAN count */
+    int32_t left_shift;        /* ADD input shift; SOFTMAX/LOGISTIC input shift */
+    int32_t diff_min, radius;  /* SOFTMAX smallest difference kept; LOGISTIC saturation radius */
+    int32_t axis;              /* CONCATENATION axis; MEAN bit mask of reduced (4-D) dims */
+    float fscale;              /* QUANTIZE from float / DEQUANTIZE scale */
+} tfa_eng_op_t;
+
+/* Tensor pointer by index in an op's input/output vector; NULL for an absent optional (-1). */
+static inline tfa_eng_tensor_t *tfa_eng_io(const tfa_engine_t *e, const tfa_fb_vec_t *v, uint32_t i)
+{
+    if (i >= v->count) {
+        return (tfa_eng_tensor_t *)0;
+    }
+    int32_t t = tfa_fb_rd_i32(e->model + v->start + 4u * i);
+    return t < 0 ? (tfa_eng_tensor_t *)0 : &e->tensors[t];
+}
+
+static inline const uint8_t *tfa_eng_cdata(const tfa_engine_t *e, const tfa_eng_tensor_t *t)
+{
+    return t->const_data ? t->const_data : e->activations + t->arena_offset;
+}
+
+static inline uint8_t *tfa_eng_data(const tfa_engine_t *e, const tfa_eng_tensor_t *t)
+{
+    return e->activations + t->arena_offset;
+}
+
+/* Offset of element [b][y][x][c] of an NHWC tensor (sizes validated at prepare: fits int32). */
+static inline size_t tfa_eng_nhwc(int32_t b, int32_t y, int32_t x, int32_t c, int32_t h, int32_t w,
+                                  int32_t ch)
+{
+    return (size_t)(((b * h + y) * w + x) * ch + c);
+}
+
+/* Largest multiply-accumulate depth accepted (taps per output): keeps every int32 sum of the kernels
+ * free of overflow, 32768 * 255 * 255 < 2^31. */
+#define TFA_ENG_MAX_TAPS 32768u
+
+/* a + b with two's complement wrap-around (the reference adds biases in int32 without checks) */
+static inline int32_t tfa_eng_wrap_add(int32_t a, int32_t b)
+{
+    return (int32_t)((uint32_t)a + (uint32_t)b);
+}
+
+/* Persistent allocation from the front of the arena during prepare (8-byte aligned, zeroed). */
+void *tfa_eng_alloc(tfa_engine_t *e, uint32_t bytes);
+
+/* Prepare one op (validate tensors and options, compute multipliers); 0 or -TFA_ERR_x. */
+int tfa_eng_prepare_op(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options_table);
+/* Run one prepared op. */
+void tfa_eng_run_op(const tfa_engine_t *e, const tfa_eng_op_t *op);
+/* Plan the activation region; sets arena offsets and returns its size in *bytes. */
+int tfa_eng_plan(tfa_engine_t *e, uint8_t *scratch, uint32_t scratch_size, uint32_t *bytes);
+
+/* Kernels (kernels_*.c). */
+int tfa_eng_prepare_fc(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options);
+void tfa_eng_run_fc(const tfa_engine_t *e, const tfa_eng_op_t *op);
+int tfa_eng_prepare_conv(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options);
+void tfa_eng_run_conv(const tfa_engine_t *e, const tfa_eng_op_t *op);
+void tfa_eng_run_depthwise(const tfa_engine_t *e, const tfa_eng_op_t *op);
+int tfa_eng_prepare_pool(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options);
+void tfa_eng_run_pool(const tfa_engine_t *e, const tfa_eng_op_t *op);
+int tfa_eng_prepare_binary(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options);
+void tfa_eng_run_binary(const tfa_engine_t *e, const tfa_eng_op_t *op);
+int tfa_eng_prepare_softmax(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options);
+void tfa_eng_run_softmax(const tfa_engine_t *e, const tfa_eng_op_t *op);
+int tfa_eng_prepare_logistic(tfa_engine_t *e, tfa_eng_op_t *op);
+void tfa_eng_run_logistic(const tfa_engine_t *e, const tfa_eng_op_t *op);
+int tfa_eng_prepare_shape_op(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options);
+void tfa_eng_run_shape_op(const tfa_engine_t *e, const tfa_eng_op_t *op);
+int tfa_eng_prepare_mean(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options);
+void tfa_eng_run_mean(const tfa_engine_t *e, const tfa_eng_op_t *op);
+int tfa_eng_prepare_quantize(tfa_engine_t *e, tfa_eng_op_t *op);
+void tfa_eng_run_quantize(const tfa_engine_t *e, const tfa_eng_op_t *op);
+
+/* Output size check and leading padding of a 2-D window op (kernels_conv.c); uses op's filter,
+ * stride and dilation fields. */
+int tfa_eng_conv_geometry(tfa_eng_op_t *op, uint8_t padding, const tfa_eng_tensor_t *in,
+                          const tfa_eng_tensor_t *out);
+
+/* Shared prepare helpers (engine.c). */
+int tfa_eng_check(const tfa_eng_tensor_t *t, uint8_t type, int need_data);
+int tfa_eng_same_shape(const tfa_eng_tensor_t *a, const tfa_eng_tensor_t *b);
+/* Per-channel multipliers of conv-like ops: input*filter[c]/output scales, as TFLite computes them. */
+int tfa_eng_channel_multipliers(tfa_engine_t *e, tfa_eng_op_t *op, const tfa_eng_tensor_t *in,
+                                const tfa_eng_tensor_t *filter, const tfa_eng_tensor_t *out,
+                                uint32_t channels);
+float tfa_eng_scale_at(const tfa_engine_t *e, const tfa_eng_tensor_t *t, uint32_t i);
+
+#endif

@@ -1,0 +1,118 @@
+/* Greedy arena planner. A RESHAPE output shares its input's bytes (tensors are written once, by
+ * their producer, so the two can never differ): the input's lifetime is stretched over both. Every non-constant tensor lives from the first operator that touches it to
+ * the last (graph inputs from before the first op, graph outputs past the last). Tensors are placed
+ * largest first, each at the lowest offset where it overlaps no already-placed tensor whose lifetime
+ * intersects its own. The list of placed tensors, kept sorted by offset, lives in scratch (the not yet
+ * used tail of the arena). */
+#include "engine_internal.h"
+#include "tfa/errors.h"
+
+static uint32_t prv_round_up(uint32_t v)
+{
+    return (v + (TFA_ENGINE_ARENA_ALIGN - 1u)) & ~(TFA_ENGINE_ARENA_ALIGN - 1u);
+}
+
+static int prv_lifetimes_meet(const tfa_eng_tensor_t *a, const tfa_eng_tensor_t *b)
+{
+    return a->first_use <= b->last_use && b->first_use <= a->last_use;
+}
+
+static void prv_alias_reshapes(tfa_engine_t *e)
+{
+    for (uint32_t i = 0; i < e->op_count; i++) {
+        const tfa_eng_op_t *op = &e->ops[i];
+        if (op->code != TFA_OP_RESHAPE) {
+            continue;
+        }
+        tfa_eng_tensor_t *in = tfa_eng_io(e, &op->inputs, 0);
+        tfa_eng_tensor_t *out = tfa_eng_io(e, &op->outputs, 0);
+        if (in->const_data != NULL || out->alias != 0) {
+            continue;
+        }
+        while (in->alias != 0) { /* follow to the root; chains end (see below) */
+            in = &e->tensors[in->alias - 1u];
+        }
+        if (in == out) {
+            continue; /* the chain from in reached out: aliasing it would make a cycle */
+        }
+        out->alias = (uint16_t)(in - e->tensors + 1);
+        in->first_use = out->first_use < in->first_use ? out->first_use : in->first_use;
+        in->last_use = out->last_use > in->last_use ? out->last_use : in->last_use;
+    }
+}
+
+int tfa_eng_plan(tfa_engine_t *e, uint8_t *scratch, uint32_t scratch_size, uint32_t *bytes)
+{
+    prv_alias_reshapes(e);
+    uint16_t *order = (uint16_t *)(void *)scratch; /* scratch is 16-byte aligned */
+    uint32_t placed = 0;
+    uint64_t total = 0;
+    uint32_t wanted = 0;
+    for (uint32_t i = 0; i < e->tensor_count; i++) {
+        tfa_eng_tensor_t *t = &e->tensors[i];
+        t->planned = t->const_data == NULL && t->first_use <= t->last_use && t->alias == 0;
+        t->placed = 0;
+        wanted += t->planned;
+    }
+    if ((uint64_t)wanted * sizeof(uint16_t) > scratch_size) {
+        *bytes = 0;
+        return -TFA_ERR_ARENA_EXHAUSTED;
+    }
+    for (;;) {
+        tfa_eng_tensor_t *next = NULL;
+        uint32_t next_index = 0;
+        for (uint32_t i = 0; i < e->tensor_count; i++) {
+            tfa_eng_tensor_t *t = &e->tensors[i];
+            if (t->planned && !t->placed && (next == NULL || t->bytes > next->bytes)) {
+                next = t;
+                next_index = i;
+            }
+        }
+        if (next == NULL) {
+            break;
+        }
+        uint32_t size = prv_round_up(next->bytes);
+        uint32_t offset = 0;
+        uint32_t k = 0;
+        for (; k < placed; k++) {
+            const tfa_eng_tensor_t *p = &e->tensors[order[k]];
+            if (!prv_lifetimes_meet(p, next)) {
+                continue;
+            }
+            if ((uint64_t)p->arena_offset >= (uint64_t)offset + size) {
+                break; /* the gap before p is large enough */
+            }
+            uint32_t end = p->arena_offset + prv_round_up(p->bytes);
+            if (end > offset) {
+                offset = end;
+            }
+        }
+        if ((uint64_t)offset + size > 0xFFFFFFF0u) {
+            *bytes = 0;
+            return -TFA_ERR_ARENA_EXHAUSTED; /* cannot be addressed, let alone allocated */
+        }
+        next->arena_offset = offset;
+        next->placed = 1;
+        /* insert keeping order sorted by offset */
+        uint32_t at = placed;
+        while (at > 0 && e->tensors[order[at - 1]].arena_offset > offset) {
+            order[at] = order[at - 1];
+            at--;
+        }
+        order[at] = (uint16_t)next_index;
+        placed++;
+        if ((uint64_t)offset + size > total) {
+            total = (uint64_t)offset + size;
+        }
+    }
+    for (uint32_t i = 0; i < e->tensor_count; i++) {
+        tfa_eng_tensor_t *t = &e->tensors[i];
+        const tfa_eng_tensor_t *root = t;
+        while (root->alias != 0) {
+            root = &e->tensors[root->alias - 1u];
+        }
+        t->arena_offset = root->arena_offset;
+    }
+    *bytes = (uint32_t)total;
+    return 0;
+}
