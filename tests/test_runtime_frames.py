@@ -143,7 +143,8 @@ def test_memory_per_device_is_its_flash_plus_a_few_kib() -> None:
     with new_device() as dev:
         flash = 2 * DEVICE["sector_size"] + 2 * DEVICE["slot_size"]
         assert len(dev.read_flash()) == flash
-        assert flash < dev.memory_bytes < flash + 8 * 1024
+        # + about 6 KiB of the delta decoder's workspace (agent_firmware/core/include/tfa/delta.h)
+        assert flash < dev.memory_bytes < flash + 16 * 1024
 
 
 def test_many_devices_in_one_process() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import random
 import struct
 import sys
 from collections.abc import Callable
@@ -24,7 +25,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
+from signing import delta as dl  # noqa: E402
 from signing import manifest as mf  # noqa: E402
+from signing._flatbuf import FlatBuffer  # noqa: E402
 from signing.keys import key_id, private_key_from_seed, private_pem, public_hex_line  # noqa: E402
 from signing.package import build_package, selftest_input  # noqa: E402
 from signing.policy import DeviceProfile  # noqa: E402
@@ -108,6 +111,46 @@ def patch(data: bytes, field: str, value: int | bytes) -> bytes:
 
 def flip(data: bytes, offset: int) -> bytes:
     return data[:offset] + bytes([data[offset] ^ 0x01]) + data[offset + 1 :]
+
+
+def retrained(model: bytes, seed: int) -> bytes:
+    """The model after a small "retraining": about a third of its int8 weights move by one step. The
+    flatbuffer structure is untouched, so it stays a valid model (what a delta update typically carries)."""
+    rng = random.Random(seed)
+    info = parse_model(model)
+    buffers = FlatBuffer(model).root().table_vector(4, "buffers")
+    out = bytearray(model)
+    for t in info.subgraphs[0].tensors:
+        if t.dtype != "int8" or t.buffer not in info.constant_buffers:
+            continue
+        where = buffers[t.buffer].vector(0, 1, "weights")
+        assert where is not None
+        start, length = where
+        for i in range(start, start + length):
+            if rng.randrange(3) == 0:
+                value = max(-127, min(127, (out[i] ^ 0x80) - 0x80 + rng.choice((-1, 1))))
+                out[i] = value & 0xFF
+    assert out != model
+    return bytes(out)
+
+
+def corrupted_stream(stream: bytes, base: bytes, new: bytes, want_error: bool) -> bytes:
+    """stream with one coded byte (past its first third) changed such that the reference decoder fails
+    (want_error) or quietly produces another model of the same size. Deterministic: the first such
+    change is taken."""
+    start = len(stream) // 3
+    for offset in range(start, len(stream)):
+        for mask in (0x01, 0x10, 0x80):
+            bad = stream[:offset] + bytes([stream[offset] ^ mask]) + stream[offset + 1 :]
+            try:
+                out = dl.decode(bad, base)
+            except dl.DeltaError:
+                if want_error:
+                    return bad
+                continue
+            if not want_error and out != new and len(out) == len(new):
+                return bad
+    raise AssertionError("no suitable corruption found")
 
 
 def main() -> None:
@@ -311,7 +354,7 @@ def main() -> None:
         "self-test expected digest is wrong",
     )
 
-    codes = {"OK": 0, "SELFTEST_FAILED": 42}
+    codes = {"OK": 0, "SELFTEST_FAILED": 42, "WRONG_BASE": 38, "DELTA_CORRUPT": 160}
     from signing.errors import ALL_PACKAGE_ERRORS
 
     codes.update({cls.name: cls.code for cls in ALL_PACKAGE_ERRORS})
@@ -323,9 +366,89 @@ def main() -> None:
             return "selftest"
         return "policy" if codes[expected] >= 32 else "parse"
 
+    # Compressed and delta packages (PROTOCOL section 5), kept apart from "vectors": only a device with a
+    # decoder can judge them (WRONG_BASE needs the active model, DELTA_CORRUPT the decoder). They update
+    # good_active.tfpkg's model to model_update.tflite, with 1 KiB blocks so that a download crosses
+    # several resume points.
+    update = retrained(model, 2026)
+    update_digest = expected_output_sha256(update, SELFTEST_SEED)
+    base_sha = hashlib.sha256(model).digest()
+    delta_stream = dl.encode(update, model, block_log2=10)
+    full_stream = dl.encode(update, b"", block_log2=10)
+    assert dl.decode(delta_stream, model) == update and dl.decode(full_stream) == update
+    update_fields: dict[str, object] = {
+        "selftest_seed": SELFTEST_SEED,
+        "selftest_output_sha256": update_digest,
+    }
+    other_base = retrained(model, 7)
+    delta_vectors: list[tuple[str, bytes, str, str, str]] = []  # + where the device refuses it
+
+    def add_delta(name: str, data: bytes, expected: str, stage: str, description: str) -> None:
+        delta_vectors.append((name, data, expected, stage, description))
+
+    def build_encoded(payload: bytes, encoding: int, base: bytes | None = None) -> bytes:
+        return build(
+            update, payload=payload, payload_encoding=encoding, delta_base_sha256=base, **update_fields
+        )
+
+    add_delta(
+        "delta_good.tfpkg",
+        build_encoded(delta_stream, dl.ENCODING_DELTA, base_sha),
+        "OK",
+        "none",
+        f"delta from good_active's model to model_update.tflite, {len(delta_stream)} bytes, 1 KiB blocks",
+    )
+    add_delta(
+        "compressed_good.tfpkg",
+        build_encoded(full_stream, dl.ENCODING_COMPRESSED),
+        "OK",
+        "none",
+        f"model_update.tflite compressed, {len(full_stream)} bytes, 1 KiB blocks",
+    )
+    add_delta(
+        "delta_wrong_base.tfpkg",
+        build_encoded(
+            dl.encode(update, other_base, block_log2=10),
+            dl.ENCODING_DELTA,
+            hashlib.sha256(other_base).digest(),
+        ),
+        "WRONG_BASE",
+        "begin",
+        "validly signed delta against another model than the active one",
+    )
+    add_delta(
+        "delta_corrupt_stream.tfpkg",
+        build_encoded(corrupted_stream(delta_stream, model, update, True), dl.ENCODING_DELTA, base_sha),
+        "DELTA_CORRUPT",
+        "chunk",
+        "one coded byte changed so the stream is malformed, validly signed (payload digest matches)",
+    )
+    add_delta(
+        "delta_wrong_output.tfpkg",
+        build_encoded(corrupted_stream(delta_stream, model, update, False), dl.ENCODING_DELTA, base_sha),
+        "DIGEST_MISMATCH",
+        "end",
+        "one coded byte changed so the stream decodes to another model, validly signed",
+    )
+
     for old in HERE.glob("*.tfpkg"):
         old.unlink()
     (HERE / "good_active.tfpkg").write_bytes(build(**ACTIVE))
+    (HERE / "model_update.tflite").write_bytes(update)
+    delta_index = []
+    for name, data, expected, stage, description in delta_vectors:
+        (HERE / name).write_bytes(data)
+        delta_index.append(
+            {
+                "file": name,
+                "expected": expected,
+                "code": codes[expected],
+                "stage": stage,
+                "payload_encoding": data[mf.OFFSETS["payload_encoding"][0]],
+                "size": len(data),
+                "description": description,
+            }
+        )
     index = []
     for name, data, expected, description in vectors:
         (HERE / name).write_bytes(data)
@@ -369,6 +492,13 @@ def main() -> None:
             "input_bytes": selftest_input(SELFTEST_SEED, 8).hex(),
         },
         "vectors": index,
+        "model_update": {
+            "file": "model_update.tflite",
+            "size": len(update),
+            "sha256": hashlib.sha256(update).hexdigest(),
+            "selftest_output_sha256": update_digest.hex(),
+        },
+        "delta_vectors": delta_index,
     }
     (HERE / "index.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     lines = [f"{v['file']} {v['code']} {v['layer']}" for v in index]
@@ -378,7 +508,10 @@ def main() -> None:
         encoding="ascii",
     )
     assert struct.calcsize("<I") == 4
-    print(f"wrote {len(index)} vectors, model {len(model)} bytes, large model {len(large)} bytes")
+    print(
+        f"wrote {len(index)} vectors + {len(delta_index)} delta vectors, model {len(model)} bytes, "
+        f"large model {len(large)} bytes"
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 /* Install state machine over the slot layout of tfa/runtime.h and the state log of tfa/state.h.
  * Rule that keeps power cuts harmless: a slot is written only while the state says it is not valid,
- * and it becomes valid (one state record) only after its model was re-hashed from flash. */
+ * and it becomes valid (one state record) only after its model was re-hashed from flash.
+ * Compressed and delta payloads go through the caller's tfa_delta_t (config->delta_workspace), which
+ * writes only the target slot and reads the base from the active slot; its block-boundary checkpoint is
+ * kept in the state record so that a reboot resumes at the last recorded boundary. */
 #include "tfa/runtime.h"
 
 #include <string.h>
@@ -125,6 +128,94 @@ static void prv_drop_download(tfa_state_t *next)
     memset(next->decoder, 0, sizeof(next->decoder));
 }
 
+/* ---- payload decoder (encodings 1 and 2) ---- */
+
+static void prv_put_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t prv_get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* The record's 12 decoder bytes (PROTOCOL 1.4): in_offset, out_offset, block_log2, move_bits, has_base,
+ * valid. All zero before the stream header has been read. */
+static void prv_checkpoint_encode(const tfa_delta_checkpoint_t *cp, uint8_t out[TFA_STATE_DECODER_SIZE])
+{
+    memset(out, 0, TFA_STATE_DECODER_SIZE);
+    if (cp->valid) {
+        prv_put_u32(out, cp->in_offset);
+        prv_put_u32(out + 4, cp->out_offset);
+        out[8] = cp->block_log2;
+        out[9] = cp->move_bits;
+        out[10] = cp->has_base;
+        out[11] = 1;
+    }
+}
+
+/* The checkpoint of a recorded download, checked against the record (tfa_delta_resume checks the rest). */
+static int prv_checkpoint_decode(const tfa_state_t *st, tfa_delta_checkpoint_t *cp)
+{
+    static const uint8_t zero[TFA_STATE_DECODER_SIZE];
+    const uint8_t *in = st->decoder;
+    memset(cp, 0, sizeof(*cp));
+    if (in[11] == 0u) {
+        return memcmp(in, zero, sizeof(zero)) == 0 && st->download_offset == 0u ? 0 : -TFA_ERR_STATE_CORRUPT;
+    }
+    cp->in_offset = prv_get_u32(in);
+    cp->out_offset = prv_get_u32(in + 4);
+    cp->block_log2 = in[8];
+    cp->move_bits = in[9];
+    cp->has_base = in[10];
+    cp->valid = 1;
+    return in[11] == 1u && cp->in_offset == st->download_offset ? 0 : -TFA_ERR_STATE_CORRUPT;
+}
+
+/* (Re)start the decoder of the download st records, at its checkpoint (or the stream start). The base
+ * of a delta is the active model, which must still be the one the signed manifest names. */
+static int prv_decoder_arm(tfa_runtime_t *rt, const tfa_state_t *st)
+{
+    uint8_t t = st->target_slot;
+    const tfa_manifest_t *m = &rt->slot_manifest[t];
+    tfa_delta_t *d = rt->config->delta_workspace;
+    rt->decoding = 0;
+    if (d == NULL) {
+        return -TFA_ERR_FIELD_RANGE;
+    }
+    uint32_t base_addr = 0;
+    uint32_t base_len = 0;
+    if (m->payload_encoding == TFA_ENC_DELTA) {
+        uint8_t a = st->active_slot;
+        if (a >= 2u || (st->slot_valid & prv_bit(a)) == 0u || (rt->slot_known & prv_bit(a)) == 0u ||
+            memcmp(rt->slot_manifest[a].model_sha256, m->delta_base_sha256, 32) != 0) {
+            return -TFA_ERR_WRONG_BASE;
+        }
+        base_addr = prv_model_addr(rt, a);
+        base_len = rt->slot_manifest[a].model_size;
+    }
+    tfa_delta_checkpoint_t cp;
+    int err = prv_checkpoint_decode(st, &cp);
+    if (err == 0) {
+        err = tfa_delta_resume(d, rt->flash, base_addr, base_len, prv_model_addr(rt, t), m->model_size, &cp);
+    }
+    if (err != 0) {
+        return err == -TFA_ERR_DELTA_CORRUPT ? -TFA_ERR_STATE_CORRUPT : err;
+    }
+    rt->received = st->download_offset;
+    rt->decoding = 1;
+    return 0;
+}
+
+static int prv_decoded(const tfa_runtime_t *rt, uint8_t slot)
+{
+    return rt->slot_manifest[slot].payload_encoding != TFA_ENC_RAW;
+}
+
 static int prv_geometry_ok(const tfa_flash_t *flash, const tfa_device_config_t *config)
 {
     uint32_t sector = flash->sector_size;
@@ -212,6 +303,14 @@ int tfa_runtime_boot(tfa_runtime_t *rt, const tfa_flash_t *flash, const tfa_devi
     if (corrupt) {
         next.last_error = TFA_ERR_STATE_CORRUPT;
     }
+    if (next.phase == TFA_PHASE_DOWNLOADING && prv_decoded(rt, next.target_slot)) {
+        /* Resume decoding at the recorded block boundary, or give the download up. */
+        err = prv_decoder_arm(rt, &next);
+        if (err != 0) {
+            prv_drop_download(&next);
+            next.last_error = (uint8_t)-err;
+        }
+    }
     if (corrupt || !prv_state_equal(&next, &loaded)) {
         err = prv_commit(rt, &next);
         if (err != 0) {
@@ -233,7 +332,7 @@ int tfa_runtime_status(const tfa_runtime_t *rt, tfa_status_t *out)
     out->boot_attempts = rt->state.trial_boots;
     out->last_error = rt->state.last_error;
     out->security_floor = rt->state.security_floor;
-    out->download_offset = rt->state.download_offset;
+    out->download_offset = rt->decoding ? rt->received : rt->state.download_offset;
     out->download_size = rt->state.download_size;
     out->target_slot = rt->state.target_slot;
     out->selftest_passed = rt->selftest_passed;
@@ -274,8 +373,8 @@ static int prv_policy(const tfa_runtime_t *rt, const tfa_manifest_t *m)
         (active == NULL || memcmp(m->delta_base_sha256, active->model_sha256, 32) != 0)) {
         return -TFA_ERR_WRONG_BASE;
     }
-    /* Decoders for compressed and delta payloads are not part of the runtime yet. */
-    if (m->payload_encoding != TFA_ENC_RAW) {
+    /* A device built without a decoder workspace installs raw payloads only. */
+    if (m->payload_encoding != TFA_ENC_RAW && cfg->delta_workspace == NULL) {
         return -TFA_ERR_FIELD_RANGE;
     }
     return 0;
@@ -302,8 +401,13 @@ int tfa_install_begin(tfa_runtime_t *rt, const uint8_t *manifest, uint32_t len)
                t < 2u && (rt->slot_known & prv_bit(t)) != 0u &&
                memcmp(&rt->slot_manifest[t], &m, sizeof(m)) == 0;
     if (same) {
-        return 0; /* resume: status.download_offset says where */
+        /* resume: status.download_offset says where (a decoder lost to a failure restarts) */
+        if (rt->state.phase == TFA_PHASE_DOWNLOADING && prv_decoded(rt, t) && !rt->decoding) {
+            err = prv_decoder_arm(rt, &rt->state);
+        }
+        return err != 0 ? prv_fail(rt, err) : 0;
     }
+    rt->decoding = 0;
     uint8_t target = rt->state.active_slot == 0u ? 1u : 0u;
     /* 1. The slot stops being valid before a single byte of it changes. */
     tfa_state_t next = rt->state;
@@ -341,6 +445,54 @@ int tfa_install_begin(tfa_runtime_t *rt, const uint8_t *manifest, uint32_t len)
     }
     memcpy(&rt->slot_manifest[target], &m, sizeof(m)); /* memcpy: padding too, for memcmp */
     rt->slot_known |= prv_bit(target);
+    if (prv_decoded(rt, target)) {
+        err = prv_decoder_arm(rt, &rt->state);
+    }
+    return err != 0 ? prv_fail(rt, err) : 0;
+}
+
+/* Give the current download up with code (its slot stays invalid). */
+static int prv_drop_failed(tfa_runtime_t *rt, int code)
+{
+    uint8_t t = rt->state.target_slot;
+    tfa_state_t next = rt->state;
+    prv_drop_download(&next);
+    next.last_error = (uint8_t)-code;
+    int err = prv_commit(rt, &next);
+    if (t < 2u) {
+        rt->slot_known &= (uint8_t)~prv_bit(t);
+    }
+    rt->decoding = 0;
+    return prv_fail(rt, err != 0 ? err : code);
+}
+
+/* Encodings 1 and 2: decode into the target slot; record the checkpoint when a block boundary passed.
+ * The record is written only then, not per chunk. */
+static int prv_chunk_decode(tfa_runtime_t *rt, const uint8_t *data, uint32_t len)
+{
+    if (!rt->decoding) {
+        return prv_fail(rt, -TFA_ERR_BAD_STATE);
+    }
+    tfa_delta_t *d = rt->config->delta_workspace;
+    int err = tfa_delta_feed(d, data, len);
+    if (err == -TFA_ERR_DELTA_CORRUPT) {
+        return prv_drop_failed(rt, err);
+    }
+    if (err == 0) {
+        rt->received += len;
+        const tfa_delta_checkpoint_t *cp = tfa_delta_checkpoint(d);
+        tfa_state_t next = rt->state;
+        prv_checkpoint_encode(cp, next.decoder);
+        next.download_offset = cp->valid ? cp->in_offset : 0u;
+        if (!prv_state_equal(&next, &rt->state)) {
+            err = prv_commit(rt, &next);
+        }
+    }
+    if (err != 0) {
+        /* Back to the last durable boundary: the agent sends again from status.download_offset. */
+        (void)prv_decoder_arm(rt, &rt->state);
+        return prv_fail(rt, err);
+    }
     return 0;
 }
 
@@ -353,7 +505,8 @@ int tfa_install_chunk(tfa_runtime_t *rt, uint32_t offset, const uint8_t *data, u
     if (st->phase != TFA_PHASE_DOWNLOADING) {
         return prv_fail(rt, -TFA_ERR_BAD_STATE);
     }
-    if (offset != st->download_offset) {
+    uint32_t expected = rt->decoding ? rt->received : st->download_offset;
+    if (offset != expected) {
         return prv_fail(rt, -TFA_ERR_BAD_OFFSET);
     }
     if (len > st->download_size - offset || (data == NULL && len != 0u)) {
@@ -361,6 +514,9 @@ int tfa_install_chunk(tfa_runtime_t *rt, uint32_t offset, const uint8_t *data, u
     }
     if (len == 0u) {
         return 0;
+    }
+    if (prv_decoded(rt, st->target_slot)) {
+        return prv_chunk_decode(rt, data, len);
     }
     /* RAW payload: payload offset == model offset. */
     int err = rt->flash->program(rt->flash->ctx, prv_model_addr(rt, st->target_slot) + offset, data, len);
@@ -384,29 +540,43 @@ int tfa_install_end(tfa_runtime_t *rt)
     if (rt->state.phase != TFA_PHASE_DOWNLOADING) {
         return prv_fail(rt, -TFA_ERR_BAD_STATE);
     }
-    if (rt->state.download_offset != rt->state.download_size) {
+    uint32_t received = rt->decoding ? rt->received : rt->state.download_offset;
+    if (received != rt->state.download_size) {
         return prv_fail(rt, -TFA_ERR_SIZE_MISMATCH);
     }
     uint8_t t = rt->state.target_slot;
     const tfa_manifest_t *m = &rt->slot_manifest[t];
+    int err = 0;
+    if (prv_decoded(rt, t)) {
+        /* The stream must have produced exactly model_size bytes; the model digest then decides. */
+        err = rt->decoding ? tfa_delta_finish(rt->config->delta_workspace) : -TFA_ERR_BAD_STATE;
+        if (err == -TFA_ERR_DELTA_CORRUPT) {
+            return prv_drop_failed(rt, err);
+        }
+        if (err != 0) {
+            return prv_fail(rt, err);
+        }
+    }
     uint8_t digest[32];
     /* For RAW the payload digest equals the model digest (checked by the parser): one hash covers both. */
-    int err = prv_hash_flash(rt, prv_model_addr(rt, t), m->model_size, digest);
+    err = prv_hash_flash(rt, prv_model_addr(rt, t), m->model_size, digest);
     if (err != 0) {
         return prv_fail(rt, err);
     }
-    tfa_state_t next = rt->state;
     if (memcmp(digest, m->model_sha256, 32) != 0) {
-        prv_drop_download(&next);
-        next.last_error = TFA_ERR_DIGEST_MISMATCH;
-        err = prv_commit(rt, &next);
-        rt->slot_known &= (uint8_t)~prv_bit(t);
-        return prv_fail(rt, err != 0 ? err : -TFA_ERR_DIGEST_MISMATCH);
+        return prv_drop_failed(rt, -TFA_ERR_DIGEST_MISMATCH);
     }
+    tfa_state_t next = rt->state;
     next.phase = TFA_PHASE_DOWNLOADED;
     next.slot_valid |= prv_bit(t);
+    next.download_offset = next.download_size;
+    memset(next.decoder, 0, sizeof(next.decoder));
     err = prv_commit(rt, &next);
-    return err != 0 ? prv_fail(rt, err) : 0;
+    if (err != 0) {
+        return prv_fail(rt, err);
+    }
+    rt->decoding = 0;
+    return 0;
 }
 
 int tfa_install_abort(tfa_runtime_t *rt)
@@ -430,6 +600,7 @@ int tfa_install_abort(tfa_runtime_t *rt)
     if (t < 2u) {
         rt->slot_known &= (uint8_t)~prv_bit(t);
     }
+    rt->decoding = 0;
     return 0;
 }
 

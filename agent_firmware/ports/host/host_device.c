@@ -19,6 +19,7 @@ struct tfa_host_device {
     tfa_device_config_t config;
     tfa_trusted_key_t keys[TFA_HOST_MAX_KEYS];
     tfa_runtime_t rt;
+    tfa_delta_t delta;             /* decoder workspace for compressed and delta packages */
     tfa_link_t link;
     tfa_engine_ops_t engine_ops;
     /* The inference engine's RAM: the arena (ram_budget bytes) is allocated only while needed, so that
@@ -200,6 +201,7 @@ int tfa_host_create(const tfa_host_config_t *cfg, tfa_host_device_t **out)
     dev->config.max_trial_boots = (uint8_t)cfg->max_trial_boots;
     dev->config.selftest_hook = prv_selftest_hook;
     dev->config.selftest_ctx = dev;
+    dev->config.delta_workspace = &dev->delta;
     dev->engine_ops.ctx = dev;
     dev->engine_ops.write_input = prv_write_input;
     dev->engine_ops.invoke = prv_invoke;

@@ -6,6 +6,8 @@
  * The inference engine (tfa/engine.h) is wired in: it runs the trial self-test (config selftest_hook)
  * and answers INFER on the active model, with an arena of ram_budget bytes that is allocated only
  * while needed (during a self-test; from the first INFER until the next boot).
+ * Each device also holds the payload decoder's workspace (tfa_delta_t, about 6 KiB) for compressed and
+ * delta packages.
  *
  * All int functions return 0 or -TFA_ERR_x. The functions taking a handle accept only handles from
  * tfa_host_create() that were not destroyed. */

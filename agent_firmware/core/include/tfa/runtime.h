@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tfa/delta.h"
 #include "tfa/flash.h"
 #include "tfa/manifest.h"
 #include "tfa/state.h"
@@ -54,6 +55,11 @@ typedef struct tfa_device_config {
     int (*selftest_hook)(void *ctx, const tfa_manifest_t *manifest, const uint8_t *model,
                          uint32_t model_len);
     void *selftest_ctx;
+    /* RAM for the payload decoder (compressed and delta packages, payload_encoding 1 and 2), owned by
+     * the caller so that tfa_runtime_t stays small; one per runtime, used only during such a download.
+     * NULL: the device installs raw packages only and refuses encodings 1 and 2 at begin with
+     * -TFA_ERR_FIELD_RANGE (after every other check passed). */
+    tfa_delta_t *delta_workspace;
 } tfa_device_config_t;
 
 /* What the device reports (hello/state message, MQTT reported state). */
@@ -93,6 +99,11 @@ typedef struct tfa_runtime {
     uint8_t slot_known;               /* bit i: slot_manifest[i] was read from slot i and authenticated */
     uint8_t selftest_passed;
     uint8_t booted;
+    /* 1 while config->delta_workspace decodes the current (compressed or delta) download; received is
+     * then the payload offset the next chunk must have. The state record keeps only the last block
+     * boundary (its download_offset), which is where a download resumes after a reboot. */
+    uint8_t decoding;
+    uint32_t received;
 } tfa_runtime_t;
 
 /* Boot: load the state log (an empty state area is a fresh device; one holding data but no valid record
@@ -105,16 +116,23 @@ int tfa_runtime_status(const tfa_runtime_t *rt, tfa_status_t *out);
 /* Install: begin takes the manifest (len >= 292; bytes after it are ignored), authenticates it and
  * applies the policy (hardware class, runtime version, security floor, sequence, sizes, arena, delta
  * base) before any payload byte is accepted, then erases the inactive slot and writes the manifest.
- * Only payload_encoding RAW is installed for now: a valid compressed or delta package is refused with
- * -TFA_ERR_FIELD_RANGE after all policy checks passed. Allowed in IDLE, DOWNLOADING and DOWNLOADED
+ * Compressed and delta payloads (encodings 1, 2) need config->delta_workspace (else -TFA_ERR_FIELD_RANGE
+ * after all policy checks passed); a delta applies to the active model (-TFA_ERR_WRONG_BASE unless its
+ * digest is delta_base_sha256), which is never written. Allowed in IDLE, DOWNLOADING and DOWNLOADED
  * (a new begin abandons the previous download); the same manifest again while DOWNLOADING resumes
  * (returns 0, nothing erased; tfa_runtime_status() gives the resume offset). Not allowed in TRIAL. */
 int tfa_install_begin(tfa_runtime_t *rt, const uint8_t *manifest, uint32_t len);
 /* offset is a payload offset (package offset - 292) and must equal status.download_offset, else
- * -TFA_ERR_BAD_OFFSET. A download survives disconnects and reboots: continue at the resume offset. */
+ * -TFA_ERR_BAD_OFFSET. A download survives disconnects and reboots: continue at the resume offset.
+ * Encodings 1 and 2 are decoded into the target slot as they arrive: a malformed stream drops the
+ * download (-TFA_ERR_DELTA_CORRUPT, phase IDLE); any other failure rewinds status.download_offset to the
+ * last recorded block boundary, from where the agent sends again. After a reboot such a download
+ * resumes at that boundary (it can be below the bytes sent before the reboot). */
 int tfa_install_chunk(tfa_runtime_t *rt, uint32_t offset, const uint8_t *data, uint32_t len);
 /* All payload received: re-hash the model from flash; on a mismatch the download is dropped
- * (-TFA_ERR_DIGEST_MISMATCH, phase IDLE). Returns 0 again when already DOWNLOADED. */
+ * (-TFA_ERR_DIGEST_MISMATCH, phase IDLE). For encodings 1 and 2 the decoder must have produced exactly
+ * model_size bytes first (else -TFA_ERR_DELTA_CORRUPT, dropped); their payload_sha256 is not checked on
+ * the device: the signed model_sha256, checked from flash, decides. Returns 0 again when DOWNLOADED. */
 int tfa_install_end(tfa_runtime_t *rt);
 /* Drop the current download (DOWNLOADING or DOWNLOADED); 0 in IDLE, -TFA_ERR_BAD_STATE in TRIAL. */
 int tfa_install_abort(tfa_runtime_t *rt);
