@@ -34,8 +34,7 @@ def demo(
     devices: int = typer.Option(200, min=1, max=5000, help="simulated devices"),
     processes: int = typer.Option(0, min=0, help="fleet worker processes (0: one per core)"),
 ) -> None:
-    """The main job: signing walk-through, embedded stack, 200 simulated devices, v1, v2 in waves,
-    a bad v3 stopped and rolled back, and a summary table."""
+    """The main job: 200 simulated devices get v1, v2 in three waves, and a bad v3 that is rolled back."""
     from tinyfleet.demo import main as demo_main
 
     raise typer.Exit(demo_main(keep=keep, devices=devices, processes=processes or None))

@@ -1,0 +1,1 @@
+"""tinyfleet control plane: model registry, packages, devices, rollouts, MQTT gateway, telemetry."""

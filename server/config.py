@@ -1,0 +1,147 @@
+"""Settings of the control plane, read from the environment (TINYFLEET_*).
+
+Development mode works out of the box (SQLite file, a generated signing key, a known API token).
+Production mode refuses to start with any of those defaults: a forgotten variable must not silently
+leave a fleet controllable with a token that is printed in this file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+DEFAULT_API_TOKEN = "tinyfleet-dev-token"
+DEFAULT_DATABASE_URL = "sqlite:///./tinyfleet.db"
+DEFAULT_CHUNK_SIZE = 1024
+MIN_CHUNK_SIZE = 64
+MAX_CHUNK_SIZE = 64 * 1024
+MODES = ("development", "production")
+
+
+class ConfigError(Exception):
+    """The settings cannot be used; the message says which variable to fix."""
+
+
+@dataclass(frozen=True)
+class MqttUrl:
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    tls: bool
+
+    @classmethod
+    def parse(cls, url: str) -> MqttUrl:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ConfigError(f"MQTT URL must start with mqtt:// or mqtts://, got {url!r}")
+        if not parts.hostname:
+            raise ConfigError(f"MQTT URL has no host: {url!r}")
+        tls = parts.scheme == "mqtts"
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError:
+            raise ConfigError(f"MQTT URL has an invalid port: {url!r}") from None
+        return cls(parts.hostname, port, parts.username, parts.password, tls)
+
+
+@dataclass(frozen=True)
+class Settings:
+    mode: str = "development"
+    database_url: str = DEFAULT_DATABASE_URL
+    api_token: str = DEFAULT_API_TOKEN
+    data_dir: Path = Path("./tinyfleet-data")
+    # Server-held Ed25519 key that signs packages built from uploaded .tflite files.
+    signing_key_path: Path | None = None
+    signing_key_passphrase: str | None = None
+    # Extra trusted public keys (offline release keys); the server key is always trusted.
+    trusted_key_paths: tuple[Path, ...] = ()
+    mqtt_url: str | None = None
+    # What provisioned devices are told to connect to (defaults to the gateway's own broker address).
+    device_mqtt_url: str | None = None
+    mqtt_client_id: str = "tinyfleet-server"
+    mqtt_ca_file: Path | None = None
+    # Mosquitto password file the server keeps up to date with device credentials (optional).
+    mqtt_password_file: Path | None = None
+    default_chunk_size: int = DEFAULT_CHUNK_SIZE
+    tick_seconds: float = 1.0
+    action_timeout_seconds: float = 600.0
+    telemetry_flush_rows: int = 200
+    telemetry_flush_seconds: float = 1.0
+    max_upload_bytes: int = 16 * 1024 * 1024
+
+    @property
+    def production(self) -> bool:
+        return self.mode == "production"
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def validate(self) -> Settings:
+        if self.mode not in MODES:
+            raise ConfigError(f"TINYFLEET_MODE must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if not (MIN_CHUNK_SIZE <= self.default_chunk_size <= MAX_CHUNK_SIZE):
+            raise ConfigError(
+                f"TINYFLEET_CHUNK_SIZE must be in {MIN_CHUNK_SIZE}..{MAX_CHUNK_SIZE},"
+                f" got {self.default_chunk_size}"
+            )
+        if self.tick_seconds <= 0 or self.action_timeout_seconds <= 0:
+            raise ConfigError("TINYFLEET_TICK_SECONDS and TINYFLEET_ACTION_TIMEOUT must be positive")
+        if self.mqtt_url:
+            MqttUrl.parse(self.mqtt_url)
+        if self.device_mqtt_url:
+            MqttUrl.parse(self.device_mqtt_url)
+        if self.production:
+            problems = []
+            if self.api_token == DEFAULT_API_TOKEN or len(self.api_token) < 16:
+                problems.append(
+                    "TINYFLEET_API_TOKEN is the development default or shorter than 16 characters"
+                )
+            if self.signing_key_path is None:
+                problems.append("TINYFLEET_SIGNING_KEY is not set (production never generates its own key)")
+            if self.database_url == DEFAULT_DATABASE_URL:
+                problems.append("TINYFLEET_DATABASE_URL is the development default")
+            if problems:
+                raise ConfigError("refusing to start in production mode: " + "; ".join(problems))
+        return self
+
+
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _path(env: dict[str, str], name: str) -> Path | None:
+    raw = env.get(name)
+    return Path(raw) if raw else None
+
+
+def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
+    """Build and validate Settings from TINYFLEET_* variables (os.environ by default)."""
+    env = dict(os.environ if environ is None else environ)
+    trusted = tuple(Path(p) for p in env.get("TINYFLEET_TRUSTED_KEYS", "").split(",") if p.strip())
+    settings = Settings(
+        mode=env.get("TINYFLEET_MODE", "development"),
+        database_url=env.get("TINYFLEET_DATABASE_URL", DEFAULT_DATABASE_URL),
+        api_token=env.get("TINYFLEET_API_TOKEN", DEFAULT_API_TOKEN),
+        data_dir=Path(env.get("TINYFLEET_DATA_DIR", "./tinyfleet-data")),
+        signing_key_path=_path(env, "TINYFLEET_SIGNING_KEY"),
+        signing_key_passphrase=env.get("TINYFLEET_SIGNING_KEY_PASSPHRASE") or None,
+        trusted_key_paths=trusted,
+        mqtt_url=env.get("TINYFLEET_MQTT_URL") or None,
+        device_mqtt_url=env.get("TINYFLEET_DEVICE_MQTT_URL") or None,
+        mqtt_client_id=env.get("TINYFLEET_MQTT_CLIENT_ID", "tinyfleet-server"),
+        mqtt_ca_file=_path(env, "TINYFLEET_MQTT_CA_FILE"),
+        mqtt_password_file=_path(env, "TINYFLEET_MQTT_PASSWORD_FILE"),
+        default_chunk_size=int(_float(env, "TINYFLEET_CHUNK_SIZE", DEFAULT_CHUNK_SIZE)),
+        tick_seconds=_float(env, "TINYFLEET_TICK_SECONDS", 1.0),
+        action_timeout_seconds=_float(env, "TINYFLEET_ACTION_TIMEOUT", 600.0),
+    )
+    return settings.validate()

@@ -1,0 +1,1 @@
+"""The dashboard page (static HTML served at /)."""
