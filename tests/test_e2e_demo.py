@@ -1,0 +1,41 @@
+"""The main job (`tinyfleet demo`) end to end, with a smaller fleet: v1 to all, v2 in three waves, and
+the bad v3 stopped by its failure threshold and rolled back, every device ending on v2."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from rich.console import Console
+
+from simulator.broker import BrokerError, find_mosquitto
+from tinyfleet.demo import DemoOptions, run_demo
+from tinyfleet.demo_models import SHARED_PAIRS
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def test_demo_rolls_out_v1_v2_and_rolls_back_bad_v3() -> None:
+    try:
+        find_mosquitto()
+    except BrokerError as exc:
+        pytest.skip(str(exc))
+    if not (SHARED_PAIRS / "hello_world_int8.0.tflite").is_file():
+        pytest.skip(f"real models not found at {SHARED_PAIRS}")
+    out = io.StringIO()
+    report = run_demo(DemoOptions(devices=20, processes=1), Console(file=out, width=120))
+    assert report.rollout_states == {"v1": "completed", "v2": "completed", "v3-bad": "rolled_back"}, (
+        out.getvalue()
+    )
+    assert report.final_versions == {"2.0.0": 20}
+    v1 = [w for w in report.waves if w.rollout == "v1"]
+    v2 = [w for w in report.waves if w.rollout == "v2"]
+    v3 = [w for w in report.waves if w.rollout == "v3-bad"]
+    assert sum(w.confirmed for w in v1) == 20 and sum(w.confirmed for w in v2) == 20
+    assert [w.devices for w in v2] == [2, 6, 12]
+    # The bad release failed on devices of the first wave (trial self-test) and went no further.
+    assert v3[0].failed >= 1 and v3[0].confirmed == 0
+    assert all(w.confirmed == 0 and w.bytes_sent == 0 for w in v3[1:] if w.wave != "rollback")
+    assert "failure threshold reached" in out.getvalue()
+    # ...for the right reason: the runtime's trial self-test, not a download or signature problem.
+    assert "SELFTEST_FAILED (42)" in out.getvalue()

@@ -1,0 +1,365 @@
+"""`tinyfleet demo`: the whole system on one machine, in a few minutes.
+
+1. starts a Mosquitto on a free port (device passwords written by the server, per-device ACL) and the
+   control plane (SQLite, MQTT gateway, rollout engine, API);
+2. signs three releases of a real TinyML model offline (tinyfleet/demo_models.py) and uploads them;
+3. provisions 200 simulated devices, each driving its own instance of the real C runtime;
+4. rolls v1 out to all, v2 in three waves, then the bad v3, whose devices fail their trial self-test
+   until the failure threshold stops the rollout and rolls it back;
+5. prints a summary per wave (devices, confirmed, failed, bytes sent, seconds).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from signing.keys import generate_private_key, save_keypair
+from simulator.broker import Broker, BrokerError
+from simulator.cli import provision_fleet
+from simulator.fleet import Fleet, FleetConfig, FleetError
+from simulator.frames import error_name
+from simulator.profiles import FleetMix, get_profile
+from simulator.server_api import ServerApi, ServerApiError
+from tinyfleet.demo_models import MODEL_NAME, Release, build_releases, model_files
+
+SERVER_USER = "tinyfleet-server"
+TERMINAL_ROLLOUT = ("completed", "paused", "aborted", "rolled_back")
+DONE_ACTION = ("confirmed", "failed", "rolled_back", "timed_out")
+
+
+class DemoError(RuntimeError):
+    """A demo step failed; the message says which and why."""
+
+
+@dataclass
+class WaveResult:
+    rollout: str
+    wave: str
+    devices: int = 0
+    confirmed: int = 0
+    failed: int = 0
+    cancelled: int = 0  # stopped by a rollback before finishing (shown as "stopped")
+    bytes_sent: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class DemoReport:
+    waves: list[WaveResult] = field(default_factory=list)
+    rollout_states: dict[str, str] = field(default_factory=dict)
+    final_versions: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class DemoOptions:
+    devices: int = 200
+    processes: int | None = None
+    keep: bool = False
+    workdir: Path | None = None
+    timeout_per_rollout: float = 240.0
+
+
+# ----- the embedded stack ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Embedded:
+    broker: Broker
+    api: ServerApi
+    server_url: str
+    server: Any
+    workdir: Path
+    release_pub: Path
+
+
+@contextmanager
+def embedded_stack(
+    workdir: Path, release_pub: Path, console: Console, tick_seconds: float = 0.25
+) -> Iterator[Embedded]:
+    """Broker + control plane, torn down in reverse order. The server keeps the broker's password file
+    (device credentials); the demo sends the broker SIGHUP after provisioning so that it re-reads it."""
+    from server.services.credentials import hash_password, write_password_file
+    from server.stack import run_stack
+
+    server_password = secrets.token_urlsafe(18)
+    password_file = workdir / "mosquitto.passwd"
+    # The gateway's own account must exist before the broker starts, or its first connection is refused.
+    write_password_file(password_file, [(SERVER_USER, hash_password(server_password))])
+    with ExitStack() as stack:
+        broker = stack.enter_context(Broker(password_file=password_file, admin_users=[SERVER_USER]))
+        console.print(f"[green]✓[/] mosquitto on {broker.url} (per-device passwords and ACL)")
+        mqtt_url = f"mqtt://{SERVER_USER}:{server_password}@{broker.host}:{broker.port}"
+        server = stack.enter_context(
+            run_stack(
+                mqtt_url,
+                data_dir=workdir / "server",
+                mqtt_password_file=password_file,
+                trusted_key_paths=(release_pub,),
+                tick_seconds=tick_seconds,
+            )
+        )
+        console.print(f"[green]✓[/] control plane on {server.url} (SQLite in {workdir / 'server'})")
+        api = stack.enter_context(ServerApi(server.url, server.token))
+        yield Embedded(broker, api, server.url, server, workdir, release_pub)
+
+
+# ----- rollouts with live progress --------------------------------------------------------------------------
+
+
+def _failed(action: dict[str, Any]) -> bool:
+    """Failed on the device (its error code survives when a rollback later stands the action down)."""
+    return action["state"] in ("failed", "timed_out") or bool(action["error_code"])
+
+
+def _wave_results(name: str, rollout: dict[str, Any], actions: list[dict[str, Any]]) -> list[WaveResult]:
+    results = []
+    for wave, size in enumerate(rollout.get("wave_sizes") or []):
+        mine = [a for a in actions if a["wave"] == wave and a["purpose"] == "deploy"]
+        started = [a["notified_at"] or a["created_at"] for a in mine if a["state"] != "queued"]
+        ended = [a["updated_at"] for a in mine if a["state"] in DONE_ACTION]
+        r = WaveResult(name, f"wave {wave + 1}", devices=size)
+        r.confirmed = sum(a["state"] == "confirmed" for a in mine)
+        r.failed = sum(_failed(a) for a in mine)
+        r.cancelled = sum(a["state"] == "rolled_back" and not _failed(a) for a in mine)
+        r.bytes_sent = sum(a["bytes_received"] for a in mine)
+        r.seconds = max(ended) - min(started) if started and ended else 0.0
+        results.append(r)
+    rollback = [a for a in actions if a["purpose"] == "rollback"]
+    if rollback:
+        r = WaveResult(name, "rollback", devices=len(rollback))
+        r.confirmed = sum(a["state"] == "confirmed" for a in rollback)
+        r.failed = sum(a["state"] in ("failed", "timed_out") for a in rollback)
+        r.bytes_sent = sum(a["bytes_received"] for a in rollback)
+        times = [a["updated_at"] for a in rollback] + [a["created_at"] for a in rollback]
+        r.seconds = max(times) - min(times)
+        results.append(r)
+    return results
+
+
+def run_rollout(
+    api: ServerApi,
+    console: Console,
+    name: str,
+    version_id: int,
+    waves: list[dict[str, Any]],
+    timeout: float,
+    **options: Any,
+) -> tuple[dict[str, Any], list[WaveResult]]:
+    """Create and start a rollout, show one bar per wave until it settles, return its final state."""
+    rollout = api.create_rollout(name=name, model_version_id=version_id, waves=waves, start=True, **options)
+    rid = rollout["id"]
+    columns = (
+        TextColumn("{task.description}", justify="left"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+    )
+    deadline = time.monotonic() + timeout
+    with Progress(*columns, console=console, transient=False) as progress:
+        tasks: dict[int, TaskID] = {}
+        rollback_task: TaskID | None = None
+        while True:
+            rollout = api.rollout(rid)
+            actions = api.rollout_actions(rid)
+            for wave, size in enumerate(rollout["wave_sizes"]):
+                if wave not in tasks:
+                    tasks[wave] = progress.add_task(f"{name} wave {wave + 1}", total=size, detail="")
+                mine = [a for a in actions if a["wave"] == wave and a["purpose"] == "deploy"]
+                ok = sum(a["state"] == "confirmed" for a in mine)
+                bad = sum(_failed(a) for a in mine)
+                down = sum(a["state"] == "rolled_back" and not _failed(a) for a in mine)
+                busy = sum(a["state"] in ("notified", "downloading", "verifying", "trial") for a in mine)
+                detail = f"[green]{ok} ok[/] [red]{bad} failed[/] {down} stopped, {busy} in flight"
+                progress.update(tasks[wave], total=size, completed=ok + bad + down, detail=detail)
+            back = [a for a in actions if a["purpose"] == "rollback"]
+            if back:
+                if rollback_task is None:
+                    rollback_task = progress.add_task(f"{name} rollback", total=len(back), detail="")
+                done = sum(a["state"] in DONE_ACTION for a in back)
+                progress.update(
+                    rollback_task, total=len(back), completed=done, detail="reverting, no download"
+                )
+            if rollout["state"] in TERMINAL_ROLLOUT:
+                break
+            if time.monotonic() > deadline:
+                raise DemoError(f"rollout {name} still {rollout['state']} after {timeout:.0f} s")
+            time.sleep(0.5)
+    reason = f" ({rollout['state_reason']})" if rollout.get("state_reason") else ""
+    console.print(f"rollout [bold]{name}[/]: {rollout['state']}{reason}")
+    codes = Counter(a["error_code"] for a in actions if a["error_code"])
+    if codes:
+        listed = ", ".join(f"{error_name(c)} ({c}) x{n}" for c, n in sorted(codes.items()))
+        console.print(f"  errors reported by the devices' runtimes: {listed}")
+    return rollout, _wave_results(name, rollout, actions)
+
+
+def summary_table(report: DemoReport) -> Table:
+    """Per wave: devices, confirmed, failed, stood down (told to stop by a rollback), bytes, seconds."""
+    table = Table(
+        title="tinyfleet demo: rollouts",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    columns = ("rollout", "wave", "devices", "confirmed", "failed", "stopped", "bytes sent", "seconds")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("rollout", "wave") else "right", no_wrap=True)
+    for r in report.waves:
+        table.add_row(
+            r.rollout,
+            r.wave,
+            str(r.devices),
+            str(r.confirmed),
+            str(r.failed),
+            str(r.cancelled),
+            f"{r.bytes_sent:,}",
+            f"{r.seconds:.1f}",
+        )
+    return table
+
+
+# ----- the demo --------------------------------------------------------------------------------------------
+
+
+def _upload(api: ServerApi, release: Release) -> int:
+    pkg = api.upload_package(release.package, notes=release.label)
+    return int(pkg["model_version_id"])
+
+
+def run_demo(options: DemoOptions, console: Console | None = None) -> DemoReport:
+    console = console or Console()
+    report = DemoReport()
+    with ExitStack() as stack:
+        if options.workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tinyfleet-demo-")))
+        else:
+            workdir = options.workdir
+            workdir.mkdir(parents=True, exist_ok=True)
+        console.rule("[bold]1. offline signing")
+        release_key = generate_private_key()
+        _pem, pub = save_keypair(workdir / "release", release_key)
+        profile = get_profile("lan")
+        releases = build_releases(release_key, profile.hardware_class)
+        _, source = model_files()
+        for r in releases:
+            size = f"{len(r.package):,} bytes"
+            console.print(f"signed [bold]{r.version}[/] ({r.label}): {size}, model {r.model_sha256[:12]}…")
+        console.print(f"models from {source}; release key id {_kid(release_key)}")
+
+        console.rule("[bold]2. embedded stack")
+        env = stack.enter_context(embedded_stack(workdir, pub, console))
+        api = env.api
+        api.ensure_model(MODEL_NAME, "TFLite Micro hello_world, three releases")
+        version_ids = [_upload(api, r) for r in releases]
+        console.print(f"[green]✓[/] uploaded {len(releases)} packages (verified by the server's trust store)")
+
+        console.rule(f"[bold]3. {options.devices} simulated devices")
+        api.put_hardware_class(profile)
+        with console.status(f"provisioning {options.devices} devices"):
+            specs, provisioned = provision_fleet(
+                api, options.devices, FleetMix.single(profile), "demo", "demo"
+            )
+        env.broker.reload()
+        first = provisioned[0]
+        config = FleetConfig(env.broker.host, env.broker.port, first.trusted_keys, tuple(specs))
+        fleet = Fleet(config, processes=options.processes)
+        stack.callback(fleet.stop)
+        fleet.start()
+        if not fleet.wait_online(timeout=120):
+            raise DemoError("not every simulated device came online within 120 s")
+        deadline = time.monotonic() + 60
+        while sum(d["online"] for d in api.devices(group="demo")) < options.devices:
+            if time.monotonic() > deadline:
+                raise DemoError("the server did not see every device online within 60 s")
+            time.sleep(0.2)
+        console.print(f"[green]✓[/] {options.devices} devices online in {fleet.processes} process(es)")
+
+        console.rule("[bold]4. rollouts")
+        # Stop the bad release within its first wave (10% of the fleet): 5 failures, fewer on a tiny fleet.
+        threshold = max(1, min(5, math.ceil(options.devices / 10) // 2))
+        plan = [
+            ("v1", version_ids[0], [{"percent": 100}], {}),
+            ("v2", version_ids[1], [{"percent": 10}, {"percent": 30}, {"percent": 60}], {}),
+            (
+                "v3-bad",
+                version_ids[2],
+                [{"percent": 10}, {"percent": 30}, {"percent": 60}],
+                {"failure_threshold": {"count": threshold}, "failure_action": "rollback"},
+            ),
+        ]
+        for name, vid, waves, extra in plan:
+            rollout, results = run_rollout(
+                api, console, name, vid, waves, options.timeout_per_rollout, **extra
+            )
+            report.rollout_states[name] = rollout["state"]
+            report.waves += results
+
+        versions: dict[str, int] = {}
+        for device in api.devices(group="demo"):
+            sha = device.get("active_model_sha256") or "none"
+            label = next((r.version for r in releases if r.model_sha256 == sha), sha[:12])
+            versions[label] = versions.get(label, 0) + 1
+        report.final_versions = versions
+
+        console.rule("[bold]5. summary")
+        console.print(summary_table(report))
+        console.print(
+            "devices per active model: " + ", ".join(f"{k}: {v}" for k, v in sorted(versions.items()))
+        )
+        if options.keep:
+            console.print(
+                f"[bold]server up at {env.server_url}[/] (API token: {env.server.token}); Ctrl-C stops"
+            )
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                console.print("stopping")
+    return report
+
+
+def _kid(key: Any) -> str:
+    from signing.keys import key_id
+
+    return key_id(key).hex()
+
+
+def main(keep: bool = False, devices: int = 200, processes: int | None = None) -> int:
+    """`tinyfleet demo`: the signing walk-through first, then the fleet demo. Returns the exit code."""
+    from signing.demo import run as signing_walkthrough
+
+    # The server's warnings (its generated development key, rollout decisions) would tear the live
+    # progress bars; the demo prints each rollout's outcome and reason itself. Errors still show.
+    logging.basicConfig(level=logging.ERROR)
+    console = Console(highlight=False)
+    console.rule("[bold]0. signing walk-through")
+    if signing_walkthrough() != 0:
+        console.print("[red]the signing walk-through did not behave as expected[/]")
+        return 1
+    try:
+        report = run_demo(DemoOptions(devices=devices, processes=processes, keep=keep), console)
+    except (DemoError, ServerApiError, BrokerError, FleetError) as exc:
+        console.print(f"[red]demo failed:[/] {exc}")
+        return 1
+    expected = {"v1": "completed", "v2": "completed", "v3-bad": "rolled_back"}
+    if report.rollout_states != expected:
+        console.print(f"[red]unexpected rollout outcomes:[/] {report.rollout_states}")
+        return 1
+    return 0
