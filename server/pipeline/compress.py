@@ -79,7 +79,7 @@ def prune_magnitude(
     steps_per_epoch = max(1, int(np.ceil(len(x) / batch_size)))
     ramp = max(1, (epochs - 1) * steps_per_epoch)  # the last epoch fine-tunes at the target
 
-    class Pruner(keras.callbacks.Callback):
+    class Pruner(keras.callbacks.Callback):  # type: ignore[misc]
         step = 0
 
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:

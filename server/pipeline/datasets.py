@@ -66,7 +66,8 @@ def vibration_features(window: np.ndarray) -> np.ndarray:
     data statistics, so that the device computes exactly the same features before inference)."""
     spectrum = np.abs(np.fft.rfft(window * np.hanning(len(window))))[1:]
     bands = spectrum[: (len(spectrum) // VIBRATION_BINS) * VIBRATION_BINS].reshape(VIBRATION_BINS, -1)
-    return ((np.log1p(bands.mean(axis=1)) - 1.5) / 0.5).astype(np.float32)
+    features: np.ndarray = ((np.log1p(bands.mean(axis=1)) - 1.5) / 0.5).astype(np.float32)
+    return features
 
 
 def bearing_vibration(samples: int = 2000, seed: int = 0) -> Dataset:

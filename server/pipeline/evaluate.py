@@ -18,15 +18,16 @@ class ModelMeasure:
 
 
 def _quantize(x: np.ndarray, detail: dict[str, object]) -> np.ndarray:
-    dtype = detail["dtype"]
+    dtype = np.dtype(detail["dtype"])  # type: ignore[call-overload]
     if dtype == np.float32:
         return x.astype(np.float32)
     params = detail["quantization_parameters"]
     assert isinstance(params, dict)
     scale = float(params["scales"][0])
     zero = int(params["zero_points"][0])
-    info = np.iinfo(dtype)  # type: ignore[type-var]
-    return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)  # type: ignore[no-any-return]
+    info = np.iinfo(dtype)
+    quantized: np.ndarray = np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
+    return quantized
 
 
 def tflm_predict(model: bytes, x: np.ndarray) -> np.ndarray:
