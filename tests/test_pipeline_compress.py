@@ -92,4 +92,4 @@ def test_compressed_model_runs_bit_exact_on_the_tinyfleet_engine(
     check = validate.validate(result.tflite, count=30)
     assert check.engine_checked, check.engine_error
     assert check.engine_bit_exact
-    assert 0 < check.arena_bytes
+    assert check.arena_bytes > 0

@@ -20,9 +20,8 @@ class Validation:
         if not self.engine_checked:
             return f"TFLM ran {self.inputs} inputs; tinyfleet engine: {self.engine_error}"
         verdict = "bit-exact with" if self.engine_bit_exact else "DIFFERS from"
-        return (
-            f"tinyfleet engine {verdict} TFLM on {self.inputs} random inputs (engine arena {self.arena_bytes:,} bytes)"
-        )
+        arena = f"engine arena {self.arena_bytes:,} bytes"
+        return f"tinyfleet engine {verdict} TFLM on {self.inputs} random inputs ({arena})"
 
 
 def random_inputs(model: bytes, count: int, seed: int = 0) -> np.ndarray:
