@@ -430,19 +430,54 @@ def _rollout_rows(rollouts: list[dict[str, Any]]) -> list[list[Any]]:
                 f"{r['current_wave'] + 1}/{len(r['wave_sizes']) or len(r['waves'])}",
                 done,
                 failed,
+                _transfer(r.get("transfer") or {}),
                 r["state_reason"],
             ]
         )
     return rows
 
 
-ROLLOUT_COLUMNS = ["id", "name", "model", "state", "wave", "confirmed", "failed", "reason"]
+ROLLOUT_COLUMNS = ["id", "name", "model", "state", "wave", "confirmed", "failed", "sent", "reason"]
+
+
+def _rollout_table(title: str, rollouts: list[dict[str, Any]]) -> None:
+    """The rollouts table; the bytes-sent column only once some rollout has sent packages (narrow
+    terminals keep the model name readable for drafts)."""
+    rows = _rollout_rows(rollouts)
+    if any((r.get("transfer") or {}).get("raw_bytes") for r in rollouts):
+        _table(title, ROLLOUT_COLUMNS, rows)
+    else:
+        drop = ROLLOUT_COLUMNS.index("sent")
+        _table(
+            title,
+            ROLLOUT_COLUMNS[:drop] + ROLLOUT_COLUMNS[drop + 1 :],
+            [r[:drop] + r[drop + 1 :] for r in rows],
+        )
+
+
+def _kb(n: int) -> str:
+    return f"{n / 1024:.1f} KiB" if n >= 1024 else f"{n} B"
+
+
+def _transfer(t: dict[str, Any]) -> str:
+    """Bytes sent against the raw packages' total, e.g. '41.0 KiB of 1.2 MiB raw'."""
+    if not t.get("raw_bytes"):
+        return ""
+    return f"{_kb(t['bytes_sent'])} of {_kb(t['raw_bytes'])} raw"
+
+
+def _payload(a: dict[str, Any]) -> str:
+    enc = a.get("payload_encoding")
+    if enc is None:
+        return ""
+    name = {0: "raw", 1: "compressed", 2: "delta"}.get(enc, str(enc))
+    return f"{name} (after {a['fallback_reason'].split(' ')[0]})" if a.get("fallback_reason") else name
 
 
 def _print_actions(title: str, actions: list[dict[str, Any]]) -> None:
     _table(
         title,
-        ["device", "purpose", "op", "wave", "state", "error", "updated"],
+        ["device", "purpose", "op", "wave", "state", "payload", "sent", "error", "updated"],
         [
             [
                 a["device_id"],
@@ -450,6 +485,8 @@ def _print_actions(title: str, actions: list[dict[str, Any]]) -> None:
                 a["operation"],
                 a["wave"] + 1,
                 a["state"],
+                _payload(a),
+                _kb(a.get("bytes_sent", 0)) if a.get("sent_package_id") else "",
                 f"{a['error_code']} {a['error']}".strip() if a["error_code"] or a["error"] else "",
                 _ts(a["updated_at"]),
             ]
@@ -462,7 +499,7 @@ def _print_actions(title: str, actions: list[dict[str, Any]]) -> None:
 def rollouts_list(state: str | None = None) -> None:
     """List rollouts, newest first."""
     params = {"state": state} if state else {}
-    _table("rollouts", ROLLOUT_COLUMNS, _rollout_rows(call("GET", "/api/rollouts", params=params)))
+    _rollout_table("rollouts", (call("GET", "/api/rollouts", params=params)))
 
 
 @rollouts_app.command("create")
@@ -507,14 +544,14 @@ def rollouts_create(
     }
     if timeout is not None:
         body["action_timeout_seconds"] = timeout
-    _table("rollout", ROLLOUT_COLUMNS, _rollout_rows([call("POST", "/api/rollouts", json=body)]))
+    _rollout_table("rollout", ([call("POST", "/api/rollouts", json=body)]))
 
 
 @rollouts_app.command("show")
 def rollouts_show(rollout_id: int, actions: bool = typer.Option(True, "--actions/--no-actions")) -> None:
     """A rollout with per-device action states."""
     r = call("GET", f"/api/rollouts/{rollout_id}")
-    _table(f"rollout {rollout_id}", ROLLOUT_COLUMNS, _rollout_rows([r]))
+    _rollout_table(f"rollout {rollout_id}", ([r]))
     console.print(
         f"waves {r['wave_sizes']}  deploy {r['deploy']['by_state']}  rollback {r['rollback']['by_state']}"
     )
@@ -524,7 +561,7 @@ def rollouts_show(rollout_id: int, actions: bool = typer.Option(True, "--actions
 
 def _command(cmd: str) -> Callable[[int], None]:
     def run(rollout_id: int) -> None:
-        _table("rollout", ROLLOUT_COLUMNS, _rollout_rows([call("POST", f"/api/rollouts/{rollout_id}/{cmd}")]))
+        _rollout_table("rollout", ([call("POST", f"/api/rollouts/{rollout_id}/{cmd}")]))
 
     run.__doc__ = {
         "start": "Start a draft rollout.",

@@ -71,6 +71,8 @@ class Settings:
     telemetry_flush_rows: int = 200
     telemetry_flush_seconds: float = 1.0
     max_upload_bytes: int = 16 * 1024 * 1024
+    # Send each device the smallest of raw, compressed and delta (server-signed packages only).
+    payload_variants: bool = True
 
     @property
     def production(self) -> bool:
@@ -118,6 +120,17 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _flag(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1/0, true/false, yes/no or on/off, got {raw!r}")
+
+
 def _path(env: dict[str, str], name: str) -> Path | None:
     raw = env.get(name)
     return Path(raw) if raw else None
@@ -143,5 +156,6 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         default_chunk_size=int(_float(env, "TINYFLEET_CHUNK_SIZE", DEFAULT_CHUNK_SIZE)),
         tick_seconds=_float(env, "TINYFLEET_TICK_SECONDS", 1.0),
         action_timeout_seconds=_float(env, "TINYFLEET_ACTION_TIMEOUT", 600.0),
+        payload_variants=_flag(env, "TINYFLEET_PAYLOAD_VARIANTS", True),
     )
     return settings.validate()

@@ -24,6 +24,7 @@ from server.services.engine import RolloutEngine
 from server.services.messages import DeviceMessages, GatewayStats
 from server.services.packages import PackageCache
 from server.services.signer import ServerKeys, load_server_keys
+from server.services.variants import VariantBuilder
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +54,16 @@ class AppContext:
             tick_seconds=settings.tick_seconds,
             keys=self.keys,
         )
+        # Compressed / delta re-signings, encoded on their own thread (seconds per model in Python).
+        self.variants = VariantBuilder(self.db, self.keys, on_ready=self.engine.wake)
+        self.engine.variants = self.variants if settings.payload_variants else None
         self.messages = DeviceMessages(
             self.db,
             default_chunk_size=settings.default_chunk_size,
             cache=self.cache,
             stats=self.stats,
             on_change=self.engine.wake,
+            served=self.engine.served,
         )
         self._passwd_lock = threading.Lock()
         self.gateway: MqttGateway | None = None
@@ -74,6 +79,11 @@ class AppContext:
         with session_scope(self.db) as session:
             yield session
 
+    def prepare_rollout(self, rollout_id: int) -> None:
+        """A rollout started: have its devices' variants built ahead, on the builder's thread."""
+        if self.engine.variants is not None and self.variants.running:
+            self.variants.prepare_rollout(rollout_id)
+
     def device_mqtt(self) -> MqttUrl | None:
         url = self.settings.device_mqtt_url or self.settings.mqtt_url
         return MqttUrl.parse(url) if url else None
@@ -81,10 +91,13 @@ class AppContext:
     def start_background(self) -> None:
         if self.gateway is not None:
             self.gateway.start()
+        if self.engine.variants is not None:
+            self.variants.start()
         self.engine.start()
 
     def stop_background(self) -> None:
         self.engine.stop()
+        self.variants.stop()
         if self.gateway is not None:
             self.gateway.stop()
 

@@ -79,6 +79,29 @@ class PackageBlob(SQLModel, table=True):
     data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
+class PackageVariant(SQLModel, table=True):
+    """The same model as a server-signed package, re-signed with a smaller payload: compressed
+    (`base_sha256` "") or a delta against the model whose digest is `base_sha256`. Built once per
+    (package, base) and shared by every device on that base. `status` is "ready" (bytes in `data`) or
+    "failed" (`error` says why; devices then get the raw package)."""
+
+    __tablename__ = "package_variants"
+    __table_args__ = (
+        UniqueConstraint("source_package_id", "base_sha256", name="uq_package_variants_source_base"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)  # sent as package_id in desired states and chunks
+    source_package_id: str = Field(foreign_key="packages.id", index=True, max_length=40)
+    base_sha256: str = Field(max_length=64)
+    payload_encoding: int
+    status: str = Field(max_length=16)
+    error: str = Field(default="", max_length=500)
+    size: int
+    sha256: str = Field(max_length=64)
+    data: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    created_at: float
+
+
 class Device(SQLModel, table=True):
     __tablename__ = "devices"
 
@@ -145,6 +168,16 @@ class DeviceAction(SQLModel, table=True):
     # What the device ran before this rollout touched it (for rollback).
     previous_model_sha256: str | None = Field(default=None, max_length=64)
     previous_package_id: str | None = Field(default=None, max_length=40)
+    # What was actually sent (server/services/variants.py): the package or one of its variants, its
+    # encoding and size, the raw package's size for comparison, and the chunk bytes served so far
+    # (plus those of a refused delta attempt before the fallback to raw).
+    sent_package_id: str | None = Field(default=None, max_length=40)
+    payload_encoding: int | None = None
+    sent_size: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"})
+    raw_size: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"})
+    bytes_sent: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"})
+    fallback_bytes: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"})
+    fallback_reason: str = Field(default="", max_length=200, sa_column_kwargs={"server_default": ""})
     created_at: float
     updated_at: float
     notified_at: float | None = None

@@ -236,6 +236,23 @@ class RolloutCounts(BaseModel):
     by_state: dict[str, int] = {}
 
 
+class WaveBytes(BaseModel):
+    wave: int
+    actions: int
+    bytes_sent: int
+    raw_bytes: int
+
+
+class RolloutBytes(BaseModel):
+    """Chunk bytes served to devices for this rollout's actions (deploy and rollback), next to what the
+    raw packages would have cost, and how many actions got each payload encoding."""
+
+    bytes_sent: int = 0
+    raw_bytes: int = 0
+    encodings: dict[str, int] = {}
+    waves: list[WaveBytes] = []
+
+
 class RolloutPublic(BaseModel):
     id: int
     name: str
@@ -259,6 +276,7 @@ class RolloutPublic(BaseModel):
     finished_at: float | None
     deploy: RolloutCounts
     rollback: RolloutCounts
+    transfer: RolloutBytes = RolloutBytes()
 
 
 class DeviceActionPublic(BaseModel):
@@ -274,6 +292,13 @@ class DeviceActionPublic(BaseModel):
     error_code: int
     error: str
     bytes_received: int
+    sent_package_id: str | None = None
+    payload_encoding: int | None = None
+    sent_size: int = 0
+    raw_size: int = 0
+    bytes_sent: int = 0
+    fallback_bytes: int = 0
+    fallback_reason: str = ""
     previous_model_sha256: str | None
     previous_package_id: str | None
     created_at: float

@@ -5,17 +5,28 @@ a script: succeed, fail with an error code, or hang."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from server.services.messages import decode_chunk
+from signing import delta
 from signing.keys import TrustStore
 from signing.package import verify_package
 
 Send = Callable[[str, bytes], list[Any]]
+SHARED_MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"
+
+
+@functools.cache
+def shared_models() -> dict[str, bytes]:
+    """The shared .tflite files by SHA-256: what a scripted device whose slot was set up by digest holds."""
+    files = sorted(SHARED_MODELS.rglob("*.tflite")) if SHARED_MODELS.is_dir() else []
+    return {hashlib.sha256(data).hexdigest(): data for data in (f.read_bytes() for f in files)}
 
 
 @dataclass
@@ -32,6 +43,8 @@ class ScriptedDevice:
     chunk_requests: int = 0
     max_chunk_seen: int = 0
     done_actions: set[str] = field(default_factory=set)
+    models: dict[str, bytes] = field(default_factory=dict)  # model bytes by digest, when known (deltas)
+    encodings: list[int] = field(default_factory=list)  # payload_encoding of every package fetched
 
     def topic(self, kind: str) -> str:
         return f"tf/{self.device_id}/{kind}"
@@ -95,16 +108,32 @@ class ScriptedDevice:
             data += piece
         return bytes(data)
 
+    def decode(self, encoding: int, base_sha256: str, payload: bytes) -> bytes | None:
+        """The model a payload carries (PROTOCOL section 5); None for a delta whose base is not the
+        active model (or whose bytes this scripted device does not hold)."""
+        if encoding == 0:
+            return payload
+        if encoding == 1:
+            return delta.decode(payload)
+        if base_sha256 != self.active_sha():
+            return None
+        base = self.models.get(base_sha256) or shared_models().get(base_sha256)
+        return None if base is None else delta.decode(payload, base)
+
     def follow(self, desired: dict[str, Any] | None) -> None:
         """Act on the desired state once (idempotent for an action already handled)."""
-        if not desired or desired.get("operation") == "none" or desired["action_id"] in self.done_actions:
+        if not desired or desired.get("operation") == "none":
+            return
+        # An action is done per package: after a refused delta the same action comes back with the raw one.
+        handled = f"{desired['action_id']}:{desired.get('package_id')}"
+        if handled in self.done_actions:
             return
         action = desired["action_id"]
         if self.behaviour == "hang":
             self.status(action, "downloading")
-            self.done_actions.add(action)
+            self.done_actions.add(handled)
             return
-        self.done_actions.add(action)
+        self.done_actions.add(handled)
         if desired["operation"] == "revert":
             other = 1 - (self.active or 0)
             if self.active_sha() == desired["model_sha256"]:
@@ -122,7 +151,15 @@ class ScriptedDevice:
         self.status(action, "downloading")
         package = self.fetch(desired["package_id"], desired["package_size"], desired["chunk_size"])
         verified = verify_package(package, self.trust)
-        assert hashlib.sha256(verified.payload).hexdigest() == desired["model_sha256"]
+        self.encodings.append(verified.manifest.payload_encoding)
+        model = self.decode(
+            verified.manifest.payload_encoding, verified.manifest.delta_base_sha256.hex(), verified.payload
+        )
+        if model is None:
+            self.status(action, "failed", 38, "WRONG_BASE: delta base is not the active model")
+            return
+        assert hashlib.sha256(model).hexdigest() == desired["model_sha256"]
+        self.models[desired["model_sha256"]] = model
         self.status(action, "verifying")
         if self.active is not None and verified.manifest.sequence <= self.seqs[self.active]:
             self.status(action, "failed", 35, "REPLAYED: sequence not above the active model's")

@@ -25,6 +25,8 @@ def create_rollout(body: schemas.RolloutCreate, ctx: AppContext = Depends(get_ct
         if body.start:
             rsvc.start(s, rollout)
         result = views.rollout(s, rollout)
+    if body.start:
+        ctx.prepare_rollout(result.id)
     ctx.engine.wake()
     return result
 
@@ -76,6 +78,8 @@ def command(
         else:
             rsvc.request_rollback(s, rollout)
         result = views.rollout(s, rollout)
+    if command == "start":
+        ctx.prepare_rollout(rollout_id)
     if ctx.engine.publisher is not None:
         for device_id, doc in publish:
             ctx.engine.publisher.publish_desired(device_id, doc)

@@ -39,6 +39,7 @@ def rollout(session: Session, r: Rollout) -> schemas.RolloutPublic:
         version=ver,
         deploy=schemas.RolloutCounts(**rsvc.counts([a for a in actions if a.purpose == "deploy"])),
         rollback=schemas.RolloutCounts(**rsvc.counts([a for a in actions if a.purpose == "rollback"])),
+        transfer=schemas.RolloutBytes(**rsvc.transfer(actions)),
         **r.model_dump(),
     )
 

@@ -25,13 +25,16 @@ from server.services import devices as devsvc
 from server.services import packages as pkgsvc
 from server.services import registry
 from server.services import rollouts as rsvc
+from server.services import variants as varsvc
 from server.services.rollouts import FAILED, IN_FLIGHT, TERMINAL
+from server.services.served import ServedBytes
 from server.services.signer import ServerKeys
 
 log = logging.getLogger(__name__)
 
 Desired = tuple[str, dict[str, Any]]
 MIN_TICK_GAP = 0.05
+RAW_FALLBACK_CODES = {38: "WRONG_BASE", 160: "DELTA_CORRUPT"}
 
 
 class DesiredPublisher(Protocol):
@@ -53,6 +56,9 @@ class RolloutEngine:
         self._chunk = default_chunk_size
         self.publisher = publisher
         self.keys = keys  # lets a rollback re-sign an old model with a fresh sequence number
+        # Smaller payloads per device (server/services/variants.py); None sends every package as stored.
+        self.variants: varsvc.VariantBuilder | None = None
+        self.served = ServedBytes()
         self._tick_seconds = tick_seconds
         self._clock = clock
         self._wake = threading.Event()
@@ -138,6 +144,9 @@ class RolloutEngine:
         self._reconcile(session, actions, devices, now)
         self._time_out(session, rollout, actions, now)
         publish: list[Desired] = []
+        # Resend refused deltas as raw: deploys while the rollout goes forward, reinstalls while it goes back.
+        purpose = "rollback" if rollout.state == "rolling_back" else "deploy"
+        publish += self._fall_back_to_raw(session, [a for a in actions if a.purpose == purpose], devices, now)
         if rollout.state == "running":
             actions += self._join(session, rollout, actions, devices, now)
             if not self._check_failures(session, rollout, actions):
@@ -160,6 +169,7 @@ class RolloutEngine:
                 phase = (device.reported or {}).get("phase")
                 if device.active_model_sha256 == a.target_model_sha256 and phase == "idle":
                     a.state, a.updated_at = "confirmed", now
+                    self.count_sent(a)
                     session.add(a)
         undone = {a.device_id for a in actions if a.purpose == "rollback" and a.state == "confirmed"}
         for a in actions:
@@ -260,13 +270,77 @@ class RolloutEngine:
             rollout.current_wave += 1
             rollout.wave_passed_at = None
 
+    def count_sent(self, action: DeviceAction) -> None:
+        """Copy the chunk bytes served for this action into its row (plus a refused delta's bytes)."""
+        sent_id = action.sent_package_id or action.package_id
+        if sent_id:
+            action.bytes_sent = action.fallback_bytes + self.served.get(action.device_id, sent_id)
+
+    def _assign_payload(self, session: Session, action: DeviceAction, device: Device) -> bool:
+        """Pick what this device is sent: the smallest of raw, compressed and a delta against its active
+        model as reported. False while a needed variant is still being built (the action waits)."""
+        pkg = pkgsvc.get_package(session, action.package_id or "")
+        choice: varsvc.Choice | None = varsvc.Choice(pkg.id, pkg.size, pkg.payload_encoding, pkg.size)
+        if self.variants is not None:
+            choice, missing = varsvc.choose(session, pkg, device.active_model_sha256, self.keys)
+            if choice is None and not self.variants.running and self.keys is not None:
+                # No worker thread (tests, tools): build inside this tick's transaction.
+                for base in missing:
+                    varsvc.build_in_session(session, self.keys, pkg.id, base)
+                choice, missing = varsvc.choose(session, pkg, device.active_model_sha256, self.keys)
+            if choice is None:
+                for base in missing:
+                    self.variants.request(pkg.id, base)
+                return False
+        assert choice is not None
+        action.sent_package_id, action.payload_encoding = choice.package_id, choice.encoding
+        action.sent_size, action.raw_size = choice.size, choice.raw_size
+        self.served.reset(device.id, choice.package_id)
+        return True
+
+    def _fall_back_to_raw(
+        self, session: Session, actions: list[DeviceAction], devices: dict[str, Device], now: float
+    ) -> list[Desired]:
+        """A device that refused a delta or compressed payload (WRONG_BASE, DELTA_CORRUPT) gets the raw
+        package in the same action: its reported base was stale or the stream did not decode there."""
+        publish: list[Desired] = []
+        for a in actions:
+            if not (
+                a.state == "failed"
+                and a.operation == "install"
+                and a.error_code in RAW_FALLBACK_CODES
+                and a.package_id
+                and a.sent_package_id not in (None, a.package_id)  # a variant was sent, not the package
+            ):
+                continue
+            device = devices.get(a.device_id) or session.get(Device, a.device_id)
+            if device is None:
+                continue
+            pkg = pkgsvc.get_package(session, a.package_id)
+            self.count_sent(a)
+            a.fallback_bytes = a.bytes_sent
+            a.fallback_reason = (
+                f"{RAW_FALLBACK_CODES[a.error_code]} ({a.error_code}) on the"
+                f" {varsvc.ENCODING_NAMES.get(a.payload_encoding, '?')} payload; sent raw"
+            )
+            a.sent_package_id, a.payload_encoding, a.sent_size = pkg.id, pkg.payload_encoding, pkg.size
+            a.state, a.error_code, a.error = "notified", 0, ""
+            a.updated_at = a.notified_at = now
+            self.served.reset(device.id, pkg.id)
+            device.desired = self._desired_install(session, a, device)
+            session.add(a)
+            session.add(device)
+            publish.append((device.id, device.desired))
+            log.info("action %s: %s", a.id, a.fallback_reason)
+        return publish
+
     def _desired_install(self, session: Session, action: DeviceAction, device: Device) -> dict[str, Any]:
         pkg = pkgsvc.get_package(session, action.package_id or "")
         return {
             "action_id": action.id,
             "operation": "install",
-            "package_id": pkg.id,
-            "package_size": pkg.size,
+            "package_id": action.sent_package_id or pkg.id,
+            "package_size": action.sent_size or pkg.size,
             "model_sha256": pkg.model_sha256,
             "chunk_size": registry.chunk_size_for(session, device.hardware_class, self._chunk),
         }
@@ -288,6 +362,8 @@ class RolloutEngine:
             device = devices.get(a.device_id)
             if a.state != "queued" or a.wave > rollout.current_wave or device is None or not device.online:
                 continue
+            if not self._assign_payload(session, a, device):
+                continue  # its variant is being built; the builder wakes the engine when it is ready
             a.previous_model_sha256 = device.active_model_sha256
             if device.active_model_sha256:
                 prev = pkgsvc.latest_package_with_model(
@@ -326,8 +402,9 @@ class RolloutEngine:
             back.state, back.error_code, back.error = "failed", exc.code, exc.message
             return
         back.operation, back.package_id = "install", pkg.id
-        back.state, back.notified_at = "notified", now
-        device.desired = self._desired_install(session, back, device)
+        if self._assign_payload(session, back, device):
+            back.state, back.notified_at = "notified", now
+            device.desired = self._desired_install(session, back, device)
 
     def _roll_back(
         self,
@@ -385,6 +462,16 @@ class RolloutEngine:
             if back.state == "notified":
                 session.add(device)
                 publish.append((device.id, device.desired or {}))
+        for back in actions:
+            if back.purpose != "rollback" or back.state != "queued" or back.operation != "install":
+                continue
+            device = devices.get(back.device_id) or session.get(Device, back.device_id)
+            if device is not None and self._assign_payload(session, back, device):
+                back.state, back.notified_at, back.updated_at = "notified", now, now
+                device.desired = self._desired_install(session, back, device)
+                session.add(back)
+                session.add(device)
+                publish.append((device.id, device.desired))
         pending = [a for a in actions if a.purpose == "rollback" and a.state not in TERMINAL]
         if not pending:
             failed = sum(1 for a in actions if a.purpose == "rollback" and a.state != "confirmed")

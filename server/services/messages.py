@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from server.db import session_scope
-from server.models import Device, TelemetryReport
+from server.models import Device, DeviceAction, TelemetryReport
 from server.services import devices as devsvc
 from server.services import registry
 from server.services import rollouts as rsvc
@@ -26,6 +26,7 @@ from server.services import telemetry as telsvc
 from server.services.devices import PHASES
 from server.services.errors import NotFound
 from server.services.packages import PackageCache
+from server.services.served import ServedBytes
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +143,10 @@ class DeviceMessages:
         stats: GatewayStats | None = None,
         on_change: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
+        served: ServedBytes | None = None,
     ) -> None:
         self._db = db
+        self.served = served or ServedBytes()
         self._chunk = default_chunk_size
         self.cache = cache or PackageCache()
         self.stats = stats or GatewayStats()
@@ -213,8 +216,20 @@ class DeviceMessages:
                     raise Malformed(str(exc)) from None
                 if outcome == "stale":
                     self.stats.count("events", "stale_status")
+                else:
+                    self._count_sent(session, obj["action_id"])
         self._on_change()
         return []
+
+    def _count_sent(self, session: Session, action_id: str) -> None:
+        """The action's bytes_sent: chunk bytes served for what it was sent (plus a refused delta's)."""
+        action = session.get(DeviceAction, action_id)
+        if action is None:
+            return
+        sent_id = action.sent_package_id or action.package_id
+        if sent_id:
+            action.bytes_sent = action.fallback_bytes + self.served.get(action.device_id, sent_id)
+            session.add(action)
 
     def _device_class(self, device_id: str) -> int:
         """A device's hardware class (it never changes), cached so that chunks need no database."""
@@ -263,6 +278,7 @@ class DeviceMessages:
         piece = data[offset : offset + min(length, self._chunk_limit(hardware_class))]
         self.stats.count("events", "chunks_served")
         self.stats.count("events", "chunk_bytes", len(piece))
+        self.served.add(device_id, package_id, len(piece))
         return [Outgoing(topic, encode_chunk(package_id, offset, len(data), piece))]
 
     def _telemetry_message(self, device_id: str, msg: dict[str, Any]) -> None:

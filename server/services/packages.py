@@ -12,14 +12,16 @@ from collections import OrderedDict
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from server.models import Model, ModelVersion, Package, PackageBlob
+from server.models import Model, ModelVersion, Package, PackageBlob, PackageVariant
 from server.services import registry
 from server.services.errors import Conflict, Invalid, NotFound
 from server.services.ids import new_id
+from server.services.model_check import check_model
 from server.services.signer import ServerKeys
 from signing.errors import SigningError
 from signing.manifest import MANIFEST_SIZE, Manifest, parse_unverified
 from signing.package import build_package, verify_package
+from signing.tflite import parse_model
 
 
 class RollbackImpossible(Invalid):
@@ -103,6 +105,11 @@ def build_from_tflite(
     """Sign `tflite` with the server key as `model` `version` for one hardware class."""
     if not tflite:
         raise Invalid("the request body is empty; send the .tflite bytes")
+    try:
+        parse_model(tflite)
+    except (SigningError, ValueError) as exc:
+        raise Invalid(f"cannot package this model: {exc}") from None
+    facts = check_model(tflite)
     mv = registry.get_or_create_version(session, model, version, notes)
     counter = _latest_security_counter(session, model) if security_counter is None else security_counter
     try:
@@ -115,6 +122,9 @@ def build_from_tflite(
             security_counter=counter,
             hardware_class=hardware_class,
             min_runtime_version=min_runtime_version,
+            arena_bytes=facts.arena_bytes if facts else None,
+            selftest_seed=facts.selftest_seed if facts else 0,
+            selftest_output_sha256=facts.selftest_output_sha256 if facts else None,
         )
         manifest = verify_package(data, keys.trust_store).manifest
     except SigningError as exc:
@@ -235,6 +245,19 @@ def latest_package_with_model(session: Session, model_sha256: str, hardware_clas
     return session.exec(stmt).first()
 
 
+def _stored(session: Session, package_id: str) -> tuple[bytes, int] | None:
+    """(bytes, hardware class) of a package or of a ready payload variant (same id space for devices)."""
+    pkg = session.get(Package, package_id)
+    if pkg is not None:
+        blob = session.get(PackageBlob, package_id)
+        return (bytes(blob.data), pkg.hardware_class) if blob is not None else None
+    variant = session.get(PackageVariant, package_id)
+    if variant is None or variant.status != "ready" or variant.data is None:
+        return None
+    source = session.get(Package, variant.source_package_id)
+    return (bytes(variant.data), source.hardware_class) if source is not None else None
+
+
 class PackageCache:
     """Package bytes (and hardware class) by id, least recently used out first. Packages never change
     once stored, so entries are never stale; chunk requests are served without touching the database."""
@@ -252,11 +275,9 @@ class PackageCache:
             if entry is not None:
                 self._items.move_to_end(package_id)
                 return entry
-        pkg = session.get(Package, package_id)
-        blob = session.get(PackageBlob, package_id) if pkg is not None else None
-        if pkg is None or blob is None:
+        entry = _stored(session, package_id)
+        if entry is None:
             return None
-        entry = (bytes(blob.data), pkg.hardware_class)
         with self._lock:
             if package_id not in self._items:
                 self._items[package_id] = entry

@@ -272,6 +272,30 @@ def counts(actions: list[DeviceAction]) -> dict[str, Any]:
     return {"total": len(actions), "by_state": by_state}
 
 
+ENCODING_NAMES = {0: "raw", 1: "compressed", 2: "delta"}
+
+
+def transfer(actions: list[DeviceAction]) -> dict[str, Any]:
+    """Bytes sent per wave and in all, against the raw packages' sizes, for the actions that were sent
+    something (a revert downloads nothing)."""
+    sent = [a for a in actions if a.sent_package_id is not None]
+    waves: dict[int, dict[str, int]] = {}
+    encodings: dict[str, int] = {}
+    for a in sent:
+        w = waves.setdefault(a.wave, {"wave": a.wave, "actions": 0, "bytes_sent": 0, "raw_bytes": 0})
+        w["actions"] += 1
+        w["bytes_sent"] += a.bytes_sent
+        w["raw_bytes"] += a.raw_size
+        name = ENCODING_NAMES.get(a.payload_encoding or 0, "?")
+        encodings[name] = encodings.get(name, 0) + 1
+    return {
+        "bytes_sent": sum(a.bytes_sent for a in sent),
+        "raw_bytes": sum(a.raw_size for a in sent),
+        "encodings": encodings,
+        "waves": [waves[k] for k in sorted(waves)],
+    }
+
+
 def version_label(session: Session, model_version_id: int) -> tuple[str, str]:
     mv = session.get(ModelVersion, model_version_id)
     if mv is None:
