@@ -30,7 +30,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from simulator import sensors
+from simulator.frames import Q16_ONE, ModelTelemetry
 from simulator.profiles import DeviceProfile
+from simulator.runtime import TensorSpec
 from simulator.runtime_driver import RuntimeDriver, RuntimeFailure, RuntimeState
 
 log = logging.getLogger(__name__)
@@ -166,6 +169,9 @@ class DeviceAgent:
         self._chunk_timer: asyncio.TimerHandle | None = None
         self._churn_timer: asyncio.TimerHandle | None = None
         self._telemetry_timer: asyncio.TimerHandle | None = None
+        # (driver boot count, runtime telemetry) at the previous report
+        self._last_telemetry: tuple[int, ModelTelemetry] | None = None
+        self._model_io: dict[str, tuple[TensorSpec, TensorSpec] | None] = {}  # model sha -> its tensors
         self._running = False
         self._connected = False
         self._away_seconds: float | None = None
@@ -574,9 +580,10 @@ class DeviceAgent:
         return self._action is not None and not self._action.done
 
     def run_inferences(self) -> dict[str, Any] | None:
-        """Run the period's inferences on the real engine (random bytes at the start of the input tensor)
-        and summarise them as one telemetry report (docs/PROTOCOL.md 4.5); None without an active model.
-        Latencies are the host engine's, not a microcontroller's: reported as estimated."""
+        """Run the period's inferences on the runtime (sensor data for the model), then report what the
+        runtime's own telemetry (PROTOCOL 3.2.6) counted since the previous report as one report (4.5);
+        None without an active model. On the host library the latency is the runtime's estimate from the
+        model's operation count and the profile's clock, flagged `latency_estimated`."""
         state = self._state()
         sha = state.active_model_sha256()
         if sha is None or state.phase != "idle":
@@ -587,36 +594,29 @@ class DeviceAgent:
                 MAX_INFERENCES_PER_REPORT, round(self.profile.inference_hz * self.profile.telemetry_period_s)
             ),
         )
-        latencies: list[int] = []
-        histogram: list[int] = []
-        confidences: list[float] = []
-        errors = 0
         for _ in range(count):
-            try:
-                result = self.driver.infer(bytes([self.rng.getrandbits(8)]))
-            except RuntimeFailure:
-                errors += 1
-                continue
-            latencies.append(result.latency_us)
-            scores = [b - 256 if b > 127 else b for b in result.output]  # int8 output tensor
-            if len(scores) >= 2:
-                top = max(range(len(scores)), key=scores.__getitem__)
-                histogram += [0] * (len(scores) - len(histogram))
-                histogram[top] += 1
-                # TFLite Micro's int8 softmax convention: scale 1/256, zero point -128.
-                confidences.append((scores[top] + 128) / 256)
-        active = state.raw.active
-        return {
-            "ts": time.time(),
-            "model_sha256": sha,
-            "inference_count": len(latencies),
-            "latency_us_mean": sum(latencies) / len(latencies) if latencies else 0.0,
-            "latency_estimated": True,
-            "class_histogram": histogram,
-            "confidence_mean": sum(confidences) / len(confidences) if confidences else 0.0,
-            "errors": errors,
-            "arena_bytes": active.arena_bytes if active is not None else 0,
-        }
+            self._infer_once(sha)
+        try:
+            now = self.driver.telemetry().model
+        except RuntimeFailure:
+            return None
+        if now.model_sha256 != sha:
+            return None
+        boots, prev = self._last_telemetry or (0, None)
+        if boots != self.driver.boots or prev is None or prev.model_sha256 != now.model_sha256:
+            prev = None  # a new model or a reboot: the runtime's counters started over
+        self._last_telemetry = (self.driver.boots, now)
+        return telemetry_report(now, prev)
+
+    def _infer_once(self, sha: str) -> None:
+        """One inference on sensor data shaped for the active model (simulator/sensors.py). A failure
+        needs no handling here: the runtime counts it in its telemetry."""
+        if sha not in self._model_io:
+            self._model_io[sha] = self.driver.model_io()
+        io = self._model_io[sha]
+        data = sensors.sensor_input(io[0], io[1], self.rng) if io is not None else bytes(1)
+        with contextlib.suppress(RuntimeFailure):
+            self.driver.infer(data)
 
     # ----- revert -----------------------------------------------------------------------------------------
 
@@ -669,3 +669,32 @@ class DeviceAgent:
             "ts": time.time(),
             **self.stats.__dict__,
         }
+
+
+def telemetry_report(now: ModelTelemetry, prev: ModelTelemetry | None) -> dict[str, Any]:
+    """PROTOCOL 4.5 report of what the runtime counted between two TELEMETRY readings of the same model
+    (prev None: since the model became active). Every field comes from the runtime's counters."""
+
+    def delta(a: int, b: int) -> int:
+        return a - b if prev is not None else a
+
+    p = prev
+    inferences = delta(now.inferences, p.inferences if p else 0)
+    classified = delta(now.classified, p.classified if p else 0)
+    cycles = delta(now.cycles_total, p.cycles_total if p else 0)
+    confidence = delta(now.confidence_q16_total, p.confidence_q16_total if p else 0)
+    histogram = [n - (p.histogram[i] if p else 0) for i, n in enumerate(now.histogram)]
+    while histogram and histogram[-1] == 0:
+        histogram.pop()  # trailing empty classes carry no information
+    latency = cycles / inferences * 1e6 / now.cpu_hz if inferences and now.cpu_hz else 0.0
+    return {
+        "ts": time.time(),
+        "model_sha256": now.model_sha256,
+        "inference_count": inferences,
+        "latency_us_mean": latency,
+        "latency_estimated": now.latency_estimated,
+        "class_histogram": histogram,
+        "confidence_mean": confidence / Q16_ONE / classified if classified else 0.0,
+        "errors": delta(now.errors, p.errors if p else 0),
+        "arena_bytes": now.arena_bytes,
+    }

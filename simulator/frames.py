@@ -441,6 +441,41 @@ def parse_phase(payload: bytes) -> PhaseReport:
     return PhaseReport(phase, None if payload[1] == NO_SLOT else payload[1])
 
 
+TELEMETRY_SIZE = 188
+TELEMETRY_CLASSES = 16
+Q16_ONE = 65536
+
+
+@dataclass(frozen=True)
+class ModelTelemetry:
+    """The active model's inference telemetry kept by the runtime (docs/PROTOCOL.md 3.2.6, bytes 48..)."""
+
+    latency_estimated: bool
+    model_sha256: str | None  # None: no model tracked (no active model yet)
+    inferences: int
+    errors: int
+    classified: int
+    cpu_hz: int
+    arena_bytes: int
+    cycles_total: int
+    confidence_q16_total: int
+    histogram: tuple[int, ...]  # TELEMETRY_CLASSES counts of top-1 indices
+    histogram_other: int  # top-1 index >= TELEMETRY_CLASSES
+
+    @property
+    def confidence_mean(self) -> float:
+        return self.confidence_q16_total / Q16_ONE / self.classified if self.classified else 0.0
+
+    @property
+    def cycles_mean(self) -> float:
+        return self.cycles_total / self.inferences if self.inferences else 0.0
+
+    @property
+    def latency_us_mean(self) -> float:
+        """Mean latency in microseconds from cycles and the clock; 0 if the clock is unknown."""
+        return self.cycles_mean * 1e6 / self.cpu_hz if self.cpu_hz else 0.0
+
+
 @dataclass(frozen=True)
 class Telemetry:
     frames_ok: int
@@ -454,11 +489,33 @@ class Telemetry:
     inferences: int
     inference_errors: int
     latency_us_total: int
+    model: ModelTelemetry
 
 
 def parse_telemetry(payload: bytes) -> Telemetry:
-    _expect(payload, 48, "TELEMETRY")
-    return Telemetry(*struct.unpack("<10IQ", payload))
+    _expect(payload, TELEMETRY_SIZE, "TELEMETRY")
+    c = struct.unpack_from("<10IQ", payload)
+    flags, classes = payload[48], payload[49]
+    if classes != TELEMETRY_CLASSES:
+        raise ProtocolError(f"TELEMETRY histogram of {classes} classes, expected {TELEMETRY_CLASSES}")
+    sha = payload[52:84]
+    inferences, errors, classified, cpu_hz, arena, cycles, conf = struct.unpack_from("<5I2Q", payload, 84)
+    histogram = struct.unpack_from(f"<{TELEMETRY_CLASSES}I", payload, 120)
+    (other,) = struct.unpack_from("<I", payload, 184)
+    model = ModelTelemetry(
+        latency_estimated=bool(flags & 1),
+        model_sha256=sha.hex() if flags & 2 else None,
+        inferences=inferences,
+        errors=errors,
+        classified=classified,
+        cpu_hz=cpu_hz,
+        arena_bytes=arena,
+        cycles_total=cycles,
+        confidence_q16_total=conf,
+        histogram=tuple(histogram),
+        histogram_other=other,
+    )
+    return Telemetry(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], model)
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,12 @@ class DeviceProfile:
     inference_hz: float = 1.0
     telemetry_period_s: float = 10.0
     chunk_timeout_s: float = 5.0
+    # Latency model for the runtime's telemetry on the host library (no MCU cycles to count): cycles per
+    # inference = MACs * milli_cycles_per_mac / 1000 + ops * cycles_per_op, at cpu_hz. Reported as an
+    # estimate. The defaults are a Cortex-M4 class guess, not a measurement.
+    cpu_hz: int = 64_000_000
+    milli_cycles_per_mac: int = 2_000
+    cycles_per_op: int = 500
     faults: Faults = field(default_factory=Faults)
 
     def validate(self) -> None:
@@ -68,6 +74,9 @@ class DeviceProfile:
             raise ValueError("slot_size must be a positive multiple of sector_size")
         if self.bandwidth_bps < 0 or self.latency_s < 0 or self.inference_hz < 0:
             raise ValueError("bandwidth, latency and inference rate must not be negative")
+        for name in ("cpu_hz", "milli_cycles_per_mac", "cycles_per_op"):
+            if not 0 <= getattr(self, name) <= 0xFFFFFFFF:
+                raise ValueError(f"{name} must fit in 32 bits")
         if self.chunk_timeout_s <= 0:
             raise ValueError("chunk_timeout_s must be positive")
         self.faults.validate()
@@ -89,6 +98,8 @@ PROFILES: dict[str, DeviceProfile] = {
     "nbiot-m0": DeviceProfile(
         name="nbiot-m0",
         hardware_class=2,
+        cpu_hz=16_000_000,
+        milli_cycles_per_mac=4_000,
         slot_size=32 * 1024,
         ram_budget=16 * 1024,
         bandwidth_bps=4_000,

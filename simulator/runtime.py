@@ -18,6 +18,7 @@ import subprocess
 import threading
 import weakref
 from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 from types import TracebackType
@@ -60,7 +61,40 @@ class _Config(ctypes.Structure):
         ("max_trial_boots", ctypes.c_uint32),
         ("keys", ctypes.c_char_p),
         ("key_count", ctypes.c_uint32),
+        ("cpu_hz", ctypes.c_uint32),
+        ("milli_cycles_per_mac", ctypes.c_uint32),
+        ("cycles_per_op", ctypes.c_uint32),
     ]
+
+
+class _TensorInfo(ctypes.Structure):  # tfa_tensor_info_t (tfa/engine.h)
+    _fields_ = [
+        ("type", ctypes.c_uint8),
+        ("rank", ctypes.c_uint8),
+        ("dims", ctypes.c_int32 * 6),
+        ("bytes", ctypes.c_uint32),
+        ("scale", ctypes.c_float),
+        ("zero_point", ctypes.c_int32),
+    ]
+
+
+TYPE_INT8 = 9  # TFA_TYPE_INT8
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A model tensor's type (TFLite numbering), shape, size and quantization."""
+
+    type: int
+    shape: tuple[int, ...]
+    nbytes: int
+    scale: float
+    zero_point: int
+
+    @classmethod
+    def of(cls, info: _TensorInfo) -> TensorSpec:
+        shape = tuple(int(info.dims[i]) for i in range(min(int(info.rank), 6)))
+        return cls(int(info.type), shape, int(info.bytes), float(info.scale), int(info.zero_point))
 
 
 _lib_lock = threading.Lock()
@@ -106,6 +140,10 @@ def _declare(lib: ctypes.CDLL) -> None:
         "tfa_host_flash_read": ([handle, ctypes.c_char_p, u32], ctypes.c_int),
         "tfa_host_flash_load": ([handle, ctypes.c_char_p, u32], ctypes.c_int),
         "tfa_host_memory_bytes": ([handle], u32),
+        "tfa_host_model_io": (
+            [handle, ctypes.POINTER(_TensorInfo), ctypes.POINTER(_TensorInfo)],
+            ctypes.c_int,
+        ),
     }
     for name, (argtypes, restype) in signatures.items():
         fn = getattr(lib, name)
@@ -155,6 +193,9 @@ class DeviceRuntime:
         trusted_keys: Iterable[tuple[bytes, bytes]] = (),
         runtime_version: int = RUNTIME_VERSION,
         max_trial_boots: int = 1,
+        cpu_hz: int = 0,
+        milli_cycles_per_mac: int = 0,
+        cycles_per_op: int = 0,
         boot: bool = True,
     ) -> None:
         keys = list(trusted_keys)
@@ -168,14 +209,15 @@ class DeviceRuntime:
         for name, value in (
             ("hardware_class", hardware_class), ("ram_budget", ram_budget), ("slot_size", slot_size),
             ("sector_size", sector_size), ("runtime_version", runtime_version),
-            ("max_trial_boots", max_trial_boots),
+            ("max_trial_boots", max_trial_boots), ("cpu_hz", cpu_hz),
+            ("milli_cycles_per_mac", milli_cycles_per_mac), ("cycles_per_op", cycles_per_op),
         ):  # fmt: skip
             if not 0 <= value <= 0xFFFFFFFF:
                 raise ValueError(f"{name} {value} is not a u32")
         self._lib = load_library()
         config = _Config(
             hardware_class, runtime_version, ram_budget, slot_size, sector_size, max_trial_boots,
-            records or None, len(keys),
+            records or None, len(keys), cpu_hz, milli_cycles_per_mac, cycles_per_op,
         )  # fmt: skip
         handle = ctypes.c_void_p()
         _check(self._lib.tfa_host_create(ctypes.byref(config), ctypes.byref(handle)), "device config")
@@ -245,6 +287,15 @@ class DeviceRuntime:
     def memory_bytes(self) -> int:
         """Heap bytes the C device holds (its flash plus its state and buffers)."""
         return int(self._lib.tfa_host_memory_bytes(self._h()))
+
+    def model_io(self) -> tuple[TensorSpec, TensorSpec]:
+        """The active model's first input and output tensors (what the device's sensor code knows);
+        raises ValueError without an active model or when the engine refuses it."""
+        tin, tout = _TensorInfo(), _TensorInfo()
+        rc = self._lib.tfa_host_model_io(self._h(), ctypes.byref(tin), ctypes.byref(tout))
+        if rc != 0:
+            raise ValueError(f"no runnable active model: {frames.error_name(-rc)} ({-rc})")
+        return TensorSpec.of(tin), TensorSpec.of(tout)
 
     def read_flash(self) -> bytes:
         size = int(self._lib.tfa_host_flash_size(self._h()))

@@ -13,7 +13,7 @@ from typing import Any
 
 from simulator import frames
 from simulator.profiles import DeviceProfile
-from simulator.runtime import DeviceRuntime
+from simulator.runtime import DeviceRuntime, TensorSpec
 
 PHASE_NAMES = {
     frames.Phase.IDLE: "idle",
@@ -97,8 +97,12 @@ class RuntimeDriver:
             slot_size=profile.slot_size,
             sector_size=profile.sector_size,
             trusted_keys=[(k.key_id, k.public_key) for k in trusted_keys],
+            cpu_hz=profile.cpu_hz,
+            milli_cycles_per_mac=profile.milli_cycles_per_mac,
+            cycles_per_op=profile.cycles_per_op,
         )
         self._begun_manifest: bytes | None = None  # what this device's agent last began installing
+        self.boots = 1  # power-ons: the runtime's RAM counters (TELEMETRY) restart at each
 
     def _call(self, request: frames.Request) -> frames.Response:
         try:
@@ -160,6 +164,18 @@ class RuntimeDriver:
             raise RuntimeFailure(ERR_BAD_MESSAGE, "INFER with run answered without an output")
         return result
 
+    def model_io(self) -> tuple[TensorSpec, TensorSpec] | None:
+        """The active model's input and output tensors for the device's sensor code; None if it has none
+        the engine can run."""
+        try:
+            return self.runtime.model_io()
+        except ValueError:
+            return None
+
+    def telemetry(self) -> frames.Telemetry:
+        """The runtime's counters and the active model's inference telemetry (PROTOCOL 3.2.6)."""
+        return frames.parse_telemetry(self._call(frames.telemetry()).payload)
+
     # ----- power -----------------------------------------------------------------------------------------
 
     def arm_power_cut(self, after_ops: int, seed: int = 1) -> None:
@@ -169,6 +185,7 @@ class RuntimeDriver:
         return bool(self.runtime.is_powered_off())
 
     def power_on_and_boot(self) -> None:
+        self.boots += 1
         self.runtime.power_on()
 
     def close(self) -> None:

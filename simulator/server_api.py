@@ -150,6 +150,11 @@ class ServerApi:
         result: list[dict[str, Any]] = self._request("GET", "/telemetry", params=params)
         return result
 
+    def telemetry_summary(self, **params: Any) -> dict[str, Any]:
+        """GET /api/telemetry/summary (model_version_id, device_id, since, until)."""
+        result: dict[str, Any] = self._request("GET", "/telemetry/summary", params=params)
+        return result
+
     def gateway_stats(self) -> dict[str, Any]:
         result: dict[str, Any] = self._request("GET", "/gateway/stats")
         return result

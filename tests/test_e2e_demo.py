@@ -10,7 +10,7 @@ from rich.console import Console
 
 from simulator.broker import BrokerError, find_mosquitto
 from tinyfleet.demo import DemoOptions, run_demo
-from tinyfleet.demo_models import SHARED_PAIRS
+from tinyfleet.demo_models import SHARED_PAIRS, pipeline_available
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -20,7 +20,7 @@ def test_demo_rolls_out_v1_v2_and_rolls_back_bad_v3() -> None:
         find_mosquitto()
     except BrokerError as exc:
         pytest.skip(str(exc))
-    if not (SHARED_PAIRS / "hello_world_int8.0.tflite").is_file():
+    if not pipeline_available() and not (SHARED_PAIRS / "hello_world_int8.0.tflite").is_file():
         pytest.skip(f"real models not found at {SHARED_PAIRS}")
     out = io.StringIO()
     report = run_demo(DemoOptions(devices=20, processes=1), Console(file=out, width=120))
@@ -39,3 +39,11 @@ def test_demo_rolls_out_v1_v2_and_rolls_back_bad_v3() -> None:
     assert "failure threshold reached" in out.getvalue()
     # ...for the right reason: the runtime's trial self-test, not a download or signature problem.
     assert "SELFTEST_FAILED (42)" in out.getvalue()
+    # Per-version inference telemetry from the server: the runtime's counters, reported by the agents.
+    v2_tel = report.telemetry["2.0.0"]
+    assert v2_tel["inference_count"] > 0 and v2_tel["errors"] == 0, report.telemetry
+    assert sum(v2_tel["class_histogram"]) == v2_tel["inference_count"]
+    assert v2_tel["latency_estimated"] is True and v2_tel["latency_us_mean"] > 0
+    assert 0 <= v2_tel["confidence_mean"] <= 1
+    assert report.telemetry["3.0.0"]["inference_count"] == 0  # v3 never ran outside its failed trial
+    assert "inference telemetry per version" in out.getvalue() and " est." in out.getvalue()

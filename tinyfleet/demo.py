@@ -63,6 +63,8 @@ class DemoReport:
     waves: list[WaveResult] = field(default_factory=list)
     rollout_states: dict[str, str] = field(default_factory=dict)
     final_versions: dict[str, int] = field(default_factory=dict)
+    # Per release version: the server's telemetry summary (GET /api/telemetry/summary?model_version_id).
+    telemetry: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -235,6 +237,45 @@ def summary_table(report: DemoReport) -> Table:
     return table
 
 
+def telemetry_table(report: DemoReport) -> Table:
+    """Per release: the devices' inference telemetry as the server summarises it (runtime counters)."""
+    table = Table(
+        title="inference telemetry per version", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False
+    )
+    for column in ("version", "devices", "inferences", "errors", "top-1 histogram", "mean conf.", "latency"):
+        table.add_column(column, justify="left" if column in ("version", "top-1 histogram") else "right")
+    for version, t in report.telemetry.items():
+        latency = "-"
+        if t.get("latency_us_mean") is not None:
+            latency = f"{t['latency_us_mean']:.0f} us" + (" est." if t.get("latency_estimated") else "")
+        conf = t.get("confidence_mean")
+        table.add_row(
+            version,
+            str(t["devices"]),
+            str(t["inference_count"]),
+            str(t["errors"]),
+            " / ".join(str(n) for n in t["class_histogram"]) or "-",
+            "-" if conf is None else f"{conf:.3f}",
+            latency,
+        )
+    return table
+
+
+def collect_telemetry(
+    api: ServerApi, releases: list[Release], version_ids: list[int], wait_for: int, timeout: float
+) -> dict[str, dict[str, Any]]:
+    """Each release's telemetry summary, waiting (up to timeout) until release wait_for has some."""
+    deadline = time.monotonic() + timeout
+    while True:
+        summaries = {
+            r.version: api.telemetry_summary(model_version_id=v)
+            for r, v in zip(releases, version_ids, strict=True)
+        }
+        if summaries[releases[wait_for].version]["inference_count"] > 0 or time.monotonic() > deadline:
+            return summaries
+        time.sleep(0.5)
+
+
 # ----- the demo --------------------------------------------------------------------------------------------
 
 
@@ -256,7 +297,8 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoReport
         release_key = generate_private_key()
         _pem, pub = save_keypair(workdir / "release", release_key)
         profile = get_profile("lan")
-        releases = build_releases(release_key, profile.hardware_class)
+        with console.status("building the models (the pipeline trains them on a first run, then caches)"):
+            releases = build_releases(release_key, profile.hardware_class)
         _, source = model_files()
         for r in releases:
             size = f"{len(r.package):,} bytes"
@@ -266,7 +308,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoReport
         console.rule("[bold]2. embedded stack")
         env = stack.enter_context(embedded_stack(workdir, pub, console))
         api = env.api
-        api.ensure_model(MODEL_NAME, "TFLite Micro hello_world, three releases")
+        api.ensure_model(MODEL_NAME, "demo model, three releases")
         version_ids = [_upload(api, r) for r in releases]
         console.print(f"[green]✓[/] uploaded {len(releases)} packages (verified by the server's trust store)")
 
@@ -317,9 +359,15 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoReport
             label = next((r.version for r in releases if r.model_sha256 == sha), sha[:12])
             versions[label] = versions.get(label, 0) + 1
         report.final_versions = versions
+        # Devices report every telemetry period; give the fleet one period to report on its final model.
+        with console.status("waiting for inference telemetry on the final version"):
+            report.telemetry = collect_telemetry(
+                api, releases, version_ids, 1, profile.telemetry_period_s * 2 + 5
+            )
 
         console.rule("[bold]5. summary")
         console.print(summary_table(report))
+        console.print(telemetry_table(report))
         console.print(
             "devices per active model: " + ", ".join(f"{k}: {v}" for k, v in sorted(versions.items()))
         )

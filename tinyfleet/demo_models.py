@@ -1,19 +1,26 @@
 """The demo's releases: three signed packages of real `.tflite` models, made with the signing API.
 
-v1 and v2 are successive real versions of TFLite Micro's hello_world model (`../shared/models/pairs`),
-each with a self-test whose expected output digest comes from the reference TFLite Micro interpreter;
-the device's runtime recomputes it on trial. v3 is the "bad release": an honest, validly signed package
-whose self-test expectation was taken from another model's output (the kind of mix-up a release script
-makes), so every device's trial self-test fails and reverts. When the shared models are absent, the
-signing test vector model is used for all three with different metadata (then devices that already run
-that model have nothing to download: desired states are keyed by model digest).
+The models come from the compression pipeline (`server/pipeline`): a bearing-vibration fault classifier
+trained and int8-quantized here on the synthetic accelerometer data set. v1 is the first training; v2 is
+retrained on more windows and magnitude-pruned to 50%; v3 is a third training whose release carries a
+self-test expectation taken from v2's output (the kind of mix-up a release script makes): an honest,
+validly signed package whose trial self-test fails on every device, which reverts. Self-test digests
+come from the reference TFLite Micro interpreter; the device's runtime recomputes them on trial.
+Training takes seconds; the .tflite files are cached under `build/cache/demo-models/<CACHE_KEY>/`
+(change CACHE_KEY when the recipe changes). Without TensorFlow, the demo falls back to TFLite Micro's
+hello_world pairs (`../shared/models/pairs`), then to the signing test vector model for all three.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib.util
+import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -23,7 +30,15 @@ from signing.selftest import expected_output_sha256
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_PAIRS = REPO_ROOT.parent / "shared" / "models" / "pairs"
 VECTOR_MODEL = REPO_ROOT / "tests" / "vectors" / "model.tflite"
-MODEL_NAME = "hello-world"
+MODEL_NAME = "bearing-vibration"
+CACHE_DIR = REPO_ROOT / "build" / "cache" / "demo-models"
+CACHE_KEY = "vibration-v1"
+# compress_task arguments for v1, v2, v3 (see the module docstring).
+PIPELINE_RECIPES: tuple[dict[str, Any], ...] = (
+    {"samples": 2000, "epochs": 10, "seed": 0},
+    {"samples": 3000, "epochs": 10, "seed": 0, "prune_to": 0.5},
+    {"samples": 2000, "epochs": 10, "seed": 2},
+)
 SELFTEST_SEED = 0x5EED1234
 MIN_RUNTIME = "0.1.0"
 
@@ -40,23 +55,49 @@ class Release:
         return hashlib.sha256(self.model).hexdigest()
 
 
+def pipeline_available() -> bool:
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+def pipeline_models(cache_dir: Path = CACHE_DIR, key: str = CACHE_KEY) -> list[bytes]:
+    """v1, v2, v3 from the compression pipeline, trained once and then read from the cache."""
+    folder = cache_dir / key
+    paths = [folder / f"v{i + 1}.tflite" for i in range(len(PIPELINE_RECIPES))]
+    if not all(p.is_file() for p in paths):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ logs off the demo
+        from server.pipeline.pipeline import compress_task
+
+        folder.mkdir(parents=True, exist_ok=True)
+        for path, recipe in zip(paths, PIPELINE_RECIPES, strict=True):
+            if path.is_file():
+                continue
+            with contextlib.redirect_stdout(io.StringIO()):  # Keras prints its export signatures
+                tflite = compress_task("vibration", **recipe).tflite
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")  # concurrent builders never see half a file
+            tmp.write_bytes(tflite)
+            tmp.replace(path)
+    return [p.read_bytes() for p in paths]
+
+
 def model_files() -> tuple[list[bytes], str]:
     """Model bytes for v1, v2, v3 and where they came from."""
+    if pipeline_available():
+        return pipeline_models(), f"the compression pipeline (bearing vibration), cached in {CACHE_DIR}"
     names = ["hello_world_int8.1.tflite", "hello_world_int8.2.tflite", "hello_world_int8.0.tflite"]
     paths = [SHARED_PAIRS / n for n in names]
     if all(p.is_file() for p in paths):
-        return [p.read_bytes() for p in paths], str(SHARED_PAIRS)
+        return [p.read_bytes() for p in paths], f"{SHARED_PAIRS} (TensorFlow unavailable)"
     if not VECTOR_MODEL.is_file():
         raise FileNotFoundError(f"no demo model: neither {SHARED_PAIRS} nor {VECTOR_MODEL} exists")
     data = VECTOR_MODEL.read_bytes()
-    return [data, data, data], str(VECTOR_MODEL)
+    return [data, data, data], f"{VECTOR_MODEL} (TensorFlow unavailable)"
 
 
 def build_releases(key: Ed25519PrivateKey, hardware_class: int, with_selftest: bool = True) -> list[Release]:
     """Sign v1, v2 (good) and v3 (self-test expectation that the model cannot meet)."""
     models, _source = model_files()
     releases = []
-    specs = [("1.0.0", "first release"), ("2.0.0", "retrained model"), ("3.0.0", "bad release")]
+    specs = [("1.0.0", "first release"), ("2.0.0", "retrained, pruned 50%"), ("3.0.0", "bad release")]
     for index, ((version, label), model) in enumerate(zip(specs, models, strict=True)):
         bad = index == 2
         seed = SELFTEST_SEED if (with_selftest or bad) else 0

@@ -318,7 +318,7 @@ static void test_install_lifecycle(void)
     CHECK(g_out[3] == TFA_PHASE_IDLE && g_out[4] == active_slot, "back to the old slot");
 
     /* Telemetry counted what happened. */
-    prv_expect_ok(TFA_MSG_TELEMETRY, NULL, 0, 48, "TELEMETRY");
+    prv_expect_ok(TFA_MSG_TELEMETRY, NULL, 0, 188, "TELEMETRY");
     const uint8_t *t = g_out + 3;
     CHECK(prv_u32(t + 16) == g_next_id - 1u, "requests %u vs %u", prv_u32(t + 16), g_next_id - 1u);
     CHECK(prv_u32(t + 24) == (active.len - TFA_MANIFEST_SIZE) + (good.len - TFA_MANIFEST_SIZE),
@@ -375,7 +375,7 @@ static void test_infer_plumbing(void)
     prv_device_new();
     static fake_engine_t fake;
     memset(&fake, 0, sizeof fake);
-    const tfa_engine_ops_t ops = {&fake, prv_fake_write, prv_fake_invoke};
+    const tfa_engine_ops_t ops = {&fake, prv_fake_write, prv_fake_invoke, NULL};
     tfa_proto_init(&g_proto, &g_rt, &ops);
     prv_expect_ok(TFA_MSG_HELLO, NULL, 0, 20, "HELLO with engine");
     CHECK(g_out[4] == TFA_FEATURE_INFERENCE, "inference feature bit");
@@ -391,9 +391,13 @@ static void test_infer_plumbing(void)
     prv_expect_err(TFA_MSG_INFER, far, 6, TFA_ERR_BAD_OFFSET, "engine error is reported");
     fake.overstep = 1;
     prv_expect_err(TFA_MSG_INFER, run_only, 5, TFA_ERR_BAD_MESSAGE, "engine overstepping the buffer");
-    prv_expect_ok(TFA_MSG_TELEMETRY, NULL, 0, 48, "TELEMETRY");
+    prv_expect_ok(TFA_MSG_TELEMETRY, NULL, 0, 188, "TELEMETRY");
     CHECK(prv_u32(g_out + 3 + 32) == 2 && prv_u32(g_out + 3 + 36) == 1, "inference counters");
     CHECK(prv_u32(g_out + 3 + 40) == 3000 && prv_u32(g_out + 3 + 44) == 0, "latency total");
+    /* Without last_run: inferences counted, nothing classified, no cycles, no model tracked. */
+    CHECK(g_out[3 + 48] == 0 && g_out[3 + 49] == 16, "telemetry flags and class count");
+    CHECK(prv_u32(g_out + 3 + 84) == 2 && prv_u32(g_out + 3 + 88) == 1, "model inferences and errors");
+    CHECK(prv_u32(g_out + 3 + 92) == 0 && prv_u32(g_out + 3 + 104) == 0, "no classification, no cycles");
 }
 
 /* ------------------------------------------------------------------ random messages */
@@ -524,7 +528,7 @@ static void test_host_device(void)
     uint8_t keyrec[TFA_HOST_KEY_RECORD];
     memcpy(keyrec, g_key.key_id, 8);
     memcpy(keyrec + 8, g_key.public_key, 32);
-    tfa_host_config_t cfg = {HW_CLASS, TFA_RUNTIME_VERSION, 16384, SLOT, SECTOR, 1, keyrec, 1};
+    tfa_host_config_t cfg = {HW_CLASS, TFA_RUNTIME_VERSION, 16384, SLOT, SECTOR, 1, keyrec, 1, 0, 0, 0};
     tfa_host_device_t *dev = NULL;
     tfa_host_config_t bad = cfg;
     bad.sector_size = 1000;

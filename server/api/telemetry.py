@@ -40,14 +40,21 @@ def list_telemetry(
         return [views.telemetry(r) for r in rows]
 
 
-@router.get("/telemetry/summary", response_model=schemas.TelemetrySummary)
+class TelemetrySummaryOut(schemas.TelemetrySummary):
+    """The summary with the runtime telemetry's latency label and arena size (None: no reports)."""
+
+    latency_estimated: bool | None = None
+    arena_bytes_max: int | None = None
+
+
+@router.get("/telemetry/summary", response_model=TelemetrySummaryOut)
 def telemetry_summary(
     device_id: str | None = None,
     model_version_id: OptDbIdQuery = None,
     since: float | None = None,
     until: float | None = None,
     ctx: AppContext = Depends(get_ctx),
-) -> schemas.TelemetrySummary:
+) -> TelemetrySummaryOut:
     _window(since, until)
     with ctx.session() as s:
         if device_id is not None:
@@ -55,7 +62,7 @@ def telemetry_summary(
         rows = telsvc.query(
             s, device_id=device_id, model_version_id=model_version_id, since=since, until=until, limit=100000
         )
-        return schemas.TelemetrySummary(**telsvc.summarize(rows, since, until))
+        return TelemetrySummaryOut(**telsvc.summarize(rows, since, until))
 
 
 @router.get("/gateway/stats", tags=["gateway"])

@@ -122,6 +122,9 @@ def summarize(rows: list[TelemetryReport], since: float | None, until: float | N
         "latency_us_mean": weighted("latency_us_mean"),
         "confidence_mean": weighted("confidence_mean"),
         "class_histogram": hist,
+        # Any estimated figure makes the mean an estimate (host-simulated devices, PROTOCOL 4.5).
+        "latency_estimated": any(r.latency_estimated for r in rows) if rows else None,
+        "arena_bytes_max": max((r.arena_bytes for r in rows), default=None),
         "since": since,
         "until": until,
     }

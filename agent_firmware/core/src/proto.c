@@ -10,7 +10,7 @@
 #define PRV_SLOT_BODY 87u
 #define PRV_STATE_HEADER 28u
 #define PRV_STATE_BODY (PRV_STATE_HEADER + 2u * PRV_SLOT_BODY)
-#define PRV_TELEMETRY_BODY 48u
+#define PRV_TELEMETRY_BODY 188u
 
 static void prv_put_u16(uint8_t *p, uint32_t v)
 {
@@ -162,8 +162,43 @@ static int prv_phase(tfa_proto_t *p, prv_reply_t *r)
     return 0;
 }
 
-static void prv_telemetry(const tfa_proto_t *p, prv_reply_t *r)
+static void prv_put_u64(uint8_t *p, uint64_t v)
 {
+    prv_put_u32(p, (uint32_t)v);
+    prv_put_u32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* Follow the active model: its telemetry starts over when it changes. */
+static void prv_track_active(tfa_proto_t *p)
+{
+    const tfa_manifest_t *m = tfa_active_manifest(p->rt);
+    tfa_telemetry_track(&p->telemetry, m != NULL ? m->model_sha256 : NULL);
+}
+
+/* Bytes 48..187: the active model's inference telemetry (section 3.2.6). */
+static void prv_put_model_telemetry(uint8_t *b, const tfa_telemetry_t *t)
+{
+    b[0] = (uint8_t)((t->estimated ? 1u : 0u) | (t->has_model ? 2u : 0u));
+    b[1] = (uint8_t)TFA_TELEMETRY_CLASSES;
+    b[2] = 0; /* reserved */
+    b[3] = 0;
+    memcpy(b + 4, t->model_sha256, 32);
+    prv_put_u32(b + 36, t->inferences);
+    prv_put_u32(b + 40, t->errors);
+    prv_put_u32(b + 44, t->classified);
+    prv_put_u32(b + 48, t->cpu_hz);
+    prv_put_u32(b + 52, t->arena_bytes);
+    prv_put_u64(b + 56, t->cycles_total);
+    prv_put_u64(b + 64, t->confidence_q16_total);
+    for (uint32_t i = 0; i < TFA_TELEMETRY_CLASSES; i++) {
+        prv_put_u32(b + 72u + 4u * i, t->histogram[i]);
+    }
+    prv_put_u32(b + 72u + 4u * TFA_TELEMETRY_CLASSES, t->histogram_other);
+}
+
+static void prv_telemetry(tfa_proto_t *p, prv_reply_t *r)
+{
+    prv_track_active(p);
     const tfa_proto_counters_t *c = &p->counters;
     uint8_t *b = prv_body(r, PRV_TELEMETRY_BODY);
     const uint32_t v[10] = {c->frames_ok,      c->frame_crc_errors, c->frame_decode_errors,
@@ -175,6 +210,7 @@ static void prv_telemetry(const tfa_proto_t *p, prv_reply_t *r)
     }
     prv_put_u32(b + 40, (uint32_t)c->latency_us_total);
     prv_put_u32(b + 44, (uint32_t)(c->latency_us_total >> 32));
+    prv_put_model_telemetry(b + 48, &p->telemetry);
 }
 
 /* INFER body: u32 input_offset, u8 flags, input bytes. */
@@ -198,19 +234,26 @@ static int prv_infer(tfa_proto_t *p, const uint8_t *body, uint32_t len, prv_repl
     if ((body[4] & TFA_INFER_RUN) == 0u) {
         return 0;
     }
+    prv_track_active(p);
     uint8_t *b = prv_body(r, 4);
     uint32_t out_len = 0;
     uint32_t latency_us = 0;
     const uint32_t room = out_cap - r->len;
     int rc = e->invoke(e->ctx, p->rt, r->buf + r->len, room, &out_len, &latency_us);
+    if (rc == 0 && out_len > room) {
+        rc = -TFA_ERR_BAD_MESSAGE; /* engine overstepped; never report bytes it could not write */
+    }
+    /* Unknown type: nothing classified. A port without last_run reports no cycles. */
+    tfa_infer_run_t run = {0, 0, 0, 0, 0xFFu, 0, 0.0f};
+    if (rc == 0 && e->last_run != NULL) {
+        rc = e->last_run(e->ctx, p->rt, &run);
+    }
     if (rc != 0) {
         p->counters.inference_errors++;
+        tfa_telemetry_record_error(&p->telemetry);
         return rc;
     }
-    if (out_len > room) {
-        p->counters.inference_errors++;
-        return -TFA_ERR_BAD_MESSAGE; /* engine overstepped; never report bytes it could not write */
-    }
+    tfa_telemetry_record(&p->telemetry, &run, r->buf + r->len, out_len);
     r->len += out_len;
     prv_put_u32(b, latency_us);
     p->counters.inferences++;

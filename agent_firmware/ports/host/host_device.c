@@ -29,6 +29,9 @@ struct tfa_host_device {
     uint8_t engine_ready;          /* engine initialised on the model identified below */
     const uint8_t *engine_model;
     uint8_t engine_model_sha[32];
+    uint32_t cpu_hz;               /* latency model, see tfa_host_config_t */
+    uint32_t milli_cycles_per_mac;
+    uint32_t cycles_per_op;
     uint8_t on;
     uint32_t tx_len;
     uint8_t tx[PRV_TX_CAP];
@@ -155,6 +158,31 @@ static int prv_invoke(void *ctx, const tfa_runtime_t *rt, uint8_t *out, uint32_t
     return 0;
 }
 
+/* Telemetry facts of the last invoke: cycles estimated from the engine's operation counts, since the
+ * host's own clock says nothing about a microcontroller's. */
+static int prv_last_run(void *ctx, const tfa_runtime_t *rt, tfa_infer_run_t *run)
+{
+    tfa_host_device_t *dev = ctx;
+    (void)rt;
+    tfa_tensor_info_t info;
+    if (!dev->engine_ready) {
+        return -TFA_ERR_BAD_STATE;
+    }
+    int rc = tfa_engine_output_info(&dev->engine, 0, &info);
+    if (rc != 0) {
+        return rc;
+    }
+    const tfa_engine_t *e = &dev->engine;
+    run->cycles = e->mac_count * dev->milli_cycles_per_mac / 1000u + (uint64_t)e->op_count * dev->cycles_per_op;
+    run->cpu_hz = dev->cpu_hz;
+    run->estimated = 1;
+    run->arena_bytes = e->arena_used;
+    run->output_type = info.type;
+    run->zero_point = info.zero_point;
+    run->scale = info.scale;
+    return 0;
+}
+
 static int prv_config_ok(const tfa_host_config_t *cfg)
 {
     const uint32_t sector = cfg->sector_size;
@@ -205,6 +233,10 @@ int tfa_host_create(const tfa_host_config_t *cfg, tfa_host_device_t **out)
     dev->engine_ops.ctx = dev;
     dev->engine_ops.write_input = prv_write_input;
     dev->engine_ops.invoke = prv_invoke;
+    dev->engine_ops.last_run = prv_last_run;
+    dev->cpu_hz = cfg->cpu_hz;
+    dev->milli_cycles_per_mac = cfg->milli_cycles_per_mac;
+    dev->cycles_per_op = cfg->cycles_per_op;
     *out = dev;
     return 0;
 }
@@ -321,6 +353,16 @@ int tfa_host_flash_load(tfa_host_device_t *dev, const uint8_t *image, uint32_t l
     prv_release_engine(dev);
     memcpy(dev->fh.mem, image, len);
     return 0;
+}
+
+int tfa_host_model_io(tfa_host_device_t *dev, tfa_tensor_info_t *input, tfa_tensor_info_t *output)
+{
+    if (!dev->on) {
+        return -TFA_ERR_BAD_STATE;
+    }
+    int rc = prv_engine_for_active(dev);
+    rc = rc != 0 ? rc : tfa_engine_input_info(&dev->engine, 0, input);
+    return rc != 0 ? rc : tfa_engine_output_info(&dev->engine, 0, output);
 }
 
 uint32_t tfa_host_memory_bytes(const tfa_host_device_t *dev)

@@ -16,6 +16,8 @@
 
 #include <stdint.h>
 
+#include "tfa/engine.h"
+
 #define TFA_HOST_KEY_RECORD 40u /* key_id[8] || public_key[32] */
 #define TFA_HOST_MAX_KEYS 16u
 
@@ -30,6 +32,12 @@ typedef struct tfa_host_config {
     uint32_t max_trial_boots;  /* 0..255, see tfa_device_config_t */
     const uint8_t *keys;       /* key_count records of TFA_HOST_KEY_RECORD bytes; copied */
     uint32_t key_count;        /* 0..TFA_HOST_MAX_KEYS */
+    /* Latency model for telemetry: the host cannot count an MCU's cycles, so each inference is
+     * estimated as mac_count * milli_cycles_per_mac / 1000 + op_count * cycles_per_op, at cpu_hz
+     * (reported with the "estimated" flag, docs/PROTOCOL.md 3.2.6). All 0: no estimate. */
+    uint32_t cpu_hz;
+    uint32_t milli_cycles_per_mac;
+    uint32_t cycles_per_op;
 } tfa_host_config_t;
 
 /* Allocate a device with an erased flash of 2 sectors (state) + 2 slots. It is powered off until
@@ -70,6 +78,12 @@ int tfa_host_flash_read(const tfa_host_device_t *dev, uint8_t *out, uint32_t len
 /* Replace the whole flash image (len must equal the flash size); the device is powered off, boot it
  * to use the new image. */
 int tfa_host_flash_load(tfa_host_device_t *dev, const uint8_t *image, uint32_t len);
+
+/* The active model's first input and first output tensors, as the device's own sensor code sees them
+ * (a board's application is built against its model; the simulator's sensors ask here to shape their
+ * data). Initialises the engine like INFER does: BAD_STATE without an active model, or the engine's
+ * init error. */
+int tfa_host_model_io(tfa_host_device_t *dev, tfa_tensor_info_t *input, tfa_tensor_info_t *output);
 
 /* Heap bytes this device holds now: its flash, its state and buffers, its copy of the keys, and the
  * engine arena while one is allocated. */

@@ -12,6 +12,7 @@
 
 #include "tfa/frame.h"
 #include "tfa/runtime.h"
+#include "tfa/telemetry.h"
 
 #define TFA_PROTO_VERSION 1u
 #define TFA_MSG_HEADER_SIZE 3u
@@ -54,6 +55,11 @@ typedef struct tfa_engine_ops {
     /* Run one inference on the active model; copy the first output tensor into out. */
     int (*invoke)(void *ctx, const tfa_runtime_t *rt, uint8_t *out, uint32_t out_cap, uint32_t *out_len,
                   uint32_t *latency_us);
+    /* Optional (NULL: none): facts about the invoke that just succeeded, for the runtime's telemetry
+     * (tfa/telemetry.h): CPU cycles (measured, e.g. SysTick on a board, or estimated with the flag
+     * set), clock, arena bytes and the output tensor's type and quantization. Without it, TELEMETRY
+     * still counts inferences but reports no cycles, histogram or confidence. */
+    int (*last_run)(void *ctx, const tfa_runtime_t *rt, tfa_infer_run_t *run);
 } tfa_engine_ops_t;
 
 /* Counters reported by TELEMETRY; they wrap around and restart at boot. */
@@ -75,6 +81,7 @@ typedef struct tfa_proto {
     tfa_runtime_t *rt;
     const tfa_engine_ops_t *engine; /* NULL: no inference engine */
     tfa_proto_counters_t counters;
+    tfa_telemetry_t telemetry;      /* the active model's inference telemetry */
     tfa_status_t scratch;           /* status buffer, kept here rather than on a small MCU stack */
 } tfa_proto_t;
 
