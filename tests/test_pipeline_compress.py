@@ -93,3 +93,13 @@ def test_compressed_model_runs_bit_exact_on_the_tinyfleet_engine(
     assert check.engine_checked, check.engine_error
     assert check.engine_bit_exact
     assert check.arena_bytes > 0
+
+
+def test_conv_models_convert_with_static_shapes_and_run_on_the_engine() -> None:
+    """Conv + pooling + Flatten models must not need dynamic-shape ops (SHAPE, PACK) on the device."""
+    from server.pipeline import validate
+
+    result = pipeline.compress_task("gestures", samples=400, epochs=2, width=8)
+    check = validate.validate(result.tflite, count=10)
+    assert check.engine_checked, check.engine_error
+    assert check.engine_bit_exact

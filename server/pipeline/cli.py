@@ -48,7 +48,7 @@ def compress_command(
     out.write_bytes(result.tflite)
 
     table = Table(title=f"compressed: {' -> '.join(result.steps)}")
-    for column in ("", "size (bytes)", "accuracy", "arena (bytes)"):
+    for column in ("", "size (bytes)", "accuracy", "TFLM arena (bytes)"):
         table.add_column(column, justify="right")
     for label, m in (("float32", result.before), ("int8", result.after)):
         table.add_row(label, f"{m.size_bytes:,}", f"{m.accuracy:.1%}", f"{m.arena_bytes:,}")

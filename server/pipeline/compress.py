@@ -22,7 +22,7 @@ def quantize_int8(model: Any, representative: np.ndarray, samples: int = 200) ->
         for row in representative[:samples]:
             yield [row[np.newaxis].astype(np.float32)]
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter = converter_for(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = dataset
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -33,6 +33,19 @@ def quantize_int8(model: Any, representative: np.ndarray, samples: int = 200) ->
         # representative data set above is what calibrates the int8 input.
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
         return bytes(converter.convert())
+
+
+def converter_for(model: Any) -> Any:
+    """A TFLite converter for `model` traced with a batch of exactly 1.
+
+    A device runs one input at a time; fixing the batch makes every shape static, so Flatten becomes one
+    RESHAPE instead of the SHAPE/STRIDED_SLICE/PACK chain a dynamic batch needs (ops an MCU engine lacks).
+    """
+    import keras
+    import tensorflow as tf
+
+    single = keras.Input(shape=model.input_shape[1:], batch_size=1)
+    return tf.lite.TFLiteConverter.from_keras_model(keras.Model(single, model(single)))
 
 
 def _prunable(model: Any) -> list[Any]:

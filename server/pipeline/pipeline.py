@@ -22,9 +22,7 @@ class CompressionResult:
 
 
 def float_tflite(model: Any) -> bytes:
-    import tensorflow as tf
-
-    return bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    return bytes(compress.converter_for(model).convert())
 
 
 def train(model: Any, data: datasets.Dataset, epochs: int, learning_rate: float = 0.005) -> Any:
