@@ -43,18 +43,34 @@ def demo(
 app.command("simulate")(simulate)
 
 
+def _is_usage_error(exc: BaseException) -> bool:
+    """Click's usage errors (missing or bad arguments). Typer bundles its own copy of Click, so they
+    are recognised by what they carry rather than by class."""
+    return callable(getattr(exc, "format_message", None)) and getattr(exc, "exit_code", None) == 2
+
+
 def main() -> None:
-    """Console entry point: run the app; unexpected errors become one line and exit code 1."""
+    """Console entry point. Usage mistakes and unexpected errors become one line, never a traceback."""
     try:
-        app()
+        code = app(standalone_mode=False)
     except KeyboardInterrupt:
-        Console(stderr=True).print("[yellow]interrupted[/]")
+        Console(stderr=True, soft_wrap=True).print("[yellow]interrupted[/]")
         sys.exit(130)
     except Exception as exc:  # last resort: users get one line, developers can ask for the traceback
         if os.environ.get("TINYFLEET_DEBUG"):
             raise
-        Console(stderr=True).print(f"[red]error:[/] {type(exc).__name__}: {exc}")
+        if _is_usage_error(exc):
+            context = getattr(exc, "ctx", None)
+            command = context.command_path if context is not None else "tinyfleet"
+            message = exc.format_message()  # type: ignore[attr-defined]
+            Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {message} (see '{command} --help')")
+            sys.exit(2)
+        if type(exc).__name__ == "Abort":
+            Console(stderr=True, soft_wrap=True).print("[yellow]interrupted[/]")
+            sys.exit(130)
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {type(exc).__name__}: {exc}")
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

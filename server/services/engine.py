@@ -321,7 +321,7 @@ class RolloutEngine:
             a.fallback_bytes = a.bytes_sent
             a.fallback_reason = (
                 f"{RAW_FALLBACK_CODES[a.error_code]} ({a.error_code}) on the"
-                f" {varsvc.ENCODING_NAMES.get(a.payload_encoding, '?')} payload; sent raw"
+                f" {varsvc.ENCODING_NAMES.get(a.payload_encoding or 0, '?')} payload; sent raw"
             )
             a.sent_package_id, a.payload_encoding, a.sent_size = pkg.id, pkg.payload_encoding, pkg.size
             a.state, a.error_code, a.error = "notified", 0, ""
