@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Cortex-M4 instruction counts of the core's crypto (SHA-256, SHA-512, Ed25519 verify) under QEMU.
+
+Method: the bench firmware (`make -C agent_firmware/ports/mps2-an386 bench`) times each operation with
+SysTick and prints the tick counts on UART0. QEMU runs it with `-icount shift=0`: every guest instruction
+advances virtual time by exactly 1 ns, and SysTick counts the 25 MHz core clock in virtual time, so one
+tick is 40 instructions. The firmware measures that ratio itself with a loop of known length (the "calib"
+line, 2 instructions per iteration), and the figures below are ticks x (instructions per tick).
+These are *instructions executed* (what QEMU's icount counts), not cycles: a real M4 adds wait states
+and multi-cycle instructions (UMULL/UMAAL are 1 cycle on M4, loads 2). Resolution: one tick (40 insns).
+The digests printed by the firmware are checked against hashlib, the Ed25519 results against the
+expected valid/invalid outcome, so a wrong implementation cannot produce a table.
+
+    .venv/bin/python bench/crypto_m4.py [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from simulator.qemu import MACHINE, QEMU, build_firmware, missing_tools  # noqa: E402
+
+_LINE = re.compile(r"^BENCH (\S+) (\d+) ticks=(\d+)(.*)$")
+
+
+def bench_data(length: int) -> bytes:
+    """The buffer the firmware hashes: byte i is (7 i + 3) mod 256 (bench_main.c)."""
+    return bytes((i * 7 + 3) & 0xFF for i in range(length))
+
+
+def run_bench(elf: Path, timeout: float = 120.0) -> list[str]:
+    args = [QEMU, "-M", MACHINE, "-display", "none", "-monitor", "none", "-nodefaults",
+            "-icount", "shift=0", "-serial", "stdio", "-kernel", str(elf)]  # fmt: skip
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace").strip()
+            lines.append(line)
+            if line == "BENCH END":
+                break
+    finally:
+        proc.kill()
+        proc.wait(timeout=timeout)
+    if "BENCH END" not in lines:
+        sys.exit("bench firmware did not finish:\n" + "\n".join(lines))
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--markdown", action="store_true", help="print a markdown table")
+    args = parser.parse_args()
+    reason = missing_tools()
+    if reason is not None:
+        print(f"skipped: {reason}")
+        return 0
+    elf = build_firmware("bench")
+    lines = run_bench(elf)
+
+    insns_per_tick = 0.0
+    rows: list[tuple[str, int, int, str]] = []
+    for line in lines:
+        match = _LINE.match(line)
+        if not match:
+            continue
+        name, size, ticks, rest = match.group(1), int(match.group(2)), int(match.group(3)), match.group(4)
+        if name == "calib":
+            insns_per_tick = size / ticks
+            continue
+        digest = re.search(r"digest=([0-9a-f]+)", rest)
+        if digest:
+            ref = hashlib.new(name, bench_data(size)).hexdigest()[: len(digest.group(1))]
+            if digest.group(1) != ref:
+                sys.exit(f"{name} of {size} bytes: firmware digest {digest.group(1)} != hashlib {ref}")
+        result = re.search(r"result=(\w+)", rest)
+        if result:
+            expected = "invalid" if name.endswith("_bad") else "valid"
+            if result.group(1) != expected:
+                sys.exit(f"{name}: firmware says {result.group(1)}, expected {expected}")
+        stack_match = re.search(r"stack=(\d+)", rest)
+        rows.append((name, size, ticks, f"{stack_match.group(1)} B" if stack_match else ""))
+    if insns_per_tick <= 0:
+        sys.exit("no calibration line from the bench firmware")
+
+    print(
+        f"QEMU {subprocess.run([QEMU, '--version'], capture_output=True, text=True).stdout.splitlines()[0]}"
+    )
+    print(f"calibration: {insns_per_tick:.3f} instructions per SysTick tick (-icount shift=0)")
+    header = ("operation", "bytes", "instructions", "per KiB", "stack peak")
+    table = []
+    for name, size, ticks, stack_peak in rows:
+        insns = round(ticks * insns_per_tick)
+        per_kib = f"{insns * 1024 / size:,.0f}" if name.startswith("sha") else ""
+        table.append((name, str(size), f"{insns:,}", per_kib, stack_peak))
+    if args.markdown:
+        print("| " + " | ".join(header) + " |")
+        print("|---|---:|---:|---:|---:|")
+        for row in table:
+            print("| " + " | ".join(row) + " |")
+    else:
+        print(f"{header[0]:<22} {header[1]:>6} {header[2]:>14} {header[3]:>10} {header[4]:>10}")
+        for row in table:
+            print(f"{row[0]:<22} {row[1]:>6} {row[2]:>14} {row[3]:>10} {row[4]:>10}")
+    return 0
+
+
+if __name__ == "__main__":
+    if shutil.which("make") is None:
+        sys.exit("make not found")
+    raise SystemExit(main())

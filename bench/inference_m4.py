@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Instructions per inference of the real TFLM models on the Cortex-M4 (QEMU mps2-an386, engine build).
+
+For each model in ../shared/models (and the project's test model) the script signs a package with a
+throw-away bench key, installs it over the emulated UART on `firmware-engine.elf`, runs the trial
+self-test on the M4 (its expected digest comes from the TFLite Micro reference interpreter, so a pass
+means the M4 output is bit-exact with TFLM), confirms, then sends INFER with the self-test input.
+QEMU runs with `-icount shift=0` (1 instruction = 1 ns of virtual time) and the firmware reports the
+inference latency in virtual microseconds from SysTick, so instructions = latency_us x 1000
+(resolution 1,000 instructions). These are instructions executed, not cycles.
+
+    .venv/bin/python bench/inference_m4.py [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from signing.keys import private_key_from_seed, public_raw  # noqa: E402
+from signing.package import build_package  # noqa: E402
+from simulator import frames  # noqa: E402
+from simulator.qemu import Provision, QemuDevice, build_firmware, missing_tools  # noqa: E402
+
+MODELS_DIR = REPO.parent / "shared" / "models"
+MODELS = [
+    REPO / "tests" / "vectors" / "model.tflite",
+    MODELS_DIR / "hello_world_int8.tflite",
+    MODELS_DIR / "micro_speech_quantized.tflite",
+    MODELS_DIR / "person_detect.tflite",
+]
+HARDWARE_CLASS = 0x4D34  # "M4"
+ARENA = 96 * 1024  # ENGINE_PORT_ARENA_SIZE
+SEED = 0x5EED1234
+
+
+def engine_facts(model: bytes) -> tuple[int | None, int | None]:
+    """Exact arena bytes and multiply-accumulates per inference of the C engine (host build), or
+    (None, None) when the host library is not built."""
+    try:
+        from simulator.engine import Engine
+
+        engine = Engine(model)
+    except (FileNotFoundError, OSError):
+        return None, None
+    return engine.arena_used, engine.mac_count
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--markdown", action="store_true", help="print a markdown table")
+    args = parser.parse_args()
+    reason = missing_tools()
+    if reason is not None:
+        print(f"skipped: {reason}")
+        return 0
+    try:
+        import tflite_micro  # noqa: F401  (the reference interpreter computes the self-test digests)
+    except ImportError:
+        print("skipped: tflite_micro (TFLite Micro's Python interpreter) is not installed")
+        return 0
+    from simulator.engine import selftest_input, selftest_output_sha256
+
+    elf = build_firmware("engine")
+    key = private_key_from_seed(hashlib.sha256(b"tinyfleet inference bench").digest())
+    provision = Provision([public_raw(key)], hardware_class=HARDWARE_CLASS, ram_budget=ARENA)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        dev = QemuDevice(provision, Path(tmp), elf, extra_args=["-icount", "shift=0"], timeout=300)
+        dev.power_on()
+        try:
+            for sequence, path in enumerate((p for p in MODELS if p.exists()), start=1):
+                model = path.read_bytes()
+                arena, macs = engine_facts(model)
+                package = build_package(
+                    model, key, name=path.stem[:31], version="1.0.0", sequence=sequence,
+                    security_counter=0, hardware_class=HARDWARE_CLASS, min_runtime_version="0.1.0",
+                    arena_bytes=arena, selftest_seed=SEED,
+                    selftest_output_sha256=selftest_output_sha256(model, SEED),
+                )  # fmt: skip
+                try:
+                    dev.upload(package, frames.MAX_CHUNK)
+                    for request in (frames.activate(), frames.selftest(), frames.confirm()):
+                        dev.call(request)
+                except frames.DeviceError as err:
+                    rows.append((path.name, len(model), arena, f"refused: {err.name}", "", "", ""))
+                    continue
+                # Input: the self-test stream (first input tensor), sent in frame-sized slices.
+                hello_input = selftest_input(SEED, _input_bytes(model))[0]
+                result = None
+                step = frames.MAX_INFER_INPUT
+                for offset in range(0, len(hello_input), step):
+                    last = offset + step >= len(hello_input)
+                    reply = dev.call(frames.infer(hello_input[offset : offset + step], offset, run=last))
+                    result = frames.parse_infer(reply) if last else result
+                assert result is not None
+                insns = result.latency_us * 1000
+                per_mac = f"{insns / macs:.1f}" if macs else ""
+                rows.append(
+                    (
+                        path.name,
+                        len(model),
+                        arena,
+                        "bit-exact",
+                        f"{insns:,}",
+                        f"{macs:,}" if macs else "",
+                        per_mac,
+                    )
+                )
+        finally:
+            dev.close()
+
+    header = (
+        "model",
+        "bytes",
+        "arena",
+        "self-test vs TFLM",
+        "instructions / inference",
+        "MACs",
+        "insns / MAC",
+    )
+    if args.markdown:
+        print("| " + " | ".join(header) + " |")
+        print("|---|---:|---:|---|---:|---:|---:|")
+        for row in rows:
+            print("| " + " | ".join(str(c) for c in row) + " |")
+    else:
+        print("  ".join(header))
+        for row in rows:
+            print("  ".join(str(c) for c in row))
+    return 0
+
+
+def _input_bytes(model: bytes) -> int:
+    from tflite_micro.python.tflite_micro import runtime
+
+    details = runtime.Interpreter.from_bytes(model).get_input_details(0)
+    count = 1
+    for dim in details["shape"]:
+        count *= int(dim)
+    return count * int(details["dtype"]().itemsize)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
