@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup demo test lint typecheck ctest pytest bench clean
+.PHONY: setup demo test lint typecheck ctest pytest clean
 
 setup:
 	@bash scripts/setup.sh
@@ -24,9 +24,6 @@ ctest:
 
 pytest:
 	$(PY) -m pytest -q
-
-bench: setup
-	$(PY) bench/run_all.py
 
 clean:
 	$(MAKE) -C agent_firmware clean
