@@ -119,6 +119,19 @@ class ServerApi:
         )
         return created
 
+    def upload_tflite(
+        self, model_id: int, tflite: bytes, *, version: str, hardware_class: int, notes: str = ""
+    ) -> dict[str, Any]:
+        """A .tflite for the server to check, sign and package (and later send as a delta)."""
+        result: dict[str, Any] = self._request(
+            "POST",
+            f"/models/{model_id}/versions",
+            params={"version": version, "hardware_class": hardware_class, "notes": notes},
+            content=tflite,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        return result
+
     def upload_package(self, package: bytes, notes: str = "") -> dict[str, Any]:
         result: dict[str, Any] = self._request(
             "POST",

@@ -33,6 +33,11 @@ def test_demo_rolls_out_v1_v2_and_rolls_back_bad_v3() -> None:
     v3 = [w for w in report.waves if w.rollout == "v3-bad"]
     assert sum(w.confirmed for w in v1) == 20 and sum(w.confirmed for w in v2) == 20
     assert [w.devices for w in v2] == [2, 6, 12]
+    # v2 went to devices running v1 as a delta: far fewer bytes per device than v1's whole model.
+    if pipeline_available():
+        v1_per_device = sum(w.bytes_sent for w in v1) / 20
+        v2_per_device = sum(w.bytes_sent for w in v2) / 20
+        assert 0 < v2_per_device < 0.8 * v1_per_device, (v1_per_device, v2_per_device)
     # The bad release failed on devices of the first wave (trial self-test) and went no further.
     assert v3[0].failed >= 1 and v3[0].confirmed == 0
     assert all(w.confirmed == 0 and w.bytes_sent == 0 for w in v3[1:] if w.wave != "rollback")

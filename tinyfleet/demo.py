@@ -279,9 +279,16 @@ def collect_telemetry(
 # ----- the demo --------------------------------------------------------------------------------------------
 
 
-def _upload(api: ServerApi, release: Release) -> int:
-    pkg = api.upload_package(release.package, notes=release.label)
-    return int(pkg["model_version_id"])
+def _upload(api: ServerApi, model_id: int, release: Release, hardware_class: int, offline: bool) -> int:
+    """Good releases go up as .tflite: the server signs them, so it may also send them as deltas.
+    The bad release goes up as the offline-signed package (its wrong self-test expectation is the point;
+    the server would compute the right one)."""
+    if offline:
+        return int(api.upload_package(release.package, notes=release.label)["model_version_id"])
+    version = api.upload_tflite(
+        model_id, release.model, version=release.version, hardware_class=hardware_class, notes=release.label
+    )
+    return int(version["id"])
 
 
 def run_demo(options: DemoOptions, console: Console | None = None) -> DemoReport:
@@ -308,12 +315,19 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoReport
         console.rule("[bold]2. embedded stack")
         env = stack.enter_context(embedded_stack(workdir, pub, console))
         api = env.api
-        api.ensure_model(MODEL_NAME, "demo model, three releases")
-        version_ids = [_upload(api, r) for r in releases]
-        console.print(f"[green]✓[/] uploaded {len(releases)} packages (verified by the server's trust store)")
+        model_id = int(api.ensure_model(MODEL_NAME, "demo model, three releases")["id"])
+        api.put_hardware_class(profile)
+        version_ids = [
+            _upload(api, model_id, r, profile.hardware_class, offline=i == len(releases) - 1)
+            for i, r in enumerate(releases)
+        ]
+        console.print(
+            "[green]✓[/] uploaded 1.0.0 and 2.0.0 as .tflite (checked on the C engine, signed by the"
+            " server, sent as deltas where smaller) and 3.0.0 as its offline-signed package"
+            " (verified by the trust store)"
+        )
 
         console.rule(f"[bold]3. {options.devices} simulated devices")
-        api.put_hardware_class(profile)
         with console.status(f"provisioning {options.devices} devices"):
             specs, provisioned = provision_fleet(
                 api, options.devices, FleetMix.single(profile), "demo", "demo"
