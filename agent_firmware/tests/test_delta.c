@@ -4,39 +4,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "delta_host.h"
+#include "test_util.h"
 #include "tfa/delta.h"
 #include "tfa/errors.h"
-
-static int failures;
 
 static uint8_t *prv_load(const char *name, uint32_t *len)
 {
     char path[256];
     snprintf(path, sizeof path, "vectors/delta/%s", name);
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
+    uint8_t *buf = test_read_file(path, len);
+    if (buf == NULL) {
         fprintf(stderr, "missing vector %s\n", path);
         exit(1);
     }
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc((size_t)size + 1u);
-    if (buf == NULL || fread(buf, 1, (size_t)size, f) != (size_t)size) {
-        exit(1);
-    }
-    fclose(f);
-    *len = (uint32_t)size;
     return buf;
-}
-
-static void prv_check(int cond, const char *what)
-{
-    if (!cond) {
-        fprintf(stderr, "FAIL: %s\n", what);
-        failures++;
-    }
 }
 
 int main(void)
@@ -49,11 +32,10 @@ int main(void)
     uint8_t *blk = prv_load("blk.bin", &blk_len);
     uint8_t *out = malloc(new_len);
     static const uint32_t chunks[] = {1, 3, 64, 127, 1024, 5000, 1u << 20};
-    char what[128];
     int cases = 0;
     int undetected = 0;
 
-    prv_check(tfa_host_delta_state_size() <= 8192u, "decoder state fits in 8 KiB");
+    CHECK(tfa_host_delta_state_size() <= 8192u, "decoder state fits in 8 KiB");
     for (size_t i = 0; i < sizeof chunks / sizeof chunks[0]; i++) {
         struct { const uint8_t *s; uint32_t len; uint32_t base_len; const char *name; } streams[] = {
             {stream, delta_len, base_len, "delta"}, {full, full_len, 0, "full"}, {blk, blk_len, base_len, "blk"}};
@@ -62,21 +44,21 @@ int main(void)
                 memset(out, 0xAA, new_len);
                 int rc = tfa_host_delta_apply(base, streams[k].base_len, streams[k].s, streams[k].len, out, new_len,
                                               chunks[i], reboot);
-                snprintf(what, sizeof what, "%s chunk %u reboot every %u: rc %d", streams[k].name, chunks[i],
-                         reboot, rc);
-                prv_check(rc == 0 && memcmp(out, expect, new_len) == 0, what);
+                CHECK(rc == 0 && memcmp(out, expect, new_len) == 0, "%s chunk %u reboot every %u: rc %d",
+                      streams[k].name, chunks[i], reboot, rc);
                 cases++;
             }
         }
     }
     /* Wrong base size, wrong output size, truncation and every single-byte corruption of the header and
      * of a sample of body bytes: an error or a wrong output, never a crash (ASan/UBSan watch). */
-    prv_check(tfa_host_delta_apply(base, base_len - 1, stream, delta_len, out, new_len, 64, 0) ==
-                  -TFA_ERR_DELTA_CORRUPT, "base of the wrong size is refused");
-    prv_check(tfa_host_delta_apply(base, base_len, stream, delta_len, out, new_len - 1, 64, 0) ==
-                  -TFA_ERR_DELTA_CORRUPT, "output of the wrong size is refused");
+    CHECK(tfa_host_delta_apply(base, base_len - 1, stream, delta_len, out, new_len, 64, 0) ==
+              -TFA_ERR_DELTA_CORRUPT, "base of the wrong size is refused");
+    CHECK(tfa_host_delta_apply(base, base_len, stream, delta_len, out, new_len - 1, 64, 0) ==
+              -TFA_ERR_DELTA_CORRUPT, "output of the wrong size is refused");
     for (uint32_t cut = 0; cut < delta_len; cut += 7) {
-        prv_check(tfa_host_delta_apply(base, base_len, stream, cut, out, new_len, 64, 0) < 0, "truncated refused");
+        int rc = tfa_host_delta_apply(base, base_len, stream, cut, out, new_len, 64, 0);
+        CHECK(rc < 0, "truncated at %u refused", cut);
         cases++;
     }
     uint8_t *bad = malloc(delta_len);
@@ -94,7 +76,7 @@ int main(void)
         cases++;
     }
     printf("test_delta: %d cases (%d padding flips harmless), decoder state %u bytes, %d failures\n", cases,
-           undetected, tfa_host_delta_state_size(), failures);
+           undetected, tfa_host_delta_state_size(), test_failures);
     free(bad);
     free(out);
     free(base);
@@ -102,5 +84,5 @@ int main(void)
     free(stream);
     free(full);
     free(blk);
-    return failures ? 1 : 0;
+    return test_failures ? 1 : 0;
 }

@@ -9,57 +9,12 @@
 #include "../core/src/fe25519.h"
 #include "../core/src/ge25519.h"
 #include "../core/src/sc25519.h"
+#include "check.h"
+#include "test_util.h"
 #include "tfa/ed25519.h"
 
 #define MAX_MSG 1100u
 #define LINE_CAP 4096u
-
-static int g_failures;
-
-#define CHECK(cond, ...)                                                                              \
-    do {                                                                                              \
-        if (!(cond)) {                                                                                \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);                 \
-            fprintf(stderr, __VA_ARGS__);                                                             \
-            fputc('\n', stderr);                                                                      \
-            g_failures++;                                                                             \
-        }                                                                                             \
-    } while (0)
-
-static int prv_hex_nibble(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
-/* Decodes hex ("-" means empty) into out; returns the byte count or -1. */
-static int prv_unhex(const char *hex, uint8_t *out, size_t cap)
-{
-    if (strcmp(hex, "-") == 0) {
-        return 0;
-    }
-    size_t n = strlen(hex);
-    if (n % 2u != 0 || n / 2u > cap) {
-        return -1;
-    }
-    for (size_t i = 0; i < n / 2u; i++) {
-        int hi = prv_hex_nibble(hex[2u * i]);
-        int lo = prv_hex_nibble(hex[2u * i + 1u]);
-        if (hi < 0 || lo < 0) {
-            return -1;
-        }
-        out[i] = (uint8_t)((hi << 4) | lo);
-    }
-    return (int)(n / 2u);
-}
 
 struct vector {
     char name[128];
@@ -95,8 +50,8 @@ static int prv_split(char *line, char *fields[], int max_fields)
 
 static int prv_fill(struct vector *v, const char *pk_hex, const char *sig_hex, const char *msg_hex)
 {
-    int msg_len = prv_unhex(msg_hex, v->msg, sizeof(v->msg));
-    if (prv_unhex(pk_hex, v->pk, 32) != 32 || prv_unhex(sig_hex, v->sig, 64) != 64 || msg_len < 0) {
+    int msg_len = test_unhex(msg_hex, v->msg, sizeof(v->msg));
+    if (test_unhex(pk_hex, v->pk, 32) != 32 || test_unhex(sig_hex, v->sig, 64) != 64 || msg_len < 0) {
         return -1;
     }
     v->msg_len = (size_t)msg_len;
@@ -194,7 +149,7 @@ static void prv_test_rfc8032(void)
                                "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b";
     uint8_t pk[32];
     uint8_t sig[64];
-    CHECK(prv_unhex(pk1, pk, 32) == 32 && prv_unhex(sig1, sig, 64) == 64, "bad inline hex");
+    CHECK(test_unhex(pk1, pk, 32) == 32 && test_unhex(sig1, sig, 64) == 64, "bad inline hex");
     CHECK(tfa_ed25519_verify(sig, pk, NULL, 0) == 0, "TEST 1 with a NULL message rejected");
 }
 
@@ -272,7 +227,7 @@ static void prv_test_point_decoding(void)
     tfa_ge_p3 p;
     uint8_t s[32];
     uint8_t back[32];
-    CHECK(prv_unhex(prv_base_hex, s, 32) == 32, "bad hex");
+    CHECK(test_unhex(prv_base_hex, s, 32) == 32, "bad hex");
     CHECK(tfa_ge_frombytes(&p, s) == 0, "base point does not decode");
     tfa_ge_p3_tobytes(back, &p);
     CHECK(memcmp(back, s, 32) == 0, "base point does not re-encode");
@@ -306,7 +261,7 @@ static void prv_test_base_table(void)
     tfa_ge_p1p1 t;
     tfa_ge_p2 p2;
     tfa_ge_cached two_b;
-    CHECK(prv_unhex(prv_base_hex, s, 32) == 32 && tfa_ge_frombytes(&base, s) == 0, "base point");
+    CHECK(test_unhex(prv_base_hex, s, 32) == 32 && tfa_ge_frombytes(&base, s) == 0, "base point");
     tfa_ge_p3_to_p2(&p2, &base);
     tfa_ge_p2_dbl(&t, &p2);
     tfa_ge_p1p1_to_p3(&cur, &t);
@@ -338,7 +293,7 @@ static void prv_test_double_scalarmult(void)
     uint8_t one[32];
     tfa_ge_p3 base;
     tfa_ge_p2 r;
-    CHECK(prv_unhex(prv_base_hex, s, 32) == 32 && tfa_ge_frombytes(&base, s) == 0, "base point");
+    CHECK(test_unhex(prv_base_hex, s, 32) == 32 && tfa_ge_frombytes(&base, s) == 0, "base point");
     prv_le_bytes(one, 1);
 
     tfa_ge_double_scalarmult_vartime(&r, zero, &base, zero);
@@ -351,7 +306,7 @@ static void prv_test_double_scalarmult(void)
     /* [L-1]B + [1]B = identity, exercising the longest digit strings of both wNAFs. */
     static const char l_minus_1[] = "ecd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010";
     uint8_t lm1[32];
-    CHECK(prv_unhex(l_minus_1, lm1, 32) == 32, "bad hex");
+    CHECK(test_unhex(l_minus_1, lm1, 32) == 32, "bad hex");
     tfa_ge_double_scalarmult_vartime(&r, lm1, &base, one);
     CHECK(tfa_fe_iszero(&r.x) && tfa_fe_equal(&r.y, &r.z), "[L-1]B + [1]B is not the identity");
     tfa_ge_double_scalarmult_vartime(&r, one, &base, lm1);
@@ -365,7 +320,7 @@ static void prv_test_scalars(void)
     uint8_t x[64];
     uint8_t out[32];
     uint8_t want[32];
-    CHECK(prv_unhex(l_hex, l, 32) == 32, "bad hex");
+    CHECK(test_unhex(l_hex, l, 32) == 32, "bad hex");
     CHECK(!tfa_sc_is_canonical(l), "L accepted as canonical");
     l[0]--;
     CHECK(tfa_sc_is_canonical(l), "L-1 rejected");
@@ -382,7 +337,7 @@ static void prv_test_scalars(void)
     memset(x, 0xFF, 64);
     tfa_sc_reduce64(out, x);
     memset(want, 0, 32);
-    CHECK(prv_unhex(max_mod_l, want, 32) == 32, "bad hex");
+    CHECK(test_unhex(max_mod_l, want, 32) == 32, "bad hex");
     CHECK(memcmp(out, want, 32) == 0, "(2^512-1) mod L");
 }
 
@@ -428,10 +383,5 @@ int main(void)
     prv_test_edge_file();
     prv_test_random_file();
     prv_test_random_garbage();
-    if (g_failures != 0) {
-        fprintf(stderr, "test_ed25519: %d failure(s)\n", g_failures);
-        return 1;
-    }
-    printf("test_ed25519: ok\n");
-    return 0;
+    return test_report("test_ed25519");
 }

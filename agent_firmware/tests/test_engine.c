@@ -7,22 +7,12 @@
 #include <string.h>
 
 #include "../core/engine/quant.h"
+#include "check.h"
+#include "test_util.h"
 #include "tfa/engine.h"
 #include "tfa/errors.h"
 
 #define MODELS_DIR "../../../shared/models/"
-
-static int g_failures;
-
-#define CHECK(cond, ...)                                                                              \
-    do {                                                                                              \
-        if (!(cond)) {                                                                                \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);                 \
-            fprintf(stderr, __VA_ARGS__);                                                             \
-            fputc('\n', stderr);                                                                      \
-            g_failures++;                                                                             \
-        }                                                                                             \
-    } while (0)
 
 /* Self-test digests (seed 1 and 0x12345678) from simulator.engine.selftest_output_sha256 (TFLM). */
 static const struct {
@@ -38,26 +28,12 @@ static const struct {
      "d204cb6ac721765c66eef8a08e4b140949b4cab5e3f37ec2bb53ea21187674b6"},
 };
 
+/* A model of the shared models directory (malloc'ed), or NULL when it is absent. */
 static uint8_t *prv_read(const char *name, uint32_t *len)
 {
     char path[256];
     snprintf(path, sizeof path, "%s%s", MODELS_DIR, name);
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        return NULL;
-    }
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc((size_t)size);
-    if (buf == NULL || fread(buf, 1, (size_t)size, f) != (size_t)size) {
-        free(buf);
-        fclose(f);
-        return NULL;
-    }
-    fclose(f);
-    *len = (uint32_t)size;
-    return buf;
+    return test_read_file(path, len);
 }
 
 static void prv_hex(const uint8_t d[32], char out[65])
@@ -188,10 +164,7 @@ static void test_golden(void)
 static uint32_t g_rng = 0x9E3779B9u;
 static uint32_t prv_rand(void)
 {
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 17;
-    g_rng ^= g_rng << 5;
-    return g_rng;
+    return test_xorshift32(&g_rng);
 }
 
 /* Init on a malformed copy: must be refused with a model error, or run. */
@@ -282,10 +255,5 @@ int main(void)
     test_unsupported();
     test_golden();
     test_malformed();
-    if (g_failures) {
-        fprintf(stderr, "test_engine: %d failures\n", g_failures);
-        return 1;
-    }
-    printf("test_engine: ok\n");
-    return 0;
+    return test_report("test_engine");
 }

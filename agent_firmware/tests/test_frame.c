@@ -6,21 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
+#include "test_util.h"
 #include "tfa/crc32.h"
 #include "tfa/errors.h"
 #include "tfa/frame.h"
-
-static int g_failures;
-
-#define CHECK(cond, ...)                                                                              \
-    do {                                                                                              \
-        if (!(cond)) {                                                                                \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);                 \
-            fprintf(stderr, __VA_ARGS__);                                                             \
-            fputc('\n', stderr);                                                                      \
-            g_failures++;                                                                             \
-        }                                                                                             \
-    } while (0)
 
 #define BIG (TFA_FRAME_MAX_DECODED * 2u)
 
@@ -28,10 +18,7 @@ static uint32_t g_rng = 0x12345678u;
 
 static uint8_t prv_rand8(void)
 {
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 17;
-    g_rng ^= g_rng << 5;
-    return (uint8_t)g_rng;
+    return (uint8_t)test_xorshift32(&g_rng);
 }
 
 /* Reference: 0x00, COBS(data || crc_le), 0x00, by the "split at zeros" definition: every zero ends a
@@ -80,10 +67,7 @@ static int prv_feed(tfa_frame_decoder_t *d, const uint8_t *bytes, uint32_t n, ui
     for (uint32_t i = 0; i < n; i++) {
         uint32_t bl = 99;
         int rc = tfa_frame_push(d, bytes[i], &bl);
-        if (rc != TFA_FRAME_READY && bl != 0) {
-            g_failures++;
-            fprintf(stderr, "body_len not zeroed on rc %d\n", rc);
-        }
+        CHECK(rc == TFA_FRAME_READY || bl == 0, "body_len not zeroed on rc %d", rc);
         if (rc == TFA_FRAME_READY) {
             memcpy(body, d->buf, bl);
             *len = bl;
@@ -328,10 +312,5 @@ int main(void)
     test_limits();
     test_garbage_and_truncation();
     test_bit_flips();
-    if (g_failures != 0) {
-        fprintf(stderr, "test_frame: %d failure(s)\n", g_failures);
-        return 1;
-    }
-    printf("test_frame: ok\n");
-    return 0;
+    return test_report("test_frame");
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "test_util.h"
 #include "tfa/engine.h"
 #include "tv_support.h"
 
@@ -33,14 +34,14 @@ static int prv_setup_device(tv_device_t *d)
     }
     d->cfg.selftest_hook = tfa_engine_selftest_hook;
     d->cfg.selftest_ctx = &g_selftest;
-    TV_CHECK_RC(tv_device_boot(d), 0, "boot fresh device");
-    TV_CHECK_RC(tv_install_vector(&d->rt, "good_active.tfpkg", CHUNK), 0, "setup install");
+    CHECK_RC(tv_device_boot(d), 0, "boot fresh device");
+    CHECK_RC(tv_install_vector(&d->rt, "good_active.tfpkg", CHUNK), 0, "setup install");
     tfa_status_t st;
     tfa_runtime_status(&d->rt, &st);
     uint32_t seq = 0;
-    TV_CHECK_RC(tv_check_active_model(d, &seq), 0, "setup model");
-    TV_CHECK(st.security_floor == d->expect_floor, "floor %u", st.security_floor);
-    TV_CHECK(seq == d->expect_active_sequence, "sequence %u", seq);
+    CHECK_RC(tv_check_active_model(d, &seq), 0, "setup model");
+    CHECK(st.security_floor == d->expect_floor, "floor %u", st.security_floor);
+    CHECK(seq == d->expect_active_sequence, "sequence %u", seq);
     return 0;
 }
 
@@ -51,11 +52,11 @@ static void prv_check_unchanged(tv_device_t *d, const char *file)
         tfa_status_t st;
         tfa_runtime_status(&d->rt, &st);
         uint32_t seq = 0;
-        TV_CHECK_RC(tv_check_active_model(d, &seq), 0, file);
-        TV_CHECK(seq == d->expect_active_sequence && st.phase != TFA_PHASE_TRIAL &&
-                     st.security_floor == d->expect_floor,
-                 "%s (pass %d): seq %u phase %u floor %u", file, pass, seq, st.phase, st.security_floor);
-        TV_CHECK_RC(tv_device_boot(d), 0, "reboot");
+        CHECK_RC(tv_check_active_model(d, &seq), 0, file);
+        CHECK(seq == d->expect_active_sequence && st.phase != TFA_PHASE_TRIAL &&
+                  st.security_floor == d->expect_floor,
+              "%s (pass %d): seq %u phase %u floor %u", file, pass, seq, st.phase, st.security_floor);
+        CHECK_RC(tv_device_boot(d), 0, "reboot");
     }
 }
 
@@ -63,46 +64,46 @@ static void prv_device_layer(const tv_index_entry_t *e, const uint8_t *pkg, uint
 {
     tv_device_t *d = calloc(1, sizeof(*d));
     if (d == NULL || prv_setup_device(d) != 0) {
-        TV_CHECK(0, "device setup for %s", e->file);
+        CHECK(0, "device setup for %s", e->file);
         free(d);
         return;
     }
     tfa_runtime_t *rt = &d->rt;
     int want = -e->code;
     if (prv_is_manifest_code(e->code) || strcmp(e->layer, "policy") == 0) {
-        TV_CHECK_RC(tfa_install_begin(rt, pkg, len < TFA_MANIFEST_SIZE ? len : TFA_MANIFEST_SIZE), want, e->file);
+        CHECK_RC(tfa_install_begin(rt, pkg, len < TFA_MANIFEST_SIZE ? len : TFA_MANIFEST_SIZE), want, e->file);
         tfa_status_t st;
         tfa_runtime_status(rt, &st);
-        TV_CHECK(st.last_error == e->code && st.phase == TFA_PHASE_IDLE, "%s: last_error %u phase %u", e->file,
-                 st.last_error, st.phase);
+        CHECK(st.last_error == e->code && st.phase == TFA_PHASE_IDLE, "%s: last_error %u phase %u", e->file,
+              st.last_error, st.phase);
         prv_check_unchanged(d, e->file);
     } else if (e->code == TFA_ERR_SIZE_MISMATCH || e->code == TFA_ERR_DIGEST_MISMATCH) {
-        TV_CHECK_RC(tv_download(rt, pkg, len, CHUNK), want, e->file);
-        TV_CHECK_RC(tfa_activate(rt), -TFA_ERR_BAD_STATE, "activate after a failed download");
+        CHECK_RC(tv_download(rt, pkg, len, CHUNK), want, e->file);
+        CHECK_RC(tfa_activate(rt), -TFA_ERR_BAD_STATE, "activate after a failed download");
         prv_check_unchanged(d, e->file);
     } else if (strcmp(e->layer, "selftest") == 0) {
-        TV_CHECK_RC(tv_download(rt, pkg, len, CHUNK), 0, e->file);
-        TV_CHECK_RC(tfa_activate(rt), 0, e->file);
-        TV_CHECK_RC(tfa_selftest(rt), want, e->file);
-        TV_CHECK_RC(tfa_confirm(rt), -TFA_ERR_BAD_STATE, "confirm after a failed self-test");
+        CHECK_RC(tv_download(rt, pkg, len, CHUNK), 0, e->file);
+        CHECK_RC(tfa_activate(rt), 0, e->file);
+        CHECK_RC(tfa_selftest(rt), want, e->file);
+        CHECK_RC(tfa_confirm(rt), -TFA_ERR_BAD_STATE, "confirm after a failed self-test");
         prv_check_unchanged(d, e->file);
         tfa_status_t st;
         tfa_runtime_status(rt, &st);
-        TV_CHECK(st.last_error == e->code && !st.slots[1 - st.active_slot].valid,
-                 "%s: failed trial slot must be invalid", e->file);
+        CHECK(st.last_error == e->code && !st.slots[1 - st.active_slot].valid,
+              "%s: failed trial slot must be invalid", e->file);
     } else {
         tfa_manifest_t m;
-        TV_CHECK_RC(tfa_manifest_parse(pkg, len, &d->key, 1, &m), 0, e->file);
-        TV_CHECK_RC(tv_install_confirm(rt, pkg, len, CHUNK), want, e->file);
+        CHECK_RC(tfa_manifest_parse(pkg, len, &d->key, 1, &m), 0, e->file);
+        CHECK_RC(tv_install_confirm(rt, pkg, len, CHUNK), want, e->file);
         for (int pass = 0; pass < 2; pass++) {
             uint32_t seq = 0;
             tfa_status_t st;
             tfa_runtime_status(rt, &st);
-            TV_CHECK_RC(tv_check_active_model(d, &seq), 0, e->file);
-            TV_CHECK(seq == m.sequence && st.phase == TFA_PHASE_IDLE && st.security_floor == m.security_counter &&
-                         st.slots[0].valid && st.slots[1].valid,
-                     "%s: seq %u phase %u", e->file, seq, st.phase);
-            TV_CHECK_RC(tv_device_boot(d), 0, "reboot");
+            CHECK_RC(tv_check_active_model(d, &seq), 0, e->file);
+            CHECK(seq == m.sequence && st.phase == TFA_PHASE_IDLE && st.security_floor == m.security_counter &&
+                      st.slots[0].valid && st.slots[1].valid,
+                  "%s: seq %u phase %u", e->file, seq, st.phase);
+            CHECK_RC(tv_device_boot(d), 0, "reboot");
         }
     }
     tv_device_free(d);
@@ -113,19 +114,19 @@ static void prv_vectors(const tfa_trusted_key_t *key)
 {
     static tv_index_entry_t entries[256];
     int n = tv_load_index(entries, 256);
-    TV_CHECK(n > 0, "cannot load %s/index.txt", tv_vector_dir());
+    CHECK(n > 0, "cannot load %s/index.txt", tv_vector_dir());
     int seen_layers[4] = {0, 0, 0, 0};
     for (int i = 0; i < n; i++) {
         const tv_index_entry_t *e = &entries[i];
         uint32_t len;
         uint8_t *pkg = tv_read_vector(e->file, &len);
-        TV_CHECK(pkg != NULL, "missing vector %s", e->file);
+        CHECK(pkg != NULL, "missing vector %s", e->file);
         if (pkg == NULL) {
             continue;
         }
         tfa_manifest_t m;
         int want = prv_is_manifest_code(e->code) ? -e->code : 0;
-        TV_CHECK_RC(tfa_manifest_parse(pkg, len, key, 1, &m), want, e->file);
+        CHECK_RC(tfa_manifest_parse(pkg, len, key, 1, &m), want, e->file);
         prv_device_layer(e, pkg, len);
         seen_layers[strcmp(e->layer, "none") == 0 ? 0 : strcmp(e->layer, "parse") == 0 ? 1
                      : strcmp(e->layer, "policy") == 0 ? 2 : 3]++;
@@ -141,40 +142,40 @@ static void prv_decode_good(const tfa_trusted_key_t *key)
     uint8_t *pkg = tv_read_vector("good.tfpkg", &len);
     uint8_t *model = NULL;
     uint32_t model_len = 0;
-    TV_CHECK(pkg != NULL && len > TFA_MANIFEST_SIZE, "good.tfpkg");
+    CHECK(pkg != NULL && len > TFA_MANIFEST_SIZE, "good.tfpkg");
     if (pkg == NULL) {
         return;
     }
     tfa_manifest_t m;
-    TV_CHECK_RC(tfa_manifest_parse(pkg, len, key, 1, &m), 0, "good");
-    TV_CHECK(strcmp(m.model_name, "vector-kws") == 0, "name %s", m.model_name);
-    TV_CHECK(m.sequence == 6 && m.security_counter == 3 && m.hardware_class == 7 &&
-                 m.min_runtime_version == TFA_RUNTIME_VERSION && m.payload_encoding == TFA_ENC_RAW,
-             "fields seq %u counter %u hw %u", m.sequence, m.security_counter, m.hardware_class);
-    TV_CHECK(m.payload_size == len - TFA_MANIFEST_SIZE && m.model_size == m.payload_size, "sizes");
-    TV_CHECK(m.created_at == 1767225600u, "created_at");
-    TV_CHECK(memcmp(m.key_id, key->key_id, 8) == 0, "key id");
+    CHECK_RC(tfa_manifest_parse(pkg, len, key, 1, &m), 0, "good");
+    CHECK(strcmp(m.model_name, "vector-kws") == 0, "name %s", m.model_name);
+    CHECK(m.sequence == 6 && m.security_counter == 3 && m.hardware_class == 7 &&
+              m.min_runtime_version == TFA_RUNTIME_VERSION && m.payload_encoding == TFA_ENC_RAW,
+          "fields seq %u counter %u hw %u", m.sequence, m.security_counter, m.hardware_class);
+    CHECK(m.payload_size == len - TFA_MANIFEST_SIZE && m.model_size == m.payload_size, "sizes");
+    CHECK(m.created_at == 1767225600u, "created_at");
+    CHECK(memcmp(m.key_id, key->key_id, 8) == 0, "key id");
     model = tv_read_vector("model.tflite", &model_len);
-    TV_CHECK(model != NULL && model_len == m.model_size && memcmp(model, pkg + TFA_MANIFEST_SIZE, model_len) == 0,
-             "payload is model.tflite");
+    CHECK(model != NULL && model_len == m.model_size && memcmp(model, pkg + TFA_MANIFEST_SIZE, model_len) == 0,
+          "payload is model.tflite");
     uint8_t want_sha[32];
-    TV_CHECK(tv_unhex("092cea88fac395fab9c6ebdb69bfe8506a6e4a8c6e8bed74fc3a4ce5934571ee", want_sha, 32) == 0 &&
-                 memcmp(m.model_sha256, want_sha, 32) == 0,
-             "model_sha256");
+    CHECK(test_unhex_exact("092cea88fac395fab9c6ebdb69bfe8506a6e4a8c6e8bed74fc3a4ce5934571ee", want_sha, 32) == 0 &&
+              memcmp(m.model_sha256, want_sha, 32) == 0,
+          "model_sha256");
     /* Only the manifest is needed: exactly 292 bytes parse. */
-    TV_CHECK_RC(tfa_manifest_parse(pkg, TFA_MANIFEST_SIZE, key, 1, &m), 0, "manifest alone");
+    CHECK_RC(tfa_manifest_parse(pkg, TFA_MANIFEST_SIZE, key, 1, &m), 0, "manifest alone");
     /* Every shorter length is TRUNCATED. */
     for (uint32_t cut = 0; cut < TFA_MANIFEST_SIZE; cut++) {
-        TV_CHECK_RC(tfa_manifest_parse(pkg, cut, key, 1, &m), -TFA_ERR_TRUNCATED, "truncated");
+        CHECK_RC(tfa_manifest_parse(pkg, cut, key, 1, &m), -TFA_ERR_TRUNCATED, "truncated");
     }
-    TV_CHECK_RC(tfa_manifest_parse(NULL, 0, key, 1, &m), -TFA_ERR_TRUNCATED, "NULL buffer");
-    TV_CHECK_RC(tfa_manifest_parse(pkg, len, key, 0, &m), -TFA_ERR_UNKNOWN_KEY, "empty trust store");
-    TV_CHECK_RC(tfa_manifest_parse(pkg, len, NULL, 0, &m), -TFA_ERR_UNKNOWN_KEY, "no trust store");
+    CHECK_RC(tfa_manifest_parse(NULL, 0, key, 1, &m), -TFA_ERR_TRUNCATED, "NULL buffer");
+    CHECK_RC(tfa_manifest_parse(pkg, len, key, 0, &m), -TFA_ERR_UNKNOWN_KEY, "empty trust store");
+    CHECK_RC(tfa_manifest_parse(pkg, len, NULL, 0, &m), -TFA_ERR_UNKNOWN_KEY, "no trust store");
     /* A second trusted key before the right one: rotation. */
     tfa_trusted_key_t two[2];
     memset(&two[0], 0x5A, sizeof(two[0]));
     two[1] = *key;
-    TV_CHECK_RC(tfa_manifest_parse(pkg, len, two, 2, &m), 0, "second key of two");
+    CHECK_RC(tfa_manifest_parse(pkg, len, two, 2, &m), 0, "second key of two");
     /* Flipping any bit of any manifest byte is never accepted. */
     int accepted = 0;
     for (uint32_t i = 0; i < TFA_MANIFEST_SIZE; i++) {
@@ -186,7 +187,7 @@ static void prv_decode_good(const tfa_trusted_key_t *key)
         }
         pkg[i] ^= bit;
     }
-    TV_CHECK(accepted == 0, "%d bit flips accepted", accepted);
+    CHECK(accepted == 0, "%d bit flips accepted", accepted);
     free(model);
     free(pkg);
 }
@@ -203,10 +204,5 @@ int main(void)
     prv_vectors(&d->key);
     tv_device_free(d);
     free(d);
-    if (tv_failures != 0) {
-        fprintf(stderr, "test_manifest: %d checks failed\n", tv_failures);
-        return 1;
-    }
-    printf("test_manifest: ok\n");
-    return 0;
+    return test_report("test_manifest");
 }

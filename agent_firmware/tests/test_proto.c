@@ -8,25 +8,13 @@
 
 #include "flash_host.h"
 #include "host_device.h"
+#include "test_util.h"
 #include "tfa/errors.h"
 #include "tfa/frame.h"
 #include "tfa/proto.h"
 #include "tfa/runtime.h"
-#include "tfa/sha256.h"
+#include "tv_support.h"
 
-static int g_failures;
-
-#define CHECK(cond, ...)                                                                              \
-    do {                                                                                              \
-        if (!(cond)) {                                                                                \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);                 \
-            fprintf(stderr, __VA_ARGS__);                                                             \
-            fputc('\n', stderr);                                                                      \
-            g_failures++;                                                                             \
-        }                                                                                             \
-    } while (0)
-
-#define VECTORS "../../tests/vectors/"
 #define HW_CLASS 7u
 #define SECTOR 4096u
 #define SLOT 16384u
@@ -39,47 +27,18 @@ typedef struct {
     uint32_t len;
 } pkg_t;
 
-static int prv_load(const char *name, pkg_t *out)
+/* A golden package copied into out; a missing or oversized one is a failure and leaves out->len 0. */
+static void prv_load(const char *name, pkg_t *out)
 {
-    char path[256];
-    snprintf(path, sizeof path, VECTORS "%s", name);
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        fprintf(stderr, "cannot open %s\n", path);
-        g_failures++;
-        out->len = 0;
-        return -1;
+    uint32_t len = 0;
+    uint8_t *bytes = tv_read_vector(name, &len);
+    int ok = bytes != NULL && len <= sizeof out->data;
+    CHECK(ok, "cannot load %s (%u bytes) from %s", name, len, tv_vector_dir());
+    out->len = ok ? len : 0u;
+    if (ok) {
+        memcpy(out->data, bytes, len);
     }
-    out->len = (uint32_t)fread(out->data, 1, sizeof out->data, f);
-    fclose(f);
-    return 0;
-}
-
-static int prv_load_key(tfa_trusted_key_t *key)
-{
-    FILE *f = fopen(VECTORS "key_trusted.pub", "r");
-    char hex[80] = {0};
-    if (f == NULL || fgets(hex, sizeof hex, f) == NULL) {
-        if (f != NULL) {
-            fclose(f);
-        }
-        fprintf(stderr, "cannot read key_trusted.pub\n");
-        g_failures++;
-        return -1;
-    }
-    fclose(f);
-    for (int i = 0; i < 32; i++) {
-        unsigned v = 0;
-        if (sscanf(hex + 2 * i, "%2x", &v) != 1) {
-            g_failures++;
-            return -1;
-        }
-        key->public_key[i] = (uint8_t)v;
-    }
-    uint8_t digest[32];
-    tfa_sha256(key->public_key, 32, digest);
-    memcpy(key->key_id, digest, 8);
-    return 0;
+    free(bytes);
 }
 
 static tfa_flash_host_t g_fh;
@@ -406,10 +365,7 @@ static uint32_t g_rng = 0xC0FFEEu;
 
 static uint32_t prv_rand(void)
 {
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 17;
-    g_rng ^= g_rng << 5;
-    return g_rng;
+    return test_xorshift32(&g_rng);
 }
 
 static void test_random_messages(void)
@@ -628,7 +584,8 @@ static void test_host_device(void)
 
 int main(void)
 {
-    if (prv_load_key(&g_key) != 0) {
+    if (tv_load_trusted_key(&g_key) != 0) {
+        fprintf(stderr, "test_proto: cannot read key_trusted.pub in %s\n", tv_vector_dir());
         return 1;
     }
     test_hello_and_state();
@@ -639,10 +596,5 @@ int main(void)
     test_link();
     test_host_device();
     tfa_flash_host_free(&g_fh);
-    if (g_failures != 0) {
-        fprintf(stderr, "test_proto: %d failure(s)\n", g_failures);
-        return 1;
-    }
-    printf("test_proto: ok\n");
-    return 0;
+    return test_report("test_proto");
 }

@@ -23,7 +23,7 @@ static prv_file_t prv_load(const char *name)
 {
     prv_file_t f = {NULL, 0};
     f.bytes = tv_read_vector(name, &f.len);
-    TV_CHECK(f.bytes != NULL, "cannot read %s in %s", name, tv_vector_dir());
+    CHECK(f.bytes != NULL, "cannot read %s in %s", name, tv_vector_dir());
     return f;
 }
 
@@ -31,13 +31,13 @@ static prv_file_t prv_load(const char *name)
 static int prv_setup(tv_device_t *d, uint32_t sector, int with_workspace, int with_old_model)
 {
     if (tv_device_init(d, sector) != 0) {
-        tv_failures++;
+        test_failures++;
         return -1;
     }
     d->cfg.delta_workspace = with_workspace ? &g_workspace : NULL;
-    TV_CHECK_RC(tv_device_boot(d), 0, "boot");
+    CHECK_RC(tv_device_boot(d), 0, "boot");
     if (with_old_model) {
-        TV_CHECK_RC(tv_install_vector(&d->rt, "good_active.tfpkg", 512), 0, "old model");
+        CHECK_RC(tv_install_vector(&d->rt, "good_active.tfpkg", 512), 0, "old model");
     }
     return 0;
 }
@@ -61,7 +61,7 @@ static int prv_send(tv_device_t *d, const prv_file_t *pkg, uint32_t chunk, uint3
             return rc;
         }
         off += n;
-        TV_CHECK(prv_download_offset(d) == off, "within a boot the next offset is the bytes received");
+        CHECK(prv_download_offset(d) == off, "within a boot the next offset is the bytes received");
     }
     return 0;
 }
@@ -78,16 +78,16 @@ static int prv_finish(tv_device_t *d)
 static void prv_check_new_model(tv_device_t *d, const prv_file_t *update, const char *what)
 {
     uint32_t seq = 0;
-    TV_CHECK_RC(tv_check_active_model(d, &seq), 0, what);
+    CHECK_RC(tv_check_active_model(d, &seq), 0, what);
     uint32_t len = 0;
     const uint8_t *model = tfa_active_model(&d->rt, &len);
-    TV_CHECK(seq == NEW_SEQ && model != NULL && len == update->len && memcmp(model, update->bytes, len) == 0,
-             "%s: active model is not model_update.tflite (seq %u)", what, seq);
+    CHECK(seq == NEW_SEQ && model != NULL && len == update->len && memcmp(model, update->bytes, len) == 0,
+          "%s: active model is not model_update.tflite (seq %u)", what, seq);
     tfa_status_t st;
     tfa_runtime_status(&d->rt, &st);
-    TV_CHECK(st.phase == TFA_PHASE_IDLE && st.slots[1 - st.active_slot].valid &&
-                 st.slots[1 - st.active_slot].manifest.sequence == OLD_SEQ,
-             "%s: phase %u, old model not kept", what, st.phase);
+    CHECK(st.phase == TFA_PHASE_IDLE && st.slots[1 - st.active_slot].valid &&
+              st.slots[1 - st.active_slot].manifest.sequence == OLD_SEQ,
+          "%s: phase %u, old model not kept", what, st.phase);
 }
 
 static void prv_test_installs(const char *name, const prv_file_t *update)
@@ -105,21 +105,21 @@ static void prv_test_installs(const char *name, const prv_file_t *update)
         }
         uint8_t *base_slot = malloc(d->cfg.slot_size);
         memcpy(base_slot, d->fh.mem + tfa_slot_address(&d->rt, 0), d->cfg.slot_size);
-        TV_CHECK_RC(tfa_install_begin(&d->rt, pkg.bytes, pkg.len), 0, name);
+        CHECK_RC(tfa_install_begin(&d->rt, pkg.bytes, pkg.len), 0, name);
         uint32_t seq_begun = d->rt.log.seq;
-        TV_CHECK_RC(prv_send(d, &pkg, chunks[i], UINT32_MAX), 0, name);
+        CHECK_RC(prv_send(d, &pkg, chunks[i], UINT32_MAX), 0, name);
         /* One record per block boundary (+1 for the stream header), never one per chunk. */
         uint32_t blocks = (update->len + 1023u) / 1024u;
         uint32_t records = d->rt.log.seq - seq_begun;
-        TV_CHECK(records >= 1u && records <= blocks + 1u, "%s chunk %u: %u state records for %u blocks", name,
-                 chunks[i], records, blocks);
-        TV_CHECK(memcmp(base_slot, d->fh.mem + tfa_slot_address(&d->rt, 0), d->cfg.slot_size) == 0,
-                 "%s: the base slot changed during the download", name);
-        TV_CHECK_RC(prv_finish(d), 0, name);
+        CHECK(records >= 1u && records <= blocks + 1u, "%s chunk %u: %u state records for %u blocks", name,
+              chunks[i], records, blocks);
+        CHECK(memcmp(base_slot, d->fh.mem + tfa_slot_address(&d->rt, 0), d->cfg.slot_size) == 0,
+              "%s: the base slot changed during the download", name);
+        CHECK_RC(prv_finish(d), 0, name);
         prv_check_new_model(d, update, name);
-        TV_CHECK(memcmp(base_slot, d->fh.mem + tfa_slot_address(&d->rt, 0), d->cfg.slot_size) == 0,
-                 "%s: the base slot changed", name);
-        TV_CHECK_RC(tv_device_boot(d), 0, "reboot");
+        CHECK(memcmp(base_slot, d->fh.mem + tfa_slot_address(&d->rt, 0), d->cfg.slot_size) == 0,
+              "%s: the base slot changed", name);
+        CHECK_RC(tv_device_boot(d), 0, "reboot");
         prv_check_new_model(d, update, name);
         free(base_slot);
         tv_device_free(d);
@@ -139,31 +139,31 @@ static void prv_test_resume(const char *name, const prv_file_t *update)
         return;
     }
     uint32_t payload = pkg.len - TFA_MANIFEST_SIZE;
-    TV_CHECK_RC(tfa_install_begin(&d->rt, pkg.bytes, pkg.len), 0, "begin");
+    CHECK_RC(tfa_install_begin(&d->rt, pkg.bytes, pkg.len), 0, "begin");
     uint32_t sent = payload / 2u + 3u;
-    TV_CHECK_RC(prv_send(d, &pkg, 5, sent), 0, "first half");
+    CHECK_RC(prv_send(d, &pkg, 5, sent), 0, "first half");
     uint32_t recorded = d->rt.state.download_offset;
-    TV_CHECK(recorded > 0u && recorded < sent, "%s: recorded boundary %u, sent %u", name, recorded, sent);
+    CHECK(recorded > 0u && recorded < sent, "%s: recorded boundary %u, sent %u", name, recorded, sent);
     /* Within the boot, the recorded boundary is not where the next chunk goes. */
-    TV_CHECK_RC(tfa_install_chunk(&d->rt, recorded, pkg.bytes + TFA_MANIFEST_SIZE + recorded, 1),
-                -TFA_ERR_BAD_OFFSET, "chunk at the recorded boundary within a boot");
+    CHECK_RC(tfa_install_chunk(&d->rt, recorded, pkg.bytes + TFA_MANIFEST_SIZE + recorded, 1),
+             -TFA_ERR_BAD_OFFSET, "chunk at the recorded boundary within a boot");
     for (int reboot = 0; reboot < 2; reboot++) {
-        TV_CHECK_RC(tv_device_boot(d), 0, "reboot");
+        CHECK_RC(tv_device_boot(d), 0, "reboot");
         tfa_status_t st;
         tfa_runtime_status(&d->rt, &st);
-        TV_CHECK(st.phase == TFA_PHASE_DOWNLOADING && st.download_offset == recorded &&
-                     st.download_size == payload,
-                 "%s: after reboot phase %u offset %u (want %u)", name, st.phase, st.download_offset, recorded);
+        CHECK(st.phase == TFA_PHASE_DOWNLOADING && st.download_offset == recorded &&
+                  st.download_size == payload,
+              "%s: after reboot phase %u offset %u (want %u)", name, st.phase, st.download_offset, recorded);
     }
-    TV_CHECK_RC(tfa_install_begin(&d->rt, pkg.bytes, TFA_MANIFEST_SIZE), 0, "same manifest resumes");
-    TV_CHECK(prv_download_offset(d) == recorded, "begin again keeps the resume offset");
-    TV_CHECK_RC(tfa_install_chunk(&d->rt, sent, pkg.bytes + TFA_MANIFEST_SIZE + sent, 1), -TFA_ERR_BAD_OFFSET,
-                "chunk at the pre-reboot offset");
-    TV_CHECK_RC(prv_send(d, &pkg, 11, UINT32_MAX), 0, "rest");
+    CHECK_RC(tfa_install_begin(&d->rt, pkg.bytes, TFA_MANIFEST_SIZE), 0, "same manifest resumes");
+    CHECK(prv_download_offset(d) == recorded, "begin again keeps the resume offset");
+    CHECK_RC(tfa_install_chunk(&d->rt, sent, pkg.bytes + TFA_MANIFEST_SIZE + sent, 1), -TFA_ERR_BAD_OFFSET,
+             "chunk at the pre-reboot offset");
+    CHECK_RC(prv_send(d, &pkg, 11, UINT32_MAX), 0, "rest");
     /* Reboot with the whole payload received: end still completes from the recorded final boundary. */
-    TV_CHECK_RC(tv_device_boot(d), 0, "reboot before end");
-    TV_CHECK(prv_download_offset(d) == payload, "%s: complete download resumes at its end", name);
-    TV_CHECK_RC(prv_finish(d), 0, name);
+    CHECK_RC(tv_device_boot(d), 0, "reboot before end");
+    CHECK(prv_download_offset(d) == payload, "%s: complete download resumes at its end", name);
+    CHECK_RC(prv_finish(d), 0, name);
     prv_check_new_model(d, update, name);
     tv_device_free(d);
     free(d);
@@ -181,18 +181,18 @@ static void prv_test_rewind(const prv_file_t *update)
         return;
     }
     uint32_t payload = pkg.len - TFA_MANIFEST_SIZE;
-    TV_CHECK_RC(tfa_install_begin(&d->rt, pkg.bytes, pkg.len), 0, "begin");
-    TV_CHECK_RC(prv_send(d, &pkg, 100, payload / 2u), 0, "first half");
+    CHECK_RC(tfa_install_begin(&d->rt, pkg.bytes, pkg.len), 0, "begin");
+    CHECK_RC(prv_send(d, &pkg, 100, payload / 2u), 0, "first half");
     uint32_t recorded = d->rt.state.download_offset;
     tfa_flash_host_cut_after(&d->fh, 1, TFA_CUT_HALF, 5);
     int rc = prv_send(d, &pkg, 100, UINT32_MAX);
-    TV_CHECK(rc == -TFA_ERR_FLASH_IO, "the failed chunk reports FLASH_IO (%d)", rc);
+    CHECK(rc == -TFA_ERR_FLASH_IO, "the failed chunk reports FLASH_IO (%d)", rc);
     tfa_flash_host_power_on(&d->fh);
     uint32_t now = prv_download_offset(d);
-    TV_CHECK(now == d->rt.state.download_offset && now >= recorded, "rewound to %u (recorded %u, now %u)",
-             now, recorded, d->rt.state.download_offset);
-    TV_CHECK_RC(prv_send(d, &pkg, 100, UINT32_MAX), 0, "send again from the boundary");
-    TV_CHECK_RC(prv_finish(d), 0, "finish after the rewind");
+    CHECK(now == d->rt.state.download_offset && now >= recorded, "rewound to %u (recorded %u, now %u)",
+          now, recorded, d->rt.state.download_offset);
+    CHECK_RC(prv_send(d, &pkg, 100, UINT32_MAX), 0, "send again from the boundary");
+    CHECK_RC(prv_finish(d), 0, "finish after the rewind");
     prv_check_new_model(d, update, "after a rewind");
     tv_device_free(d);
     free(d);
@@ -221,21 +221,21 @@ static void prv_test_refusal(const char *name, int want, int stage, uint32_t chu
         at = 2;
         rc = tfa_install_end(&d->rt);
     }
-    TV_CHECK(rc == want && at == stage, "%s chunk %u: got %d (%s) at stage %d, want %d at %d", name, chunk, rc,
-             tfa_err_name(rc), at, want, stage);
+    CHECK(rc == want && at == stage, "%s chunk %u: got %d (%s) at stage %d, want %d at %d", name, chunk, rc,
+          tfa_err_name(rc), at, want, stage);
     tfa_status_t st;
     tfa_runtime_status(&d->rt, &st);
-    TV_CHECK(st.phase == TFA_PHASE_IDLE && st.last_error == (uint8_t)-want && st.target_slot == 0xFF,
-             "%s: phase %u last_error %u", name, st.phase, st.last_error);
+    CHECK(st.phase == TFA_PHASE_IDLE && st.last_error == (uint8_t)-want && st.target_slot == 0xFF,
+          "%s: phase %u last_error %u", name, st.phase, st.last_error);
     uint32_t seq = 0;
-    TV_CHECK_RC(tv_check_active_model(d, &seq), 0, "old model intact");
-    TV_CHECK(seq == OLD_SEQ && memcmp(active, d->fh.mem + tfa_slot_address(&d->rt, 0), d->cfg.slot_size) == 0,
-             "%s: active slot changed", name);
-    TV_CHECK_RC(tv_device_boot(d), 0, "reboot");
+    CHECK_RC(tv_check_active_model(d, &seq), 0, "old model intact");
+    CHECK(seq == OLD_SEQ && memcmp(active, d->fh.mem + tfa_slot_address(&d->rt, 0), d->cfg.slot_size) == 0,
+          "%s: active slot changed", name);
+    CHECK_RC(tv_device_boot(d), 0, "reboot");
     tfa_runtime_status(&d->rt, &st);
-    TV_CHECK(st.phase == TFA_PHASE_IDLE && st.active_slot == 0, "%s: after reboot", name);
+    CHECK(st.phase == TFA_PHASE_IDLE && st.active_slot == 0, "%s: after reboot", name);
     /* The same slot still takes a good package. */
-    TV_CHECK_RC(tv_install_vector(&d->rt, "delta_good.tfpkg", 64), 0, "good delta after a refusal");
+    CHECK_RC(tv_install_vector(&d->rt, "delta_good.tfpkg", 64), 0, "good delta after a refusal");
     free(active);
     tv_device_free(d);
     free(d);
@@ -257,36 +257,36 @@ static void prv_test_without_decoder(const prv_file_t *update)
         if (pkg.bytes != NULL) {
             /* The policy runs first: a wrong base is still WRONG_BASE. */
             int want = i == 2 ? -TFA_ERR_WRONG_BASE : -TFA_ERR_FIELD_RANGE;
-            TV_CHECK_RC(tfa_install_begin(&d->rt, pkg.bytes, pkg.len), want, names[i]);
+            CHECK_RC(tfa_install_begin(&d->rt, pkg.bytes, pkg.len), want, names[i]);
         }
         free(pkg.bytes);
     }
     /* Begun with a workspace, rebooted without one. */
     prv_file_t pkg = prv_load("compressed_good.tfpkg");
     d->cfg.delta_workspace = &g_workspace;
-    TV_CHECK_RC(tv_device_boot(d), 0, "boot with a decoder");
-    TV_CHECK_RC(tfa_install_begin(&d->rt, pkg.bytes, pkg.len), 0, "begin");
-    TV_CHECK_RC(prv_send(d, &pkg, 200, 700), 0, "part");
+    CHECK_RC(tv_device_boot(d), 0, "boot with a decoder");
+    CHECK_RC(tfa_install_begin(&d->rt, pkg.bytes, pkg.len), 0, "begin");
+    CHECK_RC(prv_send(d, &pkg, 200, 700), 0, "part");
     d->cfg.delta_workspace = NULL;
-    TV_CHECK_RC(tv_device_boot(d), 0, "boot without a decoder");
+    CHECK_RC(tv_device_boot(d), 0, "boot without a decoder");
     tfa_status_t st;
     tfa_runtime_status(&d->rt, &st);
-    TV_CHECK(st.phase == TFA_PHASE_IDLE && st.last_error == TFA_ERR_FIELD_RANGE && st.active_slot == 0,
-             "download without a decoder: phase %u last_error %u", st.phase, st.last_error);
-    TV_CHECK_RC(tv_install_vector(&d->rt, "good.tfpkg", 256), 0, "raw install without a decoder");
+    CHECK(st.phase == TFA_PHASE_IDLE && st.last_error == TFA_ERR_FIELD_RANGE && st.active_slot == 0,
+          "download without a decoder: phase %u last_error %u", st.phase, st.last_error);
+    CHECK_RC(tv_install_vector(&d->rt, "good.tfpkg", 256), 0, "raw install without a decoder");
     free(pkg.bytes);
     tv_device_free(d);
 
     /* A fresh device: a delta has no base, a compressed model installs. */
     if (prv_setup(d, 0, 1, 0) == 0) {
-        TV_CHECK_RC(tv_install_vector(&d->rt, "delta_good.tfpkg", 64), -TFA_ERR_WRONG_BASE, "delta, no model");
-        TV_CHECK_RC(tv_install_vector(&d->rt, "compressed_good.tfpkg", 64), 0, "compressed, no model");
+        CHECK_RC(tv_install_vector(&d->rt, "delta_good.tfpkg", 64), -TFA_ERR_WRONG_BASE, "delta, no model");
+        CHECK_RC(tv_install_vector(&d->rt, "compressed_good.tfpkg", 64), 0, "compressed, no model");
         uint32_t seq = 0;
         uint32_t len = 0;
         const uint8_t *model = tfa_active_model(&d->rt, &len);
-        TV_CHECK(tv_check_active_model(d, &seq) == 0 && seq == NEW_SEQ && len == update->len &&
-                     memcmp(model, update->bytes, len) == 0,
-                 "compressed install on an empty device");
+        CHECK(tv_check_active_model(d, &seq) == 0 && seq == NEW_SEQ && len == update->len &&
+                  memcmp(model, update->bytes, len) == 0,
+              "compressed install on an empty device");
         tv_device_free(d);
     }
     free(d);
@@ -302,17 +302,17 @@ static void prv_test_bad_checkpoint(void)
         free(d);
         return;
     }
-    TV_CHECK_RC(tfa_install_begin(&d->rt, pkg.bytes, pkg.len), 0, "begin");
-    TV_CHECK_RC(prv_send(d, &pkg, 40, 60), 0, "part");
+    CHECK_RC(tfa_install_begin(&d->rt, pkg.bytes, pkg.len), 0, "begin");
+    CHECK_RC(prv_send(d, &pkg, 40, 60), 0, "part");
     tfa_state_t bad = d->rt.state;
     bad.download_offset += 1u;
-    TV_CHECK_RC(tfa_state_save(&d->rt.log, &bad), 0, "write an inconsistent record");
-    TV_CHECK_RC(tv_device_boot(d), 0, "boot");
+    CHECK_RC(tfa_state_save(&d->rt.log, &bad), 0, "write an inconsistent record");
+    CHECK_RC(tv_device_boot(d), 0, "boot");
     tfa_status_t st;
     tfa_runtime_status(&d->rt, &st);
-    TV_CHECK(st.phase == TFA_PHASE_IDLE && st.last_error == TFA_ERR_STATE_CORRUPT && st.active_slot == 0,
-             "inconsistent checkpoint: phase %u last_error %u", st.phase, st.last_error);
-    TV_CHECK_RC(tv_install_vector(&d->rt, "delta_good.tfpkg", 40), 0, "install after the dropped download");
+    CHECK(st.phase == TFA_PHASE_IDLE && st.last_error == TFA_ERR_STATE_CORRUPT && st.active_slot == 0,
+          "inconsistent checkpoint: phase %u last_error %u", st.phase, st.last_error);
+    CHECK_RC(tv_install_vector(&d->rt, "delta_good.tfpkg", 40), 0, "install after the dropped download");
     tv_device_free(d);
     free(d);
     free(pkg.bytes);
@@ -336,8 +336,8 @@ int main(void)
     prv_test_without_decoder(&update);
     prv_test_bad_checkpoint();
     free(update.bytes);
-    if (tv_failures != 0) {
-        fprintf(stderr, "test_runtime_delta: %d checks failed\n", tv_failures);
+    if (test_failures != 0) {
+        fprintf(stderr, "test_runtime_delta: %d checks failed\n", test_failures);
         return 1;
     }
     printf("test_runtime_delta: ok (workspace %zu bytes, tfa_runtime_t %zu bytes)\n", sizeof(tfa_delta_t),

@@ -5,62 +5,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
+#include "test_util.h"
 #include "tfa/sha256.h"
 #include "tfa/sha512.h"
 
 #define MAX_MSG 512u
 
-static int g_failures;
-
-#define CHECK(cond, ...)                                                                              \
-    do {                                                                                              \
-        if (!(cond)) {                                                                                \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);                 \
-            fprintf(stderr, __VA_ARGS__);                                                             \
-            fputc('\n', stderr);                                                                      \
-            g_failures++;                                                                             \
-        }                                                                                             \
-    } while (0)
-
-static int prv_hex_nibble(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
-/* Decodes hex ("-" means empty) into out; returns the byte count or -1. */
-static int prv_unhex(const char *hex, uint8_t *out, size_t cap)
-{
-    if (strcmp(hex, "-") == 0) {
-        return 0;
-    }
-    size_t n = strlen(hex);
-    if (n % 2u != 0 || n / 2u > cap) {
-        return -1;
-    }
-    for (size_t i = 0; i < n / 2u; i++) {
-        int hi = prv_hex_nibble(hex[2u * i]);
-        int lo = prv_hex_nibble(hex[2u * i + 1u]);
-        if (hi < 0 || lo < 0) {
-            return -1;
-        }
-        out[i] = (uint8_t)((hi << 4) | lo);
-    }
-    return (int)(n / 2u);
-}
-
 static void prv_expect_hex(const uint8_t *got, size_t len, const char *want_hex, const char *what)
 {
     uint8_t want[64];
-    int n = prv_unhex(want_hex, want, sizeof(want));
+    int n = test_unhex(want_hex, want, sizeof(want));
     CHECK(n == (int)len, "%s: bad expected hex", what);
     CHECK(n == (int)len && memcmp(got, want, len) == 0, "%s: digest mismatch", what);
 }
@@ -172,7 +127,7 @@ static void prv_test_random_file(void)
             CHECK(0, "malformed line: %s", line);
             continue;
         }
-        int len = prv_unhex(msg_hex, msg, sizeof(msg));
+        int len = test_unhex(msg_hex, msg, sizeof(msg));
         CHECK(len == (int)want_len, "length mismatch on line for len %u", want_len);
         if (len < 0) {
             continue;
@@ -201,10 +156,5 @@ int main(void)
     prv_test_fips();
     prv_test_million_a();
     prv_test_random_file();
-    if (g_failures != 0) {
-        fprintf(stderr, "test_sha: %d failure(s)\n", g_failures);
-        return 1;
-    }
-    printf("test_sha: ok\n");
-    return 0;
+    return test_report("test_sha");
 }

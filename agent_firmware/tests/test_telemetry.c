@@ -2,21 +2,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "check.h"
 #include "tfa/engine.h"
 #include "tfa/errors.h"
 #include "tfa/telemetry.h"
-
-static int g_failures;
-
-#define CHECK(cond, ...)                                                                              \
-    do {                                                                                              \
-        if (!(cond)) {                                                                                \
-            g_failures++;                                                                             \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                               \
-            printf(__VA_ARGS__);                                                                      \
-            printf("\n");                                                                             \
-        }                                                                                             \
-    } while (0)
 
 static const tfa_infer_run_t k_softmax = {1000u, 25000000u, 4096u, 1u, TFA_TYPE_INT8, -128, 1.0f / 256.0f};
 
@@ -91,10 +80,5 @@ int main(void)
     test_top1();
     test_record();
     test_edges();
-    if (g_failures != 0) {
-        printf("test_telemetry: %d failure(s)\n", g_failures);
-        return 1;
-    }
-    printf("test_telemetry: ok\n");
-    return 0;
+    return test_report("test_telemetry");
 }

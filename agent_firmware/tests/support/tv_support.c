@@ -5,8 +5,7 @@
 
 #include "tfa/errors.h"
 #include "tfa/sha256.h"
-
-int tv_failures;
+#include "test_util.h"
 
 const char *tv_vector_dir(void)
 {
@@ -21,27 +20,7 @@ uint8_t *tv_read_vector(const char *name, uint32_t *len)
     if (snprintf(path, sizeof(path), "%s/%s", tv_vector_dir(), name) >= (int)sizeof(path)) {
         return NULL;
     }
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        return NULL;
-    }
-    uint8_t *buf = NULL;
-    long size = -1;
-    if (fseek(f, 0, SEEK_END) == 0) {
-        size = ftell(f);
-    }
-    if (size >= 0 && size < 0x10000000L && fseek(f, 0, SEEK_SET) == 0) {
-        buf = malloc((size_t)size + 1u);
-        if (buf != NULL && fread(buf, 1, (size_t)size, f) != (size_t)size) {
-            free(buf);
-            buf = NULL;
-        }
-    }
-    fclose(f);
-    if (buf != NULL) {
-        *len = (uint32_t)size;
-    }
-    return buf;
+    return test_read_file_terminated(path, len);
 }
 
 int tv_load_index(tv_index_entry_t *out, int cap)
@@ -77,33 +56,22 @@ int tv_load_index(tv_index_entry_t *out, int cap)
     return count;
 }
 
-static int prv_nibble(char c)
+int tv_load_trusted_key(tfa_trusted_key_t *key)
 {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
-int tv_unhex(const char *hex, uint8_t *out, uint32_t n)
-{
-    if (strlen(hex) < 2u * n) {
+    uint32_t len;
+    uint8_t *pub = tv_read_vector("key_trusted.pub", &len);
+    if (pub == NULL) {
         return -1;
     }
-    for (uint32_t i = 0; i < n; i++) {
-        int hi = prv_nibble(hex[2u * i]);
-        int lo = prv_nibble(hex[2u * i + 1u]);
-        if (hi < 0 || lo < 0) {
-            return -1;
-        }
-        out[i] = (uint8_t)((hi << 4) | lo);
+    pub[len] = 0;
+    int bad = test_unhex_exact((char *)pub, key->public_key, 32);
+    free(pub);
+    if (bad != 0) {
+        return -1;
     }
+    uint8_t digest[32];
+    tfa_sha256(key->public_key, 32, digest);
+    memcpy(key->key_id, digest, 8);
     return 0;
 }
 
@@ -137,21 +105,10 @@ int tv_device_init(tv_device_t *d, uint32_t sector_size)
               prv_device_value((char *)text, "security_floor", &d->expect_floor) |
               prv_device_value((char *)text, "active_sequence", &d->expect_active_sequence);
     free(text);
-    uint8_t *pub = tv_read_vector("key_trusted.pub", &len);
-    if (bad != 0 || pub == NULL) {
-        free(pub);
+    if (bad != 0 || tv_load_trusted_key(&d->key) != 0) {
         fprintf(stderr, "bad device.txt or key_trusted.pub in %s\n", tv_vector_dir());
         return -1;
     }
-    pub[len] = 0;
-    bad = tv_unhex((char *)pub, d->key.public_key, 32);
-    free(pub);
-    if (bad != 0) {
-        return -1;
-    }
-    uint8_t digest[32];
-    tfa_sha256(d->key.public_key, 32, digest);
-    memcpy(d->key.key_id, digest, 8);
     d->sector_size = sector_size != 0u ? sector_size : sector;
     d->cfg.hardware_class = hw;
     d->cfg.runtime_version = rv;

@@ -6,30 +6,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "check.h"
 #include "flash_host.h"
 #include "tfa/errors.h"
 #include "tfa/runtime.h"
-
-extern int tv_failures;
-
-#define TV_CHECK(cond, ...)                                                                           \
-    do {                                                                                              \
-        if (!(cond)) {                                                                                \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);                 \
-            fprintf(stderr, __VA_ARGS__);                                                             \
-            fputc('\n', stderr);                                                                      \
-            tv_failures++;                                                                            \
-        }                                                                                             \
-    } while (0)
-
-/* a == b for error codes, with names in the message. */
-#define TV_CHECK_RC(got, want, what)                                                                  \
-    do {                                                                                              \
-        int tv_got_ = (got);                                                                          \
-        int tv_want_ = (want);                                                                        \
-        TV_CHECK(tv_got_ == tv_want_, "%s: got %d (%s), want %d (%s)", (what), tv_got_,               \
-                 tfa_err_name(tv_got_), tv_want_, tfa_err_name(tv_want_));                            \
-    } while (0)
 
 /* Directory of the golden vectors: $TFA_VECTOR_DIR or ../../tests/vectors (cwd agent_firmware/tests). */
 const char *tv_vector_dir(void);
@@ -46,8 +26,8 @@ typedef struct tv_index_entry {
 /* Parse index.txt into out (cap entries). Returns the number of entries or -1. */
 int tv_load_index(tv_index_entry_t *out, int cap);
 
-/* Hex to bytes: exactly 2 * n hex digits. Returns 0 or -1. */
-int tv_unhex(const char *hex, uint8_t *out, uint32_t n);
+/* key_trusted.pub: the public key, and key_id = the first 8 bytes of its SHA-256. Returns 0 or -1. */
+int tv_load_trusted_key(tfa_trusted_key_t *key);
 
 /* A simulated device: keep it at a stable address (rt points at cfg and fh.flash). */
 typedef struct tv_device {
