@@ -8,18 +8,24 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from contextlib import ExitStack
+
+    from server.config import Settings
+
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error stays one line, whatever the width
 
 server_app = typer.Typer(
     help="Run the control plane (API, MQTT gateway, rollout engine).", no_args_is_help=True
@@ -110,9 +116,15 @@ def _read(path: Path) -> bytes:
 def server_run(
     host: str = typer.Option("127.0.0.1", help="address to listen on"),
     port: int = typer.Option(8000, min=1, max=65535),
+    broker: bool = typer.Option(
+        False, "--broker", help="also start and manage a Mosquitto (device passwords, ACL, reloads)"
+    ),
+    broker_host: str = typer.Option("127.0.0.1", help="with --broker: address the broker listens on"),
+    broker_port: int = typer.Option(0, min=0, max=65535, help="with --broker: its port (0: a free one)"),
 ) -> None:
     """Run API + MQTT gateway + rollout engine with settings from TINYFLEET_* variables."""
     import logging
+    from contextlib import ExitStack
 
     import uvicorn
 
@@ -120,12 +132,71 @@ def server_run(
     from server.config import ConfigError, settings_from_env
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # migration chatter on every start
+    with ExitStack() as stack:
+        try:
+            settings = settings_from_env()
+            if broker:
+                settings = _managed_broker(stack, settings, broker_host, broker_port)
+            app = create_app(settings)
+        except ConfigError as exc:
+            fail(str(exc))
+        console.print(
+            f"tinyfleet control plane on http://{host}:{port} (OpenAPI at /docs, dashboard at /)",
+            soft_wrap=True,
+        )
+        # uvicorn re-raises the SIGTERM it stopped on once it is done; with the default action the process
+        # would die right there, leaving the broker it manages running. Leave through the ExitStack instead.
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        try:
+            uvicorn.run(app, host=host, port=port, log_level="info")
+        except SystemExit as exc:
+            if exc.code not in (0, None):
+                raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _managed_broker(stack: ExitStack, settings: Settings, host: str, port: int) -> Settings:
+    """Start a Mosquitto that lives as long as the server, authenticating devices with the password file
+    the server writes; its pid file lets the server reload it after every new credential."""
+    import secrets
+
+    from server.config import ConfigError
+    from server.services.credentials import hash_password, write_password_file
+    from simulator.broker import Broker, BrokerError
+
+    if settings.mqtt_url:
+        raise ConfigError("give --broker or TINYFLEET_MQTT_URL, not both")
+    data_dir = settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    password_file = settings.mqtt_password_file or data_dir / "mosquitto.passwd"
+    pid_file = data_dir / "mosquitto.pid"
+    user = settings.mqtt_client_id
+    password = secrets.token_urlsafe(18)
+    # The gateway's account must be in the file before the broker starts; the server rewrites the file
+    # (devices + this account) at start.
+    write_password_file(password_file, [(user, hash_password(password))])
     try:
-        app = create_app(settings_from_env())
-    except ConfigError as exc:
-        fail(str(exc))
-    console.print(f"tinyfleet control plane on http://{host}:{port} (OpenAPI at /docs, dashboard at /)")
-    uvicorn.run(app, host=host, port=port, log_level="info")
+        running = stack.enter_context(
+            Broker(host, port or None, password_file=password_file, admin_users=[user])
+        )
+    except BrokerError as exc:
+        raise ConfigError(str(exc)) from None
+    pid_file.write_text(f"{running.pid}\n", encoding="ascii")
+    stack.callback(pid_file.unlink, missing_ok=True)
+    console.print(
+        f"mosquitto on {running.url} (pid {running.pid}, passwords in {password_file})", soft_wrap=True
+    )
+    return settings.with_overrides(
+        mqtt_url=f"mqtt://{user}:{password}@{running.host}:{running.port}",
+        mqtt_password_file=password_file,
+        mqtt_broker_pid_file=pid_file,
+    )
 
 
 @server_app.command("migrate")
@@ -154,6 +225,8 @@ def server_status() -> None:
         ["mqtt connected", stats["connected"]],
         ["engine ticks", stats["engine_ticks"]],
         ["engine last error", stats["engine_last_error"]],
+        ["broker reloads", stats.get("broker_reloads", "-")],
+        ["broker reload error", stats.get("broker_reload_error")],
     ]
     for table in ("received", "malformed", "events"):
         rows += [[f"{table} {k}", v] for k, v in sorted(stats[table].items())]
@@ -420,7 +493,8 @@ def _rollout_rows(rollouts: list[dict[str, Any]]) -> list[list[Any]]:
     for r in rollouts:
         by = r["deploy"]["by_state"]
         done = f"{by.get('confirmed', 0)}/{r['deploy']['total']}"
-        failed = sum(by.get(s, 0) for s in ("failed", "timed_out", "rolled_back"))
+        # Devices a rollback returned to their old model did not fail; the state column says rolled_back.
+        failed = sum(by.get(s, 0) for s in ("failed", "timed_out"))
         rows.append(
             [
                 r["id"],
@@ -559,6 +633,38 @@ def rollouts_show(rollout_id: int, actions: bool = typer.Option(True, "--actions
         _print_actions("device actions", call("GET", f"/api/rollouts/{rollout_id}/actions"))
 
 
+MOVING_STATES = ("running", "rolling_back")
+
+
+def _progress_line(r: dict[str, Any]) -> str:
+    row = _rollout_rows([r])[0]
+    _id, _name, model, state, wave, confirmed, failed, sent, reason = row
+    rollback = r["rollback"]["by_state"]
+    text = f"{model}  {state}  wave {wave}  confirmed {confirmed}  failed {failed}"
+    if rollback:
+        text += f"  reverted {rollback.get('confirmed', 0)}/{r['rollback']['total']}"
+    if sent:
+        text += f"  sent {sent}"
+    return text + (f"  ({reason})" if reason else "")
+
+
+@rollouts_app.command("watch")
+def rollouts_watch(
+    rollout_id: int, interval: float = typer.Option(1.0, min=0.1, help="seconds between polls")
+) -> None:
+    """Print a rollout's progress whenever it changes, until it stops moving (completed, paused, ...)."""
+    last = ""
+    while True:
+        r = call("GET", f"/api/rollouts/{rollout_id}")
+        line = _progress_line(r)
+        if line != last:
+            console.print(f"{time.strftime('%H:%M:%S')}  {line}", soft_wrap=True, highlight=False)
+            last = line
+        if r["state"] not in MOVING_STATES:
+            return
+        time.sleep(interval)
+
+
 def _command(cmd: str) -> Callable[[int], None]:
     def run(rollout_id: int) -> None:
         _rollout_table("rollout", ([call("POST", f"/api/rollouts/{rollout_id}/{cmd}")]))
@@ -642,7 +748,15 @@ def telemetry_summary(
 ) -> None:
     """Totals and means over a time window."""
     s = call("GET", "/api/telemetry/summary", params=_telemetry_params(device, model, version, since, until))
-    _table("telemetry summary", ["what", "value"], [[k, v] for k, v in s.items()])
+    _table("telemetry summary", ["what", "value"], [[k, _summary_value(k, v)] for k, v in s.items()])
+
+
+def _summary_value(key: str, value: Any) -> Any:
+    if key in ("since", "until"):
+        return _ts(value)
+    if isinstance(value, float):
+        return f"{value:.0f}" if key.startswith("latency") else f"{value:.3f}"
+    return value
 
 
 def register(app: typer.Typer) -> None:

@@ -8,6 +8,7 @@ leave a fleet controllable with a token that is printed in this file.
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -65,6 +66,10 @@ class Settings:
     mqtt_ca_file: Path | None = None
     # Mosquitto password file the server keeps up to date with device credentials (optional).
     mqtt_password_file: Path | None = None
+    # How the broker is told to re-read that file (mosquitto only reads it at start and on SIGHUP):
+    # a pid file whose process gets SIGHUP, and/or a command run without a shell.
+    mqtt_broker_pid_file: Path | None = None
+    mqtt_reload_command: str | None = None
     default_chunk_size: int = DEFAULT_CHUNK_SIZE
     tick_seconds: float = 1.0
     action_timeout_seconds: float = 600.0
@@ -95,6 +100,17 @@ class Settings:
             MqttUrl.parse(self.mqtt_url)
         if self.device_mqtt_url:
             MqttUrl.parse(self.device_mqtt_url)
+        if (self.mqtt_broker_pid_file or self.mqtt_reload_command) and self.mqtt_password_file is None:
+            raise ConfigError(
+                "TINYFLEET_MQTT_BROKER_PID_FILE and TINYFLEET_MQTT_RELOAD_COMMAND"
+                " need TINYFLEET_MQTT_PASSWORD_FILE"
+            )
+        if self.mqtt_reload_command is not None:
+            try:
+                if not shlex.split(self.mqtt_reload_command):
+                    raise ValueError("empty")
+            except ValueError as exc:
+                raise ConfigError(f"TINYFLEET_MQTT_RELOAD_COMMAND cannot be parsed: {exc}") from None
         if self.production:
             problems = []
             if self.api_token == DEFAULT_API_TOKEN or len(self.api_token) < 16:
@@ -153,6 +169,8 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         mqtt_client_id=env.get("TINYFLEET_MQTT_CLIENT_ID", "tinyfleet-server"),
         mqtt_ca_file=_path(env, "TINYFLEET_MQTT_CA_FILE"),
         mqtt_password_file=_path(env, "TINYFLEET_MQTT_PASSWORD_FILE"),
+        mqtt_broker_pid_file=_path(env, "TINYFLEET_MQTT_BROKER_PID_FILE"),
+        mqtt_reload_command=env.get("TINYFLEET_MQTT_RELOAD_COMMAND") or None,
         default_chunk_size=int(_float(env, "TINYFLEET_CHUNK_SIZE", DEFAULT_CHUNK_SIZE)),
         tick_seconds=_float(env, "TINYFLEET_TICK_SECONDS", 1.0),
         action_timeout_seconds=_float(env, "TINYFLEET_ACTION_TIMEOUT", 600.0),

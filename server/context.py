@@ -19,6 +19,7 @@ from server.config import MqttUrl, Settings
 from server.db import make_engine, session_scope, upgrade_to_head
 from server.models import Device
 from server.mqtt_gateway import MqttGateway
+from server.services.broker_reload import BrokerReloader
 from server.services.credentials import hash_password, write_password_file
 from server.services.engine import RolloutEngine
 from server.services.messages import DeviceMessages, GatewayStats
@@ -66,6 +67,7 @@ class AppContext:
             served=self.engine.served,
         )
         self._passwd_lock = threading.Lock()
+        self.broker_reloader = BrokerReloader(settings.mqtt_broker_pid_file, settings.mqtt_reload_command)
         self.gateway: MqttGateway | None = None
         if settings.mqtt_url:
             self.gateway = MqttGateway(settings, self.db, self.messages)
@@ -100,6 +102,7 @@ class AppContext:
         self.variants.stop()
         if self.gateway is not None:
             self.gateway.stop()
+        self.broker_reloader.stop()
 
     def close(self) -> None:
         self.stop_background()
@@ -115,6 +118,7 @@ class AppContext:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             with os.fdopen(fd, "a", encoding="ascii") as f:
                 f.write(f"{username}:{encoded}\n")
+            self.broker_reloader.request()
 
     def sync_password_file(self) -> None:
         """Rewrite the broker's password file (devices plus the gateway's own user), if configured."""
@@ -123,6 +127,7 @@ class AppContext:
             return
         with self._passwd_lock:
             self._write_password_file(path)
+            self.broker_reloader.request()
 
     def _write_password_file(self, path: Path) -> None:
         entries: list[tuple[str, str]] = []
@@ -132,4 +137,9 @@ class AppContext:
         with Session(self.db) as session:
             entries += list(session.exec(select(Device.id, Device.mqtt_password_hash).order_by(Device.id)))
         write_password_file(path, entries)
-        log.info("wrote %d MQTT credentials to %s (send SIGHUP to mosquitto to reload)", len(entries), path)
+        how = (
+            "reloading the broker"
+            if self.broker_reloader.configured
+            else "send SIGHUP to mosquitto to reload"
+        )
+        log.info("wrote %d MQTT credentials to %s (%s)", len(entries), path, how)

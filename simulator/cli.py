@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
@@ -19,8 +20,12 @@ simulate_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
 def _fail(message: str) -> None:
-    Console(stderr=True).print(f"[red]error:[/] {message}")
+    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {message}")
     raise typer.Exit(1)
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def parse_mqtt_override(url: str) -> tuple[str, int]:
@@ -124,6 +129,9 @@ def simulate(
     fleet = Fleet(config, processes=processes or None)
     console.print(f"starting {devices} devices in {fleet.processes} process(es), broker {host}:{port}")
     started = time.monotonic()
+    # `kill`, `timeout`, systemd and docker stop with SIGTERM: stop the fleet as for Ctrl-C, or its worker
+    # processes would outlive this one.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         fleet.start()
         with Live(_table(fleet.snapshot(), started), console=console, refresh_per_second=2) as live:
@@ -136,3 +144,4 @@ def simulate(
         _fail(f"{type(exc).__name__}: {exc}")
     finally:
         fleet.stop()
+        signal.signal(signal.SIGTERM, previous)

@@ -158,8 +158,14 @@ class RuntimeDriver:
         self._call(frames.revert())
 
     def infer(self, data: bytes) -> frames.InferResult:
-        """Write data at the start of the input tensor and run one inference on the active model."""
-        result = frames.parse_infer(self._call(frames.infer(data, 0, True)).payload)
+        """Write data at the start of the input tensor and run one inference on the active model. An input
+        larger than one frame (micro_speech: 1960 bytes) goes in slices; only the last one runs."""
+        step = frames.MAX_INFER_INPUT
+        offset = 0
+        while len(data) - offset > step:
+            self._call(frames.infer(data[offset : offset + step], offset, False))
+            offset += step
+        result = frames.parse_infer(self._call(frames.infer(data[offset:], offset, True)).payload)
         if result is None:
             raise RuntimeFailure(ERR_BAD_MESSAGE, "INFER with run answered without an output")
         return result

@@ -72,6 +72,8 @@ def gateway_stats(ctx: AppContext = Depends(get_ctx)) -> dict[str, Any]:
     snap["connected"] = bool(ctx.gateway and ctx.gateway.connected.is_set())
     snap["engine_ticks"] = ctx.engine.ticks
     snap["engine_last_error"] = ctx.engine.last_error
+    snap["broker_reloads"] = ctx.broker_reloader.reloads
+    snap["broker_reload_error"] = ctx.broker_reloader.last_error
     return snap
 
 
