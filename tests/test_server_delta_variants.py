@@ -315,7 +315,7 @@ def test_cli_shows_bytes_sent_and_payload(setup, monkeypatch):
     r = setup.rollout(setup.v2)
     setup.step()
     out = io.StringIO()
-    monkeypatch.setattr(cli, "console", Console(file=out, width=220))
+    monkeypatch.setattr(cli.client, "console", Console(file=out, width=220))  # tables print through it
     done = setup.api.ok("GET", f"/api/rollouts/{r['id']}")
     cli._rollout_table("rollout", [done])
     cli._print_actions("actions", setup.actions(r["id"]))

@@ -1,6 +1,6 @@
 """The `tinyfleet` command: one Typer app that mounts each area's sub-commands.
 
-Each area owns its commands in its own module (signing/cli.py, server/cli.py, simulator/cli.py); this
+Each area owns its commands in its own module (signing/cli.py, server/cli/, simulator/cli.py); this
 module only assembles them and turns any escaped exception into one clear line instead of a traceback.
 """
 
