@@ -164,11 +164,10 @@ static int prv_last_run(void *ctx, const tfa_runtime_t *rt, tfa_infer_run_t *run
 {
     tfa_host_device_t *dev = ctx;
     (void)rt;
-    tfa_tensor_info_t info;
     if (!dev->engine_ready) {
         return -TFA_ERR_BAD_STATE;
     }
-    int rc = tfa_engine_output_info(&dev->engine, 0, &info);
+    int rc = tfa_engine_run_facts(&dev->engine, run);
     if (rc != 0) {
         return rc;
     }
@@ -176,10 +175,6 @@ static int prv_last_run(void *ctx, const tfa_runtime_t *rt, tfa_infer_run_t *run
     run->cycles = e->mac_count * dev->milli_cycles_per_mac / 1000u + (uint64_t)e->op_count * dev->cycles_per_op;
     run->cpu_hz = dev->cpu_hz;
     run->estimated = 1;
-    run->arena_bytes = e->arena_used;
-    run->output_type = info.type;
-    run->zero_point = info.zero_point;
-    run->scale = info.scale;
     return 0;
 }
 

@@ -34,6 +34,8 @@
 #define SYST_CSR_TICKINT 0x2u
 #define SYST_CSR_CORECLK 0x4u
 #define SYST_RELOAD 0x00FFFFFFu
+#define SCB_ICSR REG32(0xE000ED04u)
+#define SCB_ICSR_PENDSTSET (1u << 26)
 
 static volatile uint32_t prv_systick_wraps;
 static ram_flash_t prv_flash_state;
@@ -92,13 +94,20 @@ void board_idle(void)
 
 uint32_t board_ticks(void)
 {
-    /* Re-read the wrap count if the counter wrapped between the two reads. */
+    /* The wrap count and the 24-bit counter must be read as one value. Re-read if the handler ran in
+     * between; and if the counter reloaded but its interrupt is still pending (interrupts masked, or
+     * not yet taken), a high counter value was read after that reload: count the wrap ourselves. */
     uint32_t wraps;
     uint32_t current;
+    uint32_t pending;
     do {
         wraps = prv_systick_wraps;
         current = SYST_CVR;
+        pending = SCB_ICSR & SCB_ICSR_PENDSTSET;
     } while (wraps != prv_systick_wraps);
+    if (pending != 0u && current > SYST_RELOAD / 2u) {
+        wraps++;
+    }
     return wraps * (SYST_RELOAD + 1u) + (SYST_RELOAD - current);
 }
 

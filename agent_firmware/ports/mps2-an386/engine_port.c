@@ -15,6 +15,7 @@ static uint32_t prv_arena_size;
 static uint8_t prv_ready;
 static const uint8_t *prv_model;
 static uint8_t prv_model_sha[32];
+static uint32_t prv_last_ticks; /* SysTick ticks (core clock cycles) of the last successful invoke */
 static tfa_engine_ops_t prv_ops;
 
 static int prv_selftest_hook(void *ctx, const tfa_manifest_t *manifest, const uint8_t *model,
@@ -76,6 +77,7 @@ static int prv_invoke(void *ctx, const tfa_runtime_t *rt, uint8_t *out, uint32_t
     }
     const uint32_t start = board_ticks();
     rc = tfa_engine_invoke(&prv_engine);
+    /* Modulo 2^32: right for any invoke shorter than 2^32 ticks (171 s at 25 MHz). */
     const uint32_t ticks = board_ticks() - start;
     const uint8_t *result = NULL;
     uint32_t bytes = 0;
@@ -88,7 +90,27 @@ static int prv_invoke(void *ctx, const tfa_runtime_t *rt, uint8_t *out, uint32_t
     }
     memcpy(out, result, bytes);
     *out_len = bytes;
+    prv_last_ticks = ticks;
     *latency_us = ticks / (board_tick_hz() / 1000000u);
+    return 0;
+}
+
+/* Measured, not estimated: SysTick counts the core clock, so its ticks are CPU cycles. Under QEMU
+ * -icount shift=0 one tick is 40 instructions (docs/BENCHMARKS.md): ticks x 40 = instructions. */
+static int prv_last_run(void *ctx, const tfa_runtime_t *rt, tfa_infer_run_t *run)
+{
+    (void)ctx;
+    (void)rt;
+    if (!prv_ready) {
+        return -TFA_ERR_BAD_STATE;
+    }
+    int rc = tfa_engine_run_facts(&prv_engine, run);
+    if (rc != 0) {
+        return rc;
+    }
+    run->cycles = prv_last_ticks;
+    run->cpu_hz = board_tick_hz();
+    run->estimated = 0;
     return 0;
 }
 
@@ -101,5 +123,6 @@ const tfa_engine_ops_t *engine_port_init(tfa_device_config_t *config)
     prv_ops.ctx = 0;
     prv_ops.write_input = prv_write_input;
     prv_ops.invoke = prv_invoke;
+    prv_ops.last_run = prv_last_run;
     return &prv_ops;
 }

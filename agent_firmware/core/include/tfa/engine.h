@@ -37,6 +37,7 @@
 #include <stdint.h>
 
 #include "tfa/manifest.h"
+#include "tfa/telemetry.h"
 
 #define TFA_ENGINE_MAX_DIMS 6
 #define TFA_ENGINE_ARENA_ALIGN 16u
@@ -107,6 +108,11 @@ int tfa_engine_output_info(const tfa_engine_t *e, uint32_t idx, tfa_tensor_info_
 
 /* Run one inference over the current input bytes. Cannot fail on a model that init accepted. */
 int tfa_engine_invoke(tfa_engine_t *e);
+
+/* Telemetry facts every port reports the same way after an invoke (tfa_engine_ops_t.last_run): arena
+ * in use and the first output's type and quantization. The port adds the cycles, cpu_hz and the
+ * estimated flag. Returns 0, or -TFA_ERR_BAD_STATE before a successful init. */
+int tfa_engine_run_facts(const tfa_engine_t *e, tfa_infer_run_t *run);
 
 /* Builtin code of operator i in execution order, -1 if out of range or not initialised. */
 int32_t tfa_engine_op_code(const tfa_engine_t *e, uint32_t i);
