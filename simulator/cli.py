@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 import typer
@@ -15,6 +16,9 @@ from rich.table import Table
 from simulator.fleet import DeviceSpec, Fleet, FleetConfig, FleetSnapshot
 from simulator.profiles import FleetMix
 from simulator.server_api import ProvisionedDevice, ServerApi, ServerApiError
+
+# A QEMU device is one emulator process (and its share of a core while it computes): keep them few.
+MAX_QEMU_DEVICES = 8
 
 simulate_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -63,6 +67,19 @@ def provision_fleet(
     return specs, provisioned
 
 
+def run_on_qemu(specs: list[DeviceSpec], count: int) -> list[DeviceSpec]:
+    """The first count devices run the real firmware under QEMU. Their profile keeps everything but the
+    power-cut injection, which only the host library offers in a fleet."""
+    if not 0 <= count <= min(len(specs), MAX_QEMU_DEVICES):
+        raise ValueError(f"--qemu must be within 0..{min(len(specs), MAX_QEMU_DEVICES)}, got {count}")
+    out = list(specs)
+    for i in range(count):
+        profile = out[i].profile
+        faults = replace(profile.faults, power_cut_during_install=0.0)
+        out[i] = replace(out[i], qemu=True, profile=replace(profile, faults=faults))
+    return out
+
+
 def _table(snap: FleetSnapshot, started: float) -> Table:
     table = Table(title=f"simulated fleet ({time.monotonic() - started:.0f} s)")
     for column in (
@@ -104,6 +121,12 @@ def simulate(
     processes: int = typer.Option(0, min=0, help="worker processes (0: one per core)"),
     duration: float = typer.Option(0.0, min=0.0, help="seconds to run (0: until Ctrl-C)"),
     seed: int = typer.Option(0, help="seed for profile assignment and fault injection"),
+    qemu: int = typer.Option(
+        0,
+        min=0,
+        max=MAX_QEMU_DEVICES,
+        help="how many of the devices run the real firmware under QEMU (one emulator process each)",
+    ),
 ) -> None:
     """Provision N simulated devices (real C runtime each) on a running server and keep them online."""
     console = Console()
@@ -113,6 +136,16 @@ def simulate(
     except ValueError as exc:
         _fail(str(exc))
         return
+    if qemu > devices:
+        _fail(f"--qemu {qemu} is more than --devices {devices}")
+        return
+    if qemu:
+        from simulator.qemu_transport import qemu_unavailable
+
+        reason = qemu_unavailable()
+        if reason is not None:
+            _fail(f"--qemu needs QEMU and the firmware build: {reason}")
+            return
     with ServerApi(server, token) as api:
         try:
             with console.status(f"provisioning {devices} devices on {server}"):
@@ -125,9 +158,12 @@ def simulate(
     if host is None or port is None:
         _fail("the server gave no MQTT address (it runs without a broker); pass --mqtt mqtt://host:port")
         return
-    config = FleetConfig(host, port, first.trusted_keys, tuple(specs))
+    config = FleetConfig(host, port, first.trusted_keys, tuple(run_on_qemu(specs, qemu)))
     fleet = Fleet(config, processes=processes or None)
-    console.print(f"starting {devices} devices in {fleet.processes} process(es), broker {host}:{port}")
+    on_qemu = f" ({qemu} under QEMU)" if qemu else ""
+    console.print(
+        f"starting {devices} devices{on_qemu} in {fleet.processes} process(es), broker {host}:{port}"
+    )
     started = time.monotonic()
     # `kill`, `timeout`, systemd and docker stop with SIGTERM: stop the fleet as for Ctrl-C, or its worker
     # processes would outlive this one.

@@ -45,6 +45,9 @@ class DeviceSpec:
     username: str | None = None
     password: str | None = None
     seed: int = 0
+    # Run the real firmware under QEMU (simulator/qemu_transport.py) instead of the host library: one
+    # emulator process per device, so only a few.
+    qemu: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,12 +113,16 @@ class LocalFleet:
 
     def start(self) -> LocalFleet:
         self._thread.start()
-        self.call(self._create_agents, timeout=120.0)
+        try:
+            self.call(self._create_agents, timeout=120.0)
+        except BaseException:
+            self.stop()  # close the devices made so far (a QEMU device is a process)
+            raise
         return self
 
     def _create_agents(self) -> None:
         for spec in self.config.devices:
-            driver = RuntimeDriver(spec.profile, self.config.trusted_keys)
+            driver = self._driver(spec)
             agent_config = AgentConfig(
                 device_id=spec.device_id,
                 broker_host=self.config.broker_host,
@@ -128,6 +135,14 @@ class LocalFleet:
             self.agents[spec.device_id] = DeviceAgent(agent_config, spec.profile, driver, self._loop)
         self._misc_task = self._loop.create_task(self._misc_forever())
         self._loop.create_task(self._connect_all(list(self.agents.values())))
+
+    def _driver(self, spec: DeviceSpec) -> RuntimeDriver:
+        if not spec.qemu:
+            return RuntimeDriver(spec.profile, self.config.trusted_keys)
+        from simulator.qemu_transport import QemuTransport  # only fleets with QEMU devices need it
+
+        transport = QemuTransport(spec.profile, self.config.trusted_keys)
+        return RuntimeDriver(spec.profile, transport=transport)
 
     async def _connect_all(self, agents: list[DeviceAgent]) -> None:
         for i in range(0, len(agents), CONNECT_BATCH):

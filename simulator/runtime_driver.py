@@ -1,15 +1,17 @@
 """The agent's side of the UART: typed calls that become frames for the real C runtime.
 
-Each call sends one request through `simulator.runtime.DeviceRuntime` (the host library behind the
-frame handler, exactly what a board's UART would reach) and returns the runtime's answer; an ERROR
-response becomes `RuntimeFailure` with the runtime's own error code. Nothing here checks a package.
+Each call sends one request through a `Transport` and returns the runtime's answer; an ERROR response
+becomes `RuntimeFailure` with the runtime's own error code. Nothing here checks a package. The default
+transport is `HostTransport` (`simulator.runtime.DeviceRuntime`, the host library behind the frame
+handler, exactly what a board's UART would reach); `simulator.qemu_transport.QemuTransport` is the same
+contract over the real firmware's UART under QEMU.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from simulator import frames
 from simulator.profiles import DeviceProfile
@@ -86,11 +88,31 @@ class RuntimeState:
         }
 
 
-class RuntimeDriver:
-    """One device's C runtime with its RAM flash, configured from a profile and a trust store."""
+class Transport(Protocol):
+    """What a driver needs from a device: its UART (one request, one response; a dead link raises
+    `frames.ProtocolError`) and its power switch."""
+
+    def request(self, request: frames.Request) -> frames.Response: ...
+
+    def model_io(self) -> tuple[TensorSpec, TensorSpec] | None:
+        """The active model's tensors for the sensor code, or None when unknown or none runs."""
+        ...
+
+    def arm_power_cut(self, after_ops: int, seed: int) -> None: ...
+
+    def powered_off(self) -> bool: ...
+
+    def power_on(self) -> None:
+        """Boot again from the flash after the power went (RAM state starts afresh)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class HostTransport:
+    """One host-library device (`DeviceRuntime`) with its RAM flash, configured from a profile."""
 
     def __init__(self, profile: DeviceProfile, trusted_keys: Sequence[TrustedKey]) -> None:
-        self.profile = profile
         self.runtime = DeviceRuntime(
             hardware_class=profile.hardware_class,
             ram_budget=profile.ram_budget,
@@ -101,12 +123,47 @@ class RuntimeDriver:
             milli_cycles_per_mac=profile.milli_cycles_per_mac,
             cycles_per_op=profile.cycles_per_op,
         )
+
+    def request(self, request: frames.Request) -> frames.Response:
+        return self.runtime.request(request)
+
+    def model_io(self) -> tuple[TensorSpec, TensorSpec] | None:
+        try:
+            return self.runtime.model_io()
+        except ValueError:
+            return None
+
+    def arm_power_cut(self, after_ops: int, seed: int) -> None:
+        self.runtime.cut_power_after(after_ops, seed=seed)
+
+    def powered_off(self) -> bool:
+        return bool(self.runtime.is_powered_off())
+
+    def power_on(self) -> None:
+        self.runtime.power_on()
+
+    def close(self) -> None:
+        self.runtime.close()
+
+
+class RuntimeDriver:
+    """One device's C runtime behind a transport. Without one, a host-library device is built from the
+    profile and the trust store."""
+
+    def __init__(
+        self,
+        profile: DeviceProfile,
+        trusted_keys: Sequence[TrustedKey] = (),
+        transport: Transport | None = None,
+    ) -> None:
+        self.profile = profile
+        self.transport: Transport = transport or HostTransport(profile, trusted_keys)
         self._begun_manifest: bytes | None = None  # what this device's agent last began installing
         self.boots = 1  # power-ons: the runtime's RAM counters (TELEMETRY) restart at each
 
     def _call(self, request: frames.Request) -> frames.Response:
         try:
-            response = self.runtime.request(request)
+            response = self.transport.request(request)
         except frames.ProtocolError as exc:
             raise RuntimeFailure(ERR_BAD_MESSAGE, f"runtime link: {exc}") from None
         err = response.error()
@@ -172,11 +229,8 @@ class RuntimeDriver:
 
     def model_io(self) -> tuple[TensorSpec, TensorSpec] | None:
         """The active model's input and output tensors for the device's sensor code; None if it has none
-        the engine can run."""
-        try:
-            return self.runtime.model_io()
-        except ValueError:
-            return None
+        the engine can run (or the transport cannot tell)."""
+        return self.transport.model_io()
 
     def telemetry(self) -> frames.Telemetry:
         """The runtime's counters and the active model's inference telemetry (PROTOCOL 3.2.6)."""
@@ -185,14 +239,14 @@ class RuntimeDriver:
     # ----- power -----------------------------------------------------------------------------------------
 
     def arm_power_cut(self, after_ops: int, seed: int = 1) -> None:
-        self.runtime.cut_power_after(after_ops, seed=seed)
+        self.transport.arm_power_cut(after_ops, seed)
 
     def powered_off(self) -> bool:
-        return bool(self.runtime.is_powered_off())
+        return self.transport.powered_off()
 
     def power_on_and_boot(self) -> None:
         self.boots += 1
-        self.runtime.power_on()
+        self.transport.power_on()
 
     def close(self) -> None:
-        self.runtime.close()
+        self.transport.close()

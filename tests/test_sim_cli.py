@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,7 @@ def test_simulate_provisions_and_runs_devices(tmp_path: Path) -> None:
         (["--server", "http://127.0.0.1:1"], "cannot reach the server"),
         (["--profile", "toaster"], "unknown device profile"),
         (["--mqtt", "http://broker"], "--mqtt must look like"),
+        (["--qemu", "2"], "--qemu 2 is more than --devices 1"),
     ],
 )
 def test_simulate_reports_bad_input_clearly(args: list[str], message: str) -> None:
@@ -56,3 +58,22 @@ def test_simulate_reports_bad_input_clearly(args: list[str], message: str) -> No
     assert result.exit_code == 1
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_qemu_devices_are_the_first_ones_without_power_cut_injection() -> None:
+    from simulator.cli import MAX_QEMU_DEVICES, run_on_qemu
+    from simulator.fleet import DeviceSpec
+    from simulator.profiles import get_profile
+
+    base = get_profile("lan")
+    cutting = replace(base, faults=replace(base.faults, power_cut_during_install=0.5))
+    specs = [DeviceSpec(f"d{i}", cutting) for i in range(4)]
+    out = run_on_qemu(specs, 2)
+    assert [s.qemu for s in out] == [True, True, False, False]
+    assert [s.profile.faults.power_cut_during_install for s in out] == [0.0, 0.0, 0.5, 0.5]
+    assert out[0].profile.slot_size == cutting.slot_size
+    with pytest.raises(ValueError, match="--qemu must be within"):
+        run_on_qemu(specs, 5)
+    many = [DeviceSpec(f"d{i}", base) for i in range(MAX_QEMU_DEVICES + 2)]
+    with pytest.raises(ValueError, match="--qemu must be within"):
+        run_on_qemu(many, MAX_QEMU_DEVICES + 1)
