@@ -17,7 +17,7 @@ lint:
 	.venv/bin/ruff format --check .
 
 typecheck:
-	.venv/bin/mypy signing server simulator tinyfleet
+	.venv/bin/mypy tinyfleet
 
 ctest:
 	$(MAKE) -s -C agent_firmware check

@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from simulator.qemu import MACHINE, QEMU, build_firmware, missing_tools  # noqa: E402
+from tinyfleet.sim.qemu import MACHINE, QEMU, build_firmware, missing_tools  # noqa: E402
 
 _LINE = re.compile(r"^BENCH (\S+) (\d+) ticks=(\d+)(.*)$")
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from delta_baselines import all_baselines  # noqa: E402
 
-from signing import delta  # noqa: E402
+from tinyfleet.signing import delta  # noqa: E402
 
 SHARED_PAIRS = ROOT.parent / "shared" / "models" / "pairs"
 REAL_PAIRS = [
@@ -36,7 +36,7 @@ def pipeline_pairs(workdir: Path) -> list[tuple[str, Path, Path]]:
     """v1 of the vibration classifier, then three kinds of update a team ships."""
     import keras
 
-    from server.pipeline import architectures, compress, datasets, pipeline
+    from tinyfleet.ml import architectures, compress, datasets, pipeline
 
     data = datasets.load("vibration", samples=1500, seed=0)
     train, _ = data.split(seed=0)

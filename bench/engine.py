@@ -22,7 +22,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from simulator.engine import Engine, EngineError  # noqa: E402
+from tinyfleet.device.engine import Engine, EngineError  # noqa: E402
 
 MODELS = ["hello_world_int8", "micro_speech_quantized", "person_detect", "keyword_scrambled_8bit"]
 

@@ -136,11 +136,11 @@ def measure_stack_peak(elf: Path) -> int | None:
     """Deepest stack use (bytes) over an install + refusal + delta install session, or None without
     QEMU/vectors."""
     sys.path.insert(0, str(REPO))
-    from signing import delta as codec
-    from signing.keys import load_private_key
-    from signing.package import build_package
-    from simulator import frames
-    from simulator.qemu import Provision, QemuDevice, missing_tools
+    from tinyfleet.device import frames
+    from tinyfleet.signing import delta as codec
+    from tinyfleet.signing.keys import load_private_key
+    from tinyfleet.signing.package import build_package
+    from tinyfleet.sim.qemu import Provision, QemuDevice, missing_tools
 
     vectors = REPO / "tests" / "vectors"
     if missing_tools() is not None or not (vectors / "device.json").exists():

@@ -26,10 +26,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from signing.keys import private_key_from_seed, public_raw  # noqa: E402
-from signing.package import build_package  # noqa: E402
-from simulator import frames  # noqa: E402
-from simulator.qemu import Provision, QemuDevice, build_firmware, missing_tools  # noqa: E402
+from tinyfleet.device import frames  # noqa: E402
+from tinyfleet.signing.keys import private_key_from_seed, public_raw  # noqa: E402
+from tinyfleet.signing.package import build_package  # noqa: E402
+from tinyfleet.sim.qemu import Provision, QemuDevice, build_firmware, missing_tools  # noqa: E402
 
 MODELS_DIR = REPO.parent / "shared" / "models"
 MODELS = [
@@ -47,7 +47,7 @@ def engine_facts(model: bytes) -> tuple[int | None, int | None]:
     """Exact arena bytes and multiply-accumulates per inference of the C engine (host build), or
     (None, None) when the host library is not built."""
     try:
-        from simulator.engine import Engine
+        from tinyfleet.device.engine import Engine
 
         engine = Engine(model)
     except (FileNotFoundError, OSError):
@@ -70,7 +70,7 @@ def main() -> int:
     except ImportError:
         print("skipped: tflite_micro (TFLite Micro's Python interpreter) is not installed")
         return 0
-    from simulator.engine import selftest_input, selftest_output_sha256
+    from tinyfleet.device.engine import selftest_input, selftest_output_sha256
 
     elf = build_firmware("engine")
     key = private_key_from_seed(hashlib.sha256(b"tinyfleet inference bench").digest())

@@ -22,12 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rich.console import Console
 
-from signing.keys import generate_private_key, save_keypair
-from simulator.cli import provision_fleet
-from simulator.fleet import Fleet, FleetConfig
-from simulator.profiles import FleetMix, get_profile
 from tinyfleet.demo import embedded_stack
 from tinyfleet.demo_models import MODEL_NAME, build_releases
+from tinyfleet.signing.keys import generate_private_key, save_keypair
+from tinyfleet.sim.cli import provision_fleet
+from tinyfleet.sim.fleet import Fleet, FleetConfig
+from tinyfleet.sim.profiles import FleetMix, get_profile
 
 
 @dataclass

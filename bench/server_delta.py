@@ -20,13 +20,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from server.stack import run_stack
-from signing import delta
-from simulator.broker import Broker
-from simulator.cli import provision_fleet
-from simulator.fleet import FleetConfig, LocalFleet
-from simulator.profiles import FleetMix, get_profile
-from simulator.server_api import ServerApi
+from tinyfleet.server.devbroker import Broker
+from tinyfleet.server.stack import run_stack
+from tinyfleet.signing import delta
+from tinyfleet.sim.cli import provision_fleet
+from tinyfleet.sim.fleet import FleetConfig, LocalFleet
+from tinyfleet.sim.profiles import FleetMix, get_profile
+from tinyfleet.sim.server_api import ServerApi
 
 PAIRS = Path(__file__).resolve().parents[2] / "shared" / "models" / "pairs"
 CASES = [("micro_speech", "micro_speech.0.tflite", "micro_speech.2.tflite")]

@@ -29,8 +29,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from server.services.messages import DeviceMessages, decode_chunk
-from server.stack import run_stack
+from tinyfleet.server.services.messages import DeviceMessages, decode_chunk
+from tinyfleet.server.stack import run_stack
 
 MODEL = Path(__file__).resolve().parents[2] / "shared" / "models" / "micro_speech_quantized.tflite"
 

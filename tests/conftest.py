@@ -187,9 +187,9 @@ class Api:
 @pytest.fixture
 def api(db_url: str, tmp_path: Path) -> Iterator[Api]:
     """The app on a fresh database, without broker or background threads (tests tick the engine)."""
-    from server.app import create_app
-    from server.config import Settings
-    from server.context import AppContext
+    from tinyfleet.server.app import create_app
+    from tinyfleet.server.config import Settings
+    from tinyfleet.server.context import AppContext
 
     settings = Settings(database_url=db_url, data_dir=tmp_path / "data").validate()
     ctx = AppContext(settings)

@@ -1,6 +1,6 @@
 """The `tinyfleet` command: one Typer app that mounts each area's sub-commands.
 
-Each area owns its commands in its own module (signing/cli.py, server/cli/, simulator/cli.py); this
+Each area owns its commands in its own module (signing/cli.py, server/cli/, sim/cli.py); this
 module only assembles them and turns any escaped exception into one clear line instead of a traceback.
 """
 
@@ -12,9 +12,9 @@ import sys
 import typer
 from rich.console import Console
 
-from server.cli import register as register_server_commands
-from signing.cli import keys_app, package_app
-from simulator.cli import simulate
+from tinyfleet.server.cli import register as register_server_commands
+from tinyfleet.signing.cli import keys_app, package_app
+from tinyfleet.sim.cli import simulate
 
 app = typer.Typer(
     name="tinyfleet",

@@ -28,14 +28,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from signing.keys import generate_private_key, save_keypair
-from simulator.broker import Broker, BrokerError
-from simulator.cli import provision_fleet
-from simulator.fleet import Fleet, FleetConfig, FleetError
-from simulator.frames import error_name
-from simulator.profiles import FleetMix, get_profile
-from simulator.server_api import ServerApi, ServerApiError
 from tinyfleet.demo_models import MODEL_NAME, Release, build_releases, model_files
+from tinyfleet.device.frames import error_name
+from tinyfleet.server.devbroker import Broker, BrokerError
+from tinyfleet.signing.keys import generate_private_key, save_keypair
+from tinyfleet.sim.cli import provision_fleet
+from tinyfleet.sim.fleet import Fleet, FleetConfig, FleetError
+from tinyfleet.sim.profiles import FleetMix, get_profile
+from tinyfleet.sim.server_api import ServerApi, ServerApiError
 
 SERVER_USER = "tinyfleet-server"
 TERMINAL_ROLLOUT = ("completed", "paused", "aborted", "rolled_back")
@@ -95,8 +95,8 @@ def embedded_stack(
 ) -> Iterator[Embedded]:
     """Broker + control plane, torn down in reverse order. The server keeps the broker's password file
     (device credentials); the demo sends the broker SIGHUP after provisioning so that it re-reads it."""
-    from server.services.credentials import hash_password, write_password_file
-    from server.stack import run_stack
+    from tinyfleet.server.services.credentials import hash_password, write_password_file
+    from tinyfleet.server.stack import run_stack
 
     server_password = secrets.token_urlsafe(18)
     password_file = workdir / "mosquitto.passwd"
@@ -398,14 +398,14 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoReport
 
 
 def _kid(key: Any) -> str:
-    from signing.keys import key_id
+    from tinyfleet.signing.keys import key_id
 
     return key_id(key).hex()
 
 
 def main(keep: bool = False, devices: int = 200, processes: int | None = None) -> int:
     """`tinyfleet demo`: the signing walk-through first, then the fleet demo. Returns the exit code."""
-    from signing.demo import run as signing_walkthrough
+    from tinyfleet.signing.demo import run as signing_walkthrough
 
     # The server's warnings (its generated development key, rollout decisions) would tear the live
     # progress bars; the demo prints each rollout's outcome and reason itself. Errors still show.

@@ -1,6 +1,6 @@
 """The demo's releases: three signed packages of real `.tflite` models, made with the signing API.
 
-The models come from the compression pipeline (`server/pipeline`): a bearing-vibration fault classifier
+The models come from the compression pipeline (`tinyfleet/ml`): a bearing-vibration fault classifier
 trained and int8-quantized here on the synthetic accelerometer data set. v1 is the first training; v2 is
 retrained on more windows and magnitude-pruned to 50%; v3 is a third training whose release carries a
 self-test expectation taken from v2's output (the kind of mix-up a release script makes): an honest,
@@ -24,8 +24,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from signing.package import build_package
-from signing.selftest import expected_output_sha256
+from tinyfleet.signing.package import build_package
+from tinyfleet.signing.selftest import expected_output_sha256
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_PAIRS = REPO_ROOT.parent / "shared" / "models" / "pairs"
@@ -65,7 +65,7 @@ def pipeline_models(cache_dir: Path = CACHE_DIR, key: str = CACHE_KEY) -> list[b
     paths = [folder / f"v{i + 1}.tflite" for i in range(len(PIPELINE_RECIPES))]
     if not all(p.is_file() for p in paths):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ logs off the demo
-        from server.pipeline.pipeline import compress_task
+        from tinyfleet.ml.pipeline import compress_task
 
         folder.mkdir(parents=True, exist_ok=True)
         for path, recipe in zip(paths, PIPELINE_RECIPES, strict=True):

@@ -2,7 +2,7 @@
 
 vectors/delta/: base.bin and new.bin (a synthetic "model update": shifted sections, retrained bytes,
 inserted and deleted runs), delta.bin (new against base), full.bin (new compressed alone), each encoded
-by signing/delta.py, plus blk.bin: a multi-block stream (1 KiB blocks) for resume tests.
+by tinyfleet/signing/delta.py, plus blk.bin: a multi-block stream (1 KiB blocks) for resume tests.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from signing import delta  # noqa: E402
+from tinyfleet.signing import delta  # noqa: E402
 
 
 def make_pair(seed: int = 7) -> tuple[bytes, bytes]:

@@ -1,4 +1,4 @@
-/* Delta decoder: golden streams from signing/delta.py decode to the same bytes in any chunking, across
+/* Delta decoder: golden streams from tinyfleet/signing/delta.py decode to the same bytes in any chunking, across
  * simulated reboots, and corrupt streams are refused without crashing (run under ASan and UBSan). */
 #include <stdio.h>
 #include <stdlib.h>

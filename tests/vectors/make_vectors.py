@@ -25,14 +25,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from signing import delta as dl  # noqa: E402
-from signing import manifest as mf  # noqa: E402
-from signing._flatbuf import FlatBuffer  # noqa: E402
-from signing.keys import key_id, private_key_from_seed, private_pem, public_hex_line  # noqa: E402
-from signing.package import build_package, selftest_input  # noqa: E402
-from signing.policy import DeviceProfile  # noqa: E402
-from signing.selftest import expected_output_sha256  # noqa: E402
-from signing.tflite import estimate_arena_bytes, parse_model  # noqa: E402
+from tinyfleet.signing import delta as dl  # noqa: E402
+from tinyfleet.signing import manifest as mf  # noqa: E402
+from tinyfleet.signing._flatbuf import FlatBuffer  # noqa: E402
+from tinyfleet.signing.keys import key_id, private_key_from_seed, private_pem, public_hex_line  # noqa: E402
+from tinyfleet.signing.package import build_package, selftest_input  # noqa: E402
+from tinyfleet.signing.policy import DeviceProfile  # noqa: E402
+from tinyfleet.signing.selftest import expected_output_sha256  # noqa: E402
+from tinyfleet.signing.tflite import estimate_arena_bytes, parse_model  # noqa: E402
 
 CREATED_AT = 1767225600  # 2026-01-01T00:00:00Z
 MODEL_NAME = "vector-kws"
@@ -355,7 +355,7 @@ def main() -> None:
     )
 
     codes = {"OK": 0, "SELFTEST_FAILED": 42, "WRONG_BASE": 38, "DELTA_CORRUPT": 160}
-    from signing.errors import ALL_PACKAGE_ERRORS
+    from tinyfleet.signing.errors import ALL_PACKAGE_ERRORS
 
     codes.update({cls.name: cls.code for cls in ALL_PACKAGE_ERRORS})
 

@@ -1,4 +1,4 @@
-/* Streaming decoder of the tinyfleet delta format; mirrors signing/delta.py's reference decoder. */
+/* Streaming decoder of the tinyfleet delta format; mirrors tinyfleet/signing/delta.py's reference decoder. */
 #include "tfa/delta.h"
 
 #include <string.h>
@@ -106,7 +106,7 @@ static uint32_t prv_tree(tfa_delta_t *d, uint16_t *probs, uint32_t bits)
     return node - (1u << bits);
 }
 
-/* A number: its bit count through a tree, then the lower bits (see signing/delta.py). */
+/* A number: its bit count through a tree, then the lower bits (see tinyfleet/signing/delta.py). */
 static int prv_number(tfa_delta_t *d, uint16_t *probs, uint32_t *out)
 {
     uint32_t bits = prv_tree(d, probs, NUMBER_TREE_BITS);
@@ -173,7 +173,7 @@ static int32_t prv_align(const tfa_delta_t *d)
 }
 
 /* A literal, bit by bit: in the context of the match byte's bit while they agree, then the plain tree
- * (see _encode_literal in signing/delta.py). */
+ * (see _encode_literal in tinyfleet/signing/delta.py). */
 static int prv_literal(tfa_delta_t *d)
 {
     uint8_t match = 0;

@@ -1,5 +1,5 @@
 /* One simulated device per handle, exported from libtinyfleet_agent.so for the Python simulator
- * (simulator/runtime.py). A device is its RAM flash (flash_host), a tfa_runtime_t and the UART link
+ * (tinyfleet/device/runtime.py). A device is its RAM flash (flash_host), a tfa_runtime_t and the UART link
  * (frame decoder + tfa_proto_handle); the host talks to it only through UART bytes, as an agent
  * talks to a real board. Many handles can live in one process: nothing here is global.
  *

@@ -5,7 +5,7 @@
 #include "tfa/errors.h"
 
 /* The QEMU harness puts breakpoints on prv_ram_flash_program and prv_ram_flash_erase by name
- * (simulator/qemu.py, FLASH_OP_SYMBOLS) to cut the power before a chosen flash operation. */
+ * (tinyfleet/sim/qemu.py, FLASH_OP_SYMBOLS) to cut the power before a chosen flash operation. */
 
 static int prv_in_range(const ram_flash_t *rf, uint32_t addr, uint32_t len)
 {

@@ -1,1 +1,0 @@
-"""REST API: one router per resource; routes stay thin and call server/services."""

@@ -1,0 +1,130 @@
+"""Delta format: the Python encoder round-trips through the Python reference decoder and through the C
+streaming decoder (host library), in any chunking and across simulated reboots."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import random
+import subprocess
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.support.paths import REPO
+from tinyfleet.signing import delta
+
+ROOT = REPO
+LIB = ROOT / "agent_firmware" / "build" / "host" / "libtinyfleet_agent.so"
+SHARED = ROOT.parent / "shared" / "models"
+
+
+@pytest.fixture(scope="module")
+def lib() -> ctypes.CDLL:
+    subprocess.run(["make", "-s", "-C", str(ROOT / "agent_firmware"), "host"], check=True)
+    handle = ctypes.CDLL(str(LIB))
+    handle.tfa_host_delta_apply.restype = ctypes.c_int
+    handle.tfa_host_delta_state_size.restype = ctypes.c_uint32
+    return handle
+
+
+def c_decode(
+    lib: ctypes.CDLL, stream: bytes, base: bytes, out_len: int, chunk: int, reboot: int = 0
+) -> bytes:
+    out = ctypes.create_string_buffer(out_len)
+    rc = lib.tfa_host_delta_apply(
+        base, len(base), stream, len(stream), out, out_len, ctypes.c_uint32(chunk), ctypes.c_uint32(reboot)
+    )
+    if rc != 0:
+        raise delta.DeltaError(f"C decoder returned {rc}")
+    return out.raw
+
+
+def mutate(base: bytes, rng: random.Random) -> bytes:
+    """A plausible model update: some bytes nudged, a run inserted, a run deleted."""
+    data = bytearray(base)
+    for _ in range(rng.randrange(0, 20)):
+        i = rng.randrange(len(data))
+        data[i] = (data[i] + rng.choice((-3, -1, 1, 2))) & 0xFF
+    at = rng.randrange(len(data))
+    data[at:at] = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 40)))
+    cut = rng.randrange(len(data))
+    del data[cut : cut + rng.randrange(0, 30)]
+    return bytes(data) or b"\x00"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(min_size=1, max_size=3000), st.integers(0, 2**32 - 1))
+def test_python_round_trip(base: bytes, seed: int) -> None:
+    new = mutate(base, random.Random(seed))
+    assert delta.decode(delta.encode(new, base), base) == new
+    assert delta.decode(delta.encode(new)) == new
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.binary(min_size=1, max_size=5000), st.integers(0, 2**32 - 1), st.sampled_from([1, 7, 256, 1024]))
+def test_c_decoder_matches_in_any_chunking(lib: ctypes.CDLL, base: bytes, seed: int, chunk: int) -> None:
+    new = mutate(base, random.Random(seed))
+    stream = delta.encode(new, base, block_log2=10)
+    assert c_decode(lib, stream, base, len(new), chunk) == new
+    assert c_decode(lib, stream, base, len(new), chunk, reboot=2) == new
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(min_size=0, max_size=400))
+def test_garbage_streams_are_refused_cleanly(lib: ctypes.CDLL, garbage: bytes) -> None:
+    base = bytes(range(256)) * 4
+    with contextlib.suppress(delta.DeltaError):  # a valid header for a 16-byte model, then garbage
+        assert len(delta.decode(b"TD\x01\x01\x0a\x04\x10\x80\x08" + garbage, base)) == 16
+    try:
+        out = c_decode(lib, garbage, base, 16, 64)
+    except delta.DeltaError:
+        return
+    assert len(out) == 16  # decoded "something": the runtime's final SHA-256 is what refuses it
+
+
+def test_decoder_state_fits_in_8_kib(lib: ctypes.CDLL) -> None:
+    assert lib.tfa_host_delta_state_size() <= 8 * 1024
+
+
+def test_smallest_payload_picks_the_fewest_bytes() -> None:
+    rng = random.Random(1)
+    noise = bytes(rng.randrange(256) for _ in range(2000))
+    assert delta.smallest_payload(noise).encoding == delta.ENCODING_RAW
+    text = b"tinyfleet " * 300
+    assert delta.smallest_payload(text).encoding == delta.ENCODING_COMPRESSED
+    new = noise[:1000] + b"\x01\x02" + noise[1000:]
+    chosen = delta.smallest_payload(new, noise)
+    assert chosen.encoding == delta.ENCODING_DELTA and len(chosen.data) < 60
+
+
+def test_header_errors_are_clear() -> None:
+    with pytest.raises(delta.DeltaError, match="bad magic"):
+        delta.decode(b"XX\x01\x00\x0f\x04\x01\x00\x00")
+    with pytest.raises(delta.DeltaError, match="shorter than its header"):
+        delta.decode(b"TD")
+    stream = delta.encode(b"hello world" * 10, b"hello")
+    with pytest.raises(delta.DeltaError, match="expects a base of 5 bytes"):
+        delta.decode(stream, b"hell")
+    with pytest.raises(ValueError, match="block size"):
+        delta.encode(b"x", block_log2=4)
+
+
+@pytest.mark.skipif(not (SHARED / "pairs").is_dir(), reason="../shared/models/pairs not present")
+@pytest.mark.parametrize(
+    ("base_name", "new_name"),
+    [
+        ("hello_world_int8.0", "hello_world_int8.1"),
+        ("hello_world_int8.1", "hello_world_int8.2"),
+        ("micro_speech.0", "micro_speech.2"),
+    ],
+)
+def test_real_model_pairs_decode_bit_exact_in_c(lib: ctypes.CDLL, base_name: str, new_name: str) -> None:
+    base = (SHARED / "pairs" / f"{base_name}.tflite").read_bytes()
+    new = (SHARED / "pairs" / f"{new_name}.tflite").read_bytes()
+    stream = delta.encode(new, base)
+    assert len(stream) < len(new) // 2
+    out = c_decode(lib, stream, base, len(new), 1024, reboot=3)
+    assert hashlib.sha256(out).digest() == hashlib.sha256(new).digest()

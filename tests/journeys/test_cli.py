@@ -1,0 +1,97 @@
+"""User journey through the control-plane CLI: errors stay on one line whatever the terminal width,
+`rollouts watch` follows a rollout, a rollback is not counted as failures, and the dashboard reads
+fields the API really returns."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.support.paths import REPO, SHARED_MODELS
+from tinyfleet.cli import app
+from tinyfleet.server.cli import _rollout_rows
+from tinyfleet.server.stack import run_stack
+
+MODEL = SHARED_MODELS / "hello_world_int8.tflite"
+DASHBOARD = REPO / "server" / "dashboard" / "index.html"
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    with run_stack(data_dir=tmp_path / "server", background=False) as st:
+        monkeypatch.setenv("TINYFLEET_API_URL", st.url)
+        monkeypatch.setenv("TINYFLEET_API_TOKEN", st.token)
+        yield st
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args), terminal_width=60)
+    return result.exit_code, result.output
+
+
+def test_a_long_error_is_one_line_on_a_narrow_terminal(server):
+    code, out = run("models", "versions", "a-model-name-long-enough-to-overflow-a-sixty-column-terminal")
+    assert code == 1
+    assert out.startswith("error:") and out.count("\n") == 1, out
+
+
+def _rollout(by_state: dict[str, int], rollback: dict[str, int]) -> dict:
+    return {
+        "id": 2, "name": "r", "model_name": "speech", "version": "1.1.0", "state": "rolled_back",
+        "current_wave": 0, "wave_sizes": [5, 45], "waves": [], "state_reason": "asked",
+        "deploy": {"total": 50, "by_state": by_state},
+        "rollback": {"total": sum(rollback.values()), "by_state": rollback}, "transfer": {},
+    }  # fmt: skip
+
+
+def test_rolled_back_devices_are_not_failures():
+    row = _rollout_rows([_rollout({"rolled_back": 5, "queued": 45}, {"confirmed": 5})])[0]
+    assert row[6] == 0
+    row = _rollout_rows([_rollout({"failed": 2, "timed_out": 1, "rolled_back": 3}, {"confirmed": 3})])[0]
+    assert row[6] == 3
+
+
+def test_rollouts_watch_stops_when_the_rollout_does_not_move(server):
+    if not MODEL.exists():
+        pytest.skip("real models not found")
+    assert run("models", "create", "hello")[0] == 0
+    assert run("models", "upload", "hello", str(MODEL), "--version", "1.0.0", "--hardware-class", "1")[0] == 0
+    assert run("devices", "provision", "--hardware-class", "1", "--id", "dev-w")[0] == 0
+    code, _ = run("rollouts", "create", "--model", "hello", "--version", "1.0.0", "--device", "dev-w")
+    assert code == 0
+    code, out = run("rollouts", "watch", "1")  # a draft does not move: one line, then it returns
+    assert code == 0 and "hello 1.0.0  draft  wave 1/1  confirmed 0/0  failed 0" in out
+    assert out.count("\n") == 1
+    code, out = run("rollouts", "watch", "99")
+    assert code == 1 and out.startswith("error:") and "404" in out
+
+
+def test_dashboard_reads_fields_the_api_returns(server):
+    if not MODEL.exists():
+        pytest.skip("real models not found")
+    page = DASHBOARD.read_text()
+    with server.client() as c:
+        assert c.get("/").text == page  # served without a token; the page asks for it
+        model = c.post("/api/models", json={"name": "hello"}).json()
+        version = c.post(
+            f"/api/models/{model['id']}/versions",
+            params={"version": "1.0.0", "hardware_class": 1},
+            content=MODEL.read_bytes(),
+            headers={"Content-Type": "application/octet-stream"},
+        ).json()
+        c.post("/api/devices", json={"id": "dev-d", "hardware_class": 1}).raise_for_status()
+        body = {"name": "r", "model_version_id": version["id"], "selector": {"device_ids": ["dev-d"]}}
+        c.post("/api/rollouts", json=body).raise_for_status()
+        rollout = c.get("/api/rollouts").json()[0]
+        versions = c.get(f"/api/models/{model['id']}/versions").json()
+        summary = c.get("/api/telemetry/summary", params={"model_version_id": version["id"]}).json()
+        device = c.get("/api/devices").json()[0]
+    for key in ("model_name", "version", "state", "current_wave", "wave_sizes", "state_reason"):
+        assert key in rollout and f"r.{key}" in page
+    assert {"bytes_sent", "raw_bytes", "encodings"} <= set(rollout["transfer"])
+    assert "t.bytes_sent" in page and "t.raw_bytes" in page and "t.encodings" in page
+    assert {"id", "model_name", "version"} <= set(versions[0]) and "model_version_id=" in page
+    for key in ("reports", "devices", "inference_count", "latency_us_mean", "class_histogram"):
+        assert key in summary and f"t.{key}" in page
+    for key in ("online", "reported", "active_model_sha256", "last_seen", "hardware_class"):
+        assert key in device and f"d.{key}" in page

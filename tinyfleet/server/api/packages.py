@@ -1,0 +1,94 @@
+"""Packages: upload one signed offline (verified against the trust store), list, download (ranges)."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
+
+from tinyfleet.server import schemas
+from tinyfleet.server.api import views
+from tinyfleet.server.api.deps import OCTET_STREAM_BODY, OptDbIdQuery, get_ctx, raw_body
+from tinyfleet.server.context import AppContext
+from tinyfleet.server.services import packages as pkgsvc
+
+router = APIRouter(tags=["packages"])
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+@router.post(
+    "/packages",
+    response_model=schemas.PackagePublic,
+    status_code=201,
+    openapi_extra=OCTET_STREAM_BODY,
+    summary="Upload a package signed offline; refused unless the server's trust store verifies it",
+)
+def upload_package(
+    notes: str = Query(default="", max_length=500),
+    body: bytes = Depends(raw_body),
+    ctx: AppContext = Depends(get_ctx),
+) -> schemas.PackagePublic:
+    with ctx.session() as s:
+        return views.package(s, pkgsvc.import_signed(s, ctx.keys, body, notes))
+
+
+@router.get("/packages", response_model=list[schemas.PackagePublic])
+def list_packages(
+    model_version_id: OptDbIdQuery = None, ctx: AppContext = Depends(get_ctx)
+) -> list[schemas.PackagePublic]:
+    with ctx.session() as s:
+        return [views.package(s, p) for p in pkgsvc.list_packages(s, model_version_id)]
+
+
+@router.get("/packages/{package_id}", response_model=schemas.PackagePublic)
+def get_package(package_id: str, ctx: AppContext = Depends(get_ctx)) -> schemas.PackagePublic:
+    with ctx.session() as s:
+        return views.package(s, pkgsvc.get_package(s, package_id))
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int]:
+    """One 'bytes=a-b' range -> (start, end exclusive); HTTP 416 when unsatisfiable."""
+    m = _RANGE.match(header.strip())
+    if m is None or (not m.group(1) and not m.group(2)):
+        raise HTTPException(status_code=416, detail="only one range of the form bytes=a-b is supported")
+    first, last = m.group(1), m.group(2)
+    if not first:  # suffix: the last N bytes
+        n = int(last)
+        if n == 0:
+            raise HTTPException(status_code=416, detail="empty suffix range")
+        return max(0, size - n), size
+    start = int(first)
+    end = min(int(last) + 1, size) if last else size
+    if start >= size or end <= start:
+        raise HTTPException(status_code=416, detail=f"range {header!r} outside the {size}-byte package")
+    return start, end
+
+
+@router.get(
+    "/packages/{package_id}/download",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "partial"}},
+)
+def download_package(
+    package_id: str,
+    range_header: str | None = Header(default=None, alias="Range"),
+    ctx: AppContext = Depends(get_ctx),
+) -> Response:
+    with ctx.session() as s:
+        pkg = pkgsvc.get_package(s, package_id)
+        data = ctx.cache.get(s, package_id)
+    headers = {
+        "Accept-Ranges": "bytes",
+        "ETag": f'"{pkg.sha256}"',
+        "Content-Disposition": f'attachment; filename="{package_id}.tfpkg"',
+    }
+    if range_header is None:
+        return Response(data, media_type="application/octet-stream", headers=headers)
+    try:
+        start, end = _parse_range(range_header, len(data))
+    except HTTPException as exc:
+        exc.headers = {"Content-Range": f"bytes */{len(data)}"}
+        raise
+    headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
+    return Response(data[start:end], status_code=206, media_type="application/octet-stream", headers=headers)

@@ -1,0 +1,107 @@
+"""The FastAPI application: `create_app(settings)`.
+
+Building the app runs the migrations (`upgrade head`) and loads the keys; the MQTT gateway and the
+rollout engine start with the app's lifespan when `background=True`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tinyfleet.server.api import devices, models, packages, rollouts, telemetry
+from tinyfleet.server.api.deps import require_token
+from tinyfleet.server.config import Settings, settings_from_env
+from tinyfleet.server.context import AppContext
+from tinyfleet.server.services.errors import ServiceError
+
+log = logging.getLogger(__name__)
+DASHBOARD = Path(__file__).resolve().parent / "dashboard" / "index.html"
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    """Pydantic's error list as one line: 'body.waves.0: a wave gives ...; query.version: ...'."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err.get("loc", ()))
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts) or "invalid request"
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def _service(_r: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_r: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_r: Request, exc: IntegrityError) -> JSONResponse:
+        log.info("integrity error: %s", exc.orig)
+        return JSONResponse({"detail": "conflicts with existing data (concurrent change?)"}, status_code=409)
+
+    @app.exception_handler(DataError)
+    async def _data(_r: Request, exc: DataError) -> JSONResponse:
+        # e.g. a NUL character, which PostgreSQL text cannot hold: the request's fault, not the server's
+        log.info("data error: %s", exc.orig)
+        return JSONResponse({"detail": "a value in the request cannot be stored (invalid characters?)"}, 422)
+
+    @app.exception_handler(OperationalError)
+    async def _db_down(_r: Request, exc: OperationalError) -> JSONResponse:
+        log.error("database error: %s", exc.orig)
+        return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503)
+
+
+def create_app(
+    settings: Settings | None = None, *, ctx: AppContext | None = None, background: bool = True
+) -> FastAPI:
+    """The control plane app. Give `ctx` to share one context (tests drive its engine directly)."""
+    context = ctx or AppContext(settings or settings_from_env())
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if background:
+            context.start_background()
+        try:
+            yield
+        finally:
+            if background:
+                context.stop_background()
+
+    app = FastAPI(
+        title="tinyfleet control plane",
+        version="0.1.0",
+        description="Model registry, signed packages, devices, rollouts in waves, telemetry.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = context
+    _install_error_handlers(app)
+    auth = [Depends(require_token)]
+    for module in (models, packages, devices, rollouts, telemetry):
+        app.include_router(module.router, prefix="/api", dependencies=auth)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, Any]:
+        return {"ok": True, "mqtt_connected": bool(context.gateway and context.gateway.connected.is_set())}
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        return FileResponse(DASHBOARD, media_type="text/html")
+
+    return app

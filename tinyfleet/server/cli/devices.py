@@ -1,0 +1,124 @@
+"""`tinyfleet devices ...`: provision, label, inspect and delete devices."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+
+from tinyfleet.server.cli.client import _print_actions, _table, _ts, call, console
+
+devices_app = typer.Typer(help="Devices: provision, label, inspect.", no_args_is_help=True)
+
+
+def _device_rows(devices: list[dict[str, Any]]) -> list[list[Any]]:
+    return [
+        [
+            d["id"],
+            d["hardware_class"],
+            d["group"],
+            ",".join(d["tags"]),
+            "yes" if d["online"] else "no",
+            (d["active_model_sha256"] or "")[:12],
+            _ts(d["last_seen"]),
+        ]
+        for d in devices
+    ]
+
+
+DEVICE_COLUMNS = ["id", "hw class", "group", "tags", "online", "active model", "last seen"]
+
+
+@devices_app.command("list")
+def devices_list(
+    group: str | None = None,
+    tag: str | None = None,
+    hardware_class: int | None = None,
+    online: bool | None = typer.Option(None, "--online/--offline", help="only online / offline devices"),
+) -> None:
+    """List devices, optionally filtered."""
+    params = {
+        k: v
+        for k, v in {"group": group, "tag": tag, "hardware_class": hardware_class, "online": online}.items()
+        if v is not None
+    }
+    _table("devices", DEVICE_COLUMNS, _device_rows(call("GET", "/api/devices", params=params)))
+
+
+@devices_app.command("provision")
+def devices_provision(
+    hardware_class: int = typer.Option(..., help="hardware class id"),
+    device_id: str | None = typer.Option(None, "--id", help="chosen id (default: generated)"),
+    name: str = typer.Option(""),
+    group: str | None = None,
+    tag: list[str] = typer.Option([], help="repeat for several tags"),
+    as_json: bool = typer.Option(False, "--json", help="print the whole answer (credentials) as JSON"),
+) -> None:
+    """Register a device; prints its MQTT credentials (the password is shown only once)."""
+    body: dict[str, Any] = {"hardware_class": hardware_class, "name": name, "tags": tag}
+    if device_id:
+        body["id"] = device_id
+    if group:
+        body["group"] = group
+    out = call("POST", "/api/devices", json=body)
+    if as_json:
+        console.print_json(json.dumps(out))
+        return
+    m = out["mqtt"]
+    _table(
+        "provisioned",
+        ["field", "value"],
+        [
+            ["device id", out["device"]["id"]],
+            ["mqtt username", m["username"]],
+            ["mqtt password", m["password"]],
+            ["broker", f"{m['host']}:{m['port']}" + (" (TLS)" if m["tls"] else "")],
+            ["chunk size", out["chunk_size"]],
+            *[[f"trusted key {k['key_id']}", k["public_key"]] for k in out["trust_store"]],
+        ],
+    )
+
+
+@devices_app.command("show")
+def devices_show(device_id: str) -> None:
+    """A device, its reported and desired state, and its rollout actions."""
+    d = call("GET", f"/api/devices/{device_id}")
+    _table(f"device {device_id}", DEVICE_COLUMNS, _device_rows([d]))
+    if d["reported"]:
+        console.print_json(json.dumps({"reported": d["reported"], "desired": d["desired"]}))
+    actions = call("GET", f"/api/devices/{device_id}/actions")
+    _print_actions(f"actions of {device_id}", actions)
+
+
+@devices_app.command("update")
+def devices_update(
+    device_id: str,
+    name: str | None = None,
+    group: str | None = None,
+    clear_group: bool = typer.Option(False, "--clear-group"),
+    tag: list[str] | None = typer.Option(None, help="replaces the tags; repeat for several"),
+) -> None:
+    """Change a device's name, group or tags."""
+    body: dict[str, Any] = {"clear_group": clear_group}
+    if name is not None:
+        body["name"] = name
+    if group is not None:
+        body["group"] = group
+    if tag:
+        body["tags"] = tag
+    _table("device", DEVICE_COLUMNS, _device_rows([call("PATCH", f"/api/devices/{device_id}", json=body)]))
+
+
+@devices_app.command("delete")
+def devices_delete(device_id: str) -> None:
+    """Delete a device that never took part in a rollout."""
+    call("DELETE", f"/api/devices/{device_id}")
+    console.print(f"deleted {device_id}")
+
+
+@devices_app.command("credentials")
+def devices_credentials(device_id: str) -> None:
+    """Issue a new MQTT password (the old one stops working once the broker reloads)."""
+    out = call("POST", f"/api/devices/{device_id}/credentials")
+    console.print(f"{out['mqtt']['username']} {out['mqtt']['password']}")

@@ -1,0 +1,85 @@
+"""`tinyfleet models ...`: the model registry (models, versions built from an uploaded .tflite)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from tinyfleet.server.cli.client import _model_id, _print_packages, _read, _table, call, console
+
+models_app = typer.Typer(help="Model registry: models, versions (upload a .tflite).", no_args_is_help=True)
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """List models and their versions."""
+    models = call("GET", "/api/models")
+    _table(
+        "models",
+        ["id", "name", "versions", "description"],
+        [[m["id"], m["name"], ", ".join(m["versions"]), m["description"]] for m in models],
+    )
+
+
+@models_app.command("create")
+def models_create(name: str, description: str = typer.Option("", help="free text")) -> None:
+    """Create a model (its name goes into every manifest)."""
+    m = call("POST", "/api/models", json={"name": name, "description": description})
+    console.print(f"created model {m['name']} (id {m['id']})")
+
+
+@models_app.command("upload")
+def models_upload(
+    name: str = typer.Argument(..., help="model name (created first with `models create`)"),
+    tflite: Path = typer.Argument(..., help="the int8 .tflite to package"),
+    version: str = typer.Option(..., help="semantic version x.y.z"),
+    hardware_class: int = typer.Option(..., help="hardware class id the package is for"),
+    min_runtime: str = typer.Option("0.1.0", help="lowest runtime version that may install it"),
+    security_counter: int | None = typer.Option(
+        None, help="anti-rollback floor (default: the model's latest)"
+    ),
+    notes: str = typer.Option(""),
+) -> None:
+    """Upload a .tflite; the server builds and signs the package with its key."""
+    params: dict[str, Any] = {
+        "version": version,
+        "hardware_class": hardware_class,
+        "min_runtime_version": min_runtime,
+        "notes": notes,
+    }
+    if security_counter is not None:
+        params["security_counter"] = security_counter
+    mv = call(
+        "POST",
+        f"/api/models/{_model_id(name)}/versions",
+        params=params,
+        content=_read(tflite),
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    _print_packages(f"{mv['model_name']} {mv['version']} (version id {mv['id']})", mv["packages"])
+
+
+@models_app.command("versions")
+def models_versions(name: str) -> None:
+    """Versions of a model with their packages."""
+    rows = []
+    for v in call("GET", f"/api/models/{_model_id(name)}/versions"):
+        for p in v["packages"] or [{}]:
+            rows.append(
+                [
+                    v["id"],
+                    v["version"],
+                    p.get("hardware_class"),
+                    p.get("id"),
+                    p.get("size"),
+                    p.get("sequence"),
+                    p.get("signed_by"),
+                ]
+            )
+    _table(
+        f"versions of {name}",
+        ["version id", "version", "hw class", "package", "bytes", "sequence", "signed by"],
+        rows,
+    )

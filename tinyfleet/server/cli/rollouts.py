@@ -1,0 +1,182 @@
+"""`tinyfleet rollouts ...`: create, drive and watch rollouts in waves."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+from tinyfleet.server.cli.client import _kb, _print_actions, _table, _version_id, call, console, fail
+
+rollouts_app = typer.Typer(help="Rollouts in waves with health gates and rollback.", no_args_is_help=True)
+
+
+def _parse_wave(text: str) -> dict[str, Any]:
+    try:
+        return {"percent": float(text[:-1])} if text.endswith("%") else {"count": int(text)}
+    except ValueError:
+        fail(f"wave {text!r}: give a count (50) or a percent (10%)")
+
+
+def _rollout_rows(rollouts: list[dict[str, Any]]) -> list[list[Any]]:
+    rows = []
+    for r in rollouts:
+        by = r["deploy"]["by_state"]
+        done = f"{by.get('confirmed', 0)}/{r['deploy']['total']}"
+        # Devices a rollback returned to their old model did not fail; the state column says rolled_back.
+        failed = sum(by.get(s, 0) for s in ("failed", "timed_out"))
+        rows.append(
+            [
+                r["id"],
+                r["name"],
+                f"{r['model_name']} {r['version']}",
+                r["state"],
+                f"{r['current_wave'] + 1}/{len(r['wave_sizes']) or len(r['waves'])}",
+                done,
+                failed,
+                _transfer(r.get("transfer") or {}),
+                r["state_reason"],
+            ]
+        )
+    return rows
+
+
+ROLLOUT_COLUMNS = ["id", "name", "model", "state", "wave", "confirmed", "failed", "sent", "reason"]
+
+
+def _rollout_table(title: str, rollouts: list[dict[str, Any]]) -> None:
+    """The rollouts table; the bytes-sent column only once some rollout has sent packages (narrow
+    terminals keep the model name readable for drafts)."""
+    rows = _rollout_rows(rollouts)
+    if any((r.get("transfer") or {}).get("raw_bytes") for r in rollouts):
+        _table(title, ROLLOUT_COLUMNS, rows)
+    else:
+        drop = ROLLOUT_COLUMNS.index("sent")
+        _table(
+            title,
+            ROLLOUT_COLUMNS[:drop] + ROLLOUT_COLUMNS[drop + 1 :],
+            [r[:drop] + r[drop + 1 :] for r in rows],
+        )
+
+
+def _transfer(t: dict[str, Any]) -> str:
+    """Bytes sent against the raw packages' total, e.g. '41.0 KiB of 1.2 MiB raw'."""
+    if not t.get("raw_bytes"):
+        return ""
+    return f"{_kb(t['bytes_sent'])} of {_kb(t['raw_bytes'])} raw"
+
+
+@rollouts_app.command("list")
+def rollouts_list(state: str | None = None) -> None:
+    """List rollouts, newest first."""
+    params = {"state": state} if state else {}
+    _rollout_table("rollouts", (call("GET", "/api/rollouts", params=params)))
+
+
+@rollouts_app.command("create")
+def rollouts_create(
+    model: str = typer.Option(..., help="model name"),
+    version: str = typer.Option(..., help="version x.y.z"),
+    name: str = typer.Option("", help="rollout name (default: model-version)"),
+    tag: list[str] = typer.Option([], help="select devices carrying every such tag"),
+    group: str | None = typer.Option(None, help="select devices of this group"),
+    hardware_class: int | None = typer.Option(None, help="select devices of this hardware class"),
+    device: list[str] = typer.Option([], help="select exactly these device ids"),
+    wave: list[str] = typer.Option([], help="wave size: count (50) or percent (10%); repeat, in order"),
+    success: float = typer.Option(100.0, help="percent of a wave confirmed before the next one"),
+    soak: float = typer.Option(0.0, help="seconds to wait after a wave succeeds"),
+    fail_count: int | None = typer.Option(None, help="failure threshold: this many failed devices"),
+    fail_percent: float | None = typer.Option(None, help="failure threshold: this percent failed"),
+    on_failure: str = typer.Option("pause", help="pause or rollback"),
+    max_concurrent: int = typer.Option(50, help="devices installing at once"),
+    timeout: float | None = typer.Option(None, help="seconds without progress before a device times out"),
+    start: bool = typer.Option(False, "--start", help="start at once"),
+) -> None:
+    """Create a rollout of a model version to the selected devices (a draft unless --start)."""
+    if fail_count is not None and fail_percent is not None:
+        fail("give --fail-count or --fail-percent, not both")
+    threshold = {"percent": fail_percent} if fail_percent is not None else {"count": fail_count or 1}
+    selector: dict[str, Any] = {"tags": tag, "device_ids": device}
+    if group:
+        selector["group"] = group
+    if hardware_class is not None:
+        selector["hardware_class"] = hardware_class
+    body: dict[str, Any] = {
+        "name": name or f"{model}-{version}",
+        "model_version_id": _version_id(model, version),
+        "selector": selector,
+        "waves": [_parse_wave(w) for w in wave] or [{"percent": 100}],
+        "success_threshold_percent": success,
+        "soak_seconds": soak,
+        "failure_threshold": threshold,
+        "failure_action": on_failure,
+        "max_concurrent": max_concurrent,
+        "start": start,
+    }
+    if timeout is not None:
+        body["action_timeout_seconds"] = timeout
+    _rollout_table("rollout", ([call("POST", "/api/rollouts", json=body)]))
+
+
+@rollouts_app.command("show")
+def rollouts_show(rollout_id: int, actions: bool = typer.Option(True, "--actions/--no-actions")) -> None:
+    """A rollout with per-device action states."""
+    r = call("GET", f"/api/rollouts/{rollout_id}")
+    _rollout_table(f"rollout {rollout_id}", ([r]))
+    console.print(
+        f"waves {r['wave_sizes']}  deploy {r['deploy']['by_state']}  rollback {r['rollback']['by_state']}"
+    )
+    if actions:
+        _print_actions("device actions", call("GET", f"/api/rollouts/{rollout_id}/actions"))
+
+
+MOVING_STATES = ("running", "rolling_back")
+
+
+def _progress_line(r: dict[str, Any]) -> str:
+    row = _rollout_rows([r])[0]
+    _id, _name, model, state, wave, confirmed, failed, sent, reason = row
+    rollback = r["rollback"]["by_state"]
+    text = f"{model}  {state}  wave {wave}  confirmed {confirmed}  failed {failed}"
+    if rollback:
+        text += f"  reverted {rollback.get('confirmed', 0)}/{r['rollback']['total']}"
+    if sent:
+        text += f"  sent {sent}"
+    return text + (f"  ({reason})" if reason else "")
+
+
+@rollouts_app.command("watch")
+def rollouts_watch(
+    rollout_id: int, interval: float = typer.Option(1.0, min=0.1, help="seconds between polls")
+) -> None:
+    """Print a rollout's progress whenever it changes, until it stops moving (completed, paused, ...)."""
+    last = ""
+    while True:
+        r = call("GET", f"/api/rollouts/{rollout_id}")
+        line = _progress_line(r)
+        if line != last:
+            console.print(f"{time.strftime('%H:%M:%S')}  {line}", soft_wrap=True, highlight=False)
+            last = line
+        if r["state"] not in MOVING_STATES:
+            return
+        time.sleep(interval)
+
+
+def _command(cmd: str) -> Callable[[int], None]:
+    def run(rollout_id: int) -> None:
+        _rollout_table("rollout", ([call("POST", f"/api/rollouts/{rollout_id}/{cmd}")]))
+
+    run.__doc__ = {
+        "start": "Start a draft rollout.",
+        "pause": "Pause a running rollout.",
+        "resume": "Resume a paused rollout.",
+        "abort": "Stop a rollout for good.",
+        "rollback": "Return every touched device to the model it had.",
+    }[cmd]
+    return run
+
+
+for _cmd in ("start", "pause", "resume", "abort", "rollback"):
+    rollouts_app.command(_cmd)(_command(_cmd))

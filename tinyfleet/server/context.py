@@ -1,0 +1,145 @@
+"""Everything one running control plane holds: settings, database, keys, the device-message handler,
+the rollout engine and (when a broker is configured) the MQTT gateway."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from tinyfleet.server.config import MqttUrl, Settings
+from tinyfleet.server.db import make_engine, session_scope, upgrade_to_head
+from tinyfleet.server.models import Device
+from tinyfleet.server.mqtt_gateway import MqttGateway
+from tinyfleet.server.services.broker_reload import BrokerReloader
+from tinyfleet.server.services.credentials import hash_password, write_password_file
+from tinyfleet.server.services.engine import RolloutEngine
+from tinyfleet.server.services.messages import DeviceMessages, GatewayStats
+from tinyfleet.server.services.packages import PackageCache
+from tinyfleet.server.services.signer import ServerKeys, load_server_keys
+from tinyfleet.server.services.variants import VariantBuilder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RecordingPublisher:
+    """Desired states the engine would publish when no broker is configured (visible in the API)."""
+
+    sent: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def publish_desired(self, device_id: str, desired: dict[str, Any]) -> None:
+        self.sent.append((device_id, desired))
+
+
+class AppContext:
+    def __init__(self, settings: Settings, *, db: Engine | None = None) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = db or make_engine(settings.database_url)
+        upgrade_to_head(self.db)
+        self.keys: ServerKeys = load_server_keys(settings)
+        self.stats = GatewayStats()
+        self.cache = PackageCache()
+        self.engine = RolloutEngine(
+            self.db,
+            default_chunk_size=settings.default_chunk_size,
+            tick_seconds=settings.tick_seconds,
+            keys=self.keys,
+        )
+        # Compressed / delta re-signings, encoded on their own thread (seconds per model in Python).
+        self.variants = VariantBuilder(self.db, self.keys, on_ready=self.engine.wake)
+        self.engine.variants = self.variants if settings.payload_variants else None
+        self.messages = DeviceMessages(
+            self.db,
+            default_chunk_size=settings.default_chunk_size,
+            cache=self.cache,
+            stats=self.stats,
+            on_change=self.engine.wake,
+            served=self.engine.served,
+        )
+        self._passwd_lock = threading.Lock()
+        self.broker_reloader = BrokerReloader(settings.mqtt_broker_pid_file, settings.mqtt_reload_command)
+        self.gateway: MqttGateway | None = None
+        if settings.mqtt_url:
+            self.gateway = MqttGateway(settings, self.db, self.messages)
+            self.engine.publisher = self.gateway
+        else:
+            self.engine.publisher = RecordingPublisher()
+        self.sync_password_file()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with session_scope(self.db) as session:
+            yield session
+
+    def prepare_rollout(self, rollout_id: int) -> None:
+        """A rollout started: have its devices' variants built ahead, on the builder's thread."""
+        if self.engine.variants is not None and self.variants.running:
+            self.variants.prepare_rollout(rollout_id)
+
+    def device_mqtt(self) -> MqttUrl | None:
+        url = self.settings.device_mqtt_url or self.settings.mqtt_url
+        return MqttUrl.parse(url) if url else None
+
+    def start_background(self) -> None:
+        if self.gateway is not None:
+            self.gateway.start()
+        if self.engine.variants is not None:
+            self.variants.start()
+        self.engine.start()
+
+    def stop_background(self) -> None:
+        self.engine.stop()
+        self.variants.stop()
+        if self.gateway is not None:
+            self.gateway.stop()
+        self.broker_reloader.stop()
+
+    def close(self) -> None:
+        self.stop_background()
+        self.db.dispose()
+
+    def add_password_entry(self, username: str, encoded: str) -> None:
+        """Append one new device to the broker's password file (cheap: provisioning a fleet one device
+        at a time must not rewrite the whole file each time)."""
+        path = self.settings.mqtt_password_file
+        if path is None:
+            return
+        with self._passwd_lock:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "a", encoding="ascii") as f:
+                f.write(f"{username}:{encoded}\n")
+            self.broker_reloader.request()
+
+    def sync_password_file(self) -> None:
+        """Rewrite the broker's password file (devices plus the gateway's own user), if configured."""
+        path = self.settings.mqtt_password_file
+        if path is None:
+            return
+        with self._passwd_lock:
+            self._write_password_file(path)
+            self.broker_reloader.request()
+
+    def _write_password_file(self, path: Path) -> None:
+        entries: list[tuple[str, str]] = []
+        url = MqttUrl.parse(self.settings.mqtt_url) if self.settings.mqtt_url else None
+        if url is not None and url.username and url.password:
+            entries.append((url.username, hash_password(url.password)))
+        with Session(self.db) as session:
+            entries += list(session.exec(select(Device.id, Device.mqtt_password_hash).order_by(Device.id)))
+        write_password_file(path, entries)
+        how = (
+            "reloading the broker"
+            if self.broker_reloader.configured
+            else "send SIGHUP to mosquitto to reload"
+        )
+        log.info("wrote %d MQTT credentials to %s (%s)", len(entries), path, how)

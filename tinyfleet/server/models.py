@@ -1,0 +1,200 @@
+"""Database tables (SQLModel). Times are Unix seconds (float) so that SQLite and PostgreSQL agree.
+
+The schema itself is created by the Alembic migrations in server/migrations; a test compares the two.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class HardwareClass(SQLModel, table=True):
+    __tablename__ = "hardware_classes"
+
+    id: int = Field(primary_key=True, sa_type=BigInteger)  # the manifest's hardware_class value (u32)
+    name: str = Field(max_length=64)
+    chunk_size: int  # largest chunk the gateway sends to devices of this class
+    created_at: float
+
+
+class Model(SQLModel, table=True):
+    __tablename__ = "models"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=31, unique=True)
+    description: str = Field(default="", max_length=500)
+    created_at: float
+
+
+class ModelVersion(SQLModel, table=True):
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("model_id", "version", name="uq_model_versions_model_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    model_id: int = Field(foreign_key="models.id", index=True)
+    version: str = Field(max_length=20)  # "major.minor.patch"
+    notes: str = Field(default="", max_length=500)
+    created_at: float
+
+
+class Package(SQLModel, table=True):
+    """A signed package (manifest || payload) for one hardware class of one model version.
+
+    A version has one original package per hardware class; `rebuilt_from` marks a re-signed copy of an
+    older package with a fresh sequence number, made for a rollback (a device refuses to install a
+    sequence not above its active model's)."""
+
+    __tablename__ = "packages"
+    __table_args__ = (
+        UniqueConstraint("model_version_id", "hardware_class", "sequence", name="uq_packages_version_hw_seq"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    model_version_id: int = Field(foreign_key="model_versions.id", index=True)
+    hardware_class: int = Field(sa_type=BigInteger)
+    size: int
+    sha256: str = Field(max_length=64)  # of the whole package file
+    model_sha256: str = Field(max_length=64, index=True)
+    model_size: int
+    payload_encoding: int
+    sequence: int = Field(sa_type=BigInteger)
+    security_counter: int = Field(sa_type=BigInteger)
+    min_runtime_version: int = Field(sa_type=BigInteger)
+    arena_bytes: int = Field(sa_type=BigInteger)
+    key_id: str = Field(max_length=16)
+    signed_by: str = Field(max_length=16)  # "server" or "offline"
+    rebuilt_from: str | None = Field(default=None, foreign_key="packages.id", max_length=40)
+    created_at: float
+
+
+class PackageBlob(SQLModel, table=True):
+    """The package bytes, apart from the metadata so that listings never load them."""
+
+    __tablename__ = "package_blobs"
+
+    package_id: str = Field(primary_key=True, foreign_key="packages.id", max_length=40)
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class PackageVariant(SQLModel, table=True):
+    """The same model as a server-signed package, re-signed with a smaller payload: compressed
+    (`base_sha256` "") or a delta against the model whose digest is `base_sha256`. Built once per
+    (package, base) and shared by every device on that base. `status` is "ready" (bytes in `data`) or
+    "failed" (`error` says why; devices then get the raw package)."""
+
+    __tablename__ = "package_variants"
+    __table_args__ = (
+        UniqueConstraint("source_package_id", "base_sha256", name="uq_package_variants_source_base"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)  # sent as package_id in desired states and chunks
+    source_package_id: str = Field(foreign_key="packages.id", index=True, max_length=40)
+    base_sha256: str = Field(max_length=64)
+    payload_encoding: int
+    status: str = Field(max_length=16)
+    error: str = Field(default="", max_length=500)
+    size: int
+    sha256: str = Field(max_length=64)
+    data: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    created_at: float
+
+
+class Device(SQLModel, table=True):
+    __tablename__ = "devices"
+
+    id: str = Field(primary_key=True, max_length=64)  # also the MQTT username
+    name: str = Field(default="", max_length=100)
+    hardware_class: int = Field(index=True, sa_type=BigInteger)
+    group: str | None = Field(default=None, max_length=64, index=True)
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    mqtt_password_hash: str = Field(max_length=200)  # mosquitto_passwd "$7$" format
+    online: bool = False
+    last_seen: float | None = None
+    reported: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    reported_at: float | None = None
+    runtime_version: int | None = Field(default=None, sa_type=BigInteger)
+    active_model_sha256: str | None = Field(default=None, max_length=64)
+    desired: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    created_at: float
+
+
+class Rollout(SQLModel, table=True):
+    __tablename__ = "rollouts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    model_version_id: int = Field(foreign_key="model_versions.id", index=True)
+    selector: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    waves: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    success_threshold_percent: float
+    soak_seconds: float
+    failure_threshold: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    failure_action: str = Field(max_length=16)  # "pause" | "rollback"
+    max_concurrent: int
+    action_timeout_seconds: float
+    # draft, running, paused, completed, aborted, rolling_back, rolled_back
+    state: str = Field(max_length=16, index=True)
+    state_reason: str = Field(default="", max_length=500)
+    current_wave: int = 0
+    wave_sizes: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    wave_passed_at: float | None = None  # when the current wave reached its success threshold
+    failure_baseline: int = 0  # failures the operator acknowledged by resuming; the threshold counts on top
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+class DeviceAction(SQLModel, table=True):
+    """One device's step in a rollout: a deploy (install) or, later, its rollback (revert or install)."""
+
+    __tablename__ = "device_actions"
+
+    id: str = Field(primary_key=True, max_length=40)  # the action_id sent to the device
+    rollout_id: int = Field(foreign_key="rollouts.id", index=True)
+    device_id: str = Field(foreign_key="devices.id", index=True, max_length=64)
+    purpose: str = Field(max_length=16)  # "deploy" | "rollback"
+    operation: str = Field(max_length=16)  # "install" | "revert"
+    package_id: str | None = Field(default=None, foreign_key="packages.id", max_length=40)
+    target_model_sha256: str | None = Field(default=None, max_length=64)
+    wave: int = 0
+    # queued, notified, downloading, verifying, trial, confirmed, failed, rolled_back, timed_out
+    state: str = Field(max_length=16, index=True)
+    error_code: int = 0
+    error: str = Field(default="", max_length=500)
+    bytes_received: int = 0
+    # What the device ran before this rollout touched it (for rollback).
+    previous_model_sha256: str | None = Field(default=None, max_length=64)
+    previous_package_id: str | None = Field(default=None, max_length=40)
+    # What was actually sent (tinyfleet/server/services/variants.py): the package or one of its variants, its
+    # encoding and size, the raw package's size for comparison, and the chunk bytes served so far
+    # (plus those of a refused delta attempt before the fallback to raw).
+    sent_package_id: str | None = Field(default=None, max_length=40)
+    payload_encoding: int | None = None
+    sent_size: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"})
+    raw_size: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"})
+    bytes_sent: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"})
+    fallback_bytes: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"})
+    fallback_reason: str = Field(default="", max_length=200, sa_column_kwargs={"server_default": ""})
+    created_at: float
+    updated_at: float
+    notified_at: float | None = None
+
+
+class TelemetryReport(SQLModel, table=True):
+    __tablename__ = "telemetry"
+
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: str = Field(foreign_key="devices.id", index=True, max_length=64)
+    ts: float = Field(index=True)
+    received_at: float
+    model_sha256: str = Field(max_length=64, index=True)
+    inference_count: int = Field(sa_type=BigInteger)
+    latency_us_mean: float
+    latency_estimated: bool
+    class_histogram: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    confidence_mean: float
+    errors: int = Field(sa_type=BigInteger)
+    arena_bytes: int = Field(sa_type=BigInteger)

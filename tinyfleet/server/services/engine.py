@@ -1,0 +1,481 @@
+"""The rollout engine: a periodic, idempotent tick over the database.
+
+Each tick re-derives what to do from rows only (rollouts, device actions, devices' reported state), so
+that a restarted server simply carries on, and a tick that is interrupted half-way is redone whole by
+the next one (each rollout is handled in its own transaction). Desired-state messages are published
+after the commit; the gateway republishes every device's retained desired state when it (re)connects,
+which covers a crash between the commit and the publish.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from tinyfleet.server.db import session_scope
+from tinyfleet.server.models import Device, DeviceAction, Rollout
+from tinyfleet.server.services import devices as devsvc
+from tinyfleet.server.services import packages as pkgsvc
+from tinyfleet.server.services import registry
+from tinyfleet.server.services import rollouts as rsvc
+from tinyfleet.server.services import variants as varsvc
+from tinyfleet.server.services.rollouts import FAILED, IN_FLIGHT, TERMINAL
+from tinyfleet.server.services.served import ServedBytes
+from tinyfleet.server.services.signer import ServerKeys
+
+log = logging.getLogger(__name__)
+
+Desired = tuple[str, dict[str, Any]]
+MIN_TICK_GAP = 0.05
+RAW_FALLBACK_CODES = {38: "WRONG_BASE", 160: "DELTA_CORRUPT"}
+
+
+class DesiredPublisher(Protocol):
+    def publish_desired(self, device_id: str, desired: dict[str, Any]) -> None: ...
+
+
+class RolloutEngine:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        default_chunk_size: int,
+        publisher: DesiredPublisher | None = None,
+        keys: ServerKeys | None = None,
+        tick_seconds: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._db = engine
+        self._chunk = default_chunk_size
+        self.publisher = publisher
+        self.keys = keys  # lets a rollback re-sign an old model with a fresh sequence number
+        # Smaller payloads per device (services/variants.py); None sends every package as stored.
+        self.variants: varsvc.VariantBuilder | None = None
+        self.served = ServedBytes()
+        self._tick_seconds = tick_seconds
+        self._clock = clock
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._tick_lock = threading.Lock()
+        self.ticks = 0
+        self.last_error: str | None = None
+
+    # --- background loop ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="tinyfleet-rollouts", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def wake(self) -> None:
+        """Ask for a tick now (a device status arrived); ticks stay serialised."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception as exc:  # a bad row must not stop the engine; it is logged and retried
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("rollout tick failed")
+            # A burst of device messages wakes the engine many times; a short pause between ticks lets
+            # the gateway's writes through and batches the burst into the next tick.
+            self._stop.wait(min(MIN_TICK_GAP, self._tick_seconds))
+            self._wake.wait(self._tick_seconds)
+            self._wake.clear()
+
+    # --- one tick -------------------------------------------------------------------------------
+
+    def tick(self, now: float | None = None) -> None:
+        with self._tick_lock:
+            now = self._clock() if now is None else now
+            with Session(self._db) as session:
+                ids = list(
+                    session.exec(
+                        select(Rollout.id).where(
+                            col(Rollout.state).in_(("running", "paused", "rolling_back"))
+                        )
+                    )
+                )
+            for rollout_id in ids:
+                publish: list[Desired] = []
+                try:
+                    with session_scope(self._db) as session:
+                        rollout = session.get(Rollout, rollout_id)
+                        if rollout is not None:
+                            publish = self._tick_rollout(session, rollout, now)
+                except Exception as exc:  # one broken rollout must not hold up the others
+                    self.last_error = f"rollout {rollout_id}: {type(exc).__name__}: {exc}"
+                    log.exception("rollout %s: tick failed (rolled back, retried next tick)", rollout_id)
+                    continue
+                self._publish(publish)
+            self.ticks += 1
+
+    def _publish(self, items: list[Desired]) -> None:
+        if self.publisher is None:
+            return
+        for device_id, doc in items:
+            try:
+                self.publisher.publish_desired(device_id, doc)
+            except Exception:  # the broker is down: the retained state is republished on reconnect
+                log.warning("could not publish desired state of %s", device_id, exc_info=True)
+
+    def _tick_rollout(self, session: Session, rollout: Rollout, now: float) -> list[Desired]:
+        actions = rsvc.actions_of(session, rollout.id or 0)
+        device_ids = {a.device_id for a in actions}
+        devices: dict[str, Device] = {}
+        if device_ids:
+            devices = {d.id: d for d in session.exec(select(Device).where(col(Device.id).in_(device_ids)))}
+        self._reconcile(session, actions, devices, now)
+        self._time_out(session, rollout, actions, now)
+        publish: list[Desired] = []
+        # Resend refused deltas as raw: deploys while the rollout goes forward, reinstalls while it goes back.
+        purpose = "rollback" if rollout.state == "rolling_back" else "deploy"
+        publish += self._fall_back_to_raw(session, [a for a in actions if a.purpose == purpose], devices, now)
+        if rollout.state == "running":
+            actions += self._join(session, rollout, actions, devices, now)
+            if not self._check_failures(session, rollout, actions):
+                self._advance_waves(session, rollout, actions, now)
+                if rollout.state == "running":
+                    publish += self._dispatch(session, rollout, actions, devices, now)
+        if rollout.state == "rolling_back":
+            publish += self._roll_back(session, rollout, actions, devices, now)
+        session.add(rollout)
+        return publish
+
+    def _reconcile(
+        self, session: Session, actions: list[DeviceAction], devices: dict[str, Device], now: float
+    ) -> None:
+        """A device whose reported state already shows the action's goal has done it, even if its status
+        message was lost; a finished rollback marks the deploy it undid as rolled back."""
+        for a in actions:
+            device = devices.get(a.device_id)
+            if a.state in IN_FLIGHT and device is not None and a.target_model_sha256:
+                phase = (device.reported or {}).get("phase")
+                if device.active_model_sha256 == a.target_model_sha256 and phase == "idle":
+                    a.state, a.updated_at = "confirmed", now
+                    self.count_sent(a)
+                    session.add(a)
+        undone = {a.device_id for a in actions if a.purpose == "rollback" and a.state == "confirmed"}
+        for a in actions:
+            if a.purpose == "deploy" and a.device_id in undone and a.state != "rolled_back":
+                a.state, a.updated_at = "rolled_back", now
+                session.add(a)
+
+    def _time_out(self, session: Session, rollout: Rollout, actions: list[DeviceAction], now: float) -> None:
+        for a in actions:
+            if a.state in IN_FLIGHT and now - a.updated_at > rollout.action_timeout_seconds:
+                a.state = "timed_out"
+                a.error = f"no progress for {rollout.action_timeout_seconds:g} s (last state reported)"
+                a.updated_at = now
+                session.add(a)
+
+    def _join(
+        self,
+        session: Session,
+        rollout: Rollout,
+        actions: list[DeviceAction],
+        devices: dict[str, Device],
+        now: float,
+    ) -> list[DeviceAction]:
+        """Matching devices that came online or were provisioned since the start join the current wave."""
+        have = {a.device_id for a in actions if a.purpose == "deploy"}
+        joined = []
+        for device in rsvc.eligible_devices(session, rollout, online_only=True):
+            if device.id in have:
+                continue
+            pkg = pkgsvc.package_for(session, rollout.model_version_id, device.hardware_class)
+            if pkg is None:
+                continue
+            action = rsvc.new_action(
+                rollout, device, purpose="deploy", operation="install", wave=rollout.current_wave, now=now
+            )
+            action.package_id, action.target_model_sha256 = pkg.id, pkg.model_sha256
+            session.add(action)
+            devices[device.id] = device
+            joined.append(action)
+        if joined:
+            sizes = list(rollout.wave_sizes)
+            sizes[rollout.current_wave] += len(joined)
+            rollout.wave_sizes = sizes
+            log.info("rollout %s: %d device(s) joined wave %d", rollout.id, len(joined), rollout.current_wave)
+        return joined
+
+    def _check_failures(self, session: Session, rollout: Rollout, actions: list[DeviceAction]) -> bool:
+        deploys = [a for a in actions if a.purpose == "deploy"]
+        failures = sum(1 for a in deploys if a.state in FAILED) - rollout.failure_baseline
+        if failures <= 0:
+            return False
+        limit = rollout.failure_threshold
+        if limit.get("count") is not None:
+            tripped = failures >= int(limit["count"])
+            what = f"{failures} failed device(s), threshold {limit['count']}"
+        else:
+            # Percent of the devices that finished, judged only once enough have finished that a single
+            # failure cannot reach the threshold on its own (or when every device has finished).
+            percent = float(limit["percent"])
+            finished = sum(1 for a in deploys if a.state in TERMINAL)
+            if finished < min(len(deploys), math.floor(100.0 / percent) + 1):
+                return False
+            share = 100.0 * failures / max(finished, 1)
+            tripped = share >= percent
+            what = f"{failures} of {finished} finished devices failed ({share:.1f}%), threshold {percent:g}%"
+        if not tripped:
+            return False
+        if rollout.failure_action == "rollback":
+            rollout.state, rollout.state_reason = "rolling_back", f"failure threshold reached: {what}"
+        else:
+            rollout.state, rollout.state_reason = "paused", f"failure threshold reached: {what}"
+        log.warning("rollout %s: %s", rollout.id, rollout.state_reason)
+        return True
+
+    def _advance_waves(
+        self, session: Session, rollout: Rollout, actions: list[DeviceAction], now: float
+    ) -> None:
+        deploys = [a for a in actions if a.purpose == "deploy"]
+        while rollout.state == "running":
+            wave = [a for a in deploys if a.wave == rollout.current_wave]
+            confirmed = sum(1 for a in wave if a.state == "confirmed")
+            needed = math.ceil(rollout.success_threshold_percent * len(wave) / 100 - 1e-9)
+            if confirmed < needed and rollout.wave_passed_at is None:
+                if wave and all(a.state in TERMINAL for a in wave):
+                    rollout.state = "paused"
+                    rollout.state_reason = (
+                        f"wave {rollout.current_wave + 1} ended with {confirmed}/{len(wave)} confirmed,"
+                        f" below the success threshold of {rollout.success_threshold_percent:g}%"
+                    )
+                return
+            if rollout.wave_passed_at is None:
+                rollout.wave_passed_at = now
+            if wave and rollout.soak_seconds > 0 and now - rollout.wave_passed_at < rollout.soak_seconds:
+                return  # soaking: the wave's devices keep running the model before the next wave
+            if rollout.current_wave + 1 >= len(rollout.wave_sizes):
+                rollout.state, rollout.state_reason, rollout.finished_at = "completed", "", now
+                return
+            rollout.current_wave += 1
+            rollout.wave_passed_at = None
+
+    def count_sent(self, action: DeviceAction) -> None:
+        """Copy the chunk bytes served for this action into its row (plus a refused delta's bytes)."""
+        sent_id = action.sent_package_id or action.package_id
+        if sent_id:
+            action.bytes_sent = action.fallback_bytes + self.served.get(action.device_id, sent_id)
+
+    def _assign_payload(self, session: Session, action: DeviceAction, device: Device) -> bool:
+        """Pick what this device is sent: the smallest of raw, compressed and a delta against its active
+        model as reported. False while a needed variant is still being built (the action waits)."""
+        pkg = pkgsvc.get_package(session, action.package_id or "")
+        choice: varsvc.Choice | None = varsvc.Choice(pkg.id, pkg.size, pkg.payload_encoding, pkg.size)
+        if self.variants is not None:
+            choice, missing = varsvc.choose(session, pkg, device.active_model_sha256, self.keys)
+            if choice is None and not self.variants.running and self.keys is not None:
+                # No worker thread (tests, tools): build inside this tick's transaction.
+                for base in missing:
+                    varsvc.build_in_session(session, self.keys, pkg.id, base)
+                choice, missing = varsvc.choose(session, pkg, device.active_model_sha256, self.keys)
+            if choice is None:
+                for base in missing:
+                    self.variants.request(pkg.id, base)
+                return False
+        assert choice is not None
+        action.sent_package_id, action.payload_encoding = choice.package_id, choice.encoding
+        action.sent_size, action.raw_size = choice.size, choice.raw_size
+        self.served.reset(device.id, choice.package_id)
+        return True
+
+    def _fall_back_to_raw(
+        self, session: Session, actions: list[DeviceAction], devices: dict[str, Device], now: float
+    ) -> list[Desired]:
+        """A device that refused a delta or compressed payload (WRONG_BASE, DELTA_CORRUPT) gets the raw
+        package in the same action: its reported base was stale or the stream did not decode there."""
+        publish: list[Desired] = []
+        for a in actions:
+            if not (
+                a.state == "failed"
+                and a.operation == "install"
+                and a.error_code in RAW_FALLBACK_CODES
+                and a.package_id
+                and a.sent_package_id not in (None, a.package_id)  # a variant was sent, not the package
+            ):
+                continue
+            device = devices.get(a.device_id) or session.get(Device, a.device_id)
+            if device is None:
+                continue
+            pkg = pkgsvc.get_package(session, a.package_id)
+            self.count_sent(a)
+            a.fallback_bytes = a.bytes_sent
+            a.fallback_reason = (
+                f"{RAW_FALLBACK_CODES[a.error_code]} ({a.error_code}) on the"
+                f" {varsvc.ENCODING_NAMES.get(a.payload_encoding or 0, '?')} payload; sent raw"
+            )
+            a.sent_package_id, a.payload_encoding, a.sent_size = pkg.id, pkg.payload_encoding, pkg.size
+            a.state, a.error_code, a.error = "notified", 0, ""
+            a.updated_at = a.notified_at = now
+            self.served.reset(device.id, pkg.id)
+            device.desired = self._desired_install(session, a, device)
+            session.add(a)
+            session.add(device)
+            publish.append((device.id, device.desired))
+            log.info("action %s: %s", a.id, a.fallback_reason)
+        return publish
+
+    def _desired_install(self, session: Session, action: DeviceAction, device: Device) -> dict[str, Any]:
+        pkg = pkgsvc.get_package(session, action.package_id or "")
+        return {
+            "action_id": action.id,
+            "operation": "install",
+            "package_id": action.sent_package_id or pkg.id,
+            "package_size": action.sent_size or pkg.size,
+            "model_sha256": pkg.model_sha256,
+            "chunk_size": registry.chunk_size_for(session, device.hardware_class, self._chunk),
+        }
+
+    def _dispatch(
+        self,
+        session: Session,
+        rollout: Rollout,
+        actions: list[DeviceAction],
+        devices: dict[str, Device],
+        now: float,
+    ) -> list[Desired]:
+        in_flight = sum(1 for a in actions if a.state in IN_FLIGHT)
+        room = rollout.max_concurrent - in_flight
+        publish: list[Desired] = []
+        for a in actions:
+            if room <= 0:
+                break
+            device = devices.get(a.device_id)
+            if a.state != "queued" or a.wave > rollout.current_wave or device is None or not device.online:
+                continue
+            if not self._assign_payload(session, a, device):
+                continue  # its variant is being built; the builder wakes the engine when it is ready
+            a.previous_model_sha256 = device.active_model_sha256
+            if device.active_model_sha256:
+                prev = pkgsvc.latest_package_with_model(
+                    session, device.active_model_sha256, device.hardware_class
+                )
+                a.previous_package_id = prev.id if prev else None
+            a.state, a.notified_at, a.updated_at = "notified", now, now
+            device.desired = self._desired_install(session, a, device)
+            session.add(a)
+            session.add(device)
+            publish.append((device.id, device.desired))
+            room -= 1
+        return publish
+
+    def _reinstall(
+        self, session: Session, back: DeviceAction, old_id: str, device: Device, now: float
+    ) -> None:
+        """Roll back by installing the old model: the old package, or a re-signed copy of it with a
+        sequence number the device accepts (see packages.rollback_package)."""
+        active = devsvc.active_slot(device.reported) or {}
+        seq = active.get("sequence")
+        floor = (device.reported or {}).get("security_floor")
+        try:
+            old = pkgsvc.get_package(session, old_id)
+            if self.keys is None:
+                pkg = old
+            else:
+                pkg = pkgsvc.rollback_package(
+                    session,
+                    self.keys,
+                    old,
+                    seq if isinstance(seq, int) else 0,
+                    floor if isinstance(floor, int) else 0,
+                )
+        except pkgsvc.RollbackImpossible as exc:
+            back.state, back.error_code, back.error = "failed", exc.code, exc.message
+            return
+        back.operation, back.package_id = "install", pkg.id
+        if self._assign_payload(session, back, device):
+            back.state, back.notified_at = "notified", now
+            device.desired = self._desired_install(session, back, device)
+
+    def _roll_back(
+        self,
+        session: Session,
+        rollout: Rollout,
+        actions: list[DeviceAction],
+        devices: dict[str, Device],
+        now: float,
+    ) -> list[Desired]:
+        """Every device the rollout touched goes back to the model it had: by a revert (no download)
+        when its other slot still holds that model, else by installing the old package."""
+        publish: list[Desired] = []
+        has_rollback = {a.device_id for a in actions if a.purpose == "rollback"}
+        for a in [a for a in actions if a.purpose == "deploy"]:
+            if a.state in ("queued", "rolled_back") or a.device_id in has_rollback:
+                continue
+            device = devices.get(a.device_id) or session.get(Device, a.device_id)
+            if device is None:
+                continue
+            prev = a.previous_model_sha256
+            if device.active_model_sha256 == prev:
+                # Never left the old model (failed, or still downloading): cancel whatever is pending.
+                a.state, a.updated_at = "rolled_back", now
+                session.add(a)
+                if (device.desired or {}).get("action_id") == a.id:
+                    device.desired = rsvc.none_desired()
+                    session.add(device)
+                    publish.append((device.id, device.desired))
+                continue
+            back = rsvc.new_action(
+                rollout, device, purpose="rollback", operation="revert", wave=a.wave, now=now
+            )
+            back.target_model_sha256 = prev
+            other = devsvc.other_slot(device.reported)
+            if prev is None:
+                back.state, back.error_code = "failed", 41
+                back.error = "the device had no model before this rollout; nothing to return to"
+            elif other is not None and other.get("model_sha256") == prev:
+                back.state, back.notified_at = "notified", now
+                device.desired = {
+                    "action_id": back.id,
+                    "operation": "revert",
+                    "package_id": None,
+                    "package_size": 0,
+                    "model_sha256": prev,
+                    "chunk_size": 0,
+                }
+            elif a.previous_package_id is not None:
+                self._reinstall(session, back, a.previous_package_id, device, now)
+            else:
+                back.state, back.error_code = "failed", 41
+                back.error = "the old model is neither in the other slot nor stored as a package"
+            session.add(back)
+            actions.append(back)
+            if back.state == "notified":
+                session.add(device)
+                publish.append((device.id, device.desired or {}))
+        for back in actions:
+            if back.purpose != "rollback" or back.state != "queued" or back.operation != "install":
+                continue
+            device = devices.get(back.device_id) or session.get(Device, back.device_id)
+            if device is not None and self._assign_payload(session, back, device):
+                back.state, back.notified_at, back.updated_at = "notified", now, now
+                device.desired = self._desired_install(session, back, device)
+                session.add(back)
+                session.add(device)
+                publish.append((device.id, device.desired))
+        pending = [a for a in actions if a.purpose == "rollback" and a.state not in TERMINAL]
+        if not pending:
+            failed = sum(1 for a in actions if a.purpose == "rollback" and a.state != "confirmed")
+            rollout.state, rollout.finished_at = "rolled_back", now
+            note = f"; {failed} device(s) could not be rolled back" if failed else ""
+            rollout.state_reason = (rollout.state_reason + note).strip("; ")
+        return publish

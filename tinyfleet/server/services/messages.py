@@ -1,0 +1,325 @@
+"""What the server does with each device message (PROTOCOL section 4), independent of the transport:
+`DeviceMessages.handle(topic, payload)` returns the messages to publish in reply. The MQTT gateway
+feeds it from the broker; tests can feed it directly."""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from tinyfleet.server.db import session_scope
+from tinyfleet.server.models import Device, DeviceAction, TelemetryReport
+from tinyfleet.server.services import devices as devsvc
+from tinyfleet.server.services import registry
+from tinyfleet.server.services import rollouts as rsvc
+from tinyfleet.server.services import telemetry as telsvc
+from tinyfleet.server.services.devices import PHASES
+from tinyfleet.server.services.errors import NotFound
+from tinyfleet.server.services.packages import PackageCache
+from tinyfleet.server.services.served import ServedBytes
+
+log = logging.getLogger(__name__)
+
+CHUNK_FORMAT = 1
+MAX_JSON_BYTES = 16 * 1024
+MAX_TELEMETRY_BYTES = 256 * 1024
+CHUNK_LIMIT_TTL = 5.0  # seconds a hardware class's chunk size is cached
+KINDS = ("reported", "presence", "chunk/req", "status", "telemetry")
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    topic: str
+    payload: bytes
+    retain: bool = False
+
+
+class Malformed(ValueError):
+    """A device message that breaks PROTOCOL section 4; counted and logged, never fatal."""
+
+
+def split_topic(topic: str) -> tuple[str, str] | None:
+    """'tf/{id}/{kind}' -> (id, kind) for the kinds a device sends, else None."""
+    parts = topic.split("/")
+    if len(parts) < 3 or parts[0] != "tf" or not parts[1]:
+        return None
+    kind = "/".join(parts[2:])
+    return (parts[1], kind) if kind in KINDS else None
+
+
+def encode_chunk(package_id: str, offset: int, package_size: int, data: bytes) -> bytes:
+    ident = package_id.encode("ascii")
+    return (
+        struct.pack("<BB", CHUNK_FORMAT, len(ident)) + ident + struct.pack("<II", offset, package_size) + data
+    )
+
+
+def decode_chunk(buf: bytes) -> tuple[str, int, int, bytes]:
+    """Inverse of encode_chunk (used by tests and scripted devices)."""
+    if len(buf) < 2 or buf[0] != CHUNK_FORMAT:
+        raise ValueError("not a format-1 chunk")
+    n = buf[1]
+    if len(buf) < 2 + n + 8:
+        raise ValueError("chunk header truncated")
+    ident = buf[2 : 2 + n].decode("ascii")
+    offset, size = struct.unpack_from("<II", buf, 2 + n)
+    return ident, offset, size, buf[2 + n + 8 :]
+
+
+def _json(payload: bytes, limit: int) -> dict[str, Any]:
+    if len(payload) > limit:
+        raise Malformed(f"payload of {len(payload)} bytes is above {limit}")
+    try:
+        obj = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise Malformed("payload is not UTF-8 JSON") from None
+    if not isinstance(obj, dict):
+        raise Malformed("payload is not a JSON object")
+    return obj
+
+
+def _int(obj: dict[str, Any], key: str, lo: int, hi: int) -> int:
+    value = obj.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise Malformed(f"{key} must be an integer in {lo}..{hi}")
+    return value
+
+
+def check_reported(obj: dict[str, Any]) -> None:
+    _int(obj, "runtime_version", 0, 0xFFFFFFFF)
+    _int(obj, "hardware_class", 0, 0xFFFFFFFF)
+    if obj.get("phase") not in PHASES:
+        raise Malformed(f"phase must be one of {', '.join(PHASES)}")
+    if obj.get("active_slot") not in (0, 1, None):
+        raise Malformed("active_slot must be 0, 1 or null")
+    slots = obj.get("slots", [])
+    if not isinstance(slots, list) or len(slots) > 2 or not all(isinstance(s, dict) for s in slots):
+        raise Malformed("slots must be a list of at most two objects")
+    for s in slots:
+        sha = s.get("model_sha256")
+        if s.get("valid") and (not isinstance(sha, str) or len(sha) != 64):
+            raise Malformed("a valid slot needs a 64-hex-digit model_sha256")
+
+
+class GatewayStats:
+    """Counters exposed at GET /api/gateway/stats."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.received: Counter[str] = Counter()
+        self.malformed: Counter[str] = Counter()
+        self.events: Counter[str] = Counter()
+
+    def count(self, table: str, key: str, n: int = 1) -> None:
+        with self._lock:
+            getattr(self, table)[key] += n
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            return {
+                "received": dict(self.received),
+                "malformed": dict(self.malformed),
+                "events": dict(self.events),
+            }
+
+
+class DeviceMessages:
+    def __init__(
+        self,
+        db: Engine,
+        *,
+        default_chunk_size: int,
+        cache: PackageCache | None = None,
+        stats: GatewayStats | None = None,
+        on_change: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.time,
+        served: ServedBytes | None = None,
+    ) -> None:
+        self._db = db
+        self.served = served or ServedBytes()
+        self._chunk = default_chunk_size
+        self.cache = cache or PackageCache()
+        self.stats = stats or GatewayStats()
+        self._on_change = on_change or (lambda: None)
+        self._clock = clock
+        self._telemetry: list[TelemetryReport] = []
+        self._classes: dict[str, int] = {}
+        self._limits: dict[int, tuple[int, float]] = {}
+        self._telemetry_since: float | None = None
+
+    def handle(self, topic: str, payload: bytes) -> list[Outgoing]:
+        """Process one message; any problem with it is counted and logged, never raised."""
+        parsed = split_topic(topic)
+        if parsed is None:
+            self.stats.count("malformed", "topic")
+            log.warning("ignored message on unexpected topic %r", topic)
+            return []
+        device_id, kind = parsed
+        self.stats.count("received", kind)
+        if not device_id.isprintable():
+            self.stats.count("malformed", "topic")
+            return []
+        try:
+            return self._dispatch(device_id, kind, payload)
+        except Malformed as exc:
+            self.stats.count("malformed", kind)
+            log.warning("malformed %s from %s: %s", kind, device_id, exc)
+        except UnknownDevice:
+            self.stats.count("events", "unknown_device")
+            log.warning("%s from unknown device %r ignored", kind, device_id)
+        except Exception:  # a database hiccup must not kill the gateway; the device will retry
+            self.stats.count("events", "handler_error")
+            log.exception("error handling %s from %s", kind, device_id)
+        return []
+
+    def _dispatch(self, device_id: str, kind: str, payload: bytes) -> list[Outgoing]:
+        if kind == "chunk/req":
+            return self._chunk_request(device_id, _json(payload, MAX_JSON_BYTES))
+        if kind == "telemetry":
+            self._telemetry_message(device_id, _json(payload, MAX_TELEMETRY_BYTES))
+            return []
+        obj = _json(payload, MAX_JSON_BYTES)
+        now = self._clock()
+        with session_scope(self._db) as session:
+            device = _device(session, device_id)
+            if kind == "presence":
+                online = obj.get("online")
+                if not isinstance(online, bool):
+                    raise Malformed("presence needs a boolean 'online'")
+                if devsvc.set_presence(session, device, online, now):
+                    self.stats.count("events", "came_online")
+            elif kind == "reported":
+                check_reported(obj)
+                if obj["hardware_class"] != device.hardware_class:
+                    self.stats.count("events", "hardware_class_mismatch")
+                    log.warning(
+                        "device %s reports hardware class %s, provisioned as %s",
+                        device_id,
+                        obj["hardware_class"],
+                        device.hardware_class,
+                    )
+                devsvc.set_reported(session, device, obj, now)
+            elif kind == "status":
+                try:
+                    outcome = rsvc.apply_status(session, device_id, obj, now)
+                except ValueError as exc:
+                    raise Malformed(str(exc)) from None
+                if outcome == "stale":
+                    self.stats.count("events", "stale_status")
+                else:
+                    self._count_sent(session, obj["action_id"])
+        self._on_change()
+        return []
+
+    def _count_sent(self, session: Session, action_id: str) -> None:
+        """The action's bytes_sent: chunk bytes served for what it was sent (plus a refused delta's)."""
+        action = session.get(DeviceAction, action_id)
+        if action is None:
+            return
+        sent_id = action.sent_package_id or action.package_id
+        if sent_id:
+            action.bytes_sent = action.fallback_bytes + self.served.get(action.device_id, sent_id)
+            session.add(action)
+
+    def _device_class(self, device_id: str) -> int:
+        """A device's hardware class (it never changes), cached so that chunks need no database."""
+        hw = self._classes.get(device_id)
+        if hw is None:
+            with Session(self._db) as session:
+                hw = _device(session, device_id).hardware_class
+            self._classes[device_id] = hw
+        return hw
+
+    def forget_device(self, device_id: str) -> None:
+        self._classes.pop(device_id, None)
+
+    def _chunk_limit(self, hardware_class: int) -> int:
+        now = self._clock()
+        cached = self._limits.get(hardware_class)
+        if cached is None or now - cached[1] > CHUNK_LIMIT_TTL:
+            with Session(self._db) as session:
+                cached = (registry.chunk_size_for(session, hardware_class, self._chunk), now)
+            self._limits[hardware_class] = cached
+        return cached[0]
+
+    def _chunk_request(self, device_id: str, req: dict[str, Any]) -> list[Outgoing]:
+        package_id = req.get("package_id")
+        if (
+            not isinstance(package_id, str)
+            or not package_id.isascii()
+            or not package_id.isprintable()
+            or not 0 < len(package_id) < 256
+        ):
+            raise Malformed("package_id must be printable ASCII of 1..255 characters")
+        offset = _int(req, "offset", 0, 0xFFFFFFFF)
+        length = _int(req, "length", 1, 0xFFFFFFFF)
+        topic = f"tf/{device_id}/chunk"
+        hardware_class = self._device_class(device_id)
+        with Session(self._db) as session:
+            entry = self.cache.lookup(session, package_id)
+        if entry is None or entry[1] != hardware_class:
+            # An empty chunk says "cannot serve this" so that the device fails fast, not by timeout.
+            self.stats.count("events", "chunk_refused")
+            return [Outgoing(topic, encode_chunk(package_id, offset, 0, b""))]
+        data = entry[0]
+        if offset >= len(data):
+            self.stats.count("events", "chunk_refused")
+            return [Outgoing(topic, encode_chunk(package_id, offset, len(data), b""))]
+        piece = data[offset : offset + min(length, self._chunk_limit(hardware_class))]
+        self.stats.count("events", "chunks_served")
+        self.stats.count("events", "chunk_bytes", len(piece))
+        self.served.add(device_id, package_id, len(piece))
+        return [Outgoing(topic, encode_chunk(package_id, offset, len(data), piece))]
+
+    def _telemetry_message(self, device_id: str, msg: dict[str, Any]) -> None:
+        try:
+            rows = telsvc.parse_reports(device_id, msg, self._clock())
+        except ValueError as exc:
+            raise Malformed(str(exc)) from None
+        with session_scope(self._db) as session:
+            _device(session, device_id)
+        if self._telemetry_since is None:
+            self._telemetry_since = self._clock()
+        self._telemetry.extend(rows)
+
+    def telemetry_pending(self) -> int:
+        return len(self._telemetry)
+
+    def flush_telemetry(self, *, max_rows: int = 0, max_age: float = 0.0) -> int:
+        """Store buffered telemetry in one transaction when the buffer is big or old enough."""
+        if not self._telemetry:
+            return 0
+        age = self._clock() - (self._telemetry_since or self._clock())
+        if len(self._telemetry) < max_rows and age < max_age:
+            return 0
+        rows, self._telemetry, self._telemetry_since = self._telemetry, [], None
+        try:
+            with session_scope(self._db) as session:
+                telsvc.store(session, rows)
+        except Exception:
+            self.stats.count("events", "telemetry_lost", len(rows))
+            log.exception("could not store %d telemetry rows", len(rows))
+            return 0
+        self.stats.count("events", "telemetry_rows", len(rows))
+        return len(rows)
+
+
+class UnknownDevice(Exception):
+    pass
+
+
+def _device(session: Any, device_id: str) -> Device:
+    try:
+        return devsvc.get_device(session, device_id)
+    except NotFound:
+        raise UnknownDevice(device_id) from None

@@ -1,0 +1,294 @@
+"""Packages: built and signed here from an uploaded .tflite, or uploaded already signed (offline) and
+verified against the trust store. Bytes live in the database; reads for chunks go through a small cache
+because packages never change once stored."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from tinyfleet.server.models import Model, ModelVersion, Package, PackageBlob, PackageVariant
+from tinyfleet.server.services import registry
+from tinyfleet.server.services.errors import Conflict, Invalid, NotFound
+from tinyfleet.server.services.ids import new_id
+from tinyfleet.server.services.model_check import check_model
+from tinyfleet.server.services.signer import ServerKeys
+from tinyfleet.signing.errors import SigningError
+from tinyfleet.signing.manifest import MANIFEST_SIZE, Manifest, parse_unverified
+from tinyfleet.signing.package import build_package, verify_package
+from tinyfleet.signing.tflite import parse_model
+
+
+class RollbackImpossible(Invalid):
+    """No package can bring a device back to its old model; `code` is the runtime's refusal code."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _next_sequence(session: Session, model: Model) -> int:
+    stmt = (
+        select(func.max(Package.sequence))
+        .join(ModelVersion, col(Package.model_version_id) == col(ModelVersion.id))
+        .where(ModelVersion.model_id == model.id)
+    )
+    current = session.exec(stmt).one()
+    return int(current or 0) + 1
+
+
+def _latest_security_counter(session: Session, model: Model) -> int:
+    stmt = (
+        select(func.max(Package.security_counter))
+        .join(ModelVersion, col(Package.model_version_id) == col(ModelVersion.id))
+        .where(ModelVersion.model_id == model.id)
+    )
+    return int(session.exec(stmt).one() or 0)
+
+
+def _store(
+    session: Session,
+    mv: ModelVersion,
+    data: bytes,
+    manifest: Manifest,
+    signed_by: str,
+    rebuilt_from: str | None = None,
+) -> Package:
+    existing = package_for(session, mv.id or 0, manifest.hardware_class)
+    if existing is not None and rebuilt_from is None:
+        raise Conflict(
+            f"version {mv.version} already has a package for hardware class {manifest.hardware_class}"
+            f" ({existing.id})"
+        )
+    pkg = Package(
+        id=new_id("pkg", 8),
+        model_version_id=mv.id or 0,
+        hardware_class=manifest.hardware_class,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        model_sha256=manifest.model_sha256.hex(),
+        model_size=manifest.model_size,
+        payload_encoding=manifest.payload_encoding,
+        sequence=manifest.sequence,
+        security_counter=manifest.security_counter,
+        min_runtime_version=manifest.min_runtime_version,
+        arena_bytes=manifest.arena_bytes,
+        key_id=manifest.key_id.hex(),
+        signed_by=signed_by,
+        rebuilt_from=rebuilt_from,
+        created_at=time.time(),
+    )
+    session.add(pkg)
+    session.flush()
+    session.add(PackageBlob(package_id=pkg.id, data=data))
+    session.flush()
+    return pkg
+
+
+def build_from_tflite(
+    session: Session,
+    keys: ServerKeys,
+    model: Model,
+    *,
+    version: str,
+    tflite: bytes,
+    hardware_class: int,
+    min_runtime_version: str,
+    security_counter: int | None,
+    notes: str = "",
+) -> Package:
+    """Sign `tflite` with the server key as `model` `version` for one hardware class."""
+    if not tflite:
+        raise Invalid("the request body is empty; send the .tflite bytes")
+    try:
+        parse_model(tflite)
+    except (SigningError, ValueError) as exc:
+        raise Invalid(f"cannot package this model: {exc}") from None
+    facts = check_model(tflite)
+    mv = registry.get_or_create_version(session, model, version, notes)
+    counter = _latest_security_counter(session, model) if security_counter is None else security_counter
+    try:
+        data = build_package(
+            tflite,
+            keys.private_key,
+            name=model.name,
+            version=version,
+            sequence=_next_sequence(session, model),
+            security_counter=counter,
+            hardware_class=hardware_class,
+            min_runtime_version=min_runtime_version,
+            arena_bytes=facts.arena_bytes if facts else None,
+            selftest_seed=facts.selftest_seed if facts else 0,
+            selftest_output_sha256=facts.selftest_output_sha256 if facts else None,
+        )
+        manifest = verify_package(data, keys.trust_store).manifest
+    except SigningError as exc:
+        raise Invalid(f"cannot package this model: {exc}") from None
+    except ValueError as exc:
+        raise Invalid(f"cannot package this model: {exc}") from None
+    return _store(session, mv, data, manifest, "server")
+
+
+def import_signed(session: Session, keys: ServerKeys, data: bytes, notes: str = "") -> Package:
+    """Store a package signed offline after verifying it against the server's trust store."""
+    if len(data) < MANIFEST_SIZE:
+        raise Invalid(f"a package is at least {MANIFEST_SIZE} bytes; got {len(data)}")
+    try:
+        manifest = verify_package(data, keys.trust_store).manifest
+    except SigningError as exc:
+        raise Invalid(f"package refused: {exc}") from None
+    model = registry.get_model_by_name(session, manifest.model_name)
+    mv = registry.get_or_create_version(session, model, manifest.version_str, notes)
+    clash = session.exec(
+        select(Package)
+        .join(ModelVersion, col(Package.model_version_id) == col(ModelVersion.id))
+        .where(ModelVersion.model_id == model.id, Package.sequence == manifest.sequence)
+    ).first()
+    if clash is not None:
+        raise Conflict(f"sequence {manifest.sequence} of model {model.name!r} is already used by {clash.id}")
+    return _store(session, mv, data, manifest, "offline")
+
+
+def get_package(session: Session, package_id: str) -> Package:
+    pkg = session.get(Package, package_id)
+    if pkg is None:
+        raise NotFound(f"package {package_id!r} not found")
+    return pkg
+
+
+def list_packages(session: Session, model_version_id: int | None = None) -> list[Package]:
+    stmt = select(Package).order_by(col(Package.created_at))
+    if model_version_id is not None:
+        stmt = stmt.where(Package.model_version_id == model_version_id)
+    return list(session.exec(stmt))
+
+
+def package_for(session: Session, model_version_id: int, hardware_class: int) -> Package | None:
+    """The version's original package for a hardware class (not a rollback re-signing)."""
+    stmt = select(Package).where(
+        Package.model_version_id == model_version_id,
+        Package.hardware_class == hardware_class,
+        col(Package.rebuilt_from).is_(None),
+    )
+    return session.exec(stmt).first()
+
+
+def rollback_package(
+    session: Session, keys: ServerKeys, old: Package, active_sequence: int, security_floor: int
+) -> Package:
+    """A package that reinstalls `old`'s model on a device whose active model has `active_sequence`.
+
+    The runtime refuses a sequence not above the active model's (replay protection), so the old package
+    itself can only be reinstalled over an older model; otherwise the same model is re-signed with the
+    server key and the model's next sequence number (kept and reused for other devices). The security
+    counter stays the old one: if the device's anti-rollback floor is above it, no package can help."""
+    if old.security_counter < security_floor:
+        raise RollbackImpossible(
+            34,
+            f"ROLLBACK_REFUSED: the device's security floor {security_floor} is above the old"
+            f" package's security counter {old.security_counter}",
+        )
+    if old.sequence > active_sequence:
+        return old
+    stmt = (
+        select(Package)
+        .where(Package.rebuilt_from == old.id, col(Package.sequence) > active_sequence)
+        .order_by(col(Package.sequence))
+    )
+    again = session.exec(stmt).first()
+    if again is not None:
+        return again
+    if old.payload_encoding != 0:
+        raise RollbackImpossible(
+            35, f"the old package {old.id} is not raw (encoding {old.payload_encoding}); cannot re-sign it"
+        )
+    mv = registry.get_version(session, old.model_version_id)
+    model = registry.get_model(session, mv.model_id)
+    blob = session.get(PackageBlob, old.id)
+    if blob is None:
+        raise RollbackImpossible(35, f"package {old.id!r} has no stored bytes")
+    payload = bytes(blob.data)[MANIFEST_SIZE:]
+    try:
+        old_manifest = parse_unverified(bytes(blob.data))
+        data = build_package(
+            payload,
+            keys.private_key,
+            name=model.name,
+            version=mv.version,
+            sequence=_next_sequence(session, model),
+            security_counter=old.security_counter,
+            hardware_class=old.hardware_class,
+            min_runtime_version=old.min_runtime_version,
+            arena_bytes=old.arena_bytes,
+            selftest_seed=old_manifest.selftest_seed,
+            selftest_output_sha256=old_manifest.selftest_output_sha256
+            if old_manifest.selftest_seed
+            else None,
+        )
+        manifest = verify_package(data, keys.trust_store).manifest
+    except (SigningError, ValueError) as exc:
+        raise RollbackImpossible(35, f"cannot re-sign the old package {old.id}: {exc}") from None
+    return _store(session, mv, data, manifest, "server", rebuilt_from=old.id)
+
+
+def latest_package_with_model(session: Session, model_sha256: str, hardware_class: int) -> Package | None:
+    stmt = (
+        select(Package)
+        .where(Package.model_sha256 == model_sha256, Package.hardware_class == hardware_class)
+        .order_by(col(Package.sequence).desc())
+    )
+    return session.exec(stmt).first()
+
+
+def _stored(session: Session, package_id: str) -> tuple[bytes, int] | None:
+    """(bytes, hardware class) of a package or of a ready payload variant (same id space for devices)."""
+    pkg = session.get(Package, package_id)
+    if pkg is not None:
+        blob = session.get(PackageBlob, package_id)
+        return (bytes(blob.data), pkg.hardware_class) if blob is not None else None
+    variant = session.get(PackageVariant, package_id)
+    if variant is None or variant.status != "ready" or variant.data is None:
+        return None
+    source = session.get(Package, variant.source_package_id)
+    return (bytes(variant.data), source.hardware_class) if source is not None else None
+
+
+class PackageCache:
+    """Package bytes (and hardware class) by id, least recently used out first. Packages never change
+    once stored, so entries are never stale; chunk requests are served without touching the database."""
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self._max = max_bytes
+        self._items: OrderedDict[str, tuple[bytes, int]] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def lookup(self, session: Session, package_id: str) -> tuple[bytes, int] | None:
+        """(bytes, hardware class) of a package, or None if there is no such package."""
+        with self._lock:
+            entry = self._items.get(package_id)
+            if entry is not None:
+                self._items.move_to_end(package_id)
+                return entry
+        entry = _stored(session, package_id)
+        if entry is None:
+            return None
+        with self._lock:
+            if package_id not in self._items:
+                self._items[package_id] = entry
+                self._size += len(entry[0])
+            while self._size > self._max and len(self._items) > 1:
+                _, (old, _hw) = self._items.popitem(last=False)
+                self._size -= len(old)
+        return entry
+
+    def get(self, session: Session, package_id: str) -> bytes:
+        entry = self.lookup(session, package_id)
+        if entry is None:
+            raise NotFound(f"package {package_id!r} not found")
+        return entry[0]

@@ -1,0 +1,304 @@
+"""Rollouts: creation, operator commands (start, pause, resume, abort, roll back) and device status.
+
+The state machine that moves a rollout forward lives in services/engine.py; everything here only
+changes rows, so that the engine's next tick (which may run in another process after a restart) sees
+the whole truth in the database.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from tinyfleet.server.models import Device, DeviceAction, ModelVersion, Rollout
+from tinyfleet.server.services import devices as devsvc
+from tinyfleet.server.services import packages as pkgsvc
+from tinyfleet.server.services import registry
+from tinyfleet.server.services.errors import Conflict, Invalid, NotFound
+from tinyfleet.server.services.ids import new_id
+
+IN_FLIGHT = ("notified", "downloading", "verifying", "trial")
+TERMINAL = ("confirmed", "failed", "rolled_back", "timed_out")
+FAILED = ("failed", "timed_out", "rolled_back")
+ACTIVE_ROLLOUT_STATES = ("running", "paused", "rolling_back")
+DEVICE_REPORTED_STATES = ("downloading", "verifying", "trial", "confirmed", "failed", "rolled_back")
+
+
+def create(session: Session, data: dict[str, Any], default_timeout: float) -> Rollout:
+    registry.get_version(session, data["model_version_id"])
+    if not registry.packages_of_version(session, data["model_version_id"]):
+        raise Invalid(f"model version {data['model_version_id']} has no package to roll out")
+    timeout = data.get("action_timeout_seconds") or default_timeout
+    now = time.time()
+    rollout = Rollout(
+        name=data["name"],
+        model_version_id=data["model_version_id"],
+        selector=data["selector"],
+        waves=data["waves"],
+        success_threshold_percent=data["success_threshold_percent"],
+        soak_seconds=data["soak_seconds"],
+        failure_threshold=data["failure_threshold"],
+        failure_action=data["failure_action"],
+        max_concurrent=data["max_concurrent"],
+        action_timeout_seconds=timeout,
+        state="draft",
+        created_at=now,
+    )
+    session.add(rollout)
+    session.flush()
+    return rollout
+
+
+def get_rollout(session: Session, rollout_id: int) -> Rollout:
+    rollout = session.get(Rollout, rollout_id)
+    if rollout is None:
+        raise NotFound(f"rollout {rollout_id} not found")
+    return rollout
+
+
+def list_rollouts(session: Session, state: str | None = None) -> list[Rollout]:
+    stmt = select(Rollout).order_by(col(Rollout.id).desc())
+    if state is not None:
+        stmt = stmt.where(Rollout.state == state)
+    return list(session.exec(stmt))
+
+
+def actions_of(session: Session, rollout_id: int, purpose: str | None = None) -> list[DeviceAction]:
+    stmt = select(DeviceAction).where(DeviceAction.rollout_id == rollout_id)
+    if purpose is not None:
+        stmt = stmt.where(DeviceAction.purpose == purpose)
+    return list(session.exec(stmt.order_by(col(DeviceAction.wave), col(DeviceAction.device_id))))
+
+
+def busy_device_ids(session: Session, except_rollout: int | None) -> set[str]:
+    """Devices already in another active rollout: a device follows one rollout at a time."""
+    stmt = (
+        select(DeviceAction.device_id)
+        .join(Rollout, col(DeviceAction.rollout_id) == col(Rollout.id))
+        .where(col(Rollout.state).in_(ACTIVE_ROLLOUT_STATES))
+    )
+    if except_rollout is not None:
+        stmt = stmt.where(Rollout.id != except_rollout)
+    return set(session.exec(stmt))
+
+
+def package_classes(session: Session, model_version_id: int) -> set[int]:
+    return {p.hardware_class for p in registry.packages_of_version(session, model_version_id)}
+
+
+def eligible_devices(session: Session, rollout: Rollout, *, online_only: bool) -> list[Device]:
+    classes = package_classes(session, rollout.model_version_id)
+    busy = busy_device_ids(session, rollout.id)
+    stmt = select(Device)
+    if online_only:
+        stmt = stmt.where(Device.online == True)  # noqa: E712 (SQL expression)
+    return [
+        d
+        for d in session.exec(stmt.order_by(col(Device.id)))
+        if d.id not in busy and devsvc.matches(d, rollout.selector, classes)
+    ]
+
+
+def wave_sizes(waves: list[dict[str, Any]], total: int) -> list[int]:
+    """Each wave takes its count or ceil(percent of total); the last wave takes whatever is left."""
+    sizes: list[int] = []
+    left = total
+    for wave in waves:
+        want = wave["count"] if wave.get("count") is not None else math.ceil(wave["percent"] * total / 100)
+        take = min(int(want), left)
+        sizes.append(take)
+        left -= take
+    sizes[-1] += left
+    return sizes
+
+
+def new_action(
+    rollout: Rollout, device: Device, *, purpose: str, operation: str, wave: int, now: float
+) -> DeviceAction:
+    return DeviceAction(
+        id=new_id("act", 8),
+        rollout_id=rollout.id or 0,
+        device_id=device.id,
+        purpose=purpose,
+        operation=operation,
+        wave=wave,
+        state="queued",
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def start(session: Session, rollout: Rollout, now: float | None = None) -> Rollout:
+    now = time.time() if now is None else now
+    if rollout.state != "draft":
+        raise Conflict(f"rollout {rollout.id} is {rollout.state}; only a draft can be started")
+    targets = eligible_devices(session, rollout, online_only=True)
+    if not targets:
+        raise Conflict(
+            "no online device matches the selector and has a package for its hardware class"
+            " (devices in another active rollout are skipped)"
+        )
+    order = sorted(targets, key=lambda d: d.id)
+    random.Random(rollout.id).shuffle(order)  # canaries spread over the fleet, yet reproducible
+    sizes = wave_sizes(rollout.waves, len(order))
+    index = 0
+    for wave, size in enumerate(sizes):
+        for device in order[index : index + size]:
+            action = new_action(rollout, device, purpose="deploy", operation="install", wave=wave, now=now)
+            pkg = pkgsvc.package_for(session, rollout.model_version_id, device.hardware_class)
+            action.package_id = pkg.id if pkg else None
+            action.target_model_sha256 = pkg.model_sha256 if pkg else None
+            session.add(action)
+        index += size
+    rollout.wave_sizes = sizes
+    rollout.state = "running"
+    rollout.state_reason = ""
+    rollout.current_wave = 0
+    rollout.wave_passed_at = None
+    rollout.started_at = now
+    session.add(rollout)
+    session.flush()
+    return rollout
+
+
+def pause(session: Session, rollout: Rollout, reason: str = "paused by the operator") -> Rollout:
+    if rollout.state != "running":
+        raise Conflict(f"rollout {rollout.id} is {rollout.state}; only a running rollout can be paused")
+    rollout.state, rollout.state_reason = "paused", reason
+    session.add(rollout)
+    session.flush()
+    return rollout
+
+
+def resume(session: Session, rollout: Rollout, now: float | None = None) -> Rollout:
+    if rollout.state != "paused":
+        raise Conflict(f"rollout {rollout.id} is {rollout.state}; only a paused rollout can be resumed")
+    deploys = actions_of(session, rollout.id or 0, "deploy")
+    rollout.failure_baseline = sum(1 for a in deploys if a.state in FAILED)
+    wave = [a for a in deploys if a.wave == rollout.current_wave]
+    if wave and all(a.state in TERMINAL for a in wave) and rollout.wave_passed_at is None:
+        rollout.wave_passed_at = (
+            time.time() if now is None else now
+        )  # resuming accepts a wave that ended below its threshold
+    rollout.state, rollout.state_reason = "running", ""
+    session.add(rollout)
+    session.flush()
+    return rollout
+
+
+def abort(session: Session, rollout: Rollout, now: float | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """Stop for good. Devices told about the rollout but not yet started are told to do nothing;
+    those already installing finish (interrupting a trial would be worse). Returns desired docs to send."""
+    now = time.time() if now is None else now
+    if rollout.state not in ("draft", "running", "paused"):
+        raise Conflict(f"rollout {rollout.id} is {rollout.state}; it cannot be aborted")
+    publish: list[tuple[str, dict[str, Any]]] = []
+    for action in actions_of(session, rollout.id or 0, "deploy"):
+        if action.state == "notified":
+            action.state, action.error, action.updated_at = "failed", "rollout aborted", now
+            session.add(action)
+            device = session.get(Device, action.device_id)
+            if device is not None and (device.desired or {}).get("action_id") == action.id:
+                device.desired = none_desired()
+                session.add(device)
+                publish.append((device.id, device.desired))
+    rollout.state, rollout.state_reason, rollout.finished_at = "aborted", "aborted by the operator", now
+    session.add(rollout)
+    session.flush()
+    return publish
+
+
+def request_rollback(
+    session: Session, rollout: Rollout, reason: str = "rollback asked by the operator"
+) -> Rollout:
+    if rollout.state not in ("running", "paused", "completed", "aborted"):
+        raise Conflict(f"rollout {rollout.id} is {rollout.state}; it cannot be rolled back")
+    rollout.state, rollout.state_reason = "rolling_back", reason
+    rollout.finished_at = None
+    session.add(rollout)
+    session.flush()
+    return rollout
+
+
+def none_desired() -> dict[str, Any]:
+    return {
+        "action_id": None,
+        "operation": "none",
+        "package_id": None,
+        "package_size": 0,
+        "model_sha256": None,
+        "chunk_size": 0,
+    }
+
+
+def apply_status(session: Session, device_id: str, msg: dict[str, Any], now: float) -> str:
+    """Record a device's action status (PROTOCOL 4.4). Returns what happened, for the gateway's counters:
+    "applied", "stale" (action already finished), or raises ValueError for a malformed/foreign status."""
+    action_id = msg.get("action_id")
+    state = msg.get("state")
+    if not isinstance(action_id, str) or state not in DEVICE_REPORTED_STATES:
+        raise ValueError("status needs a string action_id and a known state")
+    code = msg.get("error_code", 0)
+    if not isinstance(code, int) or isinstance(code, bool) or not 0 <= code <= 255:
+        raise ValueError("error_code must be an integer in 0..255")
+    action = session.get(DeviceAction, action_id)
+    if action is None or action.device_id != device_id:
+        raise ValueError(f"unknown action {action_id!r} for this device")
+    if action.state in TERMINAL:
+        return "stale"
+    if action.operation == "revert" and state == "rolled_back":
+        state = "confirmed"  # for a revert, being back on the old model is the goal
+    action.state = state
+    action.updated_at = now
+    if state in ("failed", "rolled_back"):
+        action.error_code = code
+        error = msg.get("error")
+        action.error = (error if isinstance(error, str) else "")[:500]
+    received = msg.get("bytes_received", msg.get("offset"))
+    if isinstance(received, int) and not isinstance(received, bool) and received >= 0:
+        action.bytes_received = received
+    session.add(action)
+    return "applied"
+
+
+def counts(actions: list[DeviceAction]) -> dict[str, Any]:
+    by_state: dict[str, int] = {}
+    for a in actions:
+        by_state[a.state] = by_state.get(a.state, 0) + 1
+    return {"total": len(actions), "by_state": by_state}
+
+
+ENCODING_NAMES = {0: "raw", 1: "compressed", 2: "delta"}
+
+
+def transfer(actions: list[DeviceAction]) -> dict[str, Any]:
+    """Bytes sent per wave and in all, against the raw packages' sizes, for the actions that were sent
+    something (a revert downloads nothing)."""
+    sent = [a for a in actions if a.sent_package_id is not None]
+    waves: dict[int, dict[str, int]] = {}
+    encodings: dict[str, int] = {}
+    for a in sent:
+        w = waves.setdefault(a.wave, {"wave": a.wave, "actions": 0, "bytes_sent": 0, "raw_bytes": 0})
+        w["actions"] += 1
+        w["bytes_sent"] += a.bytes_sent
+        w["raw_bytes"] += a.raw_size
+        name = ENCODING_NAMES.get(a.payload_encoding or 0, "?")
+        encodings[name] = encodings.get(name, 0) + 1
+    return {
+        "bytes_sent": sum(a.bytes_sent for a in sent),
+        "raw_bytes": sum(a.raw_size for a in sent),
+        "encodings": encodings,
+        "waves": [waves[k] for k in sorted(waves)],
+    }
+
+
+def version_label(session: Session, model_version_id: int) -> tuple[str, str]:
+    mv = session.get(ModelVersion, model_version_id)
+    if mv is None:
+        return "?", "?"
+    model = registry.get_model(session, mv.model_id)
+    return model.name, mv.version

@@ -1,0 +1,700 @@
+"""One simulated device: MQTT (docs/PROTOCOL.md section 4) on one side, the real C runtime on the other.
+
+The agent is only a courier. Every decision about a package (signature, policy, offsets, digests, slots,
+self-test, revert) is taken by the C runtime behind `RuntimeDriver`, which speaks the frame protocol to
+the host library; the agent moves bytes between the broker and the runtime and reports what the runtime
+says, error codes included.
+
+Concurrency: an agent runs on an asyncio loop and never blocks it. Its paho client is driven by the loop
+(socket readers/writers registered through paho's external-loop callbacks), so one process holds
+hundreds of agents without a thread each; see tinyfleet/sim/fleet.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import socket
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from tinyfleet.device.frames import Q16_ONE, ModelTelemetry
+from tinyfleet.device.runtime import TensorSpec
+from tinyfleet.sim import sensors
+from tinyfleet.sim.profiles import DeviceProfile
+from tinyfleet.sim.runtime_driver import RuntimeDriver, RuntimeFailure, RuntimeState
+
+log = logging.getLogger(__name__)
+
+MANIFEST_SIZE = 292
+CHUNK_FORMAT = 1
+ERR_FLASH_IO = 64
+ERR_BAD_MESSAGE = 100
+MISC_PERIOD_S = 1.0
+MAX_INFERENCES_PER_REPORT = 5  # bounds the simulator's CPU per device; the count reported is the real one
+
+
+@dataclass
+class AgentConfig:
+    device_id: str
+    broker_host: str
+    broker_port: int
+    username: str | None = None
+    password: str | None = None
+    keepalive: int = 30
+    seed: int = 0
+
+
+@dataclass
+class AgentStats:
+    """Counters a fleet aggregates: what the device saw, not what the server believes."""
+
+    chunks_received: int = 0
+    chunk_bytes: int = 0
+    chunk_requests: int = 0
+    malformed: int = 0
+    installs_confirmed: int = 0
+    installs_failed: int = 0
+    reverts: int = 0
+    power_cuts: int = 0
+    reconnects: int = 0
+
+
+@dataclass
+class _Action:
+    """The desired operation being carried out."""
+
+    action_id: str | None
+    operation: str
+    package_id: str
+    package_size: int
+    model_sha256: str
+    chunk_size: int
+    offset: int = 0  # next package offset wanted
+    manifest: bytearray = field(default_factory=bytearray)
+    bytes_received: int = 0
+    done: bool = False
+    retries: int = 0  # consecutive re-requests of the same offset (back-off)
+
+
+def parse_chunk(data: bytes) -> tuple[str, int, int, bytes]:
+    """Decode a binary chunk (section 4.3) into (package_id, offset, package_size, data)."""
+    if len(data) < 2 or data[0] != CHUNK_FORMAT:
+        raise ValueError("chunk: bad format byte")
+    id_len = data[1]
+    head = 2 + id_len + 8
+    if len(data) < head:
+        raise ValueError("chunk: truncated header")
+    try:
+        package_id = data[2 : 2 + id_len].decode("ascii")
+    except UnicodeDecodeError:
+        raise ValueError("chunk: package id is not ASCII") from None
+    offset, package_size = struct.unpack_from("<II", data, 2 + id_len)
+    return package_id, offset, package_size, bytes(data[head:])
+
+
+def parse_desired(payload: bytes) -> _Action:
+    """Validate a desired-state JSON (section 4.1); ValueError with a reason when malformed."""
+    try:
+        doc = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError("desired: not JSON") from None
+    if not isinstance(doc, dict):
+        raise ValueError("desired: not a JSON object")
+    operation = doc.get("operation", "none")
+    if operation not in ("install", "revert", "none"):
+        raise ValueError(f"desired: unknown operation {operation!r}")
+    action_id = doc.get("action_id")
+    if action_id is not None and not isinstance(action_id, str):
+        raise ValueError("desired: action_id must be a string or null")
+    if operation == "none":
+        return _Action(action_id, "none", "", 0, "", 0)
+    sha = doc.get("model_sha256")
+    if not isinstance(sha, str) or len(sha) != 64:
+        raise ValueError("desired: model_sha256 must be 64 hex digits")
+    try:
+        bytes.fromhex(sha)
+    except ValueError:
+        raise ValueError("desired: model_sha256 must be 64 hex digits") from None
+    package_id = doc.get("package_id", "")
+    size = doc.get("package_size", 0)
+    chunk = doc.get("chunk_size", 1024)
+    if operation == "install":
+        if (
+            not isinstance(package_id, str)
+            or not package_id
+            or not package_id.isascii()
+            or len(package_id) > 255
+        ):
+            raise ValueError("desired: package_id must be a non-empty ASCII string")
+        if not isinstance(size, int) or isinstance(size, bool) or not MANIFEST_SIZE < size < 2**32:
+            raise ValueError("desired: package_size out of range")
+        if not isinstance(chunk, int) or isinstance(chunk, bool) or not 16 <= chunk <= 1 << 20:
+            raise ValueError("desired: chunk_size out of range")
+    return _Action(action_id, operation, str(package_id), int(size or 0), sha.lower(), int(chunk or 1024))
+
+
+class DeviceAgent:
+    """One device. Create it on a running asyncio loop, then `start()`; `stop()` disconnects cleanly."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        profile: DeviceProfile,
+        driver: RuntimeDriver,
+        loop: asyncio.AbstractEventLoop,
+        on_event: Callable[[str, DeviceAgent], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.profile = profile
+        self.driver = driver
+        self.loop = loop
+        self.stats = AgentStats()
+        self.rng = random.Random(config.seed)
+        self._on_event = on_event
+        self._topic = f"tf/{config.device_id}"
+        self._action: _Action | None = None
+        self._chunk_timer: asyncio.TimerHandle | None = None
+        self._churn_timer: asyncio.TimerHandle | None = None
+        self._telemetry_timer: asyncio.TimerHandle | None = None
+        # (driver boot count, runtime telemetry) at the previous report
+        self._last_telemetry: tuple[int, ModelTelemetry] | None = None
+        self._model_io: dict[str, tuple[TensorSpec, TensorSpec] | None] = {}  # model sha -> its tensors
+        self._running = False
+        self._connected = False
+        self._away_seconds: float | None = None
+        self._cut_actions: set[str | None] = set()
+        self._fresh_client = False
+        self._asked_at: float | None = None  # when the pending chunk request left (RTT sample)
+        self._srtt = 0.0
+        self._rttvar = 0.0
+        self.client = self._make_client()
+
+    # ----- MQTT plumbing on the asyncio loop -------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.config.device_id,
+            protocol=mqtt.MQTTv5,
+            reconnect_on_failure=False,
+        )
+        if self.config.username:
+            c.username_pw_set(self.config.username, self.config.password)
+        c.will_set(f"{self._topic}/presence", json.dumps({"online": False}), qos=1, retain=True)
+        c.max_inflight_messages_set(50)
+        c.max_queued_messages_set(0)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        c.on_socket_open = self._on_socket_open
+        c.on_socket_close = self._on_socket_close
+        c.on_socket_register_write = self._on_register_write
+        c.on_socket_unregister_write = self._on_unregister_write
+        return c
+
+    def _on_socket_open(self, client: mqtt.Client, _u: Any, sock: Any) -> None:
+        self.loop.add_reader(sock, self._safe(client.loop_read))
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+
+    def _on_socket_close(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
+        self.loop.remove_reader(sock)
+        self.loop.remove_writer(sock)
+
+    def _on_register_write(self, client: mqtt.Client, _u: Any, sock: Any) -> None:
+        self.loop.add_writer(sock, self._safe(client.loop_write))
+
+    def _on_unregister_write(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
+        self.loop.remove_writer(sock)
+
+    def _safe(self, fn: Callable[[], Any]) -> Callable[[], None]:
+        """Loop callbacks must never raise into asyncio: log and count instead."""
+
+        def run() -> None:
+            try:
+                fn()
+            except Exception:
+                log.exception("%s: network loop error", self.config.device_id)
+
+        return run
+
+    def misc(self) -> None:
+        """Keepalive and retries; the fleet calls it about once a second for every agent."""
+        if self._connected:
+            self.client.loop_misc()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def device_id(self) -> str:
+        return self.config.device_id
+
+    def start(self) -> None:
+        if self.profile.faults.dead:
+            return  # a dead device never shows up
+        self._running = True
+        self._connect()
+        self._schedule_churn()
+        self._schedule_telemetry(first=True)
+
+    def _connect(self) -> None:
+        if not self._running:
+            return
+        try:
+            self.client.connect(self.config.broker_host, self.config.broker_port, self.config.keepalive)
+        except OSError as exc:
+            log.info("%s: connect failed (%s), retrying", self.config.device_id, exc)
+            self._later(1.0 + self.rng.random(), self._connect)
+
+    def stop(self) -> None:
+        """Go offline cleanly (presence false, then disconnect)."""
+        self._running = False
+        self._cancel_timers()
+        if self._connected:
+            # "Disconnect with will message": the broker publishes our retained presence=false itself. A
+            # separate publish right before DISCONNECT could still be unacknowledged, and paho would
+            # re-send it after the next connect, marking a device that is back online as offline.
+            self.client.disconnect(
+                reasoncode=ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message")
+            )
+        self._connected = False
+
+    def drop_connection(self, away_seconds: float | None = None) -> None:
+        """Vanish abruptly (no DISCONNECT, so the broker publishes the last will); come back after
+        away_seconds (default: the usual reconnect back-off). The loop's reader sees the closed socket."""
+        self._away_seconds = away_seconds
+        sock = self.client.socket()
+        if sock is not None:
+            with contextlib.suppress(OSError, AttributeError):
+                sock.shutdown(socket.SHUT_RDWR)  # type: ignore[attr-defined]
+
+    def _later(self, delay: float, fn: Callable[[], None]) -> asyncio.TimerHandle:
+        def run() -> None:
+            try:
+                fn()
+            except Exception:
+                log.exception("%s: scheduled step failed", self.config.device_id)
+
+        return self.loop.call_later(max(0.0, delay), run)
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._chunk_timer, self._churn_timer, self._telemetry_timer):
+            if timer is not None:
+                timer.cancel()
+        self._chunk_timer = self._churn_timer = self._telemetry_timer = None
+
+    def _on_connect(
+        self, client: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Properties | None
+    ) -> None:
+        if client is not self.client:
+            return  # a client discarded by a power cycle
+        if reason.is_failure:
+            log.warning("%s: broker refused the connection: %s", self.config.device_id, reason)
+            self._emit("refused")
+            return
+        self._connected = True
+        client.subscribe([(f"{self._topic}/desired", 1), (f"{self._topic}/chunk", 1)])
+        client.publish(f"{self._topic}/presence", json.dumps({"online": True}), qos=1, retain=True)
+        self.publish_reported()
+        self._emit("online")
+        # The retained desired state arrives again after the subscription: that resumes any action.
+
+    def _on_disconnect(self, client: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
+        if client is not self.client:
+            return
+        was = self._connected
+        self._connected = False
+        if self._chunk_timer is not None:
+            self._chunk_timer.cancel()
+            self._chunk_timer = None
+        if was:
+            self._emit("offline")
+        if self._running:
+            self.stats.reconnects += 1
+            away, self._away_seconds = self._away_seconds, None
+            self._later(away if away is not None else 0.5 + self.rng.random(), self._reconnect)
+
+    def _reconnect(self) -> None:
+        if not self._running or self._connected:
+            return
+        if self._fresh_client:
+            # After a power cut the device's RAM, including paho's unacknowledged messages, is gone.
+            self._fresh_client = False
+            self.client = self._make_client()
+            self._connect()
+            return
+        try:
+            self.client.reconnect()
+        except OSError:
+            self._later(1.0 + self.rng.random() * 2, self._reconnect)
+
+    def _emit(self, event: str) -> None:
+        if self._on_event is not None:
+            self._on_event(event, self)
+
+    def _publish(self, sub: str, doc: dict[str, Any], retain: bool = False) -> None:
+        if self._connected:
+            self.client.publish(
+                f"{self._topic}/{sub}", json.dumps(doc, separators=(",", ":")), qos=1, retain=retain
+            )
+
+    # ----- incoming messages ------------------------------------------------------------------------------
+
+    def _on_message(self, client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        if client is not self.client:
+            return
+        try:
+            if msg.topic.endswith("/chunk"):
+                self._on_chunk(bytes(msg.payload))
+            elif msg.topic.endswith("/desired"):
+                self._on_desired(bytes(msg.payload))
+        except ValueError as exc:
+            self.stats.malformed += 1
+            log.info("%s: ignored malformed message on %s: %s", self.config.device_id, msg.topic, exc)
+
+    def _on_desired(self, payload: bytes) -> None:
+        if not payload:
+            return  # retained message cleared
+        action = parse_desired(payload)
+        current = self._action
+        if current is not None and not current.done and current.action_id == action.action_id:
+            # The same action again (reconnect re-delivers the retained desired): resume where we are.
+            if current.operation == "install" and current.package_id == action.package_id:
+                self._request_chunk()
+            return
+        self._cancel_chunk_timer()
+        self._action = action
+        if action.operation == "install":
+            self._start_install(action)
+        elif action.operation == "revert":
+            self._do_revert(action)
+        else:
+            action.done = True
+
+    # ----- install ----------------------------------------------------------------------------------------
+
+    def _state(self) -> RuntimeState:
+        return self.driver.state()
+
+    def _start_install(self, action: _Action) -> None:
+        state = self._state()
+        active = state.active_model_sha256()
+        if active == action.model_sha256:
+            if state.phase == "trial":
+                self._finish_trial(action)  # power lost after activate: finish the trial
+            else:
+                action.done = True
+                self._status(action, "confirmed")
+            return
+        self._status(action, "downloading")
+        self._request_chunk()
+
+    def _request_chunk(self) -> None:
+        action = self._action
+        if action is None or action.done or not self._connected:
+            return
+        length = min(action.chunk_size, action.package_size - action.offset)
+        if action.offset < MANIFEST_SIZE:
+            length = min(length, MANIFEST_SIZE - action.offset)  # the manifest first, on its own
+        if length <= 0:
+            return
+        self.stats.chunk_requests += 1
+        self._asked_at = time.monotonic() if action.retries == 0 else None  # no RTT sample from a retry
+        self._publish(
+            "chunk/req", {"package_id": action.package_id, "offset": action.offset, "length": length}
+        )
+        self._cancel_chunk_timer()
+        # Retransmission timeout as TCP does it (smoothed round trip + 4 deviations, RFC 6298), never
+        # below the profile's timeout, doubled per retry: a busy server must not be asked twice as often.
+        base = max(
+            self.profile.chunk_timeout_s * self.profile.faults.slow_factor, self._srtt + 4 * self._rttvar
+        )
+        timeout = base * 2 ** min(action.retries, 4) + self.profile.link_delay(length)
+        self._chunk_timer = self._later(timeout, lambda: self._chunk_timed_out(action))
+
+    def _rtt_sample(self) -> None:
+        if self._asked_at is None:
+            return
+        rtt = time.monotonic() - self._asked_at
+        self._asked_at = None
+        if self._srtt == 0.0:
+            self._srtt, self._rttvar = rtt, rtt / 2
+        else:
+            self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - rtt)
+            self._srtt = 0.875 * self._srtt + 0.125 * rtt
+
+    def _chunk_timed_out(self, action: _Action) -> None:
+        if action is self._action and not action.done:
+            action.retries += 1
+            self._request_chunk()
+
+    def _cancel_chunk_timer(self) -> None:
+        if self._chunk_timer is not None:
+            self._chunk_timer.cancel()
+            self._chunk_timer = None
+
+    def _on_chunk(self, payload: bytes) -> None:
+        package_id, offset, package_size, data = parse_chunk(payload)
+        action = self._action
+        if action is None or action.done or action.operation != "install" or package_id != action.package_id:
+            return  # a late chunk of an earlier action
+        if offset != action.offset or package_size != action.package_size or not data:
+            return  # duplicate or out of order: the timer re-asks for the right offset
+        if self.profile.faults.chunk_loss and self.rng.random() < self.profile.faults.chunk_loss:
+            return  # lost on the link; the timer re-asks
+        self._cancel_chunk_timer()
+        delay = self.profile.link_delay(len(data))
+        if delay > 0:
+            self._later(delay, lambda: self._accept_chunk(action, offset, data))
+        else:
+            self._accept_chunk(action, offset, data)
+
+    def _accept_chunk(self, action: _Action, offset: int, data: bytes) -> None:
+        if action is not self._action or action.done or offset != action.offset:
+            return
+        self.stats.chunks_received += 1
+        self.stats.chunk_bytes += len(data)
+        self._rtt_sample()
+        action.retries = 0
+        action.bytes_received += len(data)
+        try:
+            if offset < MANIFEST_SIZE:
+                action.manifest += data
+                action.offset += len(data)
+                if len(action.manifest) >= MANIFEST_SIZE:
+                    self._maybe_arm_power_cut(action)
+                    resume = self.driver.install_begin(bytes(action.manifest[:MANIFEST_SIZE]))
+                    action.offset = MANIFEST_SIZE + resume
+            else:
+                self.driver.install_chunk(offset - MANIFEST_SIZE, data)
+                action.offset += len(data)
+        except RuntimeFailure as exc:
+            self._runtime_failed(action, exc)
+            return
+        if action.offset >= action.package_size:
+            self._finish_download(action)
+        else:
+            self._request_chunk()
+
+    def _finish_download(self, action: _Action) -> None:
+        try:
+            self._status(action, "verifying")
+            self.driver.install_end()
+            self.driver.activate()
+        except RuntimeFailure as exc:
+            self._runtime_failed(action, exc)
+            return
+        self._status(action, "trial")
+        self._finish_trial(action)
+
+    def _finish_trial(self, action: _Action) -> None:
+        try:
+            self.driver.selftest()
+            self.driver.confirm()
+        except RuntimeFailure as exc:
+            self._runtime_failed(action, exc)
+            return
+        action.done = True
+        self.stats.installs_confirmed += 1
+        self._status(action, "confirmed")
+        self.publish_reported()
+
+    def _runtime_failed(self, action: _Action, exc: RuntimeFailure) -> None:
+        if self.driver.powered_off():
+            self._power_cycle()
+            return
+        action.done = True
+        self.stats.installs_failed += 1
+        self._cancel_chunk_timer()
+        self._status(action, "failed", exc.code, exc.detail)
+        self.publish_reported()
+
+    # ----- faults -----------------------------------------------------------------------------------------
+
+    def _maybe_arm_power_cut(self, action: _Action) -> None:
+        p = self.profile.faults.power_cut_during_install
+        # At most one cut per action (the injector's memory, not the device's): the resumed install
+        # must be able to finish.
+        if p and action.action_id not in self._cut_actions and self.rng.random() < p:
+            self._cut_actions.add(action.action_id)
+            # Somewhere within the install's flash writes (a small model's install is about 12 program and
+            # erase operations: slot erase, header, payload pages, state commits).
+            self.driver.arm_power_cut(self.rng.randint(1, 12), seed=self.rng.getrandbits(32))
+
+    def _power_cycle(self) -> None:
+        """Power was cut: the device vanishes, reboots its runtime and comes back to resume."""
+        self.stats.power_cuts += 1
+        self._cancel_chunk_timer()
+        self._action = None  # RAM is gone; the retained desired state tells us again what to do
+        self.driver.power_on_and_boot()
+        self._fresh_client = True
+        self.drop_connection(0.2 + self.rng.random() * 0.5)
+        self._emit("power_cut")
+
+    def _schedule_churn(self) -> None:
+        rate = self.profile.faults.churn_per_second
+        if not rate or not self._running:
+            return
+        self._churn_timer = self._later(self.rng.expovariate(rate), self._churn)
+
+    def _churn(self) -> None:
+        if not self._running:
+            return
+        if self._connected:
+            self.drop_connection(self.profile.faults.offline_seconds)
+        self._schedule_churn()
+
+    # ----- telemetry --------------------------------------------------------------------------------------
+
+    def _schedule_telemetry(self, first: bool = False) -> None:
+        period = self.profile.telemetry_period_s
+        if not self._running or period <= 0 or self.profile.inference_hz <= 0:
+            return
+        delay = period * (self.rng.random() if first else 1.0)  # spread the fleet's reports over time
+        self._telemetry_timer = self._later(delay, self._telemetry_tick)
+
+    def _telemetry_tick(self) -> None:
+        self._schedule_telemetry()
+        if not self._connected or self._action_in_progress():
+            return
+        report = self.run_inferences()
+        if report is not None:
+            self._publish("telemetry", {"reports": [report]})
+
+    def _action_in_progress(self) -> bool:
+        return self._action is not None and not self._action.done
+
+    def run_inferences(self) -> dict[str, Any] | None:
+        """Run the period's inferences on the runtime (sensor data for the model), then report what the
+        runtime's own telemetry (PROTOCOL 3.2.6) counted since the previous report as one report (4.5);
+        None without an active model. On the host library the latency is the runtime's estimate from the
+        model's operation count and the profile's clock, flagged `latency_estimated`."""
+        state = self._state()
+        sha = state.active_model_sha256()
+        if sha is None or state.phase != "idle":
+            return None
+        count = max(
+            1,
+            min(
+                MAX_INFERENCES_PER_REPORT, round(self.profile.inference_hz * self.profile.telemetry_period_s)
+            ),
+        )
+        for _ in range(count):
+            self._infer_once(sha)
+        try:
+            now = self.driver.telemetry().model
+        except RuntimeFailure:
+            return None
+        if now.model_sha256 != sha:
+            return None
+        boots, prev = self._last_telemetry or (0, None)
+        if boots != self.driver.boots or prev is None or prev.model_sha256 != now.model_sha256:
+            prev = None  # a new model or a reboot: the runtime's counters started over
+        self._last_telemetry = (self.driver.boots, now)
+        return telemetry_report(now, prev)
+
+    def _infer_once(self, sha: str) -> None:
+        """One inference on sensor data shaped for the active model (tinyfleet/sim/sensors.py). A failure
+        needs no handling here: the runtime counts it in its telemetry."""
+        if sha not in self._model_io:
+            self._model_io[sha] = self.driver.model_io()
+        io = self._model_io[sha]
+        data = sensors.sensor_input(io[0], io[1], self.rng) if io is not None else bytes(1)
+        with contextlib.suppress(RuntimeFailure):
+            self.driver.infer(data)
+
+    # ----- revert -----------------------------------------------------------------------------------------
+
+    def _do_revert(self, action: _Action) -> None:
+        state = self._state()
+        # Already running the model to return to (an abandoned download of the newer one does not count:
+        # it never became active) -> nothing to revert. In trial, the active model is the new one.
+        if state.active_model_sha256() == action.model_sha256 and state.phase != "trial":
+            action.done = True
+            self._status(action, "rolled_back")
+            return
+        try:
+            self.driver.revert()
+        except RuntimeFailure as exc:
+            self._runtime_failed(action, exc)
+            return
+        action.done = True
+        self.stats.reverts += 1
+        state = self._state()
+        if state.active_model_sha256() == action.model_sha256:
+            self._status(action, "rolled_back")
+        else:
+            self._status(action, "failed", 41, "previous slot does not hold the requested model")
+        self.publish_reported()
+
+    # ----- reports ----------------------------------------------------------------------------------------
+
+    def _status(self, action: _Action, state: str, code: int = 0, error: str = "") -> None:
+        if action.action_id is None:
+            return
+        self._publish(
+            "status",
+            {
+                "action_id": action.action_id,
+                "state": state,
+                "error_code": code,
+                "error": error,
+                "offset": action.offset,
+                "bytes_received": action.bytes_received,
+            },
+        )
+
+    def publish_reported(self) -> None:
+        self._publish("reported", self._state().reported(), retain=True)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "device_id": self.device_id,
+            "connected": self._connected,
+            "ts": time.time(),
+            **self.stats.__dict__,
+        }
+
+
+def telemetry_report(now: ModelTelemetry, prev: ModelTelemetry | None) -> dict[str, Any]:
+    """PROTOCOL 4.5 report of what the runtime counted between two TELEMETRY readings of the same model
+    (prev None: since the model became active). Every field comes from the runtime's counters."""
+
+    def delta(a: int, b: int) -> int:
+        return a - b if prev is not None else a
+
+    p = prev
+    inferences = delta(now.inferences, p.inferences if p else 0)
+    classified = delta(now.classified, p.classified if p else 0)
+    cycles = delta(now.cycles_total, p.cycles_total if p else 0)
+    confidence = delta(now.confidence_q16_total, p.confidence_q16_total if p else 0)
+    histogram = [n - (p.histogram[i] if p else 0) for i, n in enumerate(now.histogram)]
+    while histogram and histogram[-1] == 0:
+        histogram.pop()  # trailing empty classes carry no information
+    latency = cycles / inferences * 1e6 / now.cpu_hz if inferences and now.cpu_hz else 0.0
+    return {
+        "ts": time.time(),
+        "model_sha256": now.model_sha256,
+        "inference_count": inferences,
+        "latency_us_mean": latency,
+        "latency_estimated": now.latency_estimated,
+        "class_histogram": histogram,
+        "confidence_mean": confidence / Q16_ONE / classified if classified else 0.0,
+        "errors": delta(now.errors, p.errors if p else 0),
+        "arena_bytes": now.arena_bytes,
+    }

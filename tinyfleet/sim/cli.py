@@ -1,0 +1,183 @@
+"""`tinyfleet simulate`: provision N simulated devices on a running server and run them until stopped."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from urllib.parse import urlsplit
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from tinyfleet.sim.fleet import DeviceSpec, Fleet, FleetConfig, FleetSnapshot
+from tinyfleet.sim.profiles import FleetMix
+from tinyfleet.sim.server_api import ProvisionedDevice, ServerApi, ServerApiError
+
+# A QEMU device is one emulator process (and its share of a core while it computes): keep them few.
+MAX_QEMU_DEVICES = 8
+
+simulate_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+def _fail(message: str) -> None:
+    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {message}")
+    raise typer.Exit(1)
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def parse_mqtt_override(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    if parts.scheme != "mqtt" or not parts.hostname:
+        raise ValueError(f"--mqtt must look like mqtt://host:port, got {url!r}")
+    try:
+        return parts.hostname, parts.port or 1883
+    except ValueError:
+        raise ValueError(f"--mqtt has an invalid port: {url!r}") from None
+
+
+def provision_fleet(
+    api: ServerApi,
+    count: int,
+    mix: FleetMix,
+    prefix: str,
+    group: str | None,
+    seed: int = 0,
+    on_progress: Callable[[int], None] | None = None,
+) -> tuple[list[DeviceSpec], list[ProvisionedDevice]]:
+    """Provision devices `{prefix}-0000`..; returns agent specs and what the server answered."""
+    profiles = mix.assign(count, seed)
+    specs: list[DeviceSpec] = []
+    provisioned: list[ProvisionedDevice] = []
+    for index, profile in enumerate(profiles):
+        device_id = f"{prefix}-{index:05d}"
+        got = api.provision(device_id, profile.hardware_class, group=group, tags=[f"profile:{profile.name}"])
+        provisioned.append(got)
+        specs.append(
+            DeviceSpec(got.device_id, profile, got.username, got.password, seed=seed * 100003 + index)
+        )
+        if on_progress is not None:
+            on_progress(index + 1)
+    return specs, provisioned
+
+
+def run_on_qemu(specs: list[DeviceSpec], count: int) -> list[DeviceSpec]:
+    """The first count devices run the real firmware under QEMU. Their profile keeps everything but the
+    power-cut injection, which only the host library offers in a fleet."""
+    if not 0 <= count <= min(len(specs), MAX_QEMU_DEVICES):
+        raise ValueError(f"--qemu must be within 0..{min(len(specs), MAX_QEMU_DEVICES)}, got {count}")
+    out = list(specs)
+    for i in range(count):
+        profile = out[i].profile
+        faults = replace(profile.faults, power_cut_during_install=0.0)
+        out[i] = replace(out[i], qemu=True, profile=replace(profile, faults=faults))
+    return out
+
+
+def _table(snap: FleetSnapshot, started: float) -> Table:
+    table = Table(title=f"simulated fleet ({time.monotonic() - started:.0f} s)")
+    for column in (
+        "devices",
+        "online",
+        "installs",
+        "failed",
+        "reverts",
+        "chunk KiB",
+        "power cuts",
+        "malformed",
+    ):
+        table.add_column(column, justify="right")
+    t = snap.totals
+    table.add_row(
+        str(snap.devices),
+        str(snap.online),
+        str(t.get("installs_confirmed", 0)),
+        str(t.get("installs_failed", 0)),
+        str(t.get("reverts", 0)),
+        f"{t.get('chunk_bytes', 0) / 1024:.1f}",
+        str(t.get("power_cuts", 0)),
+        str(t.get("malformed", 0)),
+    )
+    return table
+
+
+@simulate_app.command("simulate")
+def simulate(
+    devices: int = typer.Option(
+        10, "--devices", "-n", min=1, max=100_000, help="number of simulated devices"
+    ),
+    server: str = typer.Option("http://127.0.0.1:8000", help="control plane base URL"),
+    token: str = typer.Option("tinyfleet-dev-token", envvar="TINYFLEET_API_TOKEN", help="API token"),
+    mqtt: str | None = typer.Option(None, help="broker URL override (default: what provisioning returns)"),
+    profile: str = typer.Option("lan", help="profile name or weighted mix, e.g. 'lan:0.9,flaky:0.1'"),
+    prefix: str = typer.Option("sim", help="device id prefix"),
+    group: str | None = typer.Option("sim", help="device group set at provisioning"),
+    processes: int = typer.Option(0, min=0, help="worker processes (0: one per core)"),
+    duration: float = typer.Option(0.0, min=0.0, help="seconds to run (0: until Ctrl-C)"),
+    seed: int = typer.Option(0, help="seed for profile assignment and fault injection"),
+    qemu: int = typer.Option(
+        0,
+        min=0,
+        max=MAX_QEMU_DEVICES,
+        help="how many of the devices run the real firmware under QEMU (one emulator process each)",
+    ),
+) -> None:
+    """Provision N simulated devices (real C runtime each) on a running server and keep them online."""
+    console = Console()
+    try:
+        mix = FleetMix.parse(profile)
+        override = parse_mqtt_override(mqtt) if mqtt else None
+    except ValueError as exc:
+        _fail(str(exc))
+        return
+    if qemu > devices:
+        _fail(f"--qemu {qemu} is more than --devices {devices}")
+        return
+    if qemu:
+        from tinyfleet.sim.qemu_transport import qemu_unavailable
+
+        reason = qemu_unavailable()
+        if reason is not None:
+            _fail(f"--qemu needs QEMU and the firmware build: {reason}")
+            return
+    with ServerApi(server, token) as api:
+        try:
+            with console.status(f"provisioning {devices} devices on {server}"):
+                specs, provisioned = provision_fleet(api, devices, mix, prefix, group, seed)
+        except ServerApiError as exc:
+            _fail(str(exc))
+            return
+    first = provisioned[0]
+    host, port = override or (first.mqtt_host, first.mqtt_port)
+    if host is None or port is None:
+        _fail("the server gave no MQTT address (it runs without a broker); pass --mqtt mqtt://host:port")
+        return
+    config = FleetConfig(host, port, first.trusted_keys, tuple(run_on_qemu(specs, qemu)))
+    fleet = Fleet(config, processes=processes or None)
+    on_qemu = f" ({qemu} under QEMU)" if qemu else ""
+    console.print(
+        f"starting {devices} devices{on_qemu} in {fleet.processes} process(es), broker {host}:{port}"
+    )
+    started = time.monotonic()
+    # `kill`, `timeout`, systemd and docker stop with SIGTERM: stop the fleet as for Ctrl-C, or its worker
+    # processes would outlive this one.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        fleet.start()
+        with Live(_table(fleet.snapshot(), started), console=console, refresh_per_second=2) as live:
+            while not duration or time.monotonic() - started < duration:
+                time.sleep(1.0)
+                live.update(_table(fleet.snapshot(), started))
+    except KeyboardInterrupt:
+        console.print("stopping the fleet")
+    except Exception as exc:
+        _fail(f"{type(exc).__name__}: {exc}")
+    finally:
+        fleet.stop()
+        signal.signal(signal.SIGTERM, previous)

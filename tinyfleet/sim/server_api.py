@@ -1,0 +1,173 @@
+"""The few control-plane REST calls the simulator, the demo and the benchmark make (httpx, bearer token).
+
+Errors come back as `ServerApiError` with the server's own message, never as an httpx traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from tinyfleet.sim.profiles import DeviceProfile
+from tinyfleet.sim.runtime_driver import TrustedKey
+
+API_PREFIX = "/api"
+
+
+class ServerApiError(RuntimeError):
+    """The server refused a request or could not be reached."""
+
+
+@dataclass(frozen=True)
+class ProvisionedDevice:
+    device_id: str
+    username: str
+    password: str
+    mqtt_host: str | None
+    mqtt_port: int | None
+    trusted_keys: tuple[TrustedKey, ...]
+    chunk_size: int
+
+
+class ServerApi:
+    def __init__(self, base_url: str, token: str, timeout: float = 30.0, prefix: str = API_PREFIX) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._client = httpx.Client(
+            base_url=self.base_url + prefix,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> ServerApi:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ServerApiError(f"cannot reach the server at {self.base_url}: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise ServerApiError(f"{method} {path}: HTTP {response.status_code}: {detail}")
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    # ----- devices ----------------------------------------------------------------------------------------
+
+    def provision(
+        self, device_id: str, hardware_class: int, group: str | None = None, tags: list[str] | None = None
+    ) -> ProvisionedDevice:
+        """Register a device, or rotate its password if it already exists (a re-run of the simulator)."""
+        body: dict[str, Any] = {"id": device_id, "hardware_class": hardware_class, "tags": tags or []}
+        if group:
+            body["group"] = group
+        try:
+            doc = self._request("POST", "/devices", json=body)
+        except ServerApiError as exc:
+            if "HTTP 409" not in str(exc):
+                raise
+            doc = self._request("POST", f"/devices/{device_id}/credentials")
+        mqtt = doc["mqtt"]
+        keys = tuple(TrustedKey.from_hex(k["key_id"], k["public_key"]) for k in doc["trust_store"])
+        return ProvisionedDevice(
+            device_id=doc["device"]["id"],
+            username=mqtt["username"],
+            password=mqtt["password"],
+            mqtt_host=mqtt.get("host"),
+            mqtt_port=mqtt.get("port"),
+            trusted_keys=keys,
+            chunk_size=int(doc.get("chunk_size", 1024)),
+        )
+
+    def put_hardware_class(self, profile: DeviceProfile, chunk_size: int = 1024) -> None:
+        self._request(
+            "PUT",
+            f"/hardware-classes/{profile.hardware_class}",
+            json={"name": profile.name, "chunk_size": chunk_size},
+        )
+
+    def device(self, device_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", f"/devices/{device_id}")
+        return result
+
+    def devices(self, **params: Any) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._request("GET", "/devices", params=params)
+        return result
+
+    # ----- packages and rollouts --------------------------------------------------------------------------
+
+    def ensure_model(self, name: str, description: str = "") -> dict[str, Any]:
+        """The registry model called name, created when missing."""
+        for model in self._request("GET", "/models"):
+            if model["name"] == name:
+                found: dict[str, Any] = model
+                return found
+        created: dict[str, Any] = self._request(
+            "POST", "/models", json={"name": name, "description": description}
+        )
+        return created
+
+    def upload_tflite(
+        self, model_id: int, tflite: bytes, *, version: str, hardware_class: int, notes: str = ""
+    ) -> dict[str, Any]:
+        """A .tflite for the server to check, sign and package (and later send as a delta)."""
+        result: dict[str, Any] = self._request(
+            "POST",
+            f"/models/{model_id}/versions",
+            params={"version": version, "hardware_class": hardware_class, "notes": notes},
+            content=tflite,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        return result
+
+    def upload_package(self, package: bytes, notes: str = "") -> dict[str, Any]:
+        result: dict[str, Any] = self._request(
+            "POST",
+            "/packages",
+            params={"notes": notes},
+            content=package,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        return result
+
+    def create_rollout(self, **body: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("POST", "/rollouts", json=body)
+        return result
+
+    def rollout(self, rollout_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", f"/rollouts/{rollout_id}")
+        return result
+
+    def rollout_actions(self, rollout_id: int, purpose: str | None = None) -> list[dict[str, Any]]:
+        params = {"purpose": purpose} if purpose else {}
+        result: list[dict[str, Any]] = self._request("GET", f"/rollouts/{rollout_id}/actions", params=params)
+        return result
+
+    def rollout_command(self, rollout_id: int, command: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("POST", f"/rollouts/{rollout_id}/{command}")
+        return result
+
+    def telemetry(self, **params: Any) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._request("GET", "/telemetry", params=params)
+        return result
+
+    def telemetry_summary(self, **params: Any) -> dict[str, Any]:
+        """GET /api/telemetry/summary (model_version_id, device_id, since, until)."""
+        result: dict[str, Any] = self._request("GET", "/telemetry/summary", params=params)
+        return result
+
+    def gateway_stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", "/gateway/stats")
+        return result
