@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup demo test lint typecheck ctest pytest clean
+.PHONY: setup demo test test-fast lint typecheck ctest pytest clean
 
 setup:
 	@bash scripts/setup.sh
@@ -11,6 +11,10 @@ demo: setup
 	$(PY) -m tinyfleet.cli demo
 
 test: setup lint typecheck ctest pytest
+
+# The edit-run loop: every test not marked slow (no end-to-end runs, user journeys or QEMU), no lint.
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
 
 lint:
 	.venv/bin/ruff check .

@@ -17,7 +17,6 @@ import ctypes
 import hashlib
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -26,9 +25,10 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from tinyfleet.device.library import LibraryError, load_library
+
 REPO = Path(__file__).resolve().parent.parent
 FIRMWARE = REPO / "agent_firmware"
-LIBRARY = FIRMWARE / "build" / "host" / "libtinyfleet_agent.so"
 MIB = 1 << 20
 
 
@@ -52,10 +52,10 @@ def main() -> int:
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
     parser.add_argument("--repeat", type=int, default=7, help="runs per figure (best reported)")
     args = parser.parse_args()
-    build = subprocess.run(["make", "-s", "-C", str(FIRMWARE), "host"], capture_output=True, text=True)
-    if build.returncode != 0:
-        sys.exit(f"make -C agent_firmware host failed:\n{build.stderr}")
-    lib = ctypes.CDLL(str(LIBRARY))
+    try:
+        lib = load_library()  # built -O2 by make when missing or stale
+    except LibraryError as exc:
+        sys.exit(str(exc))
     lib.tfa_ed25519_verify.restype = ctypes.c_int
 
     key = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))

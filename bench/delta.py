@@ -71,8 +71,9 @@ def pipeline_pairs(workdir: Path) -> list[tuple[str, Path, Path]]:
 
 
 def decoder_figures() -> tuple[int, int | None]:
-    subprocess.run(["make", "-s", "-C", str(ROOT / "agent_firmware"), "host"], check=True)
-    lib = ctypes.CDLL(str(ROOT / "agent_firmware" / "build" / "host" / "libtinyfleet_agent.so"))
+    from tinyfleet.device.library import load_library
+
+    lib = load_library()
     lib.tfa_host_delta_state_size.restype = ctypes.c_uint32
     ram = int(lib.tfa_host_delta_state_size())
     flash = None

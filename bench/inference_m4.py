@@ -46,11 +46,12 @@ SEED = 0x5EED1234
 def engine_facts(model: bytes) -> tuple[int | None, int | None]:
     """Exact arena bytes and multiply-accumulates per inference of the C engine (host build), or
     (None, None) when the host library is not built."""
-    try:
-        from tinyfleet.device.engine import Engine
+    from tinyfleet.device.engine import Engine
+    from tinyfleet.device.library import LibraryError
 
+    try:
         engine = Engine(model)
-    except (FileNotFoundError, OSError):
+    except LibraryError:
         return None, None
     return engine.arena_used, engine.mac_count
 
@@ -70,7 +71,7 @@ def main() -> int:
     except ImportError:
         print("skipped: tflite_micro (TFLite Micro's Python interpreter) is not installed")
         return 0
-    from tinyfleet.device.engine import selftest_input, selftest_output_sha256
+    from tinyfleet.signing.selftest import expected_output_sha256, input_sizes, selftest_input
 
     elf = build_firmware("engine")
     key = private_key_from_seed(hashlib.sha256(b"tinyfleet inference bench").digest())
@@ -87,7 +88,7 @@ def main() -> int:
                     model, key, name=path.stem[:31], version="1.0.0", sequence=sequence,
                     security_counter=0, hardware_class=HARDWARE_CLASS, min_runtime_version="0.1.0",
                     arena_bytes=arena, selftest_seed=SEED,
-                    selftest_output_sha256=selftest_output_sha256(model, SEED),
+                    selftest_output_sha256=expected_output_sha256(model, SEED),
                 )  # fmt: skip
                 try:
                     dev.upload(package, frames.MAX_CHUNK)
@@ -97,7 +98,7 @@ def main() -> int:
                     rows.append((path.name, len(model), arena, f"refused: {err.name}", "", "", "", "", ""))
                     continue
                 # Input: the self-test stream (first input tensor), sent in frame-sized slices.
-                hello_input = selftest_input(SEED, _input_bytes(model))[0]
+                hello_input = selftest_input(SEED, input_sizes(model)[0])
                 result = None
                 step = frames.MAX_INFER_INPUT
                 for offset in range(0, len(hello_input), step):
@@ -147,16 +148,6 @@ def main() -> int:
         for row in rows:
             print("  ".join(str(c) for c in row))
     return 0
-
-
-def _input_bytes(model: bytes) -> int:
-    from tflite_micro.python.tflite_micro import runtime
-
-    details = runtime.Interpreter.from_bytes(model).get_input_details(0)
-    count = 1
-    for dim in details["shape"]:
-        count *= int(dim)
-    return count * int(details["dtype"]().itemsize)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Rollout benchmark: time from rollout start to every device confirmed, and bytes sent per device.
 
 Everything is real and local: Mosquitto (per-device passwords and ACL), the control plane (SQLite, MQTT
-gateway, rollout engine), and N simulated devices in worker processes, each driving its own instance of
+gateway, rollout driver), and N simulated devices in worker processes, each driving its own instance of
 the C runtime (signature check, flash writes, self-test, confirm). The package is the demo's v1 (TFLite
 Micro hello_world, signed offline).
 

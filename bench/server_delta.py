@@ -20,7 +20,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tinyfleet.server.devbroker import Broker
+from tinyfleet.server.devbroker import DevBroker
 from tinyfleet.server.stack import run_stack
 from tinyfleet.signing import delta
 from tinyfleet.sim.cli import provision_fleet
@@ -43,7 +43,7 @@ def wait_rollout(api: ServerApi, rollout_id: int, timeout: float = 300) -> dict[
     raise SystemExit(f"rollout {rollout_id} did not finish in {timeout:.0f} s")
 
 
-def run_case(broker: Broker, name: str, v1: bytes, v2: bytes, devices: int, variants: bool) -> dict[str, Any]:
+def run_case(broker: DevBroker, name: str, v1: bytes, v2: bytes, devices: int, variants: bool) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory() as tmp,
         run_stack(broker.url, data_dir=tmp, tick_seconds=0.2, payload_variants=variants) as stack,
@@ -135,7 +135,7 @@ def main() -> None:
     if not PAIRS.exists():
         raise SystemExit(f"model pairs not found at {PAIRS}")
     rows = []
-    with Broker() as broker:
+    with DevBroker() as broker:
         for name, a, b in CASES:
             v1, v2 = (PAIRS / a).read_bytes(), (PAIRS / b).read_bytes()
             encode_s, delta_size = build_time(v1, v2)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import pytest
+
+from tests.support.paths import VECTORS
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -17,7 +20,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (("package", "verify"), "Missing argument"),
+        (("sign", "verify"), "Missing argument"),
         (("no-such-command",), "No such command"),
         (("models", "compress", "--task", "imagenet", "--out", "x.tflite"), "unknown task"),
     ],
@@ -31,7 +34,29 @@ def test_usage_errors_are_one_line_with_exit_code_2(args: tuple[str, ...], needl
 
 
 def test_a_refused_package_is_one_line() -> None:
-    result = run("package", "inspect", "/no/such/file.tfpkg")
+    result = run("sign", "inspect", "/no/such/file.tfpkg")
     assert result.returncode != 0
     assert "Traceback" not in result.stderr + result.stdout
     assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1
+
+
+def test_the_package_alias_of_sign_still_works_and_is_hidden() -> None:
+    """`tinyfleet package ...` is the former name of `sign`: hidden from --help, kept for one release."""
+    listed = run("--help")
+    assert listed.returncode == 0
+    assert " sign " in listed.stdout and " packages " in listed.stdout
+    assert " package " not in listed.stdout
+
+    alias = run("package", "inspect", str(VECTORS / "good.tfpkg"), "--json")
+    direct = run("sign", "inspect", str(VECTORS / "good.tfpkg"), "--json")
+    assert alias.returncode == direct.returncode == 0
+    assert alias.stdout == direct.stdout and json.loads(alias.stdout)["model_name"]
+    assert [line for line in alias.stderr.splitlines() if line.strip()] == [
+        "note: 'tinyfleet package' is deprecated; use 'tinyfleet sign' (same commands)"
+    ]
+    assert direct.stderr.strip() == ""
+
+    refused = run("package", "inspect", "/no/such/file.tfpkg")
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr + refused.stdout
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "/no/such/file.tfpkg" in errors[0]

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from tinyfleet.server.cli import register as register_server_commands
-from tinyfleet.signing.cli import keys_app, package_app
+from tinyfleet.signing.cli import keys_app, package_alias_callback, sign_app
 from tinyfleet.sim.cli import simulate
 
 app = typer.Typer(
@@ -24,7 +24,15 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(keys_app, name="keys")
-app.add_typer(package_app, name="package")
+app.add_typer(sign_app, name="sign")
+# The former name of `sign` (easily confused with the server's `packages`): hidden, for one release.
+app.add_typer(
+    sign_app,
+    name="package",
+    hidden=True,
+    callback=package_alias_callback,
+    help="Deprecated alias of 'sign'.",
+)
 register_server_commands(app)
 
 
@@ -63,7 +71,9 @@ def main() -> None:
             context = getattr(exc, "ctx", None)
             command = context.command_path if context is not None else "tinyfleet"
             message = exc.format_message()  # type: ignore[attr-defined]
-            Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {message} (see '{command} --help')")
+            if message:  # empty when Click has just printed the help of a group called without a command
+                err = Console(stderr=True, soft_wrap=True)
+                err.print(f"[red]error:[/] {message} (see '{command} --help')")
             sys.exit(2)
         if type(exc).__name__ == "Abort":
             Console(stderr=True, soft_wrap=True).print("[yellow]interrupted[/]")

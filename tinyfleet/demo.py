@@ -1,7 +1,7 @@
 """`tinyfleet demo`: the whole system on one machine, in a few minutes.
 
 1. starts a Mosquitto on a free port (device passwords written by the server, per-device ACL) and the
-   control plane (SQLite, MQTT gateway, rollout engine, API);
+   control plane (SQLite, MQTT gateway, rollout driver, API);
 2. signs three releases of a real TinyML model offline (tinyfleet/demo_models.py) and uploads them;
 3. provisions 200 simulated devices, each driving its own instance of the real C runtime;
 4. rolls v1 out to all, v2 in three waves, then the bad v3, whose devices fail their trial self-test
@@ -29,8 +29,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from tinyfleet.demo_models import MODEL_NAME, Release, build_releases, model_files
-from tinyfleet.device.frames import error_name
-from tinyfleet.server.devbroker import Broker, BrokerError
+from tinyfleet.server.devbroker import BrokerError, DevBroker
+from tinyfleet.signing.codes import error_name
 from tinyfleet.signing.keys import generate_private_key, save_keypair
 from tinyfleet.sim.cli import provision_fleet
 from tinyfleet.sim.fleet import Fleet, FleetConfig, FleetError
@@ -81,7 +81,7 @@ class DemoOptions:
 
 @dataclass
 class Embedded:
-    broker: Broker
+    broker: DevBroker
     api: ServerApi
     server_url: str
     server: Any
@@ -103,7 +103,7 @@ def embedded_stack(
     # The gateway's own account must exist before the broker starts, or its first connection is refused.
     write_password_file(password_file, [(SERVER_USER, hash_password(server_password))])
     with ExitStack() as stack:
-        broker = stack.enter_context(Broker(password_file=password_file, admin_users=[SERVER_USER]))
+        broker = stack.enter_context(DevBroker(password_file=password_file, admin_users=[SERVER_USER]))
         console.print(f"[green]✓[/] mosquitto on {broker.url} (per-device passwords and ACL)")
         mqtt_url = f"mqtt://{SERVER_USER}:{server_password}@{broker.host}:{broker.port}"
         server = stack.enter_context(

@@ -14,7 +14,7 @@
 
 #define MODELS_DIR "../../../shared/models/"
 
-/* Self-test digests (seed 1 and 0x12345678) from simulator.engine.selftest_output_sha256 (TFLM). */
+/* Self-test digests (seed 1 and 0x12345678) from tinyfleet.signing.selftest.expected_output_sha256 (TFLM). */
 static const struct {
     const char *file;
     const char *seed1;

@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.support.paths import REPO
+from tinyfleet.device.library import load_library
 
 FIRMWARE = REPO / "agent_firmware"
-LIBRARY = FIRMWARE / "build" / "host" / "libtinyfleet_agent.so"
 VECTORS = FIRMWARE / "tests" / "vectors"
 GENERATOR = FIRMWARE / "tests" / "make_crypto_vectors.py"
 L = 2**252 + 27742317777372353535851937790883648493
@@ -30,11 +30,7 @@ L = 2**252 + 27742317777372353535851937790883648493
 
 @pytest.fixture(scope="session")
 def host_lib() -> Iterator[ctypes.CDLL]:
-    """The host library, (re)built by make if needed; make is a no-op when it is up to date."""
-    proc = subprocess.run(["make", "-s", "-C", str(FIRMWARE), "host"], capture_output=True, text=True)
-    if proc.returncode != 0 or not LIBRARY.exists():
-        pytest.fail(f"building {LIBRARY} failed:\n{proc.stdout}\n{proc.stderr}")
-    lib = ctypes.CDLL(str(LIBRARY))
+    lib = load_library()  # built by make when missing or stale
     lib.tfa_ed25519_verify.restype = ctypes.c_int
     lib.tfa_ed25519_verify.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]
     yield lib

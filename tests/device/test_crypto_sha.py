@@ -7,15 +7,14 @@ import ctypes
 import hashlib
 import random
 import secrets
-import subprocess
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from tests.support.paths import REPO
+from tinyfleet.device.library import load_library
 
 FIRMWARE = REPO / "agent_firmware"
-LIBRARY = FIRMWARE / "build" / "host" / "libtinyfleet_agent.so"
 
 
 class Sha256Ctx(ctypes.Structure):
@@ -56,10 +55,7 @@ class CHash:
 
 @pytest.fixture(scope="session")
 def host_lib() -> Iterator[ctypes.CDLL]:
-    proc = subprocess.run(["make", "-s", "-C", str(FIRMWARE), "host"], capture_output=True, text=True)
-    if proc.returncode != 0 or not LIBRARY.exists():
-        pytest.fail(f"building {LIBRARY} failed:\n{proc.stdout}\n{proc.stderr}")
-    yield ctypes.CDLL(str(LIBRARY))
+    yield load_library()  # built by make when missing or stale
 
 
 def one_shot(lib: ctypes.CDLL, bits: int, data: bytes) -> bytes:

@@ -8,6 +8,7 @@ import ctypes
 import hashlib
 import random
 import subprocess
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -18,7 +19,6 @@ from tinyfleet.signing import delta
 
 ROOT = REPO
 LIB = ROOT / "agent_firmware" / "build" / "host" / "libtinyfleet_agent.so"
-SHARED = ROOT.parent / "shared" / "models"
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,6 @@ def test_header_errors_are_clear() -> None:
         delta.encode(b"x", block_log2=4)
 
 
-@pytest.mark.skipif(not (SHARED / "pairs").is_dir(), reason="../shared/models/pairs not present")
 @pytest.mark.parametrize(
     ("base_name", "new_name"),
     [
@@ -121,9 +120,11 @@ def test_header_errors_are_clear() -> None:
         ("micro_speech.0", "micro_speech.2"),
     ],
 )
-def test_real_model_pairs_decode_bit_exact_in_c(lib: ctypes.CDLL, base_name: str, new_name: str) -> None:
-    base = (SHARED / "pairs" / f"{base_name}.tflite").read_bytes()
-    new = (SHARED / "pairs" / f"{new_name}.tflite").read_bytes()
+def test_real_model_pairs_decode_bit_exact_in_c(
+    lib: ctypes.CDLL, shared_models: Path, base_name: str, new_name: str
+) -> None:
+    base = (shared_models / "pairs" / f"{base_name}.tflite").read_bytes()
+    new = (shared_models / "pairs" / f"{new_name}.tflite").read_bytes()
     stream = delta.encode(new, base)
     assert len(stream) < len(new) // 2
     out = c_decode(lib, stream, base, len(new), 1024, reboot=3)

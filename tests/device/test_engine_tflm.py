@@ -18,19 +18,12 @@ import numpy as np
 import pytest
 
 from tests.support.paths import REPO
-from tinyfleet.device.engine import (
-    ERR_ARENA_EXHAUSTED,
-    ERR_MODEL_INVALID,
-    ERR_UNSUPPORTED_OP,
-    Engine,
-    EngineError,
-    selftest_input,
-    selftest_output_sha256,
-)
+from tinyfleet.device.engine import Engine, EngineError
+from tinyfleet.signing.codes import ErrorCode
+from tinyfleet.signing.selftest import expected_output_sha256, selftest_input, selftest_inputs
 
 runtime = pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
 
-SHARED_MODELS = REPO.parent / "shared" / "models"
 SUPPORTED_SHARED = ["hello_world_int8", "micro_speech_quantized", "person_detect"]
 
 GEN_SCRIPT = r"""
@@ -160,11 +153,8 @@ def generated_dir(host_lib: None) -> Path:
     return out
 
 
-def shared_model(name: str) -> bytes:
-    path = SHARED_MODELS / f"{name}.tflite"
-    if not path.exists():
-        pytest.skip(f"{path} not present (shared models folder absent)")
-    return path.read_bytes()
+def shared_model(shared_models: Path, name: str) -> bytes:
+    return (shared_models / f"{name}.tflite").read_bytes()
 
 
 def random_input(rng: np.random.Generator, dtype: type[np.generic], shape: tuple[int, ...]) -> np.ndarray:
@@ -209,21 +199,21 @@ def tflm_arena_bytes(path: Path) -> int:
 
 
 @pytest.mark.parametrize("name", SUPPORTED_SHARED)
-def test_shared_models_bit_exact(host_lib: None, name: str) -> None:
-    engine = compare_with_tflm(shared_model(name), runs=100, seed=7)
+def test_shared_models_bit_exact(host_lib: None, name: str, shared_models: Path) -> None:
+    engine = compare_with_tflm(shared_model(shared_models, name), runs=100, seed=7)
     assert engine.op_count > 0 and engine.mac_count > 0
 
 
 @pytest.mark.parametrize("name", SUPPORTED_SHARED)
-def test_arena_not_above_tflm(host_lib: None, name: str) -> None:
-    engine = Engine(shared_model(name))
-    assert engine.arena_used <= tflm_arena_bytes(SHARED_MODELS / f"{name}.tflite")
+def test_arena_not_above_tflm(host_lib: None, name: str, shared_models: Path) -> None:
+    engine = Engine(shared_model(shared_models, name))
+    assert engine.arena_used <= tflm_arena_bytes(shared_models / f"{name}.tflite")
 
 
-def test_unsupported_model_refused_by_name(host_lib: None) -> None:
+def test_unsupported_model_refused_by_name(host_lib: None, shared_models: Path) -> None:
     with pytest.raises(EngineError) as err:
-        Engine(shared_model("keyword_scrambled_8bit"))
-    assert err.value.code == ERR_UNSUPPORTED_OP
+        Engine(shared_model(shared_models, "keyword_scrambled_8bit"))
+    assert err.value.code == ErrorCode.UNSUPPORTED_OP
     assert err.value.op_name == "SVDF" and err.value.op_code == 27
     assert "SVDF" in str(err.value)
 
@@ -233,20 +223,21 @@ def test_generated_op_models_bit_exact(generated_dir: Path, name: str) -> None:
     model = (generated_dir / f"{name}.tflite").read_bytes()
     engine = compare_with_tflm(model, runs=60, seed=11)
     assert GENERATED[name] <= set(engine.op_names())
+    assert engine.selftest_digest(5) == expected_output_sha256(model, 5)  # add_mul_broadcast: 2 inputs
     assert engine.arena_used <= tflm_arena_bytes(generated_dir / f"{name}.tflite")
 
 
-def test_selftest_digest_matches_python(host_lib: None) -> None:
+def test_selftest_digest_matches_python(host_lib: None, shared_models: Path) -> None:
     for name in SUPPORTED_SHARED:
-        model = shared_model(name)
+        model = shared_model(shared_models, name)
         engine = Engine(model)
         for seed in (1, 0xDEADBEEF):
-            assert engine.selftest_digest(seed) == selftest_output_sha256(model, seed)
+            assert engine.selftest_digest(seed) == expected_output_sha256(model, seed)
 
 
 def test_selftest_input_stream() -> None:
     # xorshift32 from seed 1: 270369, 67634689, ... -> low bytes 0x21, 0x01, ...
-    data, state = selftest_input(1, 3)
+    data = selftest_input(1, 3)
     s = 1
     expected = []
     for _ in range(3):
@@ -254,29 +245,31 @@ def test_selftest_input_stream() -> None:
         s ^= s >> 17
         s ^= (s << 5) & 0xFFFFFFFF
         expected.append(s & 0xFF)
-    assert list(data) == expected and data[0] == 270369 & 0xFF and state == s
+    assert list(data) == expected and data[0] == 270369 & 0xFF
+    # Several inputs: one continuing stream cut in order, not a restart per tensor.
+    assert selftest_inputs(1, [2, 1]) == [data[:2], data[2:]]
     with pytest.raises(ValueError):
-        selftest_output_sha256(b"", 0)
+        expected_output_sha256(b"", 0)
 
 
-def test_small_arena_reports_need(host_lib: None) -> None:
-    model = shared_model("micro_speech_quantized")
+def test_small_arena_reports_need(host_lib: None, shared_models: Path) -> None:
+    model = shared_model(shared_models, "micro_speech_quantized")
     need = Engine(model).arena_used
     with pytest.raises(EngineError) as err:
         Engine(model, arena_size=need - 64)
-    assert err.value.code == ERR_ARENA_EXHAUSTED
+    assert err.value.code == ErrorCode.ARENA_EXHAUSTED
     with pytest.raises(EngineError) as err:
         Engine(model, arena_size=64)
-    assert err.value.code == ERR_ARENA_EXHAUSTED
+    assert err.value.code == ErrorCode.ARENA_EXHAUSTED
     assert Engine(model, arena_size=need + 15).arena_used <= need + 15
 
 
-def test_malformed_models_refused(host_lib: None) -> None:
-    model = shared_model("hello_world_int8")
+def test_malformed_models_refused(host_lib: None, shared_models: Path) -> None:
+    model = shared_model(shared_models, "hello_world_int8")
     for cut in (0, 4, 8, 16, 100, len(model) // 2, len(model) - 1):
         with pytest.raises(EngineError) as err:
             Engine(model[:cut])
-        assert err.value.code in (ERR_MODEL_INVALID, ERR_UNSUPPORTED_OP)
+        assert err.value.code in (ErrorCode.MODEL_INVALID, ErrorCode.UNSUPPORTED_OP)
     rng = np.random.default_rng(3)
     refused = 0
     for _ in range(300):
@@ -287,6 +280,6 @@ def test_malformed_models_refused(host_lib: None) -> None:
             engine = Engine(bytes(bad))
             engine.invoke()
         except EngineError as e:
-            assert e.code in (ERR_MODEL_INVALID, ERR_UNSUPPORTED_OP, ERR_ARENA_EXHAUSTED)
+            assert e.code in (ErrorCode.MODEL_INVALID, ErrorCode.UNSUPPORTED_OP, ErrorCode.ARENA_EXHAUSTED)
             refused += 1
     assert refused > 0

@@ -10,92 +10,31 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.paths import SHARED_MODELS, VECTORS
+from tests.support.device_frames import (
+    DEVICE,
+    MANIFEST,
+    activate_selftest_confirm,
+    call,
+    has_engine,
+    install,
+    new_device,
+    ok,
+    package,
+    slot_bytes,
+    state,
+)
+from tests.support.paths import VECTORS
 from tinyfleet.device import frames
 from tinyfleet.device.runtime import CutMode, DeviceRuntime, NoResponse
 
-MANIFEST = 292
-DEVICE: dict[str, Any] = json.loads((VECTORS / "device.json").read_text())
 INDEX: dict[str, Any] = json.loads((VECTORS / "index.json").read_text())
-
-
-def _trusted_keys() -> list[tuple[bytes, bytes]]:
-    keys = []
-    for name in DEVICE["trusted_keys"]:
-        public = bytes.fromhex((VECTORS / name).read_text().split()[0])
-        keys.append((hashlib.sha256(public).digest()[:8], public))
-    return keys
-
-
-def new_device(**overrides: Any) -> DeviceRuntime:
-    settings_: dict[str, Any] = {
-        "hardware_class": DEVICE["hardware_class"],
-        "runtime_version": DEVICE["runtime_version"],
-        "ram_budget": DEVICE["ram_budget"],
-        "slot_size": DEVICE["slot_size"],
-        "sector_size": DEVICE["sector_size"],
-        "trusted_keys": _trusted_keys(),
-    }
-    settings_.update(overrides)
-    return DeviceRuntime(**settings_)
-
-
-def package(name: str) -> bytes:
-    return (VECTORS / name).read_bytes()
-
-
-def call(dev: DeviceRuntime, msg: frames.Request) -> frames.Response:
-    response = dev.send_frame(msg)
-    expected = frames.MsgType.ERROR if response.is_error else msg.type | frames.RESPONSE_BIT
-    assert response.type == expected
-    return response
-
-
-def ok(dev: DeviceRuntime, msg: frames.Request) -> bytes:
-    return call(dev, msg).raise_for_error().payload
-
-
-def state(dev: DeviceRuntime) -> frames.DeviceState:
-    return frames.parse_state(ok(dev, frames.state()))
-
-
-def install(dev: DeviceRuntime, pkg: bytes, chunk: int = frames.MAX_CHUNK) -> int:
-    """INSTALL_BEGIN with the manifest bytes, INSTALL_CHUNK from the resume point, INSTALL_END.
-    Returns 0 or the first error code."""
-    r = call(dev, frames.install_begin(pkg[:MANIFEST]))
-    if r.is_error:
-        return r.payload[0]
-    offset = frames.parse_progress(r.payload).offset  # 0, or the resume point of the same download
-    while MANIFEST + offset < len(pkg):
-        piece = pkg[MANIFEST + offset : MANIFEST + offset + chunk]
-        r = call(dev, frames.install_chunk(offset, piece))
-        if r.is_error:
-            return r.payload[0]
-        offset += len(piece)
-        assert frames.parse_progress(r.payload).offset == offset
-    r = call(dev, frames.install_end())
-    if r.is_error:
-        return r.payload[0]
-    assert frames.parse_phase(r.payload).phase is frames.Phase.DOWNLOADED
-    return 0
-
-
-def activate_selftest_confirm(dev: DeviceRuntime) -> None:
-    report = frames.parse_phase(ok(dev, frames.activate()))
-    assert report.phase is frames.Phase.TRIAL
-    ok(dev, frames.selftest())
-    assert frames.parse_phase(ok(dev, frames.confirm())).phase is frames.Phase.IDLE
-
-
-def slot_bytes(dev: DeviceRuntime, slot: int) -> bytes:
-    start = 2 * DEVICE["sector_size"] + slot * DEVICE["slot_size"]
-    return dev.read_flash()[start : start + DEVICE["slot_size"]]
 
 
 @pytest.fixture(scope="module")
@@ -117,10 +56,6 @@ def device(setup_image: bytes) -> Iterator[DeviceRuntime]:
         dev.load_flash(setup_image)
         assert dev.power_on() == 0
         yield dev
-
-
-def has_engine(dev: DeviceRuntime) -> bool:
-    return frames.parse_hello(ok(dev, frames.hello())).has_inference
 
 
 # --------------------------------------------------------------------------- identity and lifecycle
@@ -396,15 +331,14 @@ def test_random_messages_in_valid_frames_get_one_answer_each(bodies: list[bytes]
         assert frames.parse_hello(ok(dev, frames.hello())).protocol_version == frames.PROTOCOL_VERSION
 
 
-def test_infer_with_an_input_larger_than_a_frame() -> None:
+def test_infer_with_an_input_larger_than_a_frame(shared_models: Path) -> None:
     """micro_speech (int8 [1,1960]) needs two INFER slices. A first device computes the output for the
     self-test input through INFER; a package claiming that digest then passes the engine's own self-test
     on a second device, so the sliced input reached the tensor byte for byte."""
-    model_path = SHARED_MODELS / "micro_speech_quantized.tflite"
-    if not model_path.is_file():
-        pytest.skip(f"real models not found at {SHARED_MODELS}")
+    model_path = shared_models / "micro_speech_quantized.tflite"
     from tinyfleet.signing.keys import load_private_key
-    from tinyfleet.signing.package import build_package, selftest_input
+    from tinyfleet.signing.package import build_package
+    from tinyfleet.signing.selftest import selftest_input
 
     model = model_path.read_bytes()
     key = load_private_key(VECTORS / "key_trusted.pem")

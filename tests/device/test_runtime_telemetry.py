@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from tests.device.test_runtime_frames import (
+from tests.support.device_frames import (
     MANIFEST,
     activate_selftest_confirm,
     has_engine,

@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 
+from tests.support.mqtt_probe import connects
 from tinyfleet.server.cli import _managed_broker
 from tinyfleet.server.config import ConfigError, Settings, settings_from_env
-from tinyfleet.server.devbroker import Broker
+from tinyfleet.server.devbroker import DevBroker
 from tinyfleet.server.services.broker_reload import BrokerReloader
 from tinyfleet.server.services.credentials import hash_password, write_password_file
 from tinyfleet.server.stack import run_stack
@@ -24,40 +23,10 @@ from tinyfleet.server.stack import run_stack
 GATEWAY = "tinyfleet-server"
 
 
-def _try_once(port: int, username: str, password: str) -> bool:
-    outcome: dict[str, bool] = {}
-    done = threading.Event()
-
-    def on_connect(_c: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode, _p: object) -> None:
-        outcome["ok"] = not reason.is_failure
-        done.set()
-
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{username}-probe")
-    client.username_pw_set(username, password)
-    client.on_connect = on_connect
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    done.wait(5)
-    client.disconnect()
-    client.loop_stop()
-    return outcome.get("ok", False)
-
-
-def _connects(port: int, username: str, password: str, deadline_s: float = 20.0) -> bool:
-    """Whether the broker accepts these credentials within the deadline (a refused attempt is retried:
-    the reload is asynchronous by nature)."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if _try_once(port, username, password):
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def test_server_reloads_the_broker_through_its_pid_file(tmp_path: Path) -> None:
     passwd = tmp_path / "mosquitto.passwd"
     write_password_file(passwd, [(GATEWAY, hash_password("gateway-secret"))])
-    with Broker(password_file=passwd, admin_users=[GATEWAY]) as broker:
+    with DevBroker(password_file=passwd, admin_users=[GATEWAY]) as broker:
         pid_file = tmp_path / "mosquitto.pid"
         pid_file.write_text(f"{broker.pid}\n")
         url = f"mqtt://{GATEWAY}:gateway-secret@127.0.0.1:{broker.port}"
@@ -71,7 +40,7 @@ def test_server_reloads_the_broker_through_its_pid_file(tmp_path: Path) -> None:
                 ]
             # No one but the server touches the broker here: it must have sent the SIGHUP itself.
             for i, creds in enumerate(answers):
-                assert _connects(broker.port, f"dev-{i}", creds["password"]), f"dev-{i} refused"
+                assert connects(broker.port, f"dev-{i}", creds["password"]), f"dev-{i} refused"
             assert st.ctx.broker_reloader.wait_idle()
             assert st.ctx.broker_reloader.reloads >= 1 and st.ctx.broker_reloader.last_error is None
             with st.client() as c:
@@ -155,7 +124,7 @@ def test_server_run_broker_starts_a_managed_mosquitto(tmp_path: Path) -> None:
         assert managed.mqtt_password_file == tmp_path / "data" / "mosquitto.passwd"
         port = int(managed.mqtt_url.rsplit(":", 1)[1])
         password = managed.mqtt_url.split(":")[2].split("@")[0]
-        assert _connects(port, GATEWAY, password)  # the gateway's account exists from the start
+        assert connects(port, GATEWAY, password)  # the gateway's account exists from the start
         pid = int(pid_file.read_text())
     assert not pid_file.exists()
     with pytest.raises(ProcessLookupError):  # the broker ended with the server

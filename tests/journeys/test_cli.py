@@ -13,7 +13,7 @@ from tinyfleet.server.cli import _rollout_rows
 from tinyfleet.server.stack import run_stack
 
 MODEL = SHARED_MODELS / "hello_world_int8.tflite"
-DASHBOARD = REPO / "server" / "dashboard" / "index.html"
+DASHBOARD = REPO / "tinyfleet" / "server" / "dashboard" / "index.html"
 
 
 @pytest.fixture
@@ -51,9 +51,7 @@ def test_rolled_back_devices_are_not_failures():
     assert row[6] == 3
 
 
-def test_rollouts_watch_stops_when_the_rollout_does_not_move(server):
-    if not MODEL.exists():
-        pytest.skip("real models not found")
+def test_rollouts_watch_stops_when_the_rollout_does_not_move(server, shared_models):
     assert run("models", "create", "hello")[0] == 0
     assert run("models", "upload", "hello", str(MODEL), "--version", "1.0.0", "--hardware-class", "1")[0] == 0
     assert run("devices", "provision", "--hardware-class", "1", "--id", "dev-w")[0] == 0
@@ -66,9 +64,7 @@ def test_rollouts_watch_stops_when_the_rollout_does_not_move(server):
     assert code == 1 and out.startswith("error:") and "404" in out
 
 
-def test_dashboard_reads_fields_the_api_returns(server):
-    if not MODEL.exists():
-        pytest.skip("real models not found")
+def test_dashboard_reads_fields_the_api_returns(server, shared_models):
     page = DASHBOARD.read_text()
     with server.client() as c:
         assert c.get("/").text == page  # served without a token; the page asks for it

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.mqtt_probe import connects
 from tests.support.paths import REPO
-from tests.journeys.test_broker_reload import _connects
 from tinyfleet.server.devbroker import free_port
 
 pytestmark = pytest.mark.timeout(120)
@@ -57,7 +57,7 @@ def test_server_run_broker_end_to_end(tmp_path: Path, stop_signal: signal.Signal
             answer = c.post("/api/devices", json={"id": "dev-run", "hardware_class": 1}).json()
             assert c.get("/api/gateway/stats").json()["connected"] in (True, False)
         mqtt = answer["mqtt"]
-        assert _connects(mqtt["port"], "dev-run", mqtt["password"])
+        assert connects(mqtt["port"], "dev-run", mqtt["password"])
         proc.send_signal(stop_signal)
         out, _ = proc.communicate(timeout=60)
     finally:

@@ -5,22 +5,29 @@ MAX_INFER_INPUT, so every telemetry tick died with a traceback and no report rea
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
-from tests.device.test_runtime_frames import DEVICE, SHARED_MODELS, VECTORS, _trusted_keys, new_device, ok
+from tests.support.device_frames import (
+    DEVICE,
+    activate_selftest_confirm,
+    install,
+    new_device,
+    ok,
+    trusted_keys,
+)
+from tests.support.paths import VECTORS
 from tinyfleet.device import frames
 from tinyfleet.sim.profiles import DeviceProfile
 from tinyfleet.sim.runtime_driver import RuntimeDriver, TrustedKey
 
 
-def _signed_micro_speech() -> bytes:
+def _signed_micro_speech(models: Path) -> bytes:
     from tinyfleet.signing.keys import load_private_key
     from tinyfleet.signing.package import build_package
 
-    model_path = SHARED_MODELS / "micro_speech_quantized.tflite"
-    if not model_path.is_file():
-        pytest.skip(f"real models not found at {SHARED_MODELS}")
+    model_path = models / "micro_speech_quantized.tflite"
     return build_package(
         model_path.read_bytes(), load_private_key(VECTORS / "key_trusted.pem"), name="micro-speech",
         version=(1, 0, 0), sequence=1, security_counter=0, hardware_class=DEVICE["hardware_class"],
@@ -28,12 +35,12 @@ def _signed_micro_speech() -> bytes:
     )  # fmt: skip
 
 
-def test_driver_infers_an_input_larger_than_one_frame() -> None:
-    pkg = _signed_micro_speech()
+def test_driver_infers_an_input_larger_than_one_frame(shared_models: Path) -> None:
+    pkg = _signed_micro_speech(shared_models)
     profile = DeviceProfile(
         name="journey", hardware_class=DEVICE["hardware_class"], slot_size=64 * 1024, ram_budget=64 * 1024
     )
-    driver = RuntimeDriver(profile, [TrustedKey(kid, pub) for kid, pub in _trusted_keys()])
+    driver = RuntimeDriver(profile, [TrustedKey(kid, pub) for kid, pub in trusted_keys()])
     if not frames.parse_hello(driver._call(frames.hello()).payload).has_inference:
         pytest.skip("no inference engine in this build")
     manifest, payload = pkg[:292], pkg[292:]
@@ -52,8 +59,6 @@ def test_driver_infers_an_input_larger_than_one_frame() -> None:
     # The same input written slice by slice by hand on a second device gives the same output, so the
     # driver's slices reached the tensor at the right offsets.
     with new_device(slot_size=64 * 1024, ram_budget=64 * 1024) as other:
-        from tests.device.test_runtime_frames import activate_selftest_confirm, install
-
         assert install(other, pkg) == 0
         activate_selftest_confirm(other)
         cut = 1000  # not where the driver cuts (MAX_INFER_INPUT)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.paths import REPO
-from tinyfleet.server.devbroker import Broker
+from tinyfleet.server.devbroker import DevBroker
 from tinyfleet.server.services.credentials import hash_password, write_password_file
 from tinyfleet.server.stack import run_stack
 
@@ -51,7 +51,7 @@ def _gone(pid: int, deadline_s: float = 20.0) -> bool:
 def test_simulate_against_a_running_server_then_sigterm(tmp_path: Path) -> None:
     passwd = tmp_path / "mosquitto.passwd"
     write_password_file(passwd, [("tinyfleet-server", hash_password("gateway-secret"))])
-    with Broker(password_file=passwd, admin_users=["tinyfleet-server"]) as broker:
+    with DevBroker(password_file=passwd, admin_users=["tinyfleet-server"]) as broker:
         pid_file = tmp_path / "mosquitto.pid"
         pid_file.write_text(f"{broker.pid}\n")
         url = f"mqtt://tinyfleet-server:gateway-secret@127.0.0.1:{broker.port}"

@@ -57,6 +57,7 @@ def test_magnitude_pruning_reaches_its_target_sparsity(
     assert result.after.accuracy > 0.6
 
 
+@pytest.mark.slow  # measured > 3 s
 def test_distilled_student_beats_the_student_alone_or_nears_the_teacher(
     vibration: tuple[datasets.Dataset, datasets.Dataset], teacher: object
 ) -> None:

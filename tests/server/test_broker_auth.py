@@ -9,7 +9,6 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.conftest import start_mosquitto, stop_mosquitto
 from tests.support.paths import REPO
 from tinyfleet.server.services.credentials import hash_password
 from tinyfleet.server.stack import run_stack
@@ -48,47 +47,42 @@ def _connect(port: int, user: str, password: str) -> tuple[mqtt.Client, dict]:
     return client, result
 
 
-def test_provisioned_credentials_and_acl(tmp_path):
+def test_provisioned_credentials_and_acl(tmp_path, dev_broker):
     passwd = tmp_path / "mosquitto.passwd"
     # the broker needs the gateway's entry at start; the server rewrites the file with the same user
     passwd.write_text(f"tinyfleet-server:{hash_password('gateway-secret')}\n")
-    folder = tmp_path / "broker"
-    folder.mkdir()
-    broker = start_mosquitto(folder, f"allow_anonymous false\npassword_file {passwd}\nacl_file {ACL}\n")
-    try:
-        url = f"mqtt://tinyfleet-server:gateway-secret@127.0.0.1:{broker.port}"
-        with run_stack(url, data_dir=tmp_path / "server", mqtt_password_file=passwd) as st:
-            assert _wait(lambda: st.ctx.gateway.connected.is_set(), 20), "gateway could not log in"
-            with st.client() as c:
-                creds = c.post("/api/devices", json={"id": "dev-a", "hardware_class": 1}).json()["mqtt"]
-                c.post("/api/devices", json={"id": "dev-b", "hardware_class": 1}).raise_for_status()
-            text = passwd.read_text()
-            assert "tinyfleet-server:$7$" in text and "dev-a:$7$" in text and "dev-b:$7$" in text
-            broker.reload()
-            time.sleep(0.3)  # SIGHUP is asynchronous; mosquitto cannot be asked whether it has reloaded
-            for dev in ("dev-a", "dev-b"):
-                st.ctx.gateway.publish_desired(dev, {"action_id": None, "operation": "none", "for": dev})
-            good, res = _connect(broker.port, "dev-a", creds["password"])
-            assert not res["reason"].is_failure, res["reason"]
-            seen: list[str] = []
-            good.on_message = lambda _c, _u, msg: seen.append(msg.topic)
-            # retained messages arrive in subscription order: once our own has come, the foreign
-            # one would have come before it if the ACL had let it through
-            good.subscribe("tf/dev-b/desired", qos=1)
-            good.subscribe("tf/dev-a/desired", qos=1)
-            assert _wait(lambda: "tf/dev-a/desired" in seen)
-            assert seen == ["tf/dev-a/desired"]
-            # writing into another device's subtree is dropped; writing into its own goes through
-            good.publish("tf/dev-b/presence", b'{"online": true}', qos=1).wait_for_publish(5)
-            good.publish("tf/dev-a/presence", b'{"online": true}', qos=1).wait_for_publish(5)
-            with st.client() as c:
-                assert _wait(lambda: c.get("/api/devices/dev-a").json()["online"])
-                assert c.get("/api/devices/dev-b").json()["online"] is False
-                assert c.get("/api/gateway/stats").json()["received"]["presence"] == 1
-            good.disconnect()
-            good.loop_stop()
-            bad, res = _connect(broker.port, "dev-a", "wrong password")
-            assert res["reason"].is_failure
-            bad.loop_stop()
-    finally:
-        stop_mosquitto(broker)
+    broker = dev_broker(password_file=passwd, acl_file=ACL)
+    url = f"mqtt://tinyfleet-server:gateway-secret@127.0.0.1:{broker.port}"
+    with run_stack(url, data_dir=tmp_path / "server", mqtt_password_file=passwd) as st:
+        assert _wait(lambda: st.ctx.gateway.connected.is_set(), 20), "gateway could not log in"
+        with st.client() as c:
+            creds = c.post("/api/devices", json={"id": "dev-a", "hardware_class": 1}).json()["mqtt"]
+            c.post("/api/devices", json={"id": "dev-b", "hardware_class": 1}).raise_for_status()
+        text = passwd.read_text()
+        assert "tinyfleet-server:$7$" in text and "dev-a:$7$" in text and "dev-b:$7$" in text
+        broker.reload()
+        time.sleep(0.3)  # SIGHUP is asynchronous; mosquitto cannot be asked whether it has reloaded
+        for dev in ("dev-a", "dev-b"):
+            st.ctx.gateway.publish_desired(dev, {"action_id": None, "operation": "none", "for": dev})
+        good, res = _connect(broker.port, "dev-a", creds["password"])
+        assert not res["reason"].is_failure, res["reason"]
+        seen: list[str] = []
+        good.on_message = lambda _c, _u, msg: seen.append(msg.topic)
+        # retained messages arrive in subscription order: once our own has come, the foreign
+        # one would have come before it if the ACL had let it through
+        good.subscribe("tf/dev-b/desired", qos=1)
+        good.subscribe("tf/dev-a/desired", qos=1)
+        assert _wait(lambda: "tf/dev-a/desired" in seen)
+        assert seen == ["tf/dev-a/desired"]
+        # writing into another device's subtree is dropped; writing into its own goes through
+        good.publish("tf/dev-b/presence", b'{"online": true}', qos=1).wait_for_publish(5)
+        good.publish("tf/dev-a/presence", b'{"online": true}', qos=1).wait_for_publish(5)
+        with st.client() as c:
+            assert _wait(lambda: c.get("/api/devices/dev-a").json()["online"])
+            assert c.get("/api/devices/dev-b").json()["online"] is False
+            assert c.get("/api/gateway/stats").json()["received"]["presence"] == 1
+        good.disconnect()
+        good.loop_stop()
+        bad, res = _connect(broker.port, "dev-a", "wrong password")
+        assert res["reason"].is_failure
+        bad.loop_stop()

@@ -25,9 +25,7 @@ def run(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_cli_workflow(server, tmp_path):
-    if not MODEL.exists():
-        pytest.skip("real models not found")
+def test_cli_workflow(server, tmp_path, shared_models):
     assert run("models", "create", "hello")[0] == 0
     code, out = run("models", "upload", "hello", str(MODEL), "--version", "1.0.0", "--hardware-class", "1")
     assert code == 0 and "1.0.0" in out and "server" in out

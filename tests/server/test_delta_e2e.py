@@ -28,9 +28,8 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def test_v1_devices_get_v2_as_a_delta_over_mqtt(mosquitto, db_url, tmp_path):
-    if not PAIRS.exists():
-        pytest.skip(f"real model pairs not found at {PAIRS}")
+@pytest.mark.slow  # measured > 3 s
+def test_v1_devices_get_v2_as_a_delta_over_mqtt(mosquitto, db_url, tmp_path, shared_models):
     from tinyfleet.server.stack import run_stack
     from tinyfleet.sim.cli import provision_fleet
     from tinyfleet.sim.fleet import FleetConfig, LocalFleet

@@ -33,7 +33,7 @@ class Setup:
             default_chunk_size=1024,
             stats=self.ctx.stats,
             clock=lambda: self.now,
-            served=self.ctx.engine.served,
+            served=self.ctx.rollout_driver.served,
         )
         model = api.ok("POST", "/api/models", 201, json={"name": "speech"})
         self.model_id = model["id"]
@@ -82,10 +82,10 @@ class Setup:
     def step(self, rounds: int = 2) -> None:
         for _ in range(rounds):
             self.now += 1
-            self.ctx.engine.tick(self.now)
+            self.ctx.rollout_driver.tick(self.now)
             for dev in self.devices.values():
                 dev.follow(self.desired(dev.device_id))
-            self.ctx.engine.tick(self.now)
+            self.ctx.rollout_driver.tick(self.now)
 
     def rollout(self, version: dict, **body) -> dict:  # type: ignore[no-untyped-def]
         body = {"name": "r", "model_version_id": version["id"], "start": True, "max_concurrent": 50, **body}
@@ -100,14 +100,13 @@ class Setup:
 
 
 @pytest.fixture
-def setup(api) -> Setup:  # type: ignore[no-untyped-def]
-    if not PAIRS.exists():
-        pytest.skip(f"real model pairs not found at {PAIRS}")
+def setup(api, shared_models) -> Setup:  # type: ignore[no-untyped-def]
     return Setup(api)
 
 
 def test_upload_fills_arena_and_selftest_from_the_engine(setup):
-    from tinyfleet.device.engine import Engine, selftest_output_sha256
+    from tinyfleet.device.engine import Engine
+    from tinyfleet.signing.selftest import expected_output_sha256
 
     with Session(setup.ctx.db) as s:
         from tinyfleet.server.models import PackageBlob
@@ -116,7 +115,7 @@ def test_upload_fills_arena_and_selftest_from_the_engine(setup):
         assert blob is not None
         manifest = verify_package(bytes(blob.data), setup.trust).manifest
     assert manifest.selftest_seed != 0
-    assert manifest.selftest_output_sha256 == selftest_output_sha256(setup.v2_bytes, manifest.selftest_seed)
+    assert manifest.selftest_output_sha256 == expected_output_sha256(setup.v2_bytes, manifest.selftest_seed)
     assert manifest.arena_bytes == Engine(setup.v2_bytes).arena_used
 
 

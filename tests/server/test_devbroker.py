@@ -10,7 +10,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from tinyfleet.server.devbroker import Broker, BrokerError, find_mosquitto
+from tinyfleet.server.devbroker import BrokerError, DevBroker, find_mosquitto
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +21,7 @@ def _need_mosquitto() -> None:
         pytest.skip(str(exc))
 
 
-def connect(broker: Broker, user: str | None, password: str | None) -> tuple[mqtt.Client, str]:
+def connect(broker: DevBroker, user: str | None, password: str | None) -> tuple[mqtt.Client, str]:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=user or "anon", protocol=mqtt.MQTTv5)
     if user:
         client.username_pw_set(user, password)
@@ -40,7 +40,7 @@ def connect(broker: Broker, user: str | None, password: str | None) -> tuple[mqt
 
 
 def test_open_broker_starts_and_stops() -> None:
-    broker = Broker().start()
+    broker = DevBroker().start()
     try:
         assert broker.running and broker.port > 0
         client, reason = connect(broker, None, None)
@@ -54,7 +54,7 @@ def test_open_broker_starts_and_stops() -> None:
 
 def test_acl_confines_each_device_to_its_own_topics() -> None:
     users = {"srv": "s3cret", "dev-a": "pa", "dev-b": "pb"}
-    with Broker(users=users, admin_users=["srv"]) as broker:
+    with DevBroker(users=users, admin_users=["srv"]) as broker:
         _, refused = connect(broker, "dev-a", "wrong")
         assert refused != "Success"
         dev_a, ok = connect(broker, "dev-a", "pa")
@@ -99,7 +99,7 @@ def test_external_password_file_and_reload(tmp_path: Path) -> None:
 
     passwd = tmp_path / "passwd"
     write_password_file(passwd, [("srv", hash_password("one"))])
-    with Broker(password_file=passwd, admin_users=["srv"]) as broker:
+    with DevBroker(password_file=passwd, admin_users=["srv"]) as broker:
         _, before = connect(broker, "dev-x", "px")
         assert before != "Success"
         write_password_file(passwd, [("srv", hash_password("one")), ("dev-x", hash_password("px"))])
@@ -114,6 +114,6 @@ def test_external_password_file_and_reload(tmp_path: Path) -> None:
 
 def test_bad_arguments_are_refused(tmp_path: Path) -> None:
     with pytest.raises(BrokerError):
-        Broker(users={"a": "b"}, password_file=tmp_path / "p")
+        DevBroker(users={"a": "b"}, password_file=tmp_path / "p")
     with pytest.raises(BrokerError, match="invalid MQTT user"):
-        Broker(users={"bad:name": "x"}).start()
+        DevBroker(users={"bad:name": "x"}).start()

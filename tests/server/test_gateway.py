@@ -9,13 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.paths import SHARED_MODELS
 from tests.support.server_scripted import MqttLink, ScriptedDevice
 from tinyfleet.server.services.messages import decode_chunk
 from tinyfleet.server.stack import Stack, run_stack
 from tinyfleet.signing.keys import TrustStore
-
-MODELS = SHARED_MODELS
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 15.0, what: str = "condition") -> None:
@@ -35,10 +32,8 @@ def stack(mosquitto, tmp_path) -> Iterator[Stack]:
 
 
 @pytest.fixture
-def models() -> Path:
-    if not (MODELS / "pairs").exists():
-        pytest.skip(f"real models not found at {MODELS}")
-    return MODELS
+def models(shared_models: Path) -> Path:
+    return shared_models
 
 
 def _setup(stack: Stack, models: Path, n_devices: int) -> tuple[dict, dict, list[dict]]:
@@ -209,60 +204,29 @@ def test_rollout_end_to_end_over_mqtt_with_retained_desired_state(stack, mosquit
             link.close()
 
 
-def test_gateway_reconnects_and_republishes_after_broker_restart(tmp_path, models):
-    from tests.conftest import start_mosquitto, stop_mosquitto
+def test_gateway_reconnects_and_republishes_after_broker_restart(tmp_path, mosquitto, models):
+    broker = mosquitto  # killed and restarted on the same port below
+    with run_stack(broker.url, data_dir=tmp_path / "server", tick_seconds=0.1) as st:
+        wait_for(lambda: st.ctx.gateway.connected.is_set(), what="connection")
+        _setup(st, models, 1)
+        with st.ctx.session() as s:
+            from tinyfleet.server.models import Device
 
-    folder = tmp_path / "b"
-    folder.mkdir()
-    broker = start_mosquitto(folder)
-    try:
-        with run_stack(broker.url, data_dir=tmp_path / "server", tick_seconds=0.1) as st:
-            wait_for(lambda: st.ctx.gateway.connected.is_set(), what="connection")
-            _setup(st, models, 1)
-            with st.ctx.session() as s:
-                from tinyfleet.server.models import Device
-
-                s.get(Device, "dev-0").desired = {
-                    "action_id": None,
-                    "operation": "none",
-                    "package_id": None,
-                    "package_size": 0,
-                    "model_sha256": None,
-                    "chunk_size": 0,
-                }
-            port = broker.port
-            stop_mosquitto(broker)
-            wait_for(lambda: not st.ctx.gateway.connected.is_set(), what="disconnect")
-            broker = start_mosquitto_on(folder, port)
-            wait_for(lambda: st.ctx.gateway.connected.is_set(), timeout=40, what="reconnection")
-            link = MqttLink(broker.host, broker.port, "dev-0")
-            wait_for(lambda: link.desired is not None, what="republished desired state")
-            assert link.desired["operation"] == "none"
-            link.close()
-    finally:
-        stop_mosquitto(broker)
-
-
-def start_mosquitto_on(folder: Path, port: int):
-    """Restart a broker on the same port (its config file is reused)."""
-    import subprocess
-
-    from tests.conftest import Broker
-
-    config = folder / "mosquitto.conf"
-    proc = subprocess.Popen(
-        ["/usr/sbin/mosquitto", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    broker = Broker("127.0.0.1", port, proc, config)
-    wait_for(lambda: _port_open(port), what="broker restart")
-    return broker
-
-
-def _port_open(port: int) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
+            s.get(Device, "dev-0").desired = {
+                "action_id": None,
+                "operation": "none",
+                "package_id": None,
+                "package_size": 0,
+                "model_sha256": None,
+                "chunk_size": 0,
+            }
+        port = broker.port
+        broker.kill()
+        wait_for(lambda: not st.ctx.gateway.connected.is_set(), what="disconnect")
+        broker.restart()
+        assert broker.port == port
+        wait_for(lambda: st.ctx.gateway.connected.is_set(), timeout=40, what="reconnection")
+        link = MqttLink(broker.host, broker.port, "dev-0")
+        wait_for(lambda: link.desired is not None, what="republished desired state")
+        assert link.desired["operation"] == "none"
+        link.close()

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from tests.support.paths import SHARED_MODELS
 from tinyfleet.signing.keys import TrustStore, generate_private_key
 from tinyfleet.signing.package import build_package, verify_package
 
-MODELS = SHARED_MODELS
-
 
 @pytest.fixture(scope="module")
-def tflite() -> bytes:
-    path = MODELS / "hello_world_int8.tflite"
-    if not path.exists():
-        pytest.skip(f"real models not found at {MODELS}")
-    return path.read_bytes()
+def tflite(shared_models: Path) -> bytes:
+    return (shared_models / "hello_world_int8.tflite").read_bytes()
 
 
 def test_create_list_get_update_delete_model(api):

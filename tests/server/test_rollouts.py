@@ -1,4 +1,4 @@
-"""Rollout engine with scripted devices: waves, concurrency, thresholds, soak, pause/resume, abort,
+"""Rollout driver with scripted devices: waves, concurrency, thresholds, soak, pause/resume, abort,
 rollback (revert and reinstall), joining devices, timeouts, restart-resume; and the rollouts API."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from tinyfleet.server.models import Device
 from tinyfleet.server.services.messages import DeviceMessages
 from tinyfleet.signing.keys import TrustStore
 
-# The engine's logic is exercised on SQLite; the tests marked BOTH also run on PostgreSQL.
+# The rollout driver's logic is exercised on SQLite; the tests marked BOTH also run on PostgreSQL.
 SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 PAIRS = SHARED_MODELS / "pairs"
@@ -64,10 +64,10 @@ class Fleet:
         """Tick, let every device act on its desired state, tick again."""
         self.now = now
         for _ in range(rounds):
-            self.ctx.engine.tick(now)
+            self.ctx.rollout_driver.tick(now)
             for dev in self.devices.values():
                 dev.follow(self.desired(dev.device_id))
-            self.ctx.engine.tick(now)
+            self.ctx.rollout_driver.tick(now)
 
     def rollout(self, rid: int) -> dict:
         return self.api.ok("GET", f"/api/rollouts/{rid}")
@@ -82,9 +82,7 @@ class Fleet:
 
 
 @pytest.fixture
-def fleet(api) -> Fleet:
-    if not PAIRS.exists():
-        pytest.skip(f"real model pairs not found at {PAIRS}")
+def fleet(api, shared_models) -> Fleet:
     model = api.ok("POST", "/api/models", 201, json={"name": "hello"})
     url = f"/api/models/{model['id']}/versions"
     v1 = api.ok(
@@ -114,13 +112,13 @@ def test_waves_and_max_concurrency(fleet):
         fleet.add_device(f"dev-{i:02d}")
     r = fleet.create(waves=[{"count": 1}, {"percent": 50}, {"percent": 100}], max_concurrent=2)
     assert r["state"] == "running" and r["wave_sizes"] == [1, 5, 4]
-    fleet.ctx.engine.tick(fleet.t0)
+    fleet.ctx.rollout_driver.tick(fleet.t0)
     notified = fleet.actions(r["id"], state="notified")
     assert len(notified) == 1 and notified[0]["wave"] == 0  # only the canary wave
     peak = 0
     for k in range(12):
         fleet.now = fleet.t0 + k
-        fleet.ctx.engine.tick(fleet.t0 + k)
+        fleet.ctx.rollout_driver.tick(fleet.t0 + k)
         in_flight = [a for a in fleet.actions(r["id"]) if a["state"] in ("notified", "downloading", "trial")]
         peak = max(peak, len(in_flight))
         waves_touched = {a["wave"] for a in fleet.actions(r["id"]) if a["state"] != "queued"}
@@ -183,7 +181,7 @@ def test_manual_rollback_reinstalls_old_package_when_other_slot_lost(fleet):
     lost.slots[1 - lost.active] = None  # the other slot no longer holds the old model
     lost.publish("reported", lost.reported())
     fleet.api.ok("POST", f"/api/rollouts/{r['id']}/rollback")
-    fleet.ctx.engine.tick(fleet.t0 + 1)
+    fleet.ctx.rollout_driver.tick(fleet.t0 + 1)
     by_device = {a["device_id"]: a for a in fleet.actions(r["id"], purpose="rollback")}
     assert by_device["dev-0"]["operation"] == "revert"
     assert by_device["dev-1"]["operation"] == "install"
@@ -270,7 +268,7 @@ def test_restart_resumes_running_rollout(fleet, db_url, tmp_path):
     before = fleet.rollout(r["id"])
     assert before["state"] == "running" and before["deploy"]["by_state"].get("confirmed", 0) < 4
     fleet.ctx.db.dispose()
-    # a new server process: new context, engine and handler on the same database
+    # a new server process: new context, rollout driver and handler on the same database
     from tinyfleet.server.config import Settings
 
     ctx2 = AppContext(Settings(database_url=db_url, data_dir=tmp_path / "data").validate())
@@ -294,7 +292,7 @@ def test_abort_cancels_notified_devices(fleet):
     for i in range(3):
         fleet.add_device(f"dev-{i}")
     r = fleet.create(max_concurrent=1)
-    fleet.ctx.engine.tick(fleet.t0)
+    fleet.ctx.rollout_driver.tick(fleet.t0)
     [notified] = fleet.actions(r["id"], state="notified")
     out = fleet.api.ok("POST", f"/api/rollouts/{r['id']}/abort")
     assert out["state"] == "aborted"
@@ -413,7 +411,7 @@ def test_percent_threshold_waits_for_enough_finished_devices(fleet):
         fleet.add_device(f"dev-{i}")
     r = fleet.create(failure_threshold={"percent": 20}, max_concurrent=1, success_threshold_percent=50)
     # the first device fails: 1 of 1 finished is 100%, but 20% is judged only from 6 finished devices
-    fleet.ctx.engine.tick(fleet.t0)
+    fleet.ctx.rollout_driver.tick(fleet.t0)
     [notified] = fleet.actions(r["id"], state="notified")
     fleet.devices[notified["device_id"]].behaviour = "fail"
     for k in range(4):

@@ -1,4 +1,4 @@
-"""CLI: `keys` and `package` commands; every error is one line and a non-zero exit, never a traceback."""
+"""CLI: `keys` and `sign` commands; every error is one line and a non-zero exit, never a traceback."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import typer
 from typer.testing import CliRunner
 
 from tests.support.paths import REPO
-from tinyfleet.signing.cli import keys_app, package_app
+from tinyfleet.signing.cli import keys_app, sign_app
 
 VECTORS = REPO / "tests" / "vectors"
 MODEL = VECTORS / "model.tflite"
 
 app = typer.Typer()
 app.add_typer(keys_app, name="keys")
-app.add_typer(package_app, name="package")
+app.add_typer(sign_app, name="sign")
 runner = CliRunner()
 
 
@@ -47,7 +47,7 @@ def build(
     tmp_path: Path, prefix: Path, *extra: str, env: dict[str, str] | None = None
 ) -> tuple[int, str, str]:
     return run(
-        "package",
+        "sign",
         "build",
         str(MODEL),
         "--key",
@@ -80,21 +80,21 @@ def test_generate_build_verify_inspect(tmp_path: Path, keypair: Path) -> None:
     )
     assert code == 0 and "built" in out and "sequence 9" in out
     pkg = tmp_path / "kws.tfpkg"
-    code, out, _ = run("package", "verify", str(pkg), "--trust", f"{keypair}.pub")
+    code, out, _ = run("sign", "verify", str(pkg), "--trust", f"{keypair}.pub")
     assert code == 0 and out.startswith("OK ")
-    code, out, _ = run("package", "inspect", str(pkg), "--json")
+    code, out, _ = run("sign", "inspect", str(pkg), "--json")
     fields = json.loads(out)
     assert fields["model_name"] == "kws" and fields["sequence"] == 9 and fields["security_counter"] == 2
     assert fields["min_runtime_version"] == "0.1.0" and fields["created_at"] == 1700000000
     assert fields["payload_digest_ok"] and fields["model_ops"] == ["FULLY_CONNECTED", "SOFTMAX"]
-    code, out, _ = run("package", "inspect", str(pkg))
+    code, out, _ = run("sign", "inspect", str(pkg))
     assert code == 0 and "model_sha256" in out and "arena_bytes" in out
 
 
 def test_default_sequence_increases_with_time(tmp_path: Path, keypair: Path) -> None:
     code, _, _ = build(tmp_path, keypair, "--created-at", "1800000000")
     assert code == 0
-    _, out, _ = run("package", "inspect", str(tmp_path / "kws.tfpkg"), "--json")
+    _, out, _ = run("sign", "inspect", str(tmp_path / "kws.tfpkg"), "--json")
     assert json.loads(out)["sequence"] == 1800000000
 
 
@@ -126,16 +126,14 @@ def test_passphrase_env(tmp_path: Path) -> None:
     ],
 )
 def test_verify_refusals_are_one_line_with_exit_2(vector: str, name: str) -> None:
-    code, out, err = run(
-        "package", "verify", str(VECTORS / vector), "--trust", str(VECTORS / "key_trusted.pub")
-    )
+    code, out, err = run("sign", "verify", str(VECTORS / vector), "--trust", str(VECTORS / "key_trusted.pub"))
     assert code == 2 and out == ""
     assert name in one_error_line(err)
 
 
 def test_verify_good_vector_with_two_trusted_keys() -> None:
     code, out, _ = run(
-        "package",
+        "sign",
         "verify",
         str(VECTORS / "good.tfpkg"),
         "--trust",
@@ -149,12 +147,12 @@ def test_verify_good_vector_with_two_trusted_keys() -> None:
 @pytest.mark.parametrize(
     "args",
     [
-        ("package", "verify", "/nonexistent.tfpkg", "--trust", str(VECTORS / "key_trusted.pub")),
-        ("package", "verify", str(VECTORS / "good.tfpkg"), "--trust", "/nonexistent.pub"),
-        ("package", "verify", str(VECTORS / "good.tfpkg"), "--trust", str(MODEL)),
-        ("package", "inspect", str(VECTORS / "short_garbage.tfpkg")),
+        ("sign", "verify", "/nonexistent.tfpkg", "--trust", str(VECTORS / "key_trusted.pub")),
+        ("sign", "verify", str(VECTORS / "good.tfpkg"), "--trust", "/nonexistent.pub"),
+        ("sign", "verify", str(VECTORS / "good.tfpkg"), "--trust", str(MODEL)),
+        ("sign", "inspect", str(VECTORS / "short_garbage.tfpkg")),
         (
-            "package",
+            "sign",
             "build",
             str(VECTORS / "index.json"),
             "--key",
@@ -169,7 +167,7 @@ def test_verify_good_vector_with_two_trusted_keys() -> None:
             "/tmp/never-written.tfpkg",
         ),
         (
-            "package",
+            "sign",
             "build",
             str(MODEL),
             "--key",
@@ -184,7 +182,7 @@ def test_verify_good_vector_with_two_trusted_keys() -> None:
             "/tmp/never-written.tfpkg",
         ),
         (
-            "package",
+            "sign",
             "build",
             str(MODEL),
             "--key",
@@ -199,7 +197,7 @@ def test_verify_good_vector_with_two_trusted_keys() -> None:
             "/tmp/never-written.tfpkg",
         ),
         (
-            "package",
+            "sign",
             "build",
             str(MODEL),
             "--key",
@@ -214,7 +212,7 @@ def test_verify_good_vector_with_two_trusted_keys() -> None:
             "/tmp/never-written.tfpkg",
         ),
         (
-            "package",
+            "sign",
             "build",
             str(MODEL),
             "--key",
@@ -264,7 +262,7 @@ def test_installed_command_prints_no_traceback(tmp_path: Path) -> None:
     proc = subprocess.run(
         [
             str(exe),
-            "package",
+            "sign",
             "verify",
             str(VECTORS / "range_flags.tfpkg"),
             "--trust",
@@ -294,7 +292,7 @@ def test_build_with_selftest_seed_uses_the_reference_digest(tmp_path: Path, keyp
     facts = json.loads((VECTORS / "index.json").read_text())["selftest"]
     code, _, err = build(tmp_path, keypair, "--selftest-seed", str(facts["seed"]))
     assert code == 0, err
-    _, out, _ = run("package", "inspect", str(tmp_path / "kws.tfpkg"), "--json")
+    _, out, _ = run("sign", "inspect", str(tmp_path / "kws.tfpkg"), "--json")
     fields = json.loads(out)
     assert fields["selftest_seed"] == facts["seed"]
     assert fields["selftest_output_sha256"] == facts["output_sha256"]
@@ -303,7 +301,7 @@ def test_build_with_selftest_seed_uses_the_reference_digest(tmp_path: Path, keyp
 def test_build_with_explicit_selftest_digest(tmp_path: Path, keypair: Path) -> None:
     code, _, _ = build(tmp_path, keypair, "--selftest-seed", "9", "--selftest-sha256", "ab" * 32)
     assert code == 0
-    _, out, _ = run("package", "inspect", str(tmp_path / "kws.tfpkg"), "--json")
+    _, out, _ = run("sign", "inspect", str(tmp_path / "kws.tfpkg"), "--json")
     assert json.loads(out)["selftest_output_sha256"] == "ab" * 32
     code, _, err = build(tmp_path, keypair, "--selftest-seed", "9", "--selftest-sha256", "xyz")
     assert code == 1 and "64 hex digits" in one_error_line(err)

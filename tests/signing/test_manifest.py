@@ -11,7 +11,8 @@ from tests.support.paths import VECTORS
 from tinyfleet.signing import errors
 from tinyfleet.signing import manifest as mf
 from tinyfleet.signing.keys import TrustStore, key_id, private_key_from_seed
-from tinyfleet.signing.package import build_package, inspect, selftest_input, verify_package
+from tinyfleet.signing.package import build_package, inspect, verify_package
+from tinyfleet.signing.selftest import selftest_input
 
 MODEL = (VECTORS / "model.tflite").read_bytes()
 KEY = private_key_from_seed(hashlib.sha256(b"test_signing_manifest key").digest())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -10,10 +11,7 @@ from tests.support.paths import REPO
 from tinyfleet.signing.errors import InvalidModelError
 from tinyfleet.signing.tflite import builtin_op_name, estimate_arena_bytes, parse_model
 
-SHARED = REPO.parent / "shared" / "models"
 MODEL = (REPO / "tests" / "vectors" / "model.tflite").read_bytes()
-
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared models not found at {SHARED}")
 
 
 def test_project_model() -> None:
@@ -27,7 +25,6 @@ def test_project_model() -> None:
     assert arena % 16 == 0 and arena >= 16 + 16 + 16 + 16
 
 
-@needs_shared
 @pytest.mark.parametrize(
     ("name", "ops", "input_spec", "arena"),
     [
@@ -43,9 +40,13 @@ def test_project_model() -> None:
     ],
 )
 def test_shared_models(
-    name: str, ops: tuple[str, ...] | None, input_spec: tuple[str, tuple[int, ...]], arena: int | None
+    shared_models: Path,
+    name: str,
+    ops: tuple[str, ...] | None,
+    input_spec: tuple[str, tuple[int, ...]],
+    arena: int | None,
 ) -> None:
-    info = parse_model((SHARED / name).read_bytes())
+    info = parse_model((shared_models / name).read_bytes())
     if ops is not None:
         assert info.operators == ops
     first = info.inputs[0]

@@ -11,12 +11,12 @@ from tinyfleet.signing import errors
 from tinyfleet.signing import manifest as mf
 from tinyfleet.signing.keys import TrustStore, load_public_key
 from tinyfleet.signing.package import verify_package
-from tinyfleet.signing.policy import DeviceProfile, check_policy
+from tinyfleet.signing.policy import DeviceConfig, check_policy
 from tinyfleet.signing.tflite import parse_model
 
 INDEX = json.loads((VECTORS / "index.json").read_text())
 DEVICE_JSON = json.loads((VECTORS / "device.json").read_text())
-DEVICE = DeviceProfile.from_json(DEVICE_JSON)
+DEVICE = DeviceConfig.from_json(DEVICE_JSON)
 STORE = TrustStore(load_public_key(VECTORS / name) for name in DEVICE_JSON["trusted_keys"])
 
 
@@ -62,7 +62,7 @@ def test_every_error_and_layer_is_covered() -> None:
 
 def test_setup_package_brings_a_fresh_device_to_the_described_state() -> None:
     active = verify_package((VECTORS / DEVICE_JSON["setup_package"]).read_bytes(), STORE).manifest
-    fresh = DeviceProfile(**{**DEVICE.__dict__, "security_floor": 0, "active_sequence": None})
+    fresh = DeviceConfig(**{**DEVICE.__dict__, "security_floor": 0, "active_sequence": None})
     check_policy(active, fresh)
     assert active.sequence == DEVICE.active_sequence and active.security_counter == DEVICE.security_floor
 

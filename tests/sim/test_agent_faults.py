@@ -63,6 +63,7 @@ def test_power_cut_during_install_resumes(env: E2E) -> None:
         assert agent.driver.state().phase == "idle"
 
 
+@pytest.mark.slow  # measured > 3 s
 def test_lost_chunks_and_churn_still_converge(env: E2E) -> None:
     profile = get_profile("lan").with_faults(chunk_loss=0.3, churn_per_second=0.2, offline_seconds=0.5)
     profile = dataclasses.replace(profile, chunk_timeout_s=0.5)
@@ -78,6 +79,7 @@ def test_lost_chunks_and_churn_still_converge(env: E2E) -> None:
     assert snap.totals["chunk_requests"] > clean_requests
 
 
+@pytest.mark.slow  # measured > 3 s
 def test_dead_device_never_shows_up_and_slow_device_still_installs(env: E2E) -> None:
     lan = get_profile("lan")
     dead = lan.with_faults(dead=True)

@@ -15,6 +15,7 @@ from tinyfleet.cli import app
 pytestmark = pytest.mark.timeout(180)
 
 
+@pytest.mark.slow  # measured > 3 s
 def test_simulate_provisions_and_runs_devices(tmp_path: Path) -> None:
     with e2e_env(tmp_path) as env:
         broker = f"mqtt://{env.broker.host}:{env.broker.port}"
@@ -77,3 +78,37 @@ def test_qemu_devices_are_the_first_ones_without_power_cut_injection() -> None:
     many = [DeviceSpec(f"d{i}", base) for i in range(MAX_QEMU_DEVICES + 2)]
     with pytest.raises(ValueError, match="--qemu must be within"):
         run_on_qemu(many, MAX_QEMU_DEVICES + 1)
+
+
+def test_provision_fleet_undoes_its_devices_when_an_id_appears_meanwhile() -> None:
+    """The ids are checked before the first device is created; should another client create one of them
+    between the check and its turn, the devices this call created are deleted again (nothing changed)."""
+    from tinyfleet.sim.cli import provision_fleet
+    from tinyfleet.sim.profiles import FleetMix, get_profile
+    from tinyfleet.sim.server_api import DeviceExistsError, ProvisionedDevice
+
+    class RacingApi:
+        def __init__(self) -> None:
+            self.created: list[str] = []
+            self.deleted: list[str] = []
+            self.take_over: list[bool] = []
+
+        def existing_device_ids(self, ids: list[str]) -> list[str]:
+            return []
+
+        def provision(self, device_id: str, *_a: object, take_over: bool, **_k: object) -> ProvisionedDevice:
+            self.take_over.append(take_over)
+            if device_id == "race-00002":
+                raise DeviceExistsError([device_id])
+            self.created.append(device_id)
+            return ProvisionedDevice(device_id, device_id, "pw", None, None, (), 1024)
+
+        def delete_device(self, device_id: str) -> None:
+            self.deleted.append(device_id)
+
+    api = RacingApi()
+    with pytest.raises(DeviceExistsError) as caught:
+        provision_fleet(api, 4, FleetMix.single(get_profile("lan")), "race", None)  # type: ignore[arg-type]
+    assert caught.value.device_ids == ("race-00002",)
+    assert api.deleted == api.created == ["race-00000", "race-00001"]
+    assert api.take_over == [False, False, False]

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.paths import VECTORS
+from tests.support.qemu_device import CHUNK, DEVICE, install_and_confirm, vector
 from tinyfleet.device import frames
 from tinyfleet.sim.qemu import (
     DEFAULT_SLOT_SIZE,
@@ -32,13 +33,6 @@ pytestmark = [
     pytest.mark.qemu,
     pytest.mark.skipif(missing_tools() is not None, reason=f"QEMU port: {missing_tools()}"),
 ]
-
-DEVICE = json.loads((VECTORS / "device.json").read_text()) if (VECTORS / "device.json").exists() else {}
-CHUNK = 256  # several chunks per package, so that chunking and resume are exercised
-
-
-def vector(name: str) -> bytes:
-    return (VECTORS / name).read_bytes()
 
 
 def manifest_model_sha256(package: bytes) -> bytes:
@@ -76,17 +70,6 @@ def device(firmware: Path, provision: Provision, tmp_path: Path) -> Iterator[Qem
         yield dev
     finally:
         dev.close()
-
-
-def install_and_confirm(dev: QemuDevice, package: bytes) -> int:
-    """Upload, activate, self-test and confirm; returns the slot the model went to."""
-    assert dev.upload(package, CHUNK).phase == frames.Phase.DOWNLOADED
-    report = frames.parse_phase(dev.call(frames.activate()))
-    assert report.phase == frames.Phase.TRIAL
-    assert report.active_slot is not None
-    dev.call(frames.selftest())
-    assert frames.parse_phase(dev.call(frames.confirm())).phase == frames.Phase.IDLE
-    return report.active_slot
 
 
 def slot_bytes(dev: QemuDevice, slot: int) -> bytes:
@@ -471,22 +454,18 @@ def test_power_cut_before_every_flash_operation_of_an_install(
     assert frames.Phase.DOWNLOADING in phases  # the sweep did cut in the middle of downloads
 
 
-PAIRS = VECTORS.parent.parent.parent / "shared" / "models" / "pairs"
-
-
-def test_compressed_and_delta_packages_decode_on_the_m4(device: QemuDevice) -> None:
+def test_compressed_and_delta_packages_decode_on_the_m4(device: QemuDevice, shared_models: Path) -> None:
     """Real successive model versions (TFLM's hello_world history): a compressed full model, then a delta
     against it; the M4 decodes each into the inactive slot, and the bytes are the new model's."""
-    if not (PAIRS / "hello_world_int8.2.tflite").exists():
-        pytest.skip(f"{PAIRS} absent (real model pairs)")
+    pairs = shared_models / "pairs"
     from tinyfleet.signing import delta as codec
     from tinyfleet.signing.keys import load_private_key
     from tinyfleet.signing.package import build_package
 
     key = load_private_key(VECTORS / "key_trusted.pem")
     base, new = (
-        (PAIRS / "hello_world_int8.1.tflite").read_bytes(),
-        (PAIRS / "hello_world_int8.2.tflite").read_bytes(),
+        (pairs / "hello_world_int8.1.tflite").read_bytes(),
+        (pairs / "hello_world_int8.2.tflite").read_bytes(),
     )
     common = {
         "name": "hello-world",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.paths import VECTORS
-from tests.sim.test_qemu_port import DEVICE, install_and_confirm, vector
+from tests.support.qemu_device import DEVICE, install_and_confirm, vector
 from tinyfleet.device import frames
 from tinyfleet.device.engine import Engine
 from tinyfleet.sim.qemu import MANIFEST_SIZE, Provision, QemuDevice, build_firmware, missing_tools

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tinyfleet.signing.keys import TrustedKey
 from tinyfleet.sim.profiles import get_profile
 from tinyfleet.sim.qemu_transport import QemuTransport, provision_for, qemu_unavailable
-from tinyfleet.sim.runtime_driver import TrustedKey
 
 
 def _keys(n: int) -> list[TrustedKey]:

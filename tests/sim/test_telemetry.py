@@ -15,6 +15,7 @@ from tinyfleet.sim.profiles import get_profile
 pytestmark = pytest.mark.timeout(180)
 
 
+@pytest.mark.slow  # measured > 3 s
 def test_devices_report_inference_telemetry(tmp_path: Path) -> None:
     profile = dataclasses.replace(get_profile("lan"), telemetry_period_s=0.5, inference_hz=4.0)
     with e2e_env(tmp_path) as env:

@@ -22,13 +22,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.support.paths import REPO
 from tinyfleet.demo_models import MODEL_NAME, Release, build_releases
-from tinyfleet.server.devbroker import Broker, find_mosquitto
+from tinyfleet.server.devbroker import DevBroker, find_mosquitto
 from tinyfleet.server.services.credentials import hash_password, write_password_file
-from tinyfleet.signing.keys import generate_private_key, save_keypair
+from tinyfleet.signing.keys import TrustedKey, generate_private_key, save_keypair
 from tinyfleet.sim.cli import provision_fleet
 from tinyfleet.sim.fleet import DeviceSpec, Fleet, FleetConfig, LocalFleet
 from tinyfleet.sim.profiles import DeviceProfile, FleetMix, get_profile
-from tinyfleet.sim.runtime_driver import TrustedKey
 from tinyfleet.sim.server_api import ProvisionedDevice, ServerApi
 
 SERVER_USER = "tinyfleet-server"
@@ -80,7 +79,7 @@ class ChildServer:
 @dataclass
 class E2E:
     workdir: Path
-    broker: Broker
+    broker: DevBroker
     api: ServerApi
     release_key: Ed25519PrivateKey
     release_pub: Path
@@ -220,7 +219,7 @@ def e2e_env(workdir: Path, in_process_server: bool = True) -> Iterator[E2E]:
     password_file = workdir / "mosquitto.passwd"
     write_password_file(password_file, [(SERVER_USER, hash_password(server_password))])
     with ExitStack() as stack:
-        broker = stack.enter_context(Broker(password_file=password_file, admin_users=[SERVER_USER]))
+        broker = stack.enter_context(DevBroker(password_file=password_file, admin_users=[SERVER_USER]))
         mqtt_url = f"mqtt://{SERVER_USER}:{server_password}@{broker.host}:{broker.port}"
         env = E2E(workdir, broker, None, key, release_pub, releases, [], mqtt_url, password_file, stack)  # type: ignore[arg-type]
         if in_process_server:

@@ -22,7 +22,7 @@ Send = Callable[[str, bytes], list[Any]]
 
 
 @functools.cache
-def shared_models() -> dict[str, bytes]:
+def shared_model_blobs() -> dict[str, bytes]:
     """The shared .tflite files by SHA-256: what a scripted device whose slot was set up by digest holds."""
     files = sorted(SHARED_MODELS.rglob("*.tflite")) if SHARED_MODELS.is_dir() else []
     return {hashlib.sha256(data).hexdigest(): data for data in (f.read_bytes() for f in files)}
@@ -116,7 +116,7 @@ class ScriptedDevice:
             return delta.decode(payload)
         if base_sha256 != self.active_sha():
             return None
-        base = self.models.get(base_sha256) or shared_models().get(base_sha256)
+        base = self.models.get(base_sha256) or shared_model_blobs().get(base_sha256)
         return None if base is None else delta.decode(payload, base)
 
     def follow(self, desired: dict[str, Any] | None) -> None:

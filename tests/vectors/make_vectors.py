@@ -29,9 +29,14 @@ from tinyfleet.signing import delta as dl  # noqa: E402
 from tinyfleet.signing import manifest as mf  # noqa: E402
 from tinyfleet.signing._flatbuf import FlatBuffer  # noqa: E402
 from tinyfleet.signing.keys import key_id, private_key_from_seed, private_pem, public_hex_line  # noqa: E402
-from tinyfleet.signing.package import build_package, selftest_input  # noqa: E402
-from tinyfleet.signing.policy import DeviceProfile  # noqa: E402
-from tinyfleet.signing.selftest import expected_output_sha256  # noqa: E402
+from tinyfleet.signing.package import build_package  # noqa: E402
+from tinyfleet.signing.policy import DeviceConfig  # noqa: E402
+from tinyfleet.signing.selftest import (  # noqa: E402
+    expected_output_sha256,
+    input_sizes,
+    selftest_input,
+    selftest_inputs,
+)
 from tinyfleet.signing.tflite import estimate_arena_bytes, parse_model  # noqa: E402
 
 CREATED_AT = 1767225600  # 2026-01-01T00:00:00Z
@@ -99,6 +104,34 @@ def train_models() -> tuple[bytes, bytes]:
     return convert(small, features), convert(large, large_features)
 
 
+def train_two_input_model() -> bytes:
+    """A two-input int8 model (Concatenate -> Dense(8, ReLU) -> Dense(4, softmax)), untrained, fixed seeds:
+    the self-test vector for models with several inputs. The inputs are 8 and 3 wide; TFLite orders them
+    [3, 8] in the subgraph, the order the self-test fills them in."""
+    import numpy as np
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(2)
+    rng = np.random.default_rng(2)
+    layers = tf.keras.layers
+    wide = layers.Input((8,), batch_size=1, name="x0")
+    narrow = layers.Input((3,), batch_size=1, name="x1")
+    hidden = layers.Dense(8, activation="relu")(layers.Concatenate()([wide, narrow]))
+    model = tf.keras.Model([wide, narrow], layers.Dense(4, activation="softmax")(hidden))
+
+    def representative() -> object:
+        for _ in range(64):
+            yield [rng.normal(0, 1, size=(1, n)).astype("float32") for n in (8, 3)]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return bytes(converter.convert())
+
+
 # ---------------------------------------------------------------- helpers
 
 
@@ -164,6 +197,11 @@ def main() -> None:
         model_path.write_bytes(small)
         large_path.write_bytes(large)
     model, large = model_path.read_bytes(), large_path.read_bytes()
+    two_path = HERE / "model_two_inputs.tflite"
+    if args.retrain or not two_path.exists():
+        two_path.write_bytes(train_two_input_model())
+    two_inputs = two_path.read_bytes()
+    assert len(input_sizes(two_inputs)) == 2, "the two-input model must have two inputs"
     assert len(model) < 4096, f"test model is {len(model)} bytes, keep it under 4 KB"
     assert len(large) > DEVICE["slot_size"], "the large model must not fit a slot under any reading"
 
@@ -202,6 +240,19 @@ def main() -> None:
         build(version="1.0.1", sequence=7, selftest_seed=SELFTEST_SEED, selftest_output_sha256=digest),
         "OK",
         "valid, with a self-test seed and the TFLM reference output digest",
+    )
+    two_digest = expected_output_sha256(two_inputs, SELFTEST_SEED)
+    add(
+        "good_selftest_two_inputs.tfpkg",
+        build(
+            two_inputs,
+            version="1.1.0",
+            sequence=9,
+            selftest_seed=SELFTEST_SEED,
+            selftest_output_sha256=two_digest,
+        ),
+        "OK",
+        "valid, two-input model: the self-test fills both inputs from one stream (TFLM reference digest)",
     )
     add(
         "good_edges.tfpkg",
@@ -353,6 +404,18 @@ def main() -> None:
         "SELFTEST_FAILED",
         "self-test expected digest is wrong",
     )
+    add(
+        "selftest_two_inputs_wrong_digest.tfpkg",
+        build(
+            two_inputs,
+            version="1.1.1",
+            sequence=10,
+            selftest_seed=SELFTEST_SEED,
+            selftest_output_sha256=hashlib.sha256(two_digest).digest(),
+        ),
+        "SELFTEST_FAILED",
+        "two-input model, self-test expected digest is wrong",
+    )
 
     codes = {"OK": 0, "SELFTEST_FAILED": 42, "WRONG_BASE": 38, "DELTA_CORRUPT": 160}
     from tinyfleet.signing.errors import ALL_PACKAGE_ERRORS
@@ -467,7 +530,7 @@ def main() -> None:
     device = {
         **DEVICE,
         "runtime_version_str": mf.runtime_version_str(DEVICE["runtime_version"]),
-        "slot_capacity": DeviceProfile.from_json(DEVICE).slot_capacity,
+        "slot_capacity": DeviceConfig.from_json(DEVICE).slot_capacity,
         "trusted_keys": ["key_trusted.pub"],
         "trusted_key_ids": [key_id(trusted).hex()],
         "setup_package": "good_active.tfpkg",
@@ -490,6 +553,17 @@ def main() -> None:
             "seed": SELFTEST_SEED,
             "output_sha256": digest.hex(),
             "input_bytes": selftest_input(SELFTEST_SEED, 8).hex(),
+        },
+        "selftest_two_inputs": {
+            "file": "model_two_inputs.tflite",
+            "size": len(two_inputs),
+            "sha256": hashlib.sha256(two_inputs).hexdigest(),
+            "ops": list(parse_model(two_inputs).operators),
+            "seed": SELFTEST_SEED,
+            "input_sizes": input_sizes(two_inputs),
+            "input_bytes": [b.hex() for b in selftest_inputs(SELFTEST_SEED, input_sizes(two_inputs))],
+            "output_sha256": two_digest.hex(),
+            "package": "good_selftest_two_inputs.tfpkg",
         },
         "vectors": index,
         "model_update": {

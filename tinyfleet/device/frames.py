@@ -19,6 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 
+from tinyfleet.signing.codes import ErrorCode as ErrorCode
+from tinyfleet.signing.codes import error_name as error_name  # re-exported: the one error table
+
 MAX_BODY = 1088
 """Largest frame body (message) either side sends or accepts."""
 CRC_SIZE = 4
@@ -31,27 +34,13 @@ RESPONSE_BIT = 0x80
 INFER_RUN = 0x01
 FEATURE_INFERENCE = 0x01
 
-# Error codes of docs/PROTOCOL.md section 2 that the wire layer itself produces.
-FRAME_CRC = 96
-FRAME_DECODE = 97
-FRAME_TOO_LONG = 98
-UNKNOWN_MESSAGE = 99
-BAD_MESSAGE = 100
-
-ERROR_NAMES: dict[int, str] = {
-    0: "OK", 1: "TRUNCATED", 2: "BAD_MAGIC", 3: "UNSUPPORTED_FORMAT", 4: "UNKNOWN_KEY",
-    5: "BAD_SIGNATURE", 6: "DIGEST_MISMATCH", 7: "SIZE_MISMATCH", 8: "FIELD_RANGE",
-    32: "WRONG_HARDWARE", 33: "RUNTIME_TOO_OLD", 34: "ROLLBACK_REFUSED", 35: "REPLAYED",
-    36: "TOO_LARGE", 37: "ARENA_TOO_LARGE", 38: "WRONG_BASE", 39: "BAD_STATE", 40: "BAD_OFFSET",
-    41: "NO_PREVIOUS", 42: "SELFTEST_FAILED", 64: "FLASH_IO", 65: "FLASH_NOT_ERASED",
-    66: "STATE_CORRUPT", 96: "FRAME_CRC", 97: "FRAME_DECODE", 98: "FRAME_TOO_LONG",
-    99: "UNKNOWN_MESSAGE", 100: "BAD_MESSAGE", 128: "MODEL_INVALID", 129: "UNSUPPORTED_OP",
-    130: "ARENA_EXHAUSTED", 160: "DELTA_CORRUPT",
-}  # fmt: skip
-
-
-def error_name(code: int) -> str:
-    return ERROR_NAMES.get(code, "UNKNOWN")
+# Error codes of docs/PROTOCOL.md section 2 that the wire layer itself produces (from the one table,
+# `tinyfleet.signing.codes`; `error_name` is re-exported from there).
+FRAME_CRC = ErrorCode.FRAME_CRC
+FRAME_DECODE = ErrorCode.FRAME_DECODE
+FRAME_TOO_LONG = ErrorCode.FRAME_TOO_LONG
+UNKNOWN_MESSAGE = ErrorCode.UNKNOWN_MESSAGE
+BAD_MESSAGE = ErrorCode.BAD_MESSAGE
 
 
 class MsgType(IntEnum):

@@ -5,29 +5,22 @@ what a board exposes: power (boot, power cycle, an injected power cut), the UART
 tests the flash image. Requests go through `send_frame`, which frames them with `tinyfleet.device.frames`;
 nothing here re-implements verification or slot logic, every decision is the C runtime's.
 
-The library is `<repo>/agent_firmware/build/host/libtinyfleet_agent.so` (or `$TINYFLEET_AGENT_LIB`);
-it is built with `make -C agent_firmware host` when missing or older than its sources.
+The library is found, built when stale and loaded by `tinyfleet.device.library`.
 """
 
 from __future__ import annotations
 
 import ctypes
-import fcntl
-import os
-import subprocess
-import threading
+import functools
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
-from pathlib import Path
 from types import TracebackType
 
 from tinyfleet.device import frames
+from tinyfleet.device.library import MAX_DIMS, CTensorInfo, HostConfig, declare, load_library
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-FIRMWARE_DIR = REPO_ROOT / "agent_firmware"
-LIBRARY_PATH = FIRMWARE_DIR / "build" / "host" / "libtinyfleet_agent.so"
 RUNTIME_VERSION = (0 << 16) | (1 << 8) | 0  # TFA_RUNTIME_VERSION, 0.1.0
 KEY_RECORD = 40  # key_id[8] || public_key[32]
 MAX_KEYS = 16
@@ -43,39 +36,8 @@ class CutMode(IntEnum):
     COMPLETE = 3
 
 
-class LibraryError(RuntimeError):
-    """The host library could not be built or loaded."""
-
-
 class NoResponse(frames.ProtocolError):
     """A request got no response: the device is off (power cut) or the response never came."""
-
-
-class _Config(ctypes.Structure):
-    _fields_ = [
-        ("hardware_class", ctypes.c_uint32),
-        ("runtime_version", ctypes.c_uint32),
-        ("ram_budget", ctypes.c_uint32),
-        ("slot_size", ctypes.c_uint32),
-        ("sector_size", ctypes.c_uint32),
-        ("max_trial_boots", ctypes.c_uint32),
-        ("keys", ctypes.c_char_p),
-        ("key_count", ctypes.c_uint32),
-        ("cpu_hz", ctypes.c_uint32),
-        ("milli_cycles_per_mac", ctypes.c_uint32),
-        ("cycles_per_op", ctypes.c_uint32),
-    ]
-
-
-class _TensorInfo(ctypes.Structure):  # tfa_tensor_info_t (tfa/engine.h)
-    _fields_ = [
-        ("type", ctypes.c_uint8),
-        ("rank", ctypes.c_uint8),
-        ("dims", ctypes.c_int32 * 6),
-        ("bytes", ctypes.c_uint32),
-        ("scale", ctypes.c_float),
-        ("zero_point", ctypes.c_int32),
-    ]
 
 
 TYPE_INT8 = 9  # TFA_TYPE_INT8
@@ -92,82 +54,37 @@ class TensorSpec:
     zero_point: int
 
     @classmethod
-    def of(cls, info: _TensorInfo) -> TensorSpec:
-        shape = tuple(int(info.dims[i]) for i in range(min(int(info.rank), 6)))
+    def of(cls, info: CTensorInfo) -> TensorSpec:
+        shape = tuple(int(info.dims[i]) for i in range(min(int(info.rank), MAX_DIMS)))
         return cls(int(info.type), shape, int(info.bytes), float(info.scale), int(info.zero_point))
 
 
-_lib_lock = threading.Lock()
-_lib: ctypes.CDLL | None = None
-
-
-def _sources_newer_than(lib: Path) -> bool:
-    built = lib.stat().st_mtime
-    for folder in ("core/src", "core/engine", "core/include/tfa", "ports/host"):
-        for path in (FIRMWARE_DIR / folder).glob("*.[ch]"):
-            if path.stat().st_mtime > built:
-                return True
-    return (FIRMWARE_DIR / "Makefile").stat().st_mtime > built
-
-
-def _build() -> None:
-    LIBRARY_PATH.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = LIBRARY_PATH.parent / ".build.lock"
-    with lock_path.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one make at a time across processes
-        result = subprocess.run(
-            ["make", "-s", "-C", str(FIRMWARE_DIR), "host"], capture_output=True, text=True, check=False
-        )
-    if result.returncode != 0 or not LIBRARY_PATH.is_file():
-        tail = (result.stdout + result.stderr).strip().splitlines()[-15:]
-        raise LibraryError("building the host library failed:\n" + "\n".join(tail))
-
-
-def _declare(lib: ctypes.CDLL) -> None:
+@functools.cache
+def _device_library() -> ctypes.CDLL:
+    lib = load_library()
     handle = ctypes.c_void_p
     u32 = ctypes.c_uint32
-    signatures: dict[str, tuple[list[type], type | None]] = {
-        "tfa_host_create": ([ctypes.POINTER(_Config), ctypes.POINTER(handle)], ctypes.c_int),
-        "tfa_host_destroy": ([handle], None),
-        "tfa_host_boot": ([handle], ctypes.c_int),
-        "tfa_host_power_cycle": ([handle], ctypes.c_int),
-        "tfa_host_is_on": ([handle], ctypes.c_int),
-        "tfa_host_uart_write": ([handle, ctypes.c_char_p, u32, ctypes.POINTER(u32)], ctypes.c_int),
-        "tfa_host_uart_read": ([handle, ctypes.c_char_p, u32], u32),
-        "tfa_host_arm_power_cut": ([handle, u32, u32, u32], None),
-        "tfa_host_flash_ops": ([handle], u32),
-        "tfa_host_flash_size": ([handle], u32),
-        "tfa_host_flash_read": ([handle, ctypes.c_char_p, u32], ctypes.c_int),
-        "tfa_host_flash_load": ([handle, ctypes.c_char_p, u32], ctypes.c_int),
-        "tfa_host_memory_bytes": ([handle], u32),
-        "tfa_host_model_io": (
-            [handle, ctypes.POINTER(_TensorInfo), ctypes.POINTER(_TensorInfo)],
-            ctypes.c_int,
-        ),
-    }
-    for name, (argtypes, restype) in signatures.items():
-        fn = getattr(lib, name)
-        fn.argtypes = argtypes
-        fn.restype = restype
-
-
-def load_library() -> ctypes.CDLL:
-    """The host library, built first if needed; loaded once per process."""
-    global _lib
-    with _lib_lock:
-        if _lib is not None:
-            return _lib
-        override = os.environ.get("TINYFLEET_AGENT_LIB")
-        path = Path(override) if override else LIBRARY_PATH
-        if not override and (not path.is_file() or _sources_newer_than(path)):
-            _build()
-        try:
-            lib = ctypes.CDLL(str(path))
-        except OSError as exc:
-            raise LibraryError(f"cannot load {path}: {exc}") from exc
-        _declare(lib)
-        _lib = lib
-        return lib
+    info = ctypes.POINTER(CTensorInfo)
+    declare(
+        lib,
+        {
+            "tfa_host_create": ([ctypes.POINTER(HostConfig), ctypes.POINTER(handle)], ctypes.c_int),
+            "tfa_host_destroy": ([handle], None),
+            "tfa_host_boot": ([handle], ctypes.c_int),
+            "tfa_host_power_cycle": ([handle], ctypes.c_int),
+            "tfa_host_is_on": ([handle], ctypes.c_int),
+            "tfa_host_uart_write": ([handle, ctypes.c_char_p, u32, ctypes.POINTER(u32)], ctypes.c_int),
+            "tfa_host_uart_read": ([handle, ctypes.c_char_p, u32], u32),
+            "tfa_host_arm_power_cut": ([handle, u32, u32, u32], None),
+            "tfa_host_flash_ops": ([handle], u32),
+            "tfa_host_flash_size": ([handle], u32),
+            "tfa_host_flash_read": ([handle, ctypes.c_char_p, u32], ctypes.c_int),
+            "tfa_host_flash_load": ([handle, ctypes.c_char_p, u32], ctypes.c_int),
+            "tfa_host_memory_bytes": ([handle], u32),
+            "tfa_host_model_io": ([handle, info, info], ctypes.c_int),
+        },
+    )
+    return lib
 
 
 def _check(rc: int, what: str) -> None:
@@ -214,8 +131,8 @@ class DeviceRuntime:
         ):  # fmt: skip
             if not 0 <= value <= 0xFFFFFFFF:
                 raise ValueError(f"{name} {value} is not a u32")
-        self._lib = load_library()
-        config = _Config(
+        self._lib = _device_library()
+        config = HostConfig(
             hardware_class, runtime_version, ram_budget, slot_size, sector_size, max_trial_boots,
             records or None, len(keys), cpu_hz, milli_cycles_per_mac, cycles_per_op,
         )  # fmt: skip
@@ -291,7 +208,7 @@ class DeviceRuntime:
     def model_io(self) -> tuple[TensorSpec, TensorSpec]:
         """The active model's first input and output tensors (what the device's sensor code knows);
         raises ValueError without an active model or when the engine refuses it."""
-        tin, tout = _TensorInfo(), _TensorInfo()
+        tin, tout = CTensorInfo(), CTensorInfo()
         rc = self._lib.tfa_host_model_io(self._h(), ctypes.byref(tin), ctypes.byref(tout))
         if rc != 0:
             raise ValueError(f"no runnable active model: {frames.error_name(-rc)} ({-rc})")

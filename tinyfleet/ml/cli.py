@@ -20,6 +20,7 @@ def compress_command(
     distill_width: int = typer.Option(0, help="Distill into a student of this width (0 = no)."),
     epochs: int = typer.Option(10, help="Training epochs (fine-tuning uses a third)."),
     samples: int = typer.Option(2000, help="Samples generated for a built-in task."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show TensorFlow's own logging."),
 ) -> None:
     """Quantize to int8 (and optionally prune and distill); report size, accuracy and arena."""
     console = Console()
@@ -32,9 +33,12 @@ def compress_command(
     if not 0.0 <= prune < 1.0:
         raise typer.BadParameter("--prune must be in [0, 1)")
 
-    from tinyfleet.ml import pipeline, validate
+    from tinyfleet.ml.quiet import quiet_tensorflow
 
-    with console.status("training and compressing (TensorFlow)..."):
+    console.print("training and compressing...")
+    with quiet_tensorflow(verbose):
+        from tinyfleet.ml import pipeline, validate
+
         if keras_file:
             assert data is not None
             result = pipeline.compress_keras_file(

@@ -45,10 +45,9 @@ def validate(model: bytes, count: int = 20) -> Validation:
         interpreter.set_input(row, 0)
         interpreter.invoke()
         expected.append(np.array(interpreter.get_output(0)).tobytes())
-    try:
-        from tinyfleet.device import engine
-    except ImportError as exc:
-        return Validation(count, True, False, False, f"not available ({exc})")
+    from tinyfleet.device import engine
+    from tinyfleet.device.library import LibraryError
+
     try:
         runner = engine.Engine(model)
         outputs = []
@@ -56,6 +55,8 @@ def validate(model: bytes, count: int = 20) -> Validation:
             runner.set_input(0, row)
             runner.invoke()
             outputs.append(runner.output_bytes(0))
+    except LibraryError as exc:
+        return Validation(count, True, False, False, f"not available ({exc})")
     except engine.EngineError as exc:
         return Validation(count, True, False, False, f"refused the model: {exc}")
     return Validation(count, True, True, outputs == expected, arena_bytes=runner.arena_used)

@@ -1,7 +1,7 @@
 """The FastAPI application: `create_app(settings)`.
 
 Building the app runs the migrations (`upgrade head`) and loads the keys; the MQTT gateway and the
-rollout engine start with the app's lifespan when `background=True`.
+rollout driver start with the app's lifespan when `background=True`.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 def create_app(
     settings: Settings | None = None, *, ctx: AppContext | None = None, background: bool = True
 ) -> FastAPI:
-    """The control plane app. Give `ctx` to share one context (tests drive its engine directly)."""
+    """The control plane app. Give `ctx` to share one context (tests drive its rollout driver directly)."""
     context = ctx or AppContext(settings or settings_from_env())
 
     @asynccontextmanager

@@ -1,5 +1,6 @@
 """Everything one running control plane holds: settings, database, keys, the device-message handler,
-the rollout engine and (when a broker is configured) the MQTT gateway."""
+the rollout driver and (when a broker is configured) the MQTT gateway. It also carries out the effects
+services register to run after a commit (services/effects.py)."""
 
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ from tinyfleet.server.models import Device
 from tinyfleet.server.mqtt_gateway import MqttGateway
 from tinyfleet.server.services.broker_reload import BrokerReloader
 from tinyfleet.server.services.credentials import hash_password, write_password_file
-from tinyfleet.server.services.engine import RolloutEngine
 from tinyfleet.server.services.messages import DeviceMessages, GatewayStats
 from tinyfleet.server.services.packages import PackageCache
+from tinyfleet.server.services.rollout_driver import RolloutDriver
 from tinyfleet.server.services.signer import ServerKeys, load_server_keys
 from tinyfleet.server.services.variants import VariantBuilder
 
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RecordingPublisher:
-    """Desired states the engine would publish when no broker is configured (visible in the API)."""
+    """Desired states the rollout driver would publish when no broker is configured (visible in the API)."""
 
     sent: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
@@ -49,42 +50,37 @@ class AppContext:
         self.keys: ServerKeys = load_server_keys(settings)
         self.stats = GatewayStats()
         self.cache = PackageCache()
-        self.engine = RolloutEngine(
+        self.rollout_driver = RolloutDriver(
             self.db,
             default_chunk_size=settings.default_chunk_size,
             tick_seconds=settings.tick_seconds,
             keys=self.keys,
         )
         # Compressed / delta re-signings, encoded on their own thread (seconds per model in Python).
-        self.variants = VariantBuilder(self.db, self.keys, on_ready=self.engine.wake)
-        self.engine.variants = self.variants if settings.payload_variants else None
+        self.variants = VariantBuilder(self.db, self.keys, on_ready=self.rollout_driver.wake)
+        self.rollout_driver.variants = self.variants if settings.payload_variants else None
         self.messages = DeviceMessages(
             self.db,
             default_chunk_size=settings.default_chunk_size,
             cache=self.cache,
             stats=self.stats,
-            on_change=self.engine.wake,
-            served=self.engine.served,
+            on_change=self.rollout_driver.wake,
+            served=self.rollout_driver.served,
         )
         self._passwd_lock = threading.Lock()
         self.broker_reloader = BrokerReloader(settings.mqtt_broker_pid_file, settings.mqtt_reload_command)
         self.gateway: MqttGateway | None = None
         if settings.mqtt_url:
             self.gateway = MqttGateway(settings, self.db, self.messages)
-            self.engine.publisher = self.gateway
+            self.rollout_driver.publisher = self.gateway
         else:
-            self.engine.publisher = RecordingPublisher()
+            self.rollout_driver.publisher = RecordingPublisher()
         self.sync_password_file()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         with session_scope(self.db) as session:
             yield session
-
-    def prepare_rollout(self, rollout_id: int) -> None:
-        """A rollout started: have its devices' variants built ahead, on the builder's thread."""
-        if self.engine.variants is not None and self.variants.running:
-            self.variants.prepare_rollout(rollout_id)
 
     def device_mqtt(self) -> MqttUrl | None:
         url = self.settings.device_mqtt_url or self.settings.mqtt_url
@@ -93,12 +89,12 @@ class AppContext:
     def start_background(self) -> None:
         if self.gateway is not None:
             self.gateway.start()
-        if self.engine.variants is not None:
+        if self.rollout_driver.variants is not None:
             self.variants.start()
-        self.engine.start()
+        self.rollout_driver.start()
 
     def stop_background(self) -> None:
-        self.engine.stop()
+        self.rollout_driver.stop()
         self.variants.stop()
         if self.gateway is not None:
             self.gateway.stop()
@@ -107,6 +103,22 @@ class AppContext:
     def close(self) -> None:
         self.stop_background()
         self.db.dispose()
+
+    # --- effects after a commit (services.effects.Effects) -----------------------------------------
+
+    def wake_rollouts(self) -> None:
+        self.rollout_driver.wake()
+
+    def prepare_rollout(self, rollout_id: int) -> None:
+        """A rollout started: have its devices' variants built ahead, on the builder's thread."""
+        if self.rollout_driver.variants is not None and self.variants.running:
+            self.variants.prepare_rollout(rollout_id)
+
+    def publish_desired(self, device_id: str, desired: dict[str, Any]) -> None:
+        self.rollout_driver.publish([(device_id, desired)])
+
+    def forget_device(self, device_id: str) -> None:
+        self.messages.forget_device(device_id)
 
     def add_password_entry(self, username: str, encoded: str) -> None:
         """Append one new device to the broker's password file (cheap: provisioning a fleet one device

@@ -1,9 +1,15 @@
 """Database engine and sessions. Services never commit: the caller (a request, a tick, a gateway
-message) owns the transaction through `session_scope`."""
+message) owns the transaction through `session_scope`.
+
+What a change must do outside the database (wake the rollout driver, publish a desired state, rewrite
+the broker's password file) waits for the commit: services register it with `after_commit(session, fn)`
+and `session_scope` runs it once the commit succeeded, never after a rollback.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -13,11 +19,14 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+AFTER_COMMIT = "tinyfleet.after_commit"
+
+log = logging.getLogger(__name__)
 
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        # Several threads (API, gateway worker, rollout engine) share the file; WAL lets readers run
+        # Several threads (API, gateway worker, rollout driver) share the file; WAL lets readers run
         # while one writer holds the lock, and the busy timeout makes writers wait instead of failing.
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -43,16 +52,36 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
+def after_commit(session: Session, effect: Callable[[], object]) -> None:
+    """Run `effect` once this session's transaction has committed (registered twice, run once)."""
+    pending: list[Callable[[], object]] = session.info.setdefault(AFTER_COMMIT, [])
+    if effect not in pending:
+        pending.append(effect)
+
+
+def _run_after_commit(session: Session) -> None:
+    # The data is committed whatever an effect does: a failing one is logged, never raised, so that a
+    # request that changed the database still answers with its success.
+    for effect in session.info.pop(AFTER_COMMIT, []):
+        try:
+            effect()
+        except Exception:
+            log.exception("after-commit effect %r failed", effect)
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
-    """One transaction: commit on success, roll back on any exception."""
+    """One transaction: commit on success, roll back on any exception; then the after-commit effects
+    (only when the commit succeeded)."""
     with Session(engine, expire_on_commit=False) as session:
         try:
             yield session
             session.commit()
         except BaseException:
+            session.info.pop(AFTER_COMMIT, None)
             session.rollback()
             raise
+        _run_after_commit(session)
 
 
 def upgrade_to_head(engine: Engine) -> None:

@@ -15,9 +15,10 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 MOSQUITTO_CANDIDATES = ("mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 
@@ -71,13 +72,20 @@ def acl_text(admin_users: list[str]) -> str:
     return "\n".join(lines)
 
 
-class Broker:
+class DevBroker:
     """Run `mosquitto` on a free local port until stop() (or the end of a `with` block).
 
     users: when given, anonymous clients are refused, each user needs its password, and the ACL above
     applies; admin_users name the accounts allowed on every topic. password_file: instead of users, a
     mosquitto password file kept by someone else (the server writes device credentials there); call
     reload() after it changes. Without either the broker is open (anonymous, no ACL).
+
+    acl_file: an ACL file of the caller's (e.g. deploy/mosquitto.acl) instead of the generated one; it
+    needs users or password_file. extra_config: more mosquitto.conf lines, appended last. workdir: keep
+    the config and the log there (kept after stop) instead of in a temporary directory.
+
+    kill() ends the process abruptly but keeps port, config and log, so restart() brings the same broker
+    back on the same port (a broker outage as a client sees it).
     """
 
     def __init__(
@@ -87,6 +95,9 @@ class Broker:
         users: Mapping[str, str] | None = None,
         admin_users: list[str] | None = None,
         password_file: Path | None = None,
+        acl_file: Path | None = None,
+        extra_config: Sequence[str] = (),
+        workdir: Path | None = None,
     ) -> None:
         self.host = host
         self.port = port or 0
@@ -94,18 +105,41 @@ class Broker:
         self._users = dict(users) if users else None
         self._admins = list(admin_users or [])
         self._password_file = password_file
+        self._acl_file = acl_file
+        self._extra = [extra_config] if isinstance(extra_config, str) else list(extra_config)
+        self._workdir = workdir
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         if password_file is not None and users is not None:
             raise BrokerError("give either users or password_file, not both")
+        if acl_file is not None and users is None and password_file is None:
+            raise BrokerError("an ACL file needs users or a password_file (an open broker has no ACL)")
 
     @property
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
 
     @property
+    def directory(self) -> Path | None:
+        """Where the config and the log are (None before start and after stop of a temporary one)."""
+        if self._workdir is not None:
+            return self._workdir
+        return Path(self._dir.name) if self._dir else None
+
+    @property
     def log_path(self) -> Path | None:
-        return Path(self._dir.name) / "mosquitto.log" if self._dir else None
+        folder = self.directory
+        return folder / "mosquitto.log" if folder else None
+
+    def log_text(self) -> str:
+        """What mosquitto has logged so far (errors, warnings and notices), or "" before start."""
+        log = self.log_path
+        return log.read_text(errors="replace") if log is not None and log.exists() else ""
+
+    @property
+    def anonymous(self) -> bool:
+        """Whether clients may connect without a user name (no users and no password file)."""
+        return self._users is None and self._password_file is None
 
     def _config(self, workdir: Path) -> str:
         lines = [
@@ -124,7 +158,7 @@ class Broker:
             # Started as root, mosquitto would switch to its own user and could not read the 0600 files
             # the server writes; this broker only listens on a loopback port for one demo or test run.
             lines.append("user root")
-        if self._users is None and self._password_file is None:
+        if self.anonymous:
             lines.append("allow_anonymous true")
         else:
             if self._password_file is not None:
@@ -135,22 +169,29 @@ class Broker:
                 passwords = workdir / "passwords"
                 assert self._users is not None
                 _hashed_password_file(passwords, self._users)
-            acl = workdir / "acl"
-            acl.write_text(acl_text(self._admins), encoding="utf-8")
+            acl = self._acl_file
+            if acl is None:
+                acl = workdir / "acl"
+                acl.write_text(acl_text(self._admins), encoding="utf-8")
             lines += ["allow_anonymous false", f"password_file {passwords}", f"acl_file {acl}"]
+        lines += self._extra
         return "\n".join(lines) + "\n"
 
-    def start(self, timeout: float = 10.0) -> Broker:
+    def start(self, timeout: float = 10.0) -> Self:
         try:
             return self._start(timeout)
         except BaseException:
             self.stop()  # never leave a half-started broker or its temporary directory behind
             raise
 
-    def _start(self, timeout: float) -> Broker:
+    def _start(self, timeout: float) -> Self:
         binary = find_mosquitto()
-        self._dir = tempfile.TemporaryDirectory(prefix="tinyfleet-mosquitto-")
-        workdir = Path(self._dir.name)
+        if self._workdir is not None:
+            self._workdir.mkdir(parents=True, exist_ok=True)
+        else:
+            self._dir = tempfile.TemporaryDirectory(prefix="tinyfleet-mosquitto-")
+        workdir = self.directory
+        assert workdir is not None
         attempts = 1 if self._requested_port else 5
         last_error = ""
         for _ in range(attempts):
@@ -158,31 +199,33 @@ class Broker:
                 self.port = free_port(self.host)
             conf = workdir / "mosquitto.conf"
             conf.write_text(self._config(workdir), encoding="utf-8")
-            with open(workdir / "mosquitto.log", "ab") as log:
-                self._proc = subprocess.Popen(
-                    [binary, "-c", str(conf)],
-                    stdout=subprocess.DEVNULL,
-                    stderr=log,
-                    start_new_session=True,  # Ctrl-C in the demo must not kill the broker before we stop it
-                )
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if self._proc.poll() is not None:
-                    break
-                if _port_open(self.host, self.port):
-                    return self
-                time.sleep(0.02)
+            if self._launch(binary, conf, timeout):
+                return self
             last_error = self._failure_text()
             self._kill()
         self.stop()
         raise BrokerError(f"mosquitto did not start on {self.host}: {last_error or 'timed out'}")
 
+    def _launch(self, binary: str, conf: Path, timeout: float) -> bool:
+        """Start mosquitto with this config; whether it listens on self.port within the timeout."""
+        with open(conf.parent / "mosquitto.log", "ab") as log:
+            self._proc = subprocess.Popen(
+                [binary, "-c", str(conf)],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                start_new_session=True,  # Ctrl-C in the demo must not kill the broker before we stop it
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                return False
+            if _port_open(self.host, self.port):
+                return True
+            time.sleep(0.02)
+        return False
+
     def _failure_text(self) -> str:
-        text = ""
-        log = self.log_path
-        if log is not None and log.exists():
-            text += log.read_text(errors="replace")
-        return " ".join(text.split())[-400:]
+        return " ".join(self.log_text().split())[-400:]
 
     def reload(self) -> None:
         """Re-read the password file and ACL (SIGHUP), e.g. after adding users with set_users()."""
@@ -192,11 +235,32 @@ class Broker:
 
     def set_users(self, users: Mapping[str, str]) -> None:
         """Replace the password file (the broker must have been started with users) and reload."""
-        if self._users is None or self._dir is None:
+        folder = self.directory
+        if self._users is None or folder is None:
             raise BrokerError("this broker was started without authentication")
         self._users = dict(users)
-        _hashed_password_file(Path(self._dir.name) / "passwords", self._users)
+        _hashed_password_file(folder / "passwords", self._users)
         self.reload()
+
+    def kill(self) -> None:
+        """SIGKILL the broker, as a crash would; port, config and log stay for restart()."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+
+    def restart(self, timeout: float = 10.0) -> Self:
+        """Start the broker again after kill(), on the same port and with the same config."""
+        folder = self.directory
+        if folder is None:
+            raise BrokerError("broker was never started (or was stopped): use start()")
+        if self.running:
+            raise BrokerError("broker is still running")
+        if not self._launch(find_mosquitto(), folder / "mosquitto.conf", timeout):
+            text = self._failure_text()
+            self._kill()
+            raise BrokerError(f"mosquitto did not restart on {self.host}:{self.port}: {text or 'timed out'}")
+        return self
 
     def _kill(self) -> None:
         proc, self._proc = self._proc, None
@@ -225,7 +289,7 @@ class Broker:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
-    def __enter__(self) -> Broker:
+    def __enter__(self) -> Self:
         return self.start() if not self.running else self
 
     def __exit__(

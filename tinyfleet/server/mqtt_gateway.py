@@ -153,7 +153,7 @@ class MqttGateway:
             if desired:
                 self.publish_desired(device_id, dict(desired))
 
-    # --- used by the rollout engine -------------------------------------------------------------
+    # --- used by the rollout driver -------------------------------------------------------------
 
     def publish_desired(self, device_id: str, desired: dict[str, Any]) -> None:
         payload = json.dumps(desired, separators=(",", ":")).encode()

@@ -1,5 +1,5 @@
 """Start the whole control plane in-process: the API on a free port (uvicorn in a thread), the MQTT
-gateway and the rollout engine. For tests, the simulator and `tinyfleet server run`.
+gateway and the rollout driver. For tests, the simulator and `tinyfleet server run`.
 
     with run_stack("mqtt://127.0.0.1:1883", data_dir=tmp) as stack:
         client = stack.client()              # httpx.Client with base URL and token
@@ -26,7 +26,7 @@ from tinyfleet.server.context import AppContext
 
 
 class Stack:
-    """A running control plane. `url`, `token`, `ctx` (settings, database, engine, gateway)."""
+    """A running control plane. `url`, `token`, `ctx` (settings, database, rollout driver, gateway)."""
 
     def __init__(
         self, settings: Settings, *, host: str = "127.0.0.1", port: int = 0, background: bool = True
@@ -85,7 +85,7 @@ def run_stack(
     background: bool = True,
     **overrides: Any,
 ) -> Iterator[Stack]:
-    """Run API + gateway (when `broker_url` is given) + rollout engine until the block ends.
+    """Run API + gateway (when `broker_url` is given) + rollout driver until the block ends.
 
     `database_url` defaults to a SQLite file in `data_dir` (a temporary directory by default); other
     keyword arguments override Settings fields (tick_seconds, action_timeout_seconds, api_token, ...).

@@ -4,10 +4,10 @@ from tinyfleet.signing.errors import InvalidModelError, KeyFileError, PackageErr
 from tinyfleet.signing.keys import TrustStore
 from tinyfleet.signing.manifest import Manifest
 from tinyfleet.signing.package import VerifiedPackage, build_package, inspect, verify_package
-from tinyfleet.signing.policy import DeviceProfile, check_policy
+from tinyfleet.signing.policy import DeviceConfig, check_policy
 
 __all__ = [
-    "DeviceProfile",
+    "DeviceConfig",
     "InvalidModelError",
     "KeyFileError",
     "Manifest",

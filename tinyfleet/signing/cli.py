@@ -1,4 +1,7 @@
-"""`tinyfleet keys ...` and `tinyfleet package ...`: offline key management and package signing.
+"""`tinyfleet keys ...` and `tinyfleet sign ...`: offline key management and package signing.
+
+`tinyfleet package ...` is the former name of `sign`, kept hidden for one release (`PACKAGE_ALIAS_NOTE`);
+the server's `tinyfleet packages ...` is a different group (packages stored on the server).
 
 Every failure is one red line on stderr and a non-zero exit: 2 for a refused package (the error's
 PROTOCOL code is in the line), 1 for anything else (missing file, bad key, invalid model, bad option).
@@ -24,11 +27,18 @@ from tinyfleet.signing.package import Inspection, build_package, inspect, verify
 from tinyfleet.signing.tflite import parse_model
 
 keys_app = typer.Typer(help="Ed25519 signing keys.", no_args_is_help=True, pretty_exceptions_enable=False)
-package_app = typer.Typer(
-    help="Build, verify and inspect signed model packages.",
+sign_app = typer.Typer(
+    help="Build, verify and inspect signed model packages, offline (no server).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+PACKAGE_ALIAS_NOTE = "note: 'tinyfleet package' is deprecated; use 'tinyfleet sign' (same commands)"
+
+
+def package_alias_callback() -> None:
+    """Callback of the hidden, deprecated `tinyfleet package` alias of `sign`: one line on stderr."""
+    Console(stderr=True, soft_wrap=True, highlight=False).print(f"[yellow]{escape(PACKAGE_ALIAS_NOTE)}[/]")
 
 
 def _out() -> Console:
@@ -118,8 +128,8 @@ def _selftest_digest(model: bytes, seed: int, given: str | None) -> bytes | None
     return expected_output_sha256(model, seed)
 
 
-@package_app.command("build")
-def package_build(
+@sign_app.command("build")
+def sign_build(
     model: Annotated[Path, typer.Argument(help="The int8 .tflite model.")],
     key: Annotated[Path, typer.Option("--key", help="Private key PEM.")],
     name: Annotated[str, typer.Option("--name", help="Model name, 1..31 UTF-8 bytes.")],
@@ -182,8 +192,8 @@ def package_build(
     )
 
 
-@package_app.command("verify")
-def package_verify(
+@sign_app.command("verify")
+def sign_verify(
     package: Annotated[Path, typer.Argument(help="Package file.")],
     trust: Annotated[list[Path], typer.Option("--trust", help="Trusted public key file (repeatable).")],
 ) -> None:
@@ -234,8 +244,8 @@ def _fields(result: Inspection) -> dict[str, Any]:
     }
 
 
-@package_app.command("inspect")
-def package_inspect(
+@sign_app.command("inspect")
+def sign_inspect(
     package: Annotated[Path, typer.Argument(help="Package file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:

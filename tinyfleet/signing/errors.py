@@ -7,7 +7,9 @@ Messages are one line: the CLI prints them as they are.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
+
+from tinyfleet.signing.codes import ErrorCode
 
 
 class SigningError(Exception):
@@ -15,10 +17,17 @@ class SigningError(Exception):
 
 
 class PackageError(SigningError):
-    """A package or manifest is refused. `code` and `name` follow docs/PROTOCOL.md section 2."""
+    """A package or manifest is refused. `code` and `name` follow docs/PROTOCOL.md section 2.
 
-    code: ClassVar[int] = 0
-    name: ClassVar[str] = "OK"
+    A subclass sets only `code` (an `ErrorCode`); its `name` is that code's name.
+    """
+
+    code: ClassVar[ErrorCode] = ErrorCode.OK
+    name: ClassVar[str] = ErrorCode.OK.name
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.name = cls.code.name
 
     def __str__(self) -> str:
         detail = super().__str__()
@@ -26,43 +35,35 @@ class PackageError(SigningError):
 
 
 class Truncated(PackageError):
-    code = 1
-    name = "TRUNCATED"
+    code = ErrorCode.TRUNCATED
 
 
 class BadMagic(PackageError):
-    code = 2
-    name = "BAD_MAGIC"
+    code = ErrorCode.BAD_MAGIC
 
 
 class UnsupportedFormat(PackageError):
-    code = 3
-    name = "UNSUPPORTED_FORMAT"
+    code = ErrorCode.UNSUPPORTED_FORMAT
 
 
 class UnknownKey(PackageError):
-    code = 4
-    name = "UNKNOWN_KEY"
+    code = ErrorCode.UNKNOWN_KEY
 
 
 class BadSignature(PackageError):
-    code = 5
-    name = "BAD_SIGNATURE"
+    code = ErrorCode.BAD_SIGNATURE
 
 
 class DigestMismatch(PackageError):
-    code = 6
-    name = "DIGEST_MISMATCH"
+    code = ErrorCode.DIGEST_MISMATCH
 
 
 class SizeMismatch(PackageError):
-    code = 7
-    name = "SIZE_MISMATCH"
+    code = ErrorCode.SIZE_MISMATCH
 
 
 class FieldOutOfRange(PackageError):
-    code = 8
-    name = "FIELD_RANGE"
+    code = ErrorCode.FIELD_RANGE
 
 
 class PolicyError(PackageError):
@@ -70,40 +71,34 @@ class PolicyError(PackageError):
 
 
 class WrongHardware(PolicyError):
-    code = 32
-    name = "WRONG_HARDWARE"
+    code = ErrorCode.WRONG_HARDWARE
 
 
 class RuntimeTooOld(PolicyError):
-    code = 33
-    name = "RUNTIME_TOO_OLD"
+    code = ErrorCode.RUNTIME_TOO_OLD
 
 
 class RollbackRefused(PolicyError):
-    code = 34
-    name = "ROLLBACK_REFUSED"
+    code = ErrorCode.ROLLBACK_REFUSED
 
 
 class Replayed(PolicyError):
-    code = 35
-    name = "REPLAYED"
+    code = ErrorCode.REPLAYED
 
 
 class TooLarge(PolicyError):
-    code = 36
-    name = "TOO_LARGE"
+    code = ErrorCode.TOO_LARGE
 
 
 class ArenaTooLarge(PolicyError):
-    code = 37
-    name = "ARENA_TOO_LARGE"
+    code = ErrorCode.ARENA_TOO_LARGE
 
 
 class InvalidModelError(SigningError):
     """The bytes are not a usable .tflite flatbuffer (code 128, MODEL_INVALID)."""
 
-    code: ClassVar[int] = 128
-    name: ClassVar[str] = "MODEL_INVALID"
+    code: ClassVar[ErrorCode] = ErrorCode.MODEL_INVALID
+    name: ClassVar[str] = ErrorCode.MODEL_INVALID.name
 
 
 class KeyFileError(SigningError):

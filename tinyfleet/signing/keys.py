@@ -137,8 +137,18 @@ def load_public_key(path: str | Path) -> Ed25519PublicKey:
 
 @dataclass(frozen=True)
 class TrustedKey:
+    """One public key a verifier (or a device's trust store) accepts, with its 8-byte key id."""
+
     key_id: bytes
     public_key: bytes  # raw 32 bytes
+
+    @classmethod
+    def from_hex(cls, key_id: str, public_key: str) -> TrustedKey:
+        """From the hex pair a trust-store listing carries (key id, raw public key)."""
+        kid, pub = bytes.fromhex(key_id), bytes.fromhex(public_key)
+        if len(kid) != 8 or len(pub) != 32:
+            raise ValueError("a trusted key is an 8-byte key id and a 32-byte Ed25519 public key")
+        return cls(kid, pub)
 
     def verify(self, signature: bytes, message: bytes) -> bool:
         try:

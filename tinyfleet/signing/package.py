@@ -19,20 +19,6 @@ def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def selftest_input(seed: int, length: int) -> bytes:
-    """Self-test input bytes (PROTOCOL 1.2): xorshift32 from `seed`, one byte (s & 0xFF) per step."""
-    if not 1 <= seed <= 0xFFFFFFFF:
-        raise ValueError("selftest seed must be in 1..2^32-1")
-    s = seed
-    out = bytearray(length)
-    for i in range(length):
-        s ^= (s << 13) & 0xFFFFFFFF
-        s ^= s >> 17
-        s ^= (s << 5) & 0xFFFFFFFF
-        out[i] = s & 0xFF
-    return bytes(out)
-
-
 def build_package(
     model: bytes,
     private_key: Ed25519PrivateKey,

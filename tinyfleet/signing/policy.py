@@ -24,7 +24,9 @@ SLOT_MODEL_OFFSET = (MANIFEST_SIZE + 15) // 16 * 16
 
 
 @dataclass(frozen=True)
-class DeviceProfile:
+class DeviceConfig:
+    """A device's install-policy configuration, as the C runtime's `tfa_device_config_t` holds it."""
+
     hardware_class: int
     runtime_version: int  # major<<16 | minor<<8 | patch
     ram_budget: int  # largest tensor arena the device can give a model
@@ -40,7 +42,7 @@ class DeviceProfile:
         return max(self.slot_size - SLOT_MODEL_OFFSET, 0)
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> DeviceProfile:
+    def from_json(cls, obj: dict[str, Any]) -> DeviceConfig:
         return cls(
             hardware_class=int(obj["hardware_class"]),
             runtime_version=int(obj["runtime_version"]),
@@ -52,7 +54,7 @@ class DeviceProfile:
         )
 
 
-def check_policy(m: Manifest, device: DeviceProfile) -> None:
+def check_policy(m: Manifest, device: DeviceConfig) -> None:
     """Raise the PolicyError the device would return for an authenticated manifest, or return None."""
     if m.hardware_class != device.hardware_class:
         raise WrongHardware(

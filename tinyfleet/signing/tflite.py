@@ -71,7 +71,7 @@ def builtin_op_name(code: int) -> str:
 
 
 @dataclass(frozen=True)
-class TensorInfo:
+class ModelTensor:
     index: int
     name: str
     dtype: str
@@ -90,7 +90,7 @@ class TensorInfo:
 @dataclass(frozen=True)
 class SubgraphInfo:
     name: str
-    tensors: tuple[TensorInfo, ...]
+    tensors: tuple[ModelTensor, ...]
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
     operator_count: int
@@ -106,12 +106,12 @@ class ModelInfo:
     constant_buffers: frozenset[int]  # buffer indexes that hold data (weights, constants)
 
     @property
-    def inputs(self) -> tuple[TensorInfo, ...]:
+    def inputs(self) -> tuple[ModelTensor, ...]:
         g = self.subgraphs[0]
         return tuple(g.tensors[i] for i in g.inputs)
 
     @property
-    def outputs(self) -> tuple[TensorInfo, ...]:
+    def outputs(self) -> tuple[ModelTensor, ...]:
         g = self.subgraphs[0]
         return tuple(g.tensors[i] for i in g.outputs)
 
@@ -128,14 +128,14 @@ def _operator_name(code: Table) -> str:
     return builtin_op_name(builtin)
 
 
-def _tensor(t: Table, index: int, buffer_count: int) -> TensorInfo:
+def _tensor(t: Table, index: int, buffer_count: int) -> ModelTensor:
     type_code = t.u8(1)
     if type_code not in TENSOR_TYPES:
         raise InvalidModelError(f"tensor {index} has unknown type code {type_code}")
     buffer = t.u32(2)
     if buffer >= max(buffer_count, 1):
         raise InvalidModelError(f"tensor {index} refers to buffer {buffer} of {buffer_count}")
-    return TensorInfo(
+    return ModelTensor(
         index=index,
         name=t.string(3, "tensor name") or "",
         dtype=TENSOR_TYPES[type_code][0],

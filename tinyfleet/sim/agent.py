@@ -32,16 +32,14 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from tinyfleet.device.frames import Q16_ONE, ModelTelemetry
 from tinyfleet.device.runtime import TensorSpec
+from tinyfleet.signing.manifest import MANIFEST_SIZE
 from tinyfleet.sim import sensors
 from tinyfleet.sim.profiles import DeviceProfile
 from tinyfleet.sim.runtime_driver import RuntimeDriver, RuntimeFailure, RuntimeState
 
 log = logging.getLogger(__name__)
 
-MANIFEST_SIZE = 292
 CHUNK_FORMAT = 1
-ERR_FLASH_IO = 64
-ERR_BAD_MESSAGE = 100
 MISC_PERIOD_S = 1.0
 MAX_INFERENCES_PER_REPORT = 5  # bounds the simulator's CPU per device; the count reported is the real one
 

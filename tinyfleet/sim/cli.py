@@ -1,4 +1,9 @@
-"""`tinyfleet simulate`: provision N simulated devices on a running server and run them until stopped."""
+"""`tinyfleet simulate`: provision N simulated devices on a running server and run them until stopped.
+
+The server is `--api` or TINYFLEET_API_URL, the token TINYFLEET_API_TOKEN, as for every other command.
+It never takes over a device it did not create: if one of its ids exists already it stops before
+changing anything, unless `--take-over` says to re-issue those devices' credentials.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,14 @@ from rich.table import Table
 
 from tinyfleet.sim.fleet import DeviceSpec, Fleet, FleetConfig, FleetSnapshot
 from tinyfleet.sim.profiles import FleetMix
-from tinyfleet.sim.server_api import ProvisionedDevice, ServerApi, ServerApiError
+from tinyfleet.sim.server_api import (
+    DEFAULT_TOKEN,
+    DEFAULT_URL,
+    DeviceExistsError,
+    ProvisionedDevice,
+    ServerApi,
+    ServerApiError,
+)
 
 # A QEMU device is one emulator process (and its share of a core while it computes): keep them few.
 MAX_QEMU_DEVICES = 8
@@ -42,6 +54,10 @@ def parse_mqtt_override(url: str) -> tuple[str, int]:
         raise ValueError(f"--mqtt has an invalid port: {url!r}") from None
 
 
+def device_ids(prefix: str, count: int) -> list[str]:
+    return [f"{prefix}-{index:05d}" for index in range(count)]
+
+
 def provision_fleet(
     api: ServerApi,
     count: int,
@@ -50,14 +66,32 @@ def provision_fleet(
     group: str | None,
     seed: int = 0,
     on_progress: Callable[[int], None] | None = None,
+    *,
+    take_over: bool = False,
 ) -> tuple[list[DeviceSpec], list[ProvisionedDevice]]:
-    """Provision devices `{prefix}-0000`..; returns agent specs and what the server answered."""
+    """Provision devices `{prefix}-00000`..; returns agent specs and what the server answered.
+
+    Without take_over, any of those ids existing already raises `DeviceExistsError` and leaves the server
+    as it was: checked before the first device is created, and should one appear meanwhile, the devices
+    created by this call are deleted again. With take_over, existing devices get new credentials."""
+    ids = device_ids(prefix, count)
+    if not take_over:
+        existing = api.existing_device_ids(ids)
+        if existing:
+            raise DeviceExistsError(existing)
     profiles = mix.assign(count, seed)
     specs: list[DeviceSpec] = []
     provisioned: list[ProvisionedDevice] = []
-    for index, profile in enumerate(profiles):
-        device_id = f"{prefix}-{index:05d}"
-        got = api.provision(device_id, profile.hardware_class, group=group, tags=[f"profile:{profile.name}"])
+    for index, (device_id, profile) in enumerate(zip(ids, profiles, strict=True)):
+        tags = [f"profile:{profile.name}"]
+        try:
+            got = api.provision(
+                device_id, profile.hardware_class, group=group, tags=tags, take_over=take_over
+            )
+        except DeviceExistsError:
+            for created in provisioned:  # another client took the id since the check: undo ours
+                api.delete_device(created.device_id)
+            raise
         provisioned.append(got)
         specs.append(
             DeviceSpec(got.device_id, profile, got.username, got.password, seed=seed * 100003 + index)
@@ -78,6 +112,13 @@ def run_on_qemu(specs: list[DeviceSpec], count: int) -> list[DeviceSpec]:
         faults = replace(profile.faults, power_cut_during_install=0.0)
         out[i] = replace(out[i], qemu=True, profile=replace(profile, faults=faults))
     return out
+
+
+def describe_ids(ids: tuple[str, ...] | list[str], shown: int = 3) -> str:
+    """'a, b, c' or, for many, 'a, b, c, ... z (50 devices)'."""
+    if len(ids) <= shown + 1:
+        return ", ".join(ids)
+    return f"{', '.join(ids[:shown])}, ... {ids[-1]} ({len(ids)} devices)"
 
 
 def _table(snap: FleetSnapshot, started: float) -> Table:
@@ -112,11 +153,25 @@ def simulate(
     devices: int = typer.Option(
         10, "--devices", "-n", min=1, max=100_000, help="number of simulated devices"
     ),
-    server: str = typer.Option("http://127.0.0.1:8000", help="control plane base URL"),
-    token: str = typer.Option("tinyfleet-dev-token", envvar="TINYFLEET_API_TOKEN", help="API token"),
+    server: str = typer.Option(
+        DEFAULT_URL,
+        "--api",
+        "--server",
+        envvar="TINYFLEET_API_URL",
+        help="control plane base URL",
+    ),
+    token: str = typer.Option(DEFAULT_TOKEN, envvar="TINYFLEET_API_TOKEN", help="API token"),
     mqtt: str | None = typer.Option(None, help="broker URL override (default: what provisioning returns)"),
     profile: str = typer.Option("lan", help="profile name or weighted mix, e.g. 'lan:0.9,flaky:0.1'"),
-    prefix: str = typer.Option("sim", help="device id prefix"),
+    prefix: str = typer.Option(
+        "sim", help="device id prefix: devices are {prefix}-00000, {prefix}-00001, .."
+    ),
+    take_over: bool = typer.Option(
+        False,
+        "--take-over",
+        help="if some of the device ids exist already, re-issue their credentials and run them here"
+        " (whatever uses them now goes offline for good)",
+    ),
     group: str | None = typer.Option("sim", help="device group set at provisioning"),
     processes: int = typer.Option(0, min=0, help="worker processes (0: one per core)"),
     duration: float = typer.Option(0.0, min=0.0, help="seconds to run (0: until Ctrl-C)"),
@@ -148,10 +203,27 @@ def simulate(
             return
     with ServerApi(server, token) as api:
         try:
+            if take_over:
+                taken = api.existing_device_ids(device_ids(prefix, devices))
+                if taken:
+                    console.print(
+                        f"taking over {describe_ids(taken)}: new credentials, the old ones stop working",
+                        soft_wrap=True,
+                    )
             with console.status(f"provisioning {devices} devices on {server}"):
-                specs, provisioned = provision_fleet(api, devices, mix, prefix, group, seed)
+                specs, provisioned = provision_fleet(
+                    api, devices, mix, prefix, group, seed, take_over=take_over
+                )
+        except DeviceExistsError as exc:
+            _fail(
+                f"{describe_ids(exc.device_ids)} already exist on {api.base_url}; simulate does not take"
+                f" over devices it did not create: use --prefix with another name, or --take-over to"
+                f" re-issue their credentials (whatever uses them now goes offline)"
+            )
+            return
         except ServerApiError as exc:
-            _fail(str(exc))
+            hint = " (set --api or TINYFLEET_API_URL)" if exc.status is None else ""
+            _fail(f"{exc}{hint}")
             return
     first = provisioned[0]
     host, port = override or (first.mqtt_host, first.mqtt_port)

@@ -26,9 +26,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from tinyfleet.signing.keys import TrustedKey
 from tinyfleet.sim.agent import AgentConfig, AgentStats, DeviceAgent
 from tinyfleet.sim.profiles import DeviceProfile
-from tinyfleet.sim.runtime_driver import RuntimeDriver, TrustedKey
+from tinyfleet.sim.runtime_driver import RuntimeDriver
 
 log = logging.getLogger(__name__)
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from types import TracebackType
 
 from tinyfleet.device import frames
+from tinyfleet.signing.manifest import MANIFEST_SIZE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE_DIR = REPO_ROOT / "agent_firmware"
@@ -56,8 +57,6 @@ PROVISION_SIZE = 4096
 PROVISION_MAGIC = b"TFPV"
 PROVISION_FORMAT = 1
 PROVISION_MAX_KEYS = 8
-
-MANIFEST_SIZE = 292
 
 QEMU = "qemu-system-arm"
 ARM_GCC = "arm-none-eabi-gcc"

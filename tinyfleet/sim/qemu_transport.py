@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tinyfleet.device import frames
 from tinyfleet.device.runtime import TensorSpec
+from tinyfleet.signing.keys import TrustedKey
 from tinyfleet.sim.profiles import DeviceProfile
 from tinyfleet.sim.qemu import (
     FIRMWARE_ELF,
@@ -29,7 +30,6 @@ from tinyfleet.sim.qemu import (
     QemuError,
     missing_tools,
 )
-from tinyfleet.sim.runtime_driver import TrustedKey
 
 ENGINE_ELF = FIRMWARE_ELF.parent / FIRMWARE_TARGETS["engine"]
 

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 from tinyfleet.device import frames
 from tinyfleet.device.runtime import DeviceRuntime, TensorSpec
+from tinyfleet.signing.codes import ErrorCode, error_name
+from tinyfleet.signing.keys import TrustedKey
 from tinyfleet.sim.profiles import DeviceProfile
 
 PHASE_NAMES = {
@@ -23,30 +25,15 @@ PHASE_NAMES = {
     frames.Phase.DOWNLOADED: "downloaded",
     frames.Phase.TRIAL: "trial",
 }
-ERR_FLASH_IO = 64
-ERR_BAD_MESSAGE = 100
 # A received chunk larger than one INSTALL_CHUNK frame is fed in pieces of this size.
 FRAME_CHUNK = 1024
-
-
-@dataclass(frozen=True)
-class TrustedKey:
-    key_id: bytes
-    public_key: bytes
-
-    @classmethod
-    def from_hex(cls, key_id: str, public_key: str) -> TrustedKey:
-        kid, pub = bytes.fromhex(key_id), bytes.fromhex(public_key)
-        if len(kid) != 8 or len(pub) != 32:
-            raise ValueError("a trusted key is an 8-byte key id and a 32-byte Ed25519 public key")
-        return cls(kid, pub)
 
 
 class RuntimeFailure(Exception):
     """The runtime refused a request (or the link to it failed): code is from docs/PROTOCOL.md section 2."""
 
     def __init__(self, code: int, detail: str) -> None:
-        super().__init__(f"{frames.error_name(code)} ({code}): {detail}")
+        super().__init__(f"{error_name(code)} ({code}): {detail}")
         self.code = code
         self.detail = detail
 
@@ -165,7 +152,7 @@ class RuntimeDriver:
         try:
             response = self.transport.request(request)
         except frames.ProtocolError as exc:
-            raise RuntimeFailure(ERR_BAD_MESSAGE, f"runtime link: {exc}") from None
+            raise RuntimeFailure(ErrorCode.BAD_MESSAGE, f"runtime link: {exc}") from None
         err = response.error()
         if err is not None:
             raise RuntimeFailure(err.code, err.detail)
@@ -224,7 +211,7 @@ class RuntimeDriver:
             offset += step
         result = frames.parse_infer(self._call(frames.infer(data[offset:], offset, True)).payload)
         if result is None:
-            raise RuntimeFailure(ERR_BAD_MESSAGE, "INFER with run answered without an output")
+            raise RuntimeFailure(ErrorCode.BAD_MESSAGE, "INFER with run answered without an output")
         return result
 
     def model_io(self) -> tuple[TensorSpec, TensorSpec] | None:

@@ -1,23 +1,43 @@
 """The few control-plane REST calls the simulator, the demo and the benchmark make (httpx, bearer token).
 
 Errors come back as `ServerApiError` with the server's own message, never as an httpx traceback.
+`DEFAULT_URL` and `DEFAULT_TOKEN` are the control-plane CLI's own defaults (TINYFLEET_API_URL,
+TINYFLEET_API_TOKEN), repeated here because sim never imports server.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from tinyfleet.signing.keys import TrustedKey
 from tinyfleet.sim.profiles import DeviceProfile
-from tinyfleet.sim.runtime_driver import TrustedKey
 
 API_PREFIX = "/api"
+DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_TOKEN = "tinyfleet-dev-token"
 
 
 class ServerApiError(RuntimeError):
-    """The server refused a request or could not be reached."""
+    """The server refused a request (status: its HTTP status) or could not be reached (status None)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class DeviceExistsError(ServerApiError):
+    """Devices with these ids exist already: taking them over would re-issue their credentials and knock
+    whatever uses them now offline, so it is never done without asking (`take_over=True`)."""
+
+    def __init__(self, device_ids: Iterable[str]) -> None:
+        self.device_ids = tuple(device_ids)
+        super().__init__(
+            f"{len(self.device_ids)} device id(s) exist already: {', '.join(self.device_ids)}", 409
+        )
 
 
 @dataclass(frozen=True)
@@ -59,7 +79,9 @@ class ServerApi:
                 detail = response.json().get("detail", response.text)
             except ValueError:
                 detail = response.text
-            raise ServerApiError(f"{method} {path}: HTTP {response.status_code}: {detail}")
+            raise ServerApiError(
+                f"{method} {path}: HTTP {response.status_code}: {detail}", response.status_code
+            )
         if response.status_code == 204 or not response.content:
             return None
         return response.json()
@@ -67,17 +89,26 @@ class ServerApi:
     # ----- devices ----------------------------------------------------------------------------------------
 
     def provision(
-        self, device_id: str, hardware_class: int, group: str | None = None, tags: list[str] | None = None
+        self,
+        device_id: str,
+        hardware_class: int,
+        group: str | None = None,
+        tags: list[str] | None = None,
+        *,
+        take_over: bool = False,
     ) -> ProvisionedDevice:
-        """Register a device, or rotate its password if it already exists (a re-run of the simulator)."""
+        """Register a device. If the id exists, raise `DeviceExistsError`; with take_over, re-issue its
+        credentials instead (whatever holds the old ones is disconnected for good)."""
         body: dict[str, Any] = {"id": device_id, "hardware_class": hardware_class, "tags": tags or []}
         if group:
             body["group"] = group
         try:
             doc = self._request("POST", "/devices", json=body)
         except ServerApiError as exc:
-            if "HTTP 409" not in str(exc):
+            if exc.status != 409:
                 raise
+            if not take_over:
+                raise DeviceExistsError([device_id]) from None
             doc = self._request("POST", f"/devices/{device_id}/credentials")
         mqtt = doc["mqtt"]
         keys = tuple(TrustedKey.from_hex(k["key_id"], k["public_key"]) for k in doc["trust_store"])
@@ -105,6 +136,14 @@ class ServerApi:
     def devices(self, **params: Any) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._request("GET", "/devices", params=params)
         return result
+
+    def existing_device_ids(self, device_ids: Iterable[str]) -> list[str]:
+        """Those of device_ids the server knows, in the order given."""
+        known = {d["id"] for d in self.devices()}
+        return [d for d in device_ids if d in known]
+
+    def delete_device(self, device_id: str) -> None:
+        self._request("DELETE", f"/devices/{device_id}")
 
     # ----- packages and rollouts --------------------------------------------------------------------------
 

@@ -7,14 +7,12 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 
 from tinyfleet.server import schemas
 from tinyfleet.server.api import views
-from tinyfleet.server.api.deps import OCTET_STREAM_BODY, DbId, get_ctx, raw_body
+from tinyfleet.server.api.deps import OCTET_STREAM_BODY, U32, DbId, get_ctx, raw_body
 from tinyfleet.server.context import AppContext
 from tinyfleet.server.services import packages as pkgsvc
 from tinyfleet.server.services import registry
 
 router = APIRouter(tags=["models"])
-
-U32 = 0xFFFFFFFF
 
 
 @router.get("/hardware-classes", response_model=list[schemas.HardwareClassPublic])
@@ -30,14 +28,14 @@ def put_hardware_class(
     ctx: AppContext = Depends(get_ctx),
 ) -> schemas.HardwareClassPublic:
     with ctx.session() as s:
-        hw = registry.put_hardware_class(s, class_id, body.name, body.chunk_size)
+        hw = registry.put_hardware_class(s, class_id, body)
         return schemas.HardwareClassPublic(**hw.model_dump())
 
 
 @router.post("/models", response_model=schemas.ModelPublic, status_code=201)
 def create_model(body: schemas.ModelCreate, ctx: AppContext = Depends(get_ctx)) -> schemas.ModelPublic:
     with ctx.session() as s:
-        return views.model(s, registry.create_model(s, body.name, body.description))
+        return views.model(s, registry.create_model(s, body))
 
 
 @router.get("/models", response_model=list[schemas.ModelPublic])
@@ -57,10 +55,7 @@ def update_model(
     model_id: DbId, body: schemas.ModelUpdate, ctx: AppContext = Depends(get_ctx)
 ) -> schemas.ModelPublic:
     with ctx.session() as s:
-        model = registry.get_model(s, model_id)
-        model.description = body.description
-        s.add(model)
-        return views.model(s, model)
+        return views.model(s, registry.update_model(s, model_id, body))
 
 
 @router.delete("/models/{model_id}", status_code=204)

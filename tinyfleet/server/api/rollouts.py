@@ -18,17 +18,7 @@ router = APIRouter(tags=["rollouts"])
 @router.post("/rollouts", response_model=schemas.RolloutPublic, status_code=201)
 def create_rollout(body: schemas.RolloutCreate, ctx: AppContext = Depends(get_ctx)) -> schemas.RolloutPublic:
     with ctx.session() as s:
-        data = body.model_dump(exclude={"start"})
-        data["waves"] = [{k: v for k, v in w.items() if v is not None} for w in data["waves"]]
-        data["failure_threshold"] = {k: v for k, v in data["failure_threshold"].items() if v is not None}
-        rollout = rsvc.create(s, data, ctx.settings.action_timeout_seconds)
-        if body.start:
-            rsvc.start(s, rollout)
-        result = views.rollout(s, rollout)
-    if body.start:
-        ctx.prepare_rollout(result.id)
-    ctx.engine.wake()
-    return result
+        return views.rollout(s, rsvc.create(s, ctx, body, ctx.settings.action_timeout_seconds))
 
 
 @router.get("/rollouts", response_model=list[schemas.RolloutPublic])
@@ -54,34 +44,14 @@ def rollout_actions(
 ) -> list[schemas.DeviceActionPublic]:
     with ctx.session() as s:
         rsvc.get_rollout(s, rollout_id)
-        rows = rsvc.actions_of(s, rollout_id, purpose)
-        return [views.action(a) for a in rows if state is None or a.state == state]
+        return [views.action(a) for a in rsvc.actions_of(s, rollout_id, purpose, state)]
 
 
 @router.post("/rollouts/{rollout_id}/{command}", response_model=schemas.RolloutPublic)
 def command(
     rollout_id: DbId,
-    command: Literal["start", "pause", "resume", "abort", "rollback"],
+    command: rsvc.Command,
     ctx: AppContext = Depends(get_ctx),
 ) -> schemas.RolloutPublic:
-    publish = []
     with ctx.session() as s:
-        rollout = rsvc.get_rollout(s, rollout_id)
-        if command == "start":
-            rsvc.start(s, rollout)
-        elif command == "pause":
-            rsvc.pause(s, rollout)
-        elif command == "resume":
-            rsvc.resume(s, rollout)
-        elif command == "abort":
-            publish = rsvc.abort(s, rollout)
-        else:
-            rsvc.request_rollback(s, rollout)
-        result = views.rollout(s, rollout)
-    if command == "start":
-        ctx.prepare_rollout(rollout_id)
-    if ctx.engine.publisher is not None:
-        for device_id, doc in publish:
-            ctx.engine.publisher.publish_desired(device_id, doc)
-    ctx.engine.wake()
-    return result
+        return views.rollout(s, rsvc.command(s, ctx, rsvc.get_rollout(s, rollout_id), command))

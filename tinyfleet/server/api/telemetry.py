@@ -70,8 +70,8 @@ def gateway_stats(ctx: AppContext = Depends(get_ctx)) -> dict[str, Any]:
     """Messages received per kind, malformed payloads per kind, and other gateway events."""
     snap: dict[str, Any] = dict(ctx.stats.snapshot())
     snap["connected"] = bool(ctx.gateway and ctx.gateway.connected.is_set())
-    snap["engine_ticks"] = ctx.engine.ticks
-    snap["engine_last_error"] = ctx.engine.last_error
+    snap["rollout_ticks"] = ctx.rollout_driver.ticks
+    snap["rollout_last_error"] = ctx.rollout_driver.last_error
     snap["broker_reloads"] = ctx.broker_reloader.reloads
     snap["broker_reload_error"] = ctx.broker_reloader.last_error
     return snap
@@ -80,4 +80,4 @@ def gateway_stats(ctx: AppContext = Depends(get_ctx)) -> dict[str, Any]:
 @router.get("/trust-store", response_model=list[schemas.TrustedKeyPublic], tags=["devices"])
 def trust_store(ctx: AppContext = Depends(get_ctx)) -> list[schemas.TrustedKeyPublic]:
     """The public keys devices must trust (the server key and any offline release keys)."""
-    return [schemas.TrustedKeyPublic(**k) for k in ctx.keys.public_keys()]
+    return views.trust_store(ctx)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlmodel import Session
 
 from tinyfleet.server import schemas
+from tinyfleet.server.context import AppContext
 from tinyfleet.server.models import (
     Device,
     DeviceAction,
@@ -37,6 +38,28 @@ def model(session: Session, m: Model) -> schemas.ModelPublic:
 
 def device(d: Device) -> schemas.DevicePublic:
     return schemas.DevicePublic(**d.model_dump(exclude={"mqtt_password_hash"}))
+
+
+def trust_store(ctx: AppContext) -> list[schemas.TrustedKeyPublic]:
+    return [schemas.TrustedKeyPublic(**k) for k in ctx.keys.public_keys()]
+
+
+def provisioned(session: Session, ctx: AppContext, d: Device, password: str) -> schemas.ProvisionResult:
+    """What a device needs to join: MQTT credentials (the password shown once), trust store, chunk size."""
+    url = ctx.device_mqtt()
+    return schemas.ProvisionResult(
+        device=device(d),
+        mqtt=schemas.MqttCredentials(
+            host=url.host if url else None,
+            port=url.port if url else None,
+            tls=url.tls if url else False,
+            username=d.id,
+            password=password,
+            topic_prefix=f"tf/{d.id}/",
+        ),
+        trust_store=trust_store(ctx),
+        chunk_size=registry.chunk_size_for(session, d.hardware_class, ctx.settings.default_chunk_size),
+    )
 
 
 def rollout(session: Session, r: Rollout) -> schemas.RolloutPublic:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from tinyfleet.server.config import Settings
 
 server_app = typer.Typer(
-    help="Run the control plane (API, MQTT gateway, rollout engine).", no_args_is_help=True
+    help="Run the control plane (API, MQTT gateway, rollout driver).", no_args_is_help=True
 )
 
 
@@ -29,7 +29,7 @@ def server_run(
     broker_host: str = typer.Option("127.0.0.1", help="with --broker: address the broker listens on"),
     broker_port: int = typer.Option(0, min=0, max=65535, help="with --broker: its port (0: a free one)"),
 ) -> None:
-    """Run API + MQTT gateway + rollout engine with settings from TINYFLEET_* variables."""
+    """Run API + MQTT gateway + rollout driver with settings from TINYFLEET_* variables."""
     import logging
     from contextlib import ExitStack
 
@@ -74,7 +74,7 @@ def _managed_broker(stack: ExitStack, settings: Settings, host: str, port: int) 
     import secrets
 
     from tinyfleet.server.config import ConfigError
-    from tinyfleet.server.devbroker import Broker, BrokerError
+    from tinyfleet.server.devbroker import BrokerError, DevBroker
     from tinyfleet.server.services.credentials import hash_password, write_password_file
 
     if settings.mqtt_url:
@@ -90,7 +90,7 @@ def _managed_broker(stack: ExitStack, settings: Settings, host: str, port: int) 
     write_password_file(password_file, [(user, hash_password(password))])
     try:
         running = stack.enter_context(
-            Broker(host, port or None, password_file=password_file, admin_users=[user])
+            DevBroker(host, port or None, password_file=password_file, admin_users=[user])
         )
     except BrokerError as exc:
         raise ConfigError(str(exc)) from None
@@ -130,8 +130,8 @@ def server_status() -> None:
     rows = [
         ["api", "ok" if health.get("ok") else "not ok"],
         ["mqtt connected", stats["connected"]],
-        ["engine ticks", stats["engine_ticks"]],
-        ["engine last error", stats["engine_last_error"]],
+        ["rollout ticks", stats["rollout_ticks"]],
+        ["rollout last error", stats["rollout_last_error"]],
         ["broker reloads", stats.get("broker_reloads", "-")],
         ["broker reload error", stats.get("broker_reload_error")],
     ]

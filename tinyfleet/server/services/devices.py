@@ -2,51 +2,52 @@
 
 from __future__ import annotations
 
+import json
 import time
+from functools import partial
 from typing import Any
 
+from sqlalchemy import String, cast
 from sqlmodel import Session, col, select
 
-from tinyfleet.server.models import Device
+from tinyfleet.server.db import after_commit
+from tinyfleet.server.models import Device, DeviceAction, TelemetryReport
+from tinyfleet.server.schemas import DeviceCreate, DeviceUpdate
 from tinyfleet.server.services.credentials import hash_password, new_password
+from tinyfleet.server.services.effects import Effects
 from tinyfleet.server.services.errors import Conflict, NotFound
 from tinyfleet.server.services.ids import new_id
 
 PHASES = ("idle", "downloading", "downloaded", "trial")
 
 
-def provision(
-    session: Session,
-    *,
-    device_id: str | None,
-    name: str,
-    hardware_class: int,
-    group: str | None,
-    tags: list[str],
-) -> tuple[Device, str]:
+def provision(session: Session, fx: Effects, body: DeviceCreate) -> tuple[Device, str]:
     """Create a device; returns it with its MQTT password (shown once, only the hash is kept)."""
-    if device_id is not None and session.get(Device, device_id) is not None:
-        raise Conflict(f"device {device_id!r} already exists")
+    if body.id is not None and session.get(Device, body.id) is not None:
+        raise Conflict(f"device {body.id!r} already exists")
     password = new_password()
     device = Device(
-        id=device_id or new_id("dev", 6),
-        name=name,
-        hardware_class=hardware_class,
-        group=group,
-        tags=list(tags),
+        id=body.id or new_id("dev", 6),
+        name=body.name,
+        hardware_class=body.hardware_class,
+        group=body.group,
+        tags=list(body.tags),
         mqtt_password_hash=hash_password(password),
         created_at=time.time(),
     )
     session.add(device)
     session.flush()
+    after_commit(session, partial(fx.add_password_entry, device.id, device.mqtt_password_hash))
+    after_commit(session, fx.wake_rollouts)  # it may join a running rollout
     return device, password
 
 
-def rotate_password(session: Session, device: Device) -> str:
+def rotate_password(session: Session, fx: Effects, device: Device) -> str:
     password = new_password()
     device.mqtt_password_hash = hash_password(password)
     session.add(device)
     session.flush()
+    after_commit(session, fx.sync_password_file)
     return password
 
 
@@ -64,7 +65,10 @@ def list_devices(
     tag: str | None = None,
     hardware_class: int | None = None,
     online: bool | None = None,
+    limit: int | None = None,
+    offset: int = 0,
 ) -> list[Device]:
+    """One page of devices in id order, filtered and paged by the database."""
     stmt = select(Device).order_by(col(Device.id))
     if group is not None:
         stmt = stmt.where(Device.group == group)
@@ -72,47 +76,47 @@ def list_devices(
         stmt = stmt.where(Device.hardware_class == hardware_class)
     if online is not None:
         stmt = stmt.where(Device.online == online)
-    devices = list(session.exec(stmt))
     if tag is not None:
-        devices = [d for d in devices if tag in (d.tags or [])]
-    return devices
+        # Tags are a JSON list of labels, which cannot hold '"' or '\\' (schemas.LABEL_PATTERN): the tag
+        # JSON-quoted occurs in the list's text exactly when it is an element (SQLite and PostgreSQL).
+        stmt = stmt.where(cast(col(Device.tags), String).contains(json.dumps(tag), autoescape=True))
+    return list(session.exec(stmt.offset(offset).limit(limit)))
 
 
-def update_labels(
-    session: Session,
-    device: Device,
-    *,
-    name: str | None,
-    group: str | None,
-    clear_group: bool,
-    tags: list[str] | None,
-) -> Device:
-    if name is not None:
-        device.name = name
-    if clear_group:
+def update_labels(session: Session, fx: Effects, device: Device, body: DeviceUpdate) -> Device:
+    if body.name is not None:
+        device.name = body.name
+    if body.clear_group:
         device.group = None
-    elif group is not None:
-        device.group = group
-    if tags is not None:
-        device.tags = list(tags)
+    elif body.group is not None:
+        device.group = body.group
+    if body.tags is not None:
+        device.tags = list(body.tags)
     session.add(device)
     session.flush()
+    after_commit(session, fx.wake_rollouts)  # it may now match a running rollout's selector
     return device
 
 
-def delete_device(session: Session, device: Device) -> None:
-    from tinyfleet.server.models import DeviceAction, TelemetryReport
+def actions_of(session: Session, device_id: str) -> list[DeviceAction]:
+    """The device's actions in every rollout, oldest first."""
+    stmt = select(DeviceAction).where(DeviceAction.device_id == device_id)
+    return list(session.exec(stmt.order_by(col(DeviceAction.created_at))))
 
+
+def delete_device(session: Session, fx: Effects, device: Device) -> None:
     if session.exec(select(DeviceAction).where(DeviceAction.device_id == device.id)).first() is not None:
         raise Conflict(f"device {device.id!r} took part in rollouts; it is kept for their history")
     for row in session.exec(select(TelemetryReport).where(TelemetryReport.device_id == device.id)):
         session.delete(row)
     session.delete(device)
     session.flush()
+    after_commit(session, partial(fx.forget_device, device.id))
+    after_commit(session, fx.sync_password_file)
 
 
 def set_presence(session: Session, device: Device, online: bool, now: float) -> bool:
-    """Returns True when the device just came online (the rollout engine lets it join rollouts)."""
+    """Returns True when the device just came online (the rollout driver lets it join rollouts)."""
     came_online = online and not device.online
     device.online = online
     device.last_seen = now

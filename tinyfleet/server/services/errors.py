@@ -23,5 +23,5 @@ class Invalid(ServiceError):
     status_code = 422
 
 
-class TooLarge(ServiceError):
+class PayloadTooLarge(ServiceError):
     status_code = 413

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from tinyfleet.server.db import session_scope
+from tinyfleet.server.db import after_commit, session_scope
 from tinyfleet.server.models import Device, DeviceAction, TelemetryReport
 from tinyfleet.server.services import devices as devsvc
 from tinyfleet.server.services import registry
@@ -218,7 +218,7 @@ class DeviceMessages:
                     self.stats.count("events", "stale_status")
                 else:
                     self._count_sent(session, obj["action_id"])
-        self._on_change()
+            after_commit(session, self._on_change)
         return []
 
     def _count_sent(self, session: Session, action_id: str) -> None:

@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 
 from tinyfleet.server.services.errors import Invalid
+from tinyfleet.signing.errors import SigningError
 
 log = logging.getLogger(__name__)
 
@@ -27,24 +28,26 @@ def selftest_seed_for(model: bytes) -> int:
 
 def check_model(model: bytes) -> EngineFacts | None:
     """Facts from the engine, Invalid naming the problem if it refuses the model, or None when the host
-    library is not built (the upload then keeps the signing library's arena estimate and no self-test)."""
-    from tinyfleet.device import engine as eng
+    library cannot be built or loaded (the upload then keeps the signing library's arena estimate and no
+    self-test)."""
+    from tinyfleet.device.engine import Engine, EngineError
+    from tinyfleet.device.library import LibraryError, load_library
+    from tinyfleet.signing import selftest
 
     try:
-        eng.load_library()
-    except (FileNotFoundError, OSError) as exc:
+        load_library()
+    except LibraryError as exc:
         log.warning("model not checked by the C engine: %s", exc)
         return None
     try:
-        engine = eng.Engine(model)
-    except eng.EngineError as exc:
+        engine = Engine(model)
+    except EngineError as exc:
         raise Invalid(f"the device engine refuses this model: {exc}") from None
     seed = selftest_seed_for(model)
+    if not selftest.reference_available():  # the engine is bit-exact with the reference interpreter
+        return EngineFacts(engine.arena_used, seed, engine.selftest_digest(seed))
     try:
-        expected = eng.selftest_output_sha256(model, seed)
-    except ImportError:
-        expected = engine.selftest_digest(seed)  # no reference interpreter: the engine is bit-exact with it
-    except Exception as exc:  # the reference interpreter reports model problems as assorted errors
-        detail = " ".join(str(exc).split())
-        raise Invalid(f"the reference interpreter cannot run this model: {detail}") from None
+        expected = selftest.expected_output_sha256(model, seed)
+    except SigningError as exc:
+        raise Invalid(f"the reference interpreter cannot run this model: {exc}") from None
     return EngineFacts(engine.arena_used, seed, expected)

@@ -18,6 +18,7 @@ from tinyfleet.server.services.errors import Conflict, Invalid, NotFound
 from tinyfleet.server.services.ids import new_id
 from tinyfleet.server.services.model_check import check_model
 from tinyfleet.server.services.signer import ServerKeys
+from tinyfleet.signing.codes import ErrorCode
 from tinyfleet.signing.errors import SigningError
 from tinyfleet.signing.manifest import MANIFEST_SIZE, Manifest, parse_unverified
 from tinyfleet.signing.package import build_package, verify_package
@@ -27,7 +28,7 @@ from tinyfleet.signing.tflite import parse_model
 class RollbackImpossible(Invalid):
     """No package can bring a device back to its old model; `code` is the runtime's refusal code."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
 
@@ -189,7 +190,7 @@ def rollback_package(
     counter stays the old one: if the device's anti-rollback floor is above it, no package can help."""
     if old.security_counter < security_floor:
         raise RollbackImpossible(
-            34,
+            ErrorCode.ROLLBACK_REFUSED,
             f"ROLLBACK_REFUSED: the device's security floor {security_floor} is above the old"
             f" package's security counter {old.security_counter}",
         )
@@ -205,13 +206,14 @@ def rollback_package(
         return again
     if old.payload_encoding != 0:
         raise RollbackImpossible(
-            35, f"the old package {old.id} is not raw (encoding {old.payload_encoding}); cannot re-sign it"
+            ErrorCode.REPLAYED,
+            f"the old package {old.id} is not raw (encoding {old.payload_encoding}); cannot re-sign it",
         )
     mv = registry.get_version(session, old.model_version_id)
     model = registry.get_model(session, mv.model_id)
     blob = session.get(PackageBlob, old.id)
     if blob is None:
-        raise RollbackImpossible(35, f"package {old.id!r} has no stored bytes")
+        raise RollbackImpossible(ErrorCode.REPLAYED, f"package {old.id!r} has no stored bytes")
     payload = bytes(blob.data)[MANIFEST_SIZE:]
     try:
         old_manifest = parse_unverified(bytes(blob.data))
@@ -232,7 +234,9 @@ def rollback_package(
         )
         manifest = verify_package(data, keys.trust_store).manifest
     except (SigningError, ValueError) as exc:
-        raise RollbackImpossible(35, f"cannot re-sign the old package {old.id}: {exc}") from None
+        raise RollbackImpossible(
+            ErrorCode.REPLAYED, f"cannot re-sign the old package {old.id}: {exc}"
+        ) from None
     return _store(session, mv, data, manifest, "server", rebuilt_from=old.id)
 
 

@@ -7,15 +7,16 @@ import time
 from sqlmodel import Session, col, select
 
 from tinyfleet.server.models import HardwareClass, Model, ModelVersion, Package
+from tinyfleet.server.schemas import HardwareClassPut, ModelCreate, ModelUpdate
 from tinyfleet.server.services.errors import Conflict, NotFound
 
 
-def put_hardware_class(session: Session, class_id: int, name: str, chunk_size: int) -> HardwareClass:
+def put_hardware_class(session: Session, class_id: int, body: HardwareClassPut) -> HardwareClass:
     hw = session.get(HardwareClass, class_id)
     if hw is None:
-        hw = HardwareClass(id=class_id, name=name, chunk_size=chunk_size, created_at=time.time())
+        hw = HardwareClass(id=class_id, name=body.name, chunk_size=body.chunk_size, created_at=time.time())
     else:
-        hw.name, hw.chunk_size = name, chunk_size
+        hw.name, hw.chunk_size = body.name, body.chunk_size
     session.add(hw)
     session.flush()
     return hw
@@ -30,10 +31,18 @@ def chunk_size_for(session: Session, hardware_class: int, default: int) -> int:
     return hw.chunk_size if hw is not None else default
 
 
-def create_model(session: Session, name: str, description: str) -> Model:
-    if session.exec(select(Model).where(Model.name == name)).first() is not None:
-        raise Conflict(f"model {name!r} already exists")
-    model = Model(name=name, description=description, created_at=time.time())
+def create_model(session: Session, body: ModelCreate) -> Model:
+    if session.exec(select(Model).where(Model.name == body.name)).first() is not None:
+        raise Conflict(f"model {body.name!r} already exists")
+    model = Model(name=body.name, description=body.description, created_at=time.time())
+    session.add(model)
+    session.flush()
+    return model
+
+
+def update_model(session: Session, model_id: int, body: ModelUpdate) -> Model:
+    model = get_model(session, model_id)
+    model.description = body.description
     session.add(model)
     session.flush()
     return model

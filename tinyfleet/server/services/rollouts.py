@@ -1,7 +1,7 @@
 """Rollouts: creation, operator commands (start, pause, resume, abort, roll back) and device status.
 
-The state machine that moves a rollout forward lives in services/engine.py; everything here only
-changes rows, so that the engine's next tick (which may run in another process after a restart) sees
+The state machine that moves a rollout forward lives in services/rollout_driver.py; everything here
+only changes rows, so that the driver's next tick (which may run in another process after a restart) sees
 the whole truth in the database.
 """
 
@@ -10,47 +10,68 @@ from __future__ import annotations
 import math
 import random
 import time
-from typing import Any
+from functools import partial
+from typing import Any, Literal
 
 from sqlmodel import Session, col, select
 
+from tinyfleet.server.db import after_commit
 from tinyfleet.server.models import Device, DeviceAction, ModelVersion, Rollout
+from tinyfleet.server.schemas import RolloutCreate
 from tinyfleet.server.services import devices as devsvc
 from tinyfleet.server.services import packages as pkgsvc
 from tinyfleet.server.services import registry
+from tinyfleet.server.services.effects import Effects
 from tinyfleet.server.services.errors import Conflict, Invalid, NotFound
 from tinyfleet.server.services.ids import new_id
+from tinyfleet.signing.codes import ErrorCode
+from tinyfleet.signing.manifest import ENCODING_NAMES
 
 IN_FLIGHT = ("notified", "downloading", "verifying", "trial")
 TERMINAL = ("confirmed", "failed", "rolled_back", "timed_out")
 FAILED = ("failed", "timed_out", "rolled_back")
 ACTIVE_ROLLOUT_STATES = ("running", "paused", "rolling_back")
 DEVICE_REPORTED_STATES = ("downloading", "verifying", "trial", "confirmed", "failed", "rolled_back")
+Command = Literal["start", "pause", "resume", "abort", "rollback"]
 
 
-def create(session: Session, data: dict[str, Any], default_timeout: float) -> Rollout:
-    registry.get_version(session, data["model_version_id"])
-    if not registry.packages_of_version(session, data["model_version_id"]):
-        raise Invalid(f"model version {data['model_version_id']} has no package to roll out")
-    timeout = data.get("action_timeout_seconds") or default_timeout
-    now = time.time()
+def create(session: Session, fx: Effects, body: RolloutCreate, default_timeout: float) -> Rollout:
+    """A draft rollout, started at once when `body.start`."""
+    registry.get_version(session, body.model_version_id)
+    if not registry.packages_of_version(session, body.model_version_id):
+        raise Invalid(f"model version {body.model_version_id} has no package to roll out")
     rollout = Rollout(
-        name=data["name"],
-        model_version_id=data["model_version_id"],
-        selector=data["selector"],
-        waves=data["waves"],
-        success_threshold_percent=data["success_threshold_percent"],
-        soak_seconds=data["soak_seconds"],
-        failure_threshold=data["failure_threshold"],
-        failure_action=data["failure_action"],
-        max_concurrent=data["max_concurrent"],
-        action_timeout_seconds=timeout,
+        name=body.name,
+        model_version_id=body.model_version_id,
+        selector=body.selector.model_dump(),
+        waves=[w.model_dump(exclude_none=True) for w in body.waves],
+        success_threshold_percent=body.success_threshold_percent,
+        soak_seconds=body.soak_seconds,
+        failure_threshold=body.failure_threshold.model_dump(exclude_none=True),
+        failure_action=body.failure_action,
+        max_concurrent=body.max_concurrent,
+        action_timeout_seconds=body.action_timeout_seconds or default_timeout,
         state="draft",
-        created_at=now,
+        created_at=time.time(),
     )
     session.add(rollout)
     session.flush()
+    if body.start:
+        start(session, fx, rollout)
     return rollout
+
+
+def command(session: Session, fx: Effects, rollout: Rollout, name: Command) -> Rollout:
+    """An operator command by name (POST /rollouts/{id}/{command})."""
+    if name == "start":
+        return start(session, fx, rollout)
+    if name == "pause":
+        return pause(session, fx, rollout)
+    if name == "resume":
+        return resume(session, fx, rollout)
+    if name == "abort":
+        return abort(session, fx, rollout)
+    return request_rollback(session, fx, rollout)
 
 
 def get_rollout(session: Session, rollout_id: int) -> Rollout:
@@ -67,10 +88,14 @@ def list_rollouts(session: Session, state: str | None = None) -> list[Rollout]:
     return list(session.exec(stmt))
 
 
-def actions_of(session: Session, rollout_id: int, purpose: str | None = None) -> list[DeviceAction]:
+def actions_of(
+    session: Session, rollout_id: int, purpose: str | None = None, state: str | None = None
+) -> list[DeviceAction]:
     stmt = select(DeviceAction).where(DeviceAction.rollout_id == rollout_id)
     if purpose is not None:
         stmt = stmt.where(DeviceAction.purpose == purpose)
+    if state is not None:
+        stmt = stmt.where(DeviceAction.state == state)
     return list(session.exec(stmt.order_by(col(DeviceAction.wave), col(DeviceAction.device_id))))
 
 
@@ -132,7 +157,7 @@ def new_action(
     )
 
 
-def start(session: Session, rollout: Rollout, now: float | None = None) -> Rollout:
+def start(session: Session, fx: Effects, rollout: Rollout, now: float | None = None) -> Rollout:
     now = time.time() if now is None else now
     if rollout.state != "draft":
         raise Conflict(f"rollout {rollout.id} is {rollout.state}; only a draft can be started")
@@ -162,19 +187,22 @@ def start(session: Session, rollout: Rollout, now: float | None = None) -> Rollo
     rollout.started_at = now
     session.add(rollout)
     session.flush()
+    after_commit(session, partial(fx.prepare_rollout, rollout.id or 0))
+    after_commit(session, fx.wake_rollouts)
     return rollout
 
 
-def pause(session: Session, rollout: Rollout, reason: str = "paused by the operator") -> Rollout:
+def pause(session: Session, fx: Effects, rollout: Rollout, reason: str = "paused by the operator") -> Rollout:
     if rollout.state != "running":
         raise Conflict(f"rollout {rollout.id} is {rollout.state}; only a running rollout can be paused")
     rollout.state, rollout.state_reason = "paused", reason
     session.add(rollout)
     session.flush()
+    after_commit(session, fx.wake_rollouts)
     return rollout
 
 
-def resume(session: Session, rollout: Rollout, now: float | None = None) -> Rollout:
+def resume(session: Session, fx: Effects, rollout: Rollout, now: float | None = None) -> Rollout:
     if rollout.state != "paused":
         raise Conflict(f"rollout {rollout.id} is {rollout.state}; only a paused rollout can be resumed")
     deploys = actions_of(session, rollout.id or 0, "deploy")
@@ -187,16 +215,16 @@ def resume(session: Session, rollout: Rollout, now: float | None = None) -> Roll
     rollout.state, rollout.state_reason = "running", ""
     session.add(rollout)
     session.flush()
+    after_commit(session, fx.wake_rollouts)
     return rollout
 
 
-def abort(session: Session, rollout: Rollout, now: float | None = None) -> list[tuple[str, dict[str, Any]]]:
+def abort(session: Session, fx: Effects, rollout: Rollout, now: float | None = None) -> Rollout:
     """Stop for good. Devices told about the rollout but not yet started are told to do nothing;
-    those already installing finish (interrupting a trial would be worse). Returns desired docs to send."""
+    those already installing finish (interrupting a trial would be worse)."""
     now = time.time() if now is None else now
     if rollout.state not in ("draft", "running", "paused"):
         raise Conflict(f"rollout {rollout.id} is {rollout.state}; it cannot be aborted")
-    publish: list[tuple[str, dict[str, Any]]] = []
     for action in actions_of(session, rollout.id or 0, "deploy"):
         if action.state == "notified":
             action.state, action.error, action.updated_at = "failed", "rollout aborted", now
@@ -205,15 +233,16 @@ def abort(session: Session, rollout: Rollout, now: float | None = None) -> list[
             if device is not None and (device.desired or {}).get("action_id") == action.id:
                 device.desired = none_desired()
                 session.add(device)
-                publish.append((device.id, device.desired))
+                after_commit(session, partial(fx.publish_desired, device.id, device.desired))
     rollout.state, rollout.state_reason, rollout.finished_at = "aborted", "aborted by the operator", now
     session.add(rollout)
     session.flush()
-    return publish
+    after_commit(session, fx.wake_rollouts)
+    return rollout
 
 
 def request_rollback(
-    session: Session, rollout: Rollout, reason: str = "rollback asked by the operator"
+    session: Session, fx: Effects, rollout: Rollout, reason: str = "rollback asked by the operator"
 ) -> Rollout:
     if rollout.state not in ("running", "paused", "completed", "aborted"):
         raise Conflict(f"rollout {rollout.id} is {rollout.state}; it cannot be rolled back")
@@ -221,6 +250,7 @@ def request_rollback(
     rollout.finished_at = None
     session.add(rollout)
     session.flush()
+    after_commit(session, fx.wake_rollouts)
     return rollout
 
 
@@ -242,7 +272,7 @@ def apply_status(session: Session, device_id: str, msg: dict[str, Any], now: flo
     state = msg.get("state")
     if not isinstance(action_id, str) or state not in DEVICE_REPORTED_STATES:
         raise ValueError("status needs a string action_id and a known state")
-    code = msg.get("error_code", 0)
+    code = msg.get("error_code", ErrorCode.OK)
     if not isinstance(code, int) or isinstance(code, bool) or not 0 <= code <= 255:
         raise ValueError("error_code must be an integer in 0..255")
     action = session.get(DeviceAction, action_id)
@@ -270,9 +300,6 @@ def counts(actions: list[DeviceAction]) -> dict[str, Any]:
     for a in actions:
         by_state[a.state] = by_state.get(a.state, 0) + 1
     return {"total": len(actions), "by_state": by_state}
-
-
-ENCODING_NAMES = {0: "raw", 1: "compressed", 2: "delta"}
 
 
 def transfer(actions: list[DeviceAction]) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """Chunk bytes the gateway served, per (device, package id), in memory: counting happens on the chunk
-path without touching the database; status messages and engine ticks copy the totals into the device's
+path without touching the database; status messages and rollout ticks copy the totals into the device's
 action (`bytes_sent`)."""
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ delta against the model a device runs (encoding 2): same model, sequence, securi
 so the device ends in exactly the same state. Variants are cached in `package_variants`, one row per
 (package, base digest; "" for compressed), so a thousand devices on the same base cost one encode.
 Encoding takes seconds for a few hundred KB in Python, so it runs on the builder's worker thread, never
-on the MQTT network thread or the API event loop; the engine keeps a device queued until its variants
+on the MQTT network thread or the API event loop; the rollout driver keeps a device queued until its variants
 exist (or failed, in which case the raw package goes). Packages signed offline are sent as uploaded: the
 server cannot sign on their key's behalf.
 """
@@ -36,7 +36,6 @@ from tinyfleet.signing.package import build_package
 log = logging.getLogger(__name__)
 
 NO_BASE = ""  # base_sha256 of the compressed variant
-ENCODING_NAMES = {0: "raw", 1: "compressed", 2: "delta"}
 
 
 @dataclass(frozen=True)
@@ -308,7 +307,7 @@ class VariantBuilder:
     def _build_logged(self, key: tuple[str, str]) -> None:
         try:
             self.build(*key)
-        except Exception:  # a database hiccup: forget the request so the engine asks again
+        except Exception:  # a database hiccup: forget the request so the driver asks again
             log.exception("building variant %s failed", key)
         finally:
             with self._lock:

@@ -120,8 +120,8 @@ int32_t tfa_engine_op_code(const tfa_engine_t *e, uint32_t i);
 /* Name of a TFLite builtin operator ("CONV_2D"); "UNKNOWN" for codes not in the table. */
 const char *tfa_engine_op_name(int32_t builtin_code);
 
-/* Self-test of docs/PROTOCOL.md 1.2: fill the input tensors (in order) with the xorshift32 byte stream
- * from seed, invoke, SHA-256 of the first output tensor's bytes. */
+/* Self-test of docs/PROTOCOL.md 1.2: fill every input tensor, in subgraph order, from ONE continuing
+ * xorshift32 byte stream from seed, invoke, SHA-256 of output tensor 0's bytes. */
 void tfa_engine_selftest_input(uint32_t seed, uint8_t *data, uint32_t len);
 int tfa_engine_selftest_digest(tfa_engine_t *e, uint32_t seed, uint8_t digest[32]);
 

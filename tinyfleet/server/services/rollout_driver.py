@@ -1,10 +1,10 @@
-"""The rollout engine: a periodic, idempotent tick over the database.
+"""The rollout driver: a periodic, idempotent tick over the database.
 
 Each tick re-derives what to do from rows only (rollouts, device actions, devices' reported state), so
 that a restarted server simply carries on, and a tick that is interrupted half-way is redone whole by
 the next one (each rollout is handled in its own transaction). Desired-state messages are published
-after the commit; the gateway republishes every device's retained desired state when it (re)connects,
-which covers a crash between the commit and the publish.
+after the commit (`db.after_commit`); the gateway republishes every device's retained desired state
+when it (re)connects, which covers a crash between the commit and the publish.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Protocol
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from tinyfleet.server.db import session_scope
+from tinyfleet.server.db import after_commit, session_scope
 from tinyfleet.server.models import Device, DeviceAction, Rollout
 from tinyfleet.server.services import devices as devsvc
 from tinyfleet.server.services import packages as pkgsvc
@@ -29,22 +30,25 @@ from tinyfleet.server.services import variants as varsvc
 from tinyfleet.server.services.rollouts import FAILED, IN_FLIGHT, TERMINAL
 from tinyfleet.server.services.served import ServedBytes
 from tinyfleet.server.services.signer import ServerKeys
+from tinyfleet.signing.codes import ErrorCode
+from tinyfleet.signing.manifest import ENCODING_NAMES
 
 log = logging.getLogger(__name__)
 
 Desired = tuple[str, dict[str, Any]]
 MIN_TICK_GAP = 0.05
-RAW_FALLBACK_CODES = {38: "WRONG_BASE", 160: "DELTA_CORRUPT"}
+# Refusals of a variant payload after which the device gets the raw package instead.
+RAW_FALLBACK_CODES = frozenset({ErrorCode.WRONG_BASE, ErrorCode.DELTA_CORRUPT})
 
 
 class DesiredPublisher(Protocol):
     def publish_desired(self, device_id: str, desired: dict[str, Any]) -> None: ...
 
 
-class RolloutEngine:
+class RolloutDriver:
     def __init__(
         self,
-        engine: Engine,
+        db: Engine,
         *,
         default_chunk_size: int,
         publisher: DesiredPublisher | None = None,
@@ -52,7 +56,7 @@ class RolloutEngine:
         tick_seconds: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._db = engine
+        self._db = db
         self._chunk = default_chunk_size
         self.publisher = publisher
         self.keys = keys  # lets a rollback re-sign an old model with a fresh sequence number
@@ -90,10 +94,10 @@ class RolloutEngine:
         while not self._stop.is_set():
             try:
                 self.tick()
-            except Exception as exc:  # a bad row must not stop the engine; it is logged and retried
+            except Exception as exc:  # a bad row must not stop the driver; it is logged and retried
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("rollout tick failed")
-            # A burst of device messages wakes the engine many times; a short pause between ticks lets
+            # A burst of device messages wakes the driver many times; a short pause between ticks lets
             # the gateway's writes through and batches the burst into the next tick.
             self._stop.wait(min(MIN_TICK_GAP, self._tick_seconds))
             self._wake.wait(self._tick_seconds)
@@ -113,20 +117,20 @@ class RolloutEngine:
                     )
                 )
             for rollout_id in ids:
-                publish: list[Desired] = []
                 try:
                     with session_scope(self._db) as session:
                         rollout = session.get(Rollout, rollout_id)
                         if rollout is not None:
                             publish = self._tick_rollout(session, rollout, now)
+                            if publish:
+                                after_commit(session, partial(self.publish, publish))
                 except Exception as exc:  # one broken rollout must not hold up the others
                     self.last_error = f"rollout {rollout_id}: {type(exc).__name__}: {exc}"
                     log.exception("rollout %s: tick failed (rolled back, retried next tick)", rollout_id)
-                    continue
-                self._publish(publish)
             self.ticks += 1
 
-    def _publish(self, items: list[Desired]) -> None:
+    def publish(self, items: list[Desired]) -> None:
+        """Send desired states (after their commit); a broker that is down is logged, not raised."""
         if self.publisher is None:
             return
         for device_id, doc in items:
@@ -320,11 +324,11 @@ class RolloutEngine:
             self.count_sent(a)
             a.fallback_bytes = a.bytes_sent
             a.fallback_reason = (
-                f"{RAW_FALLBACK_CODES[a.error_code]} ({a.error_code}) on the"
-                f" {varsvc.ENCODING_NAMES.get(a.payload_encoding or 0, '?')} payload; sent raw"
+                f"{ErrorCode(a.error_code).name} ({a.error_code}) on the"
+                f" {ENCODING_NAMES.get(a.payload_encoding or 0, '?')} payload; sent raw"
             )
             a.sent_package_id, a.payload_encoding, a.sent_size = pkg.id, pkg.payload_encoding, pkg.size
-            a.state, a.error_code, a.error = "notified", 0, ""
+            a.state, a.error_code, a.error = "notified", ErrorCode.OK, ""
             a.updated_at = a.notified_at = now
             self.served.reset(device.id, pkg.id)
             device.desired = self._desired_install(session, a, device)
@@ -363,7 +367,7 @@ class RolloutEngine:
             if a.state != "queued" or a.wave > rollout.current_wave or device is None or not device.online:
                 continue
             if not self._assign_payload(session, a, device):
-                continue  # its variant is being built; the builder wakes the engine when it is ready
+                continue  # its variant is being built; the builder wakes the driver when it is ready
             a.previous_model_sha256 = device.active_model_sha256
             if device.active_model_sha256:
                 prev = pkgsvc.latest_package_with_model(
@@ -440,7 +444,7 @@ class RolloutEngine:
             back.target_model_sha256 = prev
             other = devsvc.other_slot(device.reported)
             if prev is None:
-                back.state, back.error_code = "failed", 41
+                back.state, back.error_code = "failed", ErrorCode.NO_PREVIOUS
                 back.error = "the device had no model before this rollout; nothing to return to"
             elif other is not None and other.get("model_sha256") == prev:
                 back.state, back.notified_at = "notified", now
@@ -455,7 +459,7 @@ class RolloutEngine:
             elif a.previous_package_id is not None:
                 self._reinstall(session, back, a.previous_package_id, device, now)
             else:
-                back.state, back.error_code = "failed", 41
+                back.state, back.error_code = "failed", ErrorCode.NO_PREVIOUS
                 back.error = "the old model is neither in the other slot nor stored as a package"
             session.add(back)
             actions.append(back)
