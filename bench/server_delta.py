@@ -43,7 +43,9 @@ def wait_rollout(api: ServerApi, rollout_id: int, timeout: float = 300) -> dict[
     raise SystemExit(f"rollout {rollout_id} did not finish in {timeout:.0f} s")
 
 
-def run_case(broker: DevBroker, name: str, v1: bytes, v2: bytes, devices: int, variants: bool) -> dict[str, Any]:
+def run_case(
+    broker: DevBroker, name: str, v1: bytes, v2: bytes, devices: int, variants: bool
+) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory() as tmp,
         run_stack(broker.url, data_dir=tmp, tick_seconds=0.2, payload_variants=variants) as stack,

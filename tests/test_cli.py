@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -60,3 +62,51 @@ def test_the_package_alias_of_sign_still_works_and_is_hidden() -> None:
     assert refused.returncode != 0 and "Traceback" not in refused.stderr + refused.stdout
     errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "/no/such/file.tfpkg" in errors[0]
+
+
+def _walk(command: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Any]]:
+    yield path, command
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        yield from _walk(sub, (*path, name))
+
+
+def _command_tree() -> list[tuple[tuple[str, ...], Any]]:
+    import typer.main
+
+    from tinyfleet.cli import app
+
+    return list(_walk(typer.main.get_command(app), ("tinyfleet",)))
+
+
+def test_every_option_and_argument_has_help() -> None:
+    """Walks the whole command tree (every group, every command, hidden ones too)."""
+    tree = _command_tree()
+    assert len(tree) > 30  # the walk did reach the sub-commands
+    missing = [
+        f"{' '.join(path)} {param.param_type_name} {param.name}"
+        for path, command in tree
+        for param in command.params
+        if not (getattr(param, "help", None) or "").strip()
+    ]
+    assert missing == [], "options or arguments without help:\n" + "\n".join(missing)
+
+
+def test_every_command_has_help_text() -> None:
+    undocumented = [" ".join(path) for path, command in _command_tree() if not (command.help or "").strip()]
+    assert undocumented == []
+
+
+def test_version() -> None:
+    from tinyfleet import __version__
+
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"tinyfleet {__version__}"
+
+
+@pytest.mark.parametrize(
+    "args", [(), ("rollouts",), ("rollouts", "create"), ("sign", "inspect"), ("server", "status")]
+)
+def test_h_is_an_alias_of_help_everywhere(args: tuple[str, ...]) -> None:
+    short, long = run(*args, "-h"), run(*args, "--help")
+    assert short.returncode == long.returncode == 0, short.stderr
+    assert short.stdout == long.stdout and "Usage:" in short.stdout

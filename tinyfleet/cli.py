@@ -22,7 +22,37 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # -h everywhere: Click hands these names down to every sub-command's context.
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tinyfleet")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        from tinyfleet import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"tinyfleet {_version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="print the version and exit"
+    ),
+) -> None:
+    """Ship compressed TinyML models to fleets of microcontrollers."""
+
+
 app.add_typer(keys_app, name="keys")
 app.add_typer(sign_app, name="sign")
 # The former name of `sign` (easily confused with the server's `packages`): hidden, for one release.

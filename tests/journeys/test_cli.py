@@ -57,9 +57,10 @@ def test_rollouts_watch_stops_when_the_rollout_does_not_move(server, shared_mode
     assert run("devices", "provision", "--hardware-class", "1", "--id", "dev-w")[0] == 0
     code, _ = run("rollouts", "create", "--model", "hello", "--version", "1.0.0", "--device", "dev-w")
     assert code == 0
-    code, out = run("rollouts", "watch", "1")  # a draft does not move: one line, then it returns
-    assert code == 0 and "hello 1.0.0  draft  wave 1/1  confirmed 0/0  failed 0" in out
-    assert out.count("\n") == 1
+    # a draft does not move: one line, then it returns, exit code 1 as it did not complete
+    code, out = run("rollouts", "watch", "1")
+    assert code == 1 and "hello 1.0.0  draft  wave 1/1  confirmed 0/0  failed 0" in out
+    assert out.count("\n") == 2 and "error: rollout 1 is draft, not completed" in out
     code, out = run("rollouts", "watch", "99")
     assert code == 1 and out.startswith("error:") and "404" in out
 

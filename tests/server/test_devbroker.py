@@ -117,3 +117,45 @@ def test_bad_arguments_are_refused(tmp_path: Path) -> None:
         DevBroker(users={"a": "b"}, password_file=tmp_path / "p")
     with pytest.raises(BrokerError, match="invalid MQTT user"):
         DevBroker(users={"bad:name": "x"}).start()
+
+
+def test_kill_and_restart_on_the_same_port_with_extra_config(tmp_path: Path) -> None:
+    broker = DevBroker(workdir=tmp_path / "b", extra_config=["max_keepalive 120"]).start()
+    try:
+        assert broker.anonymous
+        assert "max_keepalive 120" in (tmp_path / "b" / "mosquitto.conf").read_text()
+        port, first_pid = broker.port, broker.pid
+        broker.kill()
+        assert not broker.running and broker.port == port
+        with pytest.raises(BrokerError, match="not running"):
+            broker.reload()
+        broker.restart()
+        assert broker.running and broker.port == port and broker.pid != first_pid
+        client, reason = connect(broker, None, None)
+        assert reason == "Success"
+        client.disconnect()
+        client.loop_stop()
+        with pytest.raises(BrokerError, match="still running"):
+            broker.restart()
+    finally:
+        broker.stop()
+    assert "New client connected" in broker.log_text()  # the log outlives stop() in a workdir
+
+
+def test_own_acl_file_with_a_password_file(tmp_path: Path) -> None:
+    from tinyfleet.server.services.credentials import hash_password, write_password_file
+
+    passwd, acl = tmp_path / "passwd", tmp_path / "acl"
+    write_password_file(passwd, [("dev-a", hash_password("pa"))])
+    acl.write_text("pattern write tf/%u/status\n")
+    with pytest.raises(BrokerError, match="ACL file needs users"):
+        DevBroker(acl_file=acl)
+    with DevBroker(password_file=passwd, acl_file=acl) as broker:
+        assert not broker.anonymous
+        assert f"acl_file {acl}" in (broker.directory / "mosquitto.conf").read_text()  # type: ignore[operator]
+        _, anonymous = connect(broker, None, None)
+        assert anonymous != "Success"
+        client, reason = connect(broker, "dev-a", "pa")
+        assert reason == "Success"
+        client.disconnect()
+        client.loop_stop()

@@ -247,3 +247,85 @@ def test_openapi_docs_and_dashboard(api):
     assert api.client.get("/docs").status_code == 200
     page = api.client.get("/", headers={"Authorization": ""})
     assert page.status_code == 200 and "tinyfleet control plane" in page.text and "/api/rollouts" in page.text
+
+
+VECTORS = Path(__file__).resolve().parents[1] / "vectors"
+
+
+def test_server_sequences_rise_across_models(api):
+    """A device refuses a package whose sequence is not above its ACTIVE package's, whatever that one's
+    model: the server's sequences rise per signing key across models, A then B then A again."""
+    a = api.ok("POST", "/api/models", 201, json={"name": "model-a"})
+    b = api.ok("POST", "/api/models", 201, json={"name": "model-b"})
+
+    def upload(model: dict, version: str, name: str) -> dict:
+        mv = api.ok(
+            "POST",
+            f"/api/models/{model['id']}/versions",
+            201,
+            params={"version": version, "hardware_class": 1},
+            content=(VECTORS / name).read_bytes(),
+        )
+        return mv["packages"][0]
+
+    seqs = [
+        upload(a, "1.0.0", "model.tflite")["sequence"],
+        upload(b, "1.0.0", "model_update.tflite")["sequence"],
+        upload(a, "1.1.0", "model_update.tflite")["sequence"],
+        upload(b, "2.0.0", "model.tflite")["sequence"],
+    ]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), seqs
+    assert seqs[0] == 1
+    # An offline package (its own key, time-based sequence) raises the floor for what the server signs
+    # next: a device running the offline package would refuse anything at or below its sequence.
+    release = generate_private_key()
+    api.ctx.keys.trust_store.add(release)
+    offline = build_package(
+        (VECTORS / "model.tflite").read_bytes(),
+        release,
+        name="model-b",
+        version="3.0.0",
+        sequence=1_700_000_000,
+        security_counter=0,
+        hardware_class=1,
+        min_runtime_version="0.1.0",
+    )
+    api.ok("POST", "/api/packages", 201, content=offline)
+    after = upload(a, "1.2.0", "model.tflite")
+    assert after["sequence"] == 1_700_000_001 and after["signed_by"] == "server"
+    manifest = verify_package(
+        api.ok("GET", f"/api/packages/{after['id']}/download").content, api.ctx.keys.trust_store
+    ).manifest
+    assert manifest.sequence == 1_700_000_001 and manifest.model_name == "model-a"
+
+
+def test_concurrent_sequence_numbers_are_distinct(api):
+    """Uploads that sign at the same time each get their own sequence (the counter row serialises them;
+    the first ones race to create it and retry)."""
+    import threading
+    import time
+
+    from tinyfleet.server.db import session_scope
+    from tinyfleet.server.services.packages import next_sequence
+
+    got: list[int] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(6)
+
+    def take() -> None:
+        try:
+            start.wait()
+            with session_scope(api.ctx.db) as s:
+                value = next_sequence(s, "00112233aabbccdd")
+                time.sleep(0.05)  # hold the transaction open while the others wait
+            got.append(value)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=take) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert sorted(got) == [1, 2, 3, 4, 5, 6]

@@ -10,15 +10,15 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tinyfleet.server.api import devices, models, packages, rollouts, telemetry
+from tinyfleet.server.api import devices, health, models, packages, rollouts, telemetry
 from tinyfleet.server.api.deps import require_token
 from tinyfleet.server.config import Settings, settings_from_env
 from tinyfleet.server.context import AppContext
@@ -84,7 +84,9 @@ def create_app(
             if background:
                 context.stop_background()
 
-    app = FastAPI(
+    # /docs and /redoc with Swagger UI and ReDoc served from the package (no CDN: they work offline).
+    app = FastAPIOffline(
+        static_url="/static/docs",
         title="tinyfleet control plane",
         version="0.1.0",
         description="Model registry, signed packages, devices, rollouts in waves, telemetry.",
@@ -95,10 +97,7 @@ def create_app(
     auth = [Depends(require_token)]
     for module in (models, packages, devices, rollouts, telemetry):
         app.include_router(module.router, prefix="/api", dependencies=auth)
-
-    @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, Any]:
-        return {"ok": True, "mqtt_connected": bool(context.gateway and context.gateway.connected.is_set())}
+    app.include_router(health.router)  # probes: no token
 
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:

@@ -45,7 +45,8 @@ class Package(SQLModel, table=True):
 
     A version has one original package per hardware class; `rebuilt_from` marks a re-signed copy of an
     older package with a fresh sequence number, made for a rollback (a device refuses to install a
-    sequence not above its active model's)."""
+    sequence not above its active package's, of any model). Server-signed sequences come from
+    `SigningSequence`."""
 
     __tablename__ = "packages"
     __table_args__ = (
@@ -68,6 +69,19 @@ class Package(SQLModel, table=True):
     signed_by: str = Field(max_length=16)  # "server" or "offline"
     rebuilt_from: str | None = Field(default=None, foreign_key="packages.id", max_length=40)
     created_at: float
+
+
+class SigningSequence(SQLModel, table=True):
+    """The last manifest sequence the server gave a package it signed with key `key_id`, whatever the model.
+
+    A device refuses a package whose sequence is not above its ACTIVE package's, whatever that package's
+    model name, so the server's sequences rise across all models (services/packages.py, next_sequence).
+    The row is updated in the signing transaction: concurrent uploads queue on its row lock."""
+
+    __tablename__ = "signing_sequences"
+
+    key_id: str = Field(primary_key=True, max_length=16)
+    last_sequence: int = Field(sa_type=BigInteger)
 
 
 class PackageBlob(SQLModel, table=True):
@@ -160,7 +174,8 @@ class DeviceAction(SQLModel, table=True):
     package_id: str | None = Field(default=None, foreign_key="packages.id", max_length=40)
     target_model_sha256: str | None = Field(default=None, max_length=64)
     wave: int = 0
-    # queued, notified, downloading, verifying, trial, confirmed, failed, rolled_back, timed_out
+    # queued, notified, downloading, verifying, trial, confirmed, failed, rolled_back, timed_out, and for a
+    # rollback action only: skipped (nothing to return to: the device ran no model before the rollout)
     state: str = Field(max_length=16, index=True)
     error_code: int = 0
     error: str = Field(default="", max_length=500)

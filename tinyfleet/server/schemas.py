@@ -22,6 +22,7 @@ ActionState = Literal[
     "failed",
     "rolled_back",
     "timed_out",
+    "skipped",  # rollback action only: the device ran no model before the rollout (no_previous_model)
 ]
 RolloutState = Literal["draft", "running", "paused", "completed", "aborted", "rolling_back", "rolled_back"]
 
@@ -277,6 +278,9 @@ class RolloutPublic(BaseModel):
     deploy: RolloutCounts
     rollback: RolloutCounts
     transfer: RolloutBytes = RolloutBytes()
+    # For a rollout being or having been rolled back: devices per outcome (reverted, reinstalled,
+    # unchanged, no_previous_model, failed, pending; services/rollouts.py rollback_outcomes); else {}.
+    rollback_outcome: dict[str, int] = {}
 
 
 class DeviceActionPublic(BaseModel):
@@ -301,6 +305,9 @@ class DeviceActionPublic(BaseModel):
     fallback_reason: str = ""
     previous_model_sha256: str | None
     previous_package_id: str | None
+    # A rollback action's result: reverted, reinstalled, no_previous_model, failed or pending; None for
+    # a deploy.
+    outcome: str | None = None
     created_at: float
     updated_at: float
     notified_at: float | None

@@ -78,6 +78,11 @@ def list_versions(model_id: DbId, ctx: AppContext = Depends(get_ctx)) -> list[sc
     status_code=201,
     openapi_extra=OCTET_STREAM_BODY,
     summary="Upload a .tflite: the server builds and signs a package with its own key",
+    description=(
+        "The package's sequence is the server's next for its signing key, across ALL models: one above"
+        " every package it signed or stores, so devices running any other model accept it (a device"
+        " refuses a sequence not above its active package's, whatever the model; PROTOCOL 1.1)."
+    ),
 )
 def upload_tflite(
     model_id: DbId,

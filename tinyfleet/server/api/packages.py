@@ -23,6 +23,11 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
     status_code=201,
     openapi_extra=OCTET_STREAM_BODY,
     summary="Upload a package signed offline; refused unless the server's trust store verifies it",
+    description=(
+        "Its sequence must be above the sequence of whatever the target devices run, whatever the model"
+        " (the default of `tinyfleet sign build`, Unix seconds, is); a sequence already used by the"
+        " same model is refused (409). Packages the server signs afterwards get a higher sequence."
+    ),
 )
 def upload_package(
     notes: str = Query(default="", max_length=500),

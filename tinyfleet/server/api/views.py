@@ -62,6 +62,9 @@ def provisioned(session: Session, ctx: AppContext, d: Device, password: str) -> 
     )
 
 
+ROLLBACK_STATES = ("rolling_back", "rolled_back")
+
+
 def rollout(session: Session, r: Rollout) -> schemas.RolloutPublic:
     name, ver = rsvc.version_label(session, r.model_version_id)
     actions = rsvc.actions_of(session, r.id or 0)
@@ -71,12 +74,13 @@ def rollout(session: Session, r: Rollout) -> schemas.RolloutPublic:
         deploy=schemas.RolloutCounts(**rsvc.counts([a for a in actions if a.purpose == "deploy"])),
         rollback=schemas.RolloutCounts(**rsvc.counts([a for a in actions if a.purpose == "rollback"])),
         transfer=schemas.RolloutBytes(**rsvc.transfer(actions)),
+        rollback_outcome=rsvc.rollback_outcomes(actions) if r.state in ROLLBACK_STATES else {},
         **r.model_dump(),
     )
 
 
 def action(a: DeviceAction) -> schemas.DeviceActionPublic:
-    return schemas.DeviceActionPublic(**a.model_dump())
+    return schemas.DeviceActionPublic(outcome=rsvc.rollback_outcome(a), **a.model_dump())
 
 
 def telemetry(t: TelemetryReport) -> schemas.TelemetryPublic:

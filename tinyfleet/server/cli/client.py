@@ -6,18 +6,53 @@ printed as one line with the server's message, exit code 1.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, NoReturn
 
 import httpx
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.table import Table
 
-console = Console()
+PIPE_WIDTH = 10_000  # columns when stdout is not a terminal: nothing a script reads gets cut or wrapped
+
+
+class _Console(Console):
+    """A console that is full width when it does not write to a terminal: rich would otherwise cut a
+    piped table at 80 columns."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        dims = super().size
+        if self._width is None and not self.is_terminal:
+            return ConsoleDimensions(PIPE_WIDTH, dims.height)
+        return dims
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size
+
+
+console = _Console()
 err = Console(stderr=True, soft_wrap=True)  # an error stays one line, whatever the width
+
+JSON_HELP = "print the API's JSON instead of a table (stable field names, for scripts)"
+
+
+def json_option() -> Any:
+    """The `--json` flag every list/show/create command takes."""
+    return typer.Option(False, "--json", help=JSON_HELP)
+
+
+def print_json(value: Any) -> None:
+    """The API's JSON on stdout, as is: indented, never wrapped, never coloured."""
+    sys.stdout.write(json.dumps(value, indent=2, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -35,14 +70,15 @@ def _client() -> httpx.Client:
     return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
 
 
-def call(method: str, path: str, **kwargs: Any) -> Any:
-    """One API call; errors become one line (server message, or why the server is unreachable)."""
+def call(method: str, path: str, *, accept: tuple[int, ...] = (), **kwargs: Any) -> Any:
+    """One API call; errors become one line (server message, or why the server is unreachable).
+    Statuses in `accept` are answers, not errors (e.g. 503 from /readyz)."""
     with _client() as client:
         try:
             resp = client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             fail(f"cannot reach the server at {client.base_url}: {exc} (set TINYFLEET_API_URL)")
-    if resp.status_code >= 400:
+    if resp.status_code >= 400 and resp.status_code not in accept:
         try:
             detail = resp.json().get("detail", resp.text)
         except ValueError:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import typer
 
-from tinyfleet.server.cli.client import _print_actions, _table, _ts, call, console
+from tinyfleet.server.cli.client import _print_actions, _table, _ts, call, console, json_option, print_json
 
 devices_app = typer.Typer(help="Devices: provision, label, inspect.", no_args_is_help=True)
 
@@ -30,12 +29,16 @@ def _device_rows(devices: list[dict[str, Any]]) -> list[list[Any]]:
 DEVICE_COLUMNS = ["id", "hw class", "group", "tags", "online", "active model", "last seen"]
 
 
+DEVICE_ID_HELP = "device id"
+
+
 @devices_app.command("list")
 def devices_list(
-    group: str | None = None,
-    tag: str | None = None,
-    hardware_class: int | None = None,
+    group: str | None = typer.Option(None, help="only devices of this group"),
+    tag: str | None = typer.Option(None, help="only devices carrying this tag"),
+    hardware_class: int | None = typer.Option(None, help="only devices of this hardware class"),
     online: bool | None = typer.Option(None, "--online/--offline", help="only online / offline devices"),
+    as_json: bool = json_option(),
 ) -> None:
     """List devices, optionally filtered."""
     params = {
@@ -43,15 +46,19 @@ def devices_list(
         for k, v in {"group": group, "tag": tag, "hardware_class": hardware_class, "online": online}.items()
         if v is not None
     }
-    _table("devices", DEVICE_COLUMNS, _device_rows(call("GET", "/api/devices", params=params)))
+    devices = call("GET", "/api/devices", params=params)
+    if as_json:
+        print_json(devices)
+        return
+    _table("devices", DEVICE_COLUMNS, _device_rows(devices))
 
 
 @devices_app.command("provision")
 def devices_provision(
     hardware_class: int = typer.Option(..., help="hardware class id"),
     device_id: str | None = typer.Option(None, "--id", help="chosen id (default: generated)"),
-    name: str = typer.Option(""),
-    group: str | None = None,
+    name: str = typer.Option("", help="display name"),
+    group: str | None = typer.Option(None, help="group the device belongs to"),
     tag: list[str] = typer.Option([], help="repeat for several tags"),
     as_json: bool = typer.Option(False, "--json", help="print the whole answer (credentials) as JSON"),
 ) -> None:
@@ -63,7 +70,7 @@ def devices_provision(
         body["group"] = group
     out = call("POST", "/api/devices", json=body)
     if as_json:
-        console.print_json(json.dumps(out))
+        print_json(out)
         return
     m = out["mqtt"]
     _table(
@@ -81,23 +88,29 @@ def devices_provision(
 
 
 @devices_app.command("show")
-def devices_show(device_id: str) -> None:
+def devices_show(
+    device_id: str = typer.Argument(..., help=DEVICE_ID_HELP), as_json: bool = json_option()
+) -> None:
     """A device, its reported and desired state, and its rollout actions."""
     d = call("GET", f"/api/devices/{device_id}")
+    actions = call("GET", f"/api/devices/{device_id}/actions")
+    if as_json:
+        print_json({**d, "actions": actions})
+        return
     _table(f"device {device_id}", DEVICE_COLUMNS, _device_rows([d]))
     if d["reported"]:
-        console.print_json(json.dumps({"reported": d["reported"], "desired": d["desired"]}))
-    actions = call("GET", f"/api/devices/{device_id}/actions")
+        console.print_json(data={"reported": d["reported"], "desired": d["desired"]})
     _print_actions(f"actions of {device_id}", actions)
 
 
 @devices_app.command("update")
 def devices_update(
-    device_id: str,
-    name: str | None = None,
-    group: str | None = None,
-    clear_group: bool = typer.Option(False, "--clear-group"),
+    device_id: str = typer.Argument(..., help=DEVICE_ID_HELP),
+    name: str | None = typer.Option(None, help="new display name"),
+    group: str | None = typer.Option(None, help="new group"),
+    clear_group: bool = typer.Option(False, "--clear-group", help="take the device out of its group"),
     tag: list[str] | None = typer.Option(None, help="replaces the tags; repeat for several"),
+    as_json: bool = json_option(),
 ) -> None:
     """Change a device's name, group or tags."""
     body: dict[str, Any] = {"clear_group": clear_group}
@@ -107,18 +120,27 @@ def devices_update(
         body["group"] = group
     if tag:
         body["tags"] = tag
-    _table("device", DEVICE_COLUMNS, _device_rows([call("PATCH", f"/api/devices/{device_id}", json=body)]))
+    device = call("PATCH", f"/api/devices/{device_id}", json=body)
+    if as_json:
+        print_json(device)
+        return
+    _table("device", DEVICE_COLUMNS, _device_rows([device]))
 
 
 @devices_app.command("delete")
-def devices_delete(device_id: str) -> None:
+def devices_delete(device_id: str = typer.Argument(..., help=DEVICE_ID_HELP)) -> None:
     """Delete a device that never took part in a rollout."""
     call("DELETE", f"/api/devices/{device_id}")
     console.print(f"deleted {device_id}")
 
 
 @devices_app.command("credentials")
-def devices_credentials(device_id: str) -> None:
+def devices_credentials(
+    device_id: str = typer.Argument(..., help=DEVICE_ID_HELP), as_json: bool = json_option()
+) -> None:
     """Issue a new MQTT password (the old one stops working once the broker reloads)."""
     out = call("POST", f"/api/devices/{device_id}/credentials")
+    if as_json:
+        print_json(out)
+        return
     console.print(f"{out['mqtt']['username']} {out['mqtt']['password']}")

@@ -7,15 +7,27 @@ from typing import Any
 
 import typer
 
-from tinyfleet.server.cli.client import _model_id, _print_packages, _read, _table, call, console
+from tinyfleet.server.cli.client import (
+    _model_id,
+    _print_packages,
+    _read,
+    _table,
+    call,
+    console,
+    json_option,
+    print_json,
+)
 
 models_app = typer.Typer(help="Model registry: models, versions (upload a .tflite).", no_args_is_help=True)
 
 
 @models_app.command("list")
-def models_list() -> None:
+def models_list(as_json: bool = json_option()) -> None:
     """List models and their versions."""
     models = call("GET", "/api/models")
+    if as_json:
+        print_json(models)
+        return
     _table(
         "models",
         ["id", "name", "versions", "description"],
@@ -24,9 +36,16 @@ def models_list() -> None:
 
 
 @models_app.command("create")
-def models_create(name: str, description: str = typer.Option("", help="free text")) -> None:
+def models_create(
+    name: str = typer.Argument(..., help="model name (goes into every manifest)"),
+    description: str = typer.Option("", help="free text"),
+    as_json: bool = json_option(),
+) -> None:
     """Create a model (its name goes into every manifest)."""
     m = call("POST", "/api/models", json={"name": name, "description": description})
+    if as_json:
+        print_json(m)
+        return
     console.print(f"created model {m['name']} (id {m['id']})")
 
 
@@ -40,7 +59,8 @@ def models_upload(
     security_counter: int | None = typer.Option(
         None, help="anti-rollback floor (default: the model's latest)"
     ),
-    notes: str = typer.Option(""),
+    notes: str = typer.Option("", help="release notes kept with the version"),
+    as_json: bool = json_option(),
 ) -> None:
     """Upload a .tflite; the server builds and signs the package with its key."""
     params: dict[str, Any] = {
@@ -58,14 +78,23 @@ def models_upload(
         content=_read(tflite),
         headers={"Content-Type": "application/octet-stream"},
     )
+    if as_json:
+        print_json(mv)
+        return
     _print_packages(f"{mv['model_name']} {mv['version']} (version id {mv['id']})", mv["packages"])
 
 
 @models_app.command("versions")
-def models_versions(name: str) -> None:
+def models_versions(
+    name: str = typer.Argument(..., help="model name"), as_json: bool = json_option()
+) -> None:
     """Versions of a model with their packages."""
+    versions = call("GET", f"/api/models/{_model_id(name)}/versions")
+    if as_json:
+        print_json(versions)
+        return
     rows = []
-    for v in call("GET", f"/api/models/{_model_id(name)}/versions"):
+    for v in versions:
         for p in v["packages"] or [{}]:
             rows.append(
                 [

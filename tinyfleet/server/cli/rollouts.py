@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import typer
+from rich.markup import escape
 
-from tinyfleet.server.cli.client import _kb, _print_actions, _table, _version_id, call, console, fail
+from tinyfleet.server.cli.client import (
+    _kb,
+    _print_actions,
+    _table,
+    _version_id,
+    call,
+    console,
+    err,
+    fail,
+    json_option,
+    print_json,
+)
 
 rollouts_app = typer.Typer(help="Rollouts in waves with health gates and rollback.", no_args_is_help=True)
 
@@ -68,11 +82,23 @@ def _transfer(t: dict[str, Any]) -> str:
     return f"{_kb(t['bytes_sent'])} of {_kb(t['raw_bytes'])} raw"
 
 
+ROLLOUT_ID_HELP = "rollout id"
+
+
 @rollouts_app.command("list")
-def rollouts_list(state: str | None = None) -> None:
+def rollouts_list(
+    state: str | None = typer.Option(
+        None, help="only rollouts in this state (draft, running, paused, completed, ...)"
+    ),
+    as_json: bool = json_option(),
+) -> None:
     """List rollouts, newest first."""
     params = {"state": state} if state else {}
-    _rollout_table("rollouts", (call("GET", "/api/rollouts", params=params)))
+    rollouts = call("GET", "/api/rollouts", params=params)
+    if as_json:
+        print_json(rollouts)
+        return
+    _rollout_table("rollouts", rollouts)
 
 
 @rollouts_app.command("create")
@@ -93,6 +119,7 @@ def rollouts_create(
     max_concurrent: int = typer.Option(50, help="devices installing at once"),
     timeout: float | None = typer.Option(None, help="seconds without progress before a device times out"),
     start: bool = typer.Option(False, "--start", help="start at once"),
+    as_json: bool = json_option(),
 ) -> None:
     """Create a rollout of a model version to the selected devices (a draft unless --start)."""
     if fail_count is not None and fail_percent is not None:
@@ -117,13 +144,54 @@ def rollouts_create(
     }
     if timeout is not None:
         body["action_timeout_seconds"] = timeout
-    _rollout_table("rollout", ([call("POST", "/api/rollouts", json=body)]))
+    rollout = call("POST", "/api/rollouts", json=body)
+    if as_json:
+        print_json(rollout)
+    else:
+        _rollout_table("rollout", [rollout])
+    if not rollout["deploy"]["total"] and not _matching_devices(rollout):
+        selector = {k: v for k, v in rollout["selector"].items() if v not in (None, [], "")}
+        err.print(
+            f"[yellow]warning:[/] rollout {rollout['id']} matches no device"
+            f" ({escape(json.dumps(selector) if selector else 'every device')}, with a package of this"
+            " version for its hardware class); starting it will fail",
+            highlight=False,
+        )
+
+
+def _matching_devices(rollout: dict[str, Any]) -> list[str]:
+    """Devices the rollout's selector takes (online or not) that have a package for their hardware class:
+    what the server would consider when the rollout starts. A draft's answer has no target count, so it
+    is asked of the devices and packages lists."""
+    selector = rollout["selector"]
+    params: dict[str, Any] = {}
+    if selector.get("group") is not None:
+        params["group"] = selector["group"]
+    if selector.get("hardware_class") is not None:
+        params["hardware_class"] = selector["hardware_class"]
+    devices = call("GET", "/api/devices", params=params)
+    packages = call("GET", "/api/packages", params={"model_version_id": rollout["model_version_id"]})
+    classes = {p["hardware_class"] for p in packages}
+    ids = set(selector.get("device_ids") or [])
+    tags = set(selector.get("tags") or [])
+    return [
+        d["id"]
+        for d in devices
+        if d["hardware_class"] in classes and (not ids or d["id"] in ids) and tags <= set(d["tags"])
+    ]
 
 
 @rollouts_app.command("show")
-def rollouts_show(rollout_id: int, actions: bool = typer.Option(True, "--actions/--no-actions")) -> None:
+def rollouts_show(
+    rollout_id: int = typer.Argument(..., help=ROLLOUT_ID_HELP),
+    actions: bool = typer.Option(True, "--actions/--no-actions", help="also list the per-device actions"),
+    as_json: bool = json_option(),
+) -> None:
     """A rollout with per-device action states."""
     r = call("GET", f"/api/rollouts/{rollout_id}")
+    if as_json:
+        print_json({**r, "actions": call("GET", f"/api/rollouts/{rollout_id}/actions")} if actions else r)
+        return
     _rollout_table(f"rollout {rollout_id}", ([r]))
     console.print(
         f"waves {r['wave_sizes']}  deploy {r['deploy']['by_state']}  rollback {r['rollback']['by_state']}"
@@ -149,9 +217,11 @@ def _progress_line(r: dict[str, Any]) -> str:
 
 @rollouts_app.command("watch")
 def rollouts_watch(
-    rollout_id: int, interval: float = typer.Option(1.0, min=0.1, help="seconds between polls")
+    rollout_id: int = typer.Argument(..., help=ROLLOUT_ID_HELP),
+    interval: float = typer.Option(1.0, min=0.1, help="seconds between polls"),
 ) -> None:
-    """Print a rollout's progress whenever it changes, until it stops moving (completed, paused, ...)."""
+    """Print a rollout's progress whenever it changes, until it stops moving. Exit code 0 only when it
+    ends completed; 1 when it ends paused, rolled back or aborted (or is a draft)."""
     last = ""
     while True:
         r = call("GET", f"/api/rollouts/{rollout_id}")
@@ -160,13 +230,53 @@ def rollouts_watch(
             console.print(f"{time.strftime('%H:%M:%S')}  {line}", soft_wrap=True, highlight=False)
             last = line
         if r["state"] not in MOVING_STATES:
-            return
+            break
         time.sleep(interval)
+    if r["state"] != "completed":
+        reason = f": {r['state_reason']}" if r["state_reason"] else ""
+        fail(f"rollout {rollout_id} is {r['state']}, not completed{reason}")
 
 
-def _command(cmd: str) -> Callable[[int], None]:
-    def run(rollout_id: int) -> None:
-        _rollout_table("rollout", ([call("POST", f"/api/rollouts/{rollout_id}/{cmd}")]))
+def _stdin_is_terminal() -> bool:
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def _confirm_rollback(rollout_id: int) -> None:
+    """Ask before a rollback; without a terminal to ask on, --yes is required (never a hang)."""
+    if not _stdin_is_terminal():
+        fail("rollback needs confirmation: give --yes (stdin is not a terminal)")
+    r = call("GET", f"/api/rollouts/{rollout_id}")
+    question = (
+        f"Roll back rollout {rollout_id} ({r['name']}, {r['model_name']} {r['version']}, {r['state']}):"
+        " return every touched device to the model it had?"
+    )
+    if not typer.confirm(question, default=False):
+        fail("not rolled back")
+
+
+def _command(cmd: str) -> Callable[..., None]:
+    def run(
+        rollout_id: int = typer.Argument(..., help=ROLLOUT_ID_HELP),
+        as_json: bool = json_option(),
+    ) -> None:
+        r = call("POST", f"/api/rollouts/{rollout_id}/{cmd}")
+        if as_json:
+            print_json(r)
+            return
+        _rollout_table("rollout", [r])
+
+    def rollback(
+        rollout_id: int = typer.Argument(..., help=ROLLOUT_ID_HELP),
+        yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
+        as_json: bool = json_option(),
+    ) -> None:
+        if not yes:
+            _confirm_rollback(rollout_id)
+        run(rollout_id, as_json)
+
+    if cmd == "rollback":
+        rollback.__doc__ = "Return every touched device to the model it had (asks first unless --yes)."
+        return rollback
 
     run.__doc__ = {
         "start": "Start a draft rollout.",

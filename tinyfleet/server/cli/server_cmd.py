@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from tinyfleet.server.cli.client import _table, call, console, fail
+from tinyfleet.server.cli.client import _table, call, console, fail, json_option, print_json
 
 if TYPE_CHECKING:
     from contextlib import ExitStack
@@ -22,7 +22,7 @@ server_app = typer.Typer(
 @server_app.command("run")
 def server_run(
     host: str = typer.Option("127.0.0.1", help="address to listen on"),
-    port: int = typer.Option(8000, min=1, max=65535),
+    port: int = typer.Option(8000, min=1, max=65535, help="port to listen on"),
     broker: bool = typer.Option(
         False, "--broker", help="also start and manage a Mosquitto (device passwords, ACL, reloads)"
     ),
@@ -123,12 +123,22 @@ def server_migrate() -> None:
 
 
 @server_app.command("status")
-def server_status() -> None:
-    """Health, MQTT connection and gateway counters of a running server."""
-    health = call("GET", "/healthz")
+def server_status(as_json: bool = json_option()) -> None:
+    """Readiness (database, migrations, MQTT gateway) and gateway counters of a running server. Exit code
+    1, with the reason on one line, when the server is not ready."""
+    ready = call("GET", "/readyz", accept=(503,))
+    if not isinstance(ready, dict) or "ready" not in ready:
+        fail(f"unexpected answer from /readyz: {ready!r}"[:200])
+    if not ready["ready"]:
+        if as_json:
+            print_json({"readyz": ready, "gateway": None})
+        fail(f"server not ready: {ready['detail'].removeprefix('not ready: ')}")
     stats = call("GET", "/api/gateway/stats")
+    if as_json:
+        print_json({"readyz": ready, "gateway": stats})
+        return
     rows = [
-        ["api", "ok" if health.get("ok") else "not ok"],
+        *[[name, f"ok ({check['detail']})"] for name, check in ready["checks"].items()],
         ["mqtt connected", stats["connected"]],
         ["rollout ticks", stats["rollout_ticks"]],
         ["rollout last error", stats["rollout_last_error"]],

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from tinyfleet.server.cli.client import _table, _ts, _version_id, call, fail
+from tinyfleet.server.cli.client import _table, _ts, _version_id, call, fail, json_option, print_json
 
 telemetry_app = typer.Typer(help="Inference telemetry per device or model version.", no_args_is_help=True)
 
@@ -32,20 +32,27 @@ def _telemetry_params(
 
 SINCE_HELP = "only reports newer than this many seconds ago"
 UNTIL_HELP = "only reports older than this many seconds ago"
+DEVICE_HELP = "only this device"
+MODEL_HELP = "only this model (with --version)"
+VERSION_HELP = "only this version x.y.z of --model"
 
 
 @telemetry_app.command("list")
 def telemetry_list(
-    device: str | None = None,
-    model: str | None = None,
-    version: str | None = None,
+    device: str | None = typer.Option(None, help=DEVICE_HELP),
+    model: str | None = typer.Option(None, help=MODEL_HELP),
+    version: str | None = typer.Option(None, help=VERSION_HELP),
     since: float | None = typer.Option(None, help=SINCE_HELP),
     until: float | None = typer.Option(None, help=UNTIL_HELP),
-    limit: int = 50,
+    limit: int = typer.Option(50, help="at most this many reports, newest first"),
+    as_json: bool = json_option(),
 ) -> None:
     """Latest telemetry reports."""
     params = _telemetry_params(device, model, version, since, until) | {"limit": limit}
     rows = call("GET", "/api/telemetry", params=params)
+    if as_json:
+        print_json(rows)
+        return
     _table(
         "telemetry",
         ["time", "device", "model", "inferences", "latency us", "confidence", "errors"],
@@ -66,14 +73,18 @@ def telemetry_list(
 
 @telemetry_app.command("summary")
 def telemetry_summary(
-    device: str | None = None,
-    model: str | None = None,
-    version: str | None = None,
+    device: str | None = typer.Option(None, help=DEVICE_HELP),
+    model: str | None = typer.Option(None, help=MODEL_HELP),
+    version: str | None = typer.Option(None, help=VERSION_HELP),
     since: float | None = typer.Option(None, help=SINCE_HELP),
     until: float | None = typer.Option(None, help=UNTIL_HELP),
+    as_json: bool = json_option(),
 ) -> None:
     """Totals and means over a time window."""
     s = call("GET", "/api/telemetry/summary", params=_telemetry_params(device, model, version, since, until))
+    if as_json:
+        print_json(s)
+        return
     _table("telemetry summary", ["what", "value"], [[k, _summary_value(k, v)] for k, v in s.items()])
 
 

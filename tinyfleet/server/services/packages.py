@@ -9,10 +9,11 @@ import threading
 import time
 from collections import OrderedDict
 
-from sqlalchemy import func
+from sqlalchemy import case, func, insert, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from tinyfleet.server.models import Model, ModelVersion, Package, PackageBlob, PackageVariant
+from tinyfleet.server.models import Model, ModelVersion, Package, PackageBlob, PackageVariant, SigningSequence
 from tinyfleet.server.services import registry
 from tinyfleet.server.services.errors import Conflict, Invalid, NotFound
 from tinyfleet.server.services.ids import new_id
@@ -33,14 +34,48 @@ class RollbackImpossible(Invalid):
         self.code = code
 
 
-def _next_sequence(session: Session, model: Model) -> int:
-    stmt = (
-        select(func.max(Package.sequence))
-        .join(ModelVersion, col(Package.model_version_id) == col(ModelVersion.id))
-        .where(ModelVersion.model_id == model.id)
-    )
-    current = session.exec(stmt).one()
-    return int(current or 0) + 1
+MAX_SEQUENCE = 0xFFFFFFFF  # the manifest's u32
+
+
+def next_sequence(session: Session, key_id: str) -> int:
+    """The sequence for the next package the server signs with key `key_id`, whatever its model.
+
+    A device refuses a package whose sequence is not above its ACTIVE package's, whatever that package's
+    model (docs/PROTOCOL.md 1.1), so a per-model count would make a second model's first package
+    (sequence 1) a replay on devices running the first model. The number is one above the last one given
+    with this key or any other (`signing_sequences`) and above every package stored (any model, any key,
+    offline ones included), so it is accepted over whatever a device got from this server. The counter
+    row is bumped in the caller's transaction: a concurrent upload waits on its row lock (PostgreSQL) or
+    on the write lock (SQLite), and two first uploads racing to create the row retry on the primary key."""
+    table = SigningSequence.__table__  # type: ignore[attr-defined]
+    conn = session.connection()
+    stored = int(session.exec(select(func.max(Package.sequence))).one() or 0)
+    given = int(conn.execute(select(func.max(table.c.last_sequence))).scalar() or 0)  # any key's
+    floor = max(stored, given)
+    for _ in range(5):
+        bumped = conn.execute(
+            update(table)
+            .where(table.c.key_id == key_id)
+            .values(
+                last_sequence=case((table.c.last_sequence < floor, floor), else_=table.c.last_sequence) + 1
+            )
+        )
+        if bumped.rowcount == 1:
+            current = select(table.c.last_sequence).where(table.c.key_id == key_id)
+            value = int(conn.execute(current).scalar_one())
+            break
+        try:
+            with conn.begin_nested():  # a savepoint: a clash must not abort the whole transaction
+                conn.execute(insert(table).values(key_id=key_id, last_sequence=floor + 1))
+        except IntegrityError:
+            continue  # another upload created the row first: bump it instead
+        value = floor + 1
+        break
+    else:
+        raise Conflict("could not take the next sequence number (concurrent uploads); try again")
+    if value > MAX_SEQUENCE:
+        raise Invalid(f"sequence numbers are exhausted: {value} does not fit the manifest's 32 bits")
+    return value
 
 
 def _latest_security_counter(session: Session, model: Model) -> int:
@@ -119,7 +154,7 @@ def build_from_tflite(
             keys.private_key,
             name=model.name,
             version=version,
-            sequence=_next_sequence(session, model),
+            sequence=next_sequence(session, keys.key_id_hex),
             security_counter=counter,
             hardware_class=hardware_class,
             min_runtime_version=min_runtime_version,
@@ -186,8 +221,9 @@ def rollback_package(
 
     The runtime refuses a sequence not above the active model's (replay protection), so the old package
     itself can only be reinstalled over an older model; otherwise the same model is re-signed with the
-    server key and the model's next sequence number (kept and reused for other devices). The security
-    counter stays the old one: if the device's anti-rollback floor is above it, no package can help."""
+    server key and the key's next sequence number (see next_sequence; kept and reused for other
+    devices). The security counter stays the old one: if the device's anti-rollback floor is above it,
+    no package can help."""
     if old.security_counter < security_floor:
         raise RollbackImpossible(
             ErrorCode.ROLLBACK_REFUSED,
@@ -222,7 +258,7 @@ def rollback_package(
             keys.private_key,
             name=model.name,
             version=mv.version,
-            sequence=_next_sequence(session, model),
+            sequence=next_sequence(session, keys.key_id_hex),
             security_counter=old.security_counter,
             hardware_class=old.hardware_class,
             min_runtime_version=old.min_runtime_version,

@@ -444,8 +444,12 @@ class RolloutDriver:
             back.target_model_sha256 = prev
             other = devsvc.other_slot(device.reported)
             if prev is None:
-                back.state, back.error_code = "failed", ErrorCode.NO_PREVIOUS
-                back.error = "the device had no model before this rollout; nothing to return to"
+                # Not a failure: there is nothing to return to (the runtime cannot uninstall a model).
+                back.state, back.error_code, back.updated_at = "skipped", ErrorCode.NO_PREVIOUS, now
+                back.error = (
+                    f"{rsvc.NO_PREVIOUS_MODEL}: the device ran no model before this rollout;"
+                    " it keeps the rollout's model"
+                )
             elif other is not None and other.get("model_sha256") == prev:
                 back.state, back.notified_at = "notified", now
                 device.desired = {
@@ -478,8 +482,10 @@ class RolloutDriver:
                 publish.append((device.id, device.desired))
         pending = [a for a in actions if a.purpose == "rollback" and a.state not in TERMINAL]
         if not pending:
-            failed = sum(1 for a in actions if a.purpose == "rollback" and a.state != "confirmed")
+            # Finished: `rolled_back` whatever each device's outcome; the reason and the API's
+            # rollback_outcome say how many went back and how many could not (or had nothing to go to).
+            name, version = rsvc.version_label(session, rollout.model_version_id)
+            summary = rsvc.rollback_summary(rsvc.rollback_outcomes(actions), f"{name} {version}")
             rollout.state, rollout.finished_at = "rolled_back", now
-            note = f"; {failed} device(s) could not be rolled back" if failed else ""
-            rollout.state_reason = (rollout.state_reason + note).strip("; ")
+            rollout.state_reason = "; ".join(p for p in (rollout.state_reason, summary) if p)[:500]
         return publish

@@ -28,7 +28,8 @@ from tinyfleet.signing.codes import ErrorCode
 from tinyfleet.signing.manifest import ENCODING_NAMES
 
 IN_FLIGHT = ("notified", "downloading", "verifying", "trial")
-TERMINAL = ("confirmed", "failed", "rolled_back", "timed_out")
+# "skipped" is for a rollback action only: the device ran no model before the rollout, nothing to return to.
+TERMINAL = ("confirmed", "failed", "rolled_back", "timed_out", "skipped")
 FAILED = ("failed", "timed_out", "rolled_back")
 ACTIVE_ROLLOUT_STATES = ("running", "paused", "rolling_back")
 DEVICE_REPORTED_STATES = ("downloading", "verifying", "trial", "confirmed", "failed", "rolled_back")
@@ -244,14 +245,87 @@ def abort(session: Session, fx: Effects, rollout: Rollout, now: float | None = N
 def request_rollback(
     session: Session, fx: Effects, rollout: Rollout, reason: str = "rollback asked by the operator"
 ) -> Rollout:
+    """Send every device the rollout changed back to the model it ran before (the driver does it).
+
+    Refused (409, nothing changes) when the rollout has finished and there is nothing to return to: no
+    device it changed ran a model before it (the runtime cannot uninstall a model), or when one of its
+    devices now follows another active rollout."""
     if rollout.state not in ("running", "paused", "completed", "aborted"):
         raise Conflict(f"rollout {rollout.id} is {rollout.state}; it cannot be rolled back")
+    deploys = actions_of(session, rollout.id or 0, "deploy")
+    if rollout.state in ("completed", "aborted"):
+        busy = sorted({a.device_id for a in deploys} & busy_device_ids(session, rollout.id))
+        if busy:
+            raise Conflict(
+                f"rollout {rollout.id}: {len(busy)} of its device(s) are in another active rollout"
+                f" (e.g. {busy[0]}); finish or abort that one first"
+            )
+        changed = [a for a in deploys if a.state not in ("queued", "failed", "rolled_back")]
+        if changed and all(a.previous_model_sha256 is None for a in changed):
+            name, version = version_label(session, rollout.model_version_id)
+            raise Conflict(
+                f"rollout {rollout.id}: nothing to roll back to: none of its {len(changed)} device(s) ran a"
+                f" model before it ({NO_PREVIOUS_MODEL}); they stay on {name} {version}"
+            )
     rollout.state, rollout.state_reason = "rolling_back", reason
     rollout.finished_at = None
     session.add(rollout)
     session.flush()
     after_commit(session, fx.wake_rollouts)
     return rollout
+
+
+# Per-device outcome of a rollback (GET /rollouts/{id}: `rollback_outcome`; actions: `outcome`).
+NO_PREVIOUS_MODEL = "no_previous_model"
+ROLLBACK_OUTCOMES = ("reverted", "reinstalled", "unchanged", NO_PREVIOUS_MODEL, "failed", "pending")
+
+
+def rollback_outcome(action: DeviceAction) -> str | None:
+    """What a rollback action did to its device: reverted (back on the old model by switching slots, no
+    download), reinstalled (the old model installed again), no_previous_model (the device ran no model
+    before the rollout and keeps the rollout's one: the runtime cannot uninstall), failed, or pending.
+    None for a deploy action."""
+    if action.purpose != "rollback":
+        return None
+    if action.state == "confirmed":
+        return "reverted" if action.operation == "revert" else "reinstalled"
+    if action.state == "skipped":
+        return NO_PREVIOUS_MODEL
+    if action.state in TERMINAL:
+        return "failed"
+    return "pending"
+
+
+def rollback_outcomes(actions: list[DeviceAction]) -> dict[str, int]:
+    """Devices per rollback outcome: each rollback action's, plus `unchanged` for each device the rollout
+    touched that never left its old model (it failed, or was cancelled before installing: its deploy is
+    rolled_back without a rollback action). Devices still queued were never touched and are not counted."""
+    backs = [a for a in actions if a.purpose == "rollback"]
+    undone = {a.device_id for a in backs}
+    out: dict[str, int] = {}
+    for a in backs:
+        outcome = rollback_outcome(a) or "pending"
+        out[outcome] = out.get(outcome, 0) + 1
+    unchanged = sum(
+        1 for a in actions if a.purpose == "deploy" and a.state == "rolled_back" and a.device_id not in undone
+    )
+    if unchanged:
+        out["unchanged"] = unchanged
+    return out
+
+
+def rollback_summary(outcomes: dict[str, int], model: str) -> str:
+    """The state_reason suffix of a finished rollback, e.g. "rollback finished: 2 device(s) reverted,
+    1 device(s) had no previous model (left on hello 1.1.0)"."""
+    words = {
+        "reverted": "reverted",
+        "reinstalled": "reinstalled",
+        "unchanged": "never left the old model",
+        NO_PREVIOUS_MODEL: f"had no previous model (left on {model})",
+        "failed": "could not be rolled back",
+    }
+    parts = [f"{outcomes[k]} device(s) {words[k]}" for k in words if outcomes.get(k)]
+    return "rollback finished: " + (", ".join(parts) if parts else "no device to roll back")
 
 
 def none_desired() -> dict[str, Any]:
