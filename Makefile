@@ -12,11 +12,12 @@ demo: setup
 
 test: setup lint typecheck ctest pytest
 
-# The edit-run loop: every test not marked slow (no end-to-end runs, user journeys or QEMU), no lint,
+# The edit-run loop: every test not marked slow (no end-to-end runs, user journeys or QEMU) on SQLite
+# only (`make test` also runs the PostgreSQL variants), no lint,
 # on FAST_JOBS pytest-xdist workers; one test file stays on one worker (module fixtures build once).
 FAST_JOBS ?= 2
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow" -n $(FAST_JOBS) --dist loadfile
+	$(PY) -m pytest -q -m "not slow and not postgres" -n $(FAST_JOBS) --dist loadfile
 
 lint:
 	.venv/bin/ruff check .

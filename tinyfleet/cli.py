@@ -12,8 +12,9 @@ import sys
 import typer
 from rich.console import Console
 
+from tinyfleet.device.engine_check import refusal as engine_refusal
 from tinyfleet.server.cli import register as register_server_commands
-from tinyfleet.signing.cli import keys_app, package_alias_callback, sign_app
+from tinyfleet.signing.cli import keys_app, package_alias_callback, set_model_check, sign_app
 from tinyfleet.sim.cli import simulate
 
 app = typer.Typer(
@@ -53,6 +54,8 @@ def _root(
     """Ship compressed TinyML models to fleets of microcontrollers."""
 
 
+# `sign build` refuses models the device engine cannot run, with the server's upload message.
+set_model_check(engine_refusal)
 app.add_typer(keys_app, name="keys")
 app.add_typer(sign_app, name="sign")
 # The former name of `sign` (easily confused with the server's `packages`): hidden, for one release.

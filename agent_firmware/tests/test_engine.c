@@ -1,11 +1,13 @@
 /* Inference engine: fixed-point primitives against hand-checked values, the shared TFLM models against
  * self-test digests computed with the TFLM Python interpreter, refusal of an unsupported model by name,
- * arena exhaustion at every size below the need, and malformed models (every truncation, random byte
- * mutations) which must be refused or run without any out-of-bounds access (ASan + UBSan). */
+ * arena exhaustion at every size below the need, malformed models (every truncation, random byte
+ * mutations) which must be refused or run without any out-of-bounds access (ASan + UBSan), and crafted
+ * models (one field of a valid model rewritten) that once reached undefined behaviour (test_crafted). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/engine/fb.h"
 #include "../core/engine/quant.h"
 #include "check.h"
 #include "test_util.h"
@@ -249,11 +251,191 @@ static void test_malformed(void)
     CHECK(tfa_engine_init(&e, tiny, 8, tiny, 8) == -TFA_ERR_MODEL_INVALID, "zeros");
 }
 
+
+/* ---- Crafted models: a valid model (vectors/engine/engine_ops.tflite, made by its generator script)
+ * with one field rewritten in place. Each reproduced a sanitizer report or a wrong acceptance before
+ * the prepare step validated it. Ops of that model: 0 DEPTHWISE_CONV_2D (4 channels, multiplier 1),
+ * 1 AVERAGE_POOL_2D, 2 MAX_POOL_2D, 3 CONV_2D (stride 2, SAME, RELU6, output tensor 12), 4 CONV_2D,
+ * 5 ADD (output tensor 14), 6 MEAN, 7 FULLY_CONNECTED, 8 LOGISTIC. */
+#define ENGINE_OPS "vectors/engine/engine_ops.tflite"
+
+/* Absolute offset of a present scalar field of a table (the test fails when it is absent). */
+static uint32_t prv_field_at(const uint8_t *m, uint32_t table, uint32_t field)
+{
+    uint32_t vt = table - (uint32_t)tfa_fb_rd_i32(m + table);
+    uint32_t slot = 4u + 2u * field;
+    uint32_t off = slot + 2u <= tfa_fb_rd_u16(m + vt) ? tfa_fb_rd_u16(m + vt + slot) : 0u;
+    CHECK(off != 0, "field %u absent", (unsigned)field);
+    return off ? table + off : 0u;
+}
+
+static uint32_t prv_subgraph_item(const uint8_t *m, uint32_t len, uint32_t field, uint32_t i)
+{
+    tfa_fb_t fb = {m, len};
+    uint32_t root = 0, sg = 0, item = 0;
+    tfa_fb_vec_t v;
+    int rc = tfa_fb_root(&fb, &root);
+    rc = rc ? rc : tfa_fb_vector(&fb, root, 2, 4, &v); /* Model.subgraphs */
+    rc = rc ? rc : tfa_fb_vec_table(&fb, &v, 0, &sg);
+    rc = rc ? rc : tfa_fb_vector(&fb, sg, field, 4, &v); /* SubGraph.tensors (0) / operators (3) */
+    rc = rc ? rc : tfa_fb_vec_table(&fb, &v, i, &item);
+    CHECK(rc == 0, "walk rc %d", rc);
+    return item;
+}
+
+static void prv_put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+/* Operator op's builtin options, field: overwrite the int32 stored there. */
+static void prv_set_option(uint8_t *m, uint32_t len, uint32_t op, uint32_t field, uint32_t v)
+{
+    tfa_fb_t fb = {m, len};
+    uint32_t options = 0;
+    CHECK(tfa_fb_table(&fb, prv_subgraph_item(m, len, 3, op), 4, &options) == 0 && options, "options");
+    uint32_t at = prv_field_at(m, options, field);
+    if (at) {
+        prv_put32(m + at, v);
+    }
+}
+
+/* Tensor t's scale number `which` (float bits) and, if set_zp, its first zero point. */
+static void prv_set_quant_at(uint8_t *m, uint32_t len, uint32_t t, uint32_t which, uint32_t scale_bits,
+                             int set_zp, int64_t zp)
+{
+    tfa_fb_t fb = {m, len};
+    uint32_t quant = 0;
+    tfa_fb_vec_t scales, zps;
+    int rc = tfa_fb_table(&fb, prv_subgraph_item(m, len, 0, t), 4, &quant);
+    rc = rc ? rc : tfa_fb_vector(&fb, quant, 2, 4, &scales);
+    rc = rc ? rc : tfa_fb_vector(&fb, quant, 3, 8, &zps);
+    CHECK(rc == 0 && scales.count > which && zps.count > 0, "quant of tensor %u", (unsigned)t);
+    if (rc == 0 && scales.count > which && zps.count > 0) {
+        prv_put32(m + scales.start + 4u * which, scale_bits);
+        if (set_zp) {
+            prv_put32(m + zps.start, (uint32_t)(uint64_t)zp);
+            prv_put32(m + zps.start + 4, (uint32_t)((uint64_t)zp >> 32));
+        }
+    }
+}
+
+static void prv_set_quant(uint8_t *m, uint32_t len, uint32_t t, uint32_t scale_bits, int set_zp, int64_t zp)
+{
+    prv_set_quant_at(m, len, t, 0, scale_bits, set_zp, zp);
+}
+
+/* Init the crafted model: must be refused with want; if it is accepted, invoke it anyway so that the
+ * sanitizers see what the kernels do with it. */
+static void prv_expect_refused(const char *what, const uint8_t *m, uint32_t len, int want)
+{
+    uint32_t arena_size = 1u << 16;
+    uint8_t *arena = malloc(arena_size);
+    tfa_engine_t e;
+    int rc = tfa_engine_init(&e, m, len, arena, arena_size);
+    CHECK(rc == want, "%s: rc %d, want %d", what, rc, want);
+    if (rc == 0) {
+        tfa_engine_invoke(&e);
+    }
+    free(arena);
+}
+
+/* TFA_CRAFTED=n runs only crafted case n (to see one sanitizer report at a time on an old engine). */
+static int prv_case(int n)
+{
+    const char *only = getenv("TFA_CRAFTED");
+    return only == NULL || atoi(only) == n;
+}
+
+static void test_crafted(void)
+{
+    uint32_t len;
+    uint8_t *orig = test_read_file(ENGINE_OPS, &len);
+    CHECK(orig != NULL, "%s missing", ENGINE_OPS);
+    if (orig == NULL) {
+        return;
+    }
+    uint8_t *m = malloc(len);
+    uint32_t arena_size = 1u << 16;
+    uint8_t *arena = malloc(arena_size);
+
+    /* the valid model runs and matches TFLM (tflite_micro, input all 1s: output 2, -1, 1) */
+    tfa_engine_t e;
+    int rc = tfa_engine_init(&e, orig, len, arena, arena_size);
+    CHECK(rc == 0 && e.op_count == 9, "engine_ops rc %d", rc);
+    if (rc == 0) {
+        uint8_t *in;
+        const uint8_t *out;
+        uint32_t bytes;
+        CHECK(tfa_engine_input(&e, 0, &in, &bytes) == 0 && bytes == 256, "input");
+        memset(in, 1, bytes);
+        CHECK(tfa_engine_invoke(&e) == 0, "invoke");
+        CHECK(tfa_engine_output(&e, 0, &out, &bytes) == 0 && bytes == 3, "output");
+        CHECK((int8_t)out[0] == 2 && (int8_t)out[1] == -1 && (int8_t)out[2] == 1, "output %d %d %d",
+              (int8_t)out[0], (int8_t)out[1], (int8_t)out[2]);
+    }
+
+    if (prv_case(1)) {
+        /* 1. DEPTHWISE_CONV_2D depth_multiplier (DepthwiseConv2DOptions field 3) 0x40000001: 4 * m wrapped
+         * to 4 == output channels (signed overflow, then out-of-bounds filter/output access at invoke) */
+        memcpy(m, orig, len);
+        prv_set_option(m, len, 0, 3, 0x40000001u);
+        prv_expect_refused("depthwise multiplier overflow", m, len, -TFA_ERR_MODEL_INVALID);
+        memcpy(m, orig, len);
+        prv_set_option(m, len, 0, 3, 3u); /* plain mismatch: 4 * 3 != 4 */
+        prv_expect_refused("depthwise multiplier mismatch", m, len, -TFA_ERR_MODEL_INVALID);
+    }
+
+    if (prv_case(2)) {
+        /* 2. ADD with an output scale 2^-30 (far below its inputs'): the output multiplier exceeds one, a
+         * positive shift, so the kernel's rounding right shift got a negative count */
+        memcpy(m, orig, len);
+        prv_set_quant(m, len, 14, 0x30800000u, 0, 0); /* 2^-30 */
+        prv_expect_refused("ADD output multiplier >= 1", m, len, -TFA_ERR_MODEL_INVALID);
+    }
+
+    if (prv_case(3)) {
+        /* 3. CONV_2D stride_h (Conv2DOptions field 2) INT32_MAX: (in + stride - 1) overflowed int32 */
+        memcpy(m, orig, len);
+        prv_set_option(m, len, 3, 2, 0x7FFFFFFFu);
+        prv_expect_refused("conv stride overflow", m, len, -TFA_ERR_MODEL_INVALID);
+        memcpy(m, orig, len);
+        prv_set_option(m, len, 1, 2, 0x7FFFFFFFu); /* AVERAGE_POOL_2D stride_h (VALID): the same */
+        prv_expect_refused("pool stride overflow", m, len, -TFA_ERR_MODEL_INVALID);
+    }
+
+    if (prv_case(4)) {
+        /* 4. requantization: CONV_2D (RELU6) output with the smallest subnormal scale and zero point 5:
+         * 6 / scale is infinite, rounds to INT64_MAX, + 5 overflowed int64 in the activation range */
+        memcpy(m, orig, len);
+        prv_set_quant(m, len, 12, 0x00000001u, 1, 5);
+        prv_expect_refused("activation range overflow", m, len, -TFA_ERR_MODEL_INVALID);
+    }
+
+    if (prv_case(5)) {
+        /* 5. per-channel filter scales: only the first is checked at parse; a NaN, negative or infinite
+         * later one (CONV_2D filter, tensor 4, channel 1) gave a garbage multiplier and was accepted */
+        static const uint32_t bad[] = {0x7FC00000u, 0xBF800000u, 0x7F800000u}; /* NaN, -1, +inf */
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            memcpy(m, orig, len);
+            prv_set_quant_at(m, len, 4, 1, bad[i], 0, 0);
+            prv_expect_refused("per-channel scale", m, len, -TFA_ERR_MODEL_INVALID);
+        }
+    }
+
+    free(arena);
+    free(m);
+    free(orig);
+}
+
 int main(void)
 {
     test_fixed_point();
     test_unsupported();
     test_golden();
     test_malformed();
+    test_crafted();
     return test_report("test_engine");
 }

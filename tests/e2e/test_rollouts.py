@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.e2e_harness import E2E, e2e_env, wait_for
-from tinyfleet.demo_models import MODEL_NAME
 from tinyfleet.signing.keys import key_id
-from tinyfleet.signing.package import build_package
 from tinyfleet.sim.fleet import LocalFleet
 
 pytestmark = pytest.mark.timeout(300)
@@ -42,35 +40,22 @@ def test_rollout_to_200_devices_completes(env: E2E) -> None:
 def test_failure_threshold_pauses_the_rollout(env: E2E) -> None:
     specs, provisioned = env.provision(8, "thr")
     env.fleet(specs, provisioned[0].trusted_keys)
-    # An honest, correctly signed package that these devices must refuse: it asks for a 1 MiB tensor
-    # arena, above their 64 KiB RAM budget (the runtime answers ARENA_TOO_LARGE before any payload).
-    greedy = build_package(
-        env.releases[0].model,
-        env.release_key,
-        name=MODEL_NAME,
-        version="9.0.0",
-        sequence=90,
-        security_counter=1,
-        hardware_class=1,
-        min_runtime_version="0.1.0",
-        arena_bytes=1 << 20,
-    )
-    vid = int(env.api.upload_package(greedy)["model_version_id"])
-    rollout = env.api.create_rollout(
-        name="greedy",
-        model_version_id=vid,
-        selector={"group": "thr"},
+    # A correctly signed release that fails on the devices in a way the server cannot predict from their
+    # reported state: v3 installs, then fails its on-device self-test (it carries v2's expected output).
+    rollout = env.rollout(
+        "bad-selftest",
+        2,
+        "thr",
         waves=[{"count": 3}, {"percent": 100}],
         failure_threshold={"count": 2},
         failure_action="pause",
-        start=True,
     )
     done = env.wait_rollout(rollout["id"], ("paused", "completed", "rolled_back"))
     assert done["state"] == "paused"
     actions = env.api.rollout_actions(rollout["id"])
     failed = [a for a in actions if a["state"] == "failed"]
     assert len(failed) >= 2
-    assert {a["error_code"] for a in failed} == {37}  # ARENA_TOO_LARGE, the runtime's own code
+    assert {a["error_code"] for a in failed} == {42}  # SELFTEST_FAILED, the runtime's own code
     assert all(a["state"] == "queued" for a in actions if a["wave"] == 1), "wave 2 must not start"
     assert set(env.active_models(specs).values()) == {None}
 

@@ -11,6 +11,7 @@ import pytest
 from tests.support.e2e_harness import E2E, e2e_env
 from tests.support.paths import REPO
 from tinyfleet.sim.profiles import get_profile
+from tinyfleet.sim.server_api import ServerApiError
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -60,20 +61,14 @@ def test_fleet_moves_across_models_and_refuses_an_old_package(env: E2E) -> None:
         assert set(env.active_models(specs).values()) == {target}, name
 
     # What an operator would try: a new rollout of the old version A 1.0.0. Its package (a lower
-    # sequence than the active A 1.1.0's) is a replay; every device refuses it. (Going back is a
-    # rollback, which re-signs the old model with a fresh sequence.)
-    replay = env.api.create_rollout(
-        name="back-to-a1",
-        model_version_id=a1["id"],
-        selector={"group": "seq"},
-        waves=[{"percent": 100}],
-        failure_threshold={"count": 4},
-        failure_action="pause",
-        start=True,
-    )
-    done = env.wait_rollout(replay["id"], ("paused", "completed", "rolled_back"))
-    assert done["state"] == "paused", done
-    actions = env.api.rollout_actions(replay["id"])
-    assert {a["state"] for a in actions} == {"failed"}
-    assert {a["error_code"] for a in actions} == {35}  # REPLAYED, the runtime's own code
+    # sequence than the active A 1.1.0's) is a replay. The server predicts it with the runtime's own
+    # policy from the devices' reported state and refuses before sending a byte (409, one row per
+    # device); the runtime's own refusal of a replay is covered by the REPLAYED golden vectors. (Going
+    # back is a rollback, which re-signs the old model with a fresh sequence.)
+    body = {"name": "back-to-a1", "model_version_id": a1["id"], "selector": {"group": "seq"},
+            "waves": [{"percent": 100}], "start": True}  # fmt: skip
+    with pytest.raises(ServerApiError) as refused:
+        env.api.create_rollout(**body)
+    assert refused.value.status == 409, refused.value
+    assert "4 of 4 targeted device(s) would refuse" in str(refused.value) and "REPLAYED" in str(refused.value)
     assert set(env.active_models(specs).values()) == {a2["packages"][0]["model_sha256"]}

@@ -12,6 +12,9 @@ REQUESTS = [
     ("POST", f"/api/models/{HUGE}/versions?version=1.0.0&hardware_class=1", None),
     ("POST", f"/api/models/1/versions?version=1.0.0&hardware_class={HUGE}", None),
     ("POST", "/api/models/1/versions?version=99999999.0.0&hardware_class=1", None),
+    ("POST", "/api/models/1/versions?version=01.0.0&hardware_class=1", None),
+    ("POST", "/api/models/1/versions?version=1.0.0&hardware_class=1&min_runtime_version=1.256.0", None),
+    ("POST", "/api/models", b"\xff\xfe not text"),
     ("GET", f"/api/versions/{HUGE}", None),
     ("GET", f"/api/packages?model_version_id={HUGE}", None),
     ("GET", "/api/packages/" + "x" * 5000, None),
@@ -41,7 +44,10 @@ REQUESTS = [
 
 def test_no_500(api):
     for method, url, body in REQUESTS:
-        resp = api.client.request(method, url, json=body)
+        if isinstance(body, bytes):
+            resp = api.client.request(method, url, content=body, headers={"Content-Type": "application/json"})
+        else:
+            resp = api.client.request(method, url, json=body)
         assert 400 <= resp.status_code < 500, f"{method} {url}: {resp.status_code} {resp.text[:300]}"
         assert resp.json()["detail"], url
 

@@ -86,3 +86,52 @@ def test_provisioned_credentials_and_acl(tmp_path, dev_broker):
         bad, res = _connect(broker.port, "dev-a", "wrong password")
         assert res["reason"].is_failure
         bad.loop_stop()
+
+
+def test_gateway_keeps_its_identity_and_session(tmp_path, dev_broker):
+    """A device row named like the gateway (written before the id rules) never reaches the password file,
+    and a device connecting with the gateway's client id does not disconnect the gateway."""
+    from sqlmodel import Session
+
+    from tinyfleet.server.models import Device
+
+    passwd = tmp_path / "mosquitto.passwd"
+    passwd.write_text(f"tinyfleet-server:{hash_password('gateway-secret')}\n")
+    broker = dev_broker(password_file=passwd, admin_users=["tinyfleet-server"])
+    url = f"mqtt://tinyfleet-server:gateway-secret@127.0.0.1:{broker.port}"
+    with run_stack(url, data_dir=tmp_path / "server", mqtt_password_file=passwd) as st:
+        assert _wait(lambda: st.ctx.gateway.connected.is_set(), 20)
+        with Session(st.ctx.db) as session:
+            session.add(
+                Device(
+                    id="tinyfleet-server",
+                    hardware_class=1,
+                    mqtt_password_hash=hash_password("x"),
+                    created_at=0.0,
+                )
+            )
+            session.commit()
+        with st.client() as c:
+            creds = c.post("/api/devices", json={"id": "dev-a", "hardware_class": 1}).json()["mqtt"]
+        st.ctx.sync_password_file()
+        users = [line.split(":")[0] for line in passwd.read_text().splitlines()]
+        assert users == ["tinyfleet-server", "dev-a"]
+        broker.reload()
+        time.sleep(0.3)
+        connects = st.ctx.stats.snapshot()["events"]["connects"]
+        thief = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id="tinyfleet-server",
+            protocol=mqtt.MQTTv5,
+        )
+        thief.username_pw_set("dev-a", creds["password"])
+        done = threading.Event()
+        thief.on_connect = lambda *_a: done.set()
+        thief.connect("127.0.0.1", broker.port)
+        thief.loop_start()
+        assert done.wait(10)
+        time.sleep(1.0)
+        assert st.ctx.gateway.connected.is_set()
+        assert st.ctx.stats.snapshot()["events"]["connects"] == connects  # never kicked, never reconnected
+        thief.disconnect()
+        thief.loop_stop()

@@ -14,30 +14,79 @@ def test_development_defaults():
     )
 
 
+STRONG_TOKEN = "q7Vx-3mZp_R8tLw2Kd9sYb4Nf6Hc1Je0GuAo5XiT"  # 40 random URL-safe characters
+PRODUCTION = {
+    "TINYFLEET_MODE": "production",
+    "TINYFLEET_API_TOKEN": STRONG_TOKEN,
+    "TINYFLEET_SIGNING_KEY": "/k.pem",
+    "TINYFLEET_DATABASE_URL": "postgresql+psycopg://x/y",
+}
+
+
 def test_production_refuses_default_secret_key_and_database():
     with pytest.raises(ConfigError) as info:
         settings_from_env({"TINYFLEET_MODE": "production"})
     message = str(info.value)
     assert "TINYFLEET_API_TOKEN" in message and "TINYFLEET_SIGNING_KEY" in message
     assert "TINYFLEET_DATABASE_URL" in message
-    with pytest.raises(ConfigError, match="shorter than 16"):
-        settings_from_env(
-            {
-                "TINYFLEET_MODE": "production",
-                "TINYFLEET_API_TOKEN": "short",
-                "TINYFLEET_SIGNING_KEY": "/k.pem",
-                "TINYFLEET_DATABASE_URL": "postgresql://x/y",
-            }
-        )
-    ok = settings_from_env(
-        {
-            "TINYFLEET_MODE": "production",
-            "TINYFLEET_API_TOKEN": "x" * 32,
-            "TINYFLEET_SIGNING_KEY": "/k.pem",
-            "TINYFLEET_DATABASE_URL": "postgresql://x/y",
-        }
-    )
-    assert ok.production
+    assert "\n" not in message
+    assert settings_from_env(PRODUCTION).production
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "short",
+        "0123456789abcdef",  # the 16 characters production used to accept
+        "x" * 64,
+        "abcdefghijklmnopqrstuvwxyzABCDEF",  # sequential
+        "0123456789" * 4,
+        "passwordpasswordpasswordpassword",  # a repeated block
+        "Tr0ub4dor&3Tr0ub4dor&3Tr0ub4dor&3",
+        "aB1!" * 10,
+        "12345678901234567890123456789012",  # 32 digits: about 106 bits at most
+    ],
+)
+def test_production_refuses_weak_tokens(token):
+    with pytest.raises(ConfigError, match="TINYFLEET_API_TOKEN is too weak"):
+        settings_from_env({**PRODUCTION, "TINYFLEET_API_TOKEN": token})
+
+
+def test_production_accepts_generated_tokens():
+    import secrets
+
+    for _ in range(50):
+        for token in (secrets.token_urlsafe(32), secrets.token_hex(32), secrets.token_urlsafe(24)):
+            assert settings_from_env({**PRODUCTION, "TINYFLEET_API_TOKEN": token}).production
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///./prod.db",
+        "SQLITE:///prod.db",
+        "Sqlite:////var/lib/prod.db",
+        "sqlite+pysqlite:///prod.db",
+        "sqlite+aiosqlite:///prod.db",
+        "sqlite://",
+        "  sqlite:///prod.db",
+        "file:prod.db",
+        "/var/lib/tinyfleet/prod.db",
+        "./prod.db",
+        "prod.db",
+    ],
+)
+def test_production_refuses_sqlite_however_spelled(url):
+    with pytest.raises(ConfigError, match="TINYFLEET_DATABASE_URL is SQLite"):
+        settings_from_env({**PRODUCTION, "TINYFLEET_DATABASE_URL": url})
+
+
+def test_body_limits_from_the_environment():
+    s = settings_from_env({"TINYFLEET_MAX_UPLOAD_BYTES": "1000", "TINYFLEET_MAX_JSON_BYTES": "100"})
+    assert (s.max_upload_bytes, s.max_json_bytes) == (1000, 100)
+    assert settings_from_env({}).max_upload_bytes == 16 * 1024 * 1024
+    with pytest.raises(ConfigError, match="must be positive"):
+        settings_from_env({"TINYFLEET_MAX_UPLOAD_BYTES": "0"})
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -11,6 +12,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from tinyfleet.server.devbroker import BrokerError, DevBroker, find_mosquitto
+
+SRV = "tinyfleet-srv"  # the gateway's account: a name no device may have (services/ids.py)
 
 
 @pytest.fixture(autouse=True)
@@ -21,8 +24,12 @@ def _need_mosquitto() -> None:
         pytest.skip(str(exc))
 
 
-def connect(broker: DevBroker, user: str | None, password: str | None) -> tuple[mqtt.Client, str]:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=user or "anon", protocol=mqtt.MQTTv5)
+def connect(
+    broker: DevBroker, user: str | None, password: str | None, client_id: str | None = None
+) -> tuple[mqtt.Client, str]:
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id or user or "anon", protocol=mqtt.MQTTv5
+    )
     if user:
         client.username_pw_set(user, password)
     result: list[str] = []
@@ -52,9 +59,9 @@ def test_open_broker_starts_and_stops() -> None:
     assert not broker.running
 
 
-def test_acl_confines_each_device_to_its_own_topics() -> None:
-    users = {"srv": "s3cret", "dev-a": "pa", "dev-b": "pb"}
-    with DevBroker(users=users, admin_users=["srv"]) as broker:
+def test_acl_confines_each_device_to_its_own_topics_and_directions() -> None:
+    users = {SRV: "s3cret", "dev-a": "pa", "dev-b": "pb"}
+    with DevBroker(users=users, admin_users=[SRV]) as broker:
         _, refused = connect(broker, "dev-a", "wrong")
         assert refused != "Success"
         dev_a, ok = connect(broker, "dev-a", "pa")
@@ -64,11 +71,17 @@ def test_acl_confines_each_device_to_its_own_topics() -> None:
 
         def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
             seen.append(msg.topic)
-            got.set()
+            if msg.topic == "tf/dev-a/chunk":
+                got.set()
 
         dev_a.on_message = on_message
-        dev_a.subscribe([("tf/dev-a/#", 1), ("tf/dev-b/#", 1)])
-        srv, _ = connect(broker, "srv", "s3cret")
+        subscribed = threading.Event()
+        dev_a.on_subscribe = lambda *_a: subscribed.set()
+        dev_a.subscribe(
+            [(f"tf/{dev}/{kind}", 1) for dev in ("dev-b", "dev-a") for kind in ("desired", "chunk")]
+        )
+        assert subscribed.wait(5)
+        srv, _ = connect(broker, SRV, "s3cret")
         srv_seen: list[str] = []
         srv_got = threading.Event()
 
@@ -78,31 +91,63 @@ def test_acl_confines_each_device_to_its_own_topics() -> None:
                 srv_got.set()
 
         srv.on_message = on_srv_message
-        srv.subscribe("tf/+/status", 1)
-        # The admin can write anywhere; dev-a receives only its own tree.
-        srv.publish("tf/dev-b/desired", b"{}", qos=1).wait_for_publish(5)
-        srv.publish("tf/dev-a/desired", b"{}", qos=1).wait_for_publish(5)
+        srv_subscribed = threading.Event()
+        srv.on_subscribe = lambda *_a: srv_subscribed.set()
+        srv.subscribe([("tf/+/status", 1), ("tf/+/desired", 1), ("tf/+/chunk", 1)])
+        assert srv_subscribed.wait(5)
+        # The gateway writes anywhere; dev-a reads only its own desired and chunk, never dev-b's.
+        for topic in ("tf/dev-b/desired", "tf/dev-b/chunk", "tf/dev-a/desired", "tf/dev-a/chunk"):
+            srv.publish(topic, b"{}", qos=1).wait_for_publish(5)
         assert got.wait(5)
-        # dev-a's write into dev-b's tree is dropped by the broker; its own arrives (and comes after).
-        dev_a.publish("tf/dev-b/status", b"{}", qos=1).wait_for_publish(5)
-        dev_a.publish("tf/dev-a/status", b"{}", qos=1).wait_for_publish(5)
+        assert seen == ["tf/dev-a/desired", "tf/dev-a/chunk"]
+        srv_seen.clear()  # its own publications, echoed back
+        # dev-a may not forge its own desired state or chunks, nor write into dev-b's tree; its own
+        # status goes through (and comes after the dropped ones).
+        for topic in ("tf/dev-a/desired", "tf/dev-a/chunk", "tf/dev-b/status", "tf/dev-a/status"):
+            dev_a.publish(topic, b"{}", qos=1).wait_for_publish(5)
         assert srv_got.wait(5)
         for client in (dev_a, srv):
             client.disconnect()
             client.loop_stop()
-        assert "tf/dev-b/desired" not in seen
         assert srv_seen == ["tf/dev-a/status"]
+
+
+def test_admin_users_must_be_service_names() -> None:
+    with pytest.raises(BrokerError, match="could also be a device id"):
+        DevBroker(users={"srv": "x"}, admin_users=["srv"])
+
+
+def test_a_credential_is_its_own_client_id_only() -> None:
+    """use_username_as_clientid: dev-b connecting with dev-a's (or the gateway's) client id is logged
+    in as dev-b and disconnects no one."""
+    with DevBroker(users={SRV: "s", "dev-a": "pa", "dev-b": "pb"}, admin_users=[SRV]) as broker:
+        assert "use_username_as_clientid true" in (broker.directory / "mosquitto.conf").read_text()  # type: ignore[operator]
+        victims = [connect(broker, SRV, "s")[0], connect(broker, "dev-a", "pa")[0]]
+        dropped = threading.Event()
+        for victim in victims:
+            victim.on_disconnect = lambda *_a: dropped.set()
+        for stolen in (SRV, "dev-a"):
+            thief, reason = connect(broker, "dev-b", "pb", client_id=stolen)
+            assert reason == "Success"
+            time.sleep(0.3)
+            thief.disconnect()
+            thief.loop_stop()
+        assert not dropped.wait(1.0)
+        assert all(victim.is_connected() for victim in victims)
+        for victim in victims:
+            victim.disconnect()
+            victim.loop_stop()
 
 
 def test_external_password_file_and_reload(tmp_path: Path) -> None:
     from tinyfleet.server.services.credentials import hash_password, write_password_file
 
     passwd = tmp_path / "passwd"
-    write_password_file(passwd, [("srv", hash_password("one"))])
-    with DevBroker(password_file=passwd, admin_users=["srv"]) as broker:
+    write_password_file(passwd, [(SRV, hash_password("one"))])
+    with DevBroker(password_file=passwd, admin_users=[SRV]) as broker:
         _, before = connect(broker, "dev-x", "px")
         assert before != "Success"
-        write_password_file(passwd, [("srv", hash_password("one")), ("dev-x", hash_password("px"))])
+        write_password_file(passwd, [(SRV, hash_password("one")), ("dev-x", hash_password("px"))])
         broker.reload()
         for _ in range(50):  # the broker applies SIGHUP asynchronously
             client, reason = connect(broker, "dev-x", "px")

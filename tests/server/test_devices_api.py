@@ -112,6 +112,16 @@ def test_telemetry_query_and_summary(api):
     api.ok("POST", "/api/devices", 201, json={"id": "dev2", "hardware_class": 1})
     msgs = DeviceMessages(api.ctx.db, default_chunk_size=1024)
     sha = "ab" * 32
+    # A report is accepted only for the model the device reports active (issue 11 item 8).
+    for device_id, active in (("dev1", sha), ("dev2", "cd" * 32)):
+        reported = {
+            "runtime_version": 0x100,
+            "hardware_class": 1,
+            "phase": "idle",
+            "active_slot": 0,
+            "slots": [{"valid": True, "model_sha256": active, "sequence": 1}],
+        }
+        msgs.handle(f"tf/{device_id}/reported", json.dumps(reported).encode())
     msgs.handle(
         "tf/dev1/telemetry",
         json.dumps(

@@ -230,3 +230,23 @@ def test_gateway_reconnects_and_republishes_after_broker_restart(tmp_path, mosqu
         wait_for(lambda: link.desired is not None, what="republished desired state")
         assert link.desired["operation"] == "none"
         link.close()
+
+
+def test_oversized_telemetry_is_stopped_by_the_broker_and_by_the_server(dev_broker, tmp_path, models):
+    # The line every broker config carries (deploy/mosquitto.conf): packets above 260 KiB are refused.
+    broker = dev_broker(extra_config=["max_packet_size 266240"])
+    with run_stack(broker.url, data_dir=tmp_path / "server", tick_seconds=0.1) as st:
+        wait_for(lambda: st.ctx.gateway.connected.is_set(), what="gateway connection")
+        _setup(st, models, 1)
+        big = MqttLink(broker.host, broker.port, "dev-0")
+        assert big.connected.wait(5)
+        big.client.publish("tf/dev-0/telemetry", b"x" * 300 * 1024, qos=1)
+        wait_for(lambda: not big.client.is_connected(), what="the broker dropping the oversized sender")
+        big.client.loop_stop()
+        # Below the broker's limit but above the server's 256 KiB for telemetry: counted as malformed.
+        link = MqttLink(broker.host, broker.port, "dev-0")
+        assert link.connected.wait(5)
+        link.send("tf/dev-0/telemetry", b"{" + b" " * (256 * 1024) + b"}")
+        wait_for(lambda: st.ctx.stats.malformed["telemetry"] == 1, what="server-side size check")
+        assert st.ctx.stats.received["telemetry"] == 1  # the 300 KiB message never reached the server
+        link.close()

@@ -385,14 +385,12 @@ def test_telemetry_per_model_version(fleet):
         "errors": 0,
         "arena_bytes": 100,
     }
+    # A report is accepted only for the model the device reports active (issue 11 item 8).
+    dev.publish("telemetry", {"reports": [report | {"model_sha256": fleet.sha(fleet.v1)}]})
+    dev.slots[1], dev.active = fleet.sha(fleet.v2), 1
+    dev.publish("reported", dev.reported())
     dev.publish(
-        "telemetry",
-        {
-            "reports": [
-                report | {"model_sha256": fleet.sha(fleet.v1)},
-                report | {"model_sha256": fleet.sha(fleet.v2), "ts": fleet.t0 + 5},
-            ]
-        },
+        "telemetry", {"reports": [report | {"model_sha256": fleet.sha(fleet.v2), "ts": fleet.t0 + 5}]}
     )
     fleet.messages.flush_telemetry()
     rows = fleet.api.ok("GET", "/api/telemetry", params={"model_version_id": fleet.v2["id"]})

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
+from tests.support.model_edits import SVDF, with_operator
 from tests.support.paths import REPO
+from tinyfleet.device.engine_check import refusal as engine_refusal
+from tinyfleet.signing import cli as signing_cli
 from tinyfleet.signing.cli import keys_app, sign_app
 
 VECTORS = REPO / "tests" / "vectors"
@@ -36,6 +40,14 @@ def one_error_line(stderr: str) -> str:
     return lines[0]
 
 
+@pytest.fixture(autouse=True)
+def engine_check() -> Iterator[None]:
+    """What tinyfleet/cli.py registers: `sign build` asks the device engine (the host library)."""
+    signing_cli.set_model_check(engine_refusal)
+    yield
+    signing_cli.set_model_check(None)
+
+
 @pytest.fixture
 def keypair(tmp_path: Path) -> Path:
     code, out, _ = run("keys", "generate", "--out", str(tmp_path / "release"))
@@ -43,10 +55,8 @@ def keypair(tmp_path: Path) -> Path:
     return tmp_path / "release"
 
 
-def build(
-    tmp_path: Path, prefix: Path, *extra: str, env: dict[str, str] | None = None
-) -> tuple[int, str, str]:
-    return run(
+def build_args(tmp_path: Path, prefix: Path) -> list[str]:
+    return [
         "sign",
         "build",
         str(MODEL),
@@ -60,9 +70,13 @@ def build(
         "1",
         "--out",
         str(tmp_path / "kws.tfpkg"),
-        *extra,
-        env=env,
-    )
+    ]
+
+
+def build(
+    tmp_path: Path, prefix: Path, *extra: str, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    return run(*build_args(tmp_path, prefix), *extra, env=env)
 
 
 def test_generate_build_verify_inspect(tmp_path: Path, keypair: Path) -> None:
@@ -307,3 +321,30 @@ def test_build_with_explicit_selftest_digest(tmp_path: Path, keypair: Path) -> N
     assert code == 1 and "64 hex digits" in one_error_line(err)
     code, _, err = build(tmp_path, keypair, "--selftest-sha256", "ab" * 32)
     assert code == 2 and "non-zero seed" in one_error_line(err)
+
+
+def test_build_refuses_a_model_the_engine_cannot_run(tmp_path: Path, keypair: Path) -> None:
+    svdf = tmp_path / "svdf.tflite"
+    svdf.write_bytes(with_operator(MODEL.read_bytes(), 0, SVDF))
+    args = [str(svdf) if a == str(MODEL) else a for a in build_args(tmp_path, keypair)]
+    code, _, err = run(*args)
+    line = one_error_line(err)
+    # The server's upload says the same (services/model_check.py): one wording for one refusal.
+    assert code == 1 and line == (
+        "error: the device engine refuses this model: UNSUPPORTED_OP: SVDF (builtin 27, operator #0)"
+        " (pass --no-engine-check to sign it anyway)"
+    )
+    assert not (tmp_path / "kws.tfpkg").exists()
+    code, out, err = run(*args, "--no-engine-check")
+    assert code == 0 and "built" in out, err
+
+
+def test_build_without_an_engine_says_so(tmp_path: Path, keypair: Path) -> None:
+    signing_cli.set_model_check(lambda _model: "the device engine is not available: no compiler")
+    code, _, err = build(tmp_path, keypair)
+    assert code == 1 and "the device engine is not available: no compiler" in one_error_line(err)
+    signing_cli.set_model_check(None)  # signing on its own, nothing registered
+    code, _, err = build(tmp_path, keypair)
+    assert code == 1 and "--no-engine-check" in one_error_line(err)
+    code, out, _ = build(tmp_path, keypair, "--no-engine-check")
+    assert code == 0 and "built" in out

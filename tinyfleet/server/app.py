@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,13 +19,18 @@ from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tinyfleet.server.api import devices, health, models, packages, rollouts, telemetry
+from tinyfleet.server import logs
+from tinyfleet.server.api import devices, health, metrics, models, packages, rollouts, telemetry
 from tinyfleet.server.api.deps import require_token
+from tinyfleet.server.api.limits import ApiGuard
+from tinyfleet.server.api.openapi_errors import document_errors
 from tinyfleet.server.config import Settings, settings_from_env
 from tinyfleet.server.context import AppContext
 from tinyfleet.server.services.errors import ServiceError
+from tinyfleet.server.services.rollups import RetentionJob
 
 log = logging.getLogger(__name__)
+FASTAPI_BODY_ERROR = "There was an error parsing the body"
 DASHBOARD = Path(__file__).resolve().parent / "dashboard" / "index.html"
 
 
@@ -49,6 +55,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == FASTAPI_BODY_ERROR:
+            # a body that is not even text (invalid UTF-8): refused like any other malformed JSON
+            return JSONResponse({"detail": "body: not valid JSON (UTF-8)"}, status_code=422)
         return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(IntegrityError)
@@ -68,6 +77,16 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503)
 
 
+def _retention_job(context: AppContext) -> RetentionJob:
+    s = context.settings
+    return RetentionJob(
+        context.db,
+        s.telemetry_raw_retention_seconds,
+        s.telemetry_rollup_retention_seconds,
+        s.telemetry_prune_seconds,
+    )
+
+
 def create_app(
     settings: Settings | None = None, *, ctx: AppContext | None = None, background: bool = True
 ) -> FastAPI:
@@ -76,12 +95,17 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Here, not when building the app: uvicorn has set up its log handlers by now.
+        logs.apply_format(context.settings.log_format)
+        retention = _retention_job(context)
         if background:
             context.start_background()
+            retention.start()
         try:
             yield
         finally:
             if background:
+                retention.stop()
                 context.stop_background()
 
     # /docs and /redoc with Swagger UI and ReDoc served from the package (no CDN: they work offline).
@@ -94,13 +118,25 @@ def create_app(
     )
     app.state.ctx = context
     _install_error_handlers(app)
+    # In front of routing: 401 and 413 before any body byte is read (see limits.py).
+    app.add_middleware(ApiGuard, settings=lambda: context.settings)
     auth = [Depends(require_token)]
     for module in (models, packages, devices, rollouts, telemetry):
         app.include_router(module.router, prefix="/api", dependencies=auth)
     app.include_router(health.router)  # probes: no token
+    app.include_router(metrics.router)  # its own token check (TINYFLEET_METRICS_PUBLIC)
 
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:
         return FileResponse(DASHBOARD, media_type="text/html")
 
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # every operation's error responses, with the one body they all have (openapi_errors.py)
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -7,6 +7,7 @@ leave a fleet controllable with a token that is printed in this file.
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 from dataclasses import dataclass, replace
@@ -19,6 +20,12 @@ DEFAULT_CHUNK_SIZE = 1024
 MIN_CHUNK_SIZE = 64
 MAX_CHUNK_SIZE = 64 * 1024
 MODES = ("development", "production")
+DEFAULT_MAX_UPLOAD_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_JSON_BYTES = 1024 * 1024
+MIN_TOKEN_CHARS = 32
+MIN_TOKEN_BITS = 128
+LOG_FORMATS = ("text", "json")
+DAY = 86400.0
 
 
 class ConfigError(Exception):
@@ -66,6 +73,9 @@ class Settings:
     mqtt_ca_file: Path | None = None
     # Mosquitto password file the server keeps up to date with device credentials (optional).
     mqtt_password_file: Path | None = None
+    # Who else may read that file: the broker's group (mode 0640) and/or owner, e.g. Debian's `mosquitto`.
+    mqtt_password_file_owner: str | None = None
+    mqtt_password_file_group: str | None = None
     # How the broker is told to re-read that file (mosquitto only reads it at start and on SIGHUP):
     # a pid file whose process gets SIGHUP, and/or a command run without a shell.
     mqtt_broker_pid_file: Path | None = None
@@ -75,9 +85,22 @@ class Settings:
     action_timeout_seconds: float = 600.0
     telemetry_flush_rows: int = 200
     telemetry_flush_seconds: float = 1.0
-    max_upload_bytes: int = 16 * 1024 * 1024
+    # Request body limits (413 above): .tflite and package uploads, and every other (JSON) body.
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
     # Send each device the smallest of raw, compressed and delta (server-signed packages only).
     payload_variants: bool = True
+    # Limits of the child process that runs an uploaded model through the engine and TFLM (model_check).
+    model_check_seconds: float = 20.0
+    model_check_memory_mb: int = 512
+    # How long raw telemetry reports and their per-minute rollups are kept (seconds, 0: forever), and how
+    # often the retention job runs. Raw reports also de-duplicate redeliveries: keep them for hours at least.
+    telemetry_raw_retention_seconds: float = 7 * DAY
+    telemetry_rollup_retention_seconds: float = 90 * DAY
+    telemetry_prune_seconds: float = 300.0
+    # GET /metrics without the API token (for a Prometheus that scrapes without credentials).
+    metrics_public: bool = False
+    log_format: str = "text"  # "json": one JSON object per log line
 
     @property
     def production(self) -> bool:
@@ -96,6 +119,15 @@ class Settings:
             )
         if self.tick_seconds <= 0 or self.action_timeout_seconds <= 0:
             raise ConfigError("TINYFLEET_TICK_SECONDS and TINYFLEET_ACTION_TIMEOUT must be positive")
+        if self.max_upload_bytes < 1 or self.max_json_bytes < 1:
+            raise ConfigError("TINYFLEET_MAX_UPLOAD_BYTES and TINYFLEET_MAX_JSON_BYTES must be positive")
+        if self.telemetry_raw_retention_seconds < 0 or self.telemetry_rollup_retention_seconds < 0:
+            raise ConfigError(
+                "TINYFLEET_TELEMETRY_RAW_RETENTION and TINYFLEET_TELEMETRY_ROLLUP_RETENTION"
+                " must not be negative"
+            )
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"TINYFLEET_LOG_FORMAT must be text or json, got {self.log_format!r}")
         if self.mqtt_url:
             MqttUrl.parse(self.mqtt_url)
         if self.device_mqtt_url:
@@ -113,17 +145,58 @@ class Settings:
                 raise ConfigError(f"TINYFLEET_MQTT_RELOAD_COMMAND cannot be parsed: {exc}") from None
         if self.production:
             problems = []
-            if self.api_token == DEFAULT_API_TOKEN or len(self.api_token) < 16:
+            if self.api_token == DEFAULT_API_TOKEN:
+                problems.append("TINYFLEET_API_TOKEN is the development default")
+            elif len(self.api_token) < MIN_TOKEN_CHARS or token_entropy_bits(self.api_token) < MIN_TOKEN_BITS:
                 problems.append(
-                    "TINYFLEET_API_TOKEN is the development default or shorter than 16 characters"
+                    f"TINYFLEET_API_TOKEN is too weak (needs at least {MIN_TOKEN_CHARS} characters and"
+                    f" about {MIN_TOKEN_BITS} bits of entropy, e.g. `python -c 'import secrets;"
+                    " print(secrets.token_urlsafe(32))'`)"
                 )
             if self.signing_key_path is None:
                 problems.append("TINYFLEET_SIGNING_KEY is not set (production never generates its own key)")
             if self.database_url == DEFAULT_DATABASE_URL:
                 problems.append("TINYFLEET_DATABASE_URL is the development default")
+            elif is_sqlite_url(self.database_url):
+                problems.append("TINYFLEET_DATABASE_URL is SQLite (production needs PostgreSQL)")
             if problems:
                 raise ConfigError("refusing to start in production mode: " + "; ".join(problems))
         return self
+
+
+def token_entropy_bits(token: str) -> float:
+    """A conservative estimate of a token's entropy: log2 of the alphabet its character classes span,
+    for each character that does not follow from the ones before it. A character follows when it
+    repeats the previous one, continues a +1/-1 run ('abc', '987'), or continues a 3-character
+    sequence seen earlier ('passpass'). Random tokens lose almost nothing; patterns lose most."""
+    if not token:
+        return 0.0
+    pool = 0
+    pool += 26 if any(c.islower() and c.isascii() for c in token) else 0
+    pool += 26 if any(c.isupper() and c.isascii() for c in token) else 0
+    pool += 10 if any(c.isdigit() and c.isascii() for c in token) else 0
+    pool += 33 if any(not c.isalnum() or not c.isascii() for c in token) else 0
+    free = 0
+    for i, c in enumerate(token):
+        step = ord(c) - ord(token[i - 1]) if i >= 1 else None
+        if step == 0:
+            continue
+        if i >= 2 and step in (1, -1) and step == ord(token[i - 1]) - ord(token[i - 2]):
+            continue
+        if i >= 2 and token[i - 2 : i + 1] in token[:i]:
+            continue
+        free += 1
+    return free * math.log2(pool)
+
+
+def is_sqlite_url(url: str) -> bool:
+    """SQLite however spelled: any sqlite dialect or driver (SQLITE://, sqlite+pysqlite://, ...), a
+    file: URL, or a bare file path (no scheme at all)."""
+    scheme, sep, _rest = url.strip().partition(":")
+    if not sep or "/" in scheme or "\\" in scheme or len(scheme) == 1:  # a path (or C:\ drive letter)
+        return True
+    dialect = scheme.lower().split("+")[0]
+    return dialect.startswith("sqlite") or dialect == "file"
 
 
 def _float(env: dict[str, str], name: str, default: float) -> float:
@@ -134,6 +207,21 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
+DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY}
+
+
+def _duration(env: dict[str, str], name: str, default: float) -> float:
+    """Seconds, or a number with a unit: 90s, 30m, 12h, 7d."""
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    unit = DURATION_UNITS.get(raw[-1])
+    try:
+        return float(raw[:-1]) * unit if unit else float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be seconds or a number with s/m/h/d (e.g. 7d), got {raw!r}") from None
 
 
 def _flag(env: dict[str, str], name: str, default: bool) -> bool:
@@ -169,11 +257,21 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         mqtt_client_id=env.get("TINYFLEET_MQTT_CLIENT_ID", "tinyfleet-server"),
         mqtt_ca_file=_path(env, "TINYFLEET_MQTT_CA_FILE"),
         mqtt_password_file=_path(env, "TINYFLEET_MQTT_PASSWORD_FILE"),
+        mqtt_password_file_owner=env.get("TINYFLEET_MQTT_PASSWORD_FILE_OWNER") or None,
+        mqtt_password_file_group=env.get("TINYFLEET_MQTT_PASSWORD_FILE_GROUP") or None,
         mqtt_broker_pid_file=_path(env, "TINYFLEET_MQTT_BROKER_PID_FILE"),
         mqtt_reload_command=env.get("TINYFLEET_MQTT_RELOAD_COMMAND") or None,
         default_chunk_size=int(_float(env, "TINYFLEET_CHUNK_SIZE", DEFAULT_CHUNK_SIZE)),
         tick_seconds=_float(env, "TINYFLEET_TICK_SECONDS", 1.0),
         action_timeout_seconds=_float(env, "TINYFLEET_ACTION_TIMEOUT", 600.0),
         payload_variants=_flag(env, "TINYFLEET_PAYLOAD_VARIANTS", True),
+        model_check_seconds=_float(env, "TINYFLEET_MODEL_CHECK_SECONDS", 20.0),
+        model_check_memory_mb=int(_float(env, "TINYFLEET_MODEL_CHECK_MEMORY_MB", 512)),
+        max_upload_bytes=int(_float(env, "TINYFLEET_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)),
+        max_json_bytes=int(_float(env, "TINYFLEET_MAX_JSON_BYTES", DEFAULT_MAX_JSON_BYTES)),
+        telemetry_raw_retention_seconds=_duration(env, "TINYFLEET_TELEMETRY_RAW_RETENTION", 7 * DAY),
+        telemetry_rollup_retention_seconds=_duration(env, "TINYFLEET_TELEMETRY_ROLLUP_RETENTION", 90 * DAY),
+        metrics_public=_flag(env, "TINYFLEET_METRICS_PUBLIC", False),
+        log_format=env.get("TINYFLEET_LOG_FORMAT", "text").strip().lower() or "text",
     )
     return settings.validate()

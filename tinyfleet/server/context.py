@@ -16,12 +16,18 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from tinyfleet.server.config import MqttUrl, Settings
+from tinyfleet.server.config import ConfigError, MqttUrl, Settings
 from tinyfleet.server.db import make_engine, session_scope, upgrade_to_head
 from tinyfleet.server.models import Device
 from tinyfleet.server.mqtt_gateway import MqttGateway
 from tinyfleet.server.services.broker_reload import BrokerReloader
-from tinyfleet.server.services.credentials import hash_password, write_password_file
+from tinyfleet.server.services.credentials import (
+    FileAccess,
+    hash_password,
+    password_entries,
+    write_password_file,
+)
+from tinyfleet.server.services.ids import check_service_username, is_device_id
 from tinyfleet.server.services.messages import DeviceMessages, GatewayStats
 from tinyfleet.server.services.packages import PackageCache
 from tinyfleet.server.services.rollout_driver import RolloutDriver
@@ -29,6 +35,9 @@ from tinyfleet.server.services.signer import ServerKeys, load_server_keys
 from tinyfleet.server.services.variants import VariantBuilder
 
 log = logging.getLogger(__name__)
+
+# CONNACK reasons that mean "these credentials are not accepted" (MQTT v5 codes, and v3.1.1's 4 and 5).
+CREDENTIAL_REFUSALS = frozenset({4, 5, 134, 135})
 
 
 @dataclass
@@ -44,6 +53,7 @@ class RecordingPublisher:
 class AppContext:
     def __init__(self, settings: Settings, *, db: Engine | None = None) -> None:
         self.settings = settings
+        self._check_broker_identity(settings)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = db or make_engine(settings.database_url)
         upgrade_to_head(self.db)
@@ -120,15 +130,52 @@ class AppContext:
     def forget_device(self, device_id: str) -> None:
         self.messages.forget_device(device_id)
 
+    def _check_broker_identity(self, settings: Settings) -> None:
+        """Refuse to start when the gateway's MQTT user could be a device id (a device provisioned under
+        it would take the gateway's password and rights) or the password file's owner/group is unknown."""
+        url = MqttUrl.parse(settings.mqtt_url) if settings.mqtt_url else None
+        if url is not None and url.username:
+            try:
+                check_service_username(url.username)
+            except ValueError as exc:
+                raise ConfigError(f"TINYFLEET_MQTT_URL: {exc}") from None
+        try:
+            self._passwd_access = FileAccess.resolve(
+                settings.mqtt_password_file_owner, settings.mqtt_password_file_group
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    @property
+    def broker_refusal(self) -> str | None:
+        """Why the broker last refused the gateway's CONNECT (None once it accepts): /readyz says it."""
+        reason = self.gateway.last_refusal if self.gateway is not None else None
+        return None if reason is None else self._describe_refusal(reason)
+
+    def _describe_refusal(self, reason: Any) -> str:
+        if getattr(reason, "value", None) not in CREDENTIAL_REFUSALS:
+            return f"broker refused the gateway's connection: {reason}"
+        hint = "check the password in TINYFLEET_MQTT_URL"
+        if self.settings.mqtt_password_file is not None:
+            hint = (
+                f"can the broker's user read {self.settings.mqtt_password_file}? set"
+                " TINYFLEET_MQTT_PASSWORD_FILE_GROUP or _OWNER (deploy/README.md)"
+            )
+        return f"broker refused the gateway's credentials: {reason} ({hint})"
+
     def add_password_entry(self, username: str, encoded: str) -> None:
         """Append one new device to the broker's password file (cheap: provisioning a fleet one device
         at a time must not rewrite the whole file each time)."""
         path = self.settings.mqtt_password_file
         if path is None:
             return
+        if not is_device_id(username):  # never a second line for a service account (schemas refuse it)
+            log.error("device %r not added to the MQTT password file: not a valid device id", username)
+            return
         with self._passwd_lock:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             with os.fdopen(fd, "a", encoding="ascii") as f:
+                self._passwd_access.apply(f.fileno(), path)
                 f.write(f"{username}:{encoded}\n")
             self.broker_reloader.request()
 
@@ -142,13 +189,14 @@ class AppContext:
             self.broker_reloader.request()
 
     def _write_password_file(self, path: Path) -> None:
-        entries: list[tuple[str, str]] = []
+        services: list[tuple[str, str]] = []
         url = MqttUrl.parse(self.settings.mqtt_url) if self.settings.mqtt_url else None
         if url is not None and url.username and url.password:
-            entries.append((url.username, hash_password(url.password)))
+            services.append((url.username, hash_password(url.password)))
         with Session(self.db) as session:
-            entries += list(session.exec(select(Device.id, Device.mqtt_password_hash).order_by(Device.id)))
-        write_password_file(path, entries)
+            devices = list(session.exec(select(Device.id, Device.mqtt_password_hash).order_by(Device.id)))
+        entries = password_entries(services, devices)
+        write_password_file(path, entries, self._passwd_access)
         how = (
             "reloading the broker"
             if self.broker_reloader.configured

@@ -1,25 +1,31 @@
 """A throwaway Mosquitto for the demo, tests and benchmarks: free port, temporary config, clean shutdown.
 
 The broker is a real `mosquitto` process (never an in-process fake), so tests exercise the same QoS 1,
-retained-message and last-will behaviour as a deployment. With `users` it also enforces the per-device
-ACL of docs/PROTOCOL.md section 4: a device (username = its id) may only touch `tf/{id}/...`.
+retained-message and last-will behaviour as a deployment. With `users` or a password file it also
+enforces the per-device ACL of docs/PROTOCOL.md section 4 (rendered by broker_acl, the same text as
+deploy/mosquitto.acl) and `use_username_as_clientid`, like deploy/mosquitto.conf.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from tinyfleet.server.broker_acl import render_acl
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 MOSQUITTO_CANDIDATES = ("mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 
 
@@ -49,6 +55,55 @@ def _port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def port_free(host: str, port: int) -> bool:
+    """Whether nothing listens on host:port now (a bind test, as mosquitto's own bind would do)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT leftovers do not count
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _listening_inodes(port: int) -> set[str]:
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(fields[9])
+    return inodes
+
+
+def listens_on(pid: int, port: int) -> bool | None:
+    """Whether process pid holds a socket listening on TCP port (Linux /proc); None where unknowable."""
+    fd_dir = Path("/proc") / str(pid) / "fd"
+    if not Path("/proc/net/tcp").exists():
+        return None
+    inodes = _listening_inodes(port)
+    try:
+        links = [os.readlink(fd_dir / fd) for fd in os.listdir(fd_dir)]
+    except OSError:
+        return False
+    return any(link.startswith("socket:[") and link[8:-1] in inodes for link in links)
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """A preexec_fn asking Linux for SIGTERM when the starting thread dies; None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork: no dlopen in the child
+
+    def set_pdeathsig() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before prctl: the signal would never come
+            os._exit(1)
+
+    return set_pdeathsig
+
+
 def _hashed_password_file(path: Path, users: Mapping[str, str]) -> None:
     """Write `user:password` lines and let mosquitto_passwd hash them in place (its own format)."""
     for name, password in users.items():
@@ -63,29 +118,28 @@ def _hashed_password_file(path: Path, users: Mapping[str, str]) -> None:
         raise BrokerError(f"mosquitto_passwd failed: {done.stderr.strip() or done.stdout.strip()}")
 
 
-def acl_text(admin_users: list[str]) -> str:
-    """ACL: admins (the server) see everything; every other user only its own `tf/{username}/` tree."""
-    lines = []
-    for admin in admin_users:
-        lines += [f"user {admin}", "topic readwrite #", ""]
-    lines += ["pattern readwrite tf/%u/#", ""]
-    return "\n".join(lines)
-
-
 class DevBroker:
     """Run `mosquitto` on a free local port until stop() (or the end of a `with` block).
 
     users: when given, anonymous clients are refused, each user needs its password, and the ACL above
-    applies; admin_users name the accounts allowed on every topic. password_file: instead of users, a
+    applies; admin_users name the service accounts (the gateway) allowed on the whole `tf/` tree, names
+    no device can have (services/ids.py). password_file: instead of users, a
     mosquitto password file kept by someone else (the server writes device credentials there); call
     reload() after it changes. Without either the broker is open (anonymous, no ACL).
 
     acl_file: an ACL file of the caller's (e.g. deploy/mosquitto.acl) instead of the generated one; it
     needs users or password_file. extra_config: more mosquitto.conf lines, appended last. workdir: keep
-    the config and the log there (kept after stop) instead of in a temporary directory.
+    the config and the log there (kept after stop) instead of in a temporary directory. run_as: the
+    system user mosquitto switches to when started as root (default: stay root, see _config); files it
+    reads must then be readable by that user, as with a packaged broker.
 
     kill() ends the process abruptly but keeps port, config and log, so restart() brings the same broker
     back on the same port (a broker outage as a client sees it).
+
+    die_with_parent: on Linux, the broker gets SIGTERM when the thread that started it dies, even by
+    SIGKILL (prctl PR_SET_PDEATHSIG), so an owner that crashes cannot orphan it. Start it from a thread
+    that lives as long as the owner (the main thread). Elsewhere this does nothing; the owner must then
+    find and stop a leftover broker itself (`tinyfleet server run --broker` does, docs/DEPLOY.md).
     """
 
     def __init__(
@@ -98,6 +152,8 @@ class DevBroker:
         acl_file: Path | None = None,
         extra_config: Sequence[str] = (),
         workdir: Path | None = None,
+        run_as: str | None = None,
+        die_with_parent: bool = False,
     ) -> None:
         self.host = host
         self.port = port or 0
@@ -108,12 +164,18 @@ class DevBroker:
         self._acl_file = acl_file
         self._extra = [extra_config] if isinstance(extra_config, str) else list(extra_config)
         self._workdir = workdir
+        self._run_as = run_as
+        self._die_with_parent = die_with_parent
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         if password_file is not None and users is not None:
             raise BrokerError("give either users or password_file, not both")
         if acl_file is not None and users is None and password_file is None:
             raise BrokerError("an ACL file needs users or a password_file (an open broker has no ACL)")
+        try:
+            self._acl = render_acl(self._admins)
+        except ValueError as exc:
+            raise BrokerError(f"admin user: {exc}") from None
 
     @property
     def url(self) -> str:
@@ -149,12 +211,17 @@ class DevBroker:
             # A rollout queues a burst of desired states and chunks per client; keep them all.
             "max_queued_messages 10000",
             "max_inflight_messages 100",
+            # The largest message the protocol has is a telemetry report (256 KiB) plus headers; a
+            # device may not make the broker buffer anything bigger (deploy/mosquitto.conf: the same).
+            "max_packet_size 266240",
             "log_dest stderr",
             "log_type error",
             "log_type warning",
             "log_type notice",
         ]
-        if os.geteuid() == 0:
+        if self._run_as is not None:
+            lines.append(f"user {self._run_as}")
+        elif os.geteuid() == 0:
             # Started as root, mosquitto would switch to its own user and could not read the 0600 files
             # the server writes; this broker only listens on a loopback port for one demo or test run.
             lines.append("user root")
@@ -172,8 +239,11 @@ class DevBroker:
             acl = self._acl_file
             if acl is None:
                 acl = workdir / "acl"
-                acl.write_text(acl_text(self._admins), encoding="utf-8")
+                acl.write_text(self._acl, encoding="utf-8")
             lines += ["allow_anonymous false", f"password_file {passwords}", f"acl_file {acl}"]
+            # A credential is its own client id and no other, so no device can take over the gateway's
+            # (or another device's) session. Not on an open broker: it refuses clients without a username.
+            lines.append("use_username_as_clientid true")
         lines += self._extra
         return "\n".join(lines) + "\n"
 
@@ -194,6 +264,8 @@ class DevBroker:
         assert workdir is not None
         attempts = 1 if self._requested_port else 5
         last_error = ""
+        if self._requested_port and not port_free(self.host, self.port):
+            raise BrokerError(f"port {self.host}:{self.port} is already in use by another process")
         for _ in range(attempts):
             if not self._requested_port:
                 self.port = free_port(self.host)
@@ -214,12 +286,14 @@ class DevBroker:
                 stdout=subprocess.DEVNULL,
                 stderr=log,
                 start_new_session=True,  # Ctrl-C in the demo must not kill the broker before we stop it
+                preexec_fn=_die_with_parent(os.getpid()) if self._die_with_parent else None,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 return False
-            if _port_open(self.host, self.port):
+            # Someone else answering on the port is not a started broker: it must be this process's socket.
+            if _port_open(self.host, self.port) and listens_on(self._proc.pid, self.port) is not False:
                 return True
             time.sleep(0.02)
         return False

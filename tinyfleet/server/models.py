@@ -17,6 +17,9 @@ class HardwareClass(SQLModel, table=True):
     id: int = Field(primary_key=True, sa_type=BigInteger)  # the manifest's hardware_class value (u32)
     name: str = Field(max_length=64)
     chunk_size: int  # largest chunk the gateway sends to devices of this class
+    # Optional limits of the class's devices, checked at upload (None: not known, not checked).
+    slot_size: int | None = Field(default=None, sa_type=BigInteger)  # bytes per flash slot
+    ram_budget: int | None = Field(default=None, sa_type=BigInteger)  # largest tensor arena
     created_at: float
 
 
@@ -132,6 +135,9 @@ class Device(SQLModel, table=True):
     runtime_version: int | None = Field(default=None, sa_type=BigInteger)
     active_model_sha256: str | None = Field(default=None, max_length=64)
     desired: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # What the device can install and run, from its reported state (services/devices.py CAPABILITIES);
+    # None until a device reports them (older devices never do: nothing is predicted for them).
+    capabilities: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: float
 
 
@@ -156,6 +162,11 @@ class Rollout(SQLModel, table=True):
     wave_sizes: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     wave_passed_at: float | None = None  # when the current wave reached its success threshold
     failure_baseline: int = 0  # failures the operator acknowledged by resuming; the threshold counts on top
+    # Devices left out because they would refuse the package ({device_id, error_code, error}), when asked
+    # with skip_incompatible; None for a rollout that never skipped any.
+    skipped_devices: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # The canary gate configuration (schemas.CanaryConfig, every field present); None: no gate.
+    canary: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: float
     started_at: float | None = None
     finished_at: float | None = None
@@ -200,6 +211,7 @@ class DeviceAction(SQLModel, table=True):
 
 class TelemetryReport(SQLModel, table=True):
     __tablename__ = "telemetry"
+    __table_args__ = (UniqueConstraint("device_id", "boot", "seq", name="uq_telemetry_device_boot_seq"),)
 
     id: int | None = Field(default=None, primary_key=True)
     device_id: str = Field(foreign_key="devices.id", index=True, max_length=64)
@@ -213,3 +225,47 @@ class TelemetryReport(SQLModel, table=True):
     confidence_mean: float
     errors: int = Field(sa_type=BigInteger)
     arena_bytes: int = Field(sa_type=BigInteger)
+    # Per-device report sequence (PROTOCOL 4.5): a redelivered report is stored once. Null for devices
+    # that send no seq (NULLs never collide in the unique index).
+    boot: int | None = Field(default=None, sa_type=BigInteger)
+    seq: int | None = Field(default=None, sa_type=BigInteger)
+
+
+class TelemetryRollup(SQLModel, table=True):
+    """Telemetry summed per minute and model digest (services/rollups.py), maintained in the transaction
+    that stores the raw reports, so it counts exactly what was stored (duplicates never reach it). Keyed
+    by digest, not version: a version's series is a range scan over its packages' digests; per-device
+    series come from the raw rows. Means are kept as inference-weighted sums so that rows add up."""
+
+    __tablename__ = "telemetry_rollups"
+
+    minute: int = Field(primary_key=True, sa_type=BigInteger)  # Unix seconds, a multiple of 60
+    model_sha256: str = Field(primary_key=True, max_length=64)
+    reports: int = Field(sa_type=BigInteger)
+    inference_count: int = Field(sa_type=BigInteger)
+    errors: int = Field(sa_type=BigInteger)
+    latency_us_sum: float  # sum of latency_us_mean * inference_count
+    confidence_sum: float  # sum of confidence_mean * inference_count
+    latency_estimated: bool
+    class_histogram: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class CanaryGate(SQLModel, table=True):
+    """The canary gate of one wave of a rollout (tinyfleet/server/canary): its window, verdict and the
+    numbers behind each metric's verdict, updated on each evaluation until decided."""
+
+    __tablename__ = "canary_gates"
+    __table_args__ = (UniqueConstraint("rollout_id", "wave", name="uq_canary_gates_rollout_wave"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    rollout_id: int = Field(foreign_key="rollouts.id", index=True)
+    wave: int
+    # pending, not_enough_data, pass, fail, accepted (the operator resumed past a fail or a hold)
+    verdict: str = Field(max_length=16)
+    reason: str = Field(default="", max_length=500)
+    window_start: float
+    window_end: float  # grows while the gate waits for data
+    evaluated_at: float | None = None
+    # metric name -> {verdict, canary, control, threshold, canary_samples, ...} (canary/stats.py)
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: float

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from tinyfleet.server.config import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
+from tinyfleet.server.services.ids import DEVICE_ID_PATTERN, SERVICE_PREFIX, check_device_id
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,30}$"
-SEMVER_PATTERN = r"^\d{1,5}\.\d{1,5}\.\d{1,5}$"
+# Canonical MAJOR.MINOR.PATCH as the manifest encodes it: each part 0..65535 without leading zeros, so
+# that the version accepted is the version signed ('01.0.0' would be signed as '1.0.0').
+_U16 = r"(0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+_U8 = r"(0|[1-9][0-9]?|1[0-9]{2}|2[0-4][0-9]|25[0-5])"
+SEMVER_PATTERN = rf"^{_U16}\.{_U16}\.{_U16}$"
+# A runtime version packs into u32 major<<16 | minor<<8 | patch: minor and patch are 0..255.
+RUNTIME_VERSION_PATTERN = rf"^{_U16}\.{_U8}\.{_U8}$"
 LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:=/-]{0,63}$"
 
 ActionState = Literal[
@@ -40,18 +56,55 @@ class Strict(BaseModel):
         return value
 
 
+def _pattern_check(pattern: str, what: str) -> Callable[[str], str]:
+    import re
+
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):  # not match(): '$' also matches before a final newline
+            raise ValueError(f"{value[:40]!r} is not a canonical {what}")
+        return value
+
+    return check
+
+
+# Query parameter types: a clear one-line error instead of pydantic's "should match pattern <regex>",
+# and the pattern still in the OpenAPI schema (clients and schemathesis generate from it).
+SemVer = Annotated[
+    str,
+    AfterValidator(_pattern_check(SEMVER_PATTERN, "version MAJOR.MINOR.PATCH (0..65535, no leading zeros)")),
+    WithJsonSchema({"type": "string", "pattern": SEMVER_PATTERN}),
+]
+RuntimeVersion = Annotated[
+    str,
+    AfterValidator(
+        _pattern_check(
+            RUNTIME_VERSION_PATTERN,
+            "runtime version MAJOR.MINOR.PATCH (0..65535.0..255.0..255, no leading zeros)",
+        )
+    ),
+    WithJsonSchema({"type": "string", "pattern": RUNTIME_VERSION_PATTERN}),
+]
+
+
 # --- hardware classes -------------------------------------------------------------------------------
 
 
 class HardwareClassPut(Strict):
     name: str = Field(min_length=1, max_length=64)
     chunk_size: int = Field(ge=MIN_CHUNK_SIZE, le=MAX_CHUNK_SIZE)
+    # Optional device limits, checked at upload (422 naming the limit); unset: not checked.
+    slot_size: int | None = Field(default=None, ge=1, le=0xFFFFFFFF, description="bytes per flash slot")
+    ram_budget: int | None = Field(default=None, ge=1, le=0xFFFFFFFF, description="largest tensor arena")
 
 
 class HardwareClassPublic(BaseModel):
     id: int
     name: str
     chunk_size: int
+    slot_size: int | None = None
+    ram_budget: int | None = None
 
 
 # --- models and versions ----------------------------------------------------------------------------
@@ -110,12 +163,19 @@ class ModelVersionPublic(BaseModel):
 
 class DeviceCreate(Strict):
     id: str | None = Field(
-        default=None, pattern=r"^[a-z0-9][a-z0-9_-]{2,63}$", description="chosen by the server when omitted"
+        default=None,
+        pattern=DEVICE_ID_PATTERN,
+        description=f"chosen by the server when omitted; never starting with {SERVICE_PREFIX!r} (reserved)",
     )
     name: str = Field(default="", max_length=100)
     hardware_class: int = Field(ge=0, le=0xFFFFFFFF)
     group: str | None = Field(default=None, pattern=LABEL_PATTERN)
     tags: list[str] = Field(default_factory=list, max_length=32)
+
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, value: str | None) -> str | None:
+        return value if value is None else check_device_id(value)  # the server's own MQTT accounts
 
     @field_validator("tags")
     @classmethod
@@ -157,6 +217,7 @@ class DevicePublic(BaseModel):
     reported: dict[str, Any] | None
     reported_at: float | None
     desired: dict[str, Any] | None
+    capabilities: dict[str, Any] | None = None  # reported by the device (PROTOCOL 4.2); None: unknown
     created_at: float
 
 
@@ -218,6 +279,33 @@ class FailureThreshold(Strict):
         return self
 
 
+class CanaryConfig(Strict):
+    """The canary gate of a rollout (README "Canary gates"). After a wave (not the last) reaches its
+    success threshold, its devices on the new model (canary) are compared with devices on the model they
+    ran before (control) over the same window; the next wave starts only if every metric passes.
+    `{}` takes every default."""
+
+    # 5 min: ~30 reports per device at the simulator's 10 s interval; long enough for slow drifts to show.
+    window_seconds: float = Field(default=300.0, ge=1, le=7 * 86400)
+    # Per side and metric. 1000 inferences resolve a one-point error-rate rise from a 1 % baseline only
+    # roughly; raise it for rare errors. One device: a first wave is often a single canary.
+    min_inferences: int = Field(default=1000, ge=1, le=10**12)
+    min_devices: int = Field(default=1, ge=1, le=100000)
+    # Fail when the canary's error rate is above control + max_increase with one-sided p < alpha.
+    error_rate_max_increase: float = Field(default=0.01, ge=0, le=1)
+    error_rate_alpha: float = Field(default=0.05, gt=0, lt=1)
+    latency_max_increase: float = Field(default=0.10, ge=0, le=100, description="relative: 0.1 = 10 % slower")
+    confidence_max_drop: float = Field(
+        default=0.05, ge=0, le=1, description="absolute, mean top-1 confidence"
+    )
+    class_jsd_max: float = Field(default=0.05, ge=0, le=1, description="Jensen-Shannon divergence, base 2")
+    # Still not enough data this long after the window closed: `hold` pauses the rollout for the operator
+    # (resume accepts the wave), `pass` lets the wave through. Hold: no data is no evidence of health.
+    max_wait_seconds: float = Field(default=3600.0, ge=0, le=30 * 86400)
+    on_not_enough_data: Literal["hold", "pass"] = "hold"
+    on_fail: Literal["pause", "rollback"] = "pause"
+
+
 class RolloutCreate(Strict):
     name: str = Field(min_length=1, max_length=100)
     model_version_id: int = Field(ge=0, le=2**31 - 1)
@@ -230,6 +318,28 @@ class RolloutCreate(Strict):
     max_concurrent: int = Field(default=50, ge=1, le=100000)
     action_timeout_seconds: float | None = Field(default=None, gt=0, le=7 * 86400)
     start: bool = False
+    # Leave out the devices that would refuse the package (reported in `skipped_devices`) instead of 409.
+    skip_incompatible: bool = False
+    canary: CanaryConfig | None = None
+
+    @model_validator(mode="after")
+    def _canary_needs_waves(self) -> RolloutCreate:
+        if self.canary is not None and len(self.waves) < 2:
+            raise ValueError("a canary gate holds back the next wave: give at least two waves")
+        return self
+
+
+class RolloutCommand(Strict):
+    """Optional body of POST /rollouts/{id}/start."""
+
+    skip_incompatible: bool = False
+
+
+class IncompatibleDevice(BaseModel):
+    device_id: str
+    error_code: int
+    error: str  # the error code's name, e.g. TOO_LARGE
+    reason: str
 
 
 class RolloutCounts(BaseModel):
@@ -252,6 +362,30 @@ class RolloutBytes(BaseModel):
     raw_bytes: int = 0
     encodings: dict[str, int] = {}
     waves: list[WaveBytes] = []
+
+
+class GateMetric(BaseModel):
+    verdict: Literal["pass", "fail", "not_enough_data"]
+    canary: float | None  # error rate, latency (us), confidence; JSD for class_distribution
+    control: float | None  # None for class_distribution (its canary value is the divergence of the two)
+    threshold: float
+    canary_samples: int  # inferences (classified ones for confidence and class_distribution)
+    control_samples: int
+    canary_devices: int
+    control_devices: int
+    p_value: float | None = None  # error_rate only
+    change: float | None = None  # latency: relative change; confidence: absolute change
+
+
+class GatePublic(BaseModel):
+    wave: int  # 0-based, like current_wave
+    # pending (window open), not_enough_data (holding), pass, fail, accepted (resumed by the operator)
+    verdict: str
+    reason: str
+    window_start: float
+    window_end: float
+    evaluated_at: float | None
+    metrics: dict[str, GateMetric]
 
 
 class RolloutPublic(BaseModel):
@@ -281,6 +415,10 @@ class RolloutPublic(BaseModel):
     # For a rollout being or having been rolled back: devices per outcome (reverted, reinstalled,
     # unchanged, no_previous_model, failed, pending; services/rollouts.py rollback_outcomes); else {}.
     rollback_outcome: dict[str, int] = {}
+    # Devices left out because they would refuse the package (asked with skip_incompatible); None: never.
+    skipped_devices: list[IncompatibleDevice] | None = None
+    canary: dict[str, Any] | None = None  # the gate configuration (CanaryConfig), None: no gate
+    gates: list[GatePublic] = []  # one per gated wave, oldest first
 
 
 class DeviceActionPublic(BaseModel):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -32,6 +33,19 @@ sign_app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+# Whether the device engine can run a model: returns a one-line refusal or None. signing may not import
+# tinyfleet.device, so the top-level command (tinyfleet/cli.py) registers the engine's check here.
+ModelCheck = Callable[[bytes], "str | None"]
+_model_check: ModelCheck | None = None
+NO_ENGINE_CHECK_HINT = "pass --no-engine-check to sign it anyway"
+
+
+def set_model_check(check: ModelCheck | None) -> None:
+    """Register the check `sign build` runs on every model (None: no engine here, builds are refused)."""
+    global _model_check
+    _model_check = check
+
 
 PACKAGE_ALIAS_NOTE = "note: 'tinyfleet package' is deprecated; use 'tinyfleet sign' (same commands)"
 
@@ -128,6 +142,19 @@ def _selftest_digest(model: bytes, seed: int, given: str | None) -> bytes | None
     return expected_output_sha256(model, seed)
 
 
+def _engine_check(model: bytes) -> None:
+    """Refuse what the server's upload refuses (same message): a model the device engine cannot run."""
+    if _model_check is None:
+        fail(f"the device engine check is not available in this command; {NO_ENGINE_CHECK_HINT}")
+    try:
+        parse_model(model)
+    except (SigningError, ValueError) as exc:
+        _fail_from(exc)
+    problem = _model_check(model)
+    if problem is not None:
+        fail(f"{' '.join(problem.split())} ({NO_ENGINE_CHECK_HINT})")
+
+
 @sign_app.command("build")
 def sign_build(
     model: Annotated[Path, typer.Argument(help="The int8 .tflite model.")],
@@ -158,9 +185,15 @@ def sign_build(
         str | None,
         typer.Option("--selftest-sha256", help="Expected output digest (hex); default: from tflite-micro."),
     ] = None,
+    no_engine_check: Annotated[
+        bool,
+        typer.Option("--no-engine-check", help="Sign even a model the device engine cannot run (or check)."),
+    ] = False,
 ) -> None:
-    """Validate MODEL and write a signed package (manifest + raw model)."""
+    """Validate MODEL, check that the device engine runs it, and write a signed package."""
     model_bytes = _read_file(model, "model")
+    if not no_engine_check:
+        _engine_check(model_bytes)
     now = int(time.time()) if created_at is None else created_at
     try:
         expected = _selftest_digest(model_bytes, selftest_seed, selftest_sha256)

@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import random
+import secrets
 import socket
 import struct
 import time
@@ -30,6 +31,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from tinyfleet.device import frames
+from tinyfleet.device.engine_check import ENGINE_BUILTIN_OPS
 from tinyfleet.device.frames import Q16_ONE, ModelTelemetry
 from tinyfleet.device.runtime import TensorSpec
 from tinyfleet.signing.manifest import MANIFEST_SIZE
@@ -161,6 +164,7 @@ class DeviceAgent:
         self.loop = loop
         self.stats = AgentStats()
         self.rng = random.Random(config.seed)
+        self._born = time.monotonic()  # the profile's input drift runs from the agent's start
         self._on_event = on_event
         self._topic = f"tf/{config.device_id}"
         self._action: _Action | None = None
@@ -169,6 +173,11 @@ class DeviceAgent:
         self._telemetry_timer: asyncio.TimerHandle | None = None
         # (driver boot count, runtime telemetry) at the previous report
         self._last_telemetry: tuple[int, ModelTelemetry] | None = None
+        # PROTOCOL 4.5 boot and seq: the server stores a redelivered report once. A random boot id (not
+        # the seeded rng: a restarted agent must not repeat an earlier run's) and a seq that keeps rising
+        # across reconnects for as long as this agent runs.
+        self._telemetry_boot = secrets.randbits(32)
+        self._telemetry_seq = 0
         self._model_io: dict[str, tuple[TensorSpec, TensorSpec] | None] = {}  # model sha -> its tensors
         self._running = False
         self._connected = False
@@ -178,6 +187,7 @@ class DeviceAgent:
         self._asked_at: float | None = None  # when the pending chunk request left (RTT sample)
         self._srtt = 0.0
         self._rttvar = 0.0
+        self._capabilities: dict[str, Any] | None = None
         self.client = self._make_client()
 
     # ----- MQTT plumbing on the asyncio loop -------------------------------------------------------------
@@ -572,6 +582,8 @@ class DeviceAgent:
             return
         report = self.run_inferences()
         if report is not None:
+            report["boot"], report["seq"] = self._telemetry_boot, self._telemetry_seq
+            self._telemetry_seq += 1
             self._publish("telemetry", {"reports": [report]})
 
     def _action_in_progress(self) -> bool:
@@ -612,7 +624,12 @@ class DeviceAgent:
         if sha not in self._model_io:
             self._model_io[sha] = self.driver.model_io()
         io = self._model_io[sha]
-        data = sensors.sensor_input(io[0], io[1], self.rng) if io is not None else bytes(1)
+        elapsed = time.monotonic() - self._born
+        data = (
+            sensors.sensor_input(io[0], io[1], self.rng, self.profile.inputs, elapsed)
+            if io is not None
+            else bytes(1)
+        )
         with contextlib.suppress(RuntimeFailure):
             self.driver.infer(data)
 
@@ -657,8 +674,34 @@ class DeviceAgent:
             },
         )
 
+    def capabilities(self) -> dict[str, Any] | None:
+        """What the server needs to predict refusals (PROTOCOL 4.2 `capabilities`): the runtime's HELLO
+        (slot size, RAM budget, whether an engine runs models) and the profile's flash sector size; None
+        if the runtime does not answer HELLO (the report then goes without, like an older device's)."""
+        if self._capabilities is None:
+            try:
+                answer = self.driver.transport.request(frames.hello()).raise_for_error()
+                hello = frames.parse_hello(answer.payload)
+            except (frames.ProtocolError, frames.DeviceError) as exc:
+                log.warning("%s: no capabilities reported (HELLO: %s)", self.device_id, exc)
+                return None
+            self._capabilities = {
+                "slot_size": hello.slot_size,
+                "sector_size": self.profile.sector_size,
+                "ram_budget": hello.ram_budget,
+                "engine": hello.has_inference,
+                # The engine's builtin operators; a runtime without one installs any model, untested.
+                "ops": list(ENGINE_BUILTIN_OPS) if hello.has_inference else None,
+                "payload_decoder": True,  # both the host library and the firmware give it a workspace
+            }
+        return self._capabilities
+
     def publish_reported(self) -> None:
-        self._publish("reported", self._state().reported(), retain=True)
+        reported = self._state().reported()
+        caps = self.capabilities()
+        if caps is not None:
+            reported["capabilities"] = caps
+        self._publish("reported", reported, retain=True)
 
     def snapshot(self) -> dict[str, Any]:
         return {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,60 @@ class Faults:
 
 
 @dataclass(frozen=True)
+class InputMix:
+    """What a device's sensor sees (tinyfleet/sim/sensors.py): how often each class of the model's task
+    occurs, extra sensor noise, and a drift of the class mix over time. For the vibration classifier the
+    classes are ml.datasets.VIBRATION_CLASSES (normal, inner_race, outer_race, ball). Models of unknown
+    task get random bytes, which no mix applies to. Defaults: every class equally often, no extra noise,
+    no drift, so a fleet's telemetry is the same whether a canary or a control device reports it."""
+
+    # Relative weight per class (need not sum to 1); () = every class equally often.
+    class_weights: tuple[float, ...] = ()
+    # Extra Gaussian noise on the raw sensor window, as a multiple of the window's own noise (0.5 g):
+    # 1.0 doubles its variance; the classifier then gets less sure and more often wrong.
+    noise: float = 0.0
+    # The class weights the mix moves to, linearly over drift_seconds of device uptime, then stays at.
+    drift_to: tuple[float, ...] = ()
+    drift_seconds: float = 0.0
+
+    def validate(self) -> None:
+        for name in ("class_weights", "drift_to"):
+            weights = getattr(self, name)
+            if any(w < 0 for w in weights) or (weights and sum(weights) <= 0):
+                raise ValueError(f"{name} must be non-negative with a positive sum")
+        if self.noise < 0 or self.drift_seconds < 0:
+            raise ValueError("noise and drift_seconds must not be negative")
+        if self.drift_to and self.drift_seconds <= 0:
+            raise ValueError("drift_to needs a positive drift_seconds")
+        if self.drift_to and self.class_weights and len(self.drift_to) != len(self.class_weights):
+            raise ValueError("drift_to and class_weights must give the same number of classes")
+
+    @property
+    def uniform(self) -> bool:
+        return not self.class_weights and not self.drift_to
+
+    def weights_at(self, elapsed: float, classes: int) -> list[float]:
+        """Normalised class weights after `elapsed` seconds; classes beyond those given get weight 0."""
+
+        def norm(weights: tuple[float, ...]) -> list[float]:
+            w = (
+                list(weights[:classes]) + [0.0] * max(0, classes - len(weights))
+                if weights
+                else [1.0] * classes
+            )
+            total = sum(w)
+            if total <= 0:
+                raise ValueError(f"the input mix gives no weight to any of the model's {classes} classes")
+            return [x / total for x in w]
+
+        start = norm(self.class_weights)
+        if not self.drift_to:
+            return start
+        f = min(1.0, max(0.0, elapsed) / self.drift_seconds)
+        return [(1 - f) * a + f * b for a, b in zip(start, norm(self.drift_to), strict=True)]
+
+
+@dataclass(frozen=True)
 class DeviceProfile:
     """One class of device. Sizes are bytes; bandwidth is bytes per second (0 = unlimited)."""
 
@@ -62,6 +117,7 @@ class DeviceProfile:
     milli_cycles_per_mac: int = 2_000
     cycles_per_op: int = 500
     faults: Faults = field(default_factory=Faults)
+    inputs: InputMix = field(default_factory=InputMix)
 
     def validate(self) -> None:
         if not self.name:
@@ -80,6 +136,7 @@ class DeviceProfile:
         if self.chunk_timeout_s <= 0:
             raise ValueError("chunk_timeout_s must be positive")
         self.faults.validate()
+        self.inputs.validate()
 
     def link_delay(self, nbytes: int) -> float:
         """Seconds a chunk of nbytes spends on this device's link (latency + serialisation)."""
@@ -88,6 +145,9 @@ class DeviceProfile:
 
     def with_faults(self, **knobs: float | bool) -> DeviceProfile:
         return replace(self, faults=replace(self.faults, **knobs))  # type: ignore[arg-type]
+
+    def with_inputs(self, **knobs: Any) -> DeviceProfile:
+        return replace(self, inputs=replace(self.inputs, **knobs))
 
 
 # Built-in profiles. The LAN one is what the demo and tests use: no artificial delay, so wall time is

@@ -171,11 +171,16 @@ class ServerApi:
         )
         return result
 
-    def upload_package(self, package: bytes, notes: str = "") -> dict[str, Any]:
+    def upload_package(
+        self, package: bytes, notes: str = "", allow_selftest_mismatch: bool = False
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"notes": notes}
+        if allow_selftest_mismatch:
+            params["allow_selftest_mismatch"] = "true"
         result: dict[str, Any] = self._request(
             "POST",
             "/packages",
-            params={"notes": notes},
+            params=params,
             content=package,
             headers={"Content-Type": "application/octet-stream"},
         )

@@ -82,6 +82,20 @@ float tfa_eng_scale_at(const tfa_engine_t *e, const tfa_eng_tensor_t *t, uint32_
     return v.f;
 }
 
+int tfa_eng_multiplier(double real, int min_shift, int max_shift, int32_t *mult, int32_t *shift)
+{
+    if (!(real >= 0.0) || real > 1.7976931348623157e308) { /* negative, NaN, infinite */
+        return -TFA_ERR_MODEL_INVALID;
+    }
+    int s;
+    tfa_q_quantize_multiplier(real, mult, &s);
+    if (s < min_shift || s > max_shift) {
+        return -TFA_ERR_MODEL_INVALID;
+    }
+    *shift = s;
+    return 0;
+}
+
 int tfa_eng_channel_multipliers(tfa_engine_t *e, tfa_eng_op_t *op, const tfa_eng_tensor_t *in,
                                 const tfa_eng_tensor_t *filter, const tfa_eng_tensor_t *out,
                                 uint32_t channels)
@@ -96,16 +110,30 @@ int tfa_eng_channel_multipliers(tfa_engine_t *e, tfa_eng_op_t *op, const tfa_eng
     if (in->scale_count == 0 || out->scale_count == 0 || filter->scale_count == 0) {
         return -TFA_ERR_UNSUPPORTED_OP; /* not quantized */
     }
-    op->pc_mult = tfa_eng_alloc(e, 4u * channels);
+    uint32_t mult_bytes;
+    if (tfa_eng_mul_u32(4u, channels, &mult_bytes) != 0) {
+        return -TFA_ERR_MODEL_INVALID;
+    }
+    op->pc_mult = tfa_eng_alloc(e, mult_bytes);
     op->pc_shift = tfa_eng_alloc(e, channels);
     if (op->pc_mult == NULL || op->pc_shift == NULL) {
         return -TFA_ERR_ARENA_EXHAUSTED;
     }
     for (uint32_t c = 0; c < channels; c++) {
+        /* only the first scale is checked at parse: every per-channel one must be finite, >= 0 */
         float fs = tfa_eng_scale_at(e, filter, filter->scale_count > 1 ? c : 0);
+        if (!(fs >= 0.0f) || fs > 1e30f) {
+            return -TFA_ERR_MODEL_INVALID;
+        }
         double eff = (double)in->scale * (double)fs / (double)out->scale;
-        int shift;
-        tfa_q_quantize_multiplier(eff, &op->pc_mult[c], &shift);
+        int32_t mult;
+        int32_t shift;
+        /* the kernels' MultiplyByQuantizedMultiplier takes shifts -31..30 (int8 storage) */
+        int rc = tfa_eng_multiplier(eff, -31, 30, &mult, &shift);
+        if (rc != 0) {
+            return rc;
+        }
+        op->pc_mult[c] = mult;
         op->pc_shift[c] = (int8_t)shift;
     }
     return 0;
@@ -415,8 +443,14 @@ static int prv_init(tfa_engine_t *e)
         }
     }
 
-    e->tensors = tfa_eng_alloc(e, (uint32_t)sizeof(tfa_eng_tensor_t) * tensors.count);
-    e->ops = tfa_eng_alloc(e, (uint32_t)sizeof(tfa_eng_op_t) * operators.count);
+    uint32_t tensor_bytes;
+    uint32_t op_bytes;
+    if (tfa_eng_mul_u32((uint32_t)sizeof(tfa_eng_tensor_t), tensors.count, &tensor_bytes) != 0 ||
+        tfa_eng_mul_u32((uint32_t)sizeof(tfa_eng_op_t), operators.count, &op_bytes) != 0) {
+        return -TFA_ERR_MODEL_INVALID; /* a record array beyond 4 GiB (the op count is unbounded) */
+    }
+    e->tensors = tfa_eng_alloc(e, tensor_bytes);
+    e->ops = tfa_eng_alloc(e, op_bytes);
     if (e->tensors == NULL || e->ops == NULL) {
         return -TFA_ERR_ARENA_EXHAUSTED;
     }

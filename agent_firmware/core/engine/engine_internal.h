@@ -7,6 +7,7 @@
 
 #include "fb.h"
 #include "tfa/engine.h"
+#include "tfa/errors.h"
 
 /* TFLite builtin operator codes used by the engine (schema BuiltinOperator). */
 enum {
@@ -102,6 +103,23 @@ static inline int32_t tfa_eng_wrap_add(int32_t a, int32_t b)
 {
     return (int32_t)((uint32_t)a + (uint32_t)b);
 }
+
+/* a * b into *out, refusing a product that leaves uint32 (size products of dims, channels and
+ * multipliers taken from the model): 0 or -TFA_ERR_MODEL_INVALID. */
+static inline int tfa_eng_mul_u32(uint32_t a, uint32_t b, uint32_t *out)
+{
+    uint64_t p = (uint64_t)a * (uint64_t)b;
+    if (p > 0xFFFFFFFFu) {
+        return -TFA_ERR_MODEL_INVALID;
+    }
+    *out = (uint32_t)p;
+    return 0;
+}
+
+/* Multiplier and shift of a real scale ratio (tfa_q_quantize_multiplier), refusing a ratio that is
+ * negative, NaN or infinite and a shift outside [min_shift, max_shift] (the range the kernel's
+ * fixed-point shifts are defined on): 0 or -TFA_ERR_MODEL_INVALID. */
+int tfa_eng_multiplier(double real, int min_shift, int max_shift, int32_t *mult, int32_t *shift);
 
 /* Persistent allocation from the front of the arena during prepare (8-byte aligned, zeroed). */
 void *tfa_eng_alloc(tfa_engine_t *e, uint32_t bytes);

@@ -31,6 +31,9 @@ int tfa_eng_prepare_softmax(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options)
         return -TFA_ERR_MODEL_INVALID;
     }
     double real = (double)beta * (double)in->scale * (double)(1 << (31 - SCALED_DIFF_BITS));
+    if (!(real > 0.0)) {
+        return -TFA_ERR_MODEL_INVALID; /* beta NaN, zero or negative */
+    }
     if (real > 2147483647.0) {
         real = 2147483647.0;
     }

@@ -46,22 +46,23 @@ int tfa_eng_prepare_binary(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options)
     op->in_offset = -a->zero_point;
     op->in2_offset = -b->zero_point;
     op->out_offset = out->zero_point;
-    int shift;
     if (op->code == TFA_OP_ADD) {
+        /* TFLite's QuantizeMultiplierSmallerThanOneExp: every ADD multiplier is below one, so every
+         * shift is a right shift (<= 0). An output scale far below the inputs' used to give a positive
+         * shift, i.e. a negative shift count in the kernel's rounding shift (undefined behaviour). */
         const float max_scale = a->scale > b->scale ? a->scale : b->scale;
         const double twice_max = 2.0 * (double)max_scale;
-        tfa_q_quantize_multiplier((double)a->scale / twice_max, &op->mult1, &shift);
-        op->shift1 = shift;
-        tfa_q_quantize_multiplier((double)b->scale / twice_max, &op->mult2, &shift);
-        op->shift2 = shift;
-        tfa_q_quantize_multiplier(twice_max / ((double)(1 << ADD_LEFT_SHIFT) * (double)out->scale),
-                                  &op->mult, &shift);
-        op->shift = shift;
+        rc = tfa_eng_multiplier((double)a->scale / twice_max, -31, 0, &op->mult1, &op->shift1);
+        rc = rc ? rc : tfa_eng_multiplier((double)b->scale / twice_max, -31, 0, &op->mult2, &op->shift2);
+        rc = rc ? rc : tfa_eng_multiplier(twice_max / ((double)(1 << ADD_LEFT_SHIFT) * (double)out->scale),
+                                          -31, 0, &op->mult, &op->shift);
         op->left_shift = ADD_LEFT_SHIFT;
     } else {
-        tfa_q_quantize_multiplier((double)a->scale * (double)b->scale / (double)out->scale, &op->mult,
-                                  &shift);
-        op->shift = shift;
+        rc = tfa_eng_multiplier((double)a->scale * (double)b->scale / (double)out->scale, -31, 30, &op->mult,
+                                &op->shift);
+    }
+    if (rc != 0) {
+        return rc;
     }
     if (tfa_q_activation_range(act, out->scale, out->zero_point, &op->act_min, &op->act_max) != 0) {
         return -TFA_ERR_MODEL_INVALID;

@@ -7,21 +7,32 @@
 
 enum { PADDING_SAME = 0, PADDING_VALID = 1 };
 
-/* Output size and leading padding as TFLite's ComputePaddingHeightWidth. */
+/* Largest window extent, stride and padded span accepted: every index expression of the kernels
+ * (y0 + dilation * ky, oy * stride - pad, ...) then stays far inside int32. */
+#define CONV_MAX_SPAN (1 << 24)
+
+/* Output size and leading padding as TFLite's ComputePaddingHeightWidth, computed in 64 bits from the
+ * model's int32 fields (a crafted stride or dilation must not overflow). */
 static int prv_geometry(uint8_t padding, int32_t in, int32_t filter, int32_t stride, int32_t dilation,
                         int32_t out, int32_t *pad)
 {
-    if (stride <= 0 || dilation <= 0 || filter <= 0) {
+    if (stride <= 0 || dilation <= 0 || filter <= 0 || in <= 0 || padding > PADDING_VALID) {
         return -TFA_ERR_MODEL_INVALID;
     }
-    int32_t effective = (filter - 1) * dilation + 1;
-    int32_t expect = padding == PADDING_SAME ? (in + stride - 1) / stride
-                                             : (in + stride - effective) / stride;
-    if (padding > PADDING_VALID || expect != out || out <= 0) {
+    const int64_t effective = (int64_t)(filter - 1) * dilation + 1;
+    if (effective > CONV_MAX_SPAN || stride > CONV_MAX_SPAN) {
         return -TFA_ERR_MODEL_INVALID;
     }
-    int32_t total = (out - 1) * stride + effective - in;
-    *pad = total > 0 ? total / 2 : 0;
+    const int64_t expect = padding == PADDING_SAME ? ((int64_t)in + stride - 1) / stride
+                                                   : ((int64_t)in + stride - effective) / stride;
+    if (expect != out || out <= 0) {
+        return -TFA_ERR_MODEL_INVALID;
+    }
+    const int64_t total = (int64_t)(out - 1) * stride + effective - in;
+    if (total > CONV_MAX_SPAN) {
+        return -TFA_ERR_MODEL_INVALID;
+    }
+    *pad = total > 0 ? (int32_t)(total / 2) : 0;
     return 0;
 }
 
@@ -86,7 +97,11 @@ int tfa_eng_prepare_conv(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options)
         if (dm == 0) {
             dm = out_ch / in_ch;
         }
-        if (dm <= 0 || in_ch * dm != out_ch) {
+        /* in_ch * dm in 32 bits used to wrap: a bogus multiplier (4 * 0x40000001 == 4) passed and the
+         * kernel indexed filter and output with it */
+        uint32_t channels;
+        if (dm <= 0 || tfa_eng_mul_u32((uint32_t)in_ch, (uint32_t)dm, &channels) != 0 ||
+            channels != (uint32_t)out_ch) {
             return -TFA_ERR_MODEL_INVALID;
         }
         op->depth_mult = dm;

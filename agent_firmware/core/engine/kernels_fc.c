@@ -38,8 +38,11 @@ int tfa_eng_prepare_fc(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options)
     if (depth > TFA_ENG_MAX_TAPS) {
         return -TFA_ERR_UNSUPPORTED_OP;
     }
+    /* batches * units in 32 bits could wrap to the output's element count (an out-of-bounds write) */
+    uint32_t out_elements;
     if (in->elements % depth != 0 || (uint32_t)out->dims[out->rank - 1] != units ||
-        out->elements != batches * units || (bias && bias->elements != units)) {
+        tfa_eng_mul_u32(batches, units, &out_elements) != 0 || out->elements != out_elements ||
+        (bias && bias->elements != units)) {
         return -TFA_ERR_MODEL_INVALID;
     }
     if (w->scale_count > 1) {
@@ -53,9 +56,10 @@ int tfa_eng_prepare_fc(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options)
     } else {
         /* TFLite multiplies the two float scales in float before widening. */
         double product = (double)(in->scale * w->scale);
-        int shift;
-        tfa_q_quantize_multiplier(product / (double)out->scale, &op->mult, &shift);
-        op->shift = shift;
+        rc = tfa_eng_multiplier(product / (double)out->scale, -31, 30, &op->mult, &op->shift);
+        if (rc != 0) {
+            return rc;
+        }
     }
     op->in_offset = -in->zero_point;
     op->in2_offset = -w->zero_point;

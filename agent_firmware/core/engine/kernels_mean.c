@@ -66,8 +66,11 @@ int tfa_eng_prepare_mean(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options)
     op->out_offset = out->zero_point;
     (void)keep_dims; /* only changes the output shape, checked above through its element count */
     int32_t mult;
-    int shift;
-    tfa_q_quantize_multiplier((double)in->scale / (double)out->scale, &mult, &shift);
+    int32_t shift;
+    rc = tfa_eng_multiplier((double)in->scale / (double)out->scale, -31, 30, &mult, &shift);
+    if (rc != 0) {
+        return rc;
+    }
     int fold = 63; /* floor(log2(count)), capped as TFLite does */
     while (fold > 0 && !((uint64_t)count >> fold)) {
         fold--;
@@ -76,6 +79,9 @@ int tfa_eng_prepare_mean(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options)
     fold = fold < 31 + shift ? fold : 31 + shift;
     op->mult = (int32_t)(((int64_t)mult * ((int64_t)1 << fold)) / count);
     op->shift = shift - fold;
+    if (op->shift < -31) {
+        return -TFA_ERR_MODEL_INVALID; /* a right shift of 32 or more: undefined in the kernel */
+    }
     e->mac_count += in->elements;
     return 0;
 }

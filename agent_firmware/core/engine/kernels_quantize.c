@@ -28,9 +28,11 @@ int tfa_eng_prepare_quantize(tfa_engine_t *e, tfa_eng_op_t *op)
         op->fscale = out->scale;
         op->out_offset = out->zero_point;
         if (in->type == TFA_TYPE_INT8) {
-            int shift;
-            tfa_q_quantize_multiplier((double)in->scale / (double)out->scale, &op->mult, &shift);
-            op->shift = shift;
+            int rc = tfa_eng_multiplier((double)in->scale / (double)out->scale, -31, 30, &op->mult,
+                                        &op->shift);
+            if (rc != 0) {
+                return rc;
+            }
             op->in_offset = in->zero_point;
         }
     }

@@ -69,7 +69,7 @@ int tfa_eng_prepare_shape_op(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options
     if (axis < 0 || axis >= out->rank) {
         return -TFA_ERR_MODEL_INVALID;
     }
-    int32_t sum = 0;
+    int64_t sum = 0; /* many inputs could overflow an int32 sum of their extents */
     for (uint32_t i = 0; i < op->inputs.count; i++) {
         const tfa_eng_tensor_t *t = tfa_eng_io(e, &op->inputs, i);
         rc = tfa_eng_check(t, TFA_TYPE_INT8, 0);

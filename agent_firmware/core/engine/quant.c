@@ -127,7 +127,13 @@ void tfa_q_quantize_multiplier(double real, int32_t *multiplier, int *shift)
 /* zero_point + round(f / scale); like TFLite, refuse a value that leaves the int32 range. */
 static int prv_quantize_value(float scale, int32_t zero_point, float f, int32_t *q)
 {
-    int64_t v = tfa_q_roundf(f / scale) + zero_point;
+    /* f / scale may be infinite (a subnormal scale): tfa_q_roundf saturates to INT64_MAX, and adding
+     * a positive zero point to it overflowed int64. Check the range before adding. */
+    int64_t r = tfa_q_roundf(f / scale);
+    if (r < INT32_MIN || r > INT32_MAX) {
+        return -1;
+    }
+    int64_t v = r + zero_point;
     if (v < INT32_MIN + 65536LL || v > INT32_MAX - 65536LL) {
         return -1;
     }

@@ -1,13 +1,16 @@
-"""Shared route dependencies: the app context, the bearer token check, bounded raw request bodies."""
+"""Shared route dependencies: the app context, the bearer token check, uploads spooled to disk."""
 
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+import tempfile
+from collections.abc import AsyncIterator
+from typing import Annotated, BinaryIO
 
 from fastapi import Depends, HTTPException, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from tinyfleet.server.api.limits import UNAUTHORIZED, too_large
 from tinyfleet.server.context import AppContext
 
 _bearer = HTTPBearer(auto_error=False, description="TINYFLEET_API_TOKEN")
@@ -19,25 +22,27 @@ def get_ctx(request: Request) -> AppContext:
 
 
 def require_token(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+    # ApiGuard (limits.py) checks the same before any body is read; this keeps the check on the routes
+    # themselves (and the security scheme in the OpenAPI schema).
     token = get_ctx(request).settings.api_token
     if creds is None or not hmac.compare_digest(creds.credentials.encode(), token.encode()):
-        raise HTTPException(status_code=401, detail="missing or wrong API token (Authorization: Bearer ...)")
+        raise HTTPException(status_code=401, detail=UNAUTHORIZED)
 
 
-async def raw_body(request: Request) -> bytes:
-    """The request body as bytes, refused with 413 beyond the configured upload limit."""
+async def upload_file(request: Request) -> AsyncIterator[BinaryIO]:
+    """The request body spooled to a temporary file on disk (deleted after the response), refused with
+    413 beyond the upload limit: an upload is never held whole in memory while it arrives. ApiGuard
+    already refuses a too large Content-Length; this counts what actually arrives."""
     limit = get_ctx(request).settings.max_upload_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(status_code=413, detail=f"upload above the limit of {limit} bytes")
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(status_code=413, detail=f"upload above the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    with tempfile.TemporaryFile(prefix="tinyfleet-upload-") as file:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise HTTPException(status_code=413, detail=too_large(limit))
+            file.write(chunk)
+        file.seek(0)
+        yield file
 
 
 OCTET_STREAM_BODY = {

@@ -2,7 +2,9 @@
 
 `/healthz` answers 200 as long as the process serves requests. `/readyz` answers 200 only when the
 server can do its job: the database answers, its schema is at the migrations' head and, when a broker is
-configured, the MQTT gateway is connected. Otherwise 503, with a body naming each failing check:
+configured, the MQTT gateway is connected (when the broker refuses its credentials, the `mqtt` check
+says so: "broker refused the gateway's credentials: ..."). Otherwise 503, with a body naming each
+failing check:
 
     {"ready": false, "failing": ["mqtt"], "detail": "not ready: mqtt: ...",
      "checks": {"database": {"ok": true, "detail": "..."}, "migrations": {...}, "mqtt": {...}}}
@@ -78,6 +80,8 @@ def readiness(ctx: AppContext) -> dict[str, Any]:
         checks["mqtt"] = _check(True, "no broker configured")
     elif ctx.gateway.connected.is_set():
         checks["mqtt"] = _check(True, "gateway connected")
+    elif ctx.broker_refusal is not None:  # the broker answered "no": retrying will not fix it
+        checks["mqtt"] = _check(False, ctx.broker_refusal)
     else:
         checks["mqtt"] = _check(False, "gateway not connected to the broker")
     failing = [name for name, check in checks.items() if not check["ok"]]

@@ -3,11 +3,13 @@ server packages and signs for one hardware class."""
 
 from __future__ import annotations
 
+from typing import Annotated, BinaryIO
+
 from fastapi import APIRouter, Depends, Path, Query, Response
 
 from tinyfleet.server import schemas
 from tinyfleet.server.api import views
-from tinyfleet.server.api.deps import OCTET_STREAM_BODY, U32, DbId, get_ctx, raw_body
+from tinyfleet.server.api.deps import OCTET_STREAM_BODY, U32, DbId, get_ctx, upload_file
 from tinyfleet.server.context import AppContext
 from tinyfleet.server.services import packages as pkgsvc
 from tinyfleet.server.services import registry
@@ -86,14 +88,14 @@ def list_versions(model_id: DbId, ctx: AppContext = Depends(get_ctx)) -> list[sc
 )
 def upload_tflite(
     model_id: DbId,
-    version: str = Query(pattern=schemas.SEMVER_PATTERN, description="semantic version x.y.z"),
+    version: Annotated[schemas.SemVer, Query(description="semantic version x.y.z")],
     hardware_class: int = Query(ge=0, le=U32),
-    min_runtime_version: str = Query(default="0.1.0", pattern=schemas.SEMVER_PATTERN),
+    min_runtime_version: Annotated[schemas.RuntimeVersion, Query()] = "0.1.0",
     security_counter: int | None = Query(
         default=None, ge=0, le=U32, description="default: the model's latest"
     ),
     notes: str = Query(default="", max_length=500),
-    body: bytes = Depends(raw_body),
+    upload: BinaryIO = Depends(upload_file),
     ctx: AppContext = Depends(get_ctx),
 ) -> schemas.ModelVersionPublic:
     with ctx.session() as s:
@@ -103,11 +105,12 @@ def upload_tflite(
             ctx.keys,
             model,
             version=version,
-            tflite=body,
+            tflite=upload.read(),
             hardware_class=hardware_class,
             min_runtime_version=min_runtime_version,
             security_counter=security_counter,
             notes=notes,
+            settings=ctx.settings,
         )
         return views.version(s, registry.get_version(s, pkg.model_version_id))
 

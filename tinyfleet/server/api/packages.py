@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import re
+from typing import BinaryIO
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
 
 from tinyfleet.server import schemas
 from tinyfleet.server.api import views
-from tinyfleet.server.api.deps import OCTET_STREAM_BODY, OptDbIdQuery, get_ctx, raw_body
+from tinyfleet.server.api.deps import OCTET_STREAM_BODY, OptDbIdQuery, get_ctx, upload_file
 from tinyfleet.server.context import AppContext
 from tinyfleet.server.services import packages as pkgsvc
 
 router = APIRouter(tags=["packages"])
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
 
 
 @router.post(
@@ -31,11 +32,18 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 )
 def upload_package(
     notes: str = Query(default="", max_length=500),
-    body: bytes = Depends(raw_body),
+    allow_selftest_mismatch: bool = Query(
+        default=False,
+        description="store a package whose self-test digest the reference interpreter does not reproduce"
+        " (every device will fail its self-test and revert: for testing that path)",
+    ),
+    upload: BinaryIO = Depends(upload_file),
     ctx: AppContext = Depends(get_ctx),
 ) -> schemas.PackagePublic:
+    data = upload.read()
     with ctx.session() as s:
-        return views.package(s, pkgsvc.import_signed(s, ctx.keys, body, notes))
+        pkg = pkgsvc.import_signed(s, ctx.keys, data, notes, ctx.settings, allow_selftest_mismatch)
+        return views.package(s, pkg)
 
 
 @router.get("/packages", response_model=list[schemas.PackagePublic])
@@ -52,21 +60,32 @@ def get_package(package_id: str, ctx: AppContext = Depends(get_ctx)) -> schemas.
         return views.package(s, pkgsvc.get_package(s, package_id))
 
 
-def _parse_range(header: str, size: int) -> tuple[int, int]:
-    """One 'bytes=a-b' range -> (start, end exclusive); HTTP 416 when unsatisfiable."""
-    m = _RANGE.match(header.strip())
+MAX_RANGE_HEADER = 200  # far above any real single range; longer headers are refused unparsed
+
+
+def _position(digits: str, size: int) -> int:
+    """A decimal position, capped at `size`: never converts thousands of digits (int() would refuse
+    them with ValueError; any number above the size means the same as the size)."""
+    digits = digits.lstrip("0") or "0"
+    return size if len(digits) > len(str(size)) else min(int(digits), size)
+
+
+def parse_range(header: str, size: int) -> tuple[int, int]:
+    """One 'bytes=a-b' range of a `size`-byte body -> (start, end exclusive). Anything else raises
+    HTTPException 416 (RFC 9110 lets a server refuse ranges it does not serve); nothing else is raised."""
+    m = _RANGE.match(header.strip()) if len(header) <= MAX_RANGE_HEADER else None
     if m is None or (not m.group(1) and not m.group(2)):
         raise HTTPException(status_code=416, detail="only one range of the form bytes=a-b is supported")
     first, last = m.group(1), m.group(2)
     if not first:  # suffix: the last N bytes
-        n = int(last)
+        n = _position(last, size)
         if n == 0:
-            raise HTTPException(status_code=416, detail="empty suffix range")
-        return max(0, size - n), size
-    start = int(first)
-    end = min(int(last) + 1, size) if last else size
+            raise HTTPException(status_code=416, detail="empty suffix range (or empty package)")
+        return size - n, size
+    start = _position(first, size)
+    end = min(_position(last, size) + 1, size) if last else size
     if start >= size or end <= start:
-        raise HTTPException(status_code=416, detail=f"range {header!r} outside the {size}-byte package")
+        raise HTTPException(status_code=416, detail=f"range outside the {size}-byte package")
     return start, end
 
 
@@ -91,7 +110,7 @@ def download_package(
     if range_header is None:
         return Response(data, media_type="application/octet-stream", headers=headers)
     try:
-        start, end = _parse_range(range_header, len(data))
+        start, end = parse_range(range_header, len(data))
     except HTTPException as exc:
         exc.headers = {"Content-Range": f"bytes */{len(data)}"}
         raise

@@ -2,23 +2,42 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Body, Depends
+from fastapi.responses import JSONResponse
 
 from tinyfleet.server import schemas
 from tinyfleet.server.api import views
 from tinyfleet.server.api.deps import DbId, get_ctx
 from tinyfleet.server.context import AppContext
 from tinyfleet.server.services import rollouts as rsvc
+from tinyfleet.server.services.compatibility import Incompatible
 
 router = APIRouter(tags=["rollouts"])
 
+INCOMPATIBLE_RESPONSE: dict[int | str, dict[str, Any]] = {
+    409: {"description": "targeted devices would refuse the package: `detail` and the `incompatible` table"}
+}
 
-@router.post("/rollouts", response_model=schemas.RolloutPublic, status_code=201)
-def create_rollout(body: schemas.RolloutCreate, ctx: AppContext = Depends(get_ctx)) -> schemas.RolloutPublic:
-    with ctx.session() as s:
-        return views.rollout(s, rsvc.create(s, ctx, body, ctx.settings.action_timeout_seconds))
+
+def _incompatible(exc: Incompatible) -> JSONResponse:
+    # Outside the session block: the transaction (a new rollout included) is rolled back.
+    rows = [r.public() for r in exc.refusals]
+    return JSONResponse({"detail": exc.message, "incompatible": rows}, status_code=409)
+
+
+@router.post(
+    "/rollouts", response_model=schemas.RolloutPublic, status_code=201, responses=INCOMPATIBLE_RESPONSE
+)
+def create_rollout(
+    body: schemas.RolloutCreate, ctx: AppContext = Depends(get_ctx)
+) -> schemas.RolloutPublic | JSONResponse:
+    try:
+        with ctx.session() as s:
+            return views.rollout(s, rsvc.create(s, ctx, body, ctx.settings.action_timeout_seconds))
+    except Incompatible as exc:
+        return _incompatible(exc)
 
 
 @router.get("/rollouts", response_model=list[schemas.RolloutPublic])
@@ -47,11 +66,19 @@ def rollout_actions(
         return [views.action(a) for a in rsvc.actions_of(s, rollout_id, purpose, state)]
 
 
-@router.post("/rollouts/{rollout_id}/{command}", response_model=schemas.RolloutPublic)
+@router.post(
+    "/rollouts/{rollout_id}/{command}", response_model=schemas.RolloutPublic, responses=INCOMPATIBLE_RESPONSE
+)
 def command(
     rollout_id: DbId,
     command: rsvc.Command,
+    body: schemas.RolloutCommand | None = Body(default=None),
     ctx: AppContext = Depends(get_ctx),
-) -> schemas.RolloutPublic:
-    with ctx.session() as s:
-        return views.rollout(s, rsvc.command(s, ctx, rsvc.get_rollout(s, rollout_id), command))
+) -> schemas.RolloutPublic | JSONResponse:
+    skip = body.skip_incompatible if body is not None else False
+    try:
+        with ctx.session() as s:
+            rollout = rsvc.get_rollout(s, rollout_id)
+            return views.rollout(s, rsvc.command(s, ctx, rollout, command, skip_incompatible=skip))
+    except Incompatible as exc:
+        return _incompatible(exc)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from sqlmodel import Session
 
 from tinyfleet.server import schemas
+from tinyfleet.server.canary import gate as canary_gate
 from tinyfleet.server.context import AppContext
 from tinyfleet.server.models import (
+    CanaryGate,
     Device,
     DeviceAction,
     Model,
@@ -75,8 +77,13 @@ def rollout(session: Session, r: Rollout) -> schemas.RolloutPublic:
         rollback=schemas.RolloutCounts(**rsvc.counts([a for a in actions if a.purpose == "rollback"])),
         transfer=schemas.RolloutBytes(**rsvc.transfer(actions)),
         rollback_outcome=rsvc.rollback_outcomes(actions) if r.state in ROLLBACK_STATES else {},
+        gates=[gate(g) for g in canary_gate.gates_of(session, r.id or 0)],
         **r.model_dump(),
     )
+
+
+def gate(g: CanaryGate) -> schemas.GatePublic:
+    return schemas.GatePublic(**g.model_dump(exclude={"id", "rollout_id", "created_at"}))
 
 
 def action(a: DeviceAction) -> schemas.DeviceActionPublic:

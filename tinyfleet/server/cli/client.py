@@ -23,12 +23,12 @@ PIPE_WIDTH = 10_000  # columns when stdout is not a terminal: nothing a script r
 
 class _Console(Console):
     """A console that is full width when it does not write to a terminal: rich would otherwise cut a
-    piped table at 80 columns."""
+    piped table at 80 columns (or at $COLUMNS, read once when the console was made)."""
 
     @property
     def size(self) -> ConsoleDimensions:
         dims = super().size
-        if self._width is None and not self.is_terminal:
+        if not self.is_terminal:
             return ConsoleDimensions(PIPE_WIDTH, dims.height)
         return dims
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -29,13 +30,21 @@ def packages_list(
 def packages_upload(
     path: Path = typer.Argument(..., help="a package signed offline (`tinyfleet sign build`)"),
     notes: str = typer.Option("", help="notes kept with the package"),
+    allow_selftest_mismatch: bool = typer.Option(
+        False,
+        "--allow-selftest-mismatch",
+        help="store it even though its self-test will fail on every device (to test that path)",
+    ),
     as_json: bool = json_option(),
 ) -> None:
     """Upload a package signed offline; the server verifies it against its trust store."""
+    params: dict[str, Any] = {"notes": notes}
+    if allow_selftest_mismatch:
+        params["allow_selftest_mismatch"] = "true"
     p = call(
         "POST",
         "/api/packages",
-        params={"notes": notes},
+        params=params,
         content=_read(path),
         headers={"Content-Type": "application/octet-stream"},
     )

@@ -119,6 +119,16 @@ def rollouts_create(
     max_concurrent: int = typer.Option(50, help="devices installing at once"),
     timeout: float | None = typer.Option(None, help="seconds without progress before a device times out"),
     start: bool = typer.Option(False, "--start", help="start at once"),
+    skip_incompatible: bool = typer.Option(
+        False, "--skip-incompatible", help="leave out devices that would refuse the package (else 409)"
+    ),
+    canary: bool = typer.Option(
+        False, "--canary", help="gate each wave but the last on canary analysis (defaults: README)"
+    ),
+    canary_window: float | None = typer.Option(None, help="canary: seconds of telemetry compared"),
+    canary_min_inferences: int | None = typer.Option(None, help="canary: inferences needed per side"),
+    canary_min_devices: int | None = typer.Option(None, help="canary: devices needed per side"),
+    canary_on_fail: str | None = typer.Option(None, help="canary: pause or rollback when a metric fails"),
     as_json: bool = json_option(),
 ) -> None:
     """Create a rollout of a model version to the selected devices (a draft unless --start)."""
@@ -141,9 +151,22 @@ def rollouts_create(
         "failure_action": on_failure,
         "max_concurrent": max_concurrent,
         "start": start,
+        "skip_incompatible": skip_incompatible,
     }
     if timeout is not None:
         body["action_timeout_seconds"] = timeout
+    gate = {
+        k: v
+        for k, v in (
+            ("window_seconds", canary_window),
+            ("min_inferences", canary_min_inferences),
+            ("min_devices", canary_min_devices),
+            ("on_fail", canary_on_fail),
+        )
+        if v is not None
+    }
+    if canary or gate:  # any canary option turns the gate on; the server fills in the rest
+        body["canary"] = gate
     rollout = call("POST", "/api/rollouts", json=body)
     if as_json:
         print_json(rollout)
@@ -196,8 +219,70 @@ def rollouts_show(
     console.print(
         f"waves {r['wave_sizes']}  deploy {r['deploy']['by_state']}  rollback {r['rollback']['by_state']}"
     )
+    if r.get("canary"):
+        c = r["canary"]
+        console.print(
+            f"canary gate: window {c['window_seconds']:g} s, at least {c['min_inferences']} inferences"
+            f" on {c['min_devices']} device(s) per side, on fail {c['on_fail']},"
+            f" without data after {c['max_wait_seconds']:g} s {c['on_not_enough_data']}",
+            highlight=False,
+        )
+    if r.get("gates"):
+        _table("canary gates", GATE_COLUMNS, gate_rows(r["gates"]))
+        for g in r["gates"]:
+            if g["reason"]:
+                console.print(f"wave {g['wave'] + 1}: {escape(g['reason'])}", highlight=False)
     if actions:
         _print_actions("device actions", call("GET", f"/api/rollouts/{rollout_id}/actions"))
+
+
+GATE_COLUMNS = ["wave", "gate", "metric", "verdict", "canary", "control", "threshold", "samples"]
+
+
+def _gate_value(metric: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if metric == "error_rate":
+        return f"{100 * value:.2f}%"
+    if metric == "latency":
+        return f"{value:.0f} us"
+    return f"{value:.4f}" if metric == "class_distribution" else f"{value:.3f}"
+
+
+def _gate_threshold(metric: str, t: float) -> str:
+    return {
+        "error_rate": f"+{100 * t:.2f} pp",
+        "latency": f"+{100 * t:.0f}%",
+        "confidence": f"-{t:.3f}",
+        "class_distribution": f"JSD {t:.4f}",
+    }.get(metric, f"{t:g}")
+
+
+def gate_rows(gates: list[dict[str, Any]]) -> list[list[Any]]:
+    """One row per wave and metric: verdict, canary and control values, threshold, samples
+    (canary/control inferences and devices)."""
+    rows = []
+    for g in gates:
+        for metric, m in g["metrics"].items():
+            samples = (
+                f"{m['canary_samples']}/{m['control_samples']}"
+                f" ({m['canary_devices']}/{m['control_devices']} dev)"
+            )
+            rows.append(
+                [
+                    g["wave"] + 1,
+                    g["verdict"],
+                    metric,
+                    m["verdict"],
+                    _gate_value(metric, m["canary"]),
+                    _gate_value(metric, m["control"]),
+                    _gate_threshold(metric, m["threshold"]),
+                    samples,
+                ]
+            )
+        if not g["metrics"]:  # the window is still open
+            rows.append([g["wave"] + 1, g["verdict"], "", "", "", "", "", ""])
+    return rows
 
 
 MOVING_STATES = ("running", "rolling_back")
@@ -260,6 +345,19 @@ def _command(cmd: str) -> Callable[..., None]:
         as_json: bool = json_option(),
     ) -> None:
         r = call("POST", f"/api/rollouts/{rollout_id}/{cmd}")
+        show(r, as_json)
+
+    def start(
+        rollout_id: int = typer.Argument(..., help=ROLLOUT_ID_HELP),
+        skip_incompatible: bool = typer.Option(
+            False, "--skip-incompatible", help="leave out devices that would refuse the package (else 409)"
+        ),
+        as_json: bool = json_option(),
+    ) -> None:
+        body = {"skip_incompatible": skip_incompatible}
+        show(call("POST", f"/api/rollouts/{rollout_id}/start", json=body), as_json)
+
+    def show(r: dict[str, Any], as_json: bool) -> None:
         if as_json:
             print_json(r)
             return
@@ -274,6 +372,9 @@ def _command(cmd: str) -> Callable[..., None]:
             _confirm_rollback(rollout_id)
         run(rollout_id, as_json)
 
+    if cmd == "start":
+        start.__doc__ = "Start a draft rollout."
+        return start
     if cmd == "rollback":
         rollback.__doc__ = "Return every touched device to the model it had (asks first unless --yes)."
         return rollback

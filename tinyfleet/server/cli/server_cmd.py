@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import signal
-from typing import TYPE_CHECKING
+import subprocess
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -35,6 +41,7 @@ def server_run(
 
     import uvicorn
 
+    from tinyfleet.server import logs
     from tinyfleet.server.app import create_app
     from tinyfleet.server.config import ConfigError, settings_from_env
 
@@ -43,6 +50,7 @@ def server_run(
     with ExitStack() as stack:
         try:
             settings = settings_from_env()
+            logs.apply_format(settings.log_format)  # before the first line (the signing-key notice)
             if broker:
                 settings = _managed_broker(stack, settings, broker_host, broker_port)
             app = create_app(settings)
@@ -56,7 +64,11 @@ def server_run(
         # would die right there, leaving the broker it manages running. Leave through the ExitStack instead.
         previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
-            uvicorn.run(app, host=host, port=port, log_level="info")
+            log_config = logs.uvicorn_log_config(settings.log_format)
+            if log_config is None:
+                uvicorn.run(app, host=host, port=port, log_level="info")
+            else:
+                uvicorn.run(app, host=host, port=port, log_level="info", log_config=log_config)
         except SystemExit as exc:
             if exc.code not in (0, None):
                 raise
@@ -70,7 +82,11 @@ def _exit_on_sigterm(_signum: int, _frame: object) -> None:
 
 def _managed_broker(stack: ExitStack, settings: Settings, host: str, port: int) -> Settings:
     """Start a Mosquitto that lives as long as the server, authenticating devices with the password file
-    the server writes; its pid file lets the server reload it after every new credential."""
+    the server writes; its pid file lets the server reload it after every new credential.
+
+    Crash safety (docs/DEPLOY.md): on Linux the broker dies with the server even on SIGKILL; elsewhere a
+    broker a killed server left behind is found through the state file and stopped. Either way the new
+    broker listens on the port recorded there, the address devices were provisioned with."""
     import secrets
 
     from tinyfleet.server.config import ConfigError
@@ -83,17 +99,34 @@ def _managed_broker(stack: ExitStack, settings: Settings, host: str, port: int) 
     data_dir.mkdir(parents=True, exist_ok=True)
     password_file = settings.mqtt_password_file or data_dir / "mosquitto.passwd"
     pid_file = data_dir / "mosquitto.pid"
+    state_file = data_dir / BROKER_STATE
+    workdir = data_dir / "broker"
+    previous = _read_state(state_file)
+    _stop_leftover(previous, workdir / "mosquitto.conf")
+    recorded = bool(not port and previous and previous.get("host") == host)
+    if recorded and previous is not None:
+        port = int(previous.get("port") or 0)
     user = settings.mqtt_client_id
     password = secrets.token_urlsafe(18)
     # The gateway's account must be in the file before the broker starts; the server rewrites the file
     # (devices + this account) at start.
     write_password_file(password_file, [(user, hash_password(password))])
+    broker = DevBroker(
+        host,
+        port or None,
+        password_file=password_file,
+        admin_users=[user],
+        workdir=workdir,
+        die_with_parent=True,
+    )
     try:
-        running = stack.enter_context(
-            DevBroker(host, port or None, password_file=password_file, admin_users=[user])
-        )
+        running = stack.enter_context(broker)
     except BrokerError as exc:
-        raise ConfigError(str(exc)) from None
+        hint = f" (recorded in {state_file}; free it or give --broker-port)" if recorded else ""
+        raise ConfigError(f"{exc}{hint}") from None
+    conf = workdir / "mosquitto.conf"
+    state = {"pid": running.pid, "host": running.host, "port": running.port, "config": str(conf)}
+    state_file.write_text(json.dumps(state) + "\n", encoding="utf-8")
     pid_file.write_text(f"{running.pid}\n", encoding="ascii")
     stack.callback(pid_file.unlink, missing_ok=True)
     console.print(
@@ -104,6 +137,49 @@ def _managed_broker(stack: ExitStack, settings: Settings, host: str, port: int) 
         mqtt_password_file=password_file,
         mqtt_broker_pid_file=pid_file,
     )
+
+
+# Kept after a clean stop too: the port in it is the address devices were provisioned with.
+BROKER_STATE = "broker.json"
+
+
+def _read_state(path: Path) -> dict[str, Any] | None:
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def _command_line(pid: int) -> str:
+    """The command line of a live process, "" when there is none (zombies included)."""
+    if Path("/proc/self").exists():
+        with contextlib.suppress(OSError):
+            return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        return ""
+    with contextlib.suppress(OSError):  # no /proc (macOS, BSD): ask ps
+        cmd = ["ps", "-o", "command=", "-p", str(pid)]
+        return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout.strip()
+    return ""
+
+
+def _stop_leftover(state: dict[str, Any] | None, conf: Path) -> None:
+    """Stop the broker of a previous run if it is still alive: our mosquitto with our config. A pid
+    reused by another program fails that test and is left alone."""
+    pid = state.get("pid") if state else None
+    if not isinstance(pid, int) or pid <= 0:
+        return
+    line = _command_line(pid)
+    if "mosquitto" not in line or str(conf) not in line:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and _command_line(pid):
+            time.sleep(0.05)
+        if _command_line(pid):
+            os.kill(pid, signal.SIGKILL)
+    console.print(f"stopped mosquitto pid {pid} left by a previous run", soft_wrap=True)
 
 
 @server_app.command("migrate")

@@ -19,6 +19,54 @@ from tinyfleet.server.services.errors import Conflict, NotFound
 from tinyfleet.server.services.ids import new_id
 
 PHASES = ("idle", "downloading", "downloaded", "trial")
+U32 = 0xFFFFFFFF
+# Capability fields a device may report in `capabilities` (docs/PROTOCOL.md 4.2): name -> kind.
+CAPABILITY_INTS = ("slot_size", "sector_size", "ram_budget")
+
+
+class BadCapabilities(ValueError):
+    """A reported `capabilities` object that breaks PROTOCOL 4.2 (the message is one line)."""
+
+
+def _u32(obj: dict[str, Any], key: str) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= U32:
+        raise BadCapabilities(f"capabilities.{key} must be an integer in 0..{U32}")
+    return value
+
+
+def parse_capabilities(reported: dict[str, Any]) -> dict[str, Any] | None:
+    """The capabilities in a reported state, validated, with its hardware class and runtime version; None
+    when the device reports none (an older device). BadCapabilities names the bad field."""
+    caps = reported.get("capabilities")
+    if caps is None:
+        return None
+    if not isinstance(caps, dict):
+        raise BadCapabilities("capabilities must be a JSON object")
+    out: dict[str, Any] = {
+        "hardware_class": reported.get("hardware_class"),
+        "runtime_version": reported.get("runtime_version"),
+    }
+    for key in CAPABILITY_INTS:
+        out[key] = _u32(caps, key)
+    if out["slot_size"] is None or out["ram_budget"] is None:
+        raise BadCapabilities("capabilities need slot_size and ram_budget")
+    ops = caps.get("ops")
+    if ops is not None and (
+        not isinstance(ops, list)
+        or len(ops) > 1024
+        or not all(isinstance(o, int) and not isinstance(o, bool) and 0 <= o <= 0xFFFF for o in ops)
+    ):
+        raise BadCapabilities("capabilities.ops must be a list of builtin operator codes (0..65535)")
+    out["ops"] = sorted(set(ops)) if ops is not None else None
+    for key in ("engine", "payload_decoder"):
+        value = caps.get(key)
+        if value is not None and not isinstance(value, bool):
+            raise BadCapabilities(f"capabilities.{key} must be true or false")
+        out[key] = value
+    return out
 
 
 def provision(session: Session, fx: Effects, body: DeviceCreate) -> tuple[Device, str]:
@@ -155,6 +203,9 @@ def set_reported(session: Session, device: Device, reported: dict[str, Any], now
     slot = active_slot(reported)
     sha = slot.get("model_sha256") if slot else None
     device.active_model_sha256 = sha if isinstance(sha, str) else None
+    caps = parse_capabilities(reported)
+    if caps is not None:  # a report without them keeps what the device said before
+        device.capabilities = caps
     session.add(device)
 
 

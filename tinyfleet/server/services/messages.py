@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -46,6 +47,14 @@ class Outgoing:
 
 class Malformed(ValueError):
     """A device message that breaks PROTOCOL section 4; counted and logged, never fatal."""
+
+
+class StoreUnavailable(Exception):
+    """The database could not be reached: the message is kept (not acknowledged) and handled again."""
+
+
+# Errors of the database connection, not of the data: retrying the same message later can succeed.
+TRANSIENT_DB_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError)
 
 
 def split_topic(topic: str) -> tuple[str, str] | None:
@@ -119,6 +128,8 @@ class GatewayStats:
         self.received: Counter[str] = Counter()
         self.malformed: Counter[str] = Counter()
         self.events: Counter[str] = Counter()
+        # Well-formed telemetry refused (wrong_model, out_of_range, rate_limited), in reports.
+        self.rejected: Counter[str] = Counter()
 
     def count(self, table: str, key: str, n: int = 1) -> None:
         with self._lock:
@@ -130,6 +141,7 @@ class GatewayStats:
                 "received": dict(self.received),
                 "malformed": dict(self.malformed),
                 "events": dict(self.events),
+                "rejected": dict(self.rejected),
             }
 
 
@@ -156,9 +168,11 @@ class DeviceMessages:
         self._classes: dict[str, int] = {}
         self._limits: dict[int, tuple[int, float]] = {}
         self._telemetry_since: float | None = None
+        self._tracks: dict[str, telsvc.DeviceTrack] = {}
 
     def handle(self, topic: str, payload: bytes) -> list[Outgoing]:
-        """Process one message; any problem with it is counted and logged, never raised."""
+        """Process one message; any problem with it is counted and logged, never raised, except that the
+        database is unreachable (StoreUnavailable): the caller keeps the message and retries it."""
         parsed = split_topic(topic)
         if parsed is None:
             self.stats.count("malformed", "topic")
@@ -171,13 +185,18 @@ class DeviceMessages:
             return []
         try:
             return self._dispatch(device_id, kind, payload)
-        except Malformed as exc:
+        except (Malformed, devsvc.BadCapabilities) as exc:  # capabilities: set_reported
             self.stats.count("malformed", kind)
             log.warning("malformed %s from %s: %s", kind, device_id, exc)
         except UnknownDevice:
             self.stats.count("events", "unknown_device")
             log.warning("%s from unknown device %r ignored", kind, device_id)
-        except Exception:  # a database hiccup must not kill the gateway; the device will retry
+        except telsvc.Rejected as exc:
+            self.stats.count("rejected", exc.reason, _report_count(payload))
+            log.warning("telemetry from %s refused: %s", device_id, exc)
+        except TRANSIENT_DB_ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        except Exception:  # a bug with one message must not kill the gateway; counted and logged
             self.stats.count("events", "handler_error")
             log.exception("error handling %s from %s", kind, device_id)
         return []
@@ -282,40 +301,76 @@ class DeviceMessages:
         return [Outgoing(topic, encode_chunk(package_id, offset, len(data), piece))]
 
     def _telemetry_message(self, device_id: str, msg: dict[str, Any]) -> None:
+        now = self._clock()
         try:
-            rows = telsvc.parse_reports(device_id, msg, self._clock())
+            rows = telsvc.parse_reports(device_id, msg, now)
         except ValueError as exc:
             raise Malformed(str(exc)) from None
-        with session_scope(self._db) as session:
-            _device(session, device_id)
+        with Session(self._db) as session:
+            active = _device(session, device_id).active_model_sha256
+        track = self._tracks.setdefault(device_id, telsvc.DeviceTrack())
+        telsvc.check_plausible(rows, active, track)
+        if not track.take(len(rows), now):
+            raise telsvc.Rejected("rate_limited", f"above {telsvc.RATE_REPORTS_PER_S:g} reports/s")
+        for r in rows:
+            if r.seq is not None:
+                gap = track.gap(r.boot or 0, r.seq)
+                if gap:
+                    self.stats.count("events", "telemetry_gaps", gap)
         if self._telemetry_since is None:
-            self._telemetry_since = self._clock()
+            self._telemetry_since = now
         self._telemetry.extend(rows)
 
     def telemetry_pending(self) -> int:
         return len(self._telemetry)
 
     def flush_telemetry(self, *, max_rows: int = 0, max_age: float = 0.0) -> int:
-        """Store buffered telemetry in one transaction when the buffer is big or old enough."""
+        """Store buffered telemetry in one transaction when the buffer is big or old enough. When the
+        database is unreachable the rows stay buffered and StoreUnavailable is raised (retry later)."""
         if not self._telemetry:
             return 0
         age = self._clock() - (self._telemetry_since or self._clock())
         if len(self._telemetry) < max_rows and age < max_age:
             return 0
-        rows, self._telemetry, self._telemetry_since = self._telemetry, [], None
+        rows = self._telemetry
         try:
-            with session_scope(self._db) as session:
-                telsvc.store(session, rows)
+            stored = self._store(rows)
+        except TRANSIENT_DB_ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
         except Exception:
-            self.stats.count("events", "telemetry_lost", len(rows))
-            log.exception("could not store %d telemetry rows", len(rows))
-            return 0
-        self.stats.count("events", "telemetry_rows", len(rows))
-        return len(rows)
+            # A row the database refuses (its device was deleted meanwhile): store the others one by one.
+            log.exception("could not store %d telemetry rows together; storing them one by one", len(rows))
+            stored = 0
+            for row in rows:
+                try:
+                    stored += self._store([row])
+                except TRANSIENT_DB_ERRORS as exc:
+                    raise StoreUnavailable(str(exc)) from exc
+                except Exception:
+                    self.stats.count("events", "telemetry_refused_by_db")
+        self._telemetry, self._telemetry_since = [], None
+        return stored
+
+    def _store(self, rows: list[TelemetryReport]) -> int:
+        # Fresh objects per attempt: a failed transaction leaves the previous ones attached to it.
+        copies = [TelemetryReport.model_validate(r.model_dump(exclude={"id"})) for r in rows]
+        with session_scope(self._db) as session:
+            duplicates = telsvc.store(session, copies)
+        self.stats.count("events", "telemetry_rows", len(rows) - duplicates)
+        if duplicates:
+            self.stats.count("events", "telemetry_duplicates", duplicates)
+        return len(rows) - duplicates
 
 
 class UnknownDevice(Exception):
     pass
+
+
+def _report_count(payload: bytes) -> int:
+    try:
+        return max(1, len(json.loads(payload)["reports"]))
+    except Exception:
+        return 1
 
 
 def _device(session: Any, device_id: str) -> Device:

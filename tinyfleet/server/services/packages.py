@@ -5,6 +5,7 @@ because packages never change once stored."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -13,17 +14,21 @@ from sqlalchemy import case, func, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from tinyfleet.server.config import Settings
 from tinyfleet.server.models import Model, ModelVersion, Package, PackageBlob, PackageVariant, SigningSequence
 from tinyfleet.server.services import registry
+from tinyfleet.server.services.compatibility import check_class_limits
 from tinyfleet.server.services.errors import Conflict, Invalid, NotFound
 from tinyfleet.server.services.ids import new_id
-from tinyfleet.server.services.model_check import check_model
+from tinyfleet.server.services.model_check import MIB, CheckLimits, check_model
 from tinyfleet.server.services.signer import ServerKeys
 from tinyfleet.signing.codes import ErrorCode
 from tinyfleet.signing.errors import SigningError
-from tinyfleet.signing.manifest import MANIFEST_SIZE, Manifest, parse_unverified
+from tinyfleet.signing.manifest import ENC_DELTA, MANIFEST_SIZE, Manifest, parse_unverified
 from tinyfleet.signing.package import build_package, verify_package
 from tinyfleet.signing.tflite import parse_model
+
+log = logging.getLogger(__name__)
 
 
 class RollbackImpossible(Invalid):
@@ -95,6 +100,7 @@ def _store(
     signed_by: str,
     rebuilt_from: str | None = None,
 ) -> Package:
+    check_class_limits(session, manifest.hardware_class, manifest.model_size, manifest.arena_bytes)
     existing = package_for(session, mv.id or 0, manifest.hardware_class)
     if existing is not None and rebuilt_from is None:
         raise Conflict(
@@ -137,6 +143,7 @@ def build_from_tflite(
     min_runtime_version: str,
     security_counter: int | None,
     notes: str = "",
+    settings: Settings | None = None,
 ) -> Package:
     """Sign `tflite` with the server key as `model` `version` for one hardware class."""
     if not tflite:
@@ -145,7 +152,7 @@ def build_from_tflite(
         parse_model(tflite)
     except (SigningError, ValueError) as exc:
         raise Invalid(f"cannot package this model: {exc}") from None
-    facts = check_model(tflite)
+    facts = check_model(tflite, limits=_limits(settings))
     mv = registry.get_or_create_version(session, model, version, notes)
     counter = _latest_security_counter(session, model) if security_counter is None else security_counter
     try:
@@ -170,14 +177,56 @@ def build_from_tflite(
     return _store(session, mv, data, manifest, "server")
 
 
-def import_signed(session: Session, keys: ServerKeys, data: bytes, notes: str = "") -> Package:
+def _limits(settings: Settings | None) -> CheckLimits | None:
+    if settings is None:
+        return None
+    return CheckLimits(settings.model_check_seconds, settings.model_check_memory_mb * MIB)
+
+
+def _check_offline_model(
+    payload: bytes, manifest: Manifest, limits: CheckLimits | None, allow_selftest_mismatch: bool = False
+) -> None:
+    """The upload check (model_check) on the model an offline package carries: a valid signature says
+    who built it, not that the engine can run it or that its self-test is right. Compressed payloads are
+    decoded by the checker; delta payloads are refused, because their base is whatever the devices run,
+    which the server may not hold (the server makes delta variants of raw packages itself)."""
+    if manifest.payload_encoding == ENC_DELTA:
+        raise Invalid("package refused: offline delta packages cannot be checked; upload the raw package")
+    facts = check_model(
+        payload, encoding=manifest.payload_encoding, seed=manifest.selftest_seed, limits=limits
+    )
+    if facts is None:
+        return
+    if facts.model_sha256 != manifest.model_sha256:
+        raise Invalid("package refused: the decoded payload is not the model the manifest names")
+    if manifest.selftest_seed and facts.selftest_output_sha256 != manifest.selftest_output_sha256:
+        if allow_selftest_mismatch:  # asked for: e.g. to watch devices refuse it and roll back
+            log.warning("package %s v%s stored with a self-test every device will fail", manifest.model_name,
+                        manifest.version_str)  # fmt: skip
+            return
+        raise Invalid(
+            "package refused: its self-test digest differs from the reference interpreter's"
+            " (every device would fail the self-test; allow_selftest_mismatch=true stores it anyway)"
+        )
+
+
+def import_signed(
+    session: Session,
+    keys: ServerKeys,
+    data: bytes,
+    notes: str = "",
+    settings: Settings | None = None,
+    allow_selftest_mismatch: bool = False,
+) -> Package:
     """Store a package signed offline after verifying it against the server's trust store."""
     if len(data) < MANIFEST_SIZE:
         raise Invalid(f"a package is at least {MANIFEST_SIZE} bytes; got {len(data)}")
     try:
-        manifest = verify_package(data, keys.trust_store).manifest
+        verified = verify_package(data, keys.trust_store)
     except SigningError as exc:
         raise Invalid(f"package refused: {exc}") from None
+    manifest = verified.manifest
+    _check_offline_model(verified.payload, manifest, _limits(settings), allow_selftest_mismatch)
     model = registry.get_model_by_name(session, manifest.model_name)
     mv = registry.get_or_create_version(session, model, manifest.version_str, notes)
     clash = session.exec(

@@ -17,6 +17,7 @@ def put_hardware_class(session: Session, class_id: int, body: HardwareClassPut) 
         hw = HardwareClass(id=class_id, name=body.name, chunk_size=body.chunk_size, created_at=time.time())
     else:
         hw.name, hw.chunk_size = body.name, body.chunk_size
+    hw.slot_size, hw.ram_budget = body.slot_size, body.ram_budget  # a PUT replaces the whole class
     session.add(hw)
     session.flush()
     return hw

@@ -20,8 +20,10 @@ from typing import Any, Protocol
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from tinyfleet.server.canary import gate as canary_gate
 from tinyfleet.server.db import after_commit, session_scope
 from tinyfleet.server.models import Device, DeviceAction, Rollout
+from tinyfleet.server.services import compatibility as compat
 from tinyfleet.server.services import devices as devsvc
 from tinyfleet.server.services import packages as pkgsvc
 from tinyfleet.server.services import registry
@@ -71,11 +73,15 @@ class RolloutDriver:
         self._tick_lock = threading.Lock()
         self.ticks = 0
         self.last_error: str | None = None
+        # Last time device messages may have been held back (server start, database or broker down):
+        # action timeouts count from here, see _time_out.
+        self._unhealthy_at = 0.0
 
     # --- background loop ------------------------------------------------------------------------
 
     def start(self) -> None:
         self._stop.clear()
+        self._unhealthy_at = self._clock()  # messages sent while the server was down arrive after this
         self._thread = threading.Thread(target=self._loop, name="tinyfleet-rollouts", daemon=True)
         self._thread.start()
 
@@ -95,6 +101,7 @@ class RolloutDriver:
             try:
                 self.tick()
             except Exception as exc:  # a bad row must not stop the driver; it is logged and retried
+                self._unhealthy_at = self._clock()
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("rollout tick failed")
             # A burst of device messages wakes the driver many times; a short pause between ticks lets
@@ -181,9 +188,19 @@ class RolloutDriver:
                 a.state, a.updated_at = "rolled_back", now
                 session.add(a)
 
+    def unhealthy_at(self) -> float:
+        """The latest of: server start, a failed tick, the gateway unable to store device messages."""
+        gateway = getattr(self.publisher, "last_unhealthy", None)  # only the MQTT gateway has it
+        return max(self._unhealthy_at, gateway() if gateway is not None else 0.0)
+
     def _time_out(self, session: Session, rollout: Rollout, actions: list[DeviceAction], now: float) -> None:
+        """An action times out after action_timeout_seconds without progress *while messages flowed*:
+        a device's status held by a broker or database outage (or sent while the server was down) is
+        delivered after it, so the deadline is at least a full timeout after the outage ended.
+        Reconciliation against reported state ran just before (_reconcile)."""
+        since = self.unhealthy_at()
         for a in actions:
-            if a.state in IN_FLIGHT and now - a.updated_at > rollout.action_timeout_seconds:
+            if a.state in IN_FLIGHT and now - max(a.updated_at, since) > rollout.action_timeout_seconds:
                 a.state = "timed_out"
                 a.error = f"no progress for {rollout.action_timeout_seconds:g} s (last state reported)"
                 a.updated_at = now
@@ -200,11 +217,20 @@ class RolloutDriver:
         """Matching devices that came online or were provisioned since the start join the current wave."""
         have = {a.device_id for a in actions if a.purpose == "deploy"}
         joined = []
+        skipped = list(rollout.skipped_devices or [])
+        facts: dict[str, Any] = {}
         for device in rsvc.eligible_devices(session, rollout, online_only=True):
             if device.id in have:
                 continue
             pkg = pkgsvc.package_for(session, rollout.model_version_id, device.hardware_class)
             if pkg is None:
+                continue
+            # A late joiner is judged like the devices at the start: one that would refuse the package
+            # is left out and listed, never sent a download that ends in a predictable failure.
+            refusal = compat.predict(session, device, pkg, facts)
+            if refusal is not None:
+                skipped.append(refusal.public())
+                log.info("rollout %s: %s left out: %s", rollout.id, device.id, refusal.reason)
                 continue
             action = rsvc.new_action(
                 rollout, device, purpose="deploy", operation="install", wave=rollout.current_wave, now=now
@@ -213,6 +239,8 @@ class RolloutDriver:
             session.add(action)
             devices[device.id] = device
             joined.append(action)
+        if len(skipped) != len(rollout.skipped_devices or []):
+            rollout.skipped_devices = sorted(skipped, key=lambda d: str(d["device_id"]))
         if joined:
             sizes = list(rollout.wave_sizes)
             sizes[rollout.current_wave] += len(joined)
@@ -266,6 +294,11 @@ class RolloutDriver:
                 return
             if rollout.wave_passed_at is None:
                 rollout.wave_passed_at = now
+            last = rollout.current_wave + 1 >= len(rollout.wave_sizes)
+            # The canary gate holds the next wave back; the last wave has none to hold (nor a control group).
+            gated = bool(wave and rollout.canary and not last)
+            if gated and canary_gate.check(session, rollout, wave, now) != canary_gate.PASSED:
+                return  # window open, waiting for data, or stopped by the gate's policy
             if wave and rollout.soak_seconds > 0 and now - rollout.wave_passed_at < rollout.soak_seconds:
                 return  # soaking: the wave's devices keep running the model before the next wave
             if rollout.current_wave + 1 >= len(rollout.wave_sizes):

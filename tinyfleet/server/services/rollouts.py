@@ -15,12 +15,14 @@ from typing import Any, Literal
 
 from sqlmodel import Session, col, select
 
+from tinyfleet.server.canary import gate as canary_gate
 from tinyfleet.server.db import after_commit
 from tinyfleet.server.models import Device, DeviceAction, ModelVersion, Rollout
 from tinyfleet.server.schemas import RolloutCreate
 from tinyfleet.server.services import devices as devsvc
 from tinyfleet.server.services import packages as pkgsvc
 from tinyfleet.server.services import registry
+from tinyfleet.server.services.compatibility import Incompatible, Refusal, predict
 from tinyfleet.server.services.effects import Effects
 from tinyfleet.server.services.errors import Conflict, Invalid, NotFound
 from tinyfleet.server.services.ids import new_id
@@ -52,20 +54,26 @@ def create(session: Session, fx: Effects, body: RolloutCreate, default_timeout: 
         failure_action=body.failure_action,
         max_concurrent=body.max_concurrent,
         action_timeout_seconds=body.action_timeout_seconds or default_timeout,
+        canary=body.canary.model_dump() if body.canary is not None else None,
         state="draft",
         created_at=time.time(),
     )
     session.add(rollout)
     session.flush()
     if body.start:
-        start(session, fx, rollout)
+        return start(session, fx, rollout, skip_incompatible=body.skip_incompatible)
+    # A draft is checked against every matching device, online or not; start checks again.
+    targets = eligible_devices(session, rollout, online_only=False)
+    _leave_out_incompatible(session, rollout, targets, body.skip_incompatible)
     return rollout
 
 
-def command(session: Session, fx: Effects, rollout: Rollout, name: Command) -> Rollout:
-    """An operator command by name (POST /rollouts/{id}/{command})."""
+def command(
+    session: Session, fx: Effects, rollout: Rollout, name: Command, *, skip_incompatible: bool = False
+) -> Rollout:
+    """An operator command by name (POST /rollouts/{id}/{command}); skip_incompatible is for start."""
     if name == "start":
-        return start(session, fx, rollout)
+        return start(session, fx, rollout, skip_incompatible=skip_incompatible)
     if name == "pause":
         return pause(session, fx, rollout)
     if name == "resume":
@@ -119,6 +127,7 @@ def package_classes(session: Session, model_version_id: int) -> set[int]:
 def eligible_devices(session: Session, rollout: Rollout, *, online_only: bool) -> list[Device]:
     classes = package_classes(session, rollout.model_version_id)
     busy = busy_device_ids(session, rollout.id)
+    busy |= {d["device_id"] for d in rollout.skipped_devices or []}  # they would refuse the package
     stmt = select(Device)
     if online_only:
         stmt = stmt.where(Device.online == True)  # noqa: E712 (SQL expression)
@@ -158,7 +167,51 @@ def new_action(
     )
 
 
-def start(session: Session, fx: Effects, rollout: Rollout, now: float | None = None) -> Rollout:
+def refusals(session: Session, rollout: Rollout, devices: list[Device]) -> list[Refusal]:
+    """What each device would refuse the rollout's package with (devices with unknown capabilities and
+    those that would accept it are not listed)."""
+    cache: dict[str, Any] = {}
+    out = []
+    for device in devices:
+        pkg = pkgsvc.package_for(session, rollout.model_version_id, device.hardware_class)
+        refusal = predict(session, device, pkg, cache) if pkg is not None else None
+        if refusal is not None:
+            out.append(refusal)
+    return out
+
+
+def _leave_out_incompatible(
+    session: Session, rollout: Rollout, targets: list[Device], skip: bool
+) -> list[Device]:
+    """`targets` without the devices that would refuse the package, recorded in the rollout when `skip`
+    (or when the rollout was created with skip_incompatible); else Incompatible (409) listing them."""
+    found = refusals(session, rollout, targets)
+    skip = skip or rollout.skipped_devices is not None
+    if found and (not skip or len(found) == len(targets)):
+        first = found[0]
+        hint = "" if skip else "; pass skip_incompatible to leave them out"
+        raise Incompatible(
+            f"{len(found)} of {len(targets)} targeted device(s) would refuse the package"
+            f" (e.g. {first.device_id}: {first.code.name}: {first.reason}){hint}",
+            found,
+        )
+    if skip:
+        known = {d["device_id"]: d for d in rollout.skipped_devices or []}
+        known.update({r.device_id: r.public() for r in found})
+        rollout.skipped_devices = [known[k] for k in sorted(known)]
+        session.add(rollout)
+    left_out = {r.device_id for r in found}
+    return [d for d in targets if d.id not in left_out]
+
+
+def start(
+    session: Session,
+    fx: Effects,
+    rollout: Rollout,
+    now: float | None = None,
+    *,
+    skip_incompatible: bool = False,
+) -> Rollout:
     now = time.time() if now is None else now
     if rollout.state != "draft":
         raise Conflict(f"rollout {rollout.id} is {rollout.state}; only a draft can be started")
@@ -168,6 +221,7 @@ def start(session: Session, fx: Effects, rollout: Rollout, now: float | None = N
             "no online device matches the selector and has a package for its hardware class"
             " (devices in another active rollout are skipped)"
         )
+    targets = _leave_out_incompatible(session, rollout, targets, skip_incompatible)
     order = sorted(targets, key=lambda d: d.id)
     random.Random(rollout.id).shuffle(order)  # canaries spread over the fleet, yet reproducible
     sizes = wave_sizes(rollout.waves, len(order))
@@ -213,6 +267,7 @@ def resume(session: Session, fx: Effects, rollout: Rollout, now: float | None = 
         rollout.wave_passed_at = (
             time.time() if now is None else now
         )  # resuming accepts a wave that ended below its threshold
+    canary_gate.accept(session, rollout)  # resuming past a failed or held gate accepts the wave
     rollout.state, rollout.state_reason = "running", ""
     session.add(rollout)
     session.flush()

@@ -3,16 +3,86 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlmodel import Session, col, select
 
 from tinyfleet.server.models import TelemetryReport
-from tinyfleet.server.services import registry
+from tinyfleet.server.services import registry, rollups
 
 MAX_REPORTS_PER_MESSAGE = 100
 MAX_HISTOGRAM = 256
 MAX_NUMBER = 2**53  # the largest integer every JSON parser keeps exactly
+MAX_SEQ = 2**32 - 1  # boot and seq are u32 on a device
+# Plausibility bounds (one device must not be able to skew fleet figures, issue 11 item 8):
+MAX_INFERENCE_HZ = 10_000  # faster than any model a microcontroller runs
+FIRST_INTERVAL_S = 3600.0  # what a device's first report since the server started may cover
+MAX_CLOCK_AHEAD_S = 300.0  # a report stamped further ahead of the server's clock is refused
+MAX_LATENCY_US = 600e6
+# Per-device token bucket over reports: sustained rate and burst. The burst absorbs a device's backlog
+# after it was offline (the simulator reports every 10 s by default).
+RATE_REPORTS_PER_S = 2.0
+RATE_BURST = 120.0
+
+
+class Rejected(ValueError):
+    """A well-formed report the server refuses (wrong model, implausible values); `reason` is counted."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class DeviceTrack:
+    """What the gateway remembers of one device's telemetry (in memory; starts over with the server)."""
+
+    tokens: float = RATE_BURST
+    refilled_at: float | None = None
+    last_ts: float | None = None
+    last_seq: dict[int, int] = field(default_factory=dict)  # boot -> highest seq seen
+
+    def take(self, n: int, now: float) -> bool:
+        if self.refilled_at is not None:
+            self.tokens = min(RATE_BURST, self.tokens + (now - self.refilled_at) * RATE_REPORTS_PER_S)
+        self.refilled_at = now
+        if n > self.tokens:
+            return False
+        self.tokens -= n
+        return True
+
+    def gap(self, boot: int, seq: int) -> int:
+        """Reports missing before this one (0 for the next, a duplicate or the first seen)."""
+        last = self.last_seq.get(boot)
+        if last is None or seq <= last:
+            self.last_seq.setdefault(boot, seq)
+            return 0
+        self.last_seq[boot] = seq
+        return seq - last - 1
+
+
+def check_plausible(rows: list[TelemetryReport], active_sha: str | None, track: DeviceTrack) -> None:
+    """Rejected unless every report is for the model the device reports active and its counts fit the
+    time it covers (since the device's previous report by its own clock, which cannot run ahead of ours
+    by more than MAX_CLOCK_AHEAD_S, so a device cannot claim more than MAX_INFERENCE_HZ overall)."""
+    last_ts = track.last_ts
+    for r in rows:
+        if r.model_sha256 != active_sha:
+            raise Rejected("wrong_model", f"report for {r.model_sha256[:12]}, device runs {active_sha}")
+        if r.ts > r.received_at + MAX_CLOCK_AHEAD_S:
+            raise Rejected("out_of_range", "ts is ahead of the server's clock")
+        interval = FIRST_INTERVAL_S if last_ts is None else max(1.0, r.ts - last_ts)
+        last_ts = r.ts if last_ts is None else max(last_ts, r.ts)
+        if r.inference_count > MAX_INFERENCE_HZ * interval:
+            raise Rejected("out_of_range", f"{r.inference_count} inferences in {interval:.0f} s")
+        if not 0.0 <= r.confidence_mean <= 1.0:
+            raise Rejected("out_of_range", "confidence_mean must be in 0..1")
+        if r.errors > r.inference_count or sum(r.class_histogram) > r.inference_count:
+            raise Rejected("out_of_range", "errors and class_histogram must not exceed inference_count")
+        if r.latency_us_mean > MAX_LATENCY_US:
+            raise Rejected("out_of_range", "latency_us_mean above 600 s")
+    track.last_ts = last_ts
 
 
 def _num(report: dict[str, Any], key: str, *, integer: bool = False, minimum: float = 0) -> Any:
@@ -51,6 +121,11 @@ def parse_reports(device_id: str, msg: Any, received_at: float) -> list[Telemetr
         estimated = r.get("latency_estimated", False)
         if not isinstance(estimated, bool):
             raise ValueError("latency_estimated must be a boolean")
+        seq = r.get("seq")  # optional (older devices): the server then cannot drop duplicates
+        boot = r.get("boot", 0)
+        for name, v in (("seq", seq), ("boot", boot)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_SEQ):
+                raise ValueError(f"{name} must be an integer in 0..2^32-1")
         rows.append(
             TelemetryReport(
                 device_id=device_id,
@@ -64,13 +139,41 @@ def parse_reports(device_id: str, msg: Any, received_at: float) -> list[Telemetr
                 confidence_mean=float(_num(r, "confidence_mean")),
                 errors=_num(r, "errors", integer=True),
                 arena_bytes=_num(r, "arena_bytes", integer=True),
+                boot=boot if seq is not None else None,
+                seq=seq,
             )
         )
     return rows
 
 
-def store(session: Session, rows: list[TelemetryReport]) -> None:
-    session.add_all(rows)
+def store(session: Session, rows: list[TelemetryReport]) -> int:
+    """Add the rows not stored yet: a report with a seq is stored once per (device, boot, seq), however
+    often it is delivered (a redelivery after a restart or reconnect). Returns the duplicates dropped.
+    The gateway is the only writer of telemetry, so looking first is race-free; the unique index backs it."""
+    keyed: dict[tuple[str, int], list[TelemetryReport]] = {}
+    for r in rows:
+        if r.seq is not None:
+            keyed.setdefault((r.device_id, r.boot or 0), []).append(r)
+    seen: set[tuple[str, int, int]] = set()
+    for (device_id, boot), group in keyed.items():
+        seqs = [r.seq for r in group if r.seq is not None]
+        stmt = select(TelemetryReport.seq).where(
+            TelemetryReport.device_id == device_id,
+            TelemetryReport.boot == boot,
+            col(TelemetryReport.seq).in_(seqs),
+        )
+        seen.update((device_id, boot, s) for s in session.exec(stmt) if s is not None)
+    fresh = []
+    for r in rows:
+        if r.seq is not None:
+            key = (r.device_id, r.boot or 0, r.seq)
+            if key in seen:
+                continue
+            seen.add(key)
+        fresh.append(r)
+    session.add_all(fresh)
+    rollups.add(session, fresh)  # same transaction: the rollups count exactly the rows stored
+    return len(rows) - len(fresh)
 
 
 def shas_of_version(session: Session, model_version_id: int) -> set[str]:
