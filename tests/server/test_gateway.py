@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.server_scripted import MqttLink, ScriptedDevice
-from tinyfleet.server.services.messages import decode_chunk
+from tinyfleet.server.services.messages import decode_chunk, decode_chunk_error
 from tinyfleet.server.stack import Stack, run_stack
 from tinyfleet.signing.keys import TrustStore
 
@@ -126,6 +126,9 @@ def test_malformed_payloads_are_counted_not_fatal(stack, mosquitto, models):
                 lambda: c.get("/api/gateway/stats").json()["events"].get("unknown_device") == 1,
                 what="unknown device counter",
             )
+        # the malformed chunk request was answered with a chunk error (PROTOCOL 4.3), not dropped
+        code, reason = decode_chunk_error(link.chunks.get(timeout=10))
+        assert code == 40 and "offset" in reason
         # the gateway still serves chunks
         reply = link.send(
             "tf/dev-0/chunk/req",

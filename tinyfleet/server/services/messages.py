@@ -28,10 +28,13 @@ from tinyfleet.server.services.devices import PHASES
 from tinyfleet.server.services.errors import NotFound
 from tinyfleet.server.services.packages import PackageCache
 from tinyfleet.server.services.served import ServedBytes
+from tinyfleet.signing.codes import ErrorCode
 
 log = logging.getLogger(__name__)
 
 CHUNK_FORMAT = 1
+CHUNK_ERROR_FORMAT = 0xFF  # first byte of the reply to a malformed chunk request (PROTOCOL 4.3)
+CHUNK_ERROR_REASON_MAX = 200
 MAX_JSON_BYTES = 16 * 1024
 MAX_TELEMETRY_BYTES = 256 * 1024
 CHUNK_LIMIT_TTL = 5.0  # seconds a hardware class's chunk size is cached
@@ -71,6 +74,54 @@ def encode_chunk(package_id: str, offset: int, package_size: int, data: bytes) -
     return (
         struct.pack("<BB", CHUNK_FORMAT, len(ident)) + ident + struct.pack("<II", offset, package_size) + data
     )
+
+
+def encode_chunk_error(code: int, reason: str) -> bytes:
+    """The reply to a malformed chunk request (PROTOCOL 4.3): `FF`, the error code, an ASCII reason."""
+    text = reason.encode("ascii", "replace")[:CHUNK_ERROR_REASON_MAX] or b"?"
+    return bytes((CHUNK_ERROR_FORMAT, code)) + text
+
+
+def decode_chunk_error(buf: bytes) -> tuple[int, str]:
+    """Inverse of encode_chunk_error (used by tests and scripted devices)."""
+    if len(buf) < 3 or buf[0] != CHUNK_ERROR_FORMAT:
+        raise ValueError("not a chunk error")
+    return buf[1], buf[2:].decode("ascii")
+
+
+class BadChunkRequest(Malformed):
+    """A chunk request that breaks PROTOCOL 4.3; answered with a chunk error carrying `code`."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+def parse_chunk_request(payload: bytes) -> tuple[str, int, int]:
+    """(package_id, offset, length) of a well-formed chunk request (PROTOCOL 4.3), else BadChunkRequest
+    with BAD_OFFSET for the offset and BAD_MESSAGE for anything else."""
+    try:
+        req = _json(payload, MAX_JSON_BYTES)
+    except Malformed as exc:
+        raise BadChunkRequest(ErrorCode.BAD_MESSAGE, str(exc)) from None
+    package_id = req.get("package_id")
+    if (
+        not isinstance(package_id, str)
+        or not package_id.isascii()
+        or not package_id.isprintable()
+        or not 0 < len(package_id) < 256
+    ):
+        reason = "package_id must be printable ASCII of 1..255 characters"
+        raise BadChunkRequest(ErrorCode.BAD_MESSAGE, reason)
+    try:
+        offset = _int(req, "offset", 0, 0xFFFFFFFF)
+    except Malformed as exc:
+        raise BadChunkRequest(ErrorCode.BAD_OFFSET, str(exc)) from None
+    try:
+        length = _int(req, "length", 1, 0xFFFFFFFF)
+    except Malformed as exc:
+        raise BadChunkRequest(ErrorCode.BAD_MESSAGE, str(exc)) from None
+    return package_id, offset, length
 
 
 def decode_chunk(buf: bytes) -> tuple[str, int, int, bytes]:
@@ -203,7 +254,7 @@ class DeviceMessages:
 
     def _dispatch(self, device_id: str, kind: str, payload: bytes) -> list[Outgoing]:
         if kind == "chunk/req":
-            return self._chunk_request(device_id, _json(payload, MAX_JSON_BYTES))
+            return self._chunk_request(device_id, payload)
         if kind == "telemetry":
             self._telemetry_message(device_id, _json(payload, MAX_TELEMETRY_BYTES))
             return []
@@ -271,18 +322,15 @@ class DeviceMessages:
             self._limits[hardware_class] = cached
         return cached[0]
 
-    def _chunk_request(self, device_id: str, req: dict[str, Any]) -> list[Outgoing]:
-        package_id = req.get("package_id")
-        if (
-            not isinstance(package_id, str)
-            or not package_id.isascii()
-            or not package_id.isprintable()
-            or not 0 < len(package_id) < 256
-        ):
-            raise Malformed("package_id must be printable ASCII of 1..255 characters")
-        offset = _int(req, "offset", 0, 0xFFFFFFFF)
-        length = _int(req, "length", 1, 0xFFFFFFFF)
+    def _chunk_request(self, device_id: str, payload: bytes) -> list[Outgoing]:
         topic = f"tf/{device_id}/chunk"
+        try:
+            package_id, offset, length = parse_chunk_request(payload)
+        except BadChunkRequest as exc:
+            # Answered, not dropped: the device learns why at once instead of re-asking until it times out.
+            self.stats.count("malformed", "chunk/req")
+            log.warning("malformed chunk/req from %s: %s", device_id, exc)
+            return [Outgoing(topic, encode_chunk_error(exc.code, str(exc)))]
         hardware_class = self._device_class(device_id)
         with Session(self._db) as session:
             entry = self.cache.lookup(session, package_id)

@@ -153,8 +153,7 @@ class RolloutDriver:
         if device_ids:
             devices = {d.id: d for d in session.exec(select(Device).where(col(Device.id).in_(device_ids)))}
         self._reconcile(session, actions, devices, now)
-        self._time_out(session, rollout, actions, now)
-        publish: list[Desired] = []
+        publish: list[Desired] = self._time_out(session, rollout, actions, devices, now)
         # Resend refused deltas as raw: deploys while the rollout goes forward, reinstalls while it goes back.
         purpose = "rollback" if rollout.state == "rolling_back" else "deploy"
         publish += self._fall_back_to_raw(session, [a for a in actions if a.purpose == purpose], devices, now)
@@ -193,18 +192,36 @@ class RolloutDriver:
         gateway = getattr(self.publisher, "last_unhealthy", None)  # only the MQTT gateway has it
         return max(self._unhealthy_at, gateway() if gateway is not None else 0.0)
 
-    def _time_out(self, session: Session, rollout: Rollout, actions: list[DeviceAction], now: float) -> None:
+    def _time_out(
+        self,
+        session: Session,
+        rollout: Rollout,
+        actions: list[DeviceAction],
+        devices: dict[str, Device],
+        now: float,
+    ) -> list[Desired]:
         """An action times out after action_timeout_seconds without progress *while messages flowed*:
         a device's status held by a broker or database outage (or sent while the server was down) is
         delivered after it, so the deadline is at least a full timeout after the outage ended.
-        Reconciliation against reported state ran just before (_reconcile)."""
+        Reconciliation against reported state ran just before (_reconcile).
+
+        The server ignores statuses for a closed action, so the device's retained desired state must
+        stop naming it: it becomes `none` (as for an aborted action), else a device that comes back
+        later would carry out an action the server no longer tracks (issue 19, item 7)."""
         since = self.unhealthy_at()
+        publish: list[Desired] = []
         for a in actions:
             if a.state in IN_FLIGHT and now - max(a.updated_at, since) > rollout.action_timeout_seconds:
                 a.state = "timed_out"
                 a.error = f"no progress for {rollout.action_timeout_seconds:g} s (last state reported)"
                 a.updated_at = now
                 session.add(a)
+                device = devices.get(a.device_id) or session.get(Device, a.device_id)
+                if device is not None and (device.desired or {}).get("action_id") == a.id:
+                    device.desired = rsvc.none_desired()
+                    session.add(device)
+                    publish.append((device.id, device.desired))
+        return publish
 
     def _join(
         self,
