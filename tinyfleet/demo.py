@@ -4,9 +4,12 @@
    control plane (SQLite, MQTT gateway, rollout driver, API);
 2. signs three releases of a real TinyML model offline (tinyfleet/demo_models.py) and uploads them;
 3. provisions 200 simulated devices, each driving its own instance of the real C runtime;
-4. rolls v1 out to all, v2 in three waves, then the bad v3, whose devices fail their trial self-test
-   until the failure threshold stops the rollout and rolls it back;
-5. prints a summary per wave (devices, confirmed, failed, bytes sent, seconds).
+4. rolls v1 out to all; v2 in three waves behind a canary gate, which compares the first wave's
+   inference telemetry with the rest of the fleet's and lets the next waves go; the bad v3, whose
+   devices fail their trial self-test until the failure threshold stops the rollout and rolls it back;
+   then v4, trained on shuffled labels, which confirms everywhere but fails the same canary gate on
+   its telemetry and is rolled back (needs the pipeline's vibration models; skipped without TensorFlow);
+5. prints a summary per wave (devices, confirmed, failed, bytes sent, seconds) and per version.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +31,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tinyfleet.demo_models import MODEL_NAME, Release, build_releases, model_files
+from tinyfleet.demo_models import (
+    MODEL_NAME,
+    SELFTEST_BAD,
+    SILENTLY_WRONG,
+    Release,
+    build_releases,
+    model_files,
+)
 from tinyfleet.server.devbroker import BrokerError, DevBroker
 from tinyfleet.signing.codes import error_name
 from tinyfleet.signing.keys import generate_private_key, save_keypair
@@ -40,6 +50,11 @@ from tinyfleet.sim.server_api import ServerApi, ServerApiError
 SERVER_USER = "tinyfleet-server"
 TERMINAL_ROLLOUT = ("completed", "paused", "aborted", "rolled_back")
 DONE_ACTION = ("confirmed", "failed", "rolled_back", "timed_out")
+# The gate needs telemetry in seconds, not minutes: devices report every 2 s (at most 5 inferences a
+# report, MAX_INFERENCES_PER_REPORT), so a first wave of 10% gathers a few hundred in the window.
+TELEMETRY_PERIOD_S = 2.0
+INFERENCE_HZ = 2.5
+GATE_WINDOW_S = 15.0
 
 
 class DemoError(RuntimeError):
@@ -65,6 +80,8 @@ class DemoReport:
     final_versions: dict[str, int] = field(default_factory=dict)
     # Per release version: the server's telemetry summary (GET /api/telemetry/summary?model_version_id).
     telemetry: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Per gated rollout: its canary gates as GET /api/rollouts/{id} shows them.
+    gates: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -211,6 +228,46 @@ def run_rollout(
     return rollout, _wave_results(name, rollout, actions)
 
 
+def canary_config(devices: int) -> dict[str, Any]:
+    """The demo's gate: a short window, a minimum sample the first wave (10%) reaches in it, and
+    thresholds loose enough for a good release's sampling noise yet far inside a useless model's drop."""
+    first_wave = max(1, round(devices / 10))
+    return {
+        "window_seconds": GATE_WINDOW_S,
+        "min_inferences": 20 * first_wave,
+        "min_devices": max(1, first_wave // 2),
+        "confidence_max_drop": 0.10,
+        "class_jsd_max": 0.10,
+        "max_wait_seconds": 60.0,
+        "on_fail": "rollback",
+    }
+
+
+def _metric_line(metric: str, m: dict[str, Any]) -> str:
+    verdict = {"pass": "[green]pass[/]", "fail": "[red bold]FAIL[/]"}.get(m["verdict"], m["verdict"])
+    sizes = f"{m['canary_samples']} vs {m['control_samples']} samples on"
+    sizes += f" {m['canary_devices']} vs {m['control_devices']} devices"
+    if m["verdict"] == "not_enough_data":
+        return f"    {metric:<18} {verdict}: {sizes}"
+    if metric == "class_distribution":
+        numbers = f"JSD {m['canary']:.4f} (max {m['threshold']:.2f})"
+    elif metric == "error_rate":
+        numbers = f"canary {100 * m['canary']:.2f}% vs control {100 * m['control']:.2f}%"
+    elif metric == "latency":
+        numbers = f"canary {m['canary']:.0f} us vs control {m['control']:.0f} us"
+    else:
+        numbers = f"canary {m['canary']:.3f} vs control {m['control']:.3f} (max drop {m['threshold']:.2f})"
+    return f"    {metric:<18} {verdict}: {numbers}; {sizes}"
+
+
+def print_gates(console: Console, rollout: dict[str, Any]) -> None:
+    """Each gated wave's verdict and, per metric, the canary and control numbers behind it."""
+    for gate in rollout.get("gates") or []:
+        console.print(f"  canary gate wave {gate['wave'] + 1}: [bold]{gate['verdict']}[/]")
+        for metric, m in (gate.get("metrics") or {}).items():
+            console.print(_metric_line(metric, m))
+
+
 def summary_table(report: DemoReport) -> Table:
     """Per wave: devices, confirmed, failed, stood down (told to stop by a rollback), bytes, seconds."""
     table = Table(
@@ -280,7 +337,8 @@ def collect_telemetry(
 
 
 def _upload(api: ServerApi, model_id: int, release: Release, hardware_class: int, offline: bool) -> int:
-    """Good releases go up as .tflite: the server signs them, so it may also send them as deltas.
+    """Releases whose self-test holds (v4 too: its fault is in the field) go up as .tflite: the server
+    signs them, so it may also send them as deltas.
     The bad release goes up as the offline-signed package (its wrong self-test expectation is the point;
     the server would compute the right one)."""
     if offline:
@@ -304,7 +362,9 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoReport
         console.rule("[bold]1. offline signing")
         release_key = generate_private_key()
         _pem, pub = save_keypair(workdir / "release", release_key)
-        profile = get_profile("lan")
+        profile = replace(
+            get_profile("lan"), telemetry_period_s=TELEMETRY_PERIOD_S, inference_hz=INFERENCE_HZ
+        )
         with console.status("building the models (the pipeline trains them on a first run, then caches)"):
             releases = build_releases(release_key, profile.hardware_class)
         _, source = model_files()
@@ -318,13 +378,18 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoReport
         api = env.api
         model_id = int(api.ensure_model(MODEL_NAME, "demo model, three releases")["id"])
         api.put_hardware_class(profile)
-        version_ids = [
-            _upload(api, model_id, r, profile.hardware_class, offline=i == len(releases) - 1)
-            for i, r in enumerate(releases)
-        ]
+        # 3.0.0 last: the server gives a .tflite the model's highest security counter so far, and the
+        # offline package's counter (1) on 4.0.0 would raise the devices' floor above 2.0.0's (0) and
+        # forbid the rollback to it.
+        order = [i for i in range(len(releases)) if i != SELFTEST_BAD] + [SELFTEST_BAD]
+        ids = {
+            i: _upload(api, model_id, releases[i], profile.hardware_class, offline=i == SELFTEST_BAD)
+            for i in order
+        }
+        version_ids = [ids[i] for i in range(len(releases))]
         console.print(
-            "[green]✓[/] uploaded 1.0.0 and 2.0.0 as .tflite (checked on the C engine, signed by the"
-            " server, sent as deltas where smaller) and 3.0.0 as its offline-signed package"
+            "[green]✓[/] uploaded 1.0.0, 2.0.0 (and 4.0.0) as .tflite (checked on the C engine, signed by"
+            " the server, sent as deltas where smaller) and 3.0.0 as its offline-signed package"
             " (verified by the trust store)"
         )
 
@@ -351,22 +416,36 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoReport
         console.rule("[bold]4. rollouts")
         # Stop the bad release within its first wave (10% of the fleet): 5 failures, fewer on a tiny fleet.
         threshold = max(1, min(5, math.ceil(options.devices / 10) // 2))
+        three_waves = [{"percent": 10}, {"percent": 30}, {"percent": 60}]
+        # The gate compares class histograms and confidences: only the vibration classifier has them.
+        gated = len(releases) > SILENTLY_WRONG
+        gate: dict[str, Any] = {"canary": canary_config(options.devices)} if gated else {}
         plan = [
             ("v1", version_ids[0], [{"percent": 100}], {}),
-            ("v2", version_ids[1], [{"percent": 10}, {"percent": 30}, {"percent": 60}], {}),
+            ("v2", version_ids[1], three_waves, gate),
             (
                 "v3-bad",
-                version_ids[2],
-                [{"percent": 10}, {"percent": 30}, {"percent": 60}],
+                version_ids[SELFTEST_BAD],
+                three_waves,
                 {"failure_threshold": {"count": threshold}, "failure_action": "rollback"},
             ),
         ]
+        if gated:
+            plan.append(("v4-wrong", version_ids[SILENTLY_WRONG], three_waves, gate))
+        else:
+            console.print(
+                "[yellow]canary gate part skipped:[/] TensorFlow is unavailable, and the fallback"
+                " hello_world models have no class outputs for the gate to compare"
+            )
         for name, vid, waves, extra in plan:
             rollout, results = run_rollout(
                 api, console, name, vid, waves, options.timeout_per_rollout, **extra
             )
             report.rollout_states[name] = rollout["state"]
             report.waves += results
+            if rollout.get("gates"):
+                report.gates[name] = rollout["gates"]
+                print_gates(console, rollout)
 
         versions: dict[str, int] = {}
         for device in api.devices(group="demo"):
@@ -422,6 +501,8 @@ def main(keep: bool = False, devices: int = 200, processes: int | None = None) -
         console.print(f"[red]demo failed:[/] {exc}")
         return 1
     expected = {"v1": "completed", "v2": "completed", "v3-bad": "rolled_back"}
+    if "v4-wrong" in report.rollout_states:
+        expected["v4-wrong"] = "rolled_back"
     if report.rollout_states != expected:
         console.print(f"[red]unexpected rollout outcomes:[/] {report.rollout_states}")
         return 1

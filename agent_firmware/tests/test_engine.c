@@ -63,6 +63,11 @@ static void test_fixed_point(void)
     CHECK(m == 1610612736 && s == 2, "3.0 -> %d %d", m, s);
     tfa_q_quantize_multiplier(0.0, &m, &s);
     CHECK(m == 0 && s == 0, "zero");
+    /* the mantissa rounds up to 2^31: halved, exponent bumped (TFLite's q == 1 << 31 case) */
+    tfa_q_quantize_multiplier(1.0 - 1.0 / 1099511627776.0, &m, &s);
+    CHECK(m == 1 << 30 && s == 1, "1 - 2^-40 -> %d %d", m, s);
+    /* positive shift multiplies before the rounding high-mul: 3 * 2^2 * 0.75 */
+    CHECK(tfa_q_mul_by_quantized(3, 1610612736, 2) == 9, "3*3 = %d", tfa_q_mul_by_quantized(3, 1610612736, 2));
     tfa_q_quantize_multiplier(1e-12, &m, &s);
     CHECK(m == 0 && s == 0, "tiny flushes to zero");
     CHECK(tfa_q_mul_by_quantized(100, 1 << 30, -1) == 25, "100*0.5/2");

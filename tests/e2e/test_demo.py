@@ -1,5 +1,7 @@
-"""The main job (`tinyfleet demo`) end to end, with a smaller fleet: v1 to all, v2 in three waves, and
-the bad v3 stopped by its failure threshold and rolled back, every device ending on v2."""
+"""The main job (`tinyfleet demo`) end to end, with a smaller fleet: v1 to all, v2 in three waves through
+a canary gate, the bad v3 stopped by its failure threshold and rolled back, and (with TensorFlow) the
+silently wrong v4 confirmed by its canaries but failed by the gate on telemetry and rolled back, every
+device ending on v2."""
 
 from __future__ import annotations
 
@@ -24,9 +26,10 @@ def test_demo_rolls_out_v1_v2_and_rolls_back_bad_v3() -> None:
         pytest.skip(f"real models not found at {SHARED_PAIRS}")
     out = io.StringIO()
     report = run_demo(DemoOptions(devices=20, processes=1), Console(file=out, width=120))
-    assert report.rollout_states == {"v1": "completed", "v2": "completed", "v3-bad": "rolled_back"}, (
-        out.getvalue()
-    )
+    expected = {"v1": "completed", "v2": "completed", "v3-bad": "rolled_back"}
+    if pipeline_available():
+        expected["v4-wrong"] = "rolled_back"
+    assert report.rollout_states == expected, out.getvalue()
     assert report.final_versions == {"2.0.0": 20}
     v1 = [w for w in report.waves if w.rollout == "v1"]
     v2 = [w for w in report.waves if w.rollout == "v2"]
@@ -52,3 +55,20 @@ def test_demo_rolls_out_v1_v2_and_rolls_back_bad_v3() -> None:
     assert 0 <= v2_tel["confidence_mean"] <= 1
     assert report.telemetry["3.0.0"]["inference_count"] == 0  # v3 never ran outside its failed trial
     assert "inference telemetry per version" in out.getvalue() and " est." in out.getvalue()
+    if not pipeline_available():
+        assert "canary gate part skipped" in out.getvalue()
+        return
+    # The same gate: v2's waves pass it; v4 confirms on its canaries, fails it on confidence, goes back.
+    assert [g["verdict"] for g in report.gates["v2"]] == ["pass", "pass"], report.gates
+    (gate,) = report.gates["v4-wrong"]
+    assert gate["verdict"] == "fail", gate
+    conf = gate["metrics"]["confidence"]
+    assert conf["verdict"] == "fail" and conf["canary"] < conf["control"] - 0.1, conf
+    v4 = [w for w in report.waves if w.rollout == "v4-wrong"]
+    # Downloaded and installed on both canaries without an error (the rollback may since have stood the
+    # actions down: "stopped"), then reverted by the rollback.
+    assert v4[0].confirmed + v4[0].cancelled == 2 and v4[0].failed == 0 and v4[0].bytes_sent > 0
+    assert [w.wave for w in v4][-1] == "rollback" and v4[-1].confirmed == 2
+    text = out.getvalue()
+    assert "canary gate wave 1 failed: confidence" in text
+    assert "confidence         FAIL: canary" in text and "vs control" in text

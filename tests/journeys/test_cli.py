@@ -83,7 +83,8 @@ def test_dashboard_reads_fields_the_api_returns(server, shared_models):
         versions = c.get(f"/api/models/{model['id']}/versions").json()
         summary = c.get("/api/telemetry/summary", params={"model_version_id": version["id"]}).json()
         device = c.get("/api/devices").json()[0]
-    for key in ("model_name", "version", "state", "current_wave", "wave_sizes", "state_reason"):
+    keys = ("model_name", "version", "state", "current_wave", "wave_sizes", "state_reason", "canary", "gates")
+    for key in keys:
         assert key in rollout and f"r.{key}" in page
     assert {"bytes_sent", "raw_bytes", "encodings"} <= set(rollout["transfer"])
     assert "t.bytes_sent" in page and "t.raw_bytes" in page and "t.encodings" in page

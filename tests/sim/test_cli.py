@@ -80,10 +80,11 @@ def test_qemu_devices_are_the_first_ones_without_power_cut_injection() -> None:
         run_on_qemu(many, MAX_QEMU_DEVICES + 1)
 
 
-def test_provision_fleet_undoes_its_devices_when_an_id_appears_meanwhile() -> None:
-    """The ids are checked before the first device is created; should another client create one of them
-    between the check and its turn, the devices this call created are deleted again (nothing changed)."""
-    from tinyfleet.sim.cli import provision_fleet
+def test_provision_fleet_undoes_its_devices_when_an_id_appears_meanwhile(monkeypatch) -> None:
+    """The ids are checked before the first bulk call; should another client create one of them between
+    the check and a later call, the devices the earlier calls created are deleted again (nothing changed).
+    Each bulk call is all or nothing on the server."""
+    from tinyfleet.sim import cli
     from tinyfleet.sim.profiles import FleetMix, get_profile
     from tinyfleet.sim.server_api import DeviceExistsError, ProvisionedDevice
 
@@ -91,24 +92,23 @@ def test_provision_fleet_undoes_its_devices_when_an_id_appears_meanwhile() -> No
         def __init__(self) -> None:
             self.created: list[str] = []
             self.deleted: list[str] = []
-            self.take_over: list[bool] = []
 
         def existing_device_ids(self, ids: list[str]) -> list[str]:
             return []
 
-        def provision(self, device_id: str, *_a: object, take_over: bool, **_k: object) -> ProvisionedDevice:
-            self.take_over.append(take_over)
-            if device_id == "race-00002":
-                raise DeviceExistsError([device_id])
-            self.created.append(device_id)
-            return ProvisionedDevice(device_id, device_id, "pw", None, None, (), 1024)
+        def provision_bulk(self, devices: list[dict]) -> list[ProvisionedDevice]:
+            ids = [d["id"] for d in devices]
+            if "race-00002" in ids:
+                raise DeviceExistsError(["race-00002"])
+            self.created += ids
+            return [ProvisionedDevice(i, i, "pw", None, None, (), 1024) for i in ids]
 
         def delete_device(self, device_id: str) -> None:
             self.deleted.append(device_id)
 
+    monkeypatch.setattr(cli, "BULK_BATCH", 2)
     api = RacingApi()
     with pytest.raises(DeviceExistsError) as caught:
-        provision_fleet(api, 4, FleetMix.single(get_profile("lan")), "race", None)  # type: ignore[arg-type]
+        cli.provision_fleet(api, 4, FleetMix.single(get_profile("lan")), "race", None)  # type: ignore[arg-type]
     assert caught.value.device_ids == ("race-00002",)
     assert api.deleted == api.created == ["race-00000", "race-00001"]
-    assert api.take_over == [False, False, False]

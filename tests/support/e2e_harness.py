@@ -360,3 +360,23 @@ def freeze_telemetry(fleet: LocalFleet) -> dict[str, int]:
 
 def stored_reports(api: ServerApi, device_ids: list[str]) -> dict[str, int]:
     return {d: int(api.telemetry_summary(device_id=d)["reports"]) for d in device_ids}
+
+
+# ----- canary gates ----------------------------------------------------------------------------------------
+
+
+def telemetry_profile(period_s: float = 1.0, inference_hz: float = 5.0) -> DeviceProfile:
+    """The LAN profile reporting often: a canary gate gets its samples in seconds, not minutes."""
+    import dataclasses
+
+    return dataclasses.replace(get_profile("lan"), telemetry_period_s=period_s, inference_hz=inference_hz)
+
+
+def failing_metrics(rollout: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The metrics that failed in any of a rollout's canary gates (GET /api/rollouts/{id})."""
+    return {
+        name: m
+        for gate in rollout.get("gates") or []
+        for name, m in (gate.get("metrics") or {}).items()
+        if m["verdict"] == "fail"
+    }

@@ -20,7 +20,7 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tinyfleet.server import logs
-from tinyfleet.server.api import devices, health, metrics, models, packages, rollouts, telemetry
+from tinyfleet.server.api import alerts, devices, health, metrics, models, packages, rollouts, telemetry
 from tinyfleet.server.api.deps import require_token
 from tinyfleet.server.api.limits import ApiGuard
 from tinyfleet.server.api.openapi_errors import document_errors
@@ -121,7 +121,7 @@ def create_app(
     # In front of routing: 401 and 413 before any body byte is read (see limits.py).
     app.add_middleware(ApiGuard, settings=lambda: context.settings)
     auth = [Depends(require_token)]
-    for module in (models, packages, devices, rollouts, telemetry):
+    for module in (models, packages, devices, rollouts, telemetry, alerts):
         app.include_router(module.router, prefix="/api", dependencies=auth)
     app.include_router(health.router)  # probes: no token
     app.include_router(metrics.router)  # its own token check (TINYFLEET_METRICS_PUBLIC)

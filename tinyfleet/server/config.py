@@ -101,6 +101,19 @@ class Settings:
     # GET /metrics without the API token (for a Prometheus that scrapes without credentials).
     metrics_public: bool = False
     log_format: str = "text"  # "json": one JSON object per log line
+    # Drift alarms (services/drift.py): every `drift_check_seconds` (0: never), each model version in steady
+    # state has its last `drift_window_seconds` of telemetry compared with the same length right after its
+    # rollout completed; an alert opens when both hold `drift_min_inferences` and the class distribution's
+    # JS divergence exceeds `drift_class_jsd_max` or mean confidence dropped by more than
+    # `drift_confidence_max_drop` (absolute).
+    drift_check_seconds: float = 60.0
+    drift_window_seconds: float = 600.0
+    drift_min_inferences: int = 1000
+    drift_class_jsd_max: float = 0.05
+    drift_confidence_max_drop: float = 0.05
+    # URLs that get a JSON POST when an alert opens or resolves, each tried this many times (back-off).
+    alert_webhooks: tuple[str, ...] = ()
+    alert_webhook_attempts: int = 5
 
     @property
     def production(self) -> bool:
@@ -128,6 +141,7 @@ class Settings:
             )
         if self.log_format not in LOG_FORMATS:
             raise ConfigError(f"TINYFLEET_LOG_FORMAT must be text or json, got {self.log_format!r}")
+        self._validate_drift()
         if self.mqtt_url:
             MqttUrl.parse(self.mqtt_url)
         if self.device_mqtt_url:
@@ -162,6 +176,23 @@ class Settings:
             if problems:
                 raise ConfigError("refusing to start in production mode: " + "; ".join(problems))
         return self
+
+    def _validate_drift(self) -> None:
+        if self.drift_check_seconds < 0 or self.drift_window_seconds <= 0 or self.drift_min_inferences < 1:
+            raise ConfigError(
+                "TINYFLEET_DRIFT_CHECK_INTERVAL must not be negative, TINYFLEET_DRIFT_WINDOW and"
+                " TINYFLEET_DRIFT_MIN_INFERENCES must be positive"
+            )
+        if not (0 <= self.drift_class_jsd_max <= 1 and 0 <= self.drift_confidence_max_drop <= 1):
+            raise ConfigError(
+                "TINYFLEET_DRIFT_CLASS_JSD_MAX and TINYFLEET_DRIFT_CONFIDENCE_MAX_DROP must be in 0..1"
+            )
+        if self.alert_webhook_attempts < 1:
+            raise ConfigError("TINYFLEET_ALERT_WEBHOOK_ATTEMPTS must be at least 1")
+        for url in self.alert_webhooks:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(f"TINYFLEET_ALERT_WEBHOOKS: not an http(s) URL: {url!r}")
 
 
 def token_entropy_bits(token: str) -> float:
@@ -273,5 +304,14 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         telemetry_rollup_retention_seconds=_duration(env, "TINYFLEET_TELEMETRY_ROLLUP_RETENTION", 90 * DAY),
         metrics_public=_flag(env, "TINYFLEET_METRICS_PUBLIC", False),
         log_format=env.get("TINYFLEET_LOG_FORMAT", "text").strip().lower() or "text",
+        drift_check_seconds=_duration(env, "TINYFLEET_DRIFT_CHECK_INTERVAL", 60.0),
+        drift_window_seconds=_duration(env, "TINYFLEET_DRIFT_WINDOW", 600.0),
+        drift_min_inferences=int(_float(env, "TINYFLEET_DRIFT_MIN_INFERENCES", 1000)),
+        drift_class_jsd_max=_float(env, "TINYFLEET_DRIFT_CLASS_JSD_MAX", 0.05),
+        drift_confidence_max_drop=_float(env, "TINYFLEET_DRIFT_CONFIDENCE_MAX_DROP", 0.05),
+        alert_webhooks=tuple(
+            u.strip() for u in env.get("TINYFLEET_ALERT_WEBHOOKS", "").split(",") if u.strip()
+        ),
+        alert_webhook_attempts=int(_float(env, "TINYFLEET_ALERT_WEBHOOK_ATTEMPTS", 5)),
     )
     return settings.validate()

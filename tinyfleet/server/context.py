@@ -27,6 +27,7 @@ from tinyfleet.server.services.credentials import (
     password_entries,
     write_password_file,
 )
+from tinyfleet.server.services.drift import DriftJob
 from tinyfleet.server.services.ids import check_service_username, is_device_id
 from tinyfleet.server.services.messages import DeviceMessages, GatewayStats
 from tinyfleet.server.services.packages import PackageCache
@@ -86,6 +87,7 @@ class AppContext:
         else:
             self.rollout_driver.publisher = RecordingPublisher()
         self.sync_password_file()
+        self.drift = DriftJob(self.db, settings)  # drift alarms and their webhooks (services/drift.py)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -102,8 +104,10 @@ class AppContext:
         if self.rollout_driver.variants is not None:
             self.variants.start()
         self.rollout_driver.start()
+        self.drift.start()
 
     def stop_background(self) -> None:
+        self.drift.stop()
         self.rollout_driver.stop()
         self.variants.stop()
         if self.gateway is not None:
@@ -166,17 +170,26 @@ class AppContext:
     def add_password_entry(self, username: str, encoded: str) -> None:
         """Append one new device to the broker's password file (cheap: provisioning a fleet one device
         at a time must not rewrite the whole file each time)."""
+        self.add_password_entries([(username, encoded)])
+
+    def add_password_entries(self, entries: list[tuple[str, str]]) -> None:
+        """Append new devices to the broker's password file in one write, then one reload request."""
         path = self.settings.mqtt_password_file
         if path is None:
             return
-        if not is_device_id(username):  # never a second line for a service account (schemas refuse it)
-            log.error("device %r not added to the MQTT password file: not a valid device id", username)
+        lines = []
+        for username, encoded in entries:
+            if not is_device_id(username):  # never a second line for a service account (schemas refuse it)
+                log.error("device %r not added to the MQTT password file: not a valid device id", username)
+                continue
+            lines.append(f"{username}:{encoded}\n")
+        if not lines:
             return
         with self._passwd_lock:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             with os.fdopen(fd, "a", encoding="ascii") as f:
                 self._passwd_access.apply(f.fileno(), path)
-                f.write(f"{username}:{encoded}\n")
+                f.write("".join(lines))
             self.broker_reloader.request()
 
     def sync_password_file(self) -> None:

@@ -269,3 +269,22 @@ class CanaryGate(SQLModel, table=True):
     # metric name -> {verdict, canary, control, threshold, canary_samples, ...} (canary/stats.py)
     metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: float
+
+
+class Alert(SQLModel, table=True):
+    """An alarm about a model version in production (services/drift.py): one open alert per (kind,
+    version) at most; a re-firing check updates `last_seen_at` and `numbers`, a check back within the
+    thresholds resolves it."""
+
+    __tablename__ = "alerts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)  # "class_drift" | "confidence_drop"
+    model_version_id: int = Field(foreign_key="model_versions.id", index=True)
+    state: str = Field(max_length=16, index=True)  # "open" | "resolved"
+    opened_at: float
+    last_seen_at: float
+    resolved_at: float | None = None
+    # the check's figures: baseline and recent windows, their values and the threshold
+    numbers: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    message: str = Field(default="", max_length=500)

@@ -242,6 +242,92 @@ class ProvisionResult(BaseModel):
     chunk_size: int
 
 
+# Devices per POST /api/devices/bulk: one transaction holds them all (and the answer, ~100 bytes each).
+MAX_BULK_DEVICES = 10_000
+BULK_PREFIX_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,57}$"  # room for "-NNNNN" within 64 characters
+
+
+class DeviceBulkCreate(Strict):
+    """Either `count` devices named `{prefix}-{start:05d}`.. (random ids without a prefix) sharing one
+    hardware class and labels, or an explicit list of `devices`."""
+
+    count: int | None = Field(default=None, ge=1, le=MAX_BULK_DEVICES)
+    prefix: str | None = Field(default=None, pattern=BULK_PREFIX_PATTERN)
+    start: int = Field(default=0, ge=0, le=99_999_999)
+    hardware_class: int | None = Field(default=None, ge=0, le=0xFFFFFFFF)
+    group: str | None = Field(default=None, pattern=LABEL_PATTERN)
+    tags: list[str] = Field(default_factory=list, max_length=32)
+    devices: list[DeviceCreate] | None = Field(default=None, min_length=1, max_length=MAX_BULK_DEVICES)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, tags: list[str]) -> list[str]:
+        return _check_labels(tags)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> DeviceBulkCreate:
+        if (self.count is None) == (self.devices is None):
+            raise ValueError("give either count (with hardware_class) or devices, not both")
+        if self.devices is not None:
+            if self.prefix is not None or self.hardware_class is not None or self.group or self.tags:
+                raise ValueError("prefix, hardware_class, group and tags go with count, not with devices")
+            ids = [d.id for d in self.devices if d.id is not None]
+            if len(ids) != len(set(ids)):
+                dup = sorted(_dups(ids))
+                raise ValueError(f"device ids repeated in the request: {', '.join(dup[:10])}")
+            return self
+        if self.hardware_class is None:
+            raise ValueError("count needs hardware_class")
+        if self.prefix is not None:
+            last = f"{self.prefix}-{self.start + (self.count or 0) - 1:05d}"
+            check_device_id(self.prefix + "-00000")  # the reserved prefix, with a one-line reason
+            if len(last) > 64:
+                raise ValueError(f"device id {last!r} would be longer than 64 characters")
+        return self
+
+    def device_list(self) -> list[DeviceCreate]:
+        """The devices this request creates, ids None where the server chooses them."""
+        if self.devices is not None:
+            return self.devices
+        count, hw = self.count or 0, self.hardware_class or 0
+        ids = [None if self.prefix is None else f"{self.prefix}-{self.start + i:05d}" for i in range(count)]
+        # model_construct: the fields were validated above, once for the whole request
+        return [
+            DeviceCreate.model_construct(id=i, name="", hardware_class=hw, group=self.group, tags=self.tags)
+            for i in ids
+        ]
+
+
+def _dups(ids: list[str]) -> set[str]:
+    seen: set[str] = set()
+    dups: set[str] = set()
+    for i in ids:
+        (dups if i in seen else seen).add(i)
+    return dups
+
+
+class BulkMqtt(BaseModel):
+    """The broker, the same for every device; each device's username is its id, its topics tf/{id}/."""
+
+    host: str | None
+    port: int | None
+    tls: bool
+
+
+class BulkDeviceCredentials(BaseModel):
+    id: str
+    hardware_class: int
+    password: str
+    chunk_size: int
+
+
+class BulkProvisionResult(BaseModel):
+    count: int
+    mqtt: BulkMqtt
+    trust_store: list[TrustedKeyPublic]
+    devices: list[BulkDeviceCredentials]
+
+
 # --- rollouts ---------------------------------------------------------------------------------------
 
 

@@ -54,6 +54,9 @@ def parse_mqtt_override(url: str) -> tuple[str, int]:
         raise ValueError(f"--mqtt has an invalid port: {url!r}") from None
 
 
+BULK_BATCH = 10_000  # the server's most devices per bulk call (schemas.MAX_BULK_DEVICES)
+
+
 def device_ids(prefix: str, count: int) -> list[str]:
     return [f"{prefix}-{index:05d}" for index in range(count)]
 
@@ -71,33 +74,48 @@ def provision_fleet(
 ) -> tuple[list[DeviceSpec], list[ProvisionedDevice]]:
     """Provision devices `{prefix}-00000`..; returns agent specs and what the server answered.
 
-    Without take_over, any of those ids existing already raises `DeviceExistsError` and leaves the server
-    as it was: checked before the first device is created, and should one appear meanwhile, the devices
-    created by this call are deleted again. With take_over, existing devices get new credentials."""
+    New devices are created by bulk calls (BULK_BATCH per call, each all or nothing). Without take_over,
+    any of those ids existing already raises `DeviceExistsError` and leaves the server as it was: checked
+    before the first call, and should one appear meanwhile, the devices created by earlier calls are
+    deleted again. With take_over, existing devices get new credentials (one call each)."""
     ids = device_ids(prefix, count)
-    if not take_over:
-        existing = api.existing_device_ids(ids)
-        if existing:
-            raise DeviceExistsError(existing)
+    existing = set(api.existing_device_ids(ids))
+    if existing and not take_over:
+        raise DeviceExistsError([d for d in ids if d in existing])
     profiles = mix.assign(count, seed)
-    specs: list[DeviceSpec] = []
-    provisioned: list[ProvisionedDevice] = []
-    for index, (device_id, profile) in enumerate(zip(ids, profiles, strict=True)):
-        tags = [f"profile:{profile.name}"]
+    bodies = [
+        {
+            "id": d,
+            "hardware_class": p.hardware_class,
+            "tags": [f"profile:{p.name}"],
+            **({"group": group} if group else {}),
+        }
+        for d, p in zip(ids, profiles, strict=True)
+    ]
+    got: dict[str, ProvisionedDevice] = {}
+    fresh = [b for b in bodies if b["id"] not in existing]
+    for i in range(0, len(fresh), BULK_BATCH):
         try:
-            got = api.provision(
-                device_id, profile.hardware_class, group=group, tags=tags, take_over=take_over
-            )
+            batch = api.provision_bulk(fresh[i : i + BULK_BATCH])
         except DeviceExistsError:
-            for created in provisioned:  # another client took the id since the check: undo ours
-                api.delete_device(created.device_id)
+            for device_id in got:  # another client took an id since the check: undo ours
+                if device_id not in existing:
+                    api.delete_device(device_id)
             raise
-        provisioned.append(got)
-        specs.append(
-            DeviceSpec(got.device_id, profile, got.username, got.password, seed=seed * 100003 + index)
-        )
+        got.update((d.device_id, d) for d in batch)
         if on_progress is not None:
-            on_progress(index + 1)
+            on_progress(len(got))
+    for device_id, profile in zip(ids, profiles, strict=True):
+        if device_id in existing:
+            tags = [f"profile:{profile.name}"]
+            got[device_id] = api.provision(device_id, profile.hardware_class, group, tags, take_over=True)
+            if on_progress is not None:
+                on_progress(len(got))
+    provisioned = [got[d] for d in ids]
+    specs = [
+        DeviceSpec(g.device_id, p, g.username, g.password, seed=seed * 100003 + index)
+        for index, (g, p) in enumerate(zip(provisioned, profiles, strict=True))
+    ]
     return specs, provisioned
 
 

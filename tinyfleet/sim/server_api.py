@@ -122,6 +122,30 @@ class ServerApi:
             chunk_size=int(doc.get("chunk_size", 1024)),
         )
 
+    def provision_bulk(self, devices: list[dict[str, Any]]) -> list[ProvisionedDevice]:
+        """Register devices ({id, hardware_class, group?, tags?}, at most 10,000) in one call, all or
+        none: if any id exists, raise `DeviceExistsError` naming those ids (nothing was created)."""
+        try:
+            doc = self._request("POST", "/devices/bulk", json={"devices": devices})
+        except ServerApiError as exc:
+            if exc.status != 409:
+                raise
+            raise DeviceExistsError(self.existing_device_ids(d["id"] for d in devices)) from None
+        mqtt = doc["mqtt"]
+        keys = tuple(TrustedKey.from_hex(k["key_id"], k["public_key"]) for k in doc["trust_store"])
+        return [
+            ProvisionedDevice(
+                device_id=d["id"],
+                username=d["id"],  # a device's MQTT username is its id
+                password=d["password"],
+                mqtt_host=mqtt.get("host"),
+                mqtt_port=mqtt.get("port"),
+                trusted_keys=keys,
+                chunk_size=int(d["chunk_size"]),
+            )
+            for d in doc["devices"]
+        ]
+
     def put_hardware_class(self, profile: DeviceProfile, chunk_size: int = 1024) -> None:
         self._request(
             "PUT",

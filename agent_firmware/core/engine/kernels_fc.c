@@ -54,8 +54,9 @@ int tfa_eng_prepare_fc(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options)
             return rc;
         }
     } else {
-        /* TFLite multiplies the two float scales in float before widening. */
-        double product = (double)(in->scale * w->scale);
+        /* TFLM's FC widens each scale to double before multiplying (as the per-channel path does);
+         * a float product differs in the multiplier's low bits, giving 1-LSB misses (issue 15). */
+        double product = (double)in->scale * (double)w->scale;
         rc = tfa_eng_multiplier(product / (double)out->scale, -31, 30, &op->mult, &op->shift);
         if (rc != 0) {
             return rc;

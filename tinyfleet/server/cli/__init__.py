@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from tinyfleet.server.cli import client
+from tinyfleet.server.cli.alerts import alerts_app
 from tinyfleet.server.cli.client import _print_actions, call, console, err, fail
 from tinyfleet.server.cli.devices import devices_app
 from tinyfleet.server.cli.models import models_app
@@ -46,3 +47,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(devices_app, name="devices")
     app.add_typer(rollouts_app, name="rollouts")
     app.add_typer(telemetry_app, name="telemetry")
+    app.add_typer(alerts_app, name="alerts")

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
 from typing import Any
 
 import typer
 
-from tinyfleet.server.cli.client import _print_actions, _table, _ts, call, console, json_option, print_json
+from tinyfleet.server.cli import bulk_devices as bulk
+from tinyfleet.server.cli.client import (
+    _print_actions,
+    _table,
+    _ts,
+    call,
+    console,
+    fail,
+    json_option,
+    print_json,
+)
 
 devices_app = typer.Typer(help="Devices: provision, label, inspect.", no_args_is_help=True)
 
@@ -55,14 +68,29 @@ def devices_list(
 
 @devices_app.command("provision")
 def devices_provision(
-    hardware_class: int = typer.Option(..., help="hardware class id"),
+    hardware_class: int | None = typer.Option(None, help="hardware class id (needed unless --from)"),
     device_id: str | None = typer.Option(None, "--id", help="chosen id (default: generated)"),
     name: str = typer.Option("", help="display name"),
     group: str | None = typer.Option(None, help="group the device belongs to"),
     tag: list[str] = typer.Option([], help="repeat for several tags"),
+    count: int | None = typer.Option(None, "--count", help="provision this many devices in one call"),
+    prefix: str | None = typer.Option(None, help="with --count: ids PREFIX-00000.. (default: random)"),
+    start: int = typer.Option(0, help="with --count and --prefix: the first index"),
+    from_csv: Path | None = typer.Option(
+        None, "--from", help="provision the devices of a CSV (id, hardware_class, group, tags)"
+    ),
+    out_file: Path | None = typer.Option(
+        None, "--out", help="bulk: new file (mode 0600) for the credentials CSV (default: timestamped)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the whole answer (credentials) as JSON"),
 ) -> None:
-    """Register a device; prints its MQTT credentials (the password is shown only once)."""
+    """Register a device and print its MQTT credentials (the password is shown only once); with --count
+    or --from, many devices in one transaction, their credentials written to a file."""
+    if count is not None or from_csv is not None:
+        _provision_bulk(hardware_class, group, tag, count, prefix, start, from_csv, out_file, as_json)
+        return
+    if hardware_class is None:
+        fail("--hardware-class is needed (or --from devices.csv)")
     body: dict[str, Any] = {"hardware_class": hardware_class, "name": name, "tags": tag}
     if device_id:
         body["id"] = device_id
@@ -85,6 +113,63 @@ def devices_provision(
             *[[f"trusted key {k['key_id']}", k["public_key"]] for k in out["trust_store"]],
         ],
     )
+
+
+def _provision_bulk(
+    hardware_class: int | None,
+    group: str | None,
+    tags: list[str],
+    count: int | None,
+    prefix: str | None,
+    start: int,
+    from_csv: Path | None,
+    out_file: Path | None,
+    as_json: bool,
+) -> None:
+    if (count is None) == (from_csv is None):
+        fail("give either --count or --from, not both")
+    if from_csv is not None:
+        if hardware_class is not None or group or tags or prefix:
+            fail("--from takes hardware class, group and tags from the CSV; drop those options")
+        try:
+            body: dict[str, Any] = {"devices": bulk.read_devices_csv(from_csv)}
+        except bulk.CsvError as exc:
+            fail(str(exc))
+    else:
+        if hardware_class is None:
+            fail("--count needs --hardware-class")
+        body = {"count": count, "start": start, "hardware_class": hardware_class, "tags": tags}
+        body.update({k: v for k, v in {"prefix": prefix, "group": group}.items() if v})
+    path = out_file or Path(time.strftime("tinyfleet-credentials-%Y%m%d-%H%M%S.csv"))
+    try:  # before the call: credentials with nowhere to go would be lost (the server keeps only hashes)
+        fd = bulk.create_credentials_file(path)
+    except FileExistsError:
+        fail(f"{path} exists already; the credentials go to a new file (--out)")
+    except OSError as exc:
+        fail(f"cannot create {path}: {exc.strerror}")
+    try:
+        answer = call("POST", "/api/devices/bulk", json=body)
+    except BaseException:
+        os.close(fd)
+        path.unlink()
+        raise
+    bulk.write_credentials(fd, answer)
+    summary = {
+        "count": answer["count"],
+        "credentials_file": str(path),
+        "mqtt": answer["mqtt"],
+        "trust_store": answer["trust_store"],
+    }
+    if as_json:
+        print_json(summary)
+        return
+    m = answer["mqtt"]
+    broker = f"{m['host']}:{m['port']}" + (" (TLS)" if m["tls"] else "") if m["host"] else "-"
+    ids = [d["id"] for d in answer["devices"]]
+    console.print(f"provisioned {answer['count']} devices ({ids[0]} .. {ids[-1]}), broker {broker}")
+    console.print(f"credentials (id, username, password, ...) written to {path} (mode 0600)")
+    for k in answer["trust_store"]:
+        console.print(f"trusted key {k['key_id']}: {k['public_key']}")
 
 
 @devices_app.command("show")

@@ -15,7 +15,8 @@ import logging
 import os
 import pwd
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,16 @@ def hash_password(password: str, *, salt: bytes | None = None, iterations: int =
     salt = os.urandom(12) if salt is None else salt
     digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
     return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def hash_passwords(passwords: Sequence[str]) -> list[str]:
+    """hash_password for many, on every core: hashlib's PBKDF2 releases the GIL, so threads run in
+    parallel (the per-device hash dominates bulk provisioning; same format and iterations)."""
+    workers = min(os.cpu_count() or 1, 16)
+    if len(passwords) < 64 or workers == 1:
+        return [hash_password(p) for p in passwords]
+    with ThreadPoolExecutor(workers, thread_name_prefix="pbkdf2") as pool:
+        return list(pool.map(hash_password, passwords, chunksize=64))
 
 
 def check_password(password: str, encoded: str) -> bool:

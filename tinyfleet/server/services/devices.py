@@ -7,13 +7,14 @@ import time
 from functools import partial
 from typing import Any
 
-from sqlalchemy import String, cast
+from sqlalchemy import String, cast, insert
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from tinyfleet.server.db import after_commit
 from tinyfleet.server.models import Device, DeviceAction, TelemetryReport
 from tinyfleet.server.schemas import DeviceCreate, DeviceUpdate
-from tinyfleet.server.services.credentials import hash_password, new_password
+from tinyfleet.server.services.credentials import hash_password, hash_passwords, new_password
 from tinyfleet.server.services.effects import Effects
 from tinyfleet.server.services.errors import Conflict, NotFound
 from tinyfleet.server.services.ids import new_id
@@ -88,6 +89,57 @@ def provision(session: Session, fx: Effects, body: DeviceCreate) -> tuple[Device
     after_commit(session, partial(fx.add_password_entry, device.id, device.mqtt_password_hash))
     after_commit(session, fx.wake_rollouts)  # it may join a running rollout
     return device, password
+
+
+def existing_ids(session: Session, ids: list[str]) -> list[str]:
+    """Those of ids that name a device, in the order given (queried in batches under bind limits)."""
+    found: set[str] = set()
+    for i in range(0, len(ids), 1000):
+        found.update(session.exec(select(Device.id).where(col(Device.id).in_(ids[i : i + 1000]))))
+    return [d for d in ids if d in found]
+
+
+def conflict_message(ids: list[str]) -> str:
+    shown = ", ".join(ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
+    return f"{len(ids)} device id(s) exist already, nothing was created: {shown}"
+
+
+def provision_bulk(session: Session, fx: Effects, bodies: list[DeviceCreate]) -> list[tuple[str, int, str]]:
+    """Create all the devices or none (an existing id raises Conflict naming them); returns each one's
+    id, hardware class and password. The broker's password file gets one append of all after the commit."""
+    ids = [b.id or new_id("dev", 6) for b in bodies]
+    passwords = [new_password() for _ in bodies]
+    # Hashed before the first statement: on SQLite that statement takes the database's write lock
+    # (BEGIN IMMEDIATE), which the gateway and rollout driver must not wait on for seconds of PBKDF2.
+    hashes = hash_passwords(passwords)
+    taken = existing_ids(session, ids)
+    if taken:
+        raise Conflict(conflict_message(taken))
+    now = time.time()
+    rows = [
+        {
+            "id": device_id,
+            "name": b.name,
+            "hardware_class": b.hardware_class,
+            "group": b.group,
+            "tags": list(b.tags),
+            "mqtt_password_hash": h,
+            "online": False,
+            "created_at": now,
+        }
+        for device_id, b, h in zip(ids, bodies, hashes, strict=True)
+    ]
+    try:
+        # Core executemany (batched multi-row INSERTs), not ORM units of work: 10x fewer Python objects.
+        session.execute(insert(Device), rows)
+    except IntegrityError:
+        # another client created one of the ids since the check (PostgreSQL; SQLite's write lock is held)
+        session.rollback()
+        raise Conflict(conflict_message(existing_ids(session, ids) or ids[:1])) from None
+    after_commit(session, partial(fx.add_password_entries, list(zip(ids, hashes, strict=True))))
+    after_commit(session, fx.wake_rollouts)
+    # (id, hardware class, password), not ORM objects: building 10,000 Devices costs more than the INSERT
+    return [(i, b.hardware_class, p) for i, b, p in zip(ids, bodies, passwords, strict=True)]
 
 
 def rotate_password(session: Session, fx: Effects, device: Device) -> str:

@@ -20,6 +20,9 @@ class Effects(Protocol):
     def add_password_entry(self, username: str, encoded: str) -> None:
         """A new device: append its MQTT credentials to the broker's password file."""
 
+    def add_password_entries(self, entries: list[tuple[str, str]]) -> None:
+        """New devices: append all their credentials at once (one write, one broker reload)."""
+
     def sync_password_file(self) -> None:
         """Credentials changed or a device left: rewrite the broker's password file."""
 
