@@ -16,7 +16,6 @@ needs no lock.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,7 @@ from tinyfleet.server.config import Settings
 from tinyfleet.server.db import session_scope
 from tinyfleet.server.models import Alert, Rollout
 from tinyfleet.server.services import alerts
+from tinyfleet.server.services.periodic import PeriodicJob
 from tinyfleet.server.services.rollups import Stats
 from tinyfleet.server.services.telemetry_stats import window_stats
 
@@ -160,40 +160,21 @@ def check_drift(
     return changes
 
 
-class DriftJob:
+class DriftJob(PeriodicJob):
     """Runs `check_drift` every `interval` seconds on its own thread (0: never); owns the notifier."""
 
+    name = "drift-alarms"
+
     def __init__(self, db: Engine, settings: Settings) -> None:
+        super().__init__(settings.drift_check_seconds)
         self._db = db
-        self._interval = settings.drift_check_seconds
         self.config = DriftConfig.from_settings(settings)
         self.notifier = alerts.WebhookNotifier(settings.alert_webhooks, settings.alert_webhook_attempts)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.last_error: str | None = None
 
     def run_once(self, now: float | None = None) -> list[tuple[str, Alert]]:
         with session_scope(self._db) as s:
             return check_drift(s, time.time() if now is None else now, self.config, self.notifier)
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self.run_once()
-                self.last_error = None
-            except Exception as exc:  # e.g. the database is down for a while: try again next time
-                self.last_error = str(exc)
-                log.warning("drift check failed: %s", exc)
-
-    def start(self) -> None:
-        if self._interval > 0 and self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="drift-alarms", daemon=True)
-            self._thread.start()
-
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        super().stop()
         self.notifier.stop()

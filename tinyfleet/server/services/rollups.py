@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from sqlmodel import Session, col, select
 
 from tinyfleet.server.db import session_scope
 from tinyfleet.server.models import TelemetryReport, TelemetryRollup
+from tinyfleet.server.services.periodic import PeriodicJob
 
 log = logging.getLogger(__name__)
 
@@ -183,20 +183,20 @@ def prune(db: Engine, now: float, raw_retention: float, rollup_retention: float)
     return raw, rolled
 
 
-class RetentionJob:
+class RetentionJob(PeriodicJob):
     """Runs `prune` every `interval` seconds on its own thread (started and stopped with the app)."""
 
+    name = "telemetry-retention"
+
     def __init__(self, db: Engine, raw_retention: float, rollup_retention: float, interval: float) -> None:
+        super().__init__(interval)
         self._db = db
-        self._raw, self._rollup, self._interval = raw_retention, rollup_retention, interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._raw, self._rollup = raw_retention, rollup_retention
         self.runs = 0
-        self.last_error: str | None = None
 
     @property
     def enabled(self) -> bool:
-        return self._raw > 0 or self._rollup > 0
+        return self._interval > 0 and (self._raw > 0 or self._rollup > 0)
 
     def run_once(self, now: float | None = None) -> tuple[int, int]:
         deleted = prune(self._db, time.time() if now is None else now, self._raw, self._rollup)
@@ -204,24 +204,3 @@ class RetentionJob:
         if any(deleted):
             log.info("telemetry retention: deleted %d raw reports and %d rollups", *deleted)
         return deleted
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self.run_once()
-                self.last_error = None
-            except Exception as exc:  # the database may be down for a while: try again next time
-                self.last_error = str(exc)
-                log.warning("telemetry retention failed: %s", exc)
-
-    def start(self) -> None:
-        if self.enabled and self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="telemetry-retention", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
