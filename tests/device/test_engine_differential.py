@@ -376,6 +376,7 @@ def test_generator_covers_the_op_families(prepared: None) -> None:
     assert expected <= ops
 
 
+@pytest.mark.slow  # rebuilds models with TensorFlow in child processes
 def test_models_are_deterministic(prepared: None, tmp_path: Path) -> None:
     cache = ensure_models(DEFAULT, jobs=2)
     ensure_models(["fc-0", "binary-1"], cache=tmp_path)

@@ -10,6 +10,8 @@ pytest.importorskip("tflite_micro")
 
 from tinyfleet.ml import architectures, compress, datasets, evaluate, pipeline
 
+pytestmark = pytest.mark.slow  # trains Keras models: seconds each
+
 
 @pytest.fixture(scope="module")
 def vibration() -> tuple[datasets.Dataset, datasets.Dataset]:

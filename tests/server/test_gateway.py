@@ -235,6 +235,7 @@ def test_gateway_reconnects_and_republishes_after_broker_restart(tmp_path, mosqu
         link.close()
 
 
+@pytest.mark.slow
 def test_oversized_telemetry_is_stopped_by_the_broker_and_by_the_server(dev_broker, tmp_path, models):
     # The line every broker config carries (deploy/mosquitto.conf): packets above 260 KiB are refused.
     broker = dev_broker(extra_config=["max_packet_size 266240"])
