@@ -3,6 +3,7 @@ the app driven in-process, and real Mosquitto brokers (tinyfleet.server.devbroke
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -52,8 +53,33 @@ def pg_url(pg_database: str) -> Iterator[str]:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty database at the migrations' head, made once: tests copy it instead of migrating."""
+    from tinyfleet.server.db import make_engine, upgrade_to_head
+
+    path = tmp_path_factory.mktemp("template") / "tinyfleet.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade_to_head(engine)
+    engine.dispose()
+    return path
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database at the migrations' head (SQLite: a copy of one migrated once; PostgreSQL: a fresh
+    schema that the app migrates)."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("migrated_sqlite")
+        shutil.copyfile(template, tmp_path / "tinyfleet.db")
+        return f"sqlite:///{tmp_path / 'tinyfleet.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database with no tables at all, for tests of the migrations themselves."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'tinyfleet.db'}"
     url: str = request.getfixturevalue("pg_url")

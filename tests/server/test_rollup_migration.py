@@ -19,8 +19,8 @@ def _upgrade(engine: sa.Engine, revision: str) -> None:
         command.upgrade(cfg, revision)
 
 
-def test_upgrade_rolls_up_stored_reports(db_url: str) -> None:
-    engine = make_engine(db_url)
+def test_upgrade_rolls_up_stored_reports(empty_db_url: str) -> None:
+    engine = make_engine(empty_db_url)
     _upgrade(engine, "0005")
     telemetry = sa.table(
         "telemetry",
