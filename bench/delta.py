@@ -1,8 +1,10 @@
 """Bytes on the wire per model update: the tinyfleet delta against established patch tools.
 
 Pairs: the real successive model versions in ../shared/models/pairs, and pairs the compression pipeline
-makes here (retrained from scratch, last layer fine-tuned, pruned). Prints a Markdown table for
-docs/BENCHMARKS.md, plus the decoder's RAM and flash size.
+makes here, at width 16 (5.7 KB) and 192 (106 KB): retrained from scratch, last layer fine-tuned, pruned,
+re-quantized (trained once with TensorFlow, cached under the temp dir). Prints Markdown tables for
+docs/BENCHMARKS.md: sizes against the peers and whole-file lzma -9e, encode and C decode times, and the
+decoder's RAM and flash size.
 
     .venv/bin/python bench/delta.py
 """
@@ -14,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,8 +35,23 @@ REAL_PAIRS = [
 ]
 
 
-def pipeline_pairs(workdir: Path) -> list[tuple[str, Path, Path]]:
-    """v1 of the vibration classifier, then three kinds of update a team ships."""
+CACHE = Path(tempfile.gettempdir()) / "tinyfleet_delta_pairs"
+UPDATES = ("retrained", "last-layer", "pruned-50%", "requantized")
+
+
+def pipeline_pairs(width: int = 16) -> list[tuple[str, Path, Path]]:
+    """v1 of the vibration classifier, then four kinds of update a team ships. Training is slow, so the
+    models are cached in CACHE (delete it to retrain)."""
+    name = f"vibration-w{width}"
+    paths = {u: CACHE / f"{name}_{u}.tflite" for u in ("v1", *UPDATES)}
+    if not all(p.exists() for p in paths.values()):
+        CACHE.mkdir(parents=True, exist_ok=True)
+        for u, blob in _train_pipeline_pairs(width).items():
+            paths[u].write_bytes(blob)
+    return [(f"{name} v1 -> {u}", paths["v1"], paths[u]) for u in UPDATES]
+
+
+def _train_pipeline_pairs(width: int) -> dict[str, bytes]:
     import keras
 
     from tinyfleet.ml import architectures, compress, datasets, pipeline
@@ -43,7 +61,7 @@ def pipeline_pairs(workdir: Path) -> list[tuple[str, Path, Path]]:
     classes = len(data.class_names)
 
     def build(seed: int) -> object:
-        model = architectures.build("dense", data.input_shape, classes, width=16, seed=seed)
+        model = architectures.build("dense", data.input_shape, classes, width=width, seed=seed)
         return pipeline.train(model, train, epochs=8)
 
     v1 = build(0)
@@ -60,14 +78,9 @@ def pipeline_pairs(workdir: Path) -> list[tuple[str, Path, Path]]:
     pruned.compile(keras.optimizers.Adam(0.002), loss="sparse_categorical_crossentropy")
     compress.prune_magnitude(pruned, train.x, train.y, 0.5, epochs=3)
     files["pruned-50%"] = compress.quantize_int8(pruned, train.x)
-    paths = {}
-    for name, blob in files.items():
-        paths[name] = workdir / f"vibration_{name}.tflite"
-        paths[name].write_bytes(blob)
-    return [
-        (f"vibration v1 -> {name}", paths["v1"], paths[name])
-        for name in ("retrained", "last-layer", "pruned-50%")
-    ]
+    # the same float model calibrated on other samples: new activation scales, requantized biases
+    files["requantized"] = compress.quantize_int8(v1, train.x[::-1], samples=100)
+    return files
 
 
 def decoder_figures() -> tuple[int, int | None]:
@@ -79,19 +92,36 @@ def decoder_figures() -> tuple[int, int | None]:
     flash = None
     if shutil.which("arm-none-eabi-gcc"):
         with tempfile.TemporaryDirectory() as tmp:
-            obj = Path(tmp) / "delta.o"
-            subprocess.run(
-                ["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-Os", "-std=c11", "-c",
-                 "-I", str(ROOT / "agent_firmware" / "core" / "include"),
-                 str(ROOT / "agent_firmware" / "core" / "src" / "delta.c"), "-o", str(obj)],
-                check=True,
-            )  # fmt: skip
-            size = subprocess.run(
-                ["arm-none-eabi-size", str(obj)], check=True, capture_output=True, text=True
-            )
-            text, data = size.stdout.splitlines()[1].split()[:2]
-            flash = int(text) + int(data)
+            flash = 0
+            for src in sorted((ROOT / "agent_firmware" / "core" / "src").glob("delta*.c")):
+                obj = Path(tmp) / f"{src.stem}.o"
+                subprocess.run(
+                    ["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-Os", "-std=c11", "-c",
+                     "-I", str(ROOT / "agent_firmware" / "core" / "include"), str(src), "-o", str(obj)],
+                    check=True,
+                )  # fmt: skip
+                size = subprocess.run(
+                    ["arm-none-eabi-size", str(obj)], check=True, capture_output=True, text=True
+                )
+                text, data = size.stdout.splitlines()[1].split()[:2]
+                flash += int(text) + int(data)
     return ram, flash
+
+
+def c_decode_seconds(base: bytes, stream: bytes, size: int) -> float:
+    """Wall time of the C decoder (host library, -O2, flash in RAM), 64-byte chunks; checks the output."""
+    from tinyfleet.device.library import load_library
+
+    lib = load_library()
+    lib.tfa_host_delta_apply.restype = ctypes.c_int
+    out = ctypes.create_string_buffer(size)
+    args = (base, len(base), stream, len(stream), out, size, 64, 0)
+    t0 = time.perf_counter()
+    rc = lib.tfa_host_delta_apply(*args)
+    seconds = time.perf_counter() - t0
+    if rc != 0:
+        raise SystemExit(f"the C decoder refused a stream the Python one made (rc {rc})")
+    return seconds
 
 
 def main() -> None:
@@ -102,24 +132,31 @@ def main() -> None:
         ]
     else:
         print("(../shared/models/pairs absent: real pairs skipped)")
-    with tempfile.TemporaryDirectory() as tmp:
-        rows += pipeline_pairs(Path(tmp))
-        columns = None
-        lines = []
-        for label, base_path, new_path in rows:
-            base, new = base_path.read_bytes(), new_path.read_bytes()
-            ours = len(delta.encode(new, base))
-            assert delta.decode(delta.encode(new, base), base) == new
-            others = all_baselines(base_path, new_path)
-            columns = list(others)
-            best = min(v for v in others.values() if v is not None)
-            cells = " | ".join("n/a" if v is None else str(v) for v in others.values())
-            verdict = "yes" if ours < best else "no"
-            lines.append(f"| {label} | {len(new)} | **{ours}** | {cells} | {verdict} |")
+    rows += pipeline_pairs(16) + pipeline_pairs(192)
+    columns = None
+    lines, timing = [], []
+    for label, base_path, new_path in rows:
+        base, new = base_path.read_bytes(), new_path.read_bytes()
+        t0 = time.perf_counter()
+        stream = delta.encode(new, base)
+        encode_s = time.perf_counter() - t0
+        assert delta.decode(stream, base) == new
+        decode_s = c_decode_seconds(base, stream, len(new))
+        others = all_baselines(base_path, new_path)
+        columns = list(others)
+        best = min(v for v in others.values() if v is not None)
+        cells = " | ".join("n/a" if v is None else str(v) for v in others.values())
+        verdict = "yes" if len(stream) < best else "no"
+        vs_lzma = 100.0 * (len(stream) / others["lzma (whole new)"] - 1)  # type: ignore[operator]
+        ours = f"**{len(stream)}** (v{stream[2]})"
+        lines.append(f"| {label} | {len(new)} | {ours} | {cells} | {vs_lzma:+.1f}% | {verdict} |")
+        timing.append(f"| {label} | {encode_s:.2f} s | {decode_s * 1e3:.2f} ms |")
     assert columns is not None
-    print("| pair | new size | tinyfleet delta | " + " | ".join(columns) + " | fewest? |")
-    print("|---|---:|---:|" + "---:|" * len(columns) + "---|")
+    print("| pair | new size | tinyfleet delta (format) | " + " | ".join(columns) + " | vs lzma | fewest? |")
+    print("|---|---:|---:|" + "---:|" * len(columns) + "---:|---|")
     print("\n".join(lines))
+    print("\n| pair | encode (Python) | decode (C, host -O2) |\n|---|---:|---:|")
+    print("\n".join(timing))
     ram, flash = decoder_figures()
     flash_text = f"{flash} bytes" if flash is not None else "n/a (no arm-none-eabi-gcc)"
     print(f"\ndecoder state (RAM): {ram} bytes; decoder code (Cortex-M4, -Os): {flash_text}")

@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "agent_firmware" / "build" / "mps2-an386"
 ELF_NAMES = {"all": "firmware.elf", "engine": "firmware-engine.elf"}
 FRAME_H = REPO / "agent_firmware" / "core" / "include" / "tfa" / "frame.h"
+FLASH_AIM = 24 * 1024  # the update agent without the engine (issue 15)
 
 FLASH_SECTIONS = {".text", ".ARM.exidx", ".rodata"}
 DATA_SECTIONS = {".data"}
@@ -223,6 +224,9 @@ def main() -> int:
     io_bytes, io_detail = io_buffer_bytes()
     print()
     print(f"flash: {total.flash} B ({total.flash / 1024:.1f} KiB)")
+    if args.target == "all":
+        margin = FLASH_AIM - total.flash
+        print(f"  aim {FLASH_AIM} B (24 KiB): {'under' if margin >= 0 else 'OVER'} by {abs(margin)} B")
     print(f"static RAM: {total.ram} B, of which:")
     print(f"  UART frame buffers: {io_bytes} B ({io_detail})")
     rest = total.ram - io_bytes

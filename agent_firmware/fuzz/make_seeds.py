@@ -104,6 +104,10 @@ def main():
         "blk": struct.pack("<IHB", new_len, base_len, 0) + dv.joinpath("blk.bin").read_bytes(),
         "full": struct.pack("<IHB", new_len, 0, 40) + dv.joinpath("full.bin").read_bytes(),
     }
+    # format version 2 (weight runs; diff runs read the harness's own base, which the decoder does not judge)
+    t_new, t_base = dv.joinpath("t_new.bin").stat().st_size, dv.joinpath("t_base.bin").stat().st_size
+    for name, b_len, sel in (("t_delta", t_base, 9), ("t_blk", t_base, 0), ("t_full", 0, 40)):
+        out["delta"][name] = struct.pack("<IHB", t_new, b_len, sel) + dv.joinpath(f"{name}.bin").read_bytes()
     # state: two 256-byte sectors (48-byte records)
     ff = b"\xff" * 256
     s0 = state_record(1) + state_record(2, phase=1, offset=1024, size=4096)

@@ -3,6 +3,11 @@
 vectors/delta/: base.bin and new.bin (a synthetic "model update": shifted sections, retrained bytes,
 inserted and deleted runs), delta.bin (new against base), full.bin (new compressed alone), each encoded
 by tinyfleet/signing/delta.py, plus blk.bin: a multi-block stream (1 KiB blocks) for resume tests.
+Format version 2 (weight runs): t_base.bin (examples/vibration-1.0.0.tflite) and t_new.bin (the 1.1.0
+model with its first layer replaced by 1.0.0's nudged by +-1 in 60% of its weights: a fine-tuned
+layer, coded as a diff run; the other layers are plain runs; biases and scales word runs, bias scales
+product runs), t_delta.bin, t_blk.bin (1 KiB blocks: runs cut at block ends) and t_full.bin (no base,
+1 KiB blocks), all forced to version 2 with a run for every tensor and vector.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from tinyfleet.signing import delta  # noqa: E402
+from tinyfleet.signing import delta, tensor_coder  # noqa: E402
 
 
 def make_pair(seed: int = 7) -> tuple[bytes, bytes]:
@@ -25,6 +30,17 @@ def make_pair(seed: int = 7) -> tuple[bytes, bytes]:
     retrained = bytes((b + rng.choice((-2, -1, 0, 0, 1, 2))) & 0xFF for b in weights)
     new = header[:100] + b"\x00" * 12 + header[100:] + retrained[:3000] + weights[3000:] + base[-500:]
     return base, new
+
+
+def make_tensor_pair(seed: int = 11) -> tuple[bytes, bytes]:
+    base = (HERE.parents[1] / "examples" / "vibration-1.0.0.tflite").read_bytes()
+    new = bytearray((HERE.parents[1] / "examples" / "vibration-1.1.0.tflite").read_bytes())
+    first = tensor_coder.find_weight_tensors(base)[0]
+    assert tensor_coder.find_weight_tensors(bytes(new))[0] == first, "the two examples' layouts differ"
+    rng = random.Random(seed)
+    for i in range(first.start, first.start + first.length):
+        new[i] = (base[i] + (rng.choice((-1, 1)) if rng.random() < 0.6 else 0)) & 0xFF
+    return base, bytes(new)
 
 
 def main() -> None:
@@ -40,6 +56,21 @@ def main() -> None:
         stream = (out / name).read_bytes()
         assert delta.decode(stream, base if name != "full.bin" else b"") == new
         print(f"{name}: {len(stream)} bytes for {len(new)}")
+    t_base, t_new = make_tensor_pair()
+    kinds = {r.kind for r in tensor_coder.plan_runs(t_new, t_base, force=True)}
+    kinds |= {r.kind for r in tensor_coder.plan_runs(t_new, b"", force=True)}
+    assert kinds == {0, 1, 2, 3, 4}, f"the vectors should have runs of every kind, not only {kinds}"
+    (out / "t_base.bin").write_bytes(t_base)
+    (out / "t_new.bin").write_bytes(t_new)
+    v2 = (delta.FORMAT_TENSOR,)
+    (out / "t_delta.bin").write_bytes(delta.encode(t_new, t_base, versions=v2))
+    (out / "t_blk.bin").write_bytes(delta.encode(t_new, t_base, block_log2=10, versions=v2))
+    (out / "t_full.bin").write_bytes(delta.encode(t_new, b"", block_log2=10, versions=v2))
+    for name in ("t_delta.bin", "t_blk.bin", "t_full.bin"):
+        stream = (out / name).read_bytes()
+        assert stream[2] == delta.FORMAT_TENSOR
+        assert delta.decode(stream, t_base if name != "t_full.bin" else b"") == t_new
+        print(f"{name}: {len(stream)} bytes for {len(t_new)}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-/* Delta decoder: golden streams from tinyfleet/signing/delta.py decode to the same bytes in any chunking, across
+/* Delta decoder: golden streams from tinyfleet/signing/delta.py (format versions 1 and 2, the latter with
+ * plain and diff weight runs, runs cut at block ends) decode to the same bytes in any chunking, across
  * simulated reboots, and corrupt streams are refused without crashing (run under ASan and UBSan). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,45 @@ static uint8_t *prv_load(const char *name, uint32_t *len)
         exit(1);
     }
     return buf;
+}
+
+/* Version 2 (weight runs): every chunking and reboot schedule, then every single-byte corruption. */
+static int prv_tensor_vectors(const uint32_t *chunks, size_t n_chunks)
+{
+    uint32_t base_len, new_len, len[3];
+    uint8_t *base = prv_load("t_base.bin", &base_len);
+    uint8_t *expect = prv_load("t_new.bin", &new_len);
+    const char *names[3] = {"t_delta.bin", "t_blk.bin", "t_full.bin"};
+    uint8_t *s[3];
+    uint8_t *out = malloc(new_len);
+    int cases = 0;
+    for (size_t k = 0; k < 3; k++) {
+        s[k] = prv_load(names[k], &len[k]);
+        CHECK(len[k] > 3 && s[k][2] == 2u, "%s is a format version 2 stream", names[k]);
+        uint32_t blen = k == 2 ? 0u : base_len;
+        for (size_t i = 0; i < n_chunks; i++) {
+            for (uint32_t reboot = 0; reboot <= 2; reboot += 2) {
+                memset(out, 0xAA, new_len);
+                int rc = tfa_host_delta_apply(base, blen, s[k], len[k], out, new_len, chunks[i], reboot);
+                CHECK(rc == 0 && memcmp(out, expect, new_len) == 0, "%s chunk %u reboot every %u: rc %d",
+                      names[k], chunks[i], reboot, rc);
+                cases++;
+            }
+        }
+        uint8_t *bad = malloc(len[k]);
+        for (uint32_t at = 0; at < len[k]; at = at < 32 ? at + 1 : at + 5) {
+            memcpy(bad, s[k], len[k]);
+            bad[at] ^= 0xA5;
+            (void)tfa_host_delta_apply(base, blen, bad, len[k], out, new_len, 77, 0);
+            cases++;
+        }
+        free(bad);
+        free(s[k]);
+    }
+    free(out);
+    free(base);
+    free(expect);
+    return cases;
 }
 
 int main(void)
@@ -75,6 +115,7 @@ int main(void)
         }
         cases++;
     }
+    cases += prv_tensor_vectors(chunks, sizeof chunks / sizeof chunks[0]);
     printf("test_delta: %d cases (%d padding flips harmless), decoder state %u bytes, %d failures\n", cases,
            undetected, tfa_host_delta_state_size(), test_failures);
     free(bad);

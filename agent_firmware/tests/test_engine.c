@@ -98,11 +98,21 @@ static void test_unsupported(void)
     tfa_engine_t e;
     int rc = tfa_engine_init(&e, model, len, arena, sizeof arena);
     CHECK(rc == -TFA_ERR_UNSUPPORTED_OP, "rc %d", rc);
-    CHECK(e.bad_op_code == 27 && strcmp(tfa_engine_op_name(e.bad_op_code), "SVDF") == 0, "op %d",
+    /* SVDF is not in the engine's table: named UNKNOWN here, by the host from the schema */
+    CHECK(e.bad_op_code == 27 && strcmp(tfa_engine_op_name(e.bad_op_code), "UNKNOWN") == 0, "op %d",
           (int)e.bad_op_code);
     CHECK(tfa_engine_invoke(&e) == -TFA_ERR_BAD_STATE, "invoke after failed init");
     CHECK(strcmp(tfa_engine_op_name(114), "QUANTIZE") == 0 && strcmp(tfa_engine_op_name(-3), "UNKNOWN") == 0,
           "names");
+    /* the supported list is the table: codes ascending, each named, then -1 */
+    uint32_t n = 0;
+    while (tfa_engine_supported_op(n) >= 0) {
+        int32_t code = tfa_engine_supported_op(n);
+        CHECK(strcmp(tfa_engine_op_name(code), "UNKNOWN") != 0, "op %d unnamed", (int)code);
+        CHECK(n == 0 || code > tfa_engine_supported_op(n - 1u), "op table out of order at %u", (unsigned)n);
+        n++;
+    }
+    CHECK(n > 0u && tfa_engine_supported_op(UINT32_MAX) == -1, "%u supported ops", (unsigned)n);
     free(model);
 }
 

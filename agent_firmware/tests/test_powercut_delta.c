@@ -1,7 +1,8 @@
 /* Power-cut campaign over compressed and delta installs (test_powercut.c does the same for raw ones; the
  * driver, with the invariant it checks after every cut, is tests/support/powercut_campaign.c).
  * A device runs good_active.tfpkg (sequence 5, confirmed; its model is the delta's base) and installs
- * delta_good.tfpkg or compressed_good.tfpkg (sequence 6, model_update.tflite, 1 KiB blocks) in small
+ * delta_good.tfpkg or compressed_good.tfpkg, or their format version 2 twins delta_v2_good.tfpkg and
+ * compressed_v2_good.tfpkg (sequence 6, model_update.tflite, 1 KiB blocks) in small
  * chunks: begin, chunks, end, activate, selftest, confirm. The reference run counts its flash
  * program/erase operations; then for every cut index k in 1..N and every tear mode the power goes during
  * operation k. After power-on and reboot (in half the runs with a second cut during the boot itself):
@@ -75,6 +76,9 @@ int main(void)
     points += prv_campaign("delta_good.tfpkg", 256, 8, 1, 0);
     points += prv_campaign("delta_good.tfpkg", 0, 16, 1, 2);
     points += prv_campaign("compressed_good.tfpkg", 256, 96, 0, 0);
+    /* the same update in delta format version 2 (weight runs: resumes land between runs and mid-tensor) */
+    points += prv_campaign("delta_v2_good.tfpkg", 256, 8, 1, 0);
+    points += prv_campaign("compressed_v2_good.tfpkg", 256, 96, 0, 2);
     if (test_failures != 0) {
         fprintf(stderr, "test_powercut_delta: %d checks failed\n", test_failures);
         return 1;

@@ -1,6 +1,7 @@
 /* Compressed and delta installs through the runtime (payload_encoding 1 and 2, PROTOCOL 1.4 and 5), with
  * the vectors of tests/vectors/index.json "delta_vectors": a device that runs good_active.tfpkg installs
- * delta_good.tfpkg / compressed_good.tfpkg (model_update.tflite) in chunks of any size; resumes after a
+ * delta_good.tfpkg / compressed_good.tfpkg and their format version 2 twins delta_v2_good.tfpkg /
+ * compressed_v2_good.tfpkg (model_update.tflite) in chunks of any size; resumes after a
  * reboot at the recorded block boundary; rewinds to it after a flash failure; refuses a wrong base at
  * begin, a malformed stream while downloading and a stream that decodes to another model at end; a device
  * without a decoder workspace refuses encodings 1 and 2 with FIELD_RANGE. */
@@ -328,6 +329,11 @@ int main(void)
     prv_test_installs("compressed_good.tfpkg", &update);
     prv_test_resume("delta_good.tfpkg", &update);
     prv_test_resume("compressed_good.tfpkg", &update);
+    /* the same update in delta format version 2 (weight and word runs) */
+    prv_test_installs("delta_v2_good.tfpkg", &update);
+    prv_test_installs("compressed_v2_good.tfpkg", &update);
+    prv_test_resume("delta_v2_good.tfpkg", &update);
+    prv_test_resume("compressed_v2_good.tfpkg", &update);
     prv_test_rewind(&update);
     prv_test_refusal("delta_wrong_base.tfpkg", -TFA_ERR_WRONG_BASE, 0, 64);
     prv_test_refusal("delta_corrupt_stream.tfpkg", -TFA_ERR_DELTA_CORRUPT, 1, 1);

@@ -7,13 +7,14 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from tests.support.paths import REPO, SHARED_MODELS
+from tests.support import console_page
+from tests.support.console_page import INDEX
+from tests.support.paths import SHARED_MODELS
 from tinyfleet.cli import app
 from tinyfleet.server.cli import _rollout_rows
 from tinyfleet.server.stack import run_stack
 
 MODEL = SHARED_MODELS / "hello_world_int8.tflite"
-DASHBOARD = REPO / "tinyfleet" / "server" / "dashboard" / "index.html"
 
 
 @pytest.fixture
@@ -66,7 +67,8 @@ def test_rollouts_watch_stops_when_the_rollout_does_not_move(server, shared_mode
 
 
 def test_dashboard_reads_fields_the_api_returns(server, shared_models):
-    page = DASHBOARD.read_text()
+    page = INDEX.read_text()
+    src = console_page.source((".js",))
     with server.client() as c:
         assert c.get("/").text == page  # served without a token; the page asks for it
         model = c.post("/api/models", json={"name": "hello"}).json()
@@ -80,16 +82,21 @@ def test_dashboard_reads_fields_the_api_returns(server, shared_models):
         body = {"name": "r", "model_version_id": version["id"], "selector": {"device_ids": ["dev-d"]}}
         c.post("/api/rollouts", json=body).raise_for_status()
         rollout = c.get("/api/rollouts").json()[0]
-        versions = c.get(f"/api/models/{model['id']}/versions").json()
-        summary = c.get("/api/telemetry/summary", params={"model_version_id": version["id"]}).json()
+        models = c.get("/api/console/models").json()
+        facets = c.get("/api/console/facets").json()
+        compare = c.get("/api/telemetry/compare", params={"a": version["id"], "b": version["id"]}).json()
         device = c.get("/api/devices").json()[0]
     keys = ("model_name", "version", "state", "current_wave", "wave_sizes", "state_reason", "canary", "gates")
     for key in keys:
-        assert key in rollout and f"r.{key}" in page
+        assert key in rollout and f"r.{key}" in src
     assert {"bytes_sent", "raw_bytes", "encodings"} <= set(rollout["transfer"])
-    assert "t.bytes_sent" in page and "t.raw_bytes" in page and "t.encodings" in page
-    assert {"id", "model_name", "version"} <= set(versions[0]) and "model_version_id=" in page
-    for key in ("reports", "devices", "inference_count", "latency_us_mean", "class_histogram"):
-        assert key in summary and f"t.{key}" in page
+    assert "t.bytes_sent" in src and "t.raw_bytes" in src and "r.transfer.encodings" in src
+    pkg = models[0]["versions"][0]["packages"][0]
+    for key in ("size", "model_size", "arena_bytes", "encoding", "ops", "variants", "signed_by", "sequence"):
+        assert key in pkg and f"pkg.{key}" in src
+    assert pkg["ops"] and {"id", "label", "devices"} == set(facets["versions"][0]) and "v.label" in src
+    for key in ("reports", "inference_count", "errors", "error_rate", "latency_us_mean", "class_histogram"):
+        assert key in compare["a"] and f"sa.{key}" in src
+    assert "js_divergence" in compare and "js_divergence: jsd" in src
     for key in ("online", "reported", "active_model_sha256", "last_seen", "hardware_class"):
-        assert key in device and f"d.{key}" in page
+        assert key in device and f"d.{key}" in src

@@ -105,7 +105,7 @@ def test_openapi_documents_every_error(api):
             codes = op["responses"]
             expected = set()
             if path.startswith("/api/"):
-                expected |= {"401", "503"}
+                expected |= {"401", "403", "503"}
             if op.get("parameters") or "requestBody" in op:
                 expected.add("422")
             if "requestBody" in op:

@@ -247,7 +247,7 @@ def test_openapi_docs_and_dashboard(api):
     assert "application/octet-stream" in upload["requestBody"]["content"]
     assert api.client.get("/docs").status_code == 200
     page = api.client.get("/", headers={"Authorization": ""})
-    assert page.status_code == 200 and "tinyfleet control plane" in page.text and "/api/rollouts" in page.text
+    assert page.status_code == 200 and "tinyfleet console" in page.text and "/console/js/app.js" in page.text
 
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"

@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import re
 
-from tests.support.paths import REPO
 from tinyfleet.device.engine_check import ENGINE_BUILTIN_OPS
 from tinyfleet.sim.agent import AgentConfig, DeviceAgent
 from tinyfleet.sim.profiles import get_profile
 from tinyfleet.sim.runtime_driver import RuntimeDriver
-
-
-def test_engine_ops_match_the_c_engine() -> None:
-    header = (REPO / "agent_firmware/core/engine/engine_internal.h").read_text()
-    enum = header[header.index("TFLite builtin operator codes") :]
-    enum = enum[: enum.index("};")]
-    assert sorted(int(v) for v in re.findall(r"TFA_OP_\w+ = (\d+)", enum)) == list(ENGINE_BUILTIN_OPS)
 
 
 def test_agent_reports_the_profiles_capabilities() -> None:

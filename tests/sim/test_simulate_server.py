@@ -92,6 +92,9 @@ def test_simulate_honours_tinyfleet_api_url_and_token(env: Env) -> None:
     devices = env.devices("envurl")
     assert sorted(devices) == ["envurl-00000", "envurl-00001"]
     assert all(d["reported"] is not None for d in devices.values()), "every device came online"
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("ran 2 devices for "), f"a one-line summary at the end, got: {last!r}"
+    assert "2 online at the end" in last and "0 failed" in last
 
 
 def test_simulate_refuses_to_take_over_an_existing_device(env: Env) -> None:

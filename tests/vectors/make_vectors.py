@@ -436,8 +436,12 @@ def main() -> None:
     update = retrained(model, 2026)
     update_digest = expected_output_sha256(update, SELFTEST_SEED)
     base_sha = hashlib.sha256(model).digest()
-    delta_stream = dl.encode(update, model, block_log2=10)
-    full_stream = dl.encode(update, b"", block_log2=10)
+    v1, v2 = (dl.FORMAT_VERSION,), (dl.FORMAT_TENSOR,)  # each package pins its delta format version
+    delta_stream = dl.encode(update, model, block_log2=10, versions=v1)
+    full_stream = dl.encode(update, b"", block_log2=10, versions=v1)
+    delta_v2_stream = dl.encode(update, model, block_log2=10, versions=v2)
+    full_v2_stream = dl.encode(update, b"", block_log2=10, versions=v2)
+    assert dl.decode(delta_v2_stream, model) == update and dl.decode(full_v2_stream) == update
     assert dl.decode(delta_stream, model) == update and dl.decode(full_stream) == update
     update_fields: dict[str, object] = {
         "selftest_seed": SELFTEST_SEED,
@@ -469,9 +473,23 @@ def main() -> None:
         f"model_update.tflite compressed, {len(full_stream)} bytes, 1 KiB blocks",
     )
     add_delta(
+        "delta_v2_good.tfpkg",
+        build_encoded(delta_v2_stream, dl.ENCODING_DELTA, base_sha),
+        "OK",
+        "none",
+        f"delta_good's update in delta format version 2 (weight runs), {len(delta_v2_stream)} bytes",
+    )
+    add_delta(
+        "compressed_v2_good.tfpkg",
+        build_encoded(full_v2_stream, dl.ENCODING_COMPRESSED),
+        "OK",
+        "none",
+        f"compressed_good's model in delta format version 2 (weight runs), {len(full_v2_stream)} bytes",
+    )
+    add_delta(
         "delta_wrong_base.tfpkg",
         build_encoded(
-            dl.encode(update, other_base, block_log2=10),
+            dl.encode(update, other_base, block_log2=10, versions=v1),
             dl.ENCODING_DELTA,
             hashlib.sha256(other_base).digest(),
         ),

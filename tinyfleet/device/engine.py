@@ -14,6 +14,7 @@ import numpy as np
 
 from tinyfleet.device.library import CTensorInfo, EngineHead, declare, load_library
 from tinyfleet.signing.codes import ErrorCode, error_name
+from tinyfleet.signing.tflite import builtin_op_name
 
 _DTYPES: dict[int, type[np.generic]] = {
     0: np.float32,
@@ -60,6 +61,7 @@ def _engine_library() -> ctypes.CDLL:
             "tfa_engine_input_info": info,
             "tfa_engine_output_info": info,
             "tfa_engine_op_name": ([ctypes.c_int32], ctypes.c_char_p),
+            "tfa_engine_supported_op": ([u32], ctypes.c_int32),
             "tfa_engine_op_code": ([vp, u32], ctypes.c_int32),
             "tfa_engine_struct_size": ([], u32),
             "tfa_engine_selftest_digest": ([vp, u32, ctypes.c_char_p], i32),
@@ -69,8 +71,18 @@ def _engine_library() -> ctypes.CDLL:
 
 
 def op_name(code: int) -> str:
-    name: bytes = _engine_library().tfa_engine_op_name(code)
-    return name.decode()
+    """The TFLite schema's name of a builtin code; the C engine names only the ops it runs."""
+    return builtin_op_name(code)
+
+
+def supported_ops() -> list[tuple[int, str]]:
+    """(builtin code, name) of every op the C engine runs, read from its table (core/engine/ops.h)."""
+    lib = _engine_library()
+    rows: list[tuple[int, str]] = []
+    while (code := int(lib.tfa_engine_supported_op(len(rows)))) >= 0:
+        name: bytes = lib.tfa_engine_op_name(code)
+        rows.append((code, name.decode()))
+    return rows
 
 
 class Engine:

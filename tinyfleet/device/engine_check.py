@@ -6,8 +6,9 @@ from __future__ import annotations
 from tinyfleet.device.engine import Engine, EngineError
 from tinyfleet.device.library import LibraryError, load_library
 
-# Builtin operator codes the C engine runs (agent_firmware/core/engine/engine_internal.h, TFA_OP_*);
-# devices report them as their `ops` capability. tests/sim/test_capabilities.py compares the header.
+# Builtin operator codes the C engine runs: the Python copy of the table in agent_firmware/core/engine/ops.h,
+# which devices report as their `ops` capability. tests/device/test_engine_ops.py checks it against the
+# table the C library exports (tinyfleet.device.engine.supported_ops).
 ENGINE_BUILTIN_OPS: tuple[int, ...] = (0, 1, 2, 3, 4, 6, 9, 14, 17, 18, 22, 25, 34, 40, 114)
 REFUSAL_PREFIX = "the device engine refuses this model"
 

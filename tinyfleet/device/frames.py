@@ -285,7 +285,8 @@ class Response:
             return None
         if len(self.payload) < 2:
             raise ProtocolError("ERROR message shorter than its 2 fixed bytes")
-        detail = self.payload[2:].decode("ascii", errors="replace")
+        # MCU builds send no detail (TFA_NO_ERROR_NAMES): the name comes from the code, as on the host.
+        detail = self.payload[2:].decode("ascii", errors="replace") or error_name(self.payload[0])
         return DeviceError(self.payload[0], self.payload[1], detail)
 
     def raise_for_error(self) -> Response:

@@ -20,14 +20,29 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tinyfleet.server import logs
-from tinyfleet.server.api import alerts, devices, health, metrics, models, packages, rollouts, telemetry
-from tinyfleet.server.api.deps import require_token
+from tinyfleet.server.api import (
+    alerts,
+    certs,
+    devices,
+    health,
+    metrics,
+    models,
+    packages,
+    rollouts,
+    telemetry,
+)
+from tinyfleet.server.api import audit as audit_api
+from tinyfleet.server.api import console as console_api
+from tinyfleet.server.api import users as users_api
+from tinyfleet.server.api.audit import AuditLog
 from tinyfleet.server.api.limits import ApiGuard
 from tinyfleet.server.api.openapi_errors import document_errors
+from tinyfleet.server.api.roles import RoleGate, require_role
 from tinyfleet.server.config import Settings, settings_from_env
 from tinyfleet.server.context import AppContext
 from tinyfleet.server.services.errors import ServiceError
 from tinyfleet.server.services.rollups import RetentionJob
+from tinyfleet.server.services.users import TokenResolver, require_admin_user
 
 log = logging.getLogger(__name__)
 FASTAPI_BODY_ERROR = "There was an error parsing the body"
@@ -77,6 +92,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503)
 
 
+def _bootstrap_token(settings: Settings) -> str | None:
+    """TINYFLEET_API_TOKEN is the admin 'bootstrap' in development only; production has users."""
+    return None if settings.production else settings.api_token
+
+
 def _retention_job(context: AppContext) -> RetentionJob:
     s = context.settings
     return RetentionJob(
@@ -92,6 +112,10 @@ def create_app(
 ) -> FastAPI:
     """The control plane app. Give `ctx` to share one context (tests drive its rollout driver directly)."""
     context = ctx or AppContext(settings or settings_from_env())
+    # ConfigError: production has no bootstrap token to fall back on. (Not for a stand-in context that
+    # only describes the routes, as tests/server/test_schemathesis.py makes.)
+    if isinstance(context, AppContext) and context.settings.production:
+        require_admin_user(context.db)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -118,11 +142,19 @@ def create_app(
     )
     app.state.ctx = context
     _install_error_handlers(app)
-    # In front of routing: 401 and 413 before any body byte is read (see limits.py).
-    app.add_middleware(ApiGuard, settings=lambda: context.settings)
-    auth = [Depends(require_token)]
+    # In front of routing: 401/403 and 413 before any body byte is read (limits.py, roles.py), and the
+    # audit log in front of that, so that it records those refusals too.
+    app.state.tokens = TokenResolver(lambda: context.db, lambda: _bootstrap_token(context.settings))
+    app.add_middleware(ApiGuard, settings=lambda: context.settings, authorize=RoleGate(app.state.tokens))
+    app.add_middleware(AuditLog, db=lambda: context.db)
+    auth = [Depends(require_role)]  # the caller's role against the route's (roles.py)
+    app.include_router(users_api.router, prefix="/api", dependencies=auth)
+    app.include_router(audit_api.router, prefix="/api", dependencies=auth)
     for module in (models, packages, devices, rollouts, telemetry, alerts):
         app.include_router(module.router, prefix="/api", dependencies=auth)
+    app.include_router(console_api.router, prefix="/api", dependencies=auth)
+    app.include_router(certs.router, prefix="/api", dependencies=auth)  # device certificates
+    app.include_router(console_api.assets)  # the console's scripts and plotly.min.js: no data, no token
     app.include_router(health.router)  # probes: no token
     app.include_router(metrics.router)  # its own token check (TINYFLEET_METRICS_PUBLIC)
 

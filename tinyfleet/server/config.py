@@ -25,6 +25,7 @@ DEFAULT_MAX_JSON_BYTES = 1024 * 1024
 MIN_TOKEN_CHARS = 32
 MIN_TOKEN_BITS = 128
 LOG_FORMATS = ("text", "json")
+DEVICE_AUTHS = ("password", "cert")
 DAY = 86400.0
 
 
@@ -85,6 +86,12 @@ class Settings:
     action_timeout_seconds: float = 600.0
     telemetry_flush_rows: int = 200
     telemetry_flush_seconds: float = 1.0
+    # Telemetry ingest (services/telemetry_ingest.py): messages stored per transaction, how long the writer
+    # waits to fill a batch, and its bounded queue (also the in-flight window the gateway asks the broker
+    # for: MQTT v5 Receive Maximum).
+    telemetry_batch_max: int = 1000
+    telemetry_batch_ms: float = 20.0
+    telemetry_queue_max: int = 5000
     # Request body limits (413 above): .tflite and package uploads, and every other (JSON) body.
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
@@ -114,6 +121,21 @@ class Settings:
     # URLs that get a JSON POST when an alert opens or resolves, each tried this many times (back-off).
     alert_webhooks: tuple[str, ...] = ()
     alert_webhook_attempts: int = 5
+    # How devices prove who they are to the broker (docs/DEPLOY.md): "password" (the broker's password
+    # file, reloaded per change: small setups) or "cert" (X.509 client certificates from the fleet CA,
+    # CN = device id: fleet scale, adding a device never touches the broker).
+    device_auth: str = "password"
+    ca_dir: Path | None = None  # the fleet CA (default: data_dir/fleet-ca)
+    ca_passphrase: str | None = None  # encrypts the CA key; required in production with cert auth
+    # The gateway's TLS client certificate and key (cert auth: CN = the service user).
+    mqtt_cert_file: Path | None = None
+    mqtt_key_file: Path | None = None
+    # Extra names (DNS or IP) in the broker certificate `--broker` makes, besides localhost/127.0.0.1.
+    broker_cert_names: tuple[str, ...] = ()
+
+    @property
+    def fleet_ca_dir(self) -> Path:
+        return self.ca_dir if self.ca_dir is not None else self.data_dir / "fleet-ca"
 
     @property
     def production(self) -> bool:
@@ -134,6 +156,15 @@ class Settings:
             raise ConfigError("TINYFLEET_TICK_SECONDS and TINYFLEET_ACTION_TIMEOUT must be positive")
         if self.max_upload_bytes < 1 or self.max_json_bytes < 1:
             raise ConfigError("TINYFLEET_MAX_UPLOAD_BYTES and TINYFLEET_MAX_JSON_BYTES must be positive")
+        if (
+            self.telemetry_batch_max < 1
+            or not 1 <= self.telemetry_queue_max <= 65535
+            or self.telemetry_batch_ms < 0
+        ):
+            raise ConfigError(
+                "TINYFLEET_TELEMETRY_BATCH_MAX must be positive, TINYFLEET_TELEMETRY_QUEUE_MAX in 1..65535"
+                " and TINYFLEET_TELEMETRY_BATCH_MS not negative"
+            )
         if self.telemetry_raw_retention_seconds < 0 or self.telemetry_rollup_retention_seconds < 0:
             raise ConfigError(
                 "TINYFLEET_TELEMETRY_RAW_RETENTION and TINYFLEET_TELEMETRY_ROLLUP_RETENTION"
@@ -142,11 +173,16 @@ class Settings:
         if self.log_format not in LOG_FORMATS:
             raise ConfigError(f"TINYFLEET_LOG_FORMAT must be text or json, got {self.log_format!r}")
         self._validate_drift()
+        if self.device_auth not in DEVICE_AUTHS:
+            raise ConfigError(f"TINYFLEET_DEVICE_AUTH must be password or cert, got {self.device_auth!r}")
+        if (self.mqtt_cert_file is None) != (self.mqtt_key_file is None):
+            raise ConfigError("TINYFLEET_MQTT_CERT_FILE and TINYFLEET_MQTT_KEY_FILE go together")
         if self.mqtt_url:
             MqttUrl.parse(self.mqtt_url)
         if self.device_mqtt_url:
             MqttUrl.parse(self.device_mqtt_url)
-        if (self.mqtt_broker_pid_file or self.mqtt_reload_command) and self.mqtt_password_file is None:
+        reloads = self.mqtt_broker_pid_file or self.mqtt_reload_command
+        if reloads and self.mqtt_password_file is None and self.device_auth != "cert":
             raise ConfigError(
                 "TINYFLEET_MQTT_BROKER_PID_FILE and TINYFLEET_MQTT_RELOAD_COMMAND"
                 " need TINYFLEET_MQTT_PASSWORD_FILE"
@@ -173,6 +209,8 @@ class Settings:
                 problems.append("TINYFLEET_DATABASE_URL is the development default")
             elif is_sqlite_url(self.database_url):
                 problems.append("TINYFLEET_DATABASE_URL is SQLite (production needs PostgreSQL)")
+            if self.device_auth == "cert" and not self.ca_passphrase:
+                problems.append("TINYFLEET_CA_PASSPHRASE is not set (the fleet CA key must be encrypted)")
             if problems:
                 raise ConfigError("refusing to start in production mode: " + "; ".join(problems))
         return self
@@ -300,6 +338,9 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         model_check_memory_mb=int(_float(env, "TINYFLEET_MODEL_CHECK_MEMORY_MB", 512)),
         max_upload_bytes=int(_float(env, "TINYFLEET_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)),
         max_json_bytes=int(_float(env, "TINYFLEET_MAX_JSON_BYTES", DEFAULT_MAX_JSON_BYTES)),
+        telemetry_batch_max=int(_float(env, "TINYFLEET_TELEMETRY_BATCH_MAX", 1000)),
+        telemetry_batch_ms=_float(env, "TINYFLEET_TELEMETRY_BATCH_MS", 20.0),
+        telemetry_queue_max=int(_float(env, "TINYFLEET_TELEMETRY_QUEUE_MAX", 5000)),
         telemetry_raw_retention_seconds=_duration(env, "TINYFLEET_TELEMETRY_RAW_RETENTION", 7 * DAY),
         telemetry_rollup_retention_seconds=_duration(env, "TINYFLEET_TELEMETRY_ROLLUP_RETENTION", 90 * DAY),
         metrics_public=_flag(env, "TINYFLEET_METRICS_PUBLIC", False),
@@ -313,5 +354,13 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
             u.strip() for u in env.get("TINYFLEET_ALERT_WEBHOOKS", "").split(",") if u.strip()
         ),
         alert_webhook_attempts=int(_float(env, "TINYFLEET_ALERT_WEBHOOK_ATTEMPTS", 5)),
+        device_auth=env.get("TINYFLEET_DEVICE_AUTH", "password").strip().lower() or "password",
+        ca_dir=_path(env, "TINYFLEET_CA_DIR"),
+        ca_passphrase=env.get("TINYFLEET_CA_PASSPHRASE") or None,
+        mqtt_cert_file=_path(env, "TINYFLEET_MQTT_CERT_FILE"),
+        mqtt_key_file=_path(env, "TINYFLEET_MQTT_KEY_FILE"),
+        broker_cert_names=tuple(
+            n.strip() for n in env.get("TINYFLEET_BROKER_CERT_NAMES", "").split(",") if n.strip()
+        ),
     )
     return settings.validate()

@@ -27,12 +27,15 @@ from tinyfleet.server.services.credentials import (
     password_entries,
     write_password_file,
 )
+from tinyfleet.server.services.device_certs import blocked_devices, revoked_serials
 from tinyfleet.server.services.drift import DriftJob
+from tinyfleet.server.services.fleet_ca import FleetCA, FleetCAError
 from tinyfleet.server.services.ids import check_service_username, is_device_id
 from tinyfleet.server.services.messages import DeviceMessages, GatewayStats
 from tinyfleet.server.services.packages import PackageCache
 from tinyfleet.server.services.rollout_driver import RolloutDriver
 from tinyfleet.server.services.signer import ServerKeys, load_server_keys
+from tinyfleet.server.services.telemetry_ingest import TelemetryIngest
 from tinyfleet.server.services.variants import VariantBuilder
 
 log = logging.getLogger(__name__)
@@ -80,13 +83,33 @@ class AppContext:
         )
         self._passwd_lock = threading.Lock()
         self.broker_reloader = BrokerReloader(settings.mqtt_broker_pid_file, settings.mqtt_reload_command)
+        self.fleet_ca: FleetCA | None = None
+        if settings.device_auth == "cert":
+            try:
+                self.fleet_ca = FleetCA.open(
+                    settings.fleet_ca_dir, settings.ca_passphrase, production=settings.production
+                )
+            except FleetCAError as exc:
+                raise ConfigError(str(exc)) from None
+        # Telemetry from the broker is stored in batches by its own writer (services/telemetry_ingest.py).
+        self.telemetry_ingest = TelemetryIngest(
+            self.db,
+            self.stats,
+            batch_max=settings.telemetry_batch_max,
+            batch_ms=settings.telemetry_batch_ms,
+            queue_max=settings.telemetry_queue_max,
+        )
         self.gateway: MqttGateway | None = None
         if settings.mqtt_url:
             self.gateway = MqttGateway(settings, self.db, self.messages)
+            self.gateway.telemetry_ingest = self.telemetry_ingest
             self.rollout_driver.publisher = self.gateway
         else:
             self.rollout_driver.publisher = RecordingPublisher()
         self.sync_password_file()
+        self._crl_lock = threading.Lock()
+        if self.fleet_ca is not None:
+            self._write_crl()
         self.drift = DriftJob(self.db, settings)  # drift alarms and their webhooks (services/drift.py)
 
     @contextmanager
@@ -100,6 +123,7 @@ class AppContext:
 
     def start_background(self) -> None:
         if self.gateway is not None:
+            self.telemetry_ingest.start()
             self.gateway.start()
         if self.rollout_driver.variants is not None:
             self.variants.start()
@@ -111,7 +135,8 @@ class AppContext:
         self.rollout_driver.stop()
         self.variants.stop()
         if self.gateway is not None:
-            self.gateway.stop()
+            self.gateway.stop()  # stops the telemetry writer before disconnecting, so its acks go out
+        self.telemetry_ingest.stop()
         self.broker_reloader.stop()
 
     def close(self) -> None:
@@ -133,6 +158,28 @@ class AppContext:
 
     def forget_device(self, device_id: str) -> None:
         self.messages.forget_device(device_id)
+        self.telemetry_ingest.forget_device(device_id)
+
+    def certificates_revoked(self) -> None:
+        """Revoked certificates: rewrite the CRL and have the broker re-read it (mosquitto does on SIGHUP),
+        and let the gateway drop the messages of devices left without a valid certificate meanwhile."""
+        self._write_crl()
+        self.broker_reloader.request()
+
+    def certificates_issued(self, device_ids: list[str]) -> None:
+        with self._crl_lock:
+            if self.gateway is not None and self.gateway.blocked_devices:
+                self.gateway.blocked_devices = self.gateway.blocked_devices - set(device_ids)
+
+    def _write_crl(self) -> None:
+        if self.fleet_ca is None:
+            return
+        with self._crl_lock, Session(self.db) as session:
+            entries = revoked_serials(session)
+            blocked = blocked_devices(session)
+            self.fleet_ca.write_crl(entries)
+        if self.gateway is not None:
+            self.gateway.blocked_devices = blocked
 
     def _check_broker_identity(self, settings: Settings) -> None:
         """Refuse to start when the gateway's MQTT user could be a device id (a device provisioned under

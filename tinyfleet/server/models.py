@@ -288,3 +288,64 @@ class Alert(SQLModel, table=True):
     # the check's figures: baseline and recent windows, their values and the threshold
     numbers: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     message: str = Field(default="", max_length=500)
+
+
+class User(SQLModel, table=True):
+    """Someone who calls the API (server/services/users.py); `role` is viewer, operator or admin
+    (server/api/roles.py). Users are disabled, never deleted: the audit log keeps naming them."""
+
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("name", name="uq_users_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64)
+    role: str = Field(max_length=16)
+    created_at: float
+    disabled: bool = False
+
+
+class ApiToken(SQLModel, table=True):
+    """A user's bearer token: only its SHA-256 is stored (tokens are 32 random bytes, so a fast hash is
+    enough), with a short prefix that lets people tell their tokens apart."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (UniqueConstraint("token_hash", name="uq_api_tokens_token_hash"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    name: str = Field(max_length=64)
+    token_hash: str = Field(max_length=64)  # sha256 hex
+    prefix: str = Field(max_length=16)
+    created_at: float
+    last_used_at: float | None = None
+    revoked_at: float | None = None
+
+
+class AuditEntry(SQLModel, table=True):
+    """One mutating API call (server/api/audit.py), refused ones included: who, what, and the answer."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: float = Field(index=True)
+    actor: str = Field(max_length=64, index=True)  # a user name, 'bootstrap', or '-' (unknown token)
+    method: str = Field(max_length=8)
+    path: str = Field(max_length=500)
+    target: str | None = Field(default=None, max_length=200)  # the id named in the path, if any
+    status_code: int
+    detail: str = Field(default="", max_length=500)  # the error's one line, or "" on success
+
+
+class DeviceCert(SQLModel, table=True):
+    """A client certificate the fleet CA issued to a device (services/fleet_ca.py); never its key. Not a
+    foreign key to devices: a deleted device's revoked serials must stay in the CRL."""
+
+    __tablename__ = "device_certs"
+    __table_args__ = (UniqueConstraint("serial", name="uq_device_certs_serial"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: str = Field(max_length=64, index=True)
+    serial: str = Field(max_length=40)  # lower-case hex
+    issued_at: float
+    not_after: float
+    revoked_at: float | None = Field(default=None, index=True)

@@ -1,7 +1,8 @@
 """MQTT gateway: the server's one MQTT client (paho-mqtt 2, MQTT v5).
 
 The paho network thread only queues incoming messages; one worker thread handles them in order
-(database work, chunk replies, telemetry batches), so a slow database never stalls the connection.
+(database work, chunk replies), so a slow database never stalls the connection. Telemetry goes to its own
+batching writer (services/telemetry_ingest.py), which acknowledges each message once its batch is stored.
 On every (re)connect the gateway subscribes and republishes every device's retained desired state,
 which makes desired state eventually right even after a crash between a commit and a publish.
 
@@ -22,6 +23,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
@@ -40,7 +42,9 @@ from tinyfleet.server.services.messages import (
     GatewayStats,
     Outgoing,
     StoreUnavailable,
+    split_topic,
 )
+from tinyfleet.server.services.telemetry_ingest import TelemetryIngest
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +58,20 @@ IDLE_FLUSH_S = 0.002
 RETRY_MIN_S, RETRY_MAX_S = 0.1, 5.0
 
 
+@dataclass(frozen=True)
+class _TelemetryBarrier:
+    """Queued before a reported state: the worker waits until telemetry up to `number` is checked."""
+
+    number: int
+
+
 def desired_topic(device_id: str) -> str:
     return f"tf/{device_id}/desired"
+
+
+def _device_of(topic: str) -> str | None:
+    parts = topic.split("/", 2)
+    return parts[1] if len(parts) > 1 else None
 
 
 class MqttGateway:
@@ -67,6 +83,13 @@ class MqttGateway:
         self._db = db
         self.messages = messages
         self.stats: GatewayStats = messages.stats
+        # Telemetry goes to this batching writer when set (AppContext sets it), else through `messages`.
+        self.telemetry_ingest: TelemetryIngest | None = None
+        # Other messages queued for / handled by the worker: telemetry waits for those received before it.
+        self._enqueued = 0
+        self._handled = 0
+        self._barrier_at = 0  # the telemetry number of the last _TelemetryBarrier queued
+        self._handled_cond = threading.Condition()
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_LIMIT)
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
@@ -86,11 +109,16 @@ class MqttGateway:
         # disconnect reason logged, so a broker that keeps saying no is logged once, not every retry.
         self.last_refusal: Any = None
         self._logged_loss: str | None = None
+        # Devices whose certificates are all revoked (cert mode; AppContext keeps it current): their
+        # messages are acknowledged and dropped, as a revoked device may stay connected until it leaves.
+        self.blocked_devices: frozenset[str] = frozenset()
         if self._url.username:
             self._client.username_pw_set(self._url.username, self._url.password)
         if self._url.tls:
             ca = str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None
-            self._client.tls_set(ca_certs=ca, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            cert = str(settings.mqtt_cert_file) if settings.mqtt_cert_file else None
+            key = str(settings.mqtt_key_file) if settings.mqtt_key_file else None
+            self._client.tls_set(ca_certs=ca, certfile=cert, keyfile=key, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -104,6 +132,11 @@ class MqttGateway:
         self._worker.start()
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY_S
+        if self.telemetry_ingest is not None:
+            # The broker's in-flight window for us (mosquitto's max_inflight_messages otherwise, 20 by
+            # default): telemetry batches can only be as large as what is delivered but not yet acked.
+            props.ReceiveMaximum = self.telemetry_ingest.queue_max
+            self.telemetry_ingest.handled_up_to = self._handled_up_to
         self._client.connect_async(
             self._url.host, self._url.port, keepalive=30, clean_start=False, properties=props
         )
@@ -121,6 +154,8 @@ class MqttGateway:
         if self._worker is not None:
             self._worker.join(timeout=10)
             self._worker = None
+        if self.telemetry_ingest is not None:
+            self.telemetry_ingest.stop()  # stores what is queued and acks it while still connected
         try:
             self.messages.flush_telemetry()
             self._ack_all()
@@ -156,16 +191,41 @@ class MqttGateway:
             log.warning("MQTT connection lost (%s); reconnecting", reason)
 
     def _on_message(self, _c: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
+        if self.blocked_devices and _device_of(msg.topic) in self.blocked_devices:
+            # A revoked device still connected (cert mode): acknowledged, so never redelivered, and dropped.
+            self.stats.count("events", "revoked_dropped")
+            if msg.qos > 0:
+                self._client.ack(msg.mid, msg.qos)
+            return
+        if self.telemetry_ingest is not None and msg.topic.endswith("/telemetry"):
+            parsed = split_topic(msg.topic)
+            if parsed is not None and parsed[1] == "telemetry" and parsed[0].isprintable():
+                # Blocks while the writer's queue is full: paho stops reading, the broker holds the rest.
+                # Acknowledged by the writer once stored; not taken (stopping): the broker redelivers it.
+                ack = partial(self._ack_stored, self._generation, msg.mid, msg.qos)
+                self.telemetry_ingest.submit(parsed[0], bytes(msg.payload), ack, self._enqueued)
+                return
+        ingest = self.telemetry_ingest
+        if ingest is not None and msg.topic.endswith("/reported") and ingest.submitted > self._barrier_at:
+            self._barrier_at = ingest.submitted
+            self._enqueue(_TelemetryBarrier(ingest.submitted))
         item = (msg.topic, bytes(msg.payload), self._generation, msg.mid, msg.qos)
+        # Noted before the worker can see it: it skips requests that arrived before their chunk left.
+        asker = msg.topic[3:-10] if msg.topic.endswith("/chunk/req") else None
+        if asker is not None:
+            self.messages.chunk_order.arrived(asker, item[1], time.monotonic())
         if not self._enqueue(item):
             # Not acknowledged either: the broker redelivers it after the next reconnect.
             self.stats.count("events", "dropped_overload")
+            if asker is not None:
+                self.messages.chunk_order.withdraw(asker, item[1])
 
     def _enqueue(self, item: Any) -> bool:
         try:
             self._queue.put_nowait(item)
         except queue.Full:
             return False
+        self._enqueued += 1
         return True
 
     # --- worker ---------------------------------------------------------------------------------
@@ -184,10 +244,28 @@ class MqttGateway:
             try:
                 if item is _REPUBLISH:
                     self._republish_all()
+                elif isinstance(item, _TelemetryBarrier):
+                    # A reported state next: its device's earlier telemetry is checked against the old one.
+                    assert self.telemetry_ingest is not None
+                    self.telemetry_ingest.wait_validated(item.number, self._stop)
                 elif item is not None:
                     self._handle(item, flush_rows, flush_age)
             finally:
                 self._queue.task_done()
+                if item is not None:
+                    with self._handled_cond:
+                        self._handled += 1
+                        self._handled_cond.notify_all()
+
+    def _handled_up_to(self, count: int) -> int | None:
+        """Wait until the worker handled the first `count` messages; how many it has (None when stopping).
+        Telemetry ingest calls it: a device's reported state is handled before its later telemetry."""
+        with self._handled_cond:
+            while self._handled < count:
+                if self._stop.is_set():
+                    return None
+                self._handled_cond.wait(0.1)
+            return self._handled
 
     def _handle(self, item: tuple[str, bytes, int, int, int], flush_rows: int, flush_age: float) -> None:
         topic, payload, generation, mid, qos = item
@@ -233,6 +311,12 @@ class MqttGateway:
                 self.stats.count("events", "acked")
         self._unacked.clear()
 
+    def _ack_stored(self, generation: int, mid: int, qos: int) -> None:
+        """A telemetry message is stored (called on the ingest writer's thread; paho queues the PUBACK)."""
+        if qos > 0 and generation == self._generation:
+            self._client.ack(mid, qos)
+            self.stats.count("events", "acked")
+
     def last_unhealthy(self) -> float:
         """When device messages last could not reach the database (now while they cannot): the rollout
         driver counts action timeouts from here, as status messages may have been held meanwhile."""
@@ -265,11 +349,16 @@ class MqttGateway:
         self._send(Outgoing(desired_topic(device_id), payload, retain=True))
         self.stats.count("events", "desired_published")
 
+    def backlog(self) -> int:
+        """Device messages received and not yet handled: the rollout driver paces downloads by it."""
+        return self._queue.qsize()
+
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Wait until queued messages are handled (tests and shutdown)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._queue.unfinished_tasks == 0:
-                return True
+                ingest = self.telemetry_ingest
+                return ingest is None or ingest.wait_idle(max(0.0, deadline - time.monotonic()))
             time.sleep(0.01)
         return False

@@ -171,6 +171,12 @@ class DeviceCreate(Strict):
     hardware_class: int = Field(ge=0, le=0xFFFFFFFF)
     group: str | None = Field(default=None, pattern=LABEL_PATTERN)
     tags: list[str] = Field(default_factory=list, max_length=32)
+    csr: str | None = Field(
+        default=None,
+        max_length=16384,
+        description="cert mode: a PEM certificate signing request (EC P-256, CN = the device id); the"
+        " certificate is issued for its key and no private key is returned",
+    )
 
     @field_validator("id")
     @classmethod
@@ -226,8 +232,28 @@ class MqttCredentials(BaseModel):
     port: int | None
     tls: bool
     username: str
-    password: str
+    password: str | None  # None in cert mode: the certificate is the credential
     topic_prefix: str
+
+
+class DeviceCertificate(BaseModel):
+    """A device's X.509 client certificate (CN = its id) from the fleet CA, with the CA certificate that
+    also signs the broker's. private_key_pem is shown once (None when the device sent a CSR)."""
+
+    serial: str
+    not_after: float
+    certificate_pem: str
+    private_key_pem: str | None
+    ca_pem: str
+
+
+class CertificateRequest(Strict):
+    csr: str | None = Field(default=None, max_length=16384, description="PEM CSR; omitted: a new key")
+
+
+class CertificateRevoked(BaseModel):
+    device_id: str
+    revoked_serials: list[str]
 
 
 class TrustedKeyPublic(BaseModel):
@@ -240,6 +266,7 @@ class ProvisionResult(BaseModel):
     mqtt: MqttCredentials
     trust_store: list[TrustedKeyPublic]
     chunk_size: int
+    certificate: DeviceCertificate | None = None  # cert mode (TINYFLEET_DEVICE_AUTH=cert)
 
 
 # Devices per POST /api/devices/bulk: one transaction holds them all (and the answer, ~100 bytes each).
@@ -317,8 +344,10 @@ class BulkMqtt(BaseModel):
 class BulkDeviceCredentials(BaseModel):
     id: str
     hardware_class: int
-    password: str
+    password: str | None  # None in cert mode
     chunk_size: int
+    certificate_pem: str | None = None
+    private_key_pem: str | None = None
 
 
 class BulkProvisionResult(BaseModel):
@@ -326,6 +355,7 @@ class BulkProvisionResult(BaseModel):
     mqtt: BulkMqtt
     trust_store: list[TrustedKeyPublic]
     devices: list[BulkDeviceCredentials]
+    ca_pem: str | None = None  # cert mode: the fleet CA, for every device
 
 
 # --- rollouts ---------------------------------------------------------------------------------------

@@ -6,35 +6,36 @@ slot), copy from output already written (the target slot), or a literal coded as
 the base byte at the current alignment, so a retrained weight that moved by a few steps costs a few bits.
 Everything is entropy-coded with the adaptive binary range coder in `rangecoder`. The output is cut into
 independent blocks (models and alignment reset) so a device can resume after a reboot at a block start
-without keeping decoder state in flash.
+without keeping decoder state in flash. Format version 2 adds weight runs (`tensor_coder`): a .tflite
+model's int8 weight tensors coded with models fitted to weights; the encoder keeps whichever version
+gives the smaller stream, and decoders take both.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tinyfleet.signing.rangecoder import PROB_INIT, Decoder, Encoder
+from tinyfleet.signing import tensor_coder
+from tinyfleet.signing.delta_parser import BASE, LITERAL_BITS_ESTIMATE, NEW_MIN, OUT, REP_MIN, _Parser
+from tinyfleet.signing.rangecoder import NUMBER_LOW_BITS, NUMBER_TREE_BITS, PROB_INIT, Decoder, Encoder
+from tinyfleet.signing.rangecoder import decode_number as _decode_number
+from tinyfleet.signing.rangecoder import encode_number as _encode_number
+from tinyfleet.signing.rangecoder import unzigzag as _unzigzag
+from tinyfleet.signing.rangecoder import zigzag as _zigzag
+from tinyfleet.signing.tensor_coder import WeightModels, WeightRun
 
 MAGIC = b"TD"
 FORMAT_VERSION = 1
+FORMAT_TENSOR = 2  # version 1 plus weight runs
 FLAG_HAS_BASE = 1
 DEFAULT_BLOCK_LOG2 = 15  # 32 KiB of output per independent block
 MIN_BLOCK_LOG2, MAX_BLOCK_LOG2 = 10, 20
 MOVE_BITS_CHOICES = (3, 4, 5)  # adaptation rates the encoder tries (fast suits small models)
-REP_MIN = 2
-NEW_MIN = 4
 REPS = 3
-NUMBER_TREE_BITS = 6
-NUMBER_LOW_BITS = 3
-HASH_LEN = 4
-MAX_CANDIDATES = 16
-LITERAL_BITS_ESTIMATE = 6  # what the parser assumes a literal costs when it weighs a copy against literals
 
 ENCODING_RAW = 0
 ENCODING_COMPRESSED = 1
 ENCODING_DELTA = 2
-
-BASE, OUT = 0, 1  # the two sources a copy reads: the base model, or output already written
 
 
 class DeltaError(ValueError):
@@ -55,6 +56,8 @@ class _Models:
         self.new_len = [PROB_INIT] * number_size
         self.disp = [PROB_INIT] * number_size
         self.dist = [PROB_INIT] * number_size
+        self.is_tensor = [PROB_INIT] * 2  # version 2 only
+        self.weights = WeightModels()
 
 
 def _match_byte(base: bytes, pos: int, reps: list[tuple[int, int]]) -> int | None:
@@ -94,48 +97,6 @@ def _decode_literal(dec: Decoder, probs: list[list[int]], match: int | None) -> 
     return node & 0xFF
 
 
-def _zigzag(d: int) -> int:
-    return 2 * d if d >= 0 else -2 * d - 1
-
-
-def _unzigzag(z: int) -> int:
-    return z >> 1 if z % 2 == 0 else -((z + 1) >> 1)
-
-
-def _encode_number(enc: Encoder, probs: list[int], value: int) -> None:
-    """Bit count through an adaptive tree, then the bits below the top one: the high ones at one half,
-    the lowest NUMBER_LOW_BITS adaptively (per bit count)."""
-    bits = value.bit_length()
-    enc.tree(probs, NUMBER_TREE_BITS, bits)
-    if bits <= 1:
-        return
-    rest = value - (1 << (bits - 1))
-    low = min(bits - 1, NUMBER_LOW_BITS)
-    if bits - 1 > low:
-        enc.direct_bits(rest >> low, bits - 1 - low)
-    node = 1
-    table = (1 << NUMBER_TREE_BITS) + bits * (1 << NUMBER_LOW_BITS)
-    for shift in range(low - 1, -1, -1):
-        bit = (rest >> shift) & 1
-        enc.bit(probs, table + node, bit)
-        node = (node << 1) | bit
-
-
-def _decode_number(dec: Decoder, probs: list[int]) -> int:
-    bits = dec.tree(probs, NUMBER_TREE_BITS)
-    if bits <= 1:
-        return bits
-    if bits > 32:
-        raise DeltaError("number wider than 32 bits")
-    low = min(bits - 1, NUMBER_LOW_BITS)
-    rest = dec.direct_bits(bits - 1 - low) if bits - 1 > low else 0
-    node = 1
-    table = (1 << NUMBER_TREE_BITS) + bits * (1 << NUMBER_LOW_BITS)
-    for _ in range(low):
-        node = (node << 1) | dec.bit(probs, table + node)
-    return (1 << (bits - 1)) | (rest << low) | (node - (1 << low))
-
-
 def _put_varint(out: bytearray, value: int) -> None:
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -157,99 +118,63 @@ def _get_varint(data: bytes, offset: int) -> tuple[int, int]:
     raise DeltaError("delta length field out of range")
 
 
-def _common_length(a: bytes, ai: int, b: bytes, bi: int, limit: int) -> int:
-    limit = min(limit, len(a) - ai, len(b) - bi)
-    n = 0
-    while n + 32 <= limit and a[ai + n : ai + n + 32] == b[bi + n : bi + n + 32]:
-        n += 32
-    while n < limit and a[ai + n] == b[bi + n]:
-        n += 1
-    return n
-
-
-class _Index:
-    """Positions of every 4-byte string, newest last."""
-
-    def __init__(self) -> None:
-        self.table: dict[bytes, list[int]] = {}
-
-    def add(self, data: bytes, pos: int) -> None:
-        if pos + HASH_LEN <= len(data):
-            self.table.setdefault(data[pos : pos + HASH_LEN], []).append(pos)
-
-    def candidates(self, key: bytes) -> list[int]:
-        return self.table.get(key, [])[-MAX_CANDIDATES:]
-
-
-@dataclass
-class _Copy:
-    """A copy the parser may emit, with its estimated gain in bits over coding the bytes as literals."""
-
-    kind: str  # "rep", "base" or "out"
-    length: int
-    value: int  # rep index, new base displacement, or output distance
-    gain: float
-
-
-def _source_start(rep: tuple[int, int], pos: int) -> int:
-    kind, value = rep
-    return pos + value if kind == BASE else pos - value
-
-
-class _Parser:
-    def __init__(self, new: bytes, base: bytes) -> None:
-        self.new, self.base = new, base
-        self.base_index = _Index()
-        for i in range(len(base) - HASH_LEN + 1):
-            self.base_index.add(base, i)
-        self.out_index = _Index()
-        self.indexed = 0
-
-    def best_copy(self, pos: int, end: int, reps: list[tuple[int, int]]) -> _Copy | None:
-        new, base = self.new, self.base
-        while self.indexed < pos:
-            self.out_index.add(new, self.indexed)
-            self.indexed += 1
-        limit = end - pos
-        lit = LITERAL_BITS_ESTIMATE
-        best: _Copy | None = None
-        for k, rep in enumerate(reps):
-            src = _source_start(rep, pos)
-            source = base if rep[0] == BASE else new
-            if 0 <= src < (len(base) if rep[0] == BASE else pos):
-                n = _common_length(source, src, new, pos, limit)
-                gain = n * lit - (4 + 2 * k + 2 * n.bit_length())
-                if n >= REP_MIN and (best is None or gain > best.gain):
-                    best = _Copy("rep", n, k, gain)
-        key = new[pos : pos + HASH_LEN]
-        if len(key) < HASH_LEN:
-            return best
+def _encode_weight_run(
+    enc: Encoder, models: _Models, reps: list[tuple[int, int]], prev_kind: int, run: WeightRun, span: range
+) -> list[tuple[int, int]]:
+    """One weight run over `span` of the output (part of `run` when it crosses a block end)."""
+    enc.bit(models.is_match, prev_kind, 1)
+    enc.bit(models.is_rep, prev_kind, 0)
+    enc.bit(models.is_tensor, prev_kind, 1)
+    enc.tree(models.weights.kind, tensor_coder.KIND_BITS, run.kind)
+    if run.kind == tensor_coder.PRODUCT:
+        assert run.disp is not None
+        _encode_number(enc, models.dist, run.disp - 1)
+        enc.direct_bits(run.factor, 32)
+    if run.kind == tensor_coder.DIFF:
+        assert run.disp is not None
         align = next((v for kind, v in reps if kind == BASE), 0)
-        for cand in reversed(self.base_index.candidates(key)):
-            n = _common_length(base, cand, new, pos, limit)
-            disp = cand - pos
-            gain = n * lit - (8 + 2 * _zigzag(disp - align).bit_length() + 2 * n.bit_length())
-            if n >= NEW_MIN and (best is None or gain > best.gain):
-                best = _Copy("base", n, disp, gain)
-        for cand in reversed(self.out_index.candidates(key)):
-            n = _common_length(new, cand, new, pos, limit)
-            gain = n * lit - (8 + 2 * (pos - cand).bit_length() + 2 * n.bit_length())
-            if n >= NEW_MIN and (best is None or gain > best.gain):
-                best = _Copy("out", n, pos - cand, gain)
-        return best if best is not None and best.gain > 0 else None
+        _encode_number(enc, models.disp, _zigzag(run.disp - align))
+        reps = [(BASE, run.disp), *reps[: REPS - 1]]
+    _encode_number(enc, models.new_len, (len(span) if run.kind <= tensor_coder.DIFF else len(span) // 4) - 1)
+    return reps
 
 
-def _encode_block(parser: _Parser, start: int, end: int, move_bits: int) -> bytes:
+def _encode_block(
+    parser: _Parser, start: int, end: int, move_bits: int, runs: list[WeightRun], version: int
+) -> bytes:
     new, base = parser.new, parser.base
     enc = Encoder(move_bits)
     models = _Models()
     reps: list[tuple[int, int]] = [(BASE, 0)] * REPS
     pos, prev_kind = start, 0
+    runs = [r for r in runs if r.start + r.length > start and r.start < end]
     while pos < end:
-        copy = parser.best_copy(pos, end, reps)
-        if copy is not None and copy.length < end - pos:
+        while runs and runs[0].start + runs[0].length <= pos:
+            runs.pop(0)
+        run = runs[0] if runs else None
+        stop = min(end, run.start + run.length) if run is not None else end
+        if run is not None and run.kind >= tensor_coder.WORDS:
+            # whole words only: a word cut by the block end goes to the LZ coder
+            stop = pos + (stop - pos) // 4 * 4 if (pos - run.start) % 4 == 0 else pos
+        if run is not None and run.start <= pos < stop:
+            span = range(pos, stop)
+            reps = _encode_weight_run(enc, models, reps, prev_kind, run, span)
+            if run.kind >= tensor_coder.WORDS:
+                tensor_coder.encode_words(enc, models.weights, run, new, pos, stop)
+            for value in (
+                tensor_coder.run_values(new, base, run, pos, stop) if run.kind <= tensor_coder.DIFF else []
+            ):
+                tensor_coder.encode_value(enc, models.weights, run.kind, value, move_bits + 1)
+            pos, prev_kind = stop, 1
+            continue
+        # copies stop where the next run starts
+        lz_end = (
+            min(end, run.start + run.length if run.start <= pos else run.start) if run is not None else end
+        )
+        copy = parser.best_copy(pos, lz_end, reps)
+        if copy is not None and copy.length < lz_end - pos:
             # Lazy step: a clearly better copy one byte later is worth a literal now.
-            later = parser.best_copy(pos + 1, end, reps)
+            later = parser.best_copy(pos + 1, lz_end, reps)
             if later is not None and later.gain > copy.gain + LITERAL_BITS_ESTIMATE + 2:
                 copy = None
         if copy is None:
@@ -266,6 +191,8 @@ def _encode_block(parser: _Parser, start: int, end: int, move_bits: int) -> byte
             _encode_number(enc, models.rep_len, copy.length - REP_MIN)
         else:
             enc.bit(models.is_rep, prev_kind, 0)
+            if version == FORMAT_TENSOR:
+                enc.bit(models.is_tensor, prev_kind, 0)
             if copy.kind == "base":
                 enc.bit(models.is_out, prev_kind, 0)
                 align = next((v for kind, v in reps if kind == BASE), 0)
@@ -282,10 +209,16 @@ def _encode_block(parser: _Parser, start: int, end: int, move_bits: int) -> byte
     return enc.finish().rstrip(b"\x00")
 
 
-def encode(new: bytes, base: bytes = b"", block_log2: int = DEFAULT_BLOCK_LOG2) -> bytes:
+def encode(
+    new: bytes,
+    base: bytes = b"",
+    block_log2: int = DEFAULT_BLOCK_LOG2,
+    versions: tuple[int, ...] = (FORMAT_VERSION, FORMAT_TENSOR),
+) -> bytes:
     """A delta of `new` against `base`; with an empty base it is a plain compressed model.
 
-    Tries each adaptation rate and keeps the smallest stream.
+    Tries each format version in `versions` (version 2 only when `new` is a .tflite model with int8
+    weight tensors) and each adaptation rate, and keeps the smallest stream.
     """
     if not MIN_BLOCK_LOG2 <= block_log2 <= MAX_BLOCK_LOG2:
         raise ValueError(f"block size must be 2**{MIN_BLOCK_LOG2}..2**{MAX_BLOCK_LOG2}")
@@ -293,19 +226,38 @@ def encode(new: bytes, base: bytes = b"", block_log2: int = DEFAULT_BLOCK_LOG2) 
         raise ValueError("nothing to encode: the new model is empty")
     parser = _Parser(new, base)
     rates = MOVE_BITS_CHOICES if len(new) <= 64 * 1024 else MOVE_BITS_CHOICES[1:]
-    return min((_encode_stream(parser, block_log2, rate) for rate in rates), key=len)
+    plans: list[tuple[int, list[WeightRun]]] = []
+    if FORMAT_VERSION in versions:
+        plans.append((FORMAT_VERSION, []))
+    if FORMAT_TENSOR in versions:
+        # the run choice is estimated, so both the estimate's plan and runs for every tensor are tried
+        for runs in (tensor_coder.plan_runs(new, base), tensor_coder.plan_runs(new, base, force=True)):
+            if runs and all(runs != r for _, r in plans):
+                plans.append((FORMAT_TENSOR, runs))
+    if not plans:
+        raise ValueError("format version 2 needs a .tflite model with int8 weight tensors")
+    return min(
+        (_encode_stream(parser, block_log2, rate, version, r) for version, r in plans for rate in rates),
+        key=len,
+    )
 
 
-def _encode_stream(parser: _Parser, block_log2: int, move_bits: int) -> bytes:
+def _encode_stream(
+    parser: _Parser,
+    block_log2: int,
+    move_bits: int,
+    version: int = FORMAT_VERSION,
+    runs: list[WeightRun] | None = None,
+) -> bytes:
     new, base = parser.new, parser.base
-    parser.out_index, parser.indexed = _Index(), 0
+    parser.restart()
     stream = bytearray(MAGIC)
-    stream += bytes((FORMAT_VERSION, FLAG_HAS_BASE if base else 0, block_log2, move_bits))
+    stream += bytes((version, FLAG_HAS_BASE if base else 0, block_log2, move_bits))
     _put_varint(stream, len(new))
     _put_varint(stream, len(base))
     block = 1 << block_log2
     for start in range(0, len(new), block):
-        coded = _encode_block(parser, start, min(len(new), start + block), move_bits)
+        coded = _encode_block(parser, start, min(len(new), start + block), move_bits, runs or [], version)
         _put_varint(stream, len(coded))
         stream += coded
     return bytes(stream)
@@ -313,6 +265,7 @@ def _encode_stream(parser: _Parser, block_log2: int, move_bits: int) -> bytes:
 
 @dataclass(frozen=True)
 class Header:
+    version: int
     block_log2: int
     move_bits: int
     output_size: int
@@ -327,7 +280,7 @@ def parse_header(stream: bytes) -> Header:
     if stream[:2] != MAGIC:
         raise DeltaError("not a tinyfleet delta stream (bad magic)")
     version, flags, block_log2, move_bits = stream[2], stream[3], stream[4], stream[5]
-    if version != FORMAT_VERSION or flags & ~FLAG_HAS_BASE:
+    if version not in (FORMAT_VERSION, FORMAT_TENSOR) or flags & ~FLAG_HAS_BASE:
         raise DeltaError(f"unsupported delta format version {version} or flags {flags:#x}")
     if not MIN_BLOCK_LOG2 <= block_log2 <= MAX_BLOCK_LOG2 or move_bits not in MOVE_BITS_CHOICES:
         raise DeltaError("delta block size or adaptation rate out of range")
@@ -335,7 +288,7 @@ def parse_header(stream: bytes) -> Header:
     base_size, offset = _get_varint(stream, offset)
     if output_size == 0 or bool(flags & FLAG_HAS_BASE) != (base_size > 0):
         raise DeltaError("delta header out of range")
-    return Header(block_log2, move_bits, output_size, base_size, bool(flags & FLAG_HAS_BASE), offset)
+    return Header(version, block_log2, move_bits, output_size, base_size, bool(flags & FLAG_HAS_BASE), offset)
 
 
 def decode(stream: bytes, base: bytes = b"") -> bytes:
@@ -350,14 +303,53 @@ def decode(stream: bytes, base: bytes = b"") -> bytes:
         if offset + coded_len > len(stream):
             raise DeltaError("delta block runs past the end of the stream")
         end = min(header.output_size, len(out) + (1 << header.block_log2))
-        _decode_block(Decoder(stream[offset : offset + coded_len], header.move_bits), base, out, end)
+        dec = Decoder(stream[offset : offset + coded_len], header.move_bits)
+        try:
+            _decode_block(dec, base, out, end, header.version)
+        except DeltaError:
+            raise
+        except ValueError as exc:  # a number or weight class out of range
+            raise DeltaError(str(exc)) from None
         offset += coded_len
     if offset != len(stream):
         raise DeltaError("trailing bytes after the last delta block")
     return bytes(out)
 
 
-def _decode_block(dec: Decoder, base: bytes, out: bytearray, end: int) -> None:
+def _decode_weight_run(
+    dec: Decoder, models: _Models, reps: list[tuple[int, int]], base: bytes, out: bytearray, end: int
+) -> list[tuple[int, int]]:
+    pos = len(out)
+    kind = dec.tree(models.weights.kind, tensor_coder.KIND_BITS)
+    if kind > tensor_coder.PRODUCT:
+        raise DeltaError("delta run of an unknown kind")
+    diff = kind == tensor_coder.DIFF
+    dist = factor = 0
+    if kind == tensor_coder.PRODUCT:
+        dist = _decode_number(dec, models.dist) + 1
+        factor = dec.direct_bits(32)
+    if diff:
+        align = next((v for kind, v in reps if kind == BASE), 0)
+        reps = [(BASE, align + _unzigzag(_decode_number(dec, models.disp))), *reps[: REPS - 1]]
+    count = _decode_number(dec, models.new_len) + 1
+    length = count if kind <= tensor_coder.DIFF else 4 * count
+    if length > end - pos:
+        raise DeltaError("delta weight run runs past the end of its block")
+    if kind >= tensor_coder.WORDS:
+        if (dist and dist < length) or dist > pos:
+            raise DeltaError("delta product run reads output that is not written yet")
+        tensor_coder.decode_words(dec, models.weights, kind, count, out, dist, factor)
+        return reps
+    src = pos + reps[0][1]
+    if diff and (src < 0 or src + length > len(base)):
+        raise DeltaError("delta weight run predicts from outside the base model")
+    for i in range(length):
+        value = tensor_coder.decode_value(dec, models.weights, kind, dec.move_bits + 1)
+        out.append((value + (base[src + i] if diff else 0)) & 0xFF)
+    return reps
+
+
+def _decode_block(dec: Decoder, base: bytes, out: bytearray, end: int, version: int = FORMAT_VERSION) -> None:
     models = _Models()
     reps: list[tuple[int, int]] = [(BASE, 0)] * REPS
     prev_kind = 0
@@ -373,6 +365,10 @@ def _decode_block(dec: Decoder, base: bytes, out: bytearray, end: int) -> None:
                 raise DeltaError("delta names a repeat slot that does not exist")
             reps.insert(0, reps.pop(which))
             length = _decode_number(dec, models.rep_len) + REP_MIN
+        elif version == FORMAT_TENSOR and dec.bit(models.is_tensor, prev_kind):
+            reps = _decode_weight_run(dec, models, reps, base, out, end)
+            prev_kind = 1
+            continue
         elif not dec.bit(models.is_out, prev_kind):
             align = next((v for kind, v in reps if kind == BASE), 0)
             reps = [(BASE, align + _unzigzag(_decode_number(dec, models.disp))), *reps[: REPS - 1]]

@@ -13,6 +13,9 @@ PROB_INIT = PROB_ONE // 2
 MOVE_BITS = 4
 TOP = 1 << 24
 MASK32 = 0xFFFFFFFF
+NUMBER_TREE_BITS = 6  # a number's bit count (0..32) as a 6-bit tree
+NUMBER_LOW_BITS = 3  # its lowest bits adaptive, per bit count
+NUMBER_PROBS = (1 << NUMBER_TREE_BITS) + 33 * (1 << NUMBER_LOW_BITS)
 
 
 class Encoder:
@@ -38,16 +41,18 @@ class Encoder:
         self.cache_size += 1
         self.low = (self.low << 8) & MASK32
 
-    def bit(self, probs: list[int], index: int, bit: int) -> None:
+    def bit(self, probs: list[int], index: int, bit: int, move_bits: int = 0) -> None:
+        """One bit with probs[index]; move_bits overrides the stream's adaptation rate when non-zero."""
         p = probs[index]
+        shift = move_bits or self.move_bits
         bound = (self.range >> PROB_BITS) * p
         if bit:
             self.low += bound
             self.range -= bound
-            probs[index] = p - (p >> self.move_bits)
+            probs[index] = p - (p >> shift)
         else:
             self.range = bound
-            probs[index] = p + ((PROB_ONE - p) >> self.move_bits)
+            probs[index] = p + ((PROB_ONE - p) >> shift)
         while self.range < TOP:
             self.range = (self.range << 8) & MASK32
             self._shift_low()
@@ -62,12 +67,12 @@ class Encoder:
                 self.range = (self.range << 8) & MASK32
                 self._shift_low()
 
-    def tree(self, probs: list[int], bits: int, value: int) -> None:
+    def tree(self, probs: list[int], bits: int, value: int, move_bits: int = 0) -> None:
         """`value` (< 2**bits) as a tree of adaptive bits; probs has 2**bits entries, index 0 unused."""
         node = 1
         for shift in range(bits - 1, -1, -1):
             bit = (value >> shift) & 1
-            self.bit(probs, node, bit)
+            self.bit(probs, node, bit, move_bits)
             node = (node << 1) | bit
 
     def finish(self) -> bytes:
@@ -95,17 +100,18 @@ class Decoder:
         self.pos += 1
         return byte
 
-    def bit(self, probs: list[int], index: int) -> int:
+    def bit(self, probs: list[int], index: int, move_bits: int = 0) -> int:
         p = probs[index]
+        shift = move_bits or self.move_bits
         bound = (self.range >> PROB_BITS) * p
         if self.code < bound:
             self.range = bound
-            probs[index] = p + ((PROB_ONE - p) >> self.move_bits)
+            probs[index] = p + ((PROB_ONE - p) >> shift)
             bit = 0
         else:
             self.code -= bound
             self.range -= bound
-            probs[index] = p - (p >> self.move_bits)
+            probs[index] = p - (p >> shift)
             bit = 1
         while self.range < TOP:
             self.range = (self.range << 8) & MASK32
@@ -125,8 +131,50 @@ class Decoder:
                 self.code = ((self.code << 8) | self._next()) & MASK32
         return value
 
-    def tree(self, probs: list[int], bits: int) -> int:
+    def tree(self, probs: list[int], bits: int, move_bits: int = 0) -> int:
         node = 1
         for _ in range(bits):
-            node = (node << 1) | self.bit(probs, node)
+            node = (node << 1) | self.bit(probs, node, move_bits)
         return node - (1 << bits)
+
+
+def zigzag(d: int) -> int:
+    return 2 * d if d >= 0 else -2 * d - 1
+
+
+def unzigzag(z: int) -> int:
+    return z >> 1 if z % 2 == 0 else -((z + 1) >> 1)
+
+
+def encode_number(enc: Encoder, probs: list[int], value: int) -> None:
+    """Bit count through an adaptive tree, then the bits below the top one: the high ones at one half,
+    the lowest NUMBER_LOW_BITS adaptively (per bit count)."""
+    bits = value.bit_length()
+    enc.tree(probs, NUMBER_TREE_BITS, bits)
+    if bits <= 1:
+        return
+    rest = value - (1 << (bits - 1))
+    low = min(bits - 1, NUMBER_LOW_BITS)
+    if bits - 1 > low:
+        enc.direct_bits(rest >> low, bits - 1 - low)
+    node = 1
+    table = (1 << NUMBER_TREE_BITS) + bits * (1 << NUMBER_LOW_BITS)
+    for shift in range(low - 1, -1, -1):
+        bit = (rest >> shift) & 1
+        enc.bit(probs, table + node, bit)
+        node = (node << 1) | bit
+
+
+def decode_number(dec: Decoder, probs: list[int]) -> int:
+    bits = dec.tree(probs, NUMBER_TREE_BITS)
+    if bits <= 1:
+        return bits
+    if bits > 32:
+        raise ValueError("number wider than 32 bits")
+    low = min(bits - 1, NUMBER_LOW_BITS)
+    rest = dec.direct_bits(bits - 1 - low) if bits - 1 > low else 0
+    node = 1
+    table = (1 << NUMBER_TREE_BITS) + bits * (1 << NUMBER_LOW_BITS)
+    for _ in range(low):
+        node = (node << 1) | dec.bit(probs, table + node)
+    return (1 << (bits - 1)) | (rest << low) | (node - (1 << low))

@@ -19,6 +19,7 @@ import logging
 import random
 import secrets
 import socket
+import ssl
 import struct
 import time
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from tinyfleet.device.frames import Q16_ONE, ModelTelemetry
 from tinyfleet.device.runtime import TensorSpec
 from tinyfleet.signing.manifest import MANIFEST_SIZE
 from tinyfleet.sim import sensors
+from tinyfleet.sim.device_tls import device_tls_context
 from tinyfleet.sim.profiles import DeviceProfile
 from tinyfleet.sim.runtime_driver import RuntimeDriver, RuntimeFailure, RuntimeState
 
@@ -56,6 +58,21 @@ class AgentConfig:
     password: str | None = None
     keepalive: int = 30
     seed: int = 0
+    # Certificate identity (PEM): with these the device connects over TLS and logs in with its certificate.
+    cert_pem: str | None = None
+    key_pem: str | None = None
+    ca_pem: str | None = None
+
+
+def _read_ready(client: mqtt.Client, sock: Any) -> None:
+    """Read what the socket has. Over TLS, records already decrypted into the SSL object make the socket
+    look idle to the event loop (paho reads one packet per call): drain them, or they wait for the next
+    bytes to arrive and the device stalls."""
+    client.loop_read()
+    pending = getattr(sock, "pending", None)
+    while pending is not None and client.socket() is sock and pending() > 0:
+        if client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
+            break
 
 
 @dataclass
@@ -164,6 +181,7 @@ class DeviceAgent:
         self.loop = loop
         self.stats = AgentStats()
         self.rng = random.Random(config.seed)
+        self._jitter = random.Random(config.seed + 1)  # its own stream: faults stay as seeded
         self._born = time.monotonic()  # the profile's input drift runs from the agent's start
         self._on_event = on_event
         self._topic = f"tf/{config.device_id}"
@@ -188,6 +206,7 @@ class DeviceAgent:
         self._srtt = 0.0
         self._rttvar = 0.0
         self._capabilities: dict[str, Any] | None = None
+        self._tls: ssl.SSLContext | None = None
         self.client = self._make_client()
 
     # ----- MQTT plumbing on the asyncio loop -------------------------------------------------------------
@@ -199,8 +218,12 @@ class DeviceAgent:
             protocol=mqtt.MQTTv5,
             reconnect_on_failure=False,
         )
-        if self.config.username:
+        if self.config.username and self.config.cert_pem is None:
             c.username_pw_set(self.config.username, self.config.password)
+        if self.config.cert_pem is not None and self.config.key_pem and self.config.ca_pem:
+            if self._tls is None:  # made once: a reconnecting device keeps its context
+                self._tls = device_tls_context(self.config.cert_pem, self.config.key_pem, self.config.ca_pem)
+            c.tls_set_context(self._tls)
         c.will_set(f"{self._topic}/presence", json.dumps({"online": False}), qos=1, retain=True)
         c.max_inflight_messages_set(50)
         c.max_queued_messages_set(0)
@@ -214,7 +237,7 @@ class DeviceAgent:
         return c
 
     def _on_socket_open(self, client: mqtt.Client, _u: Any, sock: Any) -> None:
-        self.loop.add_reader(sock, self._safe(client.loop_read))
+        self.loop.add_reader(sock, self._safe(lambda: _read_ready(client, sock)))
         with contextlib.suppress(OSError, AttributeError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
 
@@ -433,6 +456,9 @@ class DeviceAgent:
             self.profile.chunk_timeout_s * self.profile.faults.slow_factor, self._srtt + 4 * self._rttvar
         )
         timeout = base * 2 ** min(action.retries, 4) + self.profile.link_delay(length)
+        if action.retries:
+            # Jitter: devices that timed out together (a busy server) must not all ask again together.
+            timeout *= 1.0 + 0.5 * self._jitter.random()
         self._chunk_timer = self._later(timeout, lambda: self._chunk_timed_out(action))
 
     def _rtt_sample(self) -> None:

@@ -113,7 +113,16 @@ def provision_fleet(
                 on_progress(len(got))
     provisioned = [got[d] for d in ids]
     specs = [
-        DeviceSpec(g.device_id, p, g.username, g.password, seed=seed * 100003 + index)
+        DeviceSpec(
+            g.device_id,
+            p,
+            g.username,
+            g.password,
+            seed=seed * 100003 + index,
+            cert_pem=g.cert_pem,
+            key_pem=g.key_pem,
+            ca_pem=g.ca_pem,
+        )
         for index, (g, p) in enumerate(zip(provisioned, profiles, strict=True))
     ]
     return specs, provisioned
@@ -258,12 +267,15 @@ def simulate(
     # `kill`, `timeout`, systemd and docker stop with SIGTERM: stop the fleet as for Ctrl-C, or its worker
     # processes would outlive this one.
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    last: FleetSnapshot | None = None
     try:
-        fleet.start()
-        with Live(_table(fleet.snapshot(), started), console=console, refresh_per_second=2) as live:
+        fleet.start(timeout=max(120.0, devices / 20))
+        last = fleet.snapshot()
+        with Live(_table(last, started), console=console, refresh_per_second=2) as live:
             while not duration or time.monotonic() - started < duration:
                 time.sleep(1.0)
-                live.update(_table(fleet.snapshot(), started))
+                last = fleet.snapshot()
+                live.update(_table(last, started))
     except KeyboardInterrupt:
         console.print("stopping the fleet")
     except Exception as exc:
@@ -271,3 +283,17 @@ def simulate(
     finally:
         fleet.stop()
         signal.signal(signal.SIGTERM, previous)
+    if last is not None:
+        if not console.is_terminal:
+            console.print()  # off a terminal the live table's last frame ends without a newline
+        console.print(summary(last, time.monotonic() - started), soft_wrap=True)
+
+
+def summary(snap: FleetSnapshot, seconds: float) -> str:
+    """One line for the end of a run: how many devices were online and what they installed."""
+    t = snap.totals
+    return (
+        f"ran {snap.devices} devices for {seconds:.0f} s: {snap.online} online at the end,"
+        f" {t.get('installs_confirmed', 0)} installs confirmed, {t.get('installs_failed', 0)} failed,"
+        f" {t.get('chunk_bytes', 0) / 1024:.1f} KiB of chunks received, {t.get('power_cuts', 0)} power cuts"
+    )

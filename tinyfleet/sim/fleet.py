@@ -46,6 +46,10 @@ class DeviceSpec:
     username: str | None = None
     password: str | None = None
     seed: int = 0
+    # Certificate identity (PEM; sim/device_tls.py): TLS with the device's certificate instead of a password.
+    cert_pem: str | None = None
+    key_pem: str | None = None
+    ca_pem: str | None = None
     # Run the real firmware under QEMU (tinyfleet/sim/qemu_transport.py) instead of the host library: one
     # emulator process per device, so only a few.
     qemu: bool = False
@@ -115,7 +119,8 @@ class LocalFleet:
     def start(self) -> LocalFleet:
         self._thread.start()
         try:
-            self.call(self._create_agents, timeout=120.0)
+            # About a millisecond per device on an idle core; a busy machine gets plenty of slack.
+            self.call(self._create_agents, timeout=max(120.0, len(self.config.devices) / 20))
         except BaseException:
             self.stop()  # close the devices made so far (a QEMU device is a process)
             raise
@@ -132,6 +137,9 @@ class LocalFleet:
                 password=spec.password,
                 keepalive=self.config.keepalive,
                 seed=spec.seed,
+                cert_pem=spec.cert_pem,
+                key_pem=spec.key_pem,
+                ca_pem=spec.ca_pem,
             )
             self.agents[spec.device_id] = DeviceAgent(agent_config, spec.profile, driver, self._loop)
         self._misc_task = self._loop.create_task(self._misc_forever())
@@ -302,6 +310,10 @@ class Fleet:
                 if not proc.is_alive():
                     return ("error", f"worker exited with code {proc.exitcode}")
         return ("error", "timed out")
+
+    def pids(self) -> list[int]:
+        """The worker processes' ids (benchmarks read their CPU time and memory)."""
+        return [proc.pid for proc, _, _ in self._workers if proc.pid is not None]
 
     def snapshot(self, timeout: float = 10.0) -> FleetSnapshot:
         total = FleetSnapshot()

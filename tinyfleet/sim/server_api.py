@@ -44,11 +44,36 @@ class DeviceExistsError(ServerApiError):
 class ProvisionedDevice:
     device_id: str
     username: str
-    password: str
+    password: str | None  # None with a certificate identity (server TINYFLEET_DEVICE_AUTH=cert)
     mqtt_host: str | None
     mqtt_port: int | None
     trusted_keys: tuple[TrustedKey, ...]
     chunk_size: int
+    # Certificate identity: the device's certificate (CN = its id) and key, and the fleet CA (PEM).
+    cert_pem: str | None = None
+    key_pem: str | None = None
+    ca_pem: str | None = None
+    mqtt_tls: bool = False
+
+
+def _provisioned(doc: dict[str, Any]) -> ProvisionedDevice:
+    """A POST /devices (or /credentials) answer: a password, or a certificate in cert mode."""
+    mqtt = doc["mqtt"]
+    cert = doc.get("certificate") or {}
+    keys = tuple(TrustedKey.from_hex(k["key_id"], k["public_key"]) for k in doc["trust_store"])
+    return ProvisionedDevice(
+        device_id=doc["device"]["id"],
+        username=mqtt["username"],
+        password=mqtt.get("password"),
+        mqtt_host=mqtt.get("host"),
+        mqtt_port=mqtt.get("port"),
+        trusted_keys=keys,
+        chunk_size=int(doc.get("chunk_size", 1024)),
+        cert_pem=cert.get("certificate_pem"),
+        key_pem=cert.get("private_key_pem"),
+        ca_pem=cert.get("ca_pem"),
+        mqtt_tls=bool(mqtt.get("tls")),
+    )
 
 
 class ServerApi:
@@ -109,18 +134,18 @@ class ServerApi:
                 raise
             if not take_over:
                 raise DeviceExistsError([device_id]) from None
-            doc = self._request("POST", f"/devices/{device_id}/credentials")
-        mqtt = doc["mqtt"]
-        keys = tuple(TrustedKey.from_hex(k["key_id"], k["public_key"]) for k in doc["trust_store"])
-        return ProvisionedDevice(
-            device_id=doc["device"]["id"],
-            username=mqtt["username"],
-            password=mqtt["password"],
-            mqtt_host=mqtt.get("host"),
-            mqtt_port=mqtt.get("port"),
-            trusted_keys=keys,
-            chunk_size=int(doc.get("chunk_size", 1024)),
-        )
+            return self._take_over(device_id)
+        return _provisioned(doc)
+
+    def _take_over(self, device_id: str) -> ProvisionedDevice:
+        """New credentials for an existing device: a new certificate (the old one revoked) on a cert-mode
+        server, else a new password."""
+        try:
+            return _provisioned(self._request("POST", f"/devices/{device_id}/certificate", json={}))
+        except ServerApiError as exc:
+            if exc.status != 409:
+                raise
+            return _provisioned(self._request("POST", f"/devices/{device_id}/credentials"))
 
     def provision_bulk(self, devices: list[dict[str, Any]]) -> list[ProvisionedDevice]:
         """Register devices ({id, hardware_class, group?, tags?}, at most 10,000) in one call, all or
@@ -136,12 +161,16 @@ class ServerApi:
         return [
             ProvisionedDevice(
                 device_id=d["id"],
-                username=d["id"],  # a device's MQTT username is its id
-                password=d["password"],
+                username=d["id"],  # a device's MQTT username is its id (its certificate's CN)
+                password=d.get("password"),
                 mqtt_host=mqtt.get("host"),
                 mqtt_port=mqtt.get("port"),
                 trusted_keys=keys,
                 chunk_size=int(d["chunk_size"]),
+                cert_pem=d.get("certificate_pem"),
+                key_pem=d.get("private_key_pem"),
+                ca_pem=doc.get("ca_pem"),
+                mqtt_tls=bool(mqtt.get("tls")),
             )
             for d in doc["devices"]
         ]

@@ -245,30 +245,6 @@ static int prv_parse_tensor(tfa_engine_t *e, const tfa_fb_t *fb, uint32_t table,
     return 0;
 }
 
-static int prv_op_supported(int32_t code)
-{
-    switch (code) {
-    case TFA_OP_ADD:
-    case TFA_OP_AVERAGE_POOL_2D:
-    case TFA_OP_CONCATENATION:
-    case TFA_OP_CONV_2D:
-    case TFA_OP_DEPTHWISE_CONV_2D:
-    case TFA_OP_DEQUANTIZE:
-    case TFA_OP_FULLY_CONNECTED:
-    case TFA_OP_LOGISTIC:
-    case TFA_OP_MAX_POOL_2D:
-    case TFA_OP_MUL:
-    case TFA_OP_RESHAPE:
-    case TFA_OP_SOFTMAX:
-    case TFA_OP_PAD:
-    case TFA_OP_MEAN:
-    case TFA_OP_QUANTIZE:
-        return 1;
-    default:
-        return 0;
-    }
-}
-
 /* Builtin code of operator table op (schema: max of the deprecated int8 code and the int32 one). */
 static int prv_op_code(const tfa_fb_t *fb, const tfa_fb_vec_t *opcodes, uint32_t op_table,
                        int32_t *code)
@@ -319,78 +295,6 @@ static void prv_mark_use(const tfa_engine_t *e, const tfa_fb_vec_t *v, int32_t w
     }
 }
 
-int tfa_eng_prepare_op(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options)
-{
-    switch (op->code) {
-    case TFA_OP_FULLY_CONNECTED:
-        return tfa_eng_prepare_fc(e, op, options);
-    case TFA_OP_CONV_2D:
-    case TFA_OP_DEPTHWISE_CONV_2D:
-        return tfa_eng_prepare_conv(e, op, options);
-    case TFA_OP_AVERAGE_POOL_2D:
-    case TFA_OP_MAX_POOL_2D:
-        return tfa_eng_prepare_pool(e, op, options);
-    case TFA_OP_ADD:
-    case TFA_OP_MUL:
-        return tfa_eng_prepare_binary(e, op, options);
-    case TFA_OP_SOFTMAX:
-        return tfa_eng_prepare_softmax(e, op, options);
-    case TFA_OP_LOGISTIC:
-        return tfa_eng_prepare_logistic(e, op);
-    case TFA_OP_RESHAPE:
-    case TFA_OP_PAD:
-    case TFA_OP_CONCATENATION:
-        return tfa_eng_prepare_shape_op(e, op, options);
-    case TFA_OP_MEAN:
-        return tfa_eng_prepare_mean(e, op, options);
-    case TFA_OP_QUANTIZE:
-    case TFA_OP_DEQUANTIZE:
-        return tfa_eng_prepare_quantize(e, op);
-    default:
-        return -TFA_ERR_UNSUPPORTED_OP;
-    }
-}
-
-void tfa_eng_run_op(const tfa_engine_t *e, const tfa_eng_op_t *op)
-{
-    switch (op->code) {
-    case TFA_OP_FULLY_CONNECTED:
-        tfa_eng_run_fc(e, op);
-        break;
-    case TFA_OP_CONV_2D:
-        tfa_eng_run_conv(e, op);
-        break;
-    case TFA_OP_DEPTHWISE_CONV_2D:
-        tfa_eng_run_depthwise(e, op);
-        break;
-    case TFA_OP_AVERAGE_POOL_2D:
-    case TFA_OP_MAX_POOL_2D:
-        tfa_eng_run_pool(e, op);
-        break;
-    case TFA_OP_ADD:
-    case TFA_OP_MUL:
-        tfa_eng_run_binary(e, op);
-        break;
-    case TFA_OP_SOFTMAX:
-        tfa_eng_run_softmax(e, op);
-        break;
-    case TFA_OP_LOGISTIC:
-        tfa_eng_run_logistic(e, op);
-        break;
-    case TFA_OP_RESHAPE:
-    case TFA_OP_PAD:
-    case TFA_OP_CONCATENATION:
-        tfa_eng_run_shape_op(e, op);
-        break;
-    case TFA_OP_MEAN:
-        tfa_eng_run_mean(e, op);
-        break;
-    default:
-        tfa_eng_run_quantize(e, op);
-        break;
-    }
-}
-
 static int prv_init(tfa_engine_t *e)
 {
     tfa_fb_t fb = {e->model, e->model_len};
@@ -436,7 +340,7 @@ static int prv_init(tfa_engine_t *e)
             e->bad_op_index = (int32_t)i;
             return rc;
         }
-        if (!prv_op_supported(code)) {
+        if (tfa_eng_kernel_find(code) < 0) {
             e->bad_op_code = code;
             e->bad_op_index = (int32_t)i;
             return -TFA_ERR_UNSUPPORTED_OP;
@@ -485,7 +389,6 @@ static int prv_init(tfa_engine_t *e)
         if (op->inputs.count == 0 || op->outputs.count != 1) {
             return -TFA_ERR_MODEL_INVALID;
         }
-        op->index = i;
         prv_mark_use(e, &op->inputs, (int32_t)i);
         prv_mark_use(e, &op->outputs, (int32_t)i);
         if (tfa_eng_io(e, &op->outputs, 0)->const_data != NULL) {

@@ -6,27 +6,14 @@
 #include <stdint.h>
 
 #include "fb.h"
+#include "ops.h"
 #include "tfa/engine.h"
 #include "tfa/errors.h"
 
-/* TFLite builtin operator codes used by the engine (schema BuiltinOperator). */
-enum {
-    TFA_OP_ADD = 0,
-    TFA_OP_AVERAGE_POOL_2D = 1,
-    TFA_OP_CONCATENATION = 2,
-    TFA_OP_CONV_2D = 3,
-    TFA_OP_DEPTHWISE_CONV_2D = 4,
-    TFA_OP_DEQUANTIZE = 6,
-    TFA_OP_FULLY_CONNECTED = 9,
-    TFA_OP_LOGISTIC = 14,
-    TFA_OP_MAX_POOL_2D = 17,
-    TFA_OP_MUL = 18,
-    TFA_OP_RESHAPE = 22,
-    TFA_OP_SOFTMAX = 25,
-    TFA_OP_PAD = 34,
-    TFA_OP_MEAN = 40,
-    TFA_OP_QUANTIZE = 114
-};
+/* TFA_OP_<NAME> = builtin code, for every op of the table in ops.h. */
+#define TFA_ENG_OP_ENUM(code, name, prepare, run, run_opt) TFA_OP_##name = (code),
+enum { TFA_ENG_OP_TABLE(TFA_ENG_OP_ENUM) };
+#undef TFA_ENG_OP_ENUM
 
 typedef struct tfa_eng_tensor {
     const uint8_t *const_data; /* constant tensors: their bytes inside the model; else NULL */
@@ -50,7 +37,8 @@ typedef struct tfa_eng_tensor {
 
 typedef struct tfa_eng_op {
     int32_t code;
-    uint32_t index;
+    uint8_t kernel;            /* row of tfa_eng_kernels (ops.c) */
+    uint8_t optimized;         /* 1: prepare chose the row's run_optimized */
     tfa_fb_vec_t inputs;       /* int32 tensor indices, in the model (-1: optional absent) */
     tfa_fb_vec_t outputs;
     int32_t act_min, act_max;
@@ -124,8 +112,25 @@ int tfa_eng_multiplier(double real, int min_shift, int max_shift, int32_t *mult,
 /* Persistent allocation from the front of the arena during prepare (8-byte aligned, zeroed). */
 void *tfa_eng_alloc(tfa_engine_t *e, uint32_t bytes);
 
-/* Prepare one op (validate tensors and options, compute multipliers); 0 or -TFA_ERR_x. */
-int tfa_eng_prepare_op(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options_table);
+typedef int (*tfa_eng_prepare_fn)(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options);
+typedef void (*tfa_eng_run_fn)(const tfa_engine_t *e, const tfa_eng_op_t *op);
+
+/* One row of the operator table (ops.h). */
+typedef struct tfa_eng_kernel {
+    int32_t code;
+    const char *name;
+    tfa_eng_prepare_fn prepare;
+    tfa_eng_run_fn run;
+    tfa_eng_run_fn run_optimized; /* NULL: the reference kernel only */
+} tfa_eng_kernel_t;
+
+extern const tfa_eng_kernel_t tfa_eng_kernels[];
+extern const uint32_t tfa_eng_kernel_count;
+
+/* Row of the table for a builtin code, or -1 when the engine does not run it. */
+int32_t tfa_eng_kernel_find(int32_t code);
+/* Prepare one op with its row's prepare (op->code set); picks the run variant. 0 or -TFA_ERR_x. */
+int tfa_eng_prepare_op(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options);
 /* Run one prepared op. */
 void tfa_eng_run_op(const tfa_engine_t *e, const tfa_eng_op_t *op);
 /* Plan the activation region; sets arena offsets and returns its size in *bytes. */
@@ -143,13 +148,13 @@ int tfa_eng_prepare_binary(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options);
 void tfa_eng_run_binary(const tfa_engine_t *e, const tfa_eng_op_t *op);
 int tfa_eng_prepare_softmax(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options);
 void tfa_eng_run_softmax(const tfa_engine_t *e, const tfa_eng_op_t *op);
-int tfa_eng_prepare_logistic(tfa_engine_t *e, tfa_eng_op_t *op);
+int tfa_eng_prepare_logistic(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options);
 void tfa_eng_run_logistic(const tfa_engine_t *e, const tfa_eng_op_t *op);
 int tfa_eng_prepare_shape_op(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options);
 void tfa_eng_run_shape_op(const tfa_engine_t *e, const tfa_eng_op_t *op);
 int tfa_eng_prepare_mean(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options);
 void tfa_eng_run_mean(const tfa_engine_t *e, const tfa_eng_op_t *op);
-int tfa_eng_prepare_quantize(tfa_engine_t *e, tfa_eng_op_t *op);
+int tfa_eng_prepare_quantize(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options);
 void tfa_eng_run_quantize(const tfa_engine_t *e, const tfa_eng_op_t *op);
 
 /* Output size check and leading padding of a 2-D window op (kernels_conv.c); uses op's filter,

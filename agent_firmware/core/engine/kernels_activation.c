@@ -96,8 +96,9 @@ void tfa_eng_run_softmax(const tfa_engine_t *e, const tfa_eng_op_t *op)
     }
 }
 
-int tfa_eng_prepare_logistic(tfa_engine_t *e, tfa_eng_op_t *op)
+int tfa_eng_prepare_logistic(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options)
 {
+    (void)options; /* LOGISTIC has none */
     const tfa_eng_tensor_t *in = tfa_eng_io(e, &op->inputs, 0);
     const tfa_eng_tensor_t *out = tfa_eng_io(e, &op->outputs, 0);
     int rc = tfa_eng_check(in, TFA_TYPE_INT8, 0);

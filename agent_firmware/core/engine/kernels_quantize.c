@@ -7,8 +7,9 @@
 #include "quant.h"
 #include "tfa/errors.h"
 
-int tfa_eng_prepare_quantize(tfa_engine_t *e, tfa_eng_op_t *op)
+int tfa_eng_prepare_quantize(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options)
 {
+    (void)options; /* QUANTIZE and DEQUANTIZE have none */
     const tfa_eng_tensor_t *in = tfa_eng_io(e, &op->inputs, 0);
     const tfa_eng_tensor_t *out = tfa_eng_io(e, &op->outputs, 0);
     if (in == NULL || in->elements != out->elements) {

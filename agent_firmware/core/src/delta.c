@@ -1,21 +1,11 @@
-/* Streaming decoder of the tinyfleet delta format; mirrors tinyfleet/signing/delta.py's reference decoder. */
+/* Streaming decoder of the tinyfleet delta format (versions 1 and 2); mirrors the reference decoder in
+ * tinyfleet/signing/delta.py, and tinyfleet/signing/tensor_coder.py for version 2's weight runs. */
 #include "tfa/delta.h"
 
 #include <string.h>
 
+#include "delta_internal.h"
 #include "tfa/errors.h"
-
-#define PROB_BITS 11u
-#define PROB_INIT 1024u
-#define TOP (1u << 24)
-#define REP_MIN 2u
-#define NEW_MIN 4u
-#define REPS 3u
-#define KIND_BASE 0u
-#define KIND_OUT 1u
-#define NUMBER_TREE_BITS 6u
-#define NUMBER_LOW_BITS 3u
-#define COPY_PIECE 32u
 
 enum { ST_HEADER = 0, ST_BLOCK_LEN, ST_BLOCK_DATA, ST_BLOCK_TAIL, ST_DONE, ST_FAILED };
 
@@ -37,6 +27,13 @@ static void prv_reset_block(tfa_delta_t *d)
     prv_reset_probs(d->new_len, TFA_DELTA_NUMBER_PROBS);
     prv_reset_probs(d->disp, TFA_DELTA_NUMBER_PROBS);
     prv_reset_probs(d->dist, TFA_DELTA_NUMBER_PROBS);
+    prv_reset_probs(d->is_tensor, 2);
+    prv_reset_probs(d->w_kind_probs, 8);
+    prv_reset_probs(d->w_word, TFA_DELTA_NUMBER_PROBS);
+    prv_reset_probs(&d->w_exp[0][0], 2u * 16u);
+    prv_reset_probs(&d->w_sign[0][0], 2u * 16u);
+    prv_reset_probs(&d->w_mant[0][0], 2u * TFA_DELTA_MANT_PROBS);
+    d->w_left = 0;
     for (uint32_t i = 0; i < REPS; i++) {
         d->rep_kind[i] = KIND_BASE;
         d->rep_value[i] = 0;
@@ -47,140 +44,15 @@ static void prv_reset_block(tfa_delta_t *d)
     d->in_pos = 0;
 }
 
-/* ---- range decoder over the buffered bytes of the current block ---- */
-
-/* Past the block's last coded byte the encoder's stream is zeros (it strips trailing zeros). */
-static uint8_t prv_next(tfa_delta_t *d)
-{
-    return d->in_pos < d->in_len ? d->in[d->in_pos++] : 0u;
-}
-
-static void prv_normalize(tfa_delta_t *d)
-{
-    while (d->range < TOP) {
-        d->range <<= 8;
-        d->code = (d->code << 8) | prv_next(d);
-    }
-}
-
-static uint32_t prv_bit(tfa_delta_t *d, uint16_t *prob)
-{
-    uint32_t p = *prob;
-    uint32_t bound = (d->range >> PROB_BITS) * p;
-    uint32_t bit;
-    if (d->code < bound) {
-        d->range = bound;
-        *prob = (uint16_t)(p + (((1u << PROB_BITS) - p) >> d->checkpoint.move_bits));
-        bit = 0;
-    } else {
-        d->code -= bound;
-        d->range -= bound;
-        *prob = (uint16_t)(p - (p >> d->checkpoint.move_bits));
-        bit = 1;
-    }
-    prv_normalize(d);
-    return bit;
-}
-
-static uint32_t prv_direct(tfa_delta_t *d, uint32_t count)
-{
-    uint32_t value = 0;
-    for (uint32_t i = 0; i < count; i++) {
-        d->range >>= 1;
-        uint32_t bit = d->code >= d->range ? 1u : 0u;
-        if (bit) {
-            d->code -= d->range;
-        }
-        value = (value << 1) | bit;
-        prv_normalize(d);
-    }
-    return value;
-}
-
-static uint32_t prv_tree(tfa_delta_t *d, uint16_t *probs, uint32_t bits)
-{
-    uint32_t node = 1;
-    for (uint32_t i = 0; i < bits; i++) {
-        node = (node << 1) | prv_bit(d, &probs[node]);
-    }
-    return node - (1u << bits);
-}
-
-/* A number: its bit count through a tree, then the lower bits (see tinyfleet/signing/delta.py). */
-static int prv_number(tfa_delta_t *d, uint16_t *probs, uint32_t *out)
-{
-    uint32_t bits = prv_tree(d, probs, NUMBER_TREE_BITS);
-    if (bits <= 1) {
-        *out = bits;
-        return 0;
-    }
-    if (bits > 32) {
-        return -TFA_ERR_DELTA_CORRUPT;
-    }
-    uint32_t low = bits - 1 < NUMBER_LOW_BITS ? bits - 1 : NUMBER_LOW_BITS;
-    uint32_t rest = bits - 1 > low ? prv_direct(d, bits - 1 - low) : 0;
-    uint16_t *table = &probs[(1u << NUMBER_TREE_BITS) + bits * (1u << NUMBER_LOW_BITS)];
-    uint32_t node = 1;
-    for (uint32_t i = 0; i < low; i++) {
-        node = (node << 1) | prv_bit(d, &table[node]);
-    }
-    *out = (1u << (bits - 1)) | (rest << low) | (node - (1u << low));
-    return 0;
-}
-
-/* ---- output through the flash contract ---- */
-
-static int prv_flush(tfa_delta_t *d)
-{
-    if (d->wbuf_len == 0) {
-        return 0;
-    }
-    uint32_t at = d->out_pos - d->wbuf_len;
-    int rc = d->flash->program(d->flash->ctx, d->out_addr + at, d->wbuf, d->wbuf_len);
-    d->wbuf_len = 0;
-    return rc < 0 ? rc : 0;
-}
-
-static int prv_emit(tfa_delta_t *d, const uint8_t *bytes, uint32_t len)
-{
-    for (uint32_t i = 0; i < len; i++) {
-        d->wbuf[d->wbuf_len++] = bytes[i];
-        d->out_pos++;
-        if (d->wbuf_len == TFA_DELTA_WBUF) {
-            int rc = prv_flush(d);
-            if (rc < 0) {
-                return rc;
-            }
-        }
-    }
-    return 0;
-}
-
-static int prv_read(const tfa_delta_t *d, uint32_t addr, uint8_t *dst, uint32_t len)
-{
-    int rc = d->flash->read(d->flash->ctx, addr, dst, len);
-    return rc < 0 ? -TFA_ERR_FLASH_IO : 0;
-}
-
-static int32_t prv_align(const tfa_delta_t *d)
-{
-    for (uint32_t i = 0; i < REPS; i++) {
-        if (d->rep_kind[i] == KIND_BASE) {
-            return d->rep_value[i];
-        }
-    }
-    return 0;
-}
-
 /* A literal, bit by bit: in the context of the match byte's bit while they agree, then the plain tree
  * (see _encode_literal in tinyfleet/signing/delta.py). */
 static int prv_literal(tfa_delta_t *d)
 {
     uint8_t match = 0;
     int matching = 0;
-    int64_t src = (int64_t)d->out_pos + prv_align(d);
+    int64_t src = (int64_t)d->out_pos + tfa_delta_align(d);
     if (src >= 0 && src < (int64_t)d->base_len) {
-        int rc = prv_read(d, d->base_addr + (uint32_t)src, &match, 1);
+        int rc = tfa_delta_read(d, d->base_addr + (uint32_t)src, &match, 1);
         if (rc < 0) {
             return rc;
         }
@@ -191,26 +63,16 @@ static int prv_literal(tfa_delta_t *d)
         uint32_t bit;
         if (matching) {
             uint32_t match_bit = ((uint32_t)match >> shift) & 1u;
-            bit = prv_bit(d, &d->literal[1u + match_bit][node]);
+            bit = tfa_delta_bit(d, &d->literal[1u + match_bit][node]);
             matching = bit == match_bit;
         } else {
-            bit = prv_bit(d, &d->literal[0][node]);
+            bit = tfa_delta_bit(d, &d->literal[0][node]);
         }
         node = (node << 1) | bit;
     }
     uint8_t byte = (uint8_t)(node & 0xFFu);
     d->prev_kind = 0;
-    return prv_emit(d, &byte, 1);
-}
-
-static void prv_push_rep(tfa_delta_t *d, uint8_t kind, int32_t value)
-{
-    for (uint32_t i = REPS - 1; i > 0; i--) {
-        d->rep_kind[i] = d->rep_kind[i - 1];
-        d->rep_value[i] = d->rep_value[i - 1];
-    }
-    d->rep_kind[0] = kind;
-    d->rep_value[0] = value;
+    return tfa_delta_emit(d, &byte, 1);
 }
 
 static int prv_copy(tfa_delta_t *d, uint32_t length)
@@ -233,19 +95,19 @@ static int prv_copy(tfa_delta_t *d, uint32_t length)
         uint32_t n = length < COPY_PIECE ? length : COPY_PIECE;
         int rc;
         if (d->rep_kind[0] == KIND_BASE) {
-            rc = prv_read(d, d->base_addr + from, piece, n);
+            rc = tfa_delta_read(d, d->base_addr + from, piece, n);
         } else {
             /* Earlier output is read back from flash, so write out what is buffered first; an
              * overlapping copy (distance < length) advances one distance at a time. */
             uint32_t dist = (uint32_t)d->rep_value[0];
             n = n < dist ? n : dist;
-            rc = prv_flush(d);
+            rc = tfa_delta_flush(d);
             if (rc == 0) {
-                rc = prv_read(d, d->out_addr + from, piece, n);
+                rc = tfa_delta_read(d, d->out_addr + from, piece, n);
             }
         }
         if (rc == 0) {
-            rc = prv_emit(d, piece, n);
+            rc = tfa_delta_emit(d, piece, n);
         }
         if (rc < 0) {
             return rc;
@@ -262,11 +124,14 @@ static int prv_op(tfa_delta_t *d)
     uint32_t value;
     uint32_t length;
     int rc;
-    if (!prv_bit(d, &d->is_match[d->prev_kind])) {
+    if (d->w_left > 0) {
+        return tfa_delta_run_step(d);
+    }
+    if (!tfa_delta_bit(d, &d->is_match[d->prev_kind])) {
         return prv_literal(d);
     }
-    if (prv_bit(d, &d->is_rep[d->prev_kind])) {
-        uint32_t which = prv_tree(d, d->rep_which, 2);
+    if (tfa_delta_bit(d, &d->is_rep[d->prev_kind])) {
+        uint32_t which = tfa_delta_tree(d, d->rep_which, 2);
         if (which >= REPS) {
             return -TFA_ERR_DELTA_CORRUPT;
         }
@@ -278,32 +143,35 @@ static int prv_op(tfa_delta_t *d)
         }
         d->rep_kind[0] = kind;
         d->rep_value[0] = rep;
-        rc = prv_number(d, d->rep_len, &length);
+        rc = tfa_delta_number(d, d->rep_len, &length);
         if (rc < 0 || length > UINT32_MAX - REP_MIN) {
             return -TFA_ERR_DELTA_CORRUPT;
         }
         return prv_copy(d, length + REP_MIN);
     }
-    if (!prv_bit(d, &d->is_out[d->prev_kind])) {
-        rc = prv_number(d, d->disp, &value);
+    if ((d->checkpoint.has_base & FLAG_TENSOR) && tfa_delta_bit(d, &d->is_tensor[d->prev_kind])) {
+        return tfa_delta_run_begin(d);
+    }
+    if (!tfa_delta_bit(d, &d->is_out[d->prev_kind])) {
+        rc = tfa_delta_number(d, d->disp, &value);
         if (rc < 0) {
             return rc;
         }
         /* zigzag: even values are non-negative */
         int64_t change = (value & 1u) ? -(int64_t)((value >> 1) + 1u) : (int64_t)(value >> 1);
-        int64_t disp = (int64_t)prv_align(d) + change;
+        int64_t disp = (int64_t)tfa_delta_align(d) + change;
         if (disp < INT32_MIN || disp > INT32_MAX) {
             return -TFA_ERR_DELTA_CORRUPT;
         }
-        prv_push_rep(d, KIND_BASE, (int32_t)disp);
+        tfa_delta_push_rep(d, KIND_BASE, (int32_t)disp);
     } else {
-        rc = prv_number(d, d->dist, &value);
+        rc = tfa_delta_number(d, d->dist, &value);
         if (rc < 0 || value >= (uint32_t)INT32_MAX) {
             return -TFA_ERR_DELTA_CORRUPT;
         }
-        prv_push_rep(d, KIND_OUT, (int32_t)(value + 1u));
+        tfa_delta_push_rep(d, KIND_OUT, (int32_t)(value + 1u));
     }
-    rc = prv_number(d, d->new_len, &length);
+    rc = tfa_delta_number(d, d->new_len, &length);
     if (rc < 0 || length > UINT32_MAX - NEW_MIN) {
         return -TFA_ERR_DELTA_CORRUPT;
     }
@@ -346,7 +214,7 @@ static int prv_header(tfa_delta_t *d)
     if (d->header_len < 6) {
         return 1;
     }
-    if (h[0] != 'T' || h[1] != 'D' || h[2] != 1u || (h[3] & ~1u) != 0 || h[4] < 10u || h[4] > 20u ||
+    if (h[0] != 'T' || h[1] != 'D' || h[2] < 1u || h[2] > 2u || (h[3] & ~1u) != 0 || h[4] < 10u || h[4] > 20u ||
         h[5] < 3u || h[5] > 5u) {
         return -TFA_ERR_DELTA_CORRUPT;
     }
@@ -366,7 +234,7 @@ static int prv_header(tfa_delta_t *d)
     }
     d->checkpoint.block_log2 = h[4];
     d->checkpoint.move_bits = h[5];
-    d->checkpoint.has_base = (uint8_t)(h[3] & 1u);
+    d->checkpoint.has_base = (uint8_t)((h[3] & 1u) | (h[2] == 2u ? FLAG_TENSOR : 0u));
     /* bytes fed beyond the header belong to the first block length */
     d->in_offset -= d->header_len - pos;
     d->header_len = (uint8_t)pos;
@@ -386,11 +254,7 @@ static int prv_decode_buffered(tfa_delta_t *d)
         if (d->in_len < 4 && d->block_left > 0) {
             return 0;
         }
-        d->range = 0xFFFFFFFFu;
-        d->code = 0;
-        for (uint32_t i = 0; i < 4; i++) {
-            d->code = (d->code << 8) | prv_next(d);
-        }
+        tfa_delta_coder_start(d);
         d->coder_ready = 1;
     }
     while (d->out_pos < d->block_end && (d->block_left == 0 || d->in_len - d->in_pos >= TFA_DELTA_LOOKAHEAD)) {
@@ -400,7 +264,7 @@ static int prv_decode_buffered(tfa_delta_t *d)
         }
     }
     if (d->out_pos == d->block_end) {
-        int rc = prv_flush(d);
+        int rc = tfa_delta_flush(d);
         if (rc < 0) {
             return rc;
         }
@@ -557,7 +421,7 @@ int tfa_delta_resume(tfa_delta_t *d, const tfa_flash_t *flash, uint32_t base_add
         return rc;
     }
     if (cp->out_offset > out_len || cp->block_log2 < 10u || cp->block_log2 > 20u || cp->move_bits < 3u ||
-        cp->move_bits > 5u || (cp->has_base != 0) != (base_len > 0)) {
+        cp->move_bits > 5u || (cp->has_base & ~(1u | FLAG_TENSOR)) != 0 || ((cp->has_base & 1u) != 0) != (base_len > 0)) {
         return -TFA_ERR_DELTA_CORRUPT;
     }
     d->checkpoint = *cp;
@@ -578,5 +442,5 @@ int tfa_delta_finish(tfa_delta_t *d)
         d->state = ST_FAILED;
         return -TFA_ERR_DELTA_CORRUPT;
     }
-    return prv_flush(d);
+    return tfa_delta_flush(d);
 }

@@ -1,5 +1,13 @@
 #include "tfa/errors.h"
 
+#if TFA_NO_ERROR_NAMES
+/* An MCU build keeps the names (1 KiB of flash) on the host: tinyfleet/signing/codes.py maps codes. */
+const char *tfa_err_name(int code)
+{
+    (void)code;
+    return "";
+}
+#else
 const char *tfa_err_name(int code)
 {
     if (code < 0) {
@@ -41,3 +49,4 @@ const char *tfa_err_name(int code)
     default: return "UNKNOWN";
     }
 }
+#endif

@@ -63,12 +63,14 @@ static uint32_t prv_error(tfa_proto_t *p, uint8_t *out, uint16_t request_id, uin
     uint8_t *b = prv_body(&r, 2);
     b[0] = (uint8_t)code;
     b[1] = request_type;
+#if !TFA_NO_ERROR_NAMES /* else no detail: the host names the code */
     const char *name = tfa_err_name(code);
     uint32_t n = (uint32_t)strlen(name);
     if (n > TFA_PROTO_MAX_DETAIL) {
         n = TFA_PROTO_MAX_DETAIL;
     }
     memcpy(prv_body(&r, n), name, n);
+#endif
     p->counters.error_responses++;
     return r.len;
 }

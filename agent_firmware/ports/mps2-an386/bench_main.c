@@ -8,6 +8,7 @@
 
 #include "bench_vector.h"
 #include "board.h"
+#include "uart_print.h"
 #include "tfa/ed25519.h"
 #include "tfa/sha256.h"
 #include "tfa/sha512.h"
@@ -19,24 +20,6 @@ extern uint32_t __stack_bottom[];
 
 static uint8_t prv_data[16384];
 
-static void prv_puts(const char *s)
-{
-    while (*s != '\0') {
-        board_uart_putc((uint8_t)*s++);
-    }
-}
-
-static void prv_putu(uint32_t v)
-{
-    char buf[11];
-    int i = 10;
-    buf[i] = '\0';
-    do {
-        buf[--i] = (char)('0' + v % 10u);
-        v /= 10u;
-    } while (v != 0u);
-    prv_puts(&buf[i]);
-}
 
 static void prv_puthex(const uint8_t *p, uint32_t n)
 {
@@ -74,12 +57,12 @@ static uint32_t prv_stack_used(void)
 
 static void prv_line(const char *name, uint32_t size, uint32_t ticks)
 {
-    prv_puts("BENCH ");
-    prv_puts(name);
-    prv_puts(" ");
-    prv_putu(size);
-    prv_puts(" ticks=");
-    prv_putu(ticks);
+    uart_puts("BENCH ");
+    uart_puts(name);
+    uart_puts(" ");
+    uart_putu(size);
+    uart_puts(" ticks=");
+    uart_putu(ticks);
 }
 
 static void prv_bench_sha256(uint32_t len)
@@ -89,9 +72,9 @@ static void prv_bench_sha256(uint32_t len)
     tfa_sha256(prv_data, len, digest);
     uint32_t t1 = board_ticks();
     prv_line("sha256", len, t1 - t0);
-    prv_puts(" digest=");
+    uart_puts(" digest=");
     prv_puthex(digest, 8);
-    prv_puts("\n");
+    uart_puts("\n");
 }
 
 static void prv_bench_sha512(uint32_t len)
@@ -101,9 +84,9 @@ static void prv_bench_sha512(uint32_t len)
     tfa_sha512(prv_data, len, digest);
     uint32_t t1 = board_ticks();
     prv_line("sha512", len, t1 - t0);
-    prv_puts(" digest=");
+    uart_puts(" digest=");
     prv_puthex(digest, 8);
-    prv_puts("\n");
+    uart_puts("\n");
 }
 
 static void prv_bench_ed25519(const char *name, const uint8_t signature[64])
@@ -113,22 +96,22 @@ static void prv_bench_ed25519(const char *name, const uint8_t signature[64])
     int result = tfa_ed25519_verify(signature, bench_public_key, prv_data, BENCH_MSG_LEN);
     uint32_t t1 = board_ticks();
     prv_line(name, BENCH_MSG_LEN, t1 - t0);
-    prv_puts(result == 0 ? " result=valid" : " result=invalid");
-    prv_puts(" stack=");
-    prv_putu(prv_stack_used());
-    prv_puts("\n");
+    uart_puts(result == 0 ? " result=valid" : " result=invalid");
+    uart_puts(" stack=");
+    uart_putu(prv_stack_used());
+    uart_puts("\n");
 }
 
 int main(void)
 {
     board_init();
-    prv_puts("BENCH START\n");
+    uart_puts("BENCH START\n");
 
     uint32_t t0 = board_ticks();
     prv_calib_loop(CALIB_LOOPS);
     uint32_t t1 = board_ticks();
     prv_line("calib", 2u * CALIB_LOOPS, t1 - t0);
-    prv_puts("\n");
+    uart_puts("\n");
 
     for (uint32_t i = 0; i < sizeof(prv_data); i++) {
         prv_data[i] = (uint8_t)(i * 7u + 3u);
@@ -142,7 +125,7 @@ int main(void)
     bad[32] ^= 0x01u; /* lowest bit of S: still canonical, so the whole check runs and fails */
     prv_bench_ed25519("ed25519_verify_bad", bad);
 
-    prv_puts("BENCH END\n");
+    uart_puts("BENCH END\n");
     for (;;) {
     }
 }

@@ -1,5 +1,6 @@
 /* The narrow board interface the mps2-an386 main loop needs. A new board (an STM32 under Renode, real
- * silicon) implements these few functions and a linker script; everything else comes from core/. */
+ * silicon) implements these few functions and a linker script; everything else comes from core/.
+ * docs/PORTING.md states the contracts; ports/template is the skeleton to copy. */
 #ifndef BOARD_H
 #define BOARD_H
 

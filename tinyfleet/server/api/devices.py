@@ -6,19 +6,21 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from tinyfleet.server import schemas
 from tinyfleet.server.api import views
-from tinyfleet.server.api.deps import OptU32Query, get_ctx
+from tinyfleet.server.api.deps import OptDbIdQuery, OptU32Query, get_ctx
 from tinyfleet.server.context import AppContext
+from tinyfleet.server.services import device_certs as certsvc
+from tinyfleet.server.services import device_query, registry
 from tinyfleet.server.services import devices as devsvc
-from tinyfleet.server.services import registry
 
 router = APIRouter(tags=["devices"])
+SORT_PATTERN = "^-?(" + "|".join(device_query.SORT_KEYS) + ")$"
 
 
 @router.post("/devices", response_model=schemas.ProvisionResult, status_code=201)
 def provision(body: schemas.DeviceCreate, ctx: AppContext = Depends(get_ctx)) -> schemas.ProvisionResult:
     with ctx.session() as s:
-        device, password = devsvc.provision(s, ctx, body)
-        return views.provisioned(s, ctx, device, password)
+        made = certsvc.provision(s, ctx, body)  # a password, or a certificate in cert mode
+        return views.provisioned(s, ctx, devsvc.get_device(s, made.device_id), made.password, made.cert)
 
 
 @router.post("/devices/bulk", response_model=schemas.BulkProvisionResult, status_code=201)
@@ -28,8 +30,8 @@ def provision_bulk(
     """Up to 10,000 devices in one transaction, all or none (409 names the ids that exist already). The
     answer is JSON with what all devices share (broker, trust store) given once: ~100 bytes a device."""
     with ctx.session() as s:
-        created = devsvc.provision_bulk(s, ctx, body.device_list())
-        classes = {hw for _, hw, _ in created}
+        created = certsvc.provision_bulk(s, ctx, body.device_list())
+        classes = {d.hardware_class for d in created}
         default = ctx.settings.default_chunk_size
         chunk = {hw: registry.chunk_size_for(s, hw, default) for hw in classes}
     url = ctx.device_mqtt()
@@ -40,9 +42,17 @@ def provision_bulk(
         ),
         trust_store=views.trust_store(ctx),
         devices=[
-            schemas.BulkDeviceCredentials(id=device_id, hardware_class=hw, password=pw, chunk_size=chunk[hw])
-            for device_id, hw, pw in created
+            schemas.BulkDeviceCredentials(
+                id=d.device_id,
+                hardware_class=d.hardware_class,
+                password=d.password,
+                chunk_size=chunk[d.hardware_class],
+                certificate_pem=d.cert.cert_pem if d.cert else None,
+                private_key_pem=d.cert.key_pem if d.cert else None,
+            )
+            for d in created
         ],
+        ca_pem=ctx.fleet_ca.cert_pem if ctx.fleet_ca is not None else None,
     )
 
 
@@ -56,18 +66,24 @@ def rotate_credentials(device_id: str, ctx: AppContext = Depends(get_ctx)) -> sc
 
 @router.get("/devices", response_model=list[schemas.DevicePublic])
 def list_devices(
+    response: Response,
     group: str | None = None,
     tag: str | None = None,
     hardware_class: OptU32Query = None,
     online: bool | None = None,
     limit: int | None = Query(default=None, ge=1, le=100000, description="page size (default: all)"),
-    offset: int = Query(default=0, ge=0, le=10**9, description="devices skipped, in id order"),
+    offset: int = Query(default=0, ge=0, le=10**9, description="devices skipped, in sort order"),
+    q: str | None = Query(default=None, max_length=64, description="substring of the id or name, any case"),
+    model_version_id: OptDbIdQuery = None,
+    failing: bool | None = Query(default=None, description="has a failed action in an open rollout"),
+    sort: str = Query(default="id", pattern=SORT_PATTERN, description="a field, '-' first for descending"),
     ctx: AppContext = Depends(get_ctx),
 ) -> list[schemas.DevicePublic]:
+    """Matching devices, one page of them; the X-Total-Count header says how many match in all."""
+    f = device_query.DeviceFilter(q, group, tag, hardware_class, model_version_id, online, failing)
     with ctx.session() as s:
-        rows = devsvc.list_devices(
-            s, group=group, tag=tag, hardware_class=hardware_class, online=online, limit=limit, offset=offset
-        )
+        rows, total = device_query.search(s, f, sort, limit, offset)
+        response.headers["X-Total-Count"] = str(total)
         return [views.device(d) for d in rows]
 
 
@@ -88,7 +104,9 @@ def update_device(
 @router.delete("/devices/{device_id}", status_code=204)
 def delete_device(device_id: str, ctx: AppContext = Depends(get_ctx)) -> Response:
     with ctx.session() as s:
-        devsvc.delete_device(s, ctx, devsvc.get_device(s, device_id))
+        device = devsvc.get_device(s, device_id)
+        certsvc.revoke_all_quietly(s, ctx, device.id)  # its certificates go on the CRL (cert mode)
+        devsvc.delete_device(s, ctx, device)
     return Response(status_code=204)
 
 

@@ -3,9 +3,10 @@
 FastAPI parses a JSON body before it runs route dependencies, so a token check in a dependency comes
 too late: an unauthenticated client could make the server read (and hold) any amount of data, and
 malformed JSON got 422 instead of 401. `ApiGuard` is a pure ASGI middleware: for /api/* it answers 401
-from the headers alone, and for every route it refuses a body above its limit with 413, from
-Content-Length when given and while streaming otherwise. Upload routes (UPLOADS) get `max_upload_bytes`,
-every other route `max_json_bytes` (or its own larger limit in LARGE_JSON).
+(unknown token) or 403 (role too low, api/roles.py) from the headers alone, and for every route it
+refuses a body above its limit with 413, from Content-Length when given and while streaming otherwise.
+Upload routes (UPLOADS) get `max_upload_bytes`, every other route `max_json_bytes` (or its own larger
+limit in LARGE_JSON).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import hmac
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -77,11 +78,19 @@ async def _send_error(
 
 
 class ApiGuard:
-    """`settings` gives the current Settings on each request (tests change them on a running app)."""
+    """`settings` gives the current Settings on each request (tests change them on a running app).
+    `authorize(scope, authorization header)` answers (status, detail) to refuse an /api request, None to
+    let it through (api/roles.py's RoleGate); without it, only TINYFLEET_API_TOKEN is accepted."""
 
-    def __init__(self, app: ASGIApp, settings: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Callable[[], Any],
+        authorize: Callable[[Scope, bytes | None], Awaitable[tuple[int, str] | None]] | None = None,
+    ) -> None:
         self.app = app
         self.settings = settings
+        self.authorize = authorize
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -90,11 +99,16 @@ class ApiGuard:
         settings = self.settings()
         headers = dict(scope["headers"])  # the last of repeated headers; ASGI names are lower-case
         path: str = scope["path"]
-        if (path == "/api" or path.startswith("/api/")) and not token_matches(
-            headers.get(b"authorization"), settings.api_token
-        ):
-            await _send_error(send, 401, UNAUTHORIZED, [(b"www-authenticate", b"Bearer")])
-            return
+        if path == "/api" or path.startswith("/api/"):
+            authorization = headers.get(b"authorization")
+            if self.authorize is not None:
+                refused = await self.authorize(scope, authorization)
+            else:
+                refused = None if token_matches(authorization, settings.api_token) else (401, UNAUTHORIZED)
+            if refused is not None:
+                challenge = [(b"www-authenticate", b"Bearer")] if refused[0] == 401 else []
+                await _send_error(send, refused[0], refused[1], challenge)
+                return
         method = scope["method"]
         limit = (
             settings.max_upload_bytes

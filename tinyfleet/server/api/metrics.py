@@ -118,6 +118,18 @@ class FleetCollector(Collector):
             "Telemetry reports waiting to be stored",
             value=ctx.messages.telemetry_pending(),
         )
+        ingest = ctx.telemetry_ingest
+        yield GaugeMetricFamily(
+            "tinyfleet_telemetry_queue_depth",
+            "Telemetry messages queued for, or being written by, the batching writer",
+            value=ingest.depth,
+        )
+        yield GaugeMetricFamily(
+            "tinyfleet_telemetry_queue_capacity", "Bound of that queue", value=ingest.queue_max
+        )
+        yield counter(
+            "tinyfleet_telemetry_batches", "Telemetry batches stored", events.get("telemetry_batches", 0)
+        )
         received = CounterMetricFamily(
             "tinyfleet_mqtt_messages_received", "Device messages by kind", labels=["kind"]
         )

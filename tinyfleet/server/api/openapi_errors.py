@@ -15,6 +15,7 @@ ERROR_SCHEMA = {
 REF = {"$ref": "#/components/schemas/Error"}
 DESCRIPTIONS = {
     "401": "missing or wrong API token",
+    "403": "the caller's role is below the route's (README: Users, roles and tokens)",
     "404": "a resource named in the request does not exist",
     "409": "conflicts with existing data",
     "413": "request body above the size limit",
@@ -29,7 +30,7 @@ def _codes(path: str, method: str, op: dict[str, Any]) -> set[str]:
     params = op.get("parameters", [])
     codes = {"422"} if params or "requestBody" in op else set()
     if path.startswith("/api/"):
-        codes |= {"401", "503"}
+        codes |= {"401", "403", "503"}
         if any(p["in"] == "path" or p["name"].endswith("_id") for p in params):
             codes.add("404")
         if method in WRITE_METHODS:

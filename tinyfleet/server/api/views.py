@@ -19,6 +19,7 @@ from tinyfleet.server.models import (
 )
 from tinyfleet.server.services import registry
 from tinyfleet.server.services import rollouts as rsvc
+from tinyfleet.server.services.fleet_ca import IssuedCert
 
 
 def package(session: Session, pkg: Package) -> schemas.PackagePublic:
@@ -46,8 +47,11 @@ def trust_store(ctx: AppContext) -> list[schemas.TrustedKeyPublic]:
     return [schemas.TrustedKeyPublic(**k) for k in ctx.keys.public_keys()]
 
 
-def provisioned(session: Session, ctx: AppContext, d: Device, password: str) -> schemas.ProvisionResult:
-    """What a device needs to join: MQTT credentials (the password shown once), trust store, chunk size."""
+def provisioned(
+    session: Session, ctx: AppContext, d: Device, password: str | None, cert: IssuedCert | None = None
+) -> schemas.ProvisionResult:
+    """What a device needs to join: MQTT credentials (the password or the certificate and its key, shown
+    once), trust store, chunk size."""
     url = ctx.device_mqtt()
     return schemas.ProvisionResult(
         device=device(d),
@@ -61,6 +65,18 @@ def provisioned(session: Session, ctx: AppContext, d: Device, password: str) -> 
         ),
         trust_store=trust_store(ctx),
         chunk_size=registry.chunk_size_for(session, d.hardware_class, ctx.settings.default_chunk_size),
+        certificate=certificate(ctx, cert) if cert is not None else None,
+    )
+
+
+def certificate(ctx: AppContext, cert: IssuedCert) -> schemas.DeviceCertificate:
+    ca = ctx.fleet_ca
+    return schemas.DeviceCertificate(
+        serial=cert.serial,
+        not_after=cert.not_after,
+        certificate_pem=cert.cert_pem,
+        private_key_pem=cert.key_pem,
+        ca_pem=ca.cert_pem if ca is not None else "",
     )
 
 

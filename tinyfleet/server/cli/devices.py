@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from tinyfleet.server.cli import bulk_devices as bulk
+from tinyfleet.server.cli import certs
 from tinyfleet.server.cli.client import (
     _print_actions,
     _table,
@@ -101,13 +102,19 @@ def devices_provision(
         print_json(out)
         return
     m = out["mqtt"]
+    cert = out.get("certificate")
+    if cert is not None:  # cert mode: files instead of a password (the key is shown only once)
+        pems = (cert["certificate_pem"], cert["private_key_pem"], cert["ca_pem"])
+        certs.write_device_files(Path("."), out["device"]["id"], *pems)
     _table(
         "provisioned",
         ["field", "value"],
         [
             ["device id", out["device"]["id"]],
             ["mqtt username", m["username"]],
-            ["mqtt password", m["password"]],
+            ["mqtt password", m["password"]]
+            if cert is None
+            else ["certificate", f"{m['username']}.pem/.key, ca.pem (serial {cert['serial']})"],
             ["broker", f"{m['host']}:{m['port']}" + (" (TLS)" if m["tls"] else "")],
             ["chunk size", out["chunk_size"]],
             *[[f"trusted key {k['key_id']}", k["public_key"]] for k in out["trust_store"]],
@@ -154,6 +161,8 @@ def _provision_bulk(
         path.unlink()
         raise
     bulk.write_credentials(fd, answer)
+    if answer.get("ca_pem"):  # cert mode: each device's certificate and key beside the CSV
+        certs.write_bulk_files(path.with_name(path.stem + "-certs"), answer)
     summary = {
         "count": answer["count"],
         "credentials_file": str(path),

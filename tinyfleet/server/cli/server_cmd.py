@@ -51,7 +51,11 @@ def server_run(
         try:
             settings = settings_from_env()
             logs.apply_format(settings.log_format)  # before the first line (the signing-key notice)
-            if broker:
+            if broker and settings.device_auth == "cert":
+                from tinyfleet.server.cli.certs import managed_tls_broker
+
+                settings = managed_tls_broker(stack, settings, broker_host, broker_port)
+            elif broker:
                 settings = _managed_broker(stack, settings, broker_host, broker_port)
             app = create_app(settings)
         except ConfigError as exc:

@@ -114,6 +114,8 @@ def password_entries(
     entries = list(services)
     taken = {user for user, _ in entries}
     for user, encoded in devices:
+        if not encoded:  # a device with a certificate identity (services/device_certs.py): no password
+            continue
         if user in taken or not is_device_id(user):
             log.error("device %r left out of the MQTT password file: not a valid device id", user)
             continue

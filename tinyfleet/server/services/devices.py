@@ -70,23 +70,27 @@ def parse_capabilities(reported: dict[str, Any]) -> dict[str, Any] | None:
     return out
 
 
-def provision(session: Session, fx: Effects, body: DeviceCreate) -> tuple[Device, str]:
-    """Create a device; returns it with its MQTT password (shown once, only the hash is kept)."""
+def provision(
+    session: Session, fx: Effects, body: DeviceCreate, *, with_password: bool = True
+) -> tuple[Device, str]:
+    """Create a device; returns it with its MQTT password (shown once, only the hash is kept). Without
+    a password (certificate identity, services/device_certs.py) the hash and the password are ""."""
     if body.id is not None and session.get(Device, body.id) is not None:
         raise Conflict(f"device {body.id!r} already exists")
-    password = new_password()
+    password = new_password() if with_password else ""
     device = Device(
         id=body.id or new_id("dev", 6),
         name=body.name,
         hardware_class=body.hardware_class,
         group=body.group,
         tags=list(body.tags),
-        mqtt_password_hash=hash_password(password),
+        mqtt_password_hash=hash_password(password) if with_password else "",
         created_at=time.time(),
     )
     session.add(device)
     session.flush()
-    after_commit(session, partial(fx.add_password_entry, device.id, device.mqtt_password_hash))
+    if with_password:
+        after_commit(session, partial(fx.add_password_entry, device.id, device.mqtt_password_hash))
     after_commit(session, fx.wake_rollouts)  # it may join a running rollout
     return device, password
 
@@ -104,14 +108,17 @@ def conflict_message(ids: list[str]) -> str:
     return f"{len(ids)} device id(s) exist already, nothing was created: {shown}"
 
 
-def provision_bulk(session: Session, fx: Effects, bodies: list[DeviceCreate]) -> list[tuple[str, int, str]]:
+def provision_bulk(
+    session: Session, fx: Effects, bodies: list[DeviceCreate], *, with_password: bool = True
+) -> list[tuple[str, int, str]]:
     """Create all the devices or none (an existing id raises Conflict naming them); returns each one's
-    id, hardware class and password. The broker's password file gets one append of all after the commit."""
+    id, hardware class and password. The broker's password file gets one append of all after the commit.
+    Without passwords (certificate identity) the passwords are "" and the file is left alone."""
     ids = [b.id or new_id("dev", 6) for b in bodies]
-    passwords = [new_password() for _ in bodies]
+    passwords = [new_password() if with_password else "" for _ in bodies]
     # Hashed before the first statement: on SQLite that statement takes the database's write lock
     # (BEGIN IMMEDIATE), which the gateway and rollout driver must not wait on for seconds of PBKDF2.
-    hashes = hash_passwords(passwords)
+    hashes = hash_passwords(passwords) if with_password else passwords
     taken = existing_ids(session, ids)
     if taken:
         raise Conflict(conflict_message(taken))
@@ -136,7 +143,8 @@ def provision_bulk(session: Session, fx: Effects, bodies: list[DeviceCreate]) ->
         # another client created one of the ids since the check (PostgreSQL; SQLite's write lock is held)
         session.rollback()
         raise Conflict(conflict_message(existing_ids(session, ids) or ids[:1])) from None
-    after_commit(session, partial(fx.add_password_entries, list(zip(ids, hashes, strict=True))))
+    if with_password:
+        after_commit(session, partial(fx.add_password_entries, list(zip(ids, hashes, strict=True))))
     after_commit(session, fx.wake_rollouts)
     # (id, hardware class, password), not ORM objects: building 10,000 Devices costs more than the INSERT
     return [(i, b.hardware_class, p) for i, b, p in zip(ids, bodies, passwords, strict=True)]

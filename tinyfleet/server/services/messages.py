@@ -24,6 +24,7 @@ from tinyfleet.server.services import devices as devsvc
 from tinyfleet.server.services import registry
 from tinyfleet.server.services import rollouts as rsvc
 from tinyfleet.server.services import telemetry as telsvc
+from tinyfleet.server.services.chunk_order import ChunkRequestOrder
 from tinyfleet.server.services.devices import PHASES
 from tinyfleet.server.services.errors import NotFound
 from tinyfleet.server.services.packages import PackageCache
@@ -220,6 +221,7 @@ class DeviceMessages:
         self._limits: dict[int, tuple[int, float]] = {}
         self._telemetry_since: float | None = None
         self._tracks: dict[str, telsvc.DeviceTrack] = {}
+        self.chunk_order = ChunkRequestOrder()
 
     def handle(self, topic: str, payload: bytes) -> list[Outgoing]:
         """Process one message; any problem with it is counted and logged, never raised, except that the
@@ -324,6 +326,7 @@ class DeviceMessages:
 
     def _chunk_request(self, device_id: str, payload: bytes) -> list[Outgoing]:
         topic = f"tf/{device_id}/chunk"
+        arrived = self.chunk_order.take(device_id, payload)
         try:
             package_id, offset, length = parse_chunk_request(payload)
         except BadChunkRequest as exc:
@@ -331,6 +334,9 @@ class DeviceMessages:
             self.stats.count("malformed", "chunk/req")
             log.warning("malformed chunk/req from %s: %s", device_id, exc)
             return [Outgoing(topic, encode_chunk_error(exc.code, str(exc)))]
+        if self.chunk_order.answered_already(device_id, package_id, offset, arrived):
+            self.stats.count("events", "chunk_duplicates_skipped")
+            return []
         hardware_class = self._device_class(device_id)
         with Session(self._db) as session:
             entry = self.cache.lookup(session, package_id)
@@ -346,6 +352,7 @@ class DeviceMessages:
         self.stats.count("events", "chunks_served")
         self.stats.count("events", "chunk_bytes", len(piece))
         self.served.add(device_id, package_id, len(piece))
+        self.chunk_order.served(device_id, package_id, offset)
         return [Outgoing(topic, encode_chunk(package_id, offset, len(data), piece))]
 
     def _telemetry_message(self, device_id: str, msg: dict[str, Any]) -> None:

@@ -18,17 +18,20 @@ from functools import partial
 from typing import Any, Protocol
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from tinyfleet.server.canary import gate as canary_gate
 from tinyfleet.server.db import after_commit, session_scope
-from tinyfleet.server.models import Device, DeviceAction, Rollout
+from tinyfleet.server.models import Device, DeviceAction, Package, Rollout
 from tinyfleet.server.services import compatibility as compat
 from tinyfleet.server.services import devices as devsvc
 from tinyfleet.server.services import packages as pkgsvc
-from tinyfleet.server.services import registry
+from tinyfleet.server.services import registry, rollout_scan
 from tinyfleet.server.services import rollouts as rsvc
 from tinyfleet.server.services import variants as varsvc
+from tinyfleet.server.services.rollout_pacing import DownloadWindow
+from tinyfleet.server.services.rollout_scan import RAW_FALLBACK_CODES
 from tinyfleet.server.services.rollouts import FAILED, IN_FLIGHT, TERMINAL
 from tinyfleet.server.services.served import ServedBytes
 from tinyfleet.server.services.signer import ServerKeys
@@ -39,8 +42,12 @@ log = logging.getLogger(__name__)
 
 Desired = tuple[str, dict[str, Any]]
 MIN_TICK_GAP = 0.05
-# Refusals of a variant payload after which the device gets the raw package instead.
-RAW_FALLBACK_CODES = frozenset({ErrorCode.WRONG_BASE, ErrorCode.DELTA_CORRUPT})
+MAX_TICK_GAP = 2.0
+
+
+def _attr(column: Any) -> Any:
+    """A model's column as the ORM attribute it is at run time (SQLModel types it as its value)."""
+    return column
 
 
 class DesiredPublisher(Protocol):
@@ -76,6 +83,9 @@ class RolloutDriver:
         # Last time device messages may have been held back (server start, database or broker down):
         # action timeouts count from here, see _time_out.
         self._unhealthy_at = 0.0
+        self.window = DownloadWindow()
+        # Answers shared by many devices within one rollout's tick (payload choice, previous package).
+        self._memo: dict[tuple[str, str | None, str | int | None], Any] = {}
 
     # --- background loop ------------------------------------------------------------------------
 
@@ -98,15 +108,18 @@ class RolloutDriver:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            began = time.monotonic()
             try:
                 self.tick()
             except Exception as exc:  # a bad row must not stop the driver; it is logged and retried
                 self._unhealthy_at = self._clock()
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("rollout tick failed")
-            # A burst of device messages wakes the driver many times; a short pause between ticks lets
-            # the gateway's writes through and batches the burst into the next tick.
-            self._stop.wait(min(MIN_TICK_GAP, self._tick_seconds))
+            # A burst of device messages wakes the driver many times; a pause between ticks lets the
+            # gateway's writes through and batches the burst into the next tick. Longer after a long
+            # tick: a big rollout's ticks must not take the gateway's share of the (GIL-bound) CPU.
+            took = time.monotonic() - began
+            self._stop.wait(max(min(MIN_TICK_GAP, self._tick_seconds), min(3 * took, MAX_TICK_GAP)))
             self._wake.wait(self._tick_seconds)
             self._wake.clear()
 
@@ -147,11 +160,22 @@ class RolloutDriver:
                 log.warning("could not publish desired state of %s", device_id, exc_info=True)
 
     def _tick_rollout(self, session: Session, rollout: Rollout, now: float) -> list[Desired]:
-        actions = rsvc.actions_of(session, rollout.id or 0)
-        device_ids = {a.device_id for a in actions}
+        self._memo = {}
+        # A running rollout loads as rows only the actions this tick may change (services/rollout_scan.py).
+        scanned = rollout_scan.scan(session, rollout, now, self.unhealthy_at())
+        actions = rsvc.actions_of(session, rollout.id or 0) if scanned is None else scanned
+        rows = [a for a in actions if not isinstance(a, rollout_scan.ActionCopy)]
+        # Only devices with something left to do are needed (a rollback touches every one). Rows for
+        # 10,000 devices parsed every tick were most of the server's CPU, so their large JSON columns are
+        # loaded only when used (reported: a rare reconciliation).
+        everyone = rollout.state == "rolling_back"
+        device_ids = {a.device_id for a in rows if everyone or a.state not in TERMINAL}
         devices: dict[str, Device] = {}
         if device_ids:
-            devices = {d.id: d for d in session.exec(select(Device).where(col(Device.id).in_(device_ids)))}
+            stmt = select(Device).options(defer(_attr(Device.capabilities)), defer(_attr(Device.tags)))
+            if not everyone:
+                stmt = stmt.options(defer(_attr(Device.reported)))
+            devices = {d.id: d for d in session.exec(stmt.where(col(Device.id).in_(device_ids)))}
         self._reconcile(session, actions, devices, now)
         publish: list[Desired] = self._time_out(session, rollout, actions, devices, now)
         # Resend refused deltas as raw: deploys while the rollout goes forward, reinstalls while it goes back.
@@ -164,6 +188,8 @@ class RolloutDriver:
                 if rollout.state == "running":
                     publish += self._dispatch(session, rollout, actions, devices, now)
         if rollout.state == "rolling_back":
+            if scanned is not None:  # it turned to rolling back in this tick: a rollback needs every row
+                actions = rsvc.actions_of(session, rollout.id or 0)
             publish += self._roll_back(session, rollout, actions, devices, now)
         session.add(rollout)
         return publish
@@ -175,12 +201,16 @@ class RolloutDriver:
         message was lost; a finished rollback marks the deploy it undid as rolled back."""
         for a in actions:
             device = devices.get(a.device_id)
-            if a.state in IN_FLIGHT and device is not None and a.target_model_sha256:
-                phase = (device.reported or {}).get("phase")
-                if device.active_model_sha256 == a.target_model_sha256 and phase == "idle":
-                    a.state, a.updated_at = "confirmed", now
-                    self.count_sent(a)
-                    session.add(a)
+            if (
+                a.state in IN_FLIGHT
+                and device is not None
+                and a.target_model_sha256
+                and device.active_model_sha256 == a.target_model_sha256  # before loading `reported`
+                and (device.reported or {}).get("phase") == "idle"
+            ):
+                a.state, a.updated_at = "confirmed", now
+                self.count_sent(a)
+                session.add(a)
         undone = {a.device_id for a in actions if a.purpose == "rollback" and a.state == "confirmed"}
         for a in actions:
             if a.purpose == "deploy" and a.device_id in undone and a.state != "rolled_back":
@@ -236,9 +266,7 @@ class RolloutDriver:
         joined = []
         skipped = list(rollout.skipped_devices or [])
         facts: dict[str, Any] = {}
-        for device in rsvc.eligible_devices(session, rollout, online_only=True):
-            if device.id in have:
-                continue
+        for device in rsvc.eligible_devices(session, rollout, online_only=True, exclude=have):
             pkg = pkgsvc.package_for(session, rollout.model_version_id, device.hardware_class)
             if pkg is None:
                 continue
@@ -324,6 +352,22 @@ class RolloutDriver:
             rollout.current_wave += 1
             rollout.wave_passed_at = None
 
+    def _package(self, session: Session, package_id: str) -> Package:
+        """The package row, held for the tick: the session's identity map keeps rows only while someone
+        does, and thousands of devices of one tick each fetched it again."""
+        key = ("package", package_id, None)
+        if key not in self._memo:
+            self._memo[key] = pkgsvc.get_package(session, package_id)
+        package: Package = self._memo[key]
+        return package
+
+    def _chunk_size(self, session: Session, hardware_class: int) -> int:
+        key = ("chunk_size", None, hardware_class)
+        if key not in self._memo:
+            self._memo[key] = registry.chunk_size_for(session, hardware_class, self._chunk)
+        size: int = self._memo[key]
+        return size
+
     def count_sent(self, action: DeviceAction) -> None:
         """Copy the chunk bytes served for this action into its row (plus a refused delta's bytes)."""
         sent_id = action.sent_package_id or action.package_id
@@ -333,10 +377,18 @@ class RolloutDriver:
     def _assign_payload(self, session: Session, action: DeviceAction, device: Device) -> bool:
         """Pick what this device is sent: the smallest of raw, compressed and a delta against its active
         model as reported. False while a needed variant is still being built (the action waits)."""
-        pkg = pkgsvc.get_package(session, action.package_id or "")
+        pkg = self._package(session, action.package_id or "")
         choice: varsvc.Choice | None = varsvc.Choice(pkg.id, pkg.size, pkg.payload_encoding, pkg.size)
-        if self.variants is not None:
-            choice, missing = varsvc.choose(session, pkg, device.active_model_sha256, self.keys)
+        # A device that said it has no payload decoder (PROTOCOL 4.2 capabilities) gets the package as is.
+        if self.variants is not None and (device.capabilities or {}).get("payload_decoder") is not False:
+            # Devices on the same base get the same answer: asked once per tick, not once per device.
+            memo_key = ("choice", pkg.id, device.active_model_sha256)
+            if memo_key in self._memo:
+                choice, missing = self._memo[memo_key]
+            else:
+                choice, missing = varsvc.choose(session, pkg, device.active_model_sha256, self.keys)
+            if choice is not None:
+                self._memo[memo_key] = (choice, missing)
             if choice is None and not self.variants.running and self.keys is not None:
                 # No worker thread (tests, tools): build inside this tick's transaction.
                 for base in missing:
@@ -370,7 +422,7 @@ class RolloutDriver:
             device = devices.get(a.device_id) or session.get(Device, a.device_id)
             if device is None:
                 continue
-            pkg = pkgsvc.get_package(session, a.package_id)
+            pkg = self._package(session, a.package_id)
             self.count_sent(a)
             a.fallback_bytes = a.bytes_sent
             a.fallback_reason = (
@@ -389,15 +441,20 @@ class RolloutDriver:
         return publish
 
     def _desired_install(self, session: Session, action: DeviceAction, device: Device) -> dict[str, Any]:
-        pkg = pkgsvc.get_package(session, action.package_id or "")
+        pkg = self._package(session, action.package_id or "")
         return {
             "action_id": action.id,
             "operation": "install",
             "package_id": action.sent_package_id or pkg.id,
             "package_size": action.sent_size or pkg.size,
             "model_sha256": pkg.model_sha256,
-            "chunk_size": registry.chunk_size_for(session, device.hardware_class, self._chunk),
+            "chunk_size": self._chunk_size(session, device.hardware_class),
         }
+
+    def _window(self, in_flight: int) -> int | None:
+        """Devices that may be in flight (services/rollout_pacing.py); None without a gateway to ask."""
+        backlog = getattr(self.publisher, "backlog", None)  # only the MQTT gateway has it
+        return None if backlog is None else self.window.update(int(backlog()), in_flight)
 
     def _dispatch(
         self,
@@ -409,6 +466,9 @@ class RolloutDriver:
     ) -> list[Desired]:
         in_flight = sum(1 for a in actions if a.state in IN_FLIGHT)
         room = rollout.max_concurrent - in_flight
+        window = self._window(in_flight)
+        if window is not None:
+            room = min(room, window - in_flight)
         publish: list[Desired] = []
         for a in actions:
             if room <= 0:
@@ -420,10 +480,13 @@ class RolloutDriver:
                 continue  # its variant is being built; the builder wakes the driver when it is ready
             a.previous_model_sha256 = device.active_model_sha256
             if device.active_model_sha256:
-                prev = pkgsvc.latest_package_with_model(
-                    session, device.active_model_sha256, device.hardware_class
-                )
-                a.previous_package_id = prev.id if prev else None
+                memo_key = ("previous", device.active_model_sha256, device.hardware_class)
+                if memo_key not in self._memo:
+                    prev = pkgsvc.latest_package_with_model(
+                        session, device.active_model_sha256, device.hardware_class
+                    )
+                    self._memo[memo_key] = prev.id if prev else None
+                a.previous_package_id = self._memo[memo_key]
             a.state, a.notified_at, a.updated_at = "notified", now, now
             device.desired = self._desired_install(session, a, device)
             session.add(a)

@@ -1,10 +1,10 @@
 """Telemetry rolled up per minute and model digest, and the retention of raw reports and rollups.
 
 The rollups are updated in the transaction that stores the raw reports (`add`, called by
-telemetry.store with the rows it keeps), not by a periodic job: they then hold exactly what was stored,
+telemetry.store_batch with the rows it keeps), not by a periodic job: they then hold exactly what was stored,
 a redelivered report that de-duplication drops never reaches them, and a per-version series is current
-the moment its reports are. The gateway is the only writer of telemetry, so read-then-update is
-race-free (as in telemetry.store).
+the moment its reports are. One thread writes telemetry (the ingest writer, services/telemetry_ingest.py),
+so read-then-update is race-free.
 """
 
 from __future__ import annotations
@@ -12,17 +12,20 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, tuple_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from tinyfleet.server.db import session_scope
 from tinyfleet.server.models import TelemetryReport, TelemetryRollup
 from tinyfleet.server.services.periodic import PeriodicJob
+
+if TYPE_CHECKING:  # telemetry imports this module
+    from tinyfleet.server.services.telemetry import ReportRow
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ class Stats:
                 self.class_histogram.append(0)
             self.class_histogram[i] += v
 
-    def add_report(self, r: TelemetryReport) -> None:
+    def add_report(self, r: TelemetryReport | ReportRow) -> None:
         self.reports += 1
         self.inference_count += r.inference_count
         self.errors += r.errors
@@ -102,13 +105,20 @@ def minute_of(ts: float) -> int:
     return math.floor(ts / MINUTE) * MINUTE
 
 
-def add(session: Session, rows: list[TelemetryReport]) -> None:
-    """Add stored reports to their (minute, digest) rollups, in the caller's transaction."""
+def add(session: Session, rows: Sequence[TelemetryReport | ReportRow]) -> None:
+    """Add stored reports to their (minute, digest) rollups, in the caller's transaction (a whole batch
+    at once: summed in memory first, then one read and one write per rollup touched)."""
     sums: dict[tuple[int, str], Stats] = {}
     for r in rows:
         sums.setdefault((minute_of(r.ts), r.model_sha256), Stats()).add_report(r)
+    if not sums:
+        return
+    # One query for the batch's existing rollups (a batch spans few minutes and digests).
+    keys = tuple_(col(TelemetryRollup.minute), col(TelemetryRollup.model_sha256))
+    found = session.exec(select(TelemetryRollup).where(keys.in_(sums)))
+    existing = {(r.minute, r.model_sha256): r for r in found}
     for (minute, sha), s in sums.items():
-        row = session.get(TelemetryRollup, (minute, sha))
+        row = existing.get((minute, sha))
         if row is None:
             row = TelemetryRollup(
                 minute=minute,

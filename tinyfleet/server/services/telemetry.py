@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from sqlalchemy import JSON, Boolean, Column, Float, Integer
 from sqlmodel import Session, col, select
 
-from tinyfleet.server.models import TelemetryReport
+from tinyfleet.server.models import Device, TelemetryReport
 from tinyfleet.server.services import registry, rollups
 
 MAX_REPORTS_PER_MESSAGE = 100
@@ -62,7 +66,7 @@ class DeviceTrack:
         return seq - last - 1
 
 
-def check_plausible(rows: list[TelemetryReport], active_sha: str | None, track: DeviceTrack) -> None:
+def check_plausible(rows: Sequence[AnyReport], active_sha: str | None, track: DeviceTrack) -> None:
     """Rejected unless every report is for the model the device reports active and its counts fit the
     time it covers (since the device's previous report by its own clock, which cannot run ahead of ours
     by more than MAX_CLOCK_AHEAD_S, so a device cannot claim more than MAX_INFERENCE_HZ overall)."""
@@ -85,6 +89,15 @@ def check_plausible(rows: list[TelemetryReport], active_sha: str | None, track: 
     track.last_ts = last_ts
 
 
+def admit(rows: Sequence[AnyReport], active_sha: str | None, track: DeviceTrack, now: float) -> int:
+    """Rejected unless one message's reports are plausible (check_plausible) and within the device's
+    rate; returns how many reports are missing before them (seq gaps). Updates the device's track."""
+    check_plausible(rows, active_sha, track)
+    if not track.take(len(rows), now):
+        raise Rejected("rate_limited", f"above {RATE_REPORTS_PER_S:g} reports/s")
+    return sum(track.gap(r.boot or 0, r.seq) for r in rows if r.seq is not None)
+
+
 def _num(report: dict[str, Any], key: str, *, integer: bool = False, minimum: float = 0) -> Any:
     value = report.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -96,7 +109,40 @@ def _num(report: dict[str, Any], key: str, *, integer: bool = False, minimum: fl
     return value
 
 
+@dataclass(slots=True)
+class ReportRow:
+    """A parsed report, the fields of a TelemetryReport row: a plain object, as building ORM objects
+    cost more than all the rest of ingest (bench/gateway_telemetry.py)."""
+
+    device_id: str
+    ts: float
+    received_at: float
+    model_sha256: str
+    inference_count: int
+    latency_us_mean: float
+    latency_estimated: bool
+    class_histogram: list[int]
+    confidence_mean: float
+    errors: int
+    arena_bytes: int
+    boot: int | None
+    seq: int | None
+
+
+AnyReport = TelemetryReport | ReportRow
+_R = TypeVar("_R", TelemetryReport, ReportRow)
+_HEX = "0123456789abcdef"
+
+
 def parse_reports(device_id: str, msg: Any, received_at: float) -> list[TelemetryReport]:
+    """parse_rows as TelemetryReport objects."""
+    return [
+        TelemetryReport(**{f: getattr(r, f) for f in ReportRow.__slots__})
+        for r in parse_rows(device_id, msg, received_at)
+    ]
+
+
+def parse_rows(device_id: str, msg: Any, received_at: float) -> list[ReportRow]:
     """Rows for one telemetry message, or ValueError naming the first bad field (the whole message is
     refused: a device that sends garbage in one field cannot be trusted for the others)."""
     if not isinstance(msg, dict) or not isinstance(msg.get("reports"), list):
@@ -109,7 +155,7 @@ def parse_reports(device_id: str, msg: Any, received_at: float) -> list[Telemetr
         if not isinstance(r, dict):
             raise ValueError("each report must be an object")
         sha = r.get("model_sha256")
-        if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        if not isinstance(sha, str) or len(sha) != 64 or sha.strip(_HEX):
             raise ValueError("model_sha256 must be 64 lowercase hex digits")
         hist = r.get("class_histogram", [])
         if (
@@ -127,7 +173,7 @@ def parse_reports(device_id: str, msg: Any, received_at: float) -> list[Telemetr
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_SEQ):
                 raise ValueError(f"{name} must be an integer in 0..2^32-1")
         rows.append(
-            TelemetryReport(
+            ReportRow(
                 device_id=device_id,
                 ts=float(_num(r, "ts")),
                 received_at=received_at,
@@ -146,34 +192,105 @@ def parse_reports(device_id: str, msg: Any, received_at: float) -> list[Telemetr
     return rows
 
 
-def store(session: Session, rows: list[TelemetryReport]) -> int:
-    """Add the rows not stored yet: a report with a seq is stored once per (device, boot, seq), however
-    often it is delivered (a redelivery after a restart or reconnect). Returns the duplicates dropped.
-    The gateway is the only writer of telemetry, so looking first is race-free; the unique index backs it."""
-    keyed: dict[tuple[str, int], list[TelemetryReport]] = {}
+def store(session: Session, rows: Sequence[TelemetryReport]) -> int:
+    """store_batch for callers that want the number of duplicates dropped."""
+    return len(rows) - len(store_batch(session, rows))
+
+
+# The columns a report is inserted with (the id comes from the database), and rows per SQLite INSERT
+# (13 parameters a row, within SQLite's 32,766 parameters a statement).
+_COLUMNS = tuple(c.name for c in TelemetryReport.__table__.columns if c.name != "id")  # type: ignore[attr-defined]
+_INSERT_ROWS = 500
+_HIST = "class_histogram"
+
+
+def store_batch(session: Session, rows: Sequence[_R]) -> list[_R]:
+    """Store the rows not stored yet and add them to their rollups, in the caller's transaction; returns
+    the rows stored. A report with a seq is stored once per (device, boot, seq), however often it is
+    delivered: duplicates inside the batch are dropped here, those already stored by the unique index.
+    INSERT ... ON CONFLICT DO NOTHING RETURNING of many rows (PostgreSQL: one statement whose one
+    parameter is the batch as JSON, unpacked by json_to_recordset; SQLite: multi-row VALUES), so that the
+    rollups count exactly the rows the database kept. Sent as driver SQL: SQLAlchemy's per-parameter
+    processing (and psycopg's, of thousands of parameters) cost more than the database's work."""
+    fresh: list[_R] = []
+    seen: set[tuple[str, int | None, int]] = set()
     for r in rows:
         if r.seq is not None:
-            keyed.setdefault((r.device_id, r.boot or 0), []).append(r)
-    seen: set[tuple[str, int, int]] = set()
-    for (device_id, boot), group in keyed.items():
-        seqs = [r.seq for r in group if r.seq is not None]
-        stmt = select(TelemetryReport.seq).where(
-            TelemetryReport.device_id == device_id,
-            TelemetryReport.boot == boot,
-            col(TelemetryReport.seq).in_(seqs),
-        )
-        seen.update((device_id, boot, s) for s in session.exec(stmt) if s is not None)
-    fresh = []
-    for r in rows:
-        if r.seq is not None:
-            key = (r.device_id, r.boot or 0, r.seq)
+            key = (r.device_id, r.boot, r.seq)
             if key in seen:
                 continue
             seen.add(key)
         fresh.append(r)
-    session.add_all(fresh)
-    rollups.add(session, fresh)  # same transaction: the rollups count exactly the rows stored
-    return len(rows) - len(fresh)
+    if not fresh:
+        return []
+    conn = session.connection()
+    dialect = conn.dialect.name
+    inserted: set[tuple[str, int, int]] = set()
+    if dialect == "postgresql":
+        # One statement, one parameter: the rows as JSON (encoded in C), unpacked by json_to_recordset.
+        doc = json.dumps([{c: getattr(r, c) for c in _COLUMNS} for r in fresh])
+        inserted.update((d, b, s) for d, b, s in conn.exec_driver_sql(_PG_INSERT, (doc,)))
+    elif dialect == "sqlite":
+        for i in range(0, len(fresh), _INSERT_ROWS):
+            chunk = fresh[i : i + _INSERT_ROWS]
+            params = tuple(_param(r, c) for r in chunk for c in _COLUMNS)
+            inserted.update((d, b, s) for d, b, s in conn.exec_driver_sql(_sqlite_insert(len(chunk)), params))
+    else:
+        raise ValueError(f"telemetry storage supports PostgreSQL and SQLite, not {dialect}")
+    stored = [r for r in fresh if r.seq is None or (r.device_id, r.boot, r.seq) in inserted]
+    rollups.add(session, stored)  # same transaction: the rollups count exactly the rows stored
+    return stored
+
+
+def _param(r: AnyReport, column: str) -> Any:
+    # class_histogram as SQLAlchemy's JSON type stores it: JSON text, on both databases
+    return json.dumps(r.class_histogram) if column == _HIST else getattr(r, column)
+
+
+_CONFLICT = " ON CONFLICT (device_id, boot, seq) DO NOTHING RETURNING device_id, boot, seq"
+
+
+def _pg_type(column: Column[Any]) -> str:
+    if isinstance(column.type, JSON):
+        return "json"
+    if isinstance(column.type, Boolean):
+        return "bool"
+    if isinstance(column.type, Integer):
+        return "int8"
+    return "float8" if isinstance(column.type, Float) else "text"
+
+
+def _pg_insert() -> str:
+    table = TelemetryReport.__table__  # type: ignore[attr-defined]
+    record = ",".join(f"{c} {_pg_type(table.c[c])}" for c in _COLUMNS)
+    columns = ",".join(_COLUMNS)
+    return (
+        f"INSERT INTO {table.name} ({columns}) SELECT {columns}"
+        f" FROM json_to_recordset(%s::json) AS t({record})" + _CONFLICT
+    )
+
+
+_PG_INSERT = _pg_insert()
+
+
+@functools.lru_cache(maxsize=4)
+def _sqlite_insert(n_rows: int) -> str:
+    row = "(" + ",".join("?" * len(_COLUMNS)) + ")"
+    values = ",".join([row] * n_rows)
+    return f"INSERT INTO {TelemetryReport.__tablename__} ({','.join(_COLUMNS)}) VALUES {values}" + _CONFLICT
+
+
+def active_models(session: Session, device_ids: set[str]) -> dict[str, str | None]:
+    """Each known device's active model digest (one query; unknown ids are left out)."""
+    conn = session.connection()
+    ids = sorted(device_ids)
+    param: Any = ids
+    if conn.dialect.name == "postgresql":
+        where = "id = ANY(%s)"
+    else:
+        where, param = "id IN (SELECT value FROM json_each(?))", json.dumps(ids)
+    sql = f"SELECT id, active_model_sha256 FROM {Device.__tablename__} WHERE {where}"
+    return {device_id: sha for device_id, sha in conn.exec_driver_sql(sql, (param,))}
 
 
 def shas_of_version(session: Session, model_version_id: int) -> set[str]:

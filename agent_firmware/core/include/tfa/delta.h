@@ -2,7 +2,7 @@
  *
  * It rebuilds a model in the target slot from the payload chunks as they arrive, reading the base model
  * from the active slot and earlier output from the target slot through the flash contract, so it keeps
- * no RAM window: all its state is the caller-owned tfa_delta_t (about 6 KiB). A stream is cut into
+ * no RAM window: all its state is the caller-owned tfa_delta_t (about 7.6 KiB). A stream is cut into
  * independent blocks; at each block boundary the decoder offers a checkpoint that the runtime persists,
  * and after a reboot decoding resumes there (the block is decoded again and its bytes re-programmed with
  * the same values, which NOR rules allow). The final SHA-256 of the model, checked by the runtime, decides.
@@ -18,6 +18,7 @@
 #define TFA_DELTA_LOOKAHEAD 128u /* more than the coded bytes one op can consume */
 #define TFA_DELTA_WBUF 64u      /* output bytes gathered before one flash program */
 #define TFA_DELTA_NUMBER_PROBS (64u + 33u * 8u)
+#define TFA_DELTA_MANT_PROBS 256u /* mantissa trees of magnitude classes 2..8 (247 used) */
 
 /* Where decoding can restart: a block boundary. Persist it as is (12 bytes). */
 typedef struct tfa_delta_checkpoint {
@@ -25,7 +26,7 @@ typedef struct tfa_delta_checkpoint {
     uint32_t out_offset; /* model bytes written up to this boundary */
     uint8_t block_log2;
     uint8_t move_bits;
-    uint8_t has_base;
+    uint8_t has_base;    /* bit 0: the stream has a base; bit 1: format version 2 (weight runs) */
     uint8_t valid;       /* 0 until the stream header has been read */
 } tfa_delta_checkpoint_t;
 
@@ -57,6 +58,17 @@ typedef struct tfa_delta {
     uint16_t literal[3][256];
     uint16_t rep_len[TFA_DELTA_NUMBER_PROBS], new_len[TFA_DELTA_NUMBER_PROBS];
     uint16_t disp[TFA_DELTA_NUMBER_PROBS], dist[TFA_DELTA_NUMBER_PROBS];
+    /* format version 2: runs of int8 weights (table set 0 plain values, 1 differences from the base) and
+     * of 32-bit words (int32 biases, float32 scales) */
+    uint16_t is_tensor[2], w_kind_probs[8];
+    uint16_t w_exp[2][16], w_sign[2][16], w_mant[2][TFA_DELTA_MANT_PROBS];
+    uint16_t w_word[TFA_DELTA_NUMBER_PROBS];
+    uint32_t w_left;              /* values (weights or words) of the current run still to decode */
+    uint32_t w_src;               /* diff runs: base offset of the next value's prediction */
+    uint32_t w_dist;              /* product runs: output distance of the factor vector */
+    uint32_t w_factor;            /* product runs: the float32 factor's bits */
+    uint32_t w_prev;              /* word runs: the previous word */
+    uint8_t w_kind;
     /* buffers */
     uint32_t in_len, in_pos;
     uint8_t in[TFA_DELTA_INBUF];

@@ -10,16 +10,15 @@
  *   tfa_engine_t e;
  *   static uint8_t arena[64 * 1024];
  *   int rc = tfa_engine_init(&e, model, model_len, arena, sizeof arena);   // parse, prepare, plan
- *   if (rc == -TFA_ERR_UNSUPPORTED_OP) log(tfa_engine_op_name(e.bad_op_code));
+ *   if (rc == -TFA_ERR_UNSUPPORTED_OP) log(e.bad_op_code);
  *   tfa_engine_input(&e, 0, &in, &in_bytes);   memcpy(in, ...);
  *   tfa_engine_invoke(&e);
  *   tfa_engine_output(&e, 0, &out, &out_bytes);
  *
  * The model and the arena must stay valid (and the model unchanged) for the life of the engine.
- * Supported builtin ops (int8 activations, int8 weights per-tensor or per-channel, int32 bias):
- * FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D, AVERAGE_POOL_2D, MAX_POOL_2D, ADD, MUL, RESHAPE, SOFTMAX,
- * QUANTIZE (float32/int8 -> int8), DEQUANTIZE (int8 -> float32), LOGISTIC, PAD, MEAN, CONCATENATION,
- * with fused NONE/RELU/RELU6/RELU_N1_TO_1. Anything else is refused at init with -TFA_ERR_UNSUPPORTED_OP
+ * Supported builtin ops: the table in core/engine/ops.h (tfa_engine_supported_op() lists it), with int8
+ * activations, int8 weights per-tensor or per-channel, int32 bias, fused NONE/RELU/RELU6/RELU_N1_TO_1;
+ * QUANTIZE takes float32/int8 -> int8, DEQUANTIZE int8 -> float32. Anything else is refused at init with -TFA_ERR_UNSUPPORTED_OP
  * and the offending builtin code in bad_op_code (also when the op is known but a tensor type or an
  * option is not, e.g. int16 activations). All functions return 0 or -TFA_ERR_x (tfa/errors.h); calls
  * on an engine whose init failed return -TFA_ERR_BAD_STATE.
@@ -109,16 +108,16 @@ int tfa_engine_output_info(const tfa_engine_t *e, uint32_t idx, tfa_tensor_info_
 /* Run one inference over the current input bytes. Cannot fail on a model that init accepted. */
 int tfa_engine_invoke(tfa_engine_t *e);
 
-/* Telemetry facts every port reports the same way after an invoke (tfa_engine_ops_t.last_run): arena
- * in use and the first output's type and quantization. The port adds the cycles, cpu_hz and the
- * estimated flag. Returns 0, or -TFA_ERR_BAD_STATE before a successful init. */
-int tfa_engine_run_facts(const tfa_engine_t *e, tfa_infer_run_t *run);
-
 /* Builtin code of operator i in execution order, -1 if out of range or not initialised. */
 int32_t tfa_engine_op_code(const tfa_engine_t *e, uint32_t i);
 
-/* Name of a TFLite builtin operator ("CONV_2D"); "UNKNOWN" for codes not in the table. */
+/* Name of a supported builtin operator ("CONV_2D"); "UNKNOWN" for codes the engine does not run (the
+ * host names those from the TFLite schema: tinyfleet.signing.tflite.builtin_op_name). */
 const char *tfa_engine_op_name(int32_t builtin_code);
+
+/* Builtin code of the i-th operator the engine runs (the rows of core/engine/ops.h, in order); -1 past
+ * the last. For foreign callers that check their own list against the engine's. */
+int32_t tfa_engine_supported_op(uint32_t i);
 
 /* Self-test of docs/PROTOCOL.md 1.2: fill every input tensor, in subgraph order, from ONE continuing
  * xorshift32 byte stream from seed, invoke, SHA-256 of output tensor 0's bytes. */

@@ -45,7 +45,14 @@ typedef enum {
     TFA_ERR_DELTA_CORRUPT = 160
 } tfa_err_t;
 
-/* Short stable name of an error code, for logs ("BAD_SIGNATURE"); "UNKNOWN" if not in the table. */
+/* Builds with TFA_NO_ERROR_NAMES=1 (the MCU firmware) leave the names out: tfa_err_name returns "" and
+ * ERROR responses carry no detail; the host names codes (tinyfleet/signing/codes.py). */
+#ifndef TFA_NO_ERROR_NAMES
+#define TFA_NO_ERROR_NAMES 0
+#endif
+
+/* Short stable name of an error code, for logs ("BAD_SIGNATURE"); "UNKNOWN" if not in the table; "" in
+ * a TFA_NO_ERROR_NAMES build. */
 const char *tfa_err_name(int code);
 
 #endif

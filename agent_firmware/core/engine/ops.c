@@ -1,0 +1,56 @@
+/* The kernel table, expanded from the operator list of ops.h, and the dispatch through it. */
+#include <stddef.h>
+
+#include "engine_internal.h"
+#include "tfa/errors.h"
+
+#define TFA_ENG_OP_ROW(code, name, prepare, run, run_opt) {(code), #name, (prepare), (run), (run_opt)},
+const tfa_eng_kernel_t tfa_eng_kernels[] = {TFA_ENG_OP_TABLE(TFA_ENG_OP_ROW)};
+#undef TFA_ENG_OP_ROW
+
+const uint32_t tfa_eng_kernel_count = (uint32_t)(sizeof tfa_eng_kernels / sizeof tfa_eng_kernels[0]);
+
+int32_t tfa_eng_kernel_find(int32_t code)
+{
+    for (uint32_t i = 0; i < tfa_eng_kernel_count; i++) {
+        if (tfa_eng_kernels[i].code == code) {
+            return (int32_t)i;
+        }
+    }
+    return -1;
+}
+
+int tfa_eng_prepare_op(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options)
+{
+    const int32_t row = tfa_eng_kernel_find(op->code);
+    if (row < 0) {
+        return -TFA_ERR_UNSUPPORTED_OP;
+    }
+    const tfa_eng_kernel_t *k = &tfa_eng_kernels[row];
+    int rc = k->prepare(e, op, options);
+    if (rc != 0) {
+        return rc;
+    }
+    op->kernel = (uint8_t)row;
+    /* A kernel's optimized variant computes the same bytes; it is taken whenever one exists. A variant
+     * with preconditions (shapes, alignment) would be chosen here from the prepared record. */
+    op->optimized = k->run_optimized != NULL;
+    return 0;
+}
+
+void tfa_eng_run_op(const tfa_engine_t *e, const tfa_eng_op_t *op)
+{
+    const tfa_eng_kernel_t *k = &tfa_eng_kernels[op->kernel];
+    (op->optimized ? k->run_optimized : k->run)(e, op);
+}
+
+const char *tfa_engine_op_name(int32_t builtin_code)
+{
+    const int32_t row = tfa_eng_kernel_find(builtin_code);
+    return row < 0 ? "UNKNOWN" : tfa_eng_kernels[row].name;
+}
+
+int32_t tfa_engine_supported_op(uint32_t i)
+{
+    return i < tfa_eng_kernel_count ? tfa_eng_kernels[i].code : -1;
+}

@@ -1,0 +1,156 @@
+/* The delta decoder's range decoder (PROTOCOL 5.2; tinyfleet/signing/rangecoder.py) and its output
+ * through the flash contract. */
+#include <string.h>
+
+#include "delta_internal.h"
+#include "tfa/errors.h"
+
+/* ---- range decoder over the buffered bytes of the current block ---- */
+
+/* Past the block's last coded byte the encoder's stream is zeros (it strips trailing zeros). */
+static uint8_t prv_next(tfa_delta_t *d)
+{
+    return d->in_pos < d->in_len ? d->in[d->in_pos++] : 0u;
+}
+
+static void prv_normalize(tfa_delta_t *d)
+{
+    while (d->range < TOP) {
+        d->range <<= 8;
+        d->code = (d->code << 8) | prv_next(d);
+    }
+}
+
+/* A block's coder: full range, code = its first 4 bytes, big-endian. */
+void tfa_delta_coder_start(tfa_delta_t *d)
+{
+    d->range = 0xFFFFFFFFu;
+    d->code = 0;
+    for (uint32_t i = 0; i < 4; i++) {
+        d->code = (d->code << 8) | prv_next(d);
+    }
+}
+
+uint32_t tfa_delta_bit_rate(tfa_delta_t *d, uint16_t *prob, uint32_t shift)
+{
+    uint32_t p = *prob;
+    uint32_t bound = (d->range >> PROB_BITS) * p;
+    uint32_t bit;
+    if (d->code < bound) {
+        d->range = bound;
+        *prob = (uint16_t)(p + (((1u << PROB_BITS) - p) >> shift));
+        bit = 0;
+    } else {
+        d->code -= bound;
+        d->range -= bound;
+        *prob = (uint16_t)(p - (p >> shift));
+        bit = 1;
+    }
+    prv_normalize(d);
+    return bit;
+}
+
+uint32_t tfa_delta_bit(tfa_delta_t *d, uint16_t *prob)
+{
+    return tfa_delta_bit_rate(d, prob, d->checkpoint.move_bits);
+}
+
+uint32_t tfa_delta_direct(tfa_delta_t *d, uint32_t count)
+{
+    uint32_t value = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        d->range >>= 1;
+        uint32_t bit = d->code >= d->range ? 1u : 0u;
+        if (bit) {
+            d->code -= d->range;
+        }
+        value = (value << 1) | bit;
+        prv_normalize(d);
+    }
+    return value;
+}
+
+uint32_t tfa_delta_tree(tfa_delta_t *d, uint16_t *probs, uint32_t bits)
+{
+    uint32_t node = 1;
+    for (uint32_t i = 0; i < bits; i++) {
+        node = (node << 1) | tfa_delta_bit(d, &probs[node]);
+    }
+    return node - (1u << bits);
+}
+
+/* A number: its bit count through a tree, then the lower bits (see tinyfleet/signing/delta.py). */
+int tfa_delta_number(tfa_delta_t *d, uint16_t *probs, uint32_t *out)
+{
+    uint32_t bits = tfa_delta_tree(d, probs, NUMBER_TREE_BITS);
+    if (bits <= 1) {
+        *out = bits;
+        return 0;
+    }
+    if (bits > 32) {
+        return -TFA_ERR_DELTA_CORRUPT;
+    }
+    uint32_t low = bits - 1 < NUMBER_LOW_BITS ? bits - 1 : NUMBER_LOW_BITS;
+    uint32_t rest = bits - 1 > low ? tfa_delta_direct(d, bits - 1 - low) : 0;
+    uint16_t *table = &probs[(1u << NUMBER_TREE_BITS) + bits * (1u << NUMBER_LOW_BITS)];
+    uint32_t node = 1;
+    for (uint32_t i = 0; i < low; i++) {
+        node = (node << 1) | tfa_delta_bit(d, &table[node]);
+    }
+    *out = (1u << (bits - 1)) | (rest << low) | (node - (1u << low));
+    return 0;
+}
+
+/* ---- output through the flash contract ---- */
+
+int tfa_delta_flush(tfa_delta_t *d)
+{
+    if (d->wbuf_len == 0) {
+        return 0;
+    }
+    uint32_t at = d->out_pos - d->wbuf_len;
+    int rc = d->flash->program(d->flash->ctx, d->out_addr + at, d->wbuf, d->wbuf_len);
+    d->wbuf_len = 0;
+    return rc < 0 ? rc : 0;
+}
+
+int tfa_delta_emit(tfa_delta_t *d, const uint8_t *bytes, uint32_t len)
+{
+    for (uint32_t i = 0; i < len; i++) {
+        d->wbuf[d->wbuf_len++] = bytes[i];
+        d->out_pos++;
+        if (d->wbuf_len == TFA_DELTA_WBUF) {
+            int rc = tfa_delta_flush(d);
+            if (rc < 0) {
+                return rc;
+            }
+        }
+    }
+    return 0;
+}
+
+int tfa_delta_read(const tfa_delta_t *d, uint32_t addr, uint8_t *dst, uint32_t len)
+{
+    int rc = d->flash->read(d->flash->ctx, addr, dst, len);
+    return rc < 0 ? -TFA_ERR_FLASH_IO : 0;
+}
+
+int32_t tfa_delta_align(const tfa_delta_t *d)
+{
+    for (uint32_t i = 0; i < REPS; i++) {
+        if (d->rep_kind[i] == KIND_BASE) {
+            return d->rep_value[i];
+        }
+    }
+    return 0;
+}
+
+void tfa_delta_push_rep(tfa_delta_t *d, uint8_t kind, int32_t value)
+{
+    for (uint32_t i = REPS - 1; i > 0; i--) {
+        d->rep_kind[i] = d->rep_kind[i - 1];
+        d->rep_value[i] = d->rep_value[i - 1];
+    }
+    d->rep_kind[0] = kind;
+    d->rep_value[0] = value;
+}

@@ -1,0 +1,100 @@
+"""Which of a running rollout's actions a driver tick must load as rows, and light copies of the rest.
+
+Loading every action (and its device) as an ORM row on every tick made a 10,000-device rollout's ticks
+cost seconds of the server's single interpreter lock, taken from the gateway that feeds the devices.
+Most actions need only to be counted (waves, failure threshold, who is in flight); the few that a tick
+may change are loaded whole: queued ones it may dispatch, in-flight ones that are due to time out or
+whose device already reports the goal (reconciliation), refused variants to resend raw. The tick's
+functions read both kinds alike and change only loaded rows (see RolloutDriver._tick_rollout).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, cast
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from tinyfleet.server.models import Device, DeviceAction, Rollout
+from tinyfleet.server.services.rollouts import IN_BATCH, IN_FLIGHT
+from tinyfleet.signing.codes import ErrorCode
+
+# Refusals of a variant payload after which the device gets the raw package instead.
+RAW_FALLBACK_CODES = frozenset({ErrorCode.WRONG_BASE, ErrorCode.DELTA_CORRUPT})
+
+
+class ActionCopy(NamedTuple):
+    """The columns of an action a tick reads without changing it (a tuple: cheap to make by thousands)."""
+
+    id: str
+    device_id: str
+    purpose: str
+    operation: str
+    state: str
+    wave: int
+    updated_at: float
+    error_code: int
+    package_id: str | None
+    sent_package_id: str | None
+
+
+def _needs_row(a: ActionCopy, rollout: Rollout, now: float, since: float, room: bool) -> bool:
+    if a.state == "queued":
+        return room and a.wave <= rollout.current_wave
+    if a.state in IN_FLIGHT:
+        return now - max(a.updated_at, since) > rollout.action_timeout_seconds
+    return (
+        a.state == "failed"
+        and a.operation == "install"
+        and a.error_code in RAW_FALLBACK_CODES
+        and a.package_id is not None
+        and a.sent_package_id not in (None, a.package_id)
+    )
+
+
+def scan(session: Session, rollout: Rollout, now: float, since: float) -> list[DeviceAction] | None:
+    """The rollout's actions in actions_of order, rows where a tick may change them and copies
+    elsewhere; None when the tick needs every row (not running, a canary gate, or a rollback)."""
+    if rollout.state != "running" or rollout.canary:
+        return None
+    rid = rollout.id or 0
+    table = DeviceAction.__table__.c  # type: ignore[attr-defined]  # SQLModel hides the Table
+    stmt = (
+        sa.select(
+            table.id,
+            table.device_id,
+            table.purpose,
+            table.operation,
+            table.state,
+            table.wave,
+            table.updated_at,
+            table.error_code,
+            table.package_id,
+            table.sent_package_id,
+        )
+        .where(table.rollout_id == rid)
+        .order_by(table.wave, table.device_id)
+    )
+    copies = [ActionCopy._make(r) for r in session.connection().execute(stmt)]
+    if any(a.purpose != "deploy" for a in copies):
+        return None
+    room = sum(1 for a in copies if a.state in IN_FLIGHT) < rollout.max_concurrent
+    wanted = {a.id for a in copies if _needs_row(a, rollout, now, since, room)}
+    # Reconciliation: in flight, but the device already reports the action's model as active.
+    done = (
+        select(DeviceAction.id)
+        .join(Device, col(Device.id) == col(DeviceAction.device_id))
+        .where(
+            DeviceAction.rollout_id == rid,
+            col(DeviceAction.state).in_(IN_FLIGHT),
+            col(Device.active_model_sha256) == col(DeviceAction.target_model_sha256),
+        )
+    )
+    wanted.update(session.exec(done))
+    ids = sorted(wanted)
+    rows: dict[str, DeviceAction] = {}
+    for start in range(0, len(ids), IN_BATCH):
+        part = select(DeviceAction).where(col(DeviceAction.id).in_(ids[start : start + IN_BATCH]))
+        rows.update((a.id, a) for a in session.exec(part))
+    # The copies stand in for rows the tick only reads (same attribute names, never written).
+    return [rows.get(a.id) or cast(DeviceAction, a) for a in copies]
