@@ -38,7 +38,12 @@ def _good_releases_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(e2e_harness, "_upload_releases", upload_good_releases)
 
 
-def _rollout_through_fault(env: E2E, prefix: str, fault: Callable[[], None]) -> None:
+def _rollout_through_fault(
+    env: E2E, prefix: str, fault: Callable[[], None], *, broker_dies: bool = False
+) -> None:
+    """broker_dies: the fault kills the broker, which runs with `persistence false` here, so a report it
+    had acknowledged to a device but not yet delivered to the server dies with it (PROTOCOL 4.5). At one
+    report a second per device, that is at most one report per device; every other report must arrive."""
     # Reports every second, so that confirmed devices are sending while the fault happens.
     profile = dataclasses.replace(get_profile("lan"), telemetry_period_s=1.0)
     specs, provisioned = env.provision(DEVICES, prefix, profile)
@@ -74,9 +79,15 @@ def _rollout_through_fault(env: E2E, prefix: str, fault: Callable[[], None]) -> 
 
     try:
         wait_for(all_stored, 30, "every telemetry report to be stored")
+    except AssertionError:
+        if not broker_dies:
+            raise
     finally:
         _report(sent, stored)
-    assert stored == sent
+    if broker_dies:
+        assert all(0 <= n - stored.get(d, 0) <= 1 for d, n in sent.items()), "lost beyond the kill"
+    else:
+        assert stored == sent
 
 
 def _report(sent: dict[str, int], stored: dict[str, Any]) -> None:
@@ -108,7 +119,7 @@ def test_server_run_broker_sigkill_mid_rollout(tmp_path: Path) -> None:
             # Devices were provisioned with this address: the new broker must listen there.
             assert (env.broker.host, env.broker.port) == address
 
-        _rollout_through_fault(env, "kown", kill_and_restart)
+        _rollout_through_fault(env, "kown", kill_and_restart, broker_dies=True)
 
 
 def test_broker_restart_mid_rollout(tmp_path: Path) -> None:
@@ -119,4 +130,4 @@ def test_broker_restart_mid_rollout(tmp_path: Path) -> None:
             wait_for(lambda: not env.api.gateway_stats()["connected"], 30, "the gateway to see the outage")
             env.broker.restart()  # same port and config: devices and gateway reconnect
 
-        _rollout_through_fault(env, "kbrk", restart_broker)
+        _rollout_through_fault(env, "kbrk", restart_broker, broker_dies=True)

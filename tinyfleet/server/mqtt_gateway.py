@@ -1,7 +1,10 @@
 """MQTT gateway: the server's one MQTT client (paho-mqtt 2, MQTT v5).
 
 The paho network thread only queues incoming messages; one worker thread handles them in order
-(database work, chunk replies), so a slow database never stalls the connection. Telemetry goes to its own
+(database work, chunk replies), so a slow database never stalls the connection. It takes what is queued
+(up to BATCH_MAX messages, without waiting for more) and handles it in one transaction, a savepoint per
+message (DeviceMessages.handle_batch): one transaction per status message cost most of the server's time
+in a large rollout (issue 12). Telemetry goes to its own
 batching writer (services/telemetry_ingest.py), which acknowledges each message once its batch is stored.
 On every (re)connect the gateway subscribes and republishes every device's retained desired state,
 which makes desired state eventually right even after a crash between a commit and a publish.
@@ -49,6 +52,9 @@ from tinyfleet.server.services.telemetry_ingest import TelemetryIngest
 log = logging.getLogger(__name__)
 
 _REPUBLISH = object()
+_NOTHING = object()
+# A device message as queued: topic, payload, connection generation, packet id, QoS.
+_Message = tuple[str, bytes, int, int, int]
 _T = TypeVar("_T")
 QUEUE_LIMIT = 20000
 # How long the broker keeps the server's session (subscriptions, undelivered messages) while it is away.
@@ -56,6 +62,9 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 # Unacknowledged messages block the broker's in-flight window: store and ack after this much quiet.
 IDLE_FLUSH_S = 0.002
 RETRY_MIN_S, RETRY_MAX_S = 0.1, 5.0
+# Device messages handled in one database transaction at most (issue 12): those already queued when the
+# worker takes one, without waiting for more.
+BATCH_MAX = 200
 
 
 @dataclass(frozen=True)
@@ -241,21 +250,47 @@ class MqttGateway:
                 if self._retrying(self.messages.flush_telemetry):
                     self._ack_all()
                 continue
+            # Device messages already queued behind it are handled with it, in one transaction; an item
+            # of another sort ends the batch and is handled after the batch is committed.
+            batch: list[_Message] = []
+            control = item
+            while isinstance(control, tuple):
+                batch.append(control)
+                control = _NOTHING
+                if len(batch) >= BATCH_MAX:
+                    break
+                try:
+                    control = self._queue.get_nowait()
+                except queue.Empty:
+                    break
             try:
-                if item is _REPUBLISH:
+                if batch:
+                    self._handle(batch, flush_rows, flush_age)
+            finally:
+                self._done(len(batch))
+            if control is _NOTHING:
+                continue
+            try:
+                if control is _REPUBLISH:
                     self._republish_all()
-                elif isinstance(item, _TelemetryBarrier):
+                elif isinstance(control, _TelemetryBarrier):
                     # A reported state next: its device's earlier telemetry is checked against the old one.
                     assert self.telemetry_ingest is not None
-                    self.telemetry_ingest.wait_validated(item.number, self._stop)
-                elif item is not None:
-                    self._handle(item, flush_rows, flush_age)
+                    self.telemetry_ingest.wait_validated(control.number, self._stop)
             finally:
-                self._queue.task_done()
-                if item is not None:
-                    with self._handled_cond:
-                        self._handled += 1
-                        self._handled_cond.notify_all()
+                if control is None:  # stop() wakes the worker with it; not a message
+                    self._queue.task_done()
+                else:
+                    self._done(1)
+
+    def _done(self, count: int) -> None:
+        """`count` items taken from the queue are done with: telemetry waiting for them may go on."""
+        for _ in range(count):
+            self._queue.task_done()
+        if count:
+            with self._handled_cond:
+                self._handled += count
+                self._handled_cond.notify_all()
 
     def _handled_up_to(self, count: int) -> int | None:
         """Wait until the worker handled the first `count` messages; how many it has (None when stopping).
@@ -267,15 +302,18 @@ class MqttGateway:
                 self._handled_cond.wait(0.1)
             return self._handled
 
-    def _handle(self, item: tuple[str, bytes, int, int, int], flush_rows: int, flush_age: float) -> None:
-        topic, payload, generation, mid, qos = item
-        done = self._retrying(lambda: self.messages.handle(topic, payload))
+    def _handle(self, batch: list[_Message], flush_rows: int, flush_age: float) -> None:
+        """Handle device messages in one transaction (in order; replies sent as they are made), then
+        acknowledge them once they and the buffered telemetry are stored."""
+        pairs = [(topic, payload) for topic, payload, _generation, _mid, _qos in batch]
+        answered: set[int] = set()  # kept over retries: chunk requests answered are not answered twice
+        done = self._retrying(lambda: self.messages.handle_batch(pairs, self._send, answered))
         if done is None:
             return  # stopping while the database is down: left unacknowledged for the next session
-        for out in done:
-            self._send(out)
-        if qos > 0:
-            self._unacked.append((generation, mid, qos))
+        self.stats.count("events", "message_batches")
+        for _topic, _payload, generation, mid, qos in batch:
+            if qos > 0:
+                self._unacked.append((generation, mid, qos))
         flush = partial(self.messages.flush_telemetry, max_rows=flush_rows, max_age=flush_age)
         if self._retrying(flush) is not None and self.messages.telemetry_pending() == 0:
             self._ack_all()

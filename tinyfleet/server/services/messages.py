@@ -1,6 +1,7 @@
 """What the server does with each device message (PROTOCOL section 4), independent of the transport:
-`DeviceMessages.handle(topic, payload)` returns the messages to publish in reply. The MQTT gateway
-feeds it from the broker; tests can feed it directly."""
+`DeviceMessages.handle(topic, payload)` returns the messages to publish in reply; `handle_batch` handles
+several in one transaction (a savepoint each). The MQTT gateway feeds it from the broker; tests can
+feed it directly."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import struct
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from tinyfleet.server.db import after_commit, session_scope
+from tinyfleet.server.db import AFTER_COMMIT, after_commit, session_scope
 from tinyfleet.server.models import Device, DeviceAction, TelemetryReport
 from tinyfleet.server.services import devices as devsvc
 from tinyfleet.server.services import registry
@@ -226,71 +227,110 @@ class DeviceMessages:
     def handle(self, topic: str, payload: bytes) -> list[Outgoing]:
         """Process one message; any problem with it is counted and logged, never raised, except that the
         database is unreachable (StoreUnavailable): the caller keeps the message and retries it."""
-        parsed = split_topic(topic)
-        if parsed is None:
-            self.stats.count("malformed", "topic")
-            log.warning("ignored message on unexpected topic %r", topic)
-            return []
-        device_id, kind = parsed
-        self.stats.count("received", kind)
-        if not device_id.isprintable():
-            self.stats.count("malformed", "topic")
-            return []
+        out: list[Outgoing] = []
+        self.handle_batch([(topic, payload)], out.append)
+        return out
+
+    def handle_batch(
+        self,
+        items: Sequence[tuple[str, bytes]],
+        send: Callable[[Outgoing], None],
+        answered: set[int] | None = None,
+    ) -> int:
+        """Process messages in arrival order in one transaction, each in its own savepoint: one that is
+        malformed or fails is counted and logged, and its changes (and after-commit effects) undone,
+        without the others. Replies go to `send` as they are made. After-commit effects run once, after
+        the commit. StoreUnavailable (the database is unreachable) rolls the whole batch back: the
+        caller retries it, passing the same `answered`, in which the indexes of messages whose effects
+        do not wait for the commit (chunk requests answered, telemetry buffered) are kept so that a
+        retry does not repeat them."""
+        done = answered if answered is not None else set()
+        with session_scope(self._db) as session:
+            for index, (topic, payload) in enumerate(items):
+                if index in done:
+                    continue
+                parsed = split_topic(topic)
+                if parsed is None:
+                    self.stats.count("malformed", "topic")
+                    log.warning("ignored message on unexpected topic %r", topic)
+                    continue
+                device_id, kind = parsed
+                self.stats.count("received", kind)
+                if not device_id.isprintable():
+                    self.stats.count("malformed", "topic")
+                    continue
+                replies = self._one(session, device_id, kind, payload)
+                if kind in ("chunk/req", "telemetry"):
+                    done.add(index)
+                for reply in replies:
+                    send(reply)
+        return len(items)
+
+    def _one(self, session: Session, device_id: str, kind: str, payload: bytes) -> list[Outgoing]:
+        """One message of a batch, in a savepoint of the batch's transaction."""
+        effects = list(session.info.get(AFTER_COMMIT, []))
+        # Read afresh, as a transaction of its own would: others may have committed since the last one.
+        session.expire_all()
         try:
-            return self._dispatch(device_id, kind, payload)
-        except (Malformed, devsvc.BadCapabilities) as exc:  # capabilities: set_reported
-            self.stats.count("malformed", kind)
-            log.warning("malformed %s from %s: %s", kind, device_id, exc)
-        except UnknownDevice:
-            self.stats.count("events", "unknown_device")
-            log.warning("%s from unknown device %r ignored", kind, device_id)
-        except telsvc.Rejected as exc:
-            self.stats.count("rejected", exc.reason, _report_count(payload))
-            log.warning("telemetry from %s refused: %s", device_id, exc)
+            with session.begin_nested():
+                return self._dispatch(session, device_id, kind, payload)
         except TRANSIENT_DB_ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
-        except Exception:  # a bug with one message must not kill the gateway; counted and logged
-            self.stats.count("events", "handler_error")
-            log.exception("error handling %s from %s", kind, device_id)
+        except Exception as exc:
+            session.info[AFTER_COMMIT] = effects  # those this message registered are undone with it
+            self._failed(device_id, kind, payload, exc)
         return []
 
-    def _dispatch(self, device_id: str, kind: str, payload: bytes) -> list[Outgoing]:
+    def _failed(self, device_id: str, kind: str, payload: bytes, exc: Exception) -> None:
+        if isinstance(exc, (Malformed, devsvc.BadCapabilities)):  # capabilities: set_reported
+            self.stats.count("malformed", kind)
+            log.warning("malformed %s from %s: %s", kind, device_id, exc)
+        elif isinstance(exc, UnknownDevice):
+            self.stats.count("events", "unknown_device")
+            log.warning("%s from unknown device %r ignored", kind, device_id)
+        elif isinstance(exc, telsvc.Rejected):
+            self.stats.count("rejected", exc.reason, _report_count(payload))
+            log.warning("telemetry from %s refused: %s", device_id, exc)
+        else:  # a bug with one message must not kill the gateway; counted and logged
+            self.stats.count("events", "handler_error")
+            log.error("error handling %s from %s", kind, device_id, exc_info=exc)
+
+    def _dispatch(self, session: Session, device_id: str, kind: str, payload: bytes) -> list[Outgoing]:
         if kind == "chunk/req":
-            return self._chunk_request(device_id, payload)
+            return self._chunk_request(session, device_id, payload)
         if kind == "telemetry":
-            self._telemetry_message(device_id, _json(payload, MAX_TELEMETRY_BYTES))
+            self._telemetry_message(session, device_id, _json(payload, MAX_TELEMETRY_BYTES))
             return []
         obj = _json(payload, MAX_JSON_BYTES)
         now = self._clock()
-        with session_scope(self._db) as session:
-            device = _device(session, device_id)
-            if kind == "presence":
-                online = obj.get("online")
-                if not isinstance(online, bool):
-                    raise Malformed("presence needs a boolean 'online'")
-                if devsvc.set_presence(session, device, online, now):
-                    self.stats.count("events", "came_online")
-            elif kind == "reported":
-                check_reported(obj)
-                if obj["hardware_class"] != device.hardware_class:
-                    self.stats.count("events", "hardware_class_mismatch")
-                    log.warning(
-                        "device %s reports hardware class %s, provisioned as %s",
-                        device_id,
-                        obj["hardware_class"],
-                        device.hardware_class,
-                    )
-                devsvc.set_reported(session, device, obj, now)
-            elif kind == "status":
-                try:
-                    outcome = rsvc.apply_status(session, device_id, obj, now)
-                except ValueError as exc:
-                    raise Malformed(str(exc)) from None
-                if outcome == "stale":
-                    self.stats.count("events", "stale_status")
-                else:
-                    self._count_sent(session, obj["action_id"])
-            after_commit(session, self._on_change)
+        device = _device(session, device_id)
+        if kind == "presence":
+            online = obj.get("online")
+            if not isinstance(online, bool):
+                raise Malformed("presence needs a boolean 'online'")
+            if devsvc.set_presence(session, device, online, now):
+                self.stats.count("events", "came_online")
+        elif kind == "reported":
+            check_reported(obj)
+            if obj["hardware_class"] != device.hardware_class:
+                self.stats.count("events", "hardware_class_mismatch")
+                log.warning(
+                    "device %s reports hardware class %s, provisioned as %s",
+                    device_id,
+                    obj["hardware_class"],
+                    device.hardware_class,
+                )
+            devsvc.set_reported(session, device, obj, now)
+        elif kind == "status":
+            try:
+                outcome = rsvc.apply_status(session, device_id, obj, now)
+            except ValueError as exc:
+                raise Malformed(str(exc)) from None
+            if outcome == "stale":
+                self.stats.count("events", "stale_status")
+            else:
+                self._count_sent(session, obj["action_id"])
+        after_commit(session, self._on_change)
         return []
 
     def _count_sent(self, session: Session, action_id: str) -> None:
@@ -303,28 +343,26 @@ class DeviceMessages:
             action.bytes_sent = action.fallback_bytes + self.served.get(action.device_id, sent_id)
             session.add(action)
 
-    def _device_class(self, device_id: str) -> int:
+    def _device_class(self, session: Session, device_id: str) -> int:
         """A device's hardware class (it never changes), cached so that chunks need no database."""
         hw = self._classes.get(device_id)
         if hw is None:
-            with Session(self._db) as session:
-                hw = _device(session, device_id).hardware_class
+            hw = _device(session, device_id).hardware_class
             self._classes[device_id] = hw
         return hw
 
     def forget_device(self, device_id: str) -> None:
         self._classes.pop(device_id, None)
 
-    def _chunk_limit(self, hardware_class: int) -> int:
+    def _chunk_limit(self, session: Session, hardware_class: int) -> int:
         now = self._clock()
         cached = self._limits.get(hardware_class)
         if cached is None or now - cached[1] > CHUNK_LIMIT_TTL:
-            with Session(self._db) as session:
-                cached = (registry.chunk_size_for(session, hardware_class, self._chunk), now)
+            cached = (registry.chunk_size_for(session, hardware_class, self._chunk), now)
             self._limits[hardware_class] = cached
         return cached[0]
 
-    def _chunk_request(self, device_id: str, payload: bytes) -> list[Outgoing]:
+    def _chunk_request(self, session: Session, device_id: str, payload: bytes) -> list[Outgoing]:
         topic = f"tf/{device_id}/chunk"
         arrived = self.chunk_order.take(device_id, payload)
         try:
@@ -337,9 +375,8 @@ class DeviceMessages:
         if self.chunk_order.answered_already(device_id, package_id, offset, arrived):
             self.stats.count("events", "chunk_duplicates_skipped")
             return []
-        hardware_class = self._device_class(device_id)
-        with Session(self._db) as session:
-            entry = self.cache.lookup(session, package_id)
+        hardware_class = self._device_class(session, device_id)
+        entry = self.cache.lookup(session, package_id)
         if entry is None or entry[1] != hardware_class:
             # An empty chunk says "cannot serve this" so that the device fails fast, not by timeout.
             self.stats.count("events", "chunk_refused")
@@ -348,21 +385,20 @@ class DeviceMessages:
         if offset >= len(data):
             self.stats.count("events", "chunk_refused")
             return [Outgoing(topic, encode_chunk(package_id, offset, len(data), b""))]
-        piece = data[offset : offset + min(length, self._chunk_limit(hardware_class))]
+        piece = data[offset : offset + min(length, self._chunk_limit(session, hardware_class))]
         self.stats.count("events", "chunks_served")
         self.stats.count("events", "chunk_bytes", len(piece))
         self.served.add(device_id, package_id, len(piece))
         self.chunk_order.served(device_id, package_id, offset)
         return [Outgoing(topic, encode_chunk(package_id, offset, len(data), piece))]
 
-    def _telemetry_message(self, device_id: str, msg: dict[str, Any]) -> None:
+    def _telemetry_message(self, session: Session, device_id: str, msg: dict[str, Any]) -> None:
         now = self._clock()
         try:
             rows = telsvc.parse_reports(device_id, msg, now)
         except ValueError as exc:
             raise Malformed(str(exc)) from None
-        with Session(self._db) as session:
-            active = _device(session, device_id).active_model_sha256
+        active = _device(session, device_id).active_model_sha256
         track = self._tracks.setdefault(device_id, telsvc.DeviceTrack())
         telsvc.check_plausible(rows, active, track)
         if not track.take(len(rows), now):
