@@ -31,7 +31,7 @@ from tinyfleet.server.services import registry, rollout_scan
 from tinyfleet.server.services import rollouts as rsvc
 from tinyfleet.server.services import variants as varsvc
 from tinyfleet.server.services.rollout_pacing import DownloadWindow
-from tinyfleet.server.services.rollout_scan import RAW_FALLBACK_CODES
+from tinyfleet.server.services.rollout_scan import overdue, wants_raw_retry
 from tinyfleet.server.services.rollouts import FAILED, IN_FLIGHT, TERMINAL
 from tinyfleet.server.services.served import ServedBytes
 from tinyfleet.server.services.signer import ServerKeys
@@ -241,7 +241,7 @@ class RolloutDriver:
         since = self.unhealthy_at()
         publish: list[Desired] = []
         for a in actions:
-            if a.state in IN_FLIGHT and now - max(a.updated_at, since) > rollout.action_timeout_seconds:
+            if overdue(a, rollout, now, since):
                 a.state = "timed_out"
                 a.error = f"no progress for {rollout.action_timeout_seconds:g} s (last state reported)"
                 a.updated_at = now
@@ -411,13 +411,7 @@ class RolloutDriver:
         package in the same action: its reported base was stale or the stream did not decode there."""
         publish: list[Desired] = []
         for a in actions:
-            if not (
-                a.state == "failed"
-                and a.operation == "install"
-                and a.error_code in RAW_FALLBACK_CODES
-                and a.package_id
-                and a.sent_package_id not in (None, a.package_id)  # a variant was sent, not the package
-            ):
+            if not wants_raw_retry(a) or a.package_id is None:
                 continue
             device = devices.get(a.device_id) or session.get(Device, a.device_id)
             if device is None:

@@ -10,7 +10,7 @@ functions read both kinds alike and change only loaded rows (see RolloutDriver._
 
 from __future__ import annotations
 
-from typing import NamedTuple, cast
+from typing import NamedTuple, Protocol, cast
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -38,18 +38,45 @@ class ActionCopy(NamedTuple):
     sent_package_id: str | None
 
 
-def _needs_row(a: ActionCopy, rollout: Rollout, now: float, since: float, room: bool) -> bool:
-    if a.state == "queued":
-        return room and a.wave <= rollout.current_wave
-    if a.state in IN_FLIGHT:
-        return now - max(a.updated_at, since) > rollout.action_timeout_seconds
+class _ActionFacts(Protocol):
+    """What the two predicates below read: a DeviceAction row and an ActionCopy both have it."""
+
+    @property
+    def state(self) -> str: ...
+    @property
+    def operation(self) -> str: ...
+    @property
+    def updated_at(self) -> float: ...
+    @property
+    def error_code(self) -> int | None: ...
+    @property
+    def package_id(self) -> str | None: ...
+    @property
+    def sent_package_id(self) -> str | None: ...
+
+
+def overdue(a: _ActionFacts, rollout: Rollout, now: float, since: float) -> bool:
+    """In flight without progress for the rollout's action timeout, counted from the later of its last
+    change and `since` (the end of the last outage)."""
+    return a.state in IN_FLIGHT and now - max(a.updated_at, since) > rollout.action_timeout_seconds
+
+
+def wants_raw_retry(a: _ActionFacts) -> bool:
+    """A failed install whose delta or compressed variant the device refused (WRONG_BASE, DELTA_CORRUPT):
+    the raw package is sent in the same action."""
     return (
         a.state == "failed"
         and a.operation == "install"
         and a.error_code in RAW_FALLBACK_CODES
-        and a.package_id is not None
-        and a.sent_package_id not in (None, a.package_id)
+        and bool(a.package_id)
+        and a.sent_package_id not in (None, a.package_id)  # a variant was sent, not the package
     )
+
+
+def _needs_row(a: ActionCopy, rollout: Rollout, now: float, since: float, room: bool) -> bool:
+    if a.state == "queued":
+        return room and a.wave <= rollout.current_wave
+    return overdue(a, rollout, now, since) or wants_raw_retry(a)
 
 
 def scan(session: Session, rollout: Rollout, now: float, since: float) -> list[DeviceAction] | None:
