@@ -2,13 +2,19 @@
 PY := .venv/bin/python
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup demo test test-fast lint typecheck ctest pytest clean
+.PHONY: setup demo cluster-demo test test-fast lint typecheck ctest pytest clean
 
 setup:
 	@bash scripts/setup.sh
 
 demo: setup
 	$(PY) -m tinyfleet.cli demo
+
+# Issue 16: 3 RabbitMQ nodes, PostgreSQL, 2 replicas, 500 devices; a broker node and the leader killed
+# mid-rollout (docs/DEPLOY.md "Broker cluster"). DEVICES=N for another fleet size.
+DEVICES ?= 500
+cluster-demo: setup
+	$(PY) scripts/cluster_demo.py --devices $(DEVICES)
 
 test: setup lint typecheck ctest pytest
 

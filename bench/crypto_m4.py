@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Cortex-M4 instruction counts of the core's crypto (SHA-256, SHA-512, Ed25519 verify) under QEMU.
+"""Cortex-M4 instruction counts of the core's crypto (SHA-256, SHA-512, Ed25519 verify; X25519, content key
+unwrap and ChaCha20 of the payload encryption, PROTOCOL section 6) under QEMU.
 
 Method: the bench firmware (`make -C agent_firmware/ports/mps2-an386 bench`) times each operation with
 SysTick and prints the tick counts on UART0. QEMU runs it with `-icount shift=0`: every guest instruction
@@ -9,7 +10,8 @@ line, 2 instructions per iteration), and the figures below are ticks x (instruct
 These are *instructions executed* (what QEMU's icount counts), not cycles: a real M4 adds wait states
 and multi-cycle instructions (UMULL/UMAAL are 1 cycle on M4, loads 2). Resolution: one tick (40 insns).
 The digests printed by the firmware are checked against hashlib, the Ed25519 results against the
-expected valid/invalid outcome, so a wrong implementation cannot produce a table.
+expected valid/invalid outcome, and the X25519 output, the unwrapped key and the ChaCha20 ciphertext
+against tinyfleet.signing.encryption, so a wrong implementation cannot produce a table.
 
     .venv/bin/python bench/crypto_m4.py [--markdown]
 """
@@ -27,6 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from tinyfleet.signing import encryption as enc  # noqa: E402
 from tinyfleet.sim.qemu import MACHINE, QEMU, build_firmware, missing_tools  # noqa: E402
 
 _LINE = re.compile(r"^BENCH (\S+) (\d+) ticks=(\d+)(.*)$")
@@ -35,6 +38,28 @@ _LINE = re.compile(r"^BENCH (\S+) (\d+) ticks=(\d+)(.*)$")
 def bench_data(length: int) -> bytes:
     """The buffer the firmware hashes: byte i is (7 i + 3) mod 256 (bench_main.c)."""
     return bytes((i * 7 + 3) & 0xFF for i in range(length))
+
+
+def check_encryption(name: str, size: int, rest: str) -> None:
+    """The firmware's encryption results against the Python module (inputs as in bench_main.c)."""
+    data = bench_data(16384)
+    if name == "x25519":
+        want = enc.x25519(data[:32], data[32:64])[:8].hex()
+        got = re.search(r"out=(\S+)", rest)
+        if not got or got.group(1) != want:
+            sys.exit(f"x25519: firmware {got.group(1) if got else '?'} != Python {want}")
+    elif name == "key_unwrap":
+        wrap = re.search(r"wrap=([0-9a-f]+)", rest)
+        key = re.search(r"key=([0-9a-f]+)", rest)
+        assert wrap and key, rest
+        opened = enc.unwrap_content_key(bytes.fromhex(wrap.group(1)), data[96:128], data[:292])
+        if opened != data[64:96] or key.group(1) != opened[:8].hex():
+            sys.exit("key_unwrap: the firmware's key differs from the Python unwrap")
+    elif name == "chacha20":
+        want = enc.chacha20_xor(data[:32], data[:size])[-8:].hex()
+        got = re.search(r"tail=(\S+)", rest)
+        if not got or got.group(1) != want:
+            sys.exit(f"chacha20 {size}: firmware {got.group(1) if got else '?'} != Python {want}")
 
 
 def run_bench(elf: Path, timeout: float = 120.0) -> list[str]:
@@ -90,6 +115,7 @@ def main() -> int:
             expected = "invalid" if name.endswith("_bad") else "valid"
             if result.group(1) != expected:
                 sys.exit(f"{name}: firmware says {result.group(1)}, expected {expected}")
+        check_encryption(name, size, rest)
         stack_match = re.search(r"stack=(\d+)", rest)
         rows.append((name, size, ticks, f"{stack_match.group(1)} B" if stack_match else ""))
     if insns_per_tick <= 0:
@@ -103,7 +129,7 @@ def main() -> int:
     table = []
     for name, size, ticks, stack_peak in rows:
         insns = round(ticks * insns_per_tick)
-        per_kib = f"{insns * 1024 / size:,.0f}" if name.startswith("sha") else ""
+        per_kib = f"{insns * 1024 / size:,.0f}" if name.startswith(("sha", "chacha")) else ""
         table.append((name, str(size), f"{insns:,}", per_kib, stack_peak))
     if args.markdown:
         print("| " + " | ".join(header) + " |")

@@ -6,7 +6,9 @@ takes 1 ns of virtual time, so SysTick ticks count instructions (a loop of known
 ratio). The base is read through the flash contract from ROM, the output programmed into PSRAM in 256-byte
 payload chunks; the firmware checks the output's checksum.
 
-    .venv/bin/python bench/delta_m4.py
+    .venv/bin/python bench/delta_m4.py [--lto]
+
+--lto links the decoder with link-time optimization, as the update firmware is (ports/mps2-an386/Makefile).
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def streams_header(pairs: list[tuple[str, bytes, bytes, bytes]]) -> str:
     return "".join(out)
 
 
-def build(tmp: Path, header: str) -> Path:
+def build(tmp: Path, header: str, lto: bool = False) -> Path:
     (tmp / "streams.h").write_text(header)
     elf = tmp / "delta_bench.elf"
     sources = [ROOT / "bench" / "delta_m4" / "main.c"]
@@ -70,7 +72,8 @@ def build(tmp: Path, header: str) -> Path:
     inc = ["-I", str(ROOT / "agent_firmware" / "core" / "include"), "-I", str(PORT), "-I", str(tmp)]
     subprocess.run(["arm-none-eabi-gcc", *CFLAGS, *inc, "-fno-builtin", "-fno-tree-loop-distribute-patterns",
                     "-c", str(PORT / "libc_small.c"), "-o", str(libc)], check=True)  # fmt: skip
-    subprocess.run(["arm-none-eabi-gcc", *CFLAGS, *inc, *map(str, sources), str(libc), "--specs=nano.specs",
+    cflags = [*CFLAGS, "-flto=auto"] if lto else CFLAGS  # not for libc_small.o: its mem* stay loops
+    subprocess.run(["arm-none-eabi-gcc", *cflags, *inc, *map(str, sources), str(libc), "--specs=nano.specs",
                     "-nostartfiles", "-Wl,--gc-sections", f"-T{PORT / 'mps2_an386.ld'}", "-o", str(elf)],
                    check=True)  # fmt: skip
     return elf
@@ -118,7 +121,7 @@ def main() -> None:
         if len(new) < 64 * 1024:  # the ROM holds one 100 KB pair, not its compressed model as well
             pairs.append((name + "(full)", b"", delta.encode(new), new))
     with tempfile.TemporaryDirectory() as tmp:
-        lines = run(build(Path(tmp), streams_header(pairs)))
+        lines = run(build(Path(tmp), streams_header(pairs), lto="--lto" in sys.argv[1:]))
     per_tick = 0.0
     print("| stream | format | stream bytes | output bytes | instructions | per output byte |")
     print("|---|---|---:|---:|---:|---:|")

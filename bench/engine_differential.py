@@ -5,6 +5,8 @@ under build/engine-differential/); each is run on random int8 inputs (the first 
 127) by the engine and by TFLM's Python interpreter, and every output that differs is printed.
 
 Usage: .venv/bin/python bench/engine_differential.py [--per-family N] [--first-seed S] [--runs R] [--jobs J]
+       [--optimized]   (the optimized DSP kernels, their instructions emulated in C, instead of the
+                        reference kernels)
 Prints a Markdown table (section "Engine differential testing" in docs/BENCHMARKS.md) and the
 differences found, one line each: model, input run, output, differing elements, largest difference.
 """
@@ -37,6 +39,9 @@ def main() -> int:
     ap.add_argument("--first-seed", type=int, default=1000)
     ap.add_argument("--runs", type=int, default=100, help="inputs per model (autoencoders: 6x)")
     ap.add_argument("--jobs", type=int, default=2, help="TensorFlow processes building models")
+    ap.add_argument(
+        "--optimized", action="store_true", help="run the engine's optimized (Cortex-M4 DSP) kernels"
+    )
     args = ap.parse_args()
 
     names = model_names(args.per_family, args.first_seed)
@@ -62,7 +67,7 @@ def main() -> int:
         models[family] += 1
         runs = runs_for(name, args.runs)
         inputs[family] += runs
-        diffs = compare(name, model, runs, seed=args.first_seed)
+        diffs = compare(name, model, runs, seed=args.first_seed, optimized=args.optimized)
         bad_models[family] += bool(diffs)
         found.extend(diffs)
     compared = time.monotonic() - start

@@ -4,7 +4,8 @@
 Builds `agent_firmware/build/mps2-an386/firmware.elf`, prints `arm-none-eabi-size`, then a breakdown
 read from the linker map: only the input sections that survived `--gc-sections` are counted, so each
 row is what that object really costs in the image. flash = .text + .rodata + .data initialisers;
-RAM = .data + .bss (the stack is a separate, fixed reservation).
+RAM = .data + .bss (the stack is a separate, fixed reservation). firmware.elf is link-time optimized (LTO
+merges most objects into one row), so the same sources are also built with `make LTO=0` for a row per object.
 
 With QEMU available it also measures the firmware's peak stack use during real work: the device (keys
 and config of tests/vectors/device.json) installs, activates, self-tests and confirms
@@ -32,6 +33,8 @@ OUT = REPO / "agent_firmware" / "build" / "mps2-an386"
 ELF_NAMES = {"all": "firmware.elf", "engine": "firmware-engine.elf"}
 FRAME_H = REPO / "agent_firmware" / "core" / "include" / "tfa" / "frame.h"
 FLASH_AIM = 24 * 1024  # the update agent without the engine (issue 15)
+LTO_LABEL = "(link-time optimized objects)"
+NO_LTO_OUT = OUT.parent / "mps2-an386-nolto"  # `make LTO=0`: the per-object breakdown
 
 FLASH_SECTIONS = {".text", ".ARM.exidx", ".rodata"}
 DATA_SECTIONS = {".data"}
@@ -59,6 +62,8 @@ def object_label(path: str) -> str:
     """`.../obj/core/src/sha256.o` -> `core/src/sha256.o`; library members keep their archive name."""
     if "/obj/" in path:
         return path.split("/obj/", 1)[1]
+    if path.endswith(".ltrans.o"):  # a temporary name per link: what LTO made of the objects it took in
+        return LTO_LABEL
     match = re.search(r"([^/]+\.a)\((.+)\)$", path)
     if match:
         return f"{match.group(1)}: {match.group(2)}"
@@ -175,11 +180,48 @@ def measure_stack_peak(elf: Path) -> int | None:
     return len(stack) - used_from
 
 
-def build(target: str) -> None:
-    proc = subprocess.run(["make", "-s", "-C", str(REPO / "agent_firmware" / "ports" / "mps2-an386"), target],
-                          capture_output=True, text=True, check=False)  # fmt: skip
+ENCRYPTION_OBJECTS = ("x25519.o", "chacha20.o", "kdf.o", "key_wrap.o")
+
+
+def encryption_flash(firmware_usage: dict[str, Usage]) -> None:
+    """Flash of the payload encryption code (PROTOCOL 6), from the bench image that links it; the update
+    agent links it only once its install path calls it (--gc-sections drops unreferenced code)."""
+    build("bench")
+    bench = parse_map((OUT / "bench.elf").with_suffix(".map").read_text())
+    rows = {name: u for name, u in bench.items() if name.endswith(ENCRYPTION_OBJECTS)}
+    linked = sum(u.flash for name, u in firmware_usage.items() if name.endswith(ENCRYPTION_OBJECTS))
+    print("payload encryption code (bench.elf; SHA-256 and the field arithmetic are shared with Ed25519):")
+    for name, u in sorted(rows.items()):
+        print(f"  {name:<40} flash {u.flash:>6} B  static RAM {u.ram} B")
+    print(f"  total: {sum(u.flash for u in rows.values())} B flash; in this firmware image: {linked} B")
+
+
+def build(target: str, *make_args: str) -> None:
+    proc = subprocess.run(["make", "-s", "-C", str(REPO / "agent_firmware" / "ports" / "mps2-an386"), target,
+                           *make_args], capture_output=True, text=True, check=False)  # fmt: skip
     if proc.returncode != 0:
         sys.exit(f"firmware build failed:\n{proc.stdout}{proc.stderr}")
+
+
+def print_table(usage: dict[str, Usage], markdown: bool) -> Usage:
+    """The per-object rows, largest first, and their total (returned)."""
+    rows = sorted(usage.items(), key=lambda kv: (-kv[1].flash, kv[0]))
+    total = Usage(sum(u.text for u in usage.values()), sum(u.data for u in usage.values()),
+                  sum(u.bss for u in usage.values()))  # fmt: skip
+    if markdown:
+        print("| object | text+rodata | data | bss | flash | static RAM |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for name, u in rows:
+            print(f"| `{name}` | {u.text} | {u.data} | {u.bss} | {u.flash} | {u.ram} |")
+        print(
+            f"| **total** | {total.text} | {total.data} | {total.bss} | **{total.flash}** | **{total.ram}** |"
+        )
+    else:
+        print(f"{'object':<44} {'text':>7} {'data':>6} {'bss':>6} {'flash':>7} {'RAM':>6}")
+        for name, u in rows:
+            print(f"{name:<44} {u.text:>7} {u.data:>6} {u.bss:>6} {u.flash:>7} {u.ram:>6}")
+        print(f"{'total':<44} {total.text:>7} {total.data:>6} {total.bss:>6} {total.flash:>7} {total.ram:>6}")
+    return total
 
 
 def main() -> int:
@@ -205,22 +247,12 @@ def main() -> int:
     print()
 
     usage = parse_map(elf.with_suffix(".map").read_text())
-    rows = sorted(usage.items(), key=lambda kv: (-kv[1].flash, kv[0]))
-    total = Usage(sum(u.text for u in usage.values()), sum(u.data for u in usage.values()),
-                  sum(u.bss for u in usage.values()))  # fmt: skip
-    if args.markdown:
-        print("| object | text+rodata | data | bss | flash | static RAM |")
-        print("|---|---:|---:|---:|---:|---:|")
-        for name, u in rows:
-            print(f"| `{name}` | {u.text} | {u.data} | {u.bss} | {u.flash} | {u.ram} |")
-        print(
-            f"| **total** | {total.text} | {total.data} | {total.bss} | **{total.flash}** | **{total.ram}** |"
-        )
-    else:
-        print(f"{'object':<44} {'text':>7} {'data':>6} {'bss':>6} {'flash':>7} {'RAM':>6}")
-        for name, u in rows:
-            print(f"{name:<44} {u.text:>7} {u.data:>6} {u.bss:>6} {u.flash:>7} {u.ram:>6}")
-        print(f"{'total':<44} {total.text:>7} {total.data:>6} {total.bss:>6} {total.flash:>7} {total.ram:>6}")
+    total = print_table(usage, args.markdown)
+    if LTO_LABEL in usage and not args.no_build:
+        # LTO merges the objects: the same sources built and linked without it show what each one costs
+        build(args.target, "LTO=0", f"OUT={NO_LTO_OUT}")
+        print(f"\nper object without link-time optimization (make LTO=0 OUT={NO_LTO_OUT.name}):")
+        print_table(parse_map((NO_LTO_OUT / elf.name).with_suffix(".map").read_text()), args.markdown)
     io_bytes, io_detail = io_buffer_bytes()
     print()
     print(f"flash: {total.flash} B ({total.flash / 1024:.1f} KiB)")
@@ -242,6 +274,8 @@ def main() -> int:
             print(f"  {what}: {area} B")
     print(f"static RAM besides I/O buffers and work areas: {rest} B ({rest / 1024:.2f} KiB)")
     print("stack: 8 KiB reserved by the linker script (not counted above)")
+    if not args.no_build:
+        encryption_flash(usage)
     peak = None if args.no_stack else measure_stack_peak(elf)
     if peak is not None:
         print(f"stack peak (QEMU, install + confirm + refused package + delta install): {peak} B")

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(mosquitto mosquitto-clients gcc make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm zstd xdelta3 clang chromium)
+APT_PACKAGES=(mosquitto mosquitto-clients rabbitmq-server gcc make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm zstd xdelta3 clang chromium)
 need_apt=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")

@@ -2,7 +2,8 @@
 a name, and the installed distribution brings exactly one top-level package, `tinyfleet`.
 
 Import direction: signing <- device <- ml <- server, and sim beside server (it talks
-to the control plane over HTTP and MQTT only). The top-level modules (cli, demo, demo_models) wire
+to the control plane over HTTP and MQTT only); conformance (the device conformance kit) above server.
+The top-level modules (cli, demo, demo_models) wire
 everything together and may import anything; no package may import them.
 """
 
@@ -26,6 +27,9 @@ ALLOWED: dict[str, set[str]] = {
     "ml": {"signing", "device"},
     "server": {"signing", "device", "ml"},
     "sim": {"signing", "device", "ml"},
+    # The device conformance kit drives a real server (and plays one); the device under test is another
+    # process, so it needs no simulator.
+    "conformance": {"signing", "device", "ml", "server"},
 }
 TOP_LEVEL_MODULES = {"cli", "demo", "demo_models"}
 

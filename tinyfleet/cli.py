@@ -12,6 +12,7 @@ import sys
 import typer
 from rich.console import Console
 
+from tinyfleet.conformance.cli import conformance_app
 from tinyfleet.device.engine_check import refusal as engine_refusal
 from tinyfleet.server.cli import register as register_server_commands
 from tinyfleet.signing.cli import keys_app, package_alias_callback, set_model_check, sign_app
@@ -82,6 +83,7 @@ def demo(
 
 
 app.command("simulate")(simulate)
+app.add_typer(conformance_app, name="conformance", help="Device conformance kit (docs/CONFORMANCE.md).")
 
 
 def _is_usage_error(exc: BaseException) -> bool:

@@ -108,6 +108,9 @@ def main():
     t_new, t_base = dv.joinpath("t_new.bin").stat().st_size, dv.joinpath("t_base.bin").stat().st_size
     for name, b_len, sel in (("t_delta", t_base, 9), ("t_blk", t_base, 0), ("t_full", 0, 40)):
         out["delta"][name] = struct.pack("<IHB", t_new, b_len, sel) + dv.joinpath(f"{name}.bin").read_bytes()
+    # format version 3 (table runs: exact and bucketed tables, plain and diff)
+    for name, b_len, sel in (("t3_delta", t_base, 9), ("t3_blk", t_base, 0), ("t3_full", 0, 40)):
+        out["delta"][name] = struct.pack("<IHB", t_new, b_len, sel) + dv.joinpath(f"{name}.bin").read_bytes()
     # state: two 256-byte sectors (48-byte records)
     ff = b"\xff" * 256
     s0 = state_record(1) + state_record(2, phase=1, offset=1024, size=4096)
@@ -122,6 +125,14 @@ def main():
     models = [FW_VEC / "engine" / "engine_ops.tflite", VEC / "model.tflite", VEC / "model_two_inputs.tflite"]
     models += [SHARED / n for n in ("hello_world_int8.tflite", "micro_speech_quantized.tflite")]
     out["engine"] = {p.stem: p.read_bytes() for p in models if p.exists()}
+    # crypto: device key || wrap || manifest, from the key wraps of the encryption vectors (a good one and
+    # a refused one); the harness also runs X25519 and ChaCha20 on the same bytes
+    unwraps = [ln.split() for ln in FW_VEC.joinpath("encryption.txt").read_text().splitlines()
+               if ln.startswith("unwrap ")]
+    good = next(f for f in unwraps if f[5] != "KEY_UNWRAP")
+    bad = next(f for f in unwraps if f[5] == "KEY_UNWRAP")
+    out["crypto"] = {"good_wrap": bytes.fromhex(good[1] + good[4] + good[3]),
+                     "bad_wrap": bytes.fromhex(bad[1] + bad[4] + bad[3])}
 
     for harness, seeds in out.items():
         d = FUZZ / "corpus" / harness

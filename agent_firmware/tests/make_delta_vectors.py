@@ -8,6 +8,8 @@ model with its first layer replaced by 1.0.0's nudged by +-1 in 60% of its weigh
 layer, coded as a diff run; the other layers are plain runs; biases and scales word runs, bias scales
 product runs), t_delta.bin, t_blk.bin (1 KiB blocks: runs cut at block ends) and t_full.bin (no base,
 1 KiB blocks), all forced to version 2 with a run for every tensor and vector.
+Format version 3 (table runs): t3_delta.bin, t3_blk.bin and t3_full.bin, the same pair forced to version
+3 with a table run for every weight tensor (plain and diff, exact and bucketed tables).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from tinyfleet.signing import delta, tensor_coder  # noqa: E402
+from tinyfleet.signing import delta, table_coder, tensor_coder  # noqa: E402
+from tinyfleet.signing.delta_parser import _Parser  # noqa: E402
+from tinyfleet.signing.rangecoder import Decoder  # noqa: E402
 
 
 def make_pair(seed: int = 7) -> tuple[bytes, bytes]:
@@ -71,6 +75,36 @@ def main() -> None:
         assert stream[2] == delta.FORMAT_TENSOR
         assert delta.decode(stream, t_base if name != "t_full.bin" else b"") == t_new
         print(f"{name}: {len(stream)} bytes for {len(t_new)}")
+    modes: set[bool] = set()
+    for name, base, log2 in (
+        ("t3_delta.bin", t_base, 15),
+        ("t3_blk.bin", t_base, 10),
+        ("t3_full.bin", b"", 10),
+    ):
+        stream = table_stream(t_new, base, log2, modes)
+        (out / name).write_bytes(stream)
+        print(f"{name}: {len(stream)} bytes for {len(t_new)}")
+    assert modes == {False, True}, f"exact and bucketed tables expected, got {modes}"
+
+
+def table_stream(new: bytes, base: bytes, block_log2: int, modes: set[bool]) -> bytes:
+    """`new` in format version 3 with a table run for every weight tensor (kind 6 with a base, else 5),
+    checked to decode; adds to `modes` whether its tables are bucketed (True) or exact (False)."""
+    runs = tensor_coder.plan_runs(new, base, force=True, tables=True)
+    assert {r.kind for r in runs} >= ({6} if base else {5}), "diff table runs with a base, plain without"
+    stream, _ = delta._encode_stream(_Parser(new, base), block_log2, 4, delta.FORMAT_TABLE, runs)
+    plain_decode_table = table_coder.decode_table
+
+    def spy(dec: Decoder, probs: list[int], count_bits: int) -> list[int]:
+        modes.add(count_bits == table_coder.BUCKET_COUNT_BITS)
+        return plain_decode_table(dec, probs, count_bits)
+
+    table_coder.decode_table = spy
+    try:
+        assert delta.decode(stream, base) == new
+    finally:
+        table_coder.decode_table = plain_decode_table
+    return stream
 
 
 if __name__ == "__main__":

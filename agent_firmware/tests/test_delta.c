@@ -1,6 +1,7 @@
-/* Delta decoder: golden streams from tinyfleet/signing/delta.py (format versions 1 and 2, the latter with
- * plain and diff weight runs, runs cut at block ends) decode to the same bytes in any chunking, across
- * simulated reboots, and corrupt streams are refused without crashing (run under ASan and UBSan). */
+/* Delta decoder: golden streams from tinyfleet/signing/delta.py (format versions 1, 2 and 3: version 2 with
+ * plain and diff weight runs, runs cut at block ends; version 3 with table runs, exact and bucketed) decode
+ * to the same bytes in any chunking, across simulated reboots, and corrupt streams are refused without
+ * crashing (run under ASan and UBSan). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,19 +24,19 @@ static uint8_t *prv_load(const char *name, uint32_t *len)
     return buf;
 }
 
-/* Version 2 (weight runs): every chunking and reboot schedule, then every single-byte corruption. */
-static int prv_tensor_vectors(const uint32_t *chunks, size_t n_chunks)
+/* Versions 2 (weight runs, t_*.bin) and 3 (table runs, t3_*.bin): every chunking and reboot schedule, then
+ * every single-byte corruption. */
+static int prv_tensor_vectors(const uint32_t *chunks, size_t n_chunks, const char *const names[3], uint8_t version)
 {
     uint32_t base_len, new_len, len[3];
     uint8_t *base = prv_load("t_base.bin", &base_len);
     uint8_t *expect = prv_load("t_new.bin", &new_len);
-    const char *names[3] = {"t_delta.bin", "t_blk.bin", "t_full.bin"};
     uint8_t *s[3];
     uint8_t *out = malloc(new_len);
     int cases = 0;
     for (size_t k = 0; k < 3; k++) {
         s[k] = prv_load(names[k], &len[k]);
-        CHECK(len[k] > 3 && s[k][2] == 2u, "%s is a format version 2 stream", names[k]);
+        CHECK(len[k] > 3 && s[k][2] == version, "%s is a format version %u stream", names[k], version);
         uint32_t blen = k == 2 ? 0u : base_len;
         for (size_t i = 0; i < n_chunks; i++) {
             for (uint32_t reboot = 0; reboot <= 2; reboot += 2) {
@@ -115,7 +116,10 @@ int main(void)
         }
         cases++;
     }
-    cases += prv_tensor_vectors(chunks, sizeof chunks / sizeof chunks[0]);
+    static const char *const v2_names[3] = {"t_delta.bin", "t_blk.bin", "t_full.bin"};
+    static const char *const v3_names[3] = {"t3_delta.bin", "t3_blk.bin", "t3_full.bin"};
+    cases += prv_tensor_vectors(chunks, sizeof chunks / sizeof chunks[0], v2_names, 2u);
+    cases += prv_tensor_vectors(chunks, sizeof chunks / sizeof chunks[0], v3_names, 3u);
     printf("test_delta: %d cases (%d padding flips harmless), decoder state %u bytes, %d failures\n", cases,
            undetected, tfa_host_delta_state_size(), test_failures);
     free(bad);

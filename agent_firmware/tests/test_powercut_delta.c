@@ -2,7 +2,8 @@
  * driver, with the invariant it checks after every cut, is tests/support/powercut_campaign.c).
  * A device runs good_active.tfpkg (sequence 5, confirmed; its model is the delta's base) and installs
  * delta_good.tfpkg or compressed_good.tfpkg, or their format version 2 twins delta_v2_good.tfpkg and
- * compressed_v2_good.tfpkg (sequence 6, model_update.tflite, 1 KiB blocks) in small
+ * compressed_v2_good.tfpkg, or the version 3 delta_v3_good.tfpkg (sequence 6, model_update.tflite, 1 KiB
+ * blocks) in small
  * chunks: begin, chunks, end, activate, selftest, confirm. The reference run counts its flash
  * program/erase operations; then for every cut index k in 1..N and every tear mode the power goes during
  * operation k. After power-on and reboot (in half the runs with a second cut during the boot itself):
@@ -79,6 +80,8 @@ int main(void)
     /* the same update in delta format version 2 (weight runs: resumes land between runs and mid-tensor) */
     points += prv_campaign("delta_v2_good.tfpkg", 256, 8, 1, 0);
     points += prv_campaign("compressed_v2_good.tfpkg", 256, 96, 0, 2);
+    /* and in format version 3 (table runs: cuts land while a run's table or its symbols are decoded) */
+    points += prv_campaign("delta_v3_good.tfpkg", 256, 8, 1, 0);
     if (test_failures != 0) {
         fprintf(stderr, "test_powercut_delta: %d checks failed\n", test_failures);
         return 1;

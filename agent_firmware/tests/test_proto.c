@@ -484,7 +484,7 @@ static void test_host_device(void)
     uint8_t keyrec[TFA_HOST_KEY_RECORD];
     memcpy(keyrec, g_key.key_id, 8);
     memcpy(keyrec + 8, g_key.public_key, 32);
-    tfa_host_config_t cfg = {HW_CLASS, TFA_RUNTIME_VERSION, 16384, SLOT, SECTOR, 1, keyrec, 1, 0, 0, 0};
+    tfa_host_config_t cfg = {HW_CLASS, TFA_RUNTIME_VERSION, 16384, SLOT, SECTOR, 1, keyrec, 1, 0, 0, 0, NULL, 0};
     tfa_host_device_t *dev = NULL;
     tfa_host_config_t bad = cfg;
     bad.sector_size = 1000;

@@ -46,7 +46,10 @@ SLOT_MODEL_OFFSET = 304
 RAM_BUDGET = 256 * 1024
 SECTOR_SIZE = 4096
 CHUNK_TIMEOUT_S = 2.0  # first re-ask; doubles per retry up to 16 s (4.3: re-ask after a timeout)
-STATUS_EVERY_CHUNKS = 16
+STATUS_EVERY_CHUNKS = 16  # also how often download progress is saved for a resume after a restart
+# Deliberate defects (--fault), to show that the conformance kit catches them; never in a real device.
+FAULTS = ("accept-bad-signature", "no-reask", "no-resume", "ignore-arena")
+ACTIVE_FAULTS: set[str] = set()
 
 # Section 2 error codes this device can report.
 CODES = {
@@ -135,7 +138,8 @@ def parse_manifest(raw: bytes, trust: dict[bytes, Ed25519PublicKey]) -> Manifest
     try:
         key.verify(signature, raw[:SIGNED_BYTES])
     except InvalidSignature:
-        raise Refused(BAD_SIGNATURE) from None
+        if "accept-bad-signature" not in ACTIVE_FAULTS:
+            raise Refused(BAD_SIGNATURE) from None
     zero = bytes(32)
     name_bytes = name.split(b"\0", 1)[0]
     try:
@@ -205,6 +209,8 @@ class Flash:
             "valid": [False, False],
             "trial_from": None,  # the slot active before the trial
             "finished": [],  # [action_id, package_id] pairs already reported as finished
+            # the download in progress, saved every few chunks: {key, offset, target, manifest (hex)}
+            "download": None,
         }
         self.state: dict[str, Any] = fresh
         if self.path.exists():
@@ -343,8 +349,9 @@ class Device:
         if s["phase"] == "trial":
             # A trial cut short by a restart: abandon it as the runtime does after too many trial boots.
             self._abandon_trial()
-        if s["phase"] in ("downloading", "downloaded"):
-            s["phase"] = "idle"  # this device does not resume a download across restarts: it starts over
+        resumable = s["phase"] == "downloading" and s["download"] and "no-resume" not in ACTIVE_FAULTS
+        if s["phase"] in ("downloading", "downloaded") and not resumable:
+            s["phase"], s["download"] = "idle", None  # nothing to resume: a new download starts over
         if s["active_slot"] is not None and not s["valid"][s["active_slot"]]:
             s["active_slot"], s["last_error"] = None, 66  # STATE_CORRUPT
         self.flash.save()
@@ -372,6 +379,8 @@ class Device:
                     with self.lock:
                         self._publish_telemetry()
         finally:
+            with self.lock:
+                self._save_progress()
             if self.connected:
                 # A clean shutdown says it is offline itself (4.6), then disconnects.
                 self.client.publish(self.topic("presence"), json.dumps({"online": False}), qos=1, retain=True)
@@ -520,6 +529,9 @@ class Device:
         if current is not None and not current.done and current.key == action.key:
             self._ask()  # the same action again (reconnect): go on where we are
             return
+        saved = self.flash.state["download"]
+        if current is None and saved and saved["key"] != action.key:
+            self._drop_saved()  # a download from before a restart that is no longer desired (4.1)
         if current is not None and not current.done:
             self._drop_download(current)  # no longer desired
         self.action = action
@@ -547,8 +559,56 @@ class Device:
         if action.target is not None and s["phase"] in ("downloading", "downloaded"):
             s["phase"] = "idle"
             s["valid"][action.target] = False
+            s["download"] = None
             self.flash.save()
         action.target = None
+
+    def _drop_saved(self) -> None:
+        s = self.flash.state
+        if s["download"] and s["phase"] in ("downloading", "downloaded"):
+            s["valid"][s["download"]["target"]] = False
+            s["phase"] = "idle"
+        s["download"] = None
+        self.flash.save()
+
+    def _save_progress(self) -> None:
+        """Where the download is (4.3: a device resumes by asking for the offset it needs). The slot file
+        holds at least the bytes before `offset`; rewriting the same bytes after a resume is harmless."""
+        a = self.action
+        if a is None or a.done or a.manifest is None or a.target is None:
+            return
+        if self.flash.state["phase"] != "downloading":
+            return
+        self.flash.state["download"] = {
+            "key": a.key,
+            "offset": a.offset,
+            "target": a.target,
+            "manifest": bytes(a.manifest_bytes[:MANIFEST_SIZE]).hex(),
+        }
+        self.flash.save()
+
+    def _resume(self, a: Action) -> bool:
+        """Take up the download saved before a restart, if it is this action's; re-hash what is stored."""
+        s = self.flash.state
+        saved = s["download"]
+        if not saved or saved["key"] != a.key or s["phase"] != "downloading":
+            return False
+        try:
+            raw = bytes.fromhex(saved["manifest"])
+            a.manifest = self._check_policy(parse_manifest(raw, self.trust))
+        except (Refused, ValueError):
+            self._drop_saved()
+            return False
+        a.manifest_bytes, a.target, a.offset = bytearray(raw), saved["target"], saved["offset"]
+        a.hasher = hashlib.sha256()
+        with open(self.flash.slot_path(a.target), "rb") as f:
+            f.seek(SLOT_MODEL_OFFSET)
+            a.hasher.update(f.read(a.offset - MANIFEST_SIZE))
+        log.info("resuming the download of %s at offset %d", a.package_id, a.offset)
+        self.status(a, "downloading")
+        self.publish_reported()
+        self._ask()
+        return True
 
     # --- install ---
 
@@ -561,6 +621,8 @@ class Device:
         if s["phase"] == "trial":
             self._abandon_trial()  # a new install while a trial is open: give the trial up first
             self.flash.save()
+        if self._resume(action):
+            return
         self.status(action, "downloading")
         self._ask()
 
@@ -578,6 +640,8 @@ class Device:
     def _check_chunk_timeout(self) -> None:
         a = self.action
         if a is None or a.done or a.operation != "install" or not a.asked_at:
+            return
+        if "no-reask" in ACTIVE_FAULTS:
             return
         if time.monotonic() - a.asked_at > CHUNK_TIMEOUT_S * 2 ** min(a.retries, 3):
             a.retries += 1
@@ -619,6 +683,7 @@ class Device:
             self._finish(a)
         else:
             if a.chunks % STATUS_EVERY_CHUNKS == 0:
+                self._save_progress()
                 self.status(a, "downloading")
             self._ask()
 
@@ -635,10 +700,12 @@ class Device:
                 a.target = 0 if s["active_slot"] != 0 else 1
                 s["valid"][a.target] = False
                 s["phase"] = "downloading"
+                s["download"] = None  # saved by _save_progress once the manifest is in the slot
                 self.flash.save()
                 with open(self.flash.slot_path(a.target), "wb") as f:
                     f.write(m.raw + bytes(SLOT_MODEL_OFFSET - MANIFEST_SIZE))
                 a.hasher = hashlib.sha256()
+                self._save_progress()
                 self.status(a, "downloading")
                 self.publish_reported()
             return
@@ -663,7 +730,7 @@ class Device:
             raise Refused(REPLAYED)
         if max(m.model_size, m.payload_size) > SLOT_SIZE - SLOT_MODEL_OFFSET:
             raise Refused(TOO_LARGE)
-        if m.arena_bytes > RAM_BUDGET:
+        if m.arena_bytes > RAM_BUDGET and "ignore-arena" not in ACTIVE_FAULTS:
             raise Refused(ARENA_TOO_LARGE)
         if m.payload_encoding != 0:
             raise Refused(FIELD_RANGE, "no payload decoder")
@@ -685,7 +752,7 @@ class Device:
             self._fail(a, DIGEST_MISMATCH)
             return
         s["valid"][target] = True
-        s["phase"] = "downloaded"
+        s["phase"], s["download"] = "downloaded", None
         self.flash.save()
         # Activate: the new model runs on trial, the old slot stays valid for a rollback.
         s["trial_from"], s["active_slot"], s["phase"] = s["active_slot"], target, "trial"
@@ -743,7 +810,9 @@ def main() -> None:
     p.add_argument("--host", help="broker host (default: the answer's mqtt.host)")
     p.add_argument("--port", type=int, help="broker port (default: the answer's mqtt.port)")
     p.add_argument("--telemetry-period", type=float, default=10.0, help="seconds; 0: no telemetry")
+    p.add_argument("--fault", action="append", choices=FAULTS, default=[], help="a deliberate defect (tests)")
     args = p.parse_args()
+    ACTIVE_FAULTS.update(args.fault)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     answer = json.loads(args.provisioning.read_text())
     device = Device(answer, args.state_dir, args.host, args.port)

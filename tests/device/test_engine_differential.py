@@ -281,13 +281,14 @@ class Difference:
     max_abs: int
 
 
-def compare(name: str, model: bytes, runs: int, seed: int = 0) -> list[Difference]:
-    """Run engine and TFLM on the same random int8 inputs (run 0: all -128, run 1: all 127)."""
+def compare(name: str, model: bytes, runs: int, seed: int = 0, optimized: bool = False) -> list[Difference]:
+    """Run engine and TFLM on the same random int8 inputs (run 0: all -128, run 1: all 127);
+    `optimized`: the engine with its optimized (DSP) kernels, emulated on the host."""
     from tflite_micro.python.tflite_micro import runtime
 
     from tinyfleet.device.engine import Engine
 
-    engine = Engine(model)
+    engine = Engine(model, optimized=optimized)
     interp = runtime.Interpreter.from_bytes(model)
     rng = np.random.default_rng(seed)
     found = []

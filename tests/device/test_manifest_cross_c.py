@@ -82,3 +82,30 @@ def test_mutated_manifests_agree_with_the_c_parser() -> None:
         if rng.random() < 0.1:
             data = data[: rng.randrange(len(data))]
         assert parser.parse(bytes(data)) == python_code(bytes(data)), bytes(data).hex()
+
+
+def test_encrypted_flag_agrees_with_the_c_parser() -> None:
+    """flags bit 0 (PROTOCOL 6): other bits refused, the raw digest rule relaxed only with the flag."""
+    parser = CParser(PUBLIC)
+    key = private_key_from_seed(hashlib.sha256(b"tinyfleet test vector key: trusted").digest())
+    good = (VECTORS / "good.tfpkg").read_bytes()[: mf.SIGNED_SIZE]
+    flags_at = mf.OFFSETS["flags"][0]
+    digest_at = mf.OFFSETS["payload_sha256"][0]
+    size_at = mf.OFFSETS["payload_size"][0]
+    seen = set()
+    for flags in (0, 1, 2, 3, 0x80, 0x81, 0xFF):
+        for digest in (None, bytes(32), hashlib.sha256(b"ciphertext").digest()):
+            for size_delta in (0, 1):
+                body = bytearray(good)
+                body[flags_at] = flags
+                if digest is not None:
+                    body[digest_at : digest_at + 32] = digest
+                size = int.from_bytes(body[size_at : size_at + 4], "little") + size_delta
+                body[size_at : size_at + 4] = size.to_bytes(4, "little")
+                data = mf.sign_body(bytes(body), key)
+                code = python_code(data)
+                assert parser.parse(data) == code, (flags, digest, size_delta)
+                seen.add(code)
+                want_ok = flags in (0, 1) and size_delta == 0 and (flags == 1 or digest is None)
+                assert (code == 0) == want_ok, (flags, digest, size_delta, code)
+    assert seen == {0, 8}

@@ -144,7 +144,7 @@ def test_check_order_format_before_length_and_signature_before_ranges() -> None:
     with pytest.raises(errors.Truncated):
         mf.parse(b"XXXX", STORE)  # length before magic
     flags = bytearray(PACKAGE)
-    flags[mf.OFFSETS["flags"][0]] = 1
+    flags[mf.OFFSETS["flags"][0]] = 2  # bit 0 (encrypted) is allowed; bit 1 is not
     with pytest.raises(errors.BadSignature):
         verify_package(bytes(flags), STORE)
     resigned = mf.sign_body(bytes(flags[: mf.SIGNED_SIZE]), KEY) + MODEL

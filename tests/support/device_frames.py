@@ -55,12 +55,16 @@ def state(dev: DeviceRuntime) -> frames.DeviceState:
     return frames.parse_state(ok(dev, frames.state()))
 
 
-def install(dev: DeviceRuntime, pkg: bytes, chunk: int = frames.MAX_CHUNK) -> int:
-    """INSTALL_BEGIN with the manifest bytes, INSTALL_CHUNK from the resume point, INSTALL_END.
-    Returns 0 or the first error code."""
+def install(dev: DeviceRuntime, pkg: bytes, chunk: int = frames.MAX_CHUNK, wrap: bytes | None = None) -> int:
+    """INSTALL_BEGIN with the manifest bytes (then INSTALL_KEY with `wrap` for an encrypted package),
+    INSTALL_CHUNK from the resume point, INSTALL_END. Returns 0 or the first error code."""
     r = call(dev, frames.install_begin(pkg[:MANIFEST]))
     if r.is_error:
         return r.payload[0]
+    if wrap is not None:
+        r = call(dev, frames.install_key(wrap))
+        if r.is_error:
+            return r.payload[0]
     offset = frames.parse_progress(r.payload).offset  # 0, or the resume point of the same download
     while MANIFEST + offset < len(pkg):
         piece = pkg[MANIFEST + offset : MANIFEST + offset + chunk]

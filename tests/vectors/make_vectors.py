@@ -437,10 +437,13 @@ def main() -> None:
     update_digest = expected_output_sha256(update, SELFTEST_SEED)
     base_sha = hashlib.sha256(model).digest()
     v1, v2 = (dl.FORMAT_VERSION,), (dl.FORMAT_TENSOR,)  # each package pins its delta format version
+    v3 = (dl.FORMAT_TABLE,)
     delta_stream = dl.encode(update, model, block_log2=10, versions=v1)
     full_stream = dl.encode(update, b"", block_log2=10, versions=v1)
     delta_v2_stream = dl.encode(update, model, block_log2=10, versions=v2)
     full_v2_stream = dl.encode(update, b"", block_log2=10, versions=v2)
+    delta_v3_stream = dl.encode(update, model, block_log2=10, versions=v3)
+    assert dl.decode(delta_v3_stream, model) == update
     assert dl.decode(delta_v2_stream, model) == update and dl.decode(full_v2_stream) == update
     assert dl.decode(delta_stream, model) == update and dl.decode(full_stream) == update
     update_fields: dict[str, object] = {
@@ -485,6 +488,13 @@ def main() -> None:
         "OK",
         "none",
         f"compressed_good's model in delta format version 2 (weight runs), {len(full_v2_stream)} bytes",
+    )
+    add_delta(
+        "delta_v3_good.tfpkg",
+        build_encoded(delta_v3_stream, dl.ENCODING_DELTA, base_sha),
+        "OK",
+        "none",
+        f"delta_good's update in delta format version 3 (table runs), {len(delta_v3_stream)} bytes",
     )
     add_delta(
         "delta_wrong_base.tfpkg",

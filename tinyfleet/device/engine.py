@@ -55,6 +55,7 @@ def _engine_library() -> ctypes.CDLL:
         lib,
         {
             "tfa_engine_init": ([vp, ctypes.c_char_p, u32, vp, u32], i32),
+            "tfa_engine_init_kernels": ([vp, ctypes.c_char_p, u32, vp, u32, i32], i32),
             "tfa_engine_invoke": ([vp], i32),
             "tfa_engine_input": buffer,
             "tfa_engine_output": buffer,
@@ -88,12 +89,17 @@ def supported_ops() -> list[tuple[int, str]]:
 class Engine:
     """One engine instance over a model held in Python memory, with its own arena."""
 
-    def __init__(self, model: bytes, arena_size: int = 1 << 20) -> None:
+    def __init__(self, model: bytes, arena_size: int = 1 << 20, optimized: bool = False) -> None:
+        """`optimized`: run the optimized (Cortex-M4 DSP) kernels where they apply, their intrinsics
+        emulated in portable C on the host; the default is the reference kernels, as on the host
+        library's tfa_engine_init. Both give the same bytes."""
         self._lib = _engine_library()
         self._model = ctypes.create_string_buffer(bytes(model), len(model))
         self._arena = ctypes.create_string_buffer(arena_size)
         self._state = ctypes.create_string_buffer(self._lib.tfa_engine_struct_size())
-        rc = self._lib.tfa_engine_init(self._state, self._model, len(model), self._arena, arena_size)
+        rc = self._lib.tfa_engine_init_kernels(
+            self._state, self._model, len(model), self._arena, arena_size, int(optimized)
+        )
         head = EngineHead.from_buffer(self._state)
         if rc != 0:
             code = -rc

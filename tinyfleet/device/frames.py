@@ -43,6 +43,9 @@ UNKNOWN_MESSAGE = ErrorCode.UNKNOWN_MESSAGE
 BAD_MESSAGE = ErrorCode.BAD_MESSAGE
 
 
+KEY_WRAP_SIZE = 80  # TFA_KEY_WRAP_SIZE, docs/PROTOCOL.md 6.3
+
+
 class MsgType(IntEnum):
     HELLO = 0x01
     STATE = 0x02
@@ -54,6 +57,7 @@ class MsgType(IntEnum):
     CONFIRM = 0x15
     REVERT = 0x16
     INSTALL_ABORT = 0x17
+    INSTALL_KEY = 0x18
     INFER = 0x20
     TELEMETRY = 0x30
     ERROR = 0xFF
@@ -231,6 +235,14 @@ def install_chunk(offset: int, data: bytes) -> Request:
     if len(data) > MAX_CHUNK:
         raise ValueError(f"chunk of {len(data)} bytes is above the maximum {MAX_CHUNK}")
     return Request(MsgType.INSTALL_CHUNK, struct.pack("<I", offset) + bytes(data))
+
+
+def install_key(wrap: bytes) -> Request:
+    """The 80-byte content key wrap of an encrypted package, after INSTALL_BEGIN and before the first
+    chunk (again after every begin that resumes: the runtime keeps the key in RAM only)."""
+    if len(wrap) != KEY_WRAP_SIZE:
+        raise ValueError(f"a content key wrap is {KEY_WRAP_SIZE} bytes, not {len(wrap)}")
+    return Request(MsgType.INSTALL_KEY, bytes(wrap))
 
 
 def install_end() -> Request:

@@ -78,6 +78,8 @@ class HostConfig(ctypes.Structure):
         ("cpu_hz", ctypes.c_uint32),
         ("milli_cycles_per_mac", ctypes.c_uint32),
         ("cycles_per_op", ctypes.c_uint32),
+        ("encryption_key", ctypes.c_char_p),
+        ("require_encryption", ctypes.c_uint32),
     ]
 
 

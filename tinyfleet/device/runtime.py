@@ -113,6 +113,8 @@ class DeviceRuntime:
         cpu_hz: int = 0,
         milli_cycles_per_mac: int = 0,
         cycles_per_op: int = 0,
+        encryption_key: bytes | None = None,
+        require_encryption: bool = False,
         boot: bool = True,
     ) -> None:
         keys = list(trusted_keys)
@@ -131,10 +133,13 @@ class DeviceRuntime:
         ):  # fmt: skip
             if not 0 <= value <= 0xFFFFFFFF:
                 raise ValueError(f"{name} {value} is not a u32")
+        if encryption_key is not None and len(encryption_key) != 32:
+            raise ValueError("the device encryption key is a 32-byte X25519 private key")
         self._lib = _device_library()
         config = HostConfig(
             hardware_class, runtime_version, ram_budget, slot_size, sector_size, max_trial_boots,
             records or None, len(keys), cpu_hz, milli_cycles_per_mac, cycles_per_op,
+            bytes(encryption_key) if encryption_key is not None else None, int(require_encryption),
         )  # fmt: skip
         handle = ctypes.c_void_p()
         _check(self._lib.tfa_host_create(ctypes.byref(config), ctypes.byref(handle)), "device config")

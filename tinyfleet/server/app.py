@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tinyfleet.server import logs
 from tinyfleet.server.api import (
     alerts,
+    broker_auth,
     certs,
     devices,
     health,
@@ -123,8 +124,8 @@ def create_app(
         logs.apply_format(context.settings.log_format)
         retention = _retention_job(context)
         if background:
+            context.leader_jobs.append(retention)  # started by the leader replica only
             context.start_background()
-            retention.start()
         try:
             yield
         finally:
@@ -156,6 +157,7 @@ def create_app(
     app.include_router(certs.router, prefix="/api", dependencies=auth)  # device certificates
     app.include_router(console_api.assets)  # the console's scripts and plotly.min.js: no data, no token
     app.include_router(health.router)  # probes: no token
+    app.include_router(broker_auth.router)  # a RabbitMQ cluster's auth backend (404 unless enabled), no token
     app.include_router(metrics.router)  # its own token check (TINYFLEET_METRICS_PUBLIC)
 
     @app.get("/", include_in_schema=False)

@@ -71,6 +71,14 @@ class Settings:
     # What provisioned devices are told to connect to (defaults to the gateway's own broker address).
     device_mqtt_url: str | None = None
     mqtt_client_id: str = "tinyfleet-server"
+    # This control-plane replica's name (docs/DEPLOY.md "Replicas"): its MQTT client id unless
+    # TINYFLEET_MQTT_CLIENT_ID says otherwise, so a replica restarted under the same name resumes its
+    # broker session. Replicas subscribe to device topics as members of one shared-subscription group
+    # (`$share/<group>/...`, each message to one replica; empty: plain subscriptions), and the leader is
+    # re-checked every `leader_check_seconds` (how soon a follower takes over from a dead leader).
+    replica_name: str = "tinyfleet-server"
+    mqtt_shared_group: str = "tinyfleet"
+    leader_check_seconds: float = 1.0
     mqtt_ca_file: Path | None = None
     # Mosquitto password file the server keeps up to date with device credentials (optional).
     mqtt_password_file: Path | None = None
@@ -132,6 +140,15 @@ class Settings:
     mqtt_key_file: Path | None = None
     # Extra names (DNS or IP) in the broker certificate `--broker` makes, besides localhost/127.0.0.1.
     broker_cert_names: tuple[str, ...] = ()
+    # Issue 16 (docs/DEPLOY.md, "Broker cluster"): the MQTT version the gateway speaks ("5" or "3.1.1",
+    # for brokers without v5 such as RabbitMQ 3.10); device traffic read over AMQP 0-9-1 from a quorum
+    # queue instead of MQTT subscriptions (amqp_intake.py); the /broker/auth/* routes a RabbitMQ cluster's
+    # HTTP auth backend asks.
+    mqtt_protocol: str = "5"
+    # The cluster's other nodes (host, port) the gateway moves to when its node is gone.
+    mqtt_other_nodes: tuple[tuple[str, int], ...] = ()
+    amqp_url: str | None = None
+    broker_auth_http: bool = False
 
     @property
     def fleet_ca_dir(self) -> Path:
@@ -154,6 +171,16 @@ class Settings:
             )
         if self.tick_seconds <= 0 or self.action_timeout_seconds <= 0:
             raise ConfigError("TINYFLEET_TICK_SECONDS and TINYFLEET_ACTION_TIMEOUT must be positive")
+        if self.leader_check_seconds <= 0:
+            raise ConfigError("TINYFLEET_LEADER_CHECK_SECONDS must be positive")
+        for what, value in (
+            ("TINYFLEET_REPLICA_NAME", self.replica_name),
+            ("TINYFLEET_MQTT_SHARED_GROUP", self.mqtt_shared_group),
+        ):
+            if not value.isprintable() or any(c in value for c in "/+#$ ") or len(value) > 64:
+                raise ConfigError(f"{what} must be at most 64 printable characters without / + # $ or spaces")
+        if not self.replica_name:
+            raise ConfigError("TINYFLEET_REPLICA_NAME must not be empty")
         if self.max_upload_bytes < 1 or self.max_json_bytes < 1:
             raise ConfigError("TINYFLEET_MAX_UPLOAD_BYTES and TINYFLEET_MAX_JSON_BYTES must be positive")
         if (
@@ -179,6 +206,10 @@ class Settings:
             raise ConfigError("TINYFLEET_MQTT_CERT_FILE and TINYFLEET_MQTT_KEY_FILE go together")
         if self.mqtt_url:
             MqttUrl.parse(self.mqtt_url)
+        if self.mqtt_protocol not in MQTT_PROTOCOLS:
+            raise ConfigError(f"TINYFLEET_MQTT_PROTOCOL must be 5 or 3.1.1, got {self.mqtt_protocol!r}")
+        if self.amqp_url and not self.amqp_url.startswith(("amqp://", "amqps://")):
+            raise ConfigError("TINYFLEET_AMQP_URL must start with amqp:// or amqps://")
         if self.device_mqtt_url:
             MqttUrl.parse(self.device_mqtt_url)
         reloads = self.mqtt_broker_pid_file or self.mqtt_reload_command
@@ -304,6 +335,22 @@ def _flag(env: dict[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be 1/0, true/false, yes/no or on/off, got {raw!r}")
 
 
+MQTT_PROTOCOLS = ("5", "3.1.1")
+
+
+def _nodes(env: dict[str, str], name: str) -> tuple[tuple[str, int], ...]:
+    """`host:port,host:port` (a broker cluster's other nodes)."""
+    nodes = []
+    for item in env.get(name, "").split(","):
+        host, sep, port = item.strip().rpartition(":")
+        if not item.strip():
+            continue
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{name} must be host:port,host:port,..., got {item.strip()!r}")
+        nodes.append((host, int(port)))
+    return tuple(nodes)
+
+
 def _path(env: dict[str, str], name: str) -> Path | None:
     raw = env.get(name)
     return Path(raw) if raw else None
@@ -323,7 +370,12 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         trusted_key_paths=trusted,
         mqtt_url=env.get("TINYFLEET_MQTT_URL") or None,
         device_mqtt_url=env.get("TINYFLEET_DEVICE_MQTT_URL") or None,
-        mqtt_client_id=env.get("TINYFLEET_MQTT_CLIENT_ID", "tinyfleet-server"),
+        mqtt_client_id=env.get("TINYFLEET_MQTT_CLIENT_ID")
+        or env.get("TINYFLEET_REPLICA_NAME")
+        or "tinyfleet-server",
+        replica_name=env.get("TINYFLEET_REPLICA_NAME") or "tinyfleet-server",
+        mqtt_shared_group=env.get("TINYFLEET_MQTT_SHARED_GROUP", "tinyfleet").strip(),
+        leader_check_seconds=_float(env, "TINYFLEET_LEADER_CHECK_SECONDS", 1.0),
         mqtt_ca_file=_path(env, "TINYFLEET_MQTT_CA_FILE"),
         mqtt_password_file=_path(env, "TINYFLEET_MQTT_PASSWORD_FILE"),
         mqtt_password_file_owner=env.get("TINYFLEET_MQTT_PASSWORD_FILE_OWNER") or None,
@@ -362,5 +414,9 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         broker_cert_names=tuple(
             n.strip() for n in env.get("TINYFLEET_BROKER_CERT_NAMES", "").split(",") if n.strip()
         ),
+        mqtt_protocol=env.get("TINYFLEET_MQTT_PROTOCOL", "5").strip() or "5",
+        mqtt_other_nodes=_nodes(env, "TINYFLEET_MQTT_OTHER_NODES"),
+        amqp_url=env.get("TINYFLEET_AMQP_URL") or None,
+        broker_auth_http=_flag(env, "TINYFLEET_BROKER_AUTH_HTTP", False),
     )
     return settings.validate()

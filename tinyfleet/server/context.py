@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from tinyfleet.server.amqp_intake import AmqpIntake
 from tinyfleet.server.config import ConfigError, MqttUrl, Settings
 from tinyfleet.server.db import make_engine, session_scope, upgrade_to_head
 from tinyfleet.server.models import Device
@@ -31,8 +32,10 @@ from tinyfleet.server.services.device_certs import blocked_devices, revoked_seri
 from tinyfleet.server.services.drift import DriftJob
 from tinyfleet.server.services.fleet_ca import FleetCA, FleetCAError
 from tinyfleet.server.services.ids import check_service_username, is_device_id
+from tinyfleet.server.services.leadership import Leadership
 from tinyfleet.server.services.messages import DeviceMessages, GatewayStats
 from tinyfleet.server.services.packages import PackageCache
+from tinyfleet.server.services.periodic import PeriodicJob
 from tinyfleet.server.services.rollout_driver import RolloutDriver
 from tinyfleet.server.services.signer import ServerKeys, load_server_keys
 from tinyfleet.server.services.telemetry_ingest import TelemetryIngest
@@ -40,6 +43,7 @@ from tinyfleet.server.services.variants import VariantBuilder
 
 log = logging.getLogger(__name__)
 
+BLOCKED_REFRESH_S = 5.0  # how soon a revocation made through another replica reaches this one
 # CONNACK reasons that mean "these credentials are not accepted" (MQTT v5 codes, and v3.1.1's 4 and 5).
 CREDENTIAL_REFUSALS = frozenset({4, 5, 134, 135})
 
@@ -52,6 +56,18 @@ class RecordingPublisher:
 
     def publish_desired(self, device_id: str, desired: dict[str, Any]) -> None:
         self.sent.append((device_id, desired))
+
+
+class _BlockedRefresh(PeriodicJob):
+    name = "revoked-device refresh"
+
+    def __init__(self, ctx: AppContext, interval: float) -> None:
+        super().__init__(interval)
+        self._ctx = ctx
+
+    def run_once(self) -> object:
+        self._ctx.refresh_blocked()
+        return None
 
 
 class AppContext:
@@ -71,14 +87,25 @@ class AppContext:
             keys=self.keys,
         )
         # Compressed / delta re-signings, encoded on their own thread (seconds per model in Python).
-        self.variants = VariantBuilder(self.db, self.keys, on_ready=self.rollout_driver.wake)
+        # Which replica runs what must run once (services/leadership.py); always this one on SQLite.
+        self.leadership = Leadership(
+            settings.database_url,
+            settings.replica_name,
+            on_gain=self._became_leader,
+            on_lose=self._stepped_down,
+            on_wake=self.rollout_driver.wake,
+            interval=settings.leader_check_seconds,
+        )
+        self.rollout_driver.fence = self.leadership.fence
+        self.leader_jobs: list[PeriodicJob] = []  # periodic jobs that run on the leader only
+        self.variants = VariantBuilder(self.db, self.keys, on_ready=self.wake_rollouts)
         self.rollout_driver.variants = self.variants if settings.payload_variants else None
         self.messages = DeviceMessages(
             self.db,
             default_chunk_size=settings.default_chunk_size,
             cache=self.cache,
             stats=self.stats,
-            on_change=self.rollout_driver.wake,
+            on_change=self.wake_rollouts,
             served=self.rollout_driver.served,
         )
         self._passwd_lock = threading.Lock()
@@ -103,14 +130,29 @@ class AppContext:
         if settings.mqtt_url:
             self.gateway = MqttGateway(settings, self.db, self.messages)
             self.gateway.telemetry_ingest = self.telemetry_ingest
+            self.gateway.is_leader = lambda: self.leadership.is_leader
             self.rollout_driver.publisher = self.gateway
-        else:
+        # A RabbitMQ cluster (issue 16): device traffic over AMQP from a quorum queue (amqp_intake.py).
+        self.amqp_intake: AmqpIntake | None = None
+        if self.gateway is not None and settings.amqp_url:
+            self.amqp_intake = AmqpIntake.from_setting(
+                settings.amqp_url, self.gateway.accept, prefetch=settings.telemetry_queue_max
+            )
+            self.gateway.mqtt_intake = False
+            self.gateway.republish_on_presence = True
+            self.gateway.ack_delivery = self.amqp_intake.ack
+        if self.gateway is None:
             self.rollout_driver.publisher = RecordingPublisher()
         self.sync_password_file()
         self._crl_lock = threading.Lock()
         if self.fleet_ca is not None:
             self._write_crl()
         self.drift = DriftJob(self.db, settings)  # drift alarms and their webhooks (services/drift.py)
+        self.leader_jobs.append(self.drift)
+        # Every replica: certificates revoked through another replica's API (cert mode, PostgreSQL).
+        self.blocked_refresh: PeriodicJob | None = None
+        if self.fleet_ca is not None and self.gateway is not None and not self.leadership.single:
+            self.blocked_refresh = _BlockedRefresh(self, BLOCKED_REFRESH_S)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -125,17 +167,38 @@ class AppContext:
         if self.gateway is not None:
             self.telemetry_ingest.start()
             self.gateway.start()
+        if self.amqp_intake is not None:
+            self.amqp_intake.start()
+        self.leadership.start()  # the leader (at once if the lock is free) starts the engine below
+        if self.blocked_refresh is not None:
+            self.blocked_refresh.start()
+
+    def _became_leader(self) -> None:
         if self.rollout_driver.variants is not None:
             self.variants.start()
         self.rollout_driver.start()
-        self.drift.start()
+        for job in self.leader_jobs:
+            job.start()
+        if self.gateway is not None:
+            self.gateway.request_republish()  # the last leader may have died between commit and publish
 
-    def stop_background(self) -> None:
-        self.drift.stop()
+    def _stepped_down(self) -> None:
+        for job in self.leader_jobs:
+            job.stop()
         self.rollout_driver.stop()
         self.variants.stop()
+
+    def stop_background(self) -> None:
+        self.leadership.stop()  # stops the engine if this replica runs it, then frees the lock
+        self._stepped_down()  # and whatever a caller started by hand (each stop is idempotent)
+        if self.blocked_refresh is not None:
+            self.blocked_refresh.stop()
+        if self.amqp_intake is not None:
+            self.amqp_intake.pause()  # no new deliveries; the gateway's last acks still go out
         if self.gateway is not None:
             self.gateway.stop()  # stops the telemetry writer before disconnecting, so its acks go out
+        if self.amqp_intake is not None:
+            self.amqp_intake.stop()
         self.telemetry_ingest.stop()
         self.broker_reloader.stop()
 
@@ -146,7 +209,9 @@ class AppContext:
     # --- effects after a commit (services.effects.Effects) -----------------------------------------
 
     def wake_rollouts(self) -> None:
+        """Wake the rollout driver: this replica's if it leads, else the leader's (NOTIFY)."""
         self.rollout_driver.wake()
+        self.leadership.wake_leader()
 
     def prepare_rollout(self, rollout_id: int) -> None:
         """A rollout started: have its devices' variants built ahead, on the builder's thread."""
@@ -170,6 +235,13 @@ class AppContext:
         with self._crl_lock:
             if self.gateway is not None and self.gateway.blocked_devices:
                 self.gateway.blocked_devices = self.gateway.blocked_devices - set(device_ids)
+
+    def refresh_blocked(self) -> None:
+        """Re-read which devices have no valid certificate left (revoked through any replica)."""
+        with self._crl_lock, Session(self.db) as session:
+            blocked = blocked_devices(session)
+        if self.gateway is not None:
+            self.gateway.blocked_devices = blocked
 
     def _write_crl(self) -> None:
         if self.fleet_ca is None:
@@ -253,6 +325,7 @@ class AppContext:
         url = MqttUrl.parse(self.settings.mqtt_url) if self.settings.mqtt_url else None
         if url is not None and url.username and url.password:
             services.append((url.username, hash_password(url.password)))
+        services += _other_service_accounts(path, {user for user, _ in services})
         with Session(self.db) as session:
             devices = list(session.exec(select(Device.id, Device.mqtt_password_hash).order_by(Device.id)))
         entries = password_entries(services, devices)
@@ -263,3 +336,21 @@ class AppContext:
             else "send SIGHUP to mosquitto to reload"
         )
         log.info("wrote %d MQTT credentials to %s (%s)", len(entries), path, how)
+
+
+def _other_service_accounts(path: Path, ours: set[str]) -> list[tuple[str, str]]:
+    """Service accounts already in the password file besides ours: the other replicas' gateway users
+    (docs/DEPLOY.md "Replicas"), which a replica rewriting the file must keep."""
+    try:
+        lines = path.read_text(encoding="ascii").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    kept = []
+    for line in lines:
+        user, sep, encoded = line.partition(":")
+        if sep and encoded and user not in ours and not is_device_id(user):
+            try:
+                kept.append((check_service_username(user), encoded))
+            except ValueError:
+                continue
+    return kept

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
@@ -92,5 +92,8 @@ def upgrade_to_head(engine: Engine) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Replicas starting together migrate one after the other (the lock ends with the transaction).
+            conn.execute(text("SELECT pg_advisory_xact_lock(29766, 0)"))
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")

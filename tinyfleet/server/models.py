@@ -138,6 +138,9 @@ class Device(SQLModel, table=True):
     # What the device can install and run, from its reported state (services/devices.py CAPABILITIES);
     # None until a device reports them (older devices never do: nothing is predicted for them).
     capabilities: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # X25519 public key (hex) for content-key wraps (services/encryption.py); the private key was shown
+    # once at provisioning. None: provisioned before device keys existed (refused by encrypted rollouts).
+    encryption_public_key: str | None = Field(default=None, max_length=64)
     created_at: float
 
 
@@ -167,6 +170,8 @@ class Rollout(SQLModel, table=True):
     skipped_devices: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     # The canary gate configuration (schemas.CanaryConfig, every field present); None: no gate.
     canary: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # Packages go encrypted, their content key wrapped per device (services/encryption.py).
+    encrypted: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
     created_at: float
     started_at: float | None = None
     finished_at: float | None = None
@@ -349,3 +354,45 @@ class DeviceCert(SQLModel, table=True):
     issued_at: float
     not_after: float
     revoked_at: float | None = Field(default=None, index=True)
+
+
+class EncryptedPackage(SQLModel, table=True):
+    """The encrypted copy of a package or payload variant (`source_id`) for encrypted rollouts: the same
+    manifest fields with flags bit 0 set, re-signed, the payload XOR ChaCha20(content_key) (PROTOCOL 6).
+    Made once per source and shared by every device; its id is what devices fetch chunks of. The content
+    key stays here so that wraps can be made for devices that join later (docs/SECURITY.md)."""
+
+    __tablename__ = "encrypted_packages"
+    __table_args__ = (UniqueConstraint("source_id", name="uq_encrypted_packages_source"),)
+
+    id: str = Field(primary_key=True, max_length=40)
+    source_id: str = Field(max_length=40)  # a packages.id or a package_variants.id
+    hardware_class: int = Field(sa_type=BigInteger)
+    payload_encoding: int
+    content_key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    size: int
+    sha256: str = Field(max_length=64)
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: float
+
+
+class KeyWrap(SQLModel, table=True):
+    """An encrypted package's content key wrapped for one device (80 bytes, PROTOCOL 6), made at send
+    time and kept: a restart, a resend or another replica gives the device the same wrap."""
+
+    __tablename__ = "key_wraps"
+
+    encrypted_package_id: str = Field(primary_key=True, foreign_key="encrypted_packages.id", max_length=40)
+    device_id: str = Field(primary_key=True, max_length=64)
+    wrap: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: float
+
+
+class ServedCount(SQLModel, table=True):
+    """Chunk bytes served to a device for one package, summed over every replica (services/served.py)."""
+
+    __tablename__ = "served_bytes"
+
+    device_id: str = Field(primary_key=True, max_length=64)
+    package_id: str = Field(primary_key=True, max_length=40)
+    bytes: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"})

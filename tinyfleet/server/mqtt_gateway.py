@@ -78,6 +78,14 @@ def desired_topic(device_id: str) -> str:
     return f"tf/{device_id}/desired"
 
 
+def _says_online(payload: bytes) -> bool:
+    try:
+        doc = json.loads(payload)
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and doc.get("online") is True
+
+
 def _device_of(topic: str) -> str | None:
     parts = topic.split("/", 2)
     return parts[1] if len(parts) > 1 else None
@@ -103,12 +111,22 @@ class MqttGateway:
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
         self.connected = threading.Event()
+        # MQTT 3.1.1 (TINYFLEET_MQTT_PROTOCOL, for brokers without v5): the persistent session is
+        # clean_session=False, kept by the broker until the client comes back (no expiry interval).
+        self._v5 = settings.mqtt_protocol != "3.1.1"
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=settings.mqtt_client_id,
-            protocol=mqtt.MQTTv5,
+            protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
+            clean_session=None if self._v5 else False,
             manual_ack=True,
         )
+        # Issue 16: device messages may come from elsewhere (amqp_intake.py feeds `accept`): then the
+        # gateway subscribes to nothing, acknowledges through `ack_delivery`, and republishes a device's
+        # desired state when it comes online (a clustered broker's retained messages are node-local).
+        self.mqtt_intake = True
+        self.ack_delivery: Callable[[int, int, int], None] = self._mqtt_ack
+        self.republish_on_presence = False
         # Connection generation: a packet id is only valid on the connection that delivered it.
         self._generation = 0
         self._unacked: list[tuple[int, int, int]] = []  # (generation, mid, qos), in delivery order
@@ -121,6 +139,9 @@ class MqttGateway:
         # Devices whose certificates are all revoked (cert mode; AppContext keeps it current): their
         # messages are acknowledged and dropped, as a revoked device may stay connected until it leaves.
         self.blocked_devices: frozenset[str] = frozenset()
+        # Only the leader replica republishes desired states on (re)connect: a follower's copy, read
+        # before the leader's next change and sent after it, would overwrite it (services/leadership.py).
+        self.is_leader: Callable[[], bool] = lambda: True
         if self._url.username:
             self._client.username_pw_set(self._url.username, self._url.password)
         if self._url.tls:
@@ -132,6 +153,12 @@ class MqttGateway:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        # A broker cluster (TINYFLEET_MQTT_OTHER_NODES): the next node gets the next attempt whenever the
+        # current one cannot be reached or drops us (same credentials and TLS settings).
+        self._nodes = [(self._url.host, self._url.port), *settings.mqtt_other_nodes]
+        self._node = 0
+        self._connect_props: Any = None
+        self._client.on_connect_fail = self._on_connect_fail
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -146,9 +173,8 @@ class MqttGateway:
             # default): telemetry batches can only be as large as what is delivered but not yet acked.
             props.ReceiveMaximum = self.telemetry_ingest.queue_max
             self.telemetry_ingest.handled_up_to = self._handled_up_to
-        self._client.connect_async(
-            self._url.host, self._url.port, keepalive=30, clean_start=False, properties=props
-        )
+        self._connect_props = props
+        self._connect_async(*self._nodes[self._node])
         self._client.loop_start()
         if wait_seconds and not self.connected.wait(wait_seconds):
             log.warning(
@@ -185,14 +211,50 @@ class MqttGateway:
             log.warning("MQTT broker accepts the gateway again")
         self.last_refusal = None
         self._logged_loss = None
-        client.subscribe([(f"tf/+/{kind}", 1) for kind in KINDS])
+        if self.mqtt_intake:
+            self._subscribe(client)
         self._generation += 1
         self._unhealthy_at = time.time()
         self.connected.set()
         self.stats.count("events", "connects")
+        if self.is_leader():
+            self._enqueue(_REPUBLISH)
+
+    def _subscribe(self, client: mqtt.Client) -> None:
+        """Device topics, QoS 1. With replicas, as members of one shared subscription: the broker gives
+        each message to one replica (docs/DEPLOY.md "Replicas"). The plain form is dropped, in case the
+        persistent session still has it from an older version (each message would come twice)."""
+        group = self._settings.mqtt_shared_group
+        plain = [f"tf/+/{kind}" for kind in KINDS]
+        shared = [f"$share/{group}/{topic}" for topic in plain] if group else []
+        client.subscribe([(topic, 1) for topic in (shared or plain)])
+        if shared:
+            client.unsubscribe(plain)
+
+    def request_republish(self) -> None:
+        """Republish every device's retained desired state (a replica that just became the leader: the
+        previous one may have died between a commit and its publish)."""
         self._enqueue(_REPUBLISH)
 
+    def _connect_async(self, host: str, port: int) -> None:
+        if self._v5:
+            self._client.connect_async(
+                host, port, keepalive=30, clean_start=False, properties=self._connect_props
+            )
+        else:  # 3.1.1: no properties; the broker's own in-flight limit applies
+            self._client.connect_async(host, port, keepalive=30)
+
+    def _next_node(self) -> None:
+        """Point paho's next reconnect at the cluster's next node (called on paho's thread)."""
+        if len(self._nodes) > 1 and not self._stop.is_set():
+            self._node = (self._node + 1) % len(self._nodes)
+            self._connect_async(*self._nodes[self._node])
+
+    def _on_connect_fail(self, _c: mqtt.Client, _ud: Any) -> None:
+        self._next_node()
+
     def _on_disconnect(self, _c: mqtt.Client, _ud: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        self._next_node()
         self.connected.clear()
         self._unhealthy_at = time.time()
         if not self._stop.is_set() and str(reason) != self._logged_loss:
@@ -200,27 +262,32 @@ class MqttGateway:
             log.warning("MQTT connection lost (%s); reconnecting", reason)
 
     def _on_message(self, _c: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
-        if self.blocked_devices and _device_of(msg.topic) in self.blocked_devices:
+        self.accept(msg.topic, bytes(msg.payload), self._generation, msg.mid, msg.qos)
+
+    def accept(self, topic: str, payload: bytes, generation: int, mid: int, qos: int) -> None:
+        """A device message delivered (by paho, or by the AMQP intake on its own thread; one caller at
+        a time): queued for the worker, acknowledged through `ack_delivery` once handled."""
+        if self.blocked_devices and _device_of(topic) in self.blocked_devices:
             # A revoked device still connected (cert mode): acknowledged, so never redelivered, and dropped.
             self.stats.count("events", "revoked_dropped")
-            if msg.qos > 0:
-                self._client.ack(msg.mid, msg.qos)
+            if qos > 0:
+                self.ack_delivery(generation, mid, qos)
             return
-        if self.telemetry_ingest is not None and msg.topic.endswith("/telemetry"):
-            parsed = split_topic(msg.topic)
+        if self.telemetry_ingest is not None and topic.endswith("/telemetry"):
+            parsed = split_topic(topic)
             if parsed is not None and parsed[1] == "telemetry" and parsed[0].isprintable():
                 # Blocks while the writer's queue is full: paho stops reading, the broker holds the rest.
                 # Acknowledged by the writer once stored; not taken (stopping): the broker redelivers it.
-                ack = partial(self._ack_stored, self._generation, msg.mid, msg.qos)
-                self.telemetry_ingest.submit(parsed[0], bytes(msg.payload), ack, self._enqueued)
+                ack = partial(self._ack_stored, generation, mid, qos)
+                self.telemetry_ingest.submit(parsed[0], payload, ack, self._enqueued)
                 return
         ingest = self.telemetry_ingest
-        if ingest is not None and msg.topic.endswith("/reported") and ingest.submitted > self._barrier_at:
+        if ingest is not None and topic.endswith("/reported") and ingest.submitted > self._barrier_at:
             self._barrier_at = ingest.submitted
             self._enqueue(_TelemetryBarrier(ingest.submitted))
-        item = (msg.topic, bytes(msg.payload), self._generation, msg.mid, msg.qos)
+        item = (topic, payload, generation, mid, qos)
         # Noted before the worker can see it: it skips requests that arrived before their chunk left.
-        asker = msg.topic[3:-10] if msg.topic.endswith("/chunk/req") else None
+        asker = topic[3:-10] if topic.endswith("/chunk/req") else None
         if asker is not None:
             self.messages.chunk_order.arrived(asker, item[1], time.monotonic())
         if not self._enqueue(item):
@@ -314,6 +381,8 @@ class MqttGateway:
         for _topic, _payload, generation, mid, qos in batch:
             if qos > 0:
                 self._unacked.append((generation, mid, qos))
+        if self.republish_on_presence:
+            self._republish_online(batch)
         flush = partial(self.messages.flush_telemetry, max_rows=flush_rows, max_age=flush_age)
         if self._retrying(flush) is not None and self.messages.telemetry_pending() == 0:
             self._ack_all()
@@ -344,14 +413,17 @@ class MqttGateway:
         """Acknowledge every handled message (all stored). Acks for an earlier connection are skipped:
         the broker redelivers those messages and their packet ids may now name other messages."""
         for generation, mid, qos in self._unacked:
-            if generation == self._generation:
-                self._client.ack(mid, qos)
-                self.stats.count("events", "acked")
+            if qos > 0:
+                self.ack_delivery(generation, mid, qos)
         self._unacked.clear()
 
     def _ack_stored(self, generation: int, mid: int, qos: int) -> None:
         """A telemetry message is stored (called on the ingest writer's thread; paho queues the PUBACK)."""
-        if qos > 0 and generation == self._generation:
+        if qos > 0:
+            self.ack_delivery(generation, mid, qos)
+
+    def _mqtt_ack(self, generation: int, mid: int, qos: int) -> None:
+        if generation == self._generation:
             self._client.ack(mid, qos)
             self.stats.count("events", "acked")
 
@@ -367,14 +439,26 @@ class MqttGateway:
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             self.stats.count("events", "publish_failed")
 
+    def _republish_online(self, batch: list[_Message]) -> None:
+        """Devices that said they are online get their desired state again: on a broker cluster the
+        retained copy lives on the node the server publishes through, not on the one the device joined."""
+        online = [
+            device_id
+            for topic, payload, *_rest in batch
+            if topic.endswith("/presence") and _says_online(payload) and (device_id := _device_of(topic))
+        ]
+        if online:
+            self._republish(col(Device.id).in_(online))
+
     def _republish_all(self) -> None:
+        self._republish(col(Device.desired).is_not(None))
+
+    def _republish(self, which: Any) -> None:
         try:
             with Session(self._db) as session:
-                rows = list(
-                    session.exec(select(Device.id, Device.desired).where(col(Device.desired).is_not(None)))
-                )
-        except Exception:
-            log.exception("could not read desired states to republish")
+                rows = list(session.exec(select(Device.id, Device.desired).where(which)))
+        except Exception as exc:  # the database is down: the next (re)connect or presence tries again
+            log.warning("could not read desired states to republish: %s", exc)
             return
         for device_id, desired in rows:
             if desired:

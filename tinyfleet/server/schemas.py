@@ -224,6 +224,7 @@ class DevicePublic(BaseModel):
     reported_at: float | None
     desired: dict[str, Any] | None
     capabilities: dict[str, Any] | None = None  # reported by the device (PROTOCOL 4.2); None: unknown
+    encryption_public_key: str | None = None  # X25519, hex; None: no key (encrypted rollouts refuse it)
     created_at: float
 
 
@@ -256,6 +257,14 @@ class CertificateRevoked(BaseModel):
     revoked_serials: list[str]
 
 
+class EncryptionKeyIssued(BaseModel):
+    """A device's new X25519 key pair: the private key shown once, the public key the server keeps."""
+
+    device_id: str
+    encryption_key: str  # base64 of the 32-byte private key
+    encryption_public_key: str  # hex
+
+
 class TrustedKeyPublic(BaseModel):
     key_id: str
     public_key: str
@@ -267,6 +276,9 @@ class ProvisionResult(BaseModel):
     trust_store: list[TrustedKeyPublic]
     chunk_size: int
     certificate: DeviceCertificate | None = None  # cert mode (TINYFLEET_DEVICE_AUTH=cert)
+    # The device's X25519 private key (base64) for encrypted rollouts, shown once at provisioning (the
+    # server keeps the public key); None when rotating credentials (PROTOCOL 4.6).
+    encryption_key: str | None = None
 
 
 # Devices per POST /api/devices/bulk: one transaction holds them all (and the answer, ~100 bytes each).
@@ -348,6 +360,7 @@ class BulkDeviceCredentials(BaseModel):
     chunk_size: int
     certificate_pem: str | None = None
     private_key_pem: str | None = None
+    encryption_key: str | None = None  # X25519 private key (base64), shown once (PROTOCOL 4.6)
 
 
 class BulkProvisionResult(BaseModel):
@@ -437,6 +450,9 @@ class RolloutCreate(Strict):
     # Leave out the devices that would refuse the package (reported in `skipped_devices`) instead of 409.
     skip_incompatible: bool = False
     canary: CanaryConfig | None = None
+    # Send encrypted packages, the content key wrapped per device (PROTOCOL 6); devices without an
+    # encryption key are refused like incompatible ones (skip_incompatible leaves them out).
+    encrypted: bool = False
 
     @model_validator(mode="after")
     def _canary_needs_waves(self) -> RolloutCreate:
@@ -535,6 +551,7 @@ class RolloutPublic(BaseModel):
     skipped_devices: list[IncompatibleDevice] | None = None
     canary: dict[str, Any] | None = None  # the gate configuration (CanaryConfig), None: no gate
     gates: list[GatePublic] = []  # one per gated wave, oldest first
+    encrypted: bool = False  # packages sent encrypted, content keys wrapped per device
 
 
 class DeviceActionPublic(BaseModel):

@@ -240,7 +240,7 @@ def sign_verify(
     m = verified.manifest
     _out().print(
         f"[green]OK[/] {package}: {m.model_name} {m.version_str}, sequence {m.sequence}, "
-        f"signed by key {m.key_id.hex()}"
+        f"signed by key {m.key_id.hex()}" + (", payload encrypted" if m.flags & mf.FLAG_ENCRYPTED else "")
     )
 
 
@@ -257,6 +257,7 @@ def _fields(result: Inspection) -> dict[str, Any]:
         "min_runtime_version": m.min_runtime_str,
         "payload_encoding": m.encoding_name,
         "flags": m.flags,
+        "encrypted": bool(m.flags & mf.FLAG_ENCRYPTED),
         "reserved0": m.reserved0,
         "reserved1": m.reserved1,
         "payload_size": m.payload_size,
@@ -289,7 +290,9 @@ def sign_inspect(
     except SigningError as exc:
         _fail_from(exc)
     fields = _fields(result)
-    if result.manifest.payload_encoding == mf.ENC_RAW and result.payload_digest_ok:
+    # An encrypted raw payload is ciphertext: there is no model to read without the content key.
+    clear = not result.manifest.flags & mf.FLAG_ENCRYPTED
+    if result.manifest.payload_encoding == mf.ENC_RAW and clear and result.payload_digest_ok:
         try:
             info = parse_model(data[mf.MANIFEST_SIZE :])
             fields["model_ops"] = list(info.operators)

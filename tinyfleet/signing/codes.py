@@ -22,6 +22,7 @@ class ErrorCode(IntEnum):
     DIGEST_MISMATCH = 6
     SIZE_MISMATCH = 7
     FIELD_RANGE = 8
+    KEY_UNWRAP = 9
     WRONG_HARDWARE = 32
     RUNTIME_TOO_OLD = 33
     ROLLBACK_REFUSED = 34
@@ -33,6 +34,7 @@ class ErrorCode(IntEnum):
     BAD_OFFSET = 40
     NO_PREVIOUS = 41
     SELFTEST_FAILED = 42
+    NOT_ENCRYPTED = 43
     FLASH_IO = 64
     FLASH_NOT_ERASED = 65
     STATE_CORRUPT = 66

@@ -7,15 +7,17 @@ the base byte at the current alignment, so a retrained weight that moved by a fe
 Everything is entropy-coded with the adaptive binary range coder in `rangecoder`. The output is cut into
 independent blocks (models and alignment reset) so a device can resume after a reboot at a block start
 without keeping decoder state in flash. Format version 2 adds weight runs (`tensor_coder`): a .tflite
-model's int8 weight tensors coded with models fitted to weights; the encoder keeps whichever version
-gives the smaller stream, and decoders take both.
+model's int8 weight tensors coded with models fitted to weights; version 3 adds table runs
+(`table_coder`): weights one byte per symbol with a static table, several times faster for a device to
+decode. The encoder makes versions 1 and 3 and keeps the fastest to decode of the streams within
+SPEED_MARGIN of the smallest; decoders take all three.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tinyfleet.signing import tensor_coder
+from tinyfleet.signing import table_coder, tensor_coder
 from tinyfleet.signing.delta_parser import BASE, LITERAL_BITS_ESTIMATE, NEW_MIN, OUT, REP_MIN, _Parser
 from tinyfleet.signing.rangecoder import NUMBER_LOW_BITS, NUMBER_TREE_BITS, PROB_INIT, Decoder, Encoder
 from tinyfleet.signing.rangecoder import decode_number as _decode_number
@@ -27,9 +29,12 @@ from tinyfleet.signing.tensor_coder import WeightModels, WeightRun
 MAGIC = b"TD"
 FORMAT_VERSION = 1
 FORMAT_TENSOR = 2  # version 1 plus weight runs
+FORMAT_TABLE = 3  # version 2 plus table runs (weights one byte per symbol, fast to decode)
+FORMATS = (FORMAT_VERSION, FORMAT_TENSOR, FORMAT_TABLE)
 FLAG_HAS_BASE = 1
 DEFAULT_BLOCK_LOG2 = 15  # 32 KiB of output per independent block
 MIN_BLOCK_LOG2, MAX_BLOCK_LOG2 = 10, 20
+SPEED_MARGIN = 0.03  # a stream up to 3% larger than the smallest is kept if it decodes faster
 MOVE_BITS_CHOICES = (3, 4, 5)  # adaptation rates the encoder tries (fast suits small models)
 REPS = 3
 
@@ -130,18 +135,20 @@ def _encode_weight_run(
         assert run.disp is not None
         _encode_number(enc, models.dist, run.disp - 1)
         enc.direct_bits(run.factor, 32)
-    if run.kind == tensor_coder.DIFF:
+    if run.kind in tensor_coder.DIFF_KINDS:
         assert run.disp is not None
         align = next((v for kind, v in reps if kind == BASE), 0)
         _encode_number(enc, models.disp, _zigzag(run.disp - align))
         reps = [(BASE, run.disp), *reps[: REPS - 1]]
-    _encode_number(enc, models.new_len, (len(span) if run.kind <= tensor_coder.DIFF else len(span) // 4) - 1)
+    words = run.kind in tensor_coder.WORD_KINDS
+    _encode_number(enc, models.new_len, (len(span) // 4 if words else len(span)) - 1)
     return reps
 
 
 def _encode_block(
     parser: _Parser, start: int, end: int, move_bits: int, runs: list[WeightRun], version: int
-) -> bytes:
+) -> tuple[bytes, int]:
+    """The block's coded bytes and its count of coded decisions (bits and table symbols)."""
     new, base = parser.new, parser.base
     enc = Encoder(move_bits)
     models = _Models()
@@ -153,18 +160,20 @@ def _encode_block(
             runs.pop(0)
         run = runs[0] if runs else None
         stop = min(end, run.start + run.length) if run is not None else end
-        if run is not None and run.kind >= tensor_coder.WORDS:
+        if run is not None and run.kind in tensor_coder.WORD_KINDS:
             # whole words only: a word cut by the block end goes to the LZ coder
             stop = pos + (stop - pos) // 4 * 4 if (pos - run.start) % 4 == 0 else pos
         if run is not None and run.start <= pos < stop:
             span = range(pos, stop)
             reps = _encode_weight_run(enc, models, reps, prev_kind, run, span)
-            if run.kind >= tensor_coder.WORDS:
+            if run.kind in tensor_coder.WORD_KINDS:
                 tensor_coder.encode_words(enc, models.weights, run, new, pos, stop)
-            for value in (
-                tensor_coder.run_values(new, base, run, pos, stop) if run.kind <= tensor_coder.DIFF else []
-            ):
-                tensor_coder.encode_value(enc, models.weights, run.kind, value, move_bits + 1)
+            elif run.kind in tensor_coder.TABLE_KINDS:
+                values = tensor_coder.run_values(new, base, run, pos, stop)
+                table_coder.encode_run(enc, models.weights.word, values)
+            else:
+                for value in tensor_coder.run_values(new, base, run, pos, stop):
+                    tensor_coder.encode_value(enc, models.weights, run.kind, value, move_bits + 1)
             pos, prev_kind = stop, 1
             continue
         # copies stop where the next run starts
@@ -191,7 +200,7 @@ def _encode_block(
             _encode_number(enc, models.rep_len, copy.length - REP_MIN)
         else:
             enc.bit(models.is_rep, prev_kind, 0)
-            if version == FORMAT_TENSOR:
+            if version >= FORMAT_TENSOR:
                 enc.bit(models.is_tensor, prev_kind, 0)
             if copy.kind == "base":
                 enc.bit(models.is_out, prev_kind, 0)
@@ -206,19 +215,21 @@ def _encode_block(
         pos += copy.length
         prev_kind = 1
     # The decoder reads zeros past the end of a block, so trailing zero bytes need not be sent.
-    return enc.finish().rstrip(b"\x00")
+    return enc.finish().rstrip(b"\x00"), enc.decisions
 
 
 def encode(
     new: bytes,
     base: bytes = b"",
     block_log2: int = DEFAULT_BLOCK_LOG2,
-    versions: tuple[int, ...] = (FORMAT_VERSION, FORMAT_TENSOR),
+    versions: tuple[int, ...] = (FORMAT_VERSION, FORMAT_TABLE),
 ) -> bytes:
     """A delta of `new` against `base`; with an empty base it is a plain compressed model.
 
-    Tries each format version in `versions` (version 2 only when `new` is a .tflite model with int8
-    weight tensors) and each adaptation rate, and keeps the smallest stream.
+    Tries each format version in `versions` (versions 2 and 3 only when `new` is a .tflite model with
+    int8 weight tensors) and each adaptation rate, and keeps the fastest to decode (fewest coded
+    decisions) of the streams at most SPEED_MARGIN larger than the smallest. Version 3 is version 2 plus
+    table runs, so version 2 is made only when asked for.
     """
     if not MIN_BLOCK_LOG2 <= block_log2 <= MAX_BLOCK_LOG2:
         raise ValueError(f"block size must be 2**{MIN_BLOCK_LOG2}..2**{MAX_BLOCK_LOG2}")
@@ -229,17 +240,23 @@ def encode(
     plans: list[tuple[int, list[WeightRun]]] = []
     if FORMAT_VERSION in versions:
         plans.append((FORMAT_VERSION, []))
-    if FORMAT_TENSOR in versions:
+    for version in (FORMAT_TENSOR, FORMAT_TABLE):
+        if version not in versions:
+            continue
         # the run choice is estimated, so both the estimate's plan and runs for every tensor are tried
-        for runs in (tensor_coder.plan_runs(new, base), tensor_coder.plan_runs(new, base, force=True)):
-            if runs and all(runs != r for _, r in plans):
-                plans.append((FORMAT_TENSOR, runs))
+        tables = version == FORMAT_TABLE
+        for force, speed in ((False, False), (True, False), (False, True))[: 3 if tables else 2]:
+            runs = tensor_coder.plan_runs(new, base, force=force, tables=tables, speed=speed)
+            if runs and all((version, runs) != p for p in plans):
+                plans.append((version, runs))
     if not plans:
-        raise ValueError("format version 2 needs a .tflite model with int8 weight tensors")
-    return min(
-        (_encode_stream(parser, block_log2, rate, version, r) for version, r in plans for rate in rates),
-        key=len,
-    )
+        raise ValueError("format versions 2 and 3 need a .tflite model with int8 weight tensors")
+    made = [_encode_stream(parser, block_log2, rate, version, r) for version, r in plans for rate in rates]
+    smallest = min(made, key=lambda m: len(m[0]))  # the first of the smallest: what versions 1-2 made
+    if FORMAT_TABLE not in versions:
+        return smallest[0]
+    near = [m for m in made if len(m[0]) <= len(smallest[0]) * (1 + SPEED_MARGIN)]
+    return min(near, key=lambda m: (m[1], len(m[0])))[0]
 
 
 def _encode_stream(
@@ -248,8 +265,9 @@ def _encode_stream(
     move_bits: int,
     version: int = FORMAT_VERSION,
     runs: list[WeightRun] | None = None,
-) -> bytes:
+) -> tuple[bytes, int]:
     new, base = parser.new, parser.base
+    decisions = 0
     parser.restart()
     stream = bytearray(MAGIC)
     stream += bytes((version, FLAG_HAS_BASE if base else 0, block_log2, move_bits))
@@ -257,10 +275,12 @@ def _encode_stream(
     _put_varint(stream, len(base))
     block = 1 << block_log2
     for start in range(0, len(new), block):
-        coded = _encode_block(parser, start, min(len(new), start + block), move_bits, runs or [], version)
+        end = min(len(new), start + block)
+        coded, count = _encode_block(parser, start, end, move_bits, runs or [], version)
+        decisions += count
         _put_varint(stream, len(coded))
         stream += coded
-    return bytes(stream)
+    return bytes(stream), decisions
 
 
 @dataclass(frozen=True)
@@ -280,7 +300,7 @@ def parse_header(stream: bytes) -> Header:
     if stream[:2] != MAGIC:
         raise DeltaError("not a tinyfleet delta stream (bad magic)")
     version, flags, block_log2, move_bits = stream[2], stream[3], stream[4], stream[5]
-    if version not in (FORMAT_VERSION, FORMAT_TENSOR) or flags & ~FLAG_HAS_BASE:
+    if version not in FORMATS or flags & ~FLAG_HAS_BASE:
         raise DeltaError(f"unsupported delta format version {version} or flags {flags:#x}")
     if not MIN_BLOCK_LOG2 <= block_log2 <= MAX_BLOCK_LOG2 or move_bits not in MOVE_BITS_CHOICES:
         raise DeltaError("delta block size or adaptation rate out of range")
@@ -317,13 +337,19 @@ def decode(stream: bytes, base: bytes = b"") -> bytes:
 
 
 def _decode_weight_run(
-    dec: Decoder, models: _Models, reps: list[tuple[int, int]], base: bytes, out: bytearray, end: int
+    dec: Decoder,
+    models: _Models,
+    reps: list[tuple[int, int]],
+    base: bytes,
+    out: bytearray,
+    end: int,
+    version: int,
 ) -> list[tuple[int, int]]:
     pos = len(out)
     kind = dec.tree(models.weights.kind, tensor_coder.KIND_BITS)
-    if kind > tensor_coder.PRODUCT:
+    if kind > (tensor_coder.TABLE_DIFF if version >= FORMAT_TABLE else tensor_coder.PRODUCT):
         raise DeltaError("delta run of an unknown kind")
-    diff = kind == tensor_coder.DIFF
+    diff = kind in tensor_coder.DIFF_KINDS
     dist = factor = 0
     if kind == tensor_coder.PRODUCT:
         dist = _decode_number(dec, models.dist) + 1
@@ -332,10 +358,10 @@ def _decode_weight_run(
         align = next((v for kind, v in reps if kind == BASE), 0)
         reps = [(BASE, align + _unzigzag(_decode_number(dec, models.disp))), *reps[: REPS - 1]]
     count = _decode_number(dec, models.new_len) + 1
-    length = count if kind <= tensor_coder.DIFF else 4 * count
+    length = 4 * count if kind in tensor_coder.WORD_KINDS else count
     if length > end - pos:
         raise DeltaError("delta weight run runs past the end of its block")
-    if kind >= tensor_coder.WORDS:
+    if kind in tensor_coder.WORD_KINDS:
         if (dist and dist < length) or dist > pos:
             raise DeltaError("delta product run reads output that is not written yet")
         tensor_coder.decode_words(dec, models.weights, kind, count, out, dist, factor)
@@ -343,6 +369,10 @@ def _decode_weight_run(
     src = pos + reps[0][1]
     if diff and (src < 0 or src + length > len(base)):
         raise DeltaError("delta weight run predicts from outside the base model")
+    if kind in tensor_coder.TABLE_KINDS:
+        values = table_coder.decode_run(dec, models.weights.word, length)
+        out += bytes((v + (base[src + i] if diff else 0)) & 0xFF for i, v in enumerate(values))
+        return reps
     for i in range(length):
         value = tensor_coder.decode_value(dec, models.weights, kind, dec.move_bits + 1)
         out.append((value + (base[src + i] if diff else 0)) & 0xFF)
@@ -365,8 +395,8 @@ def _decode_block(dec: Decoder, base: bytes, out: bytearray, end: int, version: 
                 raise DeltaError("delta names a repeat slot that does not exist")
             reps.insert(0, reps.pop(which))
             length = _decode_number(dec, models.rep_len) + REP_MIN
-        elif version == FORMAT_TENSOR and dec.bit(models.is_tensor, prev_kind):
-            reps = _decode_weight_run(dec, models, reps, base, out, end)
+        elif version >= FORMAT_TENSOR and dec.bit(models.is_tensor, prev_kind):
+            reps = _decode_weight_run(dec, models, reps, base, out, end, version)
             prev_kind = 1
             continue
         elif not dec.bit(models.is_out, prev_kind):

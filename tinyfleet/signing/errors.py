@@ -66,6 +66,12 @@ class FieldOutOfRange(PackageError):
     code = ErrorCode.FIELD_RANGE
 
 
+class KeyUnwrap(PackageError):
+    """An encrypted package's content key wrap does not open (PROTOCOL section 6)."""
+
+    code = ErrorCode.KEY_UNWRAP
+
+
 class PolicyError(PackageError):
     """A valid package that this particular device must not install (codes 32..63)."""
 
@@ -92,6 +98,12 @@ class TooLarge(PolicyError):
 
 class ArenaTooLarge(PolicyError):
     code = ErrorCode.ARENA_TOO_LARGE
+
+
+class NotEncrypted(PolicyError):
+    """The device's policy requires encrypted payloads and the package is clear."""
+
+    code = ErrorCode.NOT_ENCRYPTED
 
 
 class InvalidModelError(SigningError):
@@ -121,5 +133,7 @@ ALL_PACKAGE_ERRORS: tuple[type[PackageError], ...] = (
     TooLarge,
     ArenaTooLarge,
 )
+# KeyUnwrap and NotEncrypted are left out: they judge a package together with a device key or policy,
+# not a package file alone, so tests/vectors (one expected error per file) cannot carry them.
 
 ERROR_BY_CODE: dict[int, type[PackageError]] = {cls.code: cls for cls in ALL_PACKAGE_ERRORS}

@@ -39,6 +39,7 @@ ENC_DELTA = 2
 ENCODING_NAMES = {ENC_RAW: "raw", ENC_COMPRESSED: "compressed", ENC_DELTA: "delta"}
 
 ZERO32 = bytes(32)
+FLAG_ENCRYPTED = 1  # payload is ChaCha20-encrypted (PROTOCOL section 6); other flag bits stay 0
 
 # Signed part, offsets 0..227, in field order of the PROTOCOL table.
 _SIGNED = struct.Struct("<4sHH32s4HIIIIBBHI32sI32s32sII32sQ8s")
@@ -256,8 +257,8 @@ def _check_ranges(body: bytes) -> None:
         raise FieldOutOfRange("model_name is not valid UTF-8") from None
     if reserved0 or reserved1:
         raise FieldOutOfRange("reserved fields must be 0")
-    if flags:
-        raise FieldOutOfRange(f"flags must be 0, got {flags:#x}")
+    if flags & ~FLAG_ENCRYPTED:
+        raise FieldOutOfRange(f"flags bits other than 0 (encrypted) must be 0, got {flags:#x}")
     if enc > ENC_DELTA:
         raise FieldOutOfRange(f"payload_encoding {enc} is not 0 (raw), 1 (compressed) or 2 (delta)")
     if not 1 <= payload_size <= MAX_SIZE:
@@ -268,7 +269,10 @@ def _check_ranges(body: bytes) -> None:
         raise FieldOutOfRange("delta_base_sha256 must be non-zero exactly for delta payloads")
     if seed == 0 and selftest_sha != ZERO32:
         raise FieldOutOfRange("selftest_output_sha256 must be zero when selftest_seed is 0")
-    if enc == ENC_RAW and (payload_size != model_size or payload_sha != model_sha):
+    # An encrypted raw payload is the model's ciphertext: same size, but its digest differs.
+    if enc == ENC_RAW and (
+        payload_size != model_size or (not flags & FLAG_ENCRYPTED and payload_sha != model_sha)
+    ):
         raise FieldOutOfRange("a raw payload must be the model itself (same size and SHA-256)")
 
 

@@ -7,6 +7,8 @@ The C decoder in agent_firmware/core/src/delta.c mirrors `Decoder` operation for
 
 from __future__ import annotations
 
+import bisect
+
 PROB_BITS = 11
 PROB_ONE = 1 << PROB_BITS
 PROB_INIT = PROB_ONE // 2
@@ -26,6 +28,7 @@ class Encoder:
         self.cache = 0
         self.cache_size = 1
         self.out = bytearray()
+        self.decisions = 0  # coded bits and table symbols: what the decoder's time is spent on
 
     def _shift_low(self) -> None:
         if self.low < 0xFF000000 or self.low > MASK32:
@@ -46,6 +49,7 @@ class Encoder:
         p = probs[index]
         shift = move_bits or self.move_bits
         bound = (self.range >> PROB_BITS) * p
+        self.decisions += 1
         if bit:
             self.low += bound
             self.range -= bound
@@ -59,6 +63,7 @@ class Encoder:
 
     def direct_bits(self, value: int, count: int) -> None:
         """`count` bits of `value`, most significant first, each at probability one half."""
+        self.decisions += count
         for shift in range(count - 1, -1, -1):
             self.range >>= 1
             if (value >> shift) & 1:
@@ -74,6 +79,21 @@ class Encoder:
             bit = (value >> shift) & 1
             self.bit(probs, node, bit, move_bits)
             node = (node << 1) | bit
+
+    def symbol(self, start: int, size: int, total_bits: int) -> None:
+        """A symbol of a static table: cumulative frequency `start`, frequency `size`, out of
+        2**total_bits (format version 3 table runs; one division per symbol in the decoder)."""
+        r = self.range >> total_bits
+        self.decisions += 1
+        self.low += r * start
+        self.range = r * size
+        while self.range < TOP:
+            self.range = (self.range << 8) & MASK32
+            self._shift_low()
+
+    def uniform(self, value: int, bits: int) -> None:
+        """`value` < 2**bits at equal chances in one step (a symbol of frequency 1 out of 2**bits)."""
+        self.symbol(value, 1, bits)
 
     def finish(self) -> bytes:
         """The coded bytes. The first byte the carry logic emits is always 0, so it is not sent."""
@@ -136,6 +156,34 @@ class Decoder:
         for _ in range(bits):
             node = (node << 1) | self.bit(probs, node, move_bits)
         return node - (1 << bits)
+
+    def symbol(self, cum: list[int], total_bits: int) -> int:
+        """Inverse of Encoder.symbol: the s with cum[s] <= code / (range >> total_bits) < cum[s + 1]; cum
+        starts at 0 and ends at 2**total_bits. A quotient past the table (corrupt stream) is a ValueError."""
+        r = self.range >> total_bits
+        q = self.code // r
+        if q >> total_bits:
+            raise ValueError("table symbol out of range")
+        s = bisect.bisect_right(cum, q) - 1
+        self.code -= r * cum[s]
+        self.range = r * (cum[s + 1] - cum[s])
+        while self.range < TOP:
+            self.range = (self.range << 8) & MASK32
+            self.code = ((self.code << 8) | self._next()) & MASK32
+        return s
+
+    def uniform(self, bits: int) -> int:
+        """Inverse of Encoder.uniform: code / (range >> bits), which must be < 2**bits."""
+        r = self.range >> bits
+        q = self.code // r
+        if q >> bits:
+            raise ValueError("uniform value out of range")
+        self.code -= r * q
+        self.range = r
+        while self.range < TOP:
+            self.range = (self.range << 8) & MASK32
+            self.code = ((self.code << 8) | self._next()) & MASK32
+        return q
 
 
 def zigzag(d: int) -> int:

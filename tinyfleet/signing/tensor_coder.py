@@ -21,6 +21,7 @@ import struct
 from collections import Counter
 from dataclasses import dataclass
 
+from tinyfleet.signing import table_coder
 from tinyfleet.signing._flatbuf import FlatBuffer, Table
 from tinyfleet.signing.errors import InvalidModelError
 from tinyfleet.signing.rangecoder import (
@@ -42,7 +43,12 @@ MIN_RUN = 64  # smaller tensors are not worth a run's header
 EXP_TREE_BITS = 4  # magnitude class 0..8
 MANT_PROBS = 256  # class e uses entries 2**(e-1) - e + prefix - 1 (at most 246)
 PLAIN, DIFF, WORDS, WORDS_DELTA, PRODUCT = 0, 1, 2, 3, 4  # run kinds; PLAIN and DIFF are also table sets
+TABLE_PLAIN, TABLE_DIFF = 5, 6  # format version 3: PLAIN and DIFF coded with a static table (table_coder)
+WORD_KINDS = (WORDS, WORDS_DELTA, PRODUCT)
+DIFF_KINDS = (DIFF, TABLE_DIFF)
+TABLE_KINDS = (TABLE_PLAIN, TABLE_DIFF)
 KIND_BITS = 3
+TABLE_MARGIN = 0.1  # a table run is chosen up to 10% larger than binary coding: it decodes ~8x faster
 UNCHANGED_SHARE = 0.5  # a tensor with at least this share of bytes equal to its base one is left to LZ
 
 
@@ -262,10 +268,16 @@ def _estimated_bits(values: list[int]) -> float:
     return -sum(c * math.log2(c / n) for c in counts.values()) + 6.0 * len(counts)
 
 
-def plan_runs(new: bytes, base: bytes, force: bool = False) -> list[WeightRun]:
+def plan_runs(
+    new: bytes, base: bytes, force: bool = False, tables: bool = False, speed: bool = False
+) -> list[WeightRun]:
     """The weight runs the encoder emits: per int8 tensor of `new`, a plain run, a diff run against the
     base tensor with the same name and size, or nothing (mostly unchanged: the LZ coder copies it).
-    force: a run for every tensor (diff when it has a base tensor), to exercise decoders."""
+    force: a run for every tensor (diff when it has a base tensor), to exercise decoders.
+    tables (format version 3): each weight run coded with a static table when that is at most
+    TABLE_MARGIN larger than binary coding (with force: always); with speed, tensors that binary coding
+    would leave to the LZ coder's literals are table runs too (about the same size when they are
+    literals, about 8x faster to decode; not when base copies would take them)."""
     by_name = {(t.name, t.length): t for t in find_weight_tensors(base)} if base else {}
     runs = []
     for t in find_weight_tensors(new):
@@ -279,7 +291,12 @@ def plan_runs(new: bytes, base: bytes, force: bool = False) -> list[WeightRun]:
             diff = WeightRun(t.start, t.length, match.start - t.start, DIFF)
             options.append((_estimated_bits(run_values(new, base, diff, t.start, t.start + t.length)), diff))
         bits, best = min(options, key=lambda o: o[0]) if not force else options[-1]
-        if bits < 7.9 * t.length or force:  # else byte coding with base matches does as well
+        literal = bits >= 7.9 * t.length  # byte coding with base matches does as well, but slowly
+        if tables:
+            values = run_values(new, base, best, t.start, t.start + t.length)
+            if force or literal or table_coder.estimated_bits(values) <= bits * (1 + TABLE_MARGIN):
+                best = WeightRun(best.start, best.length, best.disp, best.kind + TABLE_PLAIN)
+        if not literal or force or speed:
             runs.append(best)
     products = find_products(new)
     for start, length in find_word_vectors(new):

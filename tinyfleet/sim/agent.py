@@ -13,6 +13,8 @@ hundreds of agents without a thread each; see tinyfleet/sim/fleet.py.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import json
 import logging
@@ -45,6 +47,7 @@ from tinyfleet.sim.runtime_driver import RuntimeDriver, RuntimeFailure, RuntimeS
 log = logging.getLogger(__name__)
 
 CHUNK_FORMAT = 1
+CHUNK_ERROR_FORMAT = 0xFF  # first byte of a chunk error (PROTOCOL 4.3)
 MISC_PERIOD_S = 1.0
 MAX_INFERENCES_PER_REPORT = 5  # bounds the simulator's CPU per device; the count reported is the real one
 
@@ -62,6 +65,18 @@ class AgentConfig:
     cert_pem: str | None = None
     key_pem: str | None = None
     ca_pem: str | None = None
+    # "3.1.1" (the default: what most MCU MQTT stacks speak) or "5"; PROTOCOL.md 4.6 says what each needs.
+    mqtt_protocol: str = "3.1.1"
+    # Other brokers of a cluster, tried in turn when the current one cannot be reached (host, port).
+    alternates: tuple[tuple[str, int], ...] = ()
+    # QoS of the desired/chunk subscriptions. 0 on a RabbitMQ 3.10 cluster: its QoS 1 subscriptions are
+    # durable queues on the node the device joined, unusable from any other node while that one is down
+    # (PROTOCOL.md 4.6; the protocol recovers a lost message: desired is republished when the device
+    # comes online, a chunk is asked for again).
+    subscribe_qos: int = 1
+
+
+MQTT_PROTOCOLS = {"3.1.1": mqtt.MQTTv311, "5": mqtt.MQTTv5}
 
 
 def _read_ready(client: mqtt.Client, sock: Any) -> None:
@@ -105,6 +120,7 @@ class _Action:
     bytes_received: int = 0
     done: bool = False
     retries: int = 0  # consecutive re-requests of the same offset (back-off)
+    content_key: bytes | None = None  # the 80-byte key wrap of an encrypted package (PROTOCOL 4.1, 6.3)
 
 
 def parse_chunk(data: bytes) -> tuple[str, int, int, bytes]:
@@ -161,7 +177,28 @@ def parse_desired(payload: bytes) -> _Action:
             raise ValueError("desired: package_size out of range")
         if not isinstance(chunk, int) or isinstance(chunk, bool) or not 16 <= chunk <= 1 << 20:
             raise ValueError("desired: chunk_size out of range")
-    return _Action(action_id, operation, str(package_id), int(size or 0), sha.lower(), int(chunk or 1024))
+    return _Action(
+        action_id,
+        operation,
+        str(package_id),
+        int(size or 0),
+        sha.lower(),
+        int(chunk or 1024),
+        content_key=_content_key(doc.get("content_key")) if operation == "install" else None,
+    )
+
+
+def _content_key(value: Any) -> bytes | None:
+    """The action's "content_key": base64 of the 80-byte wrap for this device, or absent/null."""
+    if value is None:
+        return None
+    try:
+        wrap = base64.b64decode(value, validate=True) if isinstance(value, str) else b""
+    except binascii.Error:
+        wrap = b""
+    if len(wrap) != frames.KEY_WRAP_SIZE:
+        raise ValueError(f"desired: content_key must be base64 of {frames.KEY_WRAP_SIZE} bytes")
+    return wrap
 
 
 class DeviceAgent:
@@ -196,6 +233,7 @@ class DeviceAgent:
         # across reconnects for as long as this agent runs.
         self._telemetry_boot = secrets.randbits(32)
         self._telemetry_seq = 0
+        self._reported_seq = 0
         self._model_io: dict[str, tuple[TensorSpec, TensorSpec] | None] = {}  # model sha -> its tensors
         self._running = False
         self._connected = False
@@ -207,6 +245,10 @@ class DeviceAgent:
         self._rttvar = 0.0
         self._capabilities: dict[str, Any] | None = None
         self._tls: ssl.SSLContext | None = None
+        if config.mqtt_protocol not in MQTT_PROTOCOLS:
+            raise ValueError(f"MQTT protocol must be one of {', '.join(MQTT_PROTOCOLS)}")
+        self._brokers = [(config.broker_host, config.broker_port), *config.alternates]
+        self._broker_index = 0
         self.client = self._make_client()
 
     # ----- MQTT plumbing on the asyncio loop -------------------------------------------------------------
@@ -215,7 +257,7 @@ class DeviceAgent:
         c = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.config.device_id,
-            protocol=mqtt.MQTTv5,
+            protocol=MQTT_PROTOCOLS[self.config.mqtt_protocol],
             reconnect_on_failure=False,
         )
         if self.config.username and self.config.cert_pem is None:
@@ -283,27 +325,53 @@ class DeviceAgent:
         self._schedule_churn()
         self._schedule_telemetry(first=True)
 
+    @property
+    def broker(self) -> tuple[str, int]:
+        """The broker this device connects to now."""
+        return self._brokers[self._broker_index]
+
     def _connect(self) -> None:
         if not self._running:
             return
         try:
-            self.client.connect(self.config.broker_host, self.config.broker_port, self.config.keepalive)
+            host, port = self.broker
+            self.client.connect(host, port, self.config.keepalive)
         except OSError as exc:
             log.info("%s: connect failed (%s), retrying", self.config.device_id, exc)
+            self._next_broker()
             self._later(1.0 + self.rng.random(), self._connect)
+
+    def _next_broker(self) -> None:
+        """The current broker is unreachable: the next one of the cluster gets the next attempt."""
+        if len(self._brokers) > 1:
+            self._broker_index = (self._broker_index + 1) % len(self._brokers)
 
     def stop(self) -> None:
         """Go offline cleanly (presence false, then disconnect)."""
         self._running = False
         self._cancel_timers()
         if self._connected:
-            # "Disconnect with will message": the broker publishes our retained presence=false itself. A
-            # separate publish right before DISCONNECT could still be unacknowledged, and paho would
-            # re-send it after the next connect, marking a device that is back online as offline.
-            self.client.disconnect(
-                reasoncode=ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message")
-            )
+            # The broker publishes our retained presence=false (the last will) itself. A separate publish
+            # right before DISCONNECT could still be unacknowledged, and paho would re-send it after the
+            # next connect, marking a device that is back online as offline.
+            if self.config.mqtt_protocol == "5":
+                self.client.disconnect(
+                    reasoncode=ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message")
+                )
+            else:
+                # MQTT 3.1.1 has no "disconnect with will": a DISCONNECT discards the will. Closing the
+                # connection without one makes every 3.1.1 broker publish it.
+                self._close_without_disconnect()
         self._connected = False
+
+    def _close_without_disconnect(self) -> None:
+        sock = self.client.socket()
+        if sock is None:
+            return
+        with contextlib.suppress(OSError, AttributeError):
+            sock.shutdown(socket.SHUT_RDWR)  # type: ignore[attr-defined]
+        with contextlib.suppress(Exception):
+            self.client.loop_read()  # sees the closed socket now: paho closes it and calls on_disconnect
 
     def drop_connection(self, away_seconds: float | None = None) -> None:
         """Vanish abruptly (no DISCONNECT, so the broker publishes the last will); come back after
@@ -339,11 +407,18 @@ class DeviceAgent:
             self._emit("refused")
             return
         self._connected = True
-        client.subscribe([(f"{self._topic}/desired", 1), (f"{self._topic}/chunk", 1)])
+        qos = self.config.subscribe_qos
+        client.subscribe([(f"{self._topic}/desired", qos), (f"{self._topic}/chunk", qos)])
         client.publish(f"{self._topic}/presence", json.dumps({"online": True}), qos=1, retain=True)
         self.publish_reported()
         self._emit("online")
         # The retained desired state arrives again after the subscription: that resumes any action.
+        if len(self._brokers) > 1:
+            # On a cluster it may not (retained messages stay on the node that held them, PROTOCOL.md
+            # 4.6): an unfinished download resumes by itself; the server's republish changes nothing.
+            action = self._action
+            if action is not None and not action.done and action.operation == "install":
+                self._request_chunk()
 
     def _on_disconnect(self, client: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
         if client is not self.client:
@@ -370,9 +445,17 @@ class DeviceAgent:
             self._connect()
             return
         try:
-            self.client.reconnect()
+            if len(self._brokers) > 1:
+                self._connect_current()
+            else:
+                self.client.reconnect()
         except OSError:
+            self._next_broker()
             self._later(1.0 + self.rng.random() * 2, self._reconnect)
+
+    def _connect_current(self) -> None:
+        host, port = self.broker
+        self.client.connect(host, port, self.config.keepalive)
 
     def _emit(self, event: str) -> None:
         if self._on_event is not None:
@@ -483,6 +566,13 @@ class DeviceAgent:
             self._chunk_timer = None
 
     def _on_chunk(self, payload: bytes) -> None:
+        if len(payload) >= 2 and payload[0] == CHUNK_ERROR_FORMAT:
+            # A chunk error (4.3): the request itself was malformed, asking again gets the same answer.
+            action = self._action
+            if action is not None and not action.done and action.operation == "install":
+                reason = payload[2:].decode("ascii", "replace")
+                self._runtime_failed(action, RuntimeFailure(payload[1], f"chunk error: {reason}"))
+            return
         package_id, offset, package_size, data = parse_chunk(payload)
         action = self._action
         if action is None or action.done or action.operation != "install" or package_id != action.package_id:
@@ -512,7 +602,8 @@ class DeviceAgent:
                 action.offset += len(data)
                 if len(action.manifest) >= MANIFEST_SIZE:
                     self._maybe_arm_power_cut(action)
-                    resume = self.driver.install_begin(bytes(action.manifest[:MANIFEST_SIZE]))
+                    manifest = bytes(action.manifest[:MANIFEST_SIZE])
+                    resume = self.driver.install_begin(manifest, action.content_key)
                     action.offset = MANIFEST_SIZE + resume
             else:
                 self.driver.install_chunk(offset - MANIFEST_SIZE, data)
@@ -719,6 +810,8 @@ class DeviceAgent:
                 # The engine's builtin operators; a runtime without one installs any model, untested.
                 "ops": list(ENGINE_BUILTIN_OPS) if hello.has_inference else None,
                 "payload_decoder": True,  # both the host library and the firmware give it a workspace
+                # A host-library device given its X25519 key at provisioning decrypts (PROTOCOL 6).
+                "encryption": self.driver.can_decrypt,
             }
         return self._capabilities
 
@@ -727,6 +820,9 @@ class DeviceAgent:
         caps = self.capabilities()
         if caps is not None:
             reported["capabilities"] = caps
+        # PROTOCOL 4.2 boot and seq: server replicas may handle two reported states out of order.
+        reported["boot"], reported["seq"] = self._telemetry_boot, self._reported_seq
+        self._reported_seq += 1
         self._publish("reported", reported, retain=True)
 
     def snapshot(self) -> dict[str, Any]:

@@ -46,12 +46,17 @@ def _interrupt(_signum: int, _frame: object) -> None:
 
 def parse_mqtt_override(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
-    if parts.scheme != "mqtt" or not parts.hostname:
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
         raise ValueError(f"--mqtt must look like mqtt://host:port, got {url!r}")
     try:
-        return parts.hostname, parts.port or 1883
+        return parts.hostname, parts.port or (8883 if parts.scheme == "mqtts" else 1883)
     except ValueError:
         raise ValueError(f"--mqtt has an invalid port: {url!r}") from None
+
+
+def parse_mqtt_overrides(value: str) -> tuple[tuple[str, int], ...]:
+    """--mqtt: one broker URL, or a comma-separated list (every node of a cluster, issue 16)."""
+    return tuple(parse_mqtt_override(u.strip()) for u in value.split(",") if u.strip())
 
 
 BULK_BATCH = 10_000  # the server's most devices per bulk call (schemas.MAX_BULK_DEVICES)
@@ -122,6 +127,7 @@ def provision_fleet(
             cert_pem=g.cert_pem,
             key_pem=g.key_pem,
             ca_pem=g.ca_pem,
+            encryption_key=g.encryption_key,
         )
         for index, (g, p) in enumerate(zip(provisioned, profiles, strict=True))
     ]
@@ -188,7 +194,12 @@ def simulate(
         help="control plane base URL",
     ),
     token: str = typer.Option(DEFAULT_TOKEN, envvar="TINYFLEET_API_TOKEN", help="API token"),
-    mqtt: str | None = typer.Option(None, help="broker URL override (default: what provisioning returns)"),
+    mqtt: str | None = typer.Option(
+        None,
+        help="broker URL override (default: what provisioning returns); a comma-separated list for a"
+        " cluster: devices are spread round robin and move to the next node when theirs is down",
+    ),
+    mqtt_protocol: str = typer.Option("3.1.1", help="MQTT version the devices speak: 3.1.1 or 5"),
     profile: str = typer.Option("lan", help="profile name or weighted mix, e.g. 'lan:0.9,flaky:0.1'"),
     prefix: str = typer.Option(
         "sim", help="device id prefix: devices are {prefix}-00000, {prefix}-00001, .."
@@ -214,7 +225,9 @@ def simulate(
     console = Console()
     try:
         mix = FleetMix.parse(profile)
-        override = parse_mqtt_override(mqtt) if mqtt else None
+        overrides = parse_mqtt_overrides(mqtt) if mqtt else ()
+        if mqtt_protocol not in ("3.1.1", "5"):
+            raise ValueError(f"--mqtt-protocol must be 3.1.1 or 5, got {mqtt_protocol!r}")
     except ValueError as exc:
         _fail(str(exc))
         return
@@ -253,11 +266,18 @@ def simulate(
             _fail(f"{exc}{hint}")
             return
     first = provisioned[0]
-    host, port = override or (first.mqtt_host, first.mqtt_port)
+    host, port = overrides[0] if overrides else (first.mqtt_host, first.mqtt_port)
     if host is None or port is None:
         _fail("the server gave no MQTT address (it runs without a broker); pass --mqtt mqtt://host:port")
         return
-    config = FleetConfig(host, port, first.trusted_keys, tuple(run_on_qemu(specs, qemu)))
+    config = FleetConfig(
+        host,
+        port,
+        first.trusted_keys,
+        tuple(run_on_qemu(specs, qemu)),
+        mqtt_protocol=mqtt_protocol,
+        brokers=overrides if len(overrides) > 1 else (),
+    )
     fleet = Fleet(config, processes=processes or None)
     on_qemu = f" ({qemu} under QEMU)" if qemu else ""
     console.print(

@@ -14,7 +14,9 @@ benchmark use.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import dataclasses
 import logging
 import multiprocessing as mp
 import queue
@@ -50,6 +52,8 @@ class DeviceSpec:
     cert_pem: str | None = None
     key_pem: str | None = None
     ca_pem: str | None = None
+    # X25519 private key (base64) from provisioning: opens the content key of encrypted rollouts.
+    encryption_key: str | None = None
     # Run the real firmware under QEMU (tinyfleet/sim/qemu_transport.py) instead of the host library: one
     # emulator process per device, so only a few.
     qemu: bool = False
@@ -62,6 +66,14 @@ class FleetConfig:
     trusted_keys: tuple[TrustedKey, ...]
     devices: tuple[DeviceSpec, ...]
     keepalive: int = 30
+    mqtt_protocol: str = "3.1.1"  # or "5" (PROTOCOL.md 4.6)
+    # A broker cluster (issue 16): every node's (host, port); device k starts on node k mod n (round
+    # robin) and moves to the next node when its own cannot be reached. Empty: broker_host/port only.
+    brokers: tuple[tuple[str, int], ...] = ()
+    # Where this config's devices sit in the whole fleet (offset, stride) when a Fleet slices it over
+    # worker processes, so the round robin is the whole fleet's.
+    spread: tuple[int, int] = (0, 1)
+    subscribe_qos: int = 1  # 0 on a RabbitMQ 3.10 cluster (AgentConfig.subscribe_qos)
 
 
 @dataclass
@@ -126,13 +138,25 @@ class LocalFleet:
             raise
         return self
 
+    def _brokers_of(self, position: int) -> tuple[tuple[str, int], tuple[tuple[str, int], ...]]:
+        """(the device's first broker, the others in the order it tries them)."""
+        nodes = self.config.brokers or ((self.config.broker_host, self.config.broker_port),)
+        offset, stride = self.config.spread
+        first = (offset + position * stride) % len(nodes)
+        ordered = nodes[first:] + nodes[:first]
+        return ordered[0], tuple(ordered[1:])
+
     def _create_agents(self) -> None:
-        for spec in self.config.devices:
+        for position, spec in enumerate(self.config.devices):
             driver = self._driver(spec)
+            (host, port), alternates = self._brokers_of(position)
             agent_config = AgentConfig(
                 device_id=spec.device_id,
-                broker_host=self.config.broker_host,
-                broker_port=self.config.broker_port,
+                broker_host=host,
+                broker_port=port,
+                alternates=alternates,
+                mqtt_protocol=self.config.mqtt_protocol,
+                subscribe_qos=self.config.subscribe_qos,
                 username=spec.username,
                 password=spec.password,
                 keepalive=self.config.keepalive,
@@ -147,7 +171,8 @@ class LocalFleet:
 
     def _driver(self, spec: DeviceSpec) -> RuntimeDriver:
         if not spec.qemu:
-            return RuntimeDriver(spec.profile, self.config.trusted_keys)
+            key = base64.b64decode(spec.encryption_key) if spec.encryption_key else None
+            return RuntimeDriver(spec.profile, self.config.trusted_keys, encryption_key=key)
         from tinyfleet.sim.qemu_transport import QemuTransport  # only fleets with QEMU devices need it
 
         transport = QemuTransport(spec.profile, self.config.trusted_keys)
@@ -279,14 +304,8 @@ class Fleet:
         return [devices[i :: self.processes] for i in range(self.processes)]
 
     def start(self, timeout: float = 120.0) -> Fleet:
-        for part in self._slices():
-            sub = FleetConfig(
-                self.config.broker_host,
-                self.config.broker_port,
-                self.config.trusted_keys,
-                tuple(part),
-                self.config.keepalive,
-            )
+        for index, part in enumerate(self._slices()):
+            sub = dataclasses.replace(self.config, devices=tuple(part), spread=(index, self.processes))
             commands = self._ctx.Queue()
             reports = self._ctx.Queue()
             proc = self._ctx.Process(target=_worker_main, args=(sub, commands, reports), daemon=True)

@@ -99,7 +99,9 @@ class Transport(Protocol):
 class HostTransport:
     """One host-library device (`DeviceRuntime`) with its RAM flash, configured from a profile."""
 
-    def __init__(self, profile: DeviceProfile, trusted_keys: Sequence[TrustedKey]) -> None:
+    def __init__(
+        self, profile: DeviceProfile, trusted_keys: Sequence[TrustedKey], encryption_key: bytes | None = None
+    ) -> None:
         self.runtime = DeviceRuntime(
             hardware_class=profile.hardware_class,
             ram_budget=profile.ram_budget,
@@ -109,6 +111,7 @@ class HostTransport:
             cpu_hz=profile.cpu_hz,
             milli_cycles_per_mac=profile.milli_cycles_per_mac,
             cycles_per_op=profile.cycles_per_op,
+            encryption_key=encryption_key,
         )
 
     def request(self, request: frames.Request) -> frames.Response:
@@ -135,16 +138,19 @@ class HostTransport:
 
 class RuntimeDriver:
     """One device's C runtime behind a transport. Without one, a host-library device is built from the
-    profile and the trust store."""
+    profile, the trust store and the device's X25519 private key (encrypted packages, PROTOCOL 6)."""
 
     def __init__(
         self,
         profile: DeviceProfile,
         trusted_keys: Sequence[TrustedKey] = (),
         transport: Transport | None = None,
+        encryption_key: bytes | None = None,
     ) -> None:
         self.profile = profile
-        self.transport: Transport = transport or HostTransport(profile, trusted_keys)
+        self.transport: Transport = transport or HostTransport(profile, trusted_keys, encryption_key)
+        # Only a host-library device gets the key; the QEMU firmware image has none (not wired yet).
+        self.can_decrypt = transport is None and encryption_key is not None
         self._begun_manifest: bytes | None = None  # what this device's agent last began installing
         self.boots = 1  # power-ons: the runtime's RAM counters (TELEMETRY) restart at each
 
@@ -161,18 +167,25 @@ class RuntimeDriver:
     def state(self) -> RuntimeState:
         return RuntimeState(frames.parse_state(self._call(frames.state()).payload))
 
-    def install_begin(self, manifest: bytes) -> int:
+    def install_begin(self, manifest: bytes, wrap: bytes | None = None) -> int:
         """Begin (or resume) installing the package with this manifest; returns the payload offset the
         runtime wants next. Resuming is only attempted for the manifest this agent began itself: the
-        runtime keeps the bytes, the agent remembers which package they belong to."""
+        runtime keeps the bytes, the agent remembers which package they belong to. An encrypted package
+        needs its content key `wrap` (80 bytes) after every begin, a resuming one too: the runtime keeps
+        the key in RAM only (PROTOCOL 3.2, INSTALL_KEY)."""
         st = self.state().raw
         if self._begun_manifest == manifest and st.phase in (
             frames.Phase.DOWNLOADING,
             frames.Phase.DOWNLOADED,
         ):
-            return st.download_offset if st.phase == frames.Phase.DOWNLOADING else st.download_size
+            if st.phase == frames.Phase.DOWNLOADED:
+                return st.download_size
+            if wrap is None:
+                return st.download_offset
         progress = frames.parse_progress(self._call(frames.install_begin(manifest)).payload)
         self._begun_manifest = manifest
+        if wrap is not None:
+            progress = frames.parse_progress(self._call(frames.install_key(wrap)).payload)
         return progress.offset
 
     def install_chunk(self, offset: int, data: bytes) -> int:

@@ -54,6 +54,8 @@ class ProvisionedDevice:
     key_pem: str | None = None
     ca_pem: str | None = None
     mqtt_tls: bool = False
+    # The device's X25519 private key (base64) for encrypted rollouts, given once at provisioning.
+    encryption_key: str | None = None
 
 
 def _provisioned(doc: dict[str, Any]) -> ProvisionedDevice:
@@ -73,6 +75,7 @@ def _provisioned(doc: dict[str, Any]) -> ProvisionedDevice:
         key_pem=cert.get("private_key_pem"),
         ca_pem=cert.get("ca_pem"),
         mqtt_tls=bool(mqtt.get("tls")),
+        encryption_key=doc.get("encryption_key"),
     )
 
 
@@ -171,6 +174,7 @@ class ServerApi:
                 key_pem=d.get("private_key_pem"),
                 ca_pem=doc.get("ca_pem"),
                 mqtt_tls=bool(mqtt.get("tls")),
+                encryption_key=d.get("encryption_key"),
             )
             for d in doc["devices"]
         ]

@@ -386,13 +386,18 @@ static int prv_init(tfa_engine_t *e)
         if (rc != 0) {
             return rc;
         }
-        if (op->inputs.count == 0 || op->outputs.count != 1) {
+        /* SPLIT is the one op with several outputs */
+        if (op->inputs.count == 0 || op->outputs.count == 0 ||
+            (op->outputs.count != 1 && op->code != TFA_OP_SPLIT)) {
             return -TFA_ERR_MODEL_INVALID;
         }
         prv_mark_use(e, &op->inputs, (int32_t)i);
         prv_mark_use(e, &op->outputs, (int32_t)i);
-        if (tfa_eng_io(e, &op->outputs, 0)->const_data != NULL) {
-            return -TFA_ERR_MODEL_INVALID; /* writing into the model */
+        for (uint32_t o = 0; o < op->outputs.count; o++) {
+            const tfa_eng_tensor_t *t = tfa_eng_io(e, &op->outputs, o);
+            if (t == NULL || t->const_data != NULL) {
+                return -TFA_ERR_MODEL_INVALID; /* writing into the model */
+            }
         }
         rc = tfa_eng_prepare_op(e, op, options);
         if (rc != 0) {
@@ -433,10 +438,17 @@ static int prv_init(tfa_engine_t *e)
 int tfa_engine_init(tfa_engine_t *e, const uint8_t *model, uint32_t len, uint8_t *arena,
                     uint32_t arena_size)
 {
+    return tfa_engine_init_kernels(e, model, len, arena, arena_size, TFA_ENG_OPTIMIZED_DEFAULT);
+}
+
+static int prv_init_kernels(tfa_engine_t *e, const uint8_t *model, uint32_t len, uint8_t *arena,
+                            uint32_t arena_size, int optimized)
+{
     if (e == NULL) {
         return -TFA_ERR_MODEL_INVALID;
     }
     memset(e, 0, sizeof *e);
+    e->use_optimized = (uint8_t)(optimized != 0 && TFA_ENG_OPTIMIZED);
     e->bad_op_code = -1;
     e->bad_op_index = -1;
     if (model == NULL || arena == NULL) {
@@ -458,6 +470,18 @@ int tfa_engine_init(tfa_engine_t *e, const uint8_t *model, uint32_t len, uint8_t
         e->ready = 1;
     } else if (e->arena_needed != 0) {
         e->arena_needed += skip;
+    }
+    return rc;
+}
+
+int tfa_engine_init_kernels(tfa_engine_t *e, const uint8_t *model, uint32_t len, uint8_t *arena,
+                            uint32_t arena_size, int optimized)
+{
+    int rc = prv_init_kernels(e, model, len, arena, arena_size, optimized);
+    if (rc == -TFA_ERR_ARENA_EXHAUSTED && e != NULL && e->use_optimized) {
+        /* The optimized kernels' scratch did not fit: the reference kernels need no scratch, so a model
+         * whose arena was sized by the host (reference kernels) still runs, only slower. */
+        rc = prv_init_kernels(e, model, len, arena, arena_size, 0);
     }
     return rc;
 }

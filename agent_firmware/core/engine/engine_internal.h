@@ -5,13 +5,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dsp.h"
 #include "fb.h"
 #include "ops.h"
 #include "tfa/engine.h"
 #include "tfa/errors.h"
 
 /* TFA_OP_<NAME> = builtin code, for every op of the table in ops.h. */
-#define TFA_ENG_OP_ENUM(code, name, prepare, run, run_opt) TFA_OP_##name = (code),
+#define TFA_ENG_OP_ENUM(code, name, prepare, run, opt) TFA_OP_##name = (code),
 enum { TFA_ENG_OP_TABLE(TFA_ENG_OP_ENUM) };
 #undef TFA_ENG_OP_ENUM
 
@@ -38,7 +39,7 @@ typedef struct tfa_eng_tensor {
 typedef struct tfa_eng_op {
     int32_t code;
     uint8_t kernel;            /* row of tfa_eng_kernels (ops.c) */
-    uint8_t optimized;         /* 1: prepare chose the row's run_optimized */
+    uint8_t optimized;         /* 1: prepare chose the row's optimized variant */
     tfa_fb_vec_t inputs;       /* int32 tensor indices, in the model (-1: optional absent) */
     tfa_fb_vec_t outputs;
     int32_t act_min, act_max;
@@ -53,6 +54,8 @@ typedef struct tfa_eng_op {
     int32_t diff_min, radius;  /* SOFTMAX smallest difference kept; LOGISTIC saturation radius */
     int32_t axis;              /* CONCATENATION axis; MEAN bit mask of reduced (4-D) dims */
     float fscale;              /* QUANTIZE from float / DEQUANTIZE scale */
+    uint32_t scratch_bytes;    /* optimized variant's working memory while the op runs, or 0 */
+    uint32_t scratch_offset;   /* its place in the activation region (planned, tfa_eng_plan) */
 } tfa_eng_op_t;
 
 /* Tensor pointer by index in an op's input/output vector; NULL for an absent optional (-1). */
@@ -115,14 +118,39 @@ void *tfa_eng_alloc(tfa_engine_t *e, uint32_t bytes);
 typedef int (*tfa_eng_prepare_fn)(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options);
 typedef void (*tfa_eng_run_fn)(const tfa_engine_t *e, const tfa_eng_op_t *op);
 
+/* An optimized kernel (kernels_*_dsp.c): select() looks at the prepared op and returns 1 when run()
+ * handles it, after setting op->scratch_bytes (0 for none); run() then computes the reference
+ * kernel's exact bytes. */
+typedef struct tfa_eng_variant {
+    int (*select)(const tfa_engine_t *e, tfa_eng_op_t *op);
+    tfa_eng_run_fn run;
+} tfa_eng_variant_t;
+
 /* One row of the operator table (ops.h). */
 typedef struct tfa_eng_kernel {
     int32_t code;
     const char *name;
     tfa_eng_prepare_fn prepare;
     tfa_eng_run_fn run;
-    tfa_eng_run_fn run_optimized; /* NULL: the reference kernel only */
+    const tfa_eng_variant_t *optimized; /* NULL: the reference kernel only */
 } tfa_eng_kernel_t;
+
+/* The optimized variants, compiled where TFA_ENG_OPTIMIZED (dsp.h); TFA_ENG_OPT(name) names one in
+ * the table of ops.h, or NULL on a target without them. */
+#if TFA_ENG_OPTIMIZED
+extern const tfa_eng_variant_t tfa_eng_conv_dsp;
+extern const tfa_eng_variant_t tfa_eng_depthwise_dsp;
+extern const tfa_eng_variant_t tfa_eng_fc_dsp;
+#define TFA_ENG_OPT(name) (&tfa_eng_##name##_dsp)
+#else
+#define TFA_ENG_OPT(name) NULL
+#endif
+
+/* Scratch memory of the running op (valid during its run only). */
+static inline void *tfa_eng_scratch(const tfa_engine_t *e, const tfa_eng_op_t *op)
+{
+    return e->activations + op->scratch_offset;
+}
 
 extern const tfa_eng_kernel_t tfa_eng_kernels[];
 extern const uint32_t tfa_eng_kernel_count;
@@ -155,6 +183,16 @@ void tfa_eng_run_shape_op(const tfa_engine_t *e, const tfa_eng_op_t *op);
 int tfa_eng_prepare_mean(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options);
 void tfa_eng_run_mean(const tfa_engine_t *e, const tfa_eng_op_t *op);
 int tfa_eng_prepare_quantize(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options);
+int tfa_eng_prepare_split(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options);
+void tfa_eng_run_split(const tfa_engine_t *e, const tfa_eng_op_t *op);
+int tfa_eng_prepare_strided_slice(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options);
+void tfa_eng_run_strided_slice(const tfa_engine_t *e, const tfa_eng_op_t *op);
+int tfa_eng_prepare_hard_swish(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options);
+void tfa_eng_run_hard_swish(const tfa_engine_t *e, const tfa_eng_op_t *op);
+int tfa_eng_prepare_resize_nearest(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options);
+void tfa_eng_run_resize_nearest(const tfa_engine_t *e, const tfa_eng_op_t *op);
+int tfa_eng_prepare_transpose_conv(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options);
+void tfa_eng_run_transpose_conv(const tfa_engine_t *e, const tfa_eng_op_t *op);
 void tfa_eng_run_quantize(const tfa_engine_t *e, const tfa_eng_op_t *op);
 
 /* Output size check and leading padding of a 2-D window op (kernels_conv.c); uses op's filter,

@@ -1,6 +1,7 @@
-/* SOFTMAX and LOGISTIC, int8 in and out, using gemmlowp fixed-point exp / reciprocal exactly as
+/* SOFTMAX, LOGISTIC and TANH, int8 in and out, using gemmlowp fixed-point exp / reciprocal exactly as
  * TFLite's reference kernels: softmax differences are scaled to Q5.26, exps accumulated in Q12.19;
- * logistic inputs are scaled to Q4.27. Outputs must use scale 1/256, zero point -128. */
+ * logistic and tanh inputs are scaled to Q4.27. Outputs must use scale 1/256, zero point -128
+ * (TANH: 1/128, zero point 0). */
 #include "engine_internal.h"
 #include "quant.h"
 #include "tfa/errors.h"
@@ -98,7 +99,7 @@ void tfa_eng_run_softmax(const tfa_engine_t *e, const tfa_eng_op_t *op)
 
 int tfa_eng_prepare_logistic(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options)
 {
-    (void)options; /* LOGISTIC has none */
+    (void)options; /* LOGISTIC and TANH have none */
     const tfa_eng_tensor_t *in = tfa_eng_io(e, &op->inputs, 0);
     const tfa_eng_tensor_t *out = tfa_eng_io(e, &op->outputs, 0);
     int rc = tfa_eng_check(in, TFA_TYPE_INT8, 0);
@@ -106,7 +107,10 @@ int tfa_eng_prepare_logistic(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options
     if (rc != 0) {
         return rc;
     }
-    if (in->scale_count == 0 || !prv_check_prob_output(out)) {
+    const int out_ok = op->code == TFA_OP_TANH
+                           ? out->scale_count == 1 && out->zero_point == 0 && out->scale == 1.0f / 128.0f
+                           : prv_check_prob_output(out);
+    if (in->scale_count == 0 || !out_ok) {
         return -TFA_ERR_UNSUPPORTED_OP;
     }
     if (in->elements != out->elements) {
@@ -118,7 +122,9 @@ int tfa_eng_prepare_logistic(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options
     /* TFLite rounds without renormalising a result of 2^31; keep its wrap-around */
     op->mult = (int32_t)(uint32_t)tfa_q_round(q * 2147483648.0);
     op->left_shift = shift;
-    if (shift > 30 || shift < -31) {
+    /* a shift above 30 (input scale >= 16) gives TFLite a radius of 0: every input saturates, the
+     * multiply is never reached; keep that (even input 0 gives -128, as in TFLite) */
+    if (shift > 62 || shift < -31) {
         return -TFA_ERR_UNSUPPORTED_OP;
     }
     op->radius = shift >= 0 ? tfa_q_input_radius(LOGISTIC_INPUT_BITS, shift, 31) : INT32_MAX;
@@ -142,8 +148,12 @@ void tfa_eng_run_logistic(const tfa_engine_t *e, const tfa_eng_op_t *op)
             v = 127;
         } else {
             int32_t q4 = tfa_q_mul_by_quantized(x, op->mult, op->left_shift);
-            int32_t q0 = tfa_q_logistic(q4, LOGISTIC_INPUT_BITS);
-            v = tfa_q_clamp(tfa_q_round_shift(q0, 31 - 8) - 128, -128, 127);
+            if (op->code == TFA_OP_TANH) {
+                v = tfa_q_clamp(tfa_q_round_shift(tfa_q_tanh(q4, LOGISTIC_INPUT_BITS), 31 - 7), -128, 127);
+            } else {
+                int32_t q0 = tfa_q_logistic(q4, LOGISTIC_INPUT_BITS);
+                v = tfa_q_clamp(tfa_q_round_shift(q0, 31 - 8) - 128, -128, 127);
+            }
         }
         out[i] = (int8_t)v;
     }

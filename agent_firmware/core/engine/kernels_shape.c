@@ -1,4 +1,4 @@
-/* Data movement ops: RESHAPE (copy), PAD (int8, pad value = output zero point), CONCATENATION. */
+/* Data movement ops: RESHAPE and SQUEEZE (copies), PAD (int8, pad value = output zero point), CONCATENATION. */
 #include <string.h>
 
 #include "engine_internal.h"
@@ -43,7 +43,7 @@ int tfa_eng_prepare_shape_op(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options
     if (op->code == TFA_OP_PAD) {
         return prv_prepare_pad(e, op);
     }
-    if (op->code == TFA_OP_RESHAPE) {
+    if (op->code == TFA_OP_RESHAPE || op->code == TFA_OP_SQUEEZE) {
         if (in->type != out->type || in->bytes != out->bytes) {
             return in->type != out->type ? -TFA_ERR_UNSUPPORTED_OP : -TFA_ERR_MODEL_INVALID;
         }
@@ -130,7 +130,7 @@ void tfa_eng_run_shape_op(const tfa_engine_t *e, const tfa_eng_op_t *op)
         prv_run_pad(e, op);
         return;
     }
-    if (op->code == TFA_OP_RESHAPE) {
+    if (op->code == TFA_OP_RESHAPE || op->code == TFA_OP_SQUEEZE) {
         const tfa_eng_tensor_t *tin = tfa_eng_io(e, &op->inputs, 0);
         memmove(out, tfa_eng_cdata(e, tin), tout->bytes);
         return;

@@ -4,7 +4,7 @@
 #include "engine_internal.h"
 #include "tfa/errors.h"
 
-#define TFA_ENG_OP_ROW(code, name, prepare, run, run_opt) {(code), #name, (prepare), (run), (run_opt)},
+#define TFA_ENG_OP_ROW(code, name, prepare, run, opt) {(code), #name, (prepare), (run), (opt)},
 const tfa_eng_kernel_t tfa_eng_kernels[] = {TFA_ENG_OP_TABLE(TFA_ENG_OP_ROW)};
 #undef TFA_ENG_OP_ROW
 
@@ -32,16 +32,17 @@ int tfa_eng_prepare_op(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options)
         return rc;
     }
     op->kernel = (uint8_t)row;
-    /* A kernel's optimized variant computes the same bytes; it is taken whenever one exists. A variant
-     * with preconditions (shapes, alignment) would be chosen here from the prepared record. */
-    op->optimized = k->run_optimized != NULL;
+    /* A kernel's optimized variant computes the same bytes; it is taken when the engine asks for
+     * optimized kernels and the variant accepts this op's shapes (its scratch is planned later). */
+    op->scratch_bytes = 0;
+    op->optimized = (uint8_t)(e->use_optimized && k->optimized != NULL && k->optimized->select(e, op));
     return 0;
 }
 
 void tfa_eng_run_op(const tfa_engine_t *e, const tfa_eng_op_t *op)
 {
     const tfa_eng_kernel_t *k = &tfa_eng_kernels[op->kernel];
-    (op->optimized ? k->run_optimized : k->run)(e, op);
+    (op->optimized ? k->optimized->run : k->run)(e, op);
 }
 
 const char *tfa_engine_op_name(int32_t builtin_code)

@@ -1,9 +1,10 @@
-/* Greedy arena planner. A RESHAPE output shares its input's bytes (tensors are written once, by
+/* Greedy arena planner. A RESHAPE (or SQUEEZE) output shares its input's bytes (tensors are written once, by
  * their producer, so the two can never differ): the input's lifetime is stretched over both. Every non-constant tensor lives from the first operator that touches it to
  * the last (graph inputs from before the first op, graph outputs past the last). Tensors are placed
  * largest first, each at the lowest offset where it overlaps no already-placed tensor whose lifetime
  * intersects its own. The list of placed tensors, kept sorted by offset, lives in scratch (the not yet
- * used tail of the arena). */
+ * used tail of the arena). An op's scratch (optimized kernels) is placed last, the same way, live at
+ * that op only. */
 #include "engine_internal.h"
 #include "tfa/errors.h"
 
@@ -21,7 +22,7 @@ static void prv_alias_reshapes(tfa_engine_t *e)
 {
     for (uint32_t i = 0; i < e->op_count; i++) {
         const tfa_eng_op_t *op = &e->ops[i];
-        if (op->code != TFA_OP_RESHAPE) {
+        if (op->code != TFA_OP_RESHAPE && op->code != TFA_OP_SQUEEZE) {
             continue;
         }
         tfa_eng_tensor_t *in = tfa_eng_io(e, &op->inputs, 0);
@@ -101,6 +102,37 @@ int tfa_eng_plan(tfa_engine_t *e, uint8_t *scratch, uint32_t scratch_size, uint3
         }
         order[at] = (uint16_t)next_index;
         placed++;
+        if ((uint64_t)offset + size > total) {
+            total = (uint64_t)offset + size;
+        }
+    }
+    /* Scratch of the optimized kernels lives only while its op runs: first fit among the tensors live
+     * at that op (the scratch of two ops never meet), so it mostly lands in a gap and costs nothing. */
+    for (uint32_t i = 0; i < e->op_count; i++) {
+        tfa_eng_op_t *op = &e->ops[i];
+        if (op->scratch_bytes == 0) {
+            continue;
+        }
+        const uint32_t size = prv_round_up(op->scratch_bytes);
+        uint32_t offset = 0;
+        for (uint32_t k = 0; k < placed; k++) {
+            const tfa_eng_tensor_t *p = &e->tensors[order[k]];
+            if (p->first_use > (int32_t)i || p->last_use < (int32_t)i) {
+                continue;
+            }
+            if ((uint64_t)p->arena_offset >= (uint64_t)offset + size) {
+                break;
+            }
+            uint32_t end = p->arena_offset + prv_round_up(p->bytes);
+            if (end > offset) {
+                offset = end;
+            }
+        }
+        if ((uint64_t)offset + size > 0xFFFFFFF0u) {
+            *bytes = 0;
+            return -TFA_ERR_ARENA_EXHAUSTED;
+        }
+        op->scratch_offset = offset;
         if ((uint64_t)offset + size > total) {
             total = (uint64_t)offset + size;
         }

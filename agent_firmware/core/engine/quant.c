@@ -217,7 +217,8 @@ int32_t tfa_q_exp_on_negative_values(int32_t a, int integer_bits)
     return result;
 }
 
-int32_t tfa_q_one_over_one_plus_x(int32_t a)
+/* 1 / (1 + a) in Q2.29 (a in Q0.31, 0..1), shared by the two gemmlowp functions below. */
+static int32_t prv_reciprocal_q2(int32_t a)
 {
     /* Newton-Raphson division in Q2.29 starting from 48/17 - 32/17 * d. */
     int64_t sum = (int64_t)a + INT32_MAX;
@@ -231,7 +232,24 @@ int32_t tfa_q_one_over_one_plus_x(int32_t a)
         int32_t one_minus = one_q2 - hdx;
         x = x + tfa_q_mul_pot(tfa_q_high_mul(x, one_minus), 2);
     }
-    return tfa_q_mul_pot(x, 1);
+    return x;
+}
+
+int32_t tfa_q_one_over_one_plus_x(int32_t a)
+{
+    return tfa_q_mul_pot(prv_reciprocal_q2(a), 1);
+}
+
+int32_t tfa_q_tanh(int32_t a, int integer_bits)
+{
+    if (a == 0) {
+        return 0;
+    }
+    /* tanh(|a|) = (1 - e) / (1 + e) with e = exp(-2|a|): the doubling is a change of integer bits */
+    int32_t neg_abs = a < 0 ? a : -a;
+    int32_t ex = tfa_q_exp_on_negative_values(neg_abs, integer_bits + 1);
+    int32_t t = tfa_q_mul_pot((int32_t)((uint32_t)prv_reciprocal_q2(ex) - (1u << 29)), 2);
+    return a < 0 ? -t : t;
 }
 
 int32_t tfa_q_logistic(int32_t a, int integer_bits)

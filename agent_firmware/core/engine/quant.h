@@ -33,6 +33,7 @@ int tfa_q_activation_range(uint8_t activation, float scale, int32_t zero_point, 
 int32_t tfa_q_exp_on_negative_values(int32_t a, int integer_bits); /* result Q0.31 */
 int32_t tfa_q_one_over_one_plus_x(int32_t a);                      /* a, result Q0.31 */
 int32_t tfa_q_logistic(int32_t a, int integer_bits);               /* result Q0.31 */
+int32_t tfa_q_tanh(int32_t a, int integer_bits);                   /* result Q0.31 */
 
 static inline int32_t tfa_q_clamp(int32_t v, int32_t lo, int32_t hi)
 {

@@ -1,5 +1,6 @@
-/* Streaming decoder of the tinyfleet delta format (versions 1 and 2); mirrors the reference decoder in
- * tinyfleet/signing/delta.py, and tinyfleet/signing/tensor_coder.py for version 2's weight runs. */
+/* Streaming decoder of the tinyfleet delta format (versions 1, 2 and 3); mirrors the reference decoder in
+ * tinyfleet/signing/delta.py, tinyfleet/signing/tensor_coder.py for the weight runs of versions 2 and 3
+ * and tinyfleet/signing/table_coder.py for version 3's table runs. */
 #include "tfa/delta.h"
 
 #include <string.h>
@@ -34,6 +35,7 @@ static void prv_reset_block(tfa_delta_t *d)
     prv_reset_probs(&d->w_sign[0][0], 2u * 16u);
     prv_reset_probs(&d->w_mant[0][0], 2u * TFA_DELTA_MANT_PROBS);
     d->w_left = 0;
+    d->t_left = 0;
     for (uint32_t i = 0; i < REPS; i++) {
         d->rep_kind[i] = KIND_BASE;
         d->rep_value[i] = 0;
@@ -59,15 +61,11 @@ static int prv_literal(tfa_delta_t *d)
         matching = 1;
     }
     uint32_t node = 1;
+    const uint32_t rate = d->checkpoint.move_bits;
     for (int shift = 7; shift >= 0; shift--) {
-        uint32_t bit;
-        if (matching) {
-            uint32_t match_bit = ((uint32_t)match >> shift) & 1u;
-            bit = tfa_delta_bit(d, &d->literal[1u + match_bit][node]);
-            matching = bit == match_bit;
-        } else {
-            bit = tfa_delta_bit(d, &d->literal[0][node]);
-        }
+        uint32_t match_bit = ((uint32_t)match >> shift) & 1u;
+        uint32_t bit = tfa_delta_bit_inline(d, &d->literal[matching ? 1u + match_bit : 0u][node], rate);
+        matching = matching && bit == match_bit;
         node = (node << 1) | bit;
     }
     uint8_t byte = (uint8_t)(node & 0xFFu);
@@ -214,7 +212,7 @@ static int prv_header(tfa_delta_t *d)
     if (d->header_len < 6) {
         return 1;
     }
-    if (h[0] != 'T' || h[1] != 'D' || h[2] < 1u || h[2] > 2u || (h[3] & ~1u) != 0 || h[4] < 10u || h[4] > 20u ||
+    if (h[0] != 'T' || h[1] != 'D' || h[2] < 1u || h[2] > 3u || (h[3] & ~1u) != 0 || h[4] < 10u || h[4] > 20u ||
         h[5] < 3u || h[5] > 5u) {
         return -TFA_ERR_DELTA_CORRUPT;
     }
@@ -234,7 +232,8 @@ static int prv_header(tfa_delta_t *d)
     }
     d->checkpoint.block_log2 = h[4];
     d->checkpoint.move_bits = h[5];
-    d->checkpoint.has_base = (uint8_t)((h[3] & 1u) | (h[2] == 2u ? FLAG_TENSOR : 0u));
+    d->checkpoint.has_base =
+        (uint8_t)((h[3] & 1u) | (h[2] >= 2u ? FLAG_TENSOR : 0u) | (h[2] == 3u ? FLAG_TABLE : 0u));
     /* bytes fed beyond the header belong to the first block length */
     d->in_offset -= d->header_len - pos;
     d->header_len = (uint8_t)pos;
@@ -250,6 +249,10 @@ static void prv_start_block_len(tfa_delta_t *d)
 
 static int prv_decode_buffered(tfa_delta_t *d)
 {
+    if (d->block_left == 0) {
+        /* the stream past a block's last coded byte reads as zeros: table runs read these (delta_runs.c) */
+        memset(&d->in[d->in_len], 0, TFA_DELTA_PAD);
+    }
     if (!d->coder_ready) {
         if (d->in_len < 4 && d->block_left > 0) {
             return 0;
@@ -421,7 +424,8 @@ int tfa_delta_resume(tfa_delta_t *d, const tfa_flash_t *flash, uint32_t base_add
         return rc;
     }
     if (cp->out_offset > out_len || cp->block_log2 < 10u || cp->block_log2 > 20u || cp->move_bits < 3u ||
-        cp->move_bits > 5u || (cp->has_base & ~(1u | FLAG_TENSOR)) != 0 || ((cp->has_base & 1u) != 0) != (base_len > 0)) {
+        cp->move_bits > 5u || (cp->has_base & ~(1u | FLAG_TENSOR | FLAG_TABLE)) != 0 ||
+        (cp->has_base & (FLAG_TENSOR | FLAG_TABLE)) == FLAG_TABLE || ((cp->has_base & 1u) != 0) != (base_len > 0)) {
         return -TFA_ERR_DELTA_CORRUPT;
     }
     d->checkpoint = *cp;

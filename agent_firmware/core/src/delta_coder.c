@@ -13,14 +13,6 @@ static uint8_t prv_next(tfa_delta_t *d)
     return d->in_pos < d->in_len ? d->in[d->in_pos++] : 0u;
 }
 
-static void prv_normalize(tfa_delta_t *d)
-{
-    while (d->range < TOP) {
-        d->range <<= 8;
-        d->code = (d->code << 8) | prv_next(d);
-    }
-}
-
 /* A block's coder: full range, code = its first 4 bytes, big-endian. */
 void tfa_delta_coder_start(tfa_delta_t *d)
 {
@@ -33,21 +25,7 @@ void tfa_delta_coder_start(tfa_delta_t *d)
 
 uint32_t tfa_delta_bit_rate(tfa_delta_t *d, uint16_t *prob, uint32_t shift)
 {
-    uint32_t p = *prob;
-    uint32_t bound = (d->range >> PROB_BITS) * p;
-    uint32_t bit;
-    if (d->code < bound) {
-        d->range = bound;
-        *prob = (uint16_t)(p + (((1u << PROB_BITS) - p) >> shift));
-        bit = 0;
-    } else {
-        d->code -= bound;
-        d->range -= bound;
-        *prob = (uint16_t)(p - (p >> shift));
-        bit = 1;
-    }
-    prv_normalize(d);
-    return bit;
+    return tfa_delta_bit_inline(d, prob, shift);
 }
 
 uint32_t tfa_delta_bit(tfa_delta_t *d, uint16_t *prob)
@@ -55,26 +33,35 @@ uint32_t tfa_delta_bit(tfa_delta_t *d, uint16_t *prob)
     return tfa_delta_bit_rate(d, prob, d->checkpoint.move_bits);
 }
 
+/* In locals: a word's number has up to 28 of these (they are most of a bias's bits). */
 uint32_t tfa_delta_direct(tfa_delta_t *d, uint32_t count)
 {
     uint32_t value = 0;
+    uint32_t range = d->range;
+    uint32_t code = d->code;
     for (uint32_t i = 0; i < count; i++) {
-        d->range >>= 1;
-        uint32_t bit = d->code >= d->range ? 1u : 0u;
+        range >>= 1;
+        uint32_t bit = code >= range ? 1u : 0u;
         if (bit) {
-            d->code -= d->range;
+            code -= range;
         }
         value = (value << 1) | bit;
-        prv_normalize(d);
+        if (range < TOP) {
+            range <<= 8; /* one step: range was at least 2^24 before the halving */
+            code = (code << 8) | (d->in_pos < d->in_len ? d->in[d->in_pos++] : 0u);
+        }
     }
+    d->range = range;
+    d->code = code;
     return value;
 }
 
 uint32_t tfa_delta_tree(tfa_delta_t *d, uint16_t *probs, uint32_t bits)
 {
     uint32_t node = 1;
+    uint32_t shift = d->checkpoint.move_bits;
     for (uint32_t i = 0; i < bits; i++) {
-        node = (node << 1) | tfa_delta_bit(d, &probs[node]);
+        node = (node << 1) | tfa_delta_bit_inline(d, &probs[node], shift);
     }
     return node - (1u << bits);
 }
@@ -92,12 +79,10 @@ int tfa_delta_number(tfa_delta_t *d, uint16_t *probs, uint32_t *out)
     }
     uint32_t low = bits - 1 < NUMBER_LOW_BITS ? bits - 1 : NUMBER_LOW_BITS;
     uint32_t rest = bits - 1 > low ? tfa_delta_direct(d, bits - 1 - low) : 0;
+    /* the low bits are a tree of their own (one copy of the inlined bit loop: flash, issue 15) */
     uint16_t *table = &probs[(1u << NUMBER_TREE_BITS) + bits * (1u << NUMBER_LOW_BITS)];
-    uint32_t node = 1;
-    for (uint32_t i = 0; i < low; i++) {
-        node = (node << 1) | tfa_delta_bit(d, &table[node]);
-    }
-    *out = (1u << (bits - 1)) | (rest << low) | (node - (1u << low));
+    uint32_t bottom = tfa_delta_tree(d, table, low);
+    *out = (1u << (bits - 1)) | (rest << low) | bottom;
     return 0;
 }
 
@@ -114,11 +99,17 @@ int tfa_delta_flush(tfa_delta_t *d)
     return rc < 0 ? rc : 0;
 }
 
+/* Whole pieces at a time (not byte by byte: copies and table runs emit most of the output). */
 int tfa_delta_emit(tfa_delta_t *d, const uint8_t *bytes, uint32_t len)
 {
-    for (uint32_t i = 0; i < len; i++) {
-        d->wbuf[d->wbuf_len++] = bytes[i];
-        d->out_pos++;
+    while (len > 0) {
+        uint32_t n = TFA_DELTA_WBUF - d->wbuf_len;
+        n = n < len ? n : len;
+        memcpy(&d->wbuf[d->wbuf_len], bytes, n);
+        d->wbuf_len += n;
+        d->out_pos += n;
+        bytes += n;
+        len -= n;
         if (d->wbuf_len == TFA_DELTA_WBUF) {
             int rc = tfa_delta_flush(d);
             if (rc < 0) {

@@ -18,10 +18,44 @@
 #define NUMBER_TREE_BITS 6u
 #define NUMBER_LOW_BITS 3u
 #define COPY_PIECE 32u
-#define FLAG_TENSOR 2u /* checkpoint has_base bit 1: format version 2 */
+#define FLAG_TENSOR 2u /* checkpoint has_base bit 1: format version 2 or 3 */
+#define FLAG_TABLE 4u  /* checkpoint has_base bit 2: format version 3 */
+#define TABLE_BITS 12u /* table run frequencies sum to 2^12 */
+#define TABLE_EXACT_COUNT_BITS 8u  /* entry count - 1 of an exact table (a symbol per zigzag value) */
+#define TABLE_BUCKET_COUNT_BITS 5u /* of a bucketed table */
+#define TABLE_EXACT_BELOW 16u      /* bucketed: symbols below this are zigzag values themselves */
 #define EXP_TREE_BITS 4u
 #define KIND_BITS 3u
-enum { RUN_PLAIN = 0, RUN_DIFF, RUN_WORDS, RUN_WORDS_DELTA, RUN_PRODUCT };
+enum { RUN_PLAIN = 0, RUN_DIFF, RUN_WORDS, RUN_WORDS_DELTA, RUN_PRODUCT, RUN_TABLE_PLAIN, RUN_TABLE_DIFF };
+
+/* One adaptive bit (PROTOCOL 5.2), inlined where bits are decoded in loops (trees, numbers, literals):
+ * the calls cost about as much as the arithmetic (12-15% of the M4's decoding instructions). */
+static inline __attribute__((always_inline)) uint32_t tfa_delta_bit_inline(tfa_delta_t *d, uint16_t *prob,
+                                                                           uint32_t shift)
+{
+    uint32_t p = *prob;
+    uint32_t range = d->range;
+    uint32_t code = d->code;
+    uint32_t bound = (range >> PROB_BITS) * p;
+    uint32_t bit;
+    if (code < bound) {
+        range = bound;
+        *prob = (uint16_t)(p + (((1u << PROB_BITS) - p) >> shift));
+        bit = 0;
+    } else {
+        code -= bound;
+        range -= bound;
+        *prob = (uint16_t)(p - (p >> shift));
+        bit = 1;
+    }
+    while (range < TOP) {
+        range <<= 8;
+        code = (code << 8) | (d->in_pos < d->in_len ? d->in[d->in_pos++] : 0u);
+    }
+    d->range = range;
+    d->code = code;
+    return bit;
+}
 
 /* range decoder (delta_coder.c): bits with an adaptive probability, direct bits, trees, numbers */
 void tfa_delta_coder_start(tfa_delta_t *d);
@@ -36,7 +70,8 @@ int tfa_delta_emit(tfa_delta_t *d, const uint8_t *bytes, uint32_t len);
 int tfa_delta_read(const tfa_delta_t *d, uint32_t addr, uint8_t *dst, uint32_t len);
 int32_t tfa_delta_align(const tfa_delta_t *d);
 void tfa_delta_push_rep(tfa_delta_t *d, uint8_t kind, int32_t value);
-/* format 2 runs (delta_runs.c): the header after is_tensor = 1, then one value or word per step */
+/* format 2 and 3 runs (delta_runs.c): the header after is_tensor = 1, then per step one value, one word,
+ * one table entry or up to COPY_PIECE table symbols */
 int tfa_delta_run_begin(tfa_delta_t *d);
 int tfa_delta_run_step(tfa_delta_t *d);
 

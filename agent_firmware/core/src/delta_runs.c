@@ -1,5 +1,6 @@
-/* Runs of delta format version 2 (PROTOCOL 5.5; tinyfleet/signing/tensor_coder.py): int8 weights coded by
- * magnitude class, sign and mantissa, and 32-bit words (biases, scales) as numbers added to a prediction. */
+/* Runs of delta format versions 2 and 3 (PROTOCOL 5.5, 5.6; tinyfleet/signing/tensor_coder.py and
+ * table_coder.py): int8 weights coded by magnitude class, sign and mantissa, 32-bit words (biases, scales)
+ * as numbers added to a prediction, and (version 3) int8 weights one symbol each with a static table. */
 #include <string.h>
 
 #include "delta_internal.h"
@@ -108,9 +109,11 @@ int tfa_delta_run_begin(tfa_delta_t *d)
         node = (node << 1) | tfa_delta_bit(d, &d->w_kind_probs[node]);
     }
     d->w_kind = (uint8_t)(node - (1u << KIND_BITS));
-    if (d->w_kind > RUN_PRODUCT) {
+    if (d->w_kind > ((d->checkpoint.has_base & FLAG_TABLE) ? RUN_TABLE_DIFF : RUN_PRODUCT)) {
         return -TFA_ERR_DELTA_CORRUPT;
     }
+    uint32_t diff = d->w_kind == RUN_DIFF || d->w_kind == RUN_TABLE_DIFF;
+    uint32_t words = d->w_kind >= RUN_WORDS && d->w_kind <= RUN_PRODUCT;
     if (d->w_kind == RUN_PRODUCT) {
         if (tfa_delta_number(d, d->dist, &value) < 0 || value >= (uint32_t)INT32_MAX) {
             return -TFA_ERR_DELTA_CORRUPT;
@@ -118,7 +121,7 @@ int tfa_delta_run_begin(tfa_delta_t *d)
         d->w_dist = value + 1u;
         d->w_factor = tfa_delta_direct(d, 32);
     }
-    if (d->w_kind == RUN_DIFF) {
+    if (diff) {
         int rc = tfa_delta_number(d, d->disp, &value);
         if (rc < 0) {
             return rc;
@@ -131,7 +134,7 @@ int tfa_delta_run_begin(tfa_delta_t *d)
         tfa_delta_push_rep(d, KIND_BASE, (int32_t)disp);
     }
     uint32_t room = d->block_end - d->out_pos;
-    if (d->w_kind >= RUN_WORDS) {
+    if (words) {
         room /= 4u;
     }
     if (tfa_delta_number(d, d->new_len, &length) < 0 || length >= room) {
@@ -142,19 +145,158 @@ int tfa_delta_run_begin(tfa_delta_t *d)
     if (d->w_kind == RUN_PRODUCT && (d->w_dist < 4u * length || d->w_dist > d->out_pos)) {
         return -TFA_ERR_DELTA_CORRUPT; /* the factor vector must be written already */
     }
-    if (d->w_kind == RUN_DIFF) {
+    if (diff) {
         int64_t src = (int64_t)d->out_pos + d->rep_value[0];
         if (src < 0 || src + (int64_t)length > (int64_t)d->base_len) {
             return -TFA_ERR_DELTA_CORRUPT;
         }
         d->w_src = (uint32_t)src;
     }
+    if (d->w_kind >= RUN_TABLE_PLAIN) {
+        /* exact or bucketed, the entry count; the entries are read one per step (a table can need more
+         * coded bytes than the look-ahead) */
+        d->t_bucketed = (uint8_t)tfa_delta_direct(d, 1);
+        uint32_t count_bits = d->t_bucketed ? TABLE_BUCKET_COUNT_BITS : TABLE_EXACT_COUNT_BITS;
+        d->t_left = (uint16_t)(tfa_delta_direct(d, count_bits) + 1u);
+        d->t_index = 0;
+        d->t_prev = 0;
+        d->t_cum[0] = 0;
+    }
     d->w_left = length;
     d->prev_kind = 1;
     return 0;
 }
 
+/* One entry of a table run's frequency table: the difference from the previous entry as a zigzag number.
+ * After the last: the sum must be 4096; symbols past the table get frequency 0; then the look-up of the
+ * first symbol each 16-wide slice of 0..4095 can hold. */
+static int prv_table_entry(tfa_delta_t *d)
+{
+    uint32_t z;
+    if (tfa_delta_number(d, d->w_word, &z) < 0) {
+        return -TFA_ERR_DELTA_CORRUPT;
+    }
+    /* frequencies and their running sum stay in 0..4096, so a change beyond +-4096 is corrupt already and
+     * the rest fits in 32-bit arithmetic */
+    if (z > 2u * (1u << TABLE_BITS)) {
+        return -TFA_ERR_DELTA_CORRUPT;
+    }
+    int32_t f = (int32_t)d->t_prev + ((z & 1u) ? -(int32_t)(z >> 1) - 1 : (int32_t)(z >> 1));
+    uint32_t at = d->t_index;
+    uint32_t sum = d->t_cum[at];
+    if (f < 0 || sum + (uint32_t)f > (1u << TABLE_BITS)) {
+        return -TFA_ERR_DELTA_CORRUPT;
+    }
+    d->t_cum[at + 1u] = (uint16_t)(sum + (uint32_t)f);
+    d->t_prev = (uint16_t)f;
+    d->t_index = (uint16_t)(at + 1u);
+    d->t_left--;
+    if (d->t_left > 0) {
+        return 0;
+    }
+    if (d->t_cum[at + 1u] != (1u << TABLE_BITS)) {
+        return -TFA_ERR_DELTA_CORRUPT;
+    }
+    for (uint32_t s = at + 2u; s <= TFA_DELTA_TABLE_SYMBOLS; s++) {
+        d->t_cum[s] = (uint16_t)(1u << TABLE_BITS);
+    }
+    uint32_t s = 0;
+    for (uint32_t j = 0; j < TFA_DELTA_TABLE_SYMBOLS; j++) {
+        while (d->t_cum[s + 1u] <= (j << (TABLE_BITS - 8u))) {
+            s++;
+        }
+        d->t_lut[j] = (uint8_t)s;
+    }
+    return 0;
+}
+
+/* Up to COPY_PIECE values of a table run (PROTOCOL 5.6): q = code / (range >> 12) names the symbol s with
+ * t_cum[s] <= q < t_cum[s + 1]; in a bucketed table a symbol s >= 16 stands for the zigzag values from
+ * (4 + (s - 16) % 4) << e on, e = (s - 16) / 4 + 2, and e more bits at equal chances pick one (q = code /
+ * (range >> e)). A value consumes at most 3 coded bytes, so a piece stays inside the look-ahead the caller
+ * guarantees while the block is arriving, and inside TFA_DELTA_PAD zeros after its end once it is all
+ * buffered: the bytes are read without a bounds check. Zigzag value k is the int8 unzigzag(k); a diff run
+ * adds the base byte. */
+_Static_assert(3u * COPY_PIECE <= TFA_DELTA_PAD && 3u * COPY_PIECE <= TFA_DELTA_LOOKAHEAD,
+               "a piece of table values must fit in the padding and the look-ahead");
+
+static int prv_table_symbols(tfa_delta_t *d)
+{
+    /* straight into the output buffer (no copy): as many as fit, at most COPY_PIECE */
+    uint8_t *piece = &d->wbuf[d->wbuf_len];
+    uint32_t n = TFA_DELTA_WBUF - d->wbuf_len;
+    n = n < COPY_PIECE ? n : COPY_PIECE;
+    n = d->w_left < n ? d->w_left : n;
+    /* everything the loop touches in locals: stores to the uint8_t piece may alias any object, so fields
+     * read through d would be reloaded after each one */
+    uint32_t range = d->range;
+    uint32_t code = d->code;
+    const uint8_t *in = d->in;
+    uint32_t in_pos = d->in_pos;
+    const uint32_t in_len = d->in_len;
+    const uint16_t *cum = d->t_cum;
+    const uint8_t *lut = d->t_lut;
+    const uint32_t exact_below = d->t_bucketed ? TABLE_EXACT_BELOW : TFA_DELTA_TABLE_SYMBOLS;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t r = range >> TABLE_BITS;
+        uint32_t q = code / r;
+        if (q >> TABLE_BITS) {
+            return -TFA_ERR_DELTA_CORRUPT;
+        }
+        uint32_t s = lut[q >> (TABLE_BITS - 8u)];
+        uint32_t hi = cum[s + 1u];
+        while (hi <= q) {
+            s++;
+            hi = cum[s + 1u];
+        }
+        uint32_t lo = cum[s];
+        code -= r * lo;
+        range = r * (hi - lo);
+        while (range < TOP) {
+            range <<= 8;
+            code = (code << 8) | in[in_pos++];
+        }
+        if (s >= exact_below) {
+            uint32_t extra = ((s - TABLE_EXACT_BELOW) >> 2) + 2u;
+            r = range >> extra;
+            q = code / r;
+            if (q >> extra) {
+                return -TFA_ERR_DELTA_CORRUPT;
+            }
+            code -= r * q;
+            range = r;
+            if (range < TOP) {
+                range <<= 8;
+                code = (code << 8) | in[in_pos++];
+            }
+            s = ((4u + ((s - TABLE_EXACT_BELOW) & 3u)) << extra) + q;
+        }
+        piece[i] = (uint8_t)((s >> 1) ^ (0u - (s & 1u)));
+    }
+    d->range = range;
+    d->code = code;
+    d->in_pos = in_pos < in_len ? in_pos : in_len; /* past the end: the padding's zeros, read again */
+    if (d->w_kind == RUN_TABLE_DIFF) {
+        uint8_t pred[COPY_PIECE];
+        int rc = tfa_delta_read(d, d->base_addr + d->w_src, pred, n);
+        if (rc < 0) {
+            return rc;
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            piece[i] = (uint8_t)(piece[i] + pred[i]);
+        }
+        d->w_src += n;
+    }
+    d->w_left -= n;
+    d->wbuf_len += n;
+    d->out_pos += n;
+    return d->wbuf_len == TFA_DELTA_WBUF ? tfa_delta_flush(d) : 0;
+}
+
 int tfa_delta_run_step(tfa_delta_t *d)
 {
+    if (d->w_kind >= RUN_TABLE_PLAIN) {
+        return d->t_left > 0 ? prv_table_entry(d) : prv_table_symbols(d);
+    }
     return d->w_kind >= RUN_WORDS ? prv_word(d) : prv_weight(d);
 }

@@ -23,6 +23,7 @@ const char *tfa_err_name(int code)
     case TFA_ERR_DIGEST_MISMATCH: return "DIGEST_MISMATCH";
     case TFA_ERR_SIZE_MISMATCH: return "SIZE_MISMATCH";
     case TFA_ERR_FIELD_RANGE: return "FIELD_RANGE";
+    case TFA_ERR_KEY_UNWRAP: return "KEY_UNWRAP";
     case TFA_ERR_WRONG_HARDWARE: return "WRONG_HARDWARE";
     case TFA_ERR_RUNTIME_TOO_OLD: return "RUNTIME_TOO_OLD";
     case TFA_ERR_ROLLBACK_REFUSED: return "ROLLBACK_REFUSED";
@@ -34,6 +35,7 @@ const char *tfa_err_name(int code)
     case TFA_ERR_BAD_OFFSET: return "BAD_OFFSET";
     case TFA_ERR_NO_PREVIOUS: return "NO_PREVIOUS";
     case TFA_ERR_SELFTEST_FAILED: return "SELFTEST_FAILED";
+    case TFA_ERR_NOT_ENCRYPTED: return "NOT_ENCRYPTED";
     case TFA_ERR_FLASH_IO: return "FLASH_IO";
     case TFA_ERR_FLASH_NOT_ERASED: return "FLASH_NOT_ERASED";
     case TFA_ERR_STATE_CORRUPT: return "STATE_CORRUPT";

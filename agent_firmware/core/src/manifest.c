@@ -117,7 +117,8 @@ static int prv_ranges_ok(const uint8_t *b)
     uint32_t payload_size = prv_get32(b + PRV_OFF_PAYLOAD_SIZE);
     uint32_t model_size = prv_get32(b + PRV_OFF_MODEL_SIZE);
     int has_base = !prv_all_zero(b + PRV_OFF_DELTA_BASE, 32);
-    if (prv_get16(b + PRV_OFF_RESERVED0) != 0u || b[PRV_OFF_FLAGS] != 0u ||
+    uint8_t flags = b[PRV_OFF_FLAGS];
+    if (prv_get16(b + PRV_OFF_RESERVED0) != 0u || (flags & ~TFA_MANIFEST_FLAG_ENCRYPTED) != 0u ||
         prv_get16(b + PRV_OFF_RESERVED1) != 0u || encoding > TFA_ENC_DELTA) {
         return 0;
     }
@@ -133,8 +134,10 @@ static int prv_ranges_ok(const uint8_t *b)
     if (prv_get32(b + PRV_OFF_SEED) == 0u && !prv_all_zero(b + PRV_OFF_SELFTEST_SHA, 32)) {
         return 0;
     }
+    /* An encrypted raw payload is the model's ciphertext: same size, its own digest. */
     if (encoding == TFA_ENC_RAW &&
-        (payload_size != model_size || memcmp(b + PRV_OFF_PAYLOAD_SHA, b + PRV_OFF_MODEL_SHA, 32) != 0)) {
+        (payload_size != model_size || ((flags & TFA_MANIFEST_FLAG_ENCRYPTED) == 0u &&
+                                        memcmp(b + PRV_OFF_PAYLOAD_SHA, b + PRV_OFF_MODEL_SHA, 32) != 0))) {
         return 0;
     }
     return 1;
@@ -152,6 +155,7 @@ static void prv_fill(const uint8_t *b, tfa_manifest_t *out)
     out->hardware_class = prv_get32(b + PRV_OFF_HW_CLASS);
     out->min_runtime_version = prv_get32(b + PRV_OFF_MIN_RUNTIME);
     out->payload_encoding = b[PRV_OFF_ENCODING];
+    out->flags = b[PRV_OFF_FLAGS];
     out->payload_size = prv_get32(b + PRV_OFF_PAYLOAD_SIZE);
     memcpy(out->payload_sha256, b + PRV_OFF_PAYLOAD_SHA, 32);
     out->model_size = prv_get32(b + PRV_OFF_MODEL_SIZE);

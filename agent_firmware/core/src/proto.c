@@ -305,6 +305,14 @@ static int prv_dispatch(tfa_proto_t *p, uint8_t type, const uint8_t *body, uint3
         }
         p->counters.chunk_bytes += len - 4u;
         return prv_progress(p, r);
+#ifndef TFA_NO_ENCRYPTION
+    case TFA_MSG_INSTALL_KEY:
+        if (len != TFA_KEY_WRAP_SIZE) {
+            return -TFA_ERR_BAD_MESSAGE;
+        }
+        rc = tfa_install_key(p->rt, body);
+        return rc != 0 ? rc : prv_progress(p, r);
+#endif
     case TFA_MSG_INSTALL_END:
         rc = tfa_install_end(p->rt);
         if (rc != 0) {

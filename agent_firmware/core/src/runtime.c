@@ -9,10 +9,10 @@
 #include <string.h>
 
 #include "tfa/errors.h"
-#include "tfa/sha256.h"
 
 #define PRV_STATE_BASE 0u
 #define PRV_HASH_PIECE 256u
+#define PRV_CRYPT_PIECE 256u /* stack bytes for decrypting a chunk piece by piece */
 
 static uint8_t prv_bit(uint8_t slot)
 {
@@ -127,6 +127,37 @@ static void prv_drop_download(tfa_state_t *next)
     next->download_size = 0;
     memset(next->decoder, 0, sizeof(next->decoder));
 }
+
+#ifndef TFA_NO_ENCRYPTION
+static int prv_encrypted(const tfa_runtime_t *rt, uint8_t slot)
+{
+    return slot < 2u && (rt->slot_manifest[slot].flags & TFA_MANIFEST_FLAG_ENCRYPTED) != 0u;
+}
+
+/* The content key stream is gone (download over or replaced): a new wrap is needed. */
+static void prv_forget_key(tfa_runtime_t *rt)
+{
+    if (rt->keyed) {
+        tfa_chacha20_wipe(&rt->cipher);
+    }
+    rt->keyed = 0;
+    rt->hashing = 0;
+    rt->hashed = 0;
+}
+#else
+/* Built without decryption (TFA_NO_ENCRYPTION): encrypted packages are refused at begin. */
+static int prv_encrypted(const tfa_runtime_t *rt, uint8_t slot)
+{
+    (void)rt;
+    (void)slot;
+    return 0;
+}
+
+static void prv_forget_key(tfa_runtime_t *rt)
+{
+    (void)rt;
+}
+#endif
 
 /* ---- payload decoder (encodings 1 and 2) ---- */
 
@@ -373,6 +404,21 @@ static int prv_policy(const tfa_runtime_t *rt, const tfa_manifest_t *m)
         (active == NULL || memcmp(m->delta_base_sha256, active->model_sha256, 32) != 0)) {
         return -TFA_ERR_WRONG_BASE;
     }
+    /* PROTOCOL 6.5: a device that requires encryption never installs a clear payload, and one without a
+     * key refuses an encrypted payload before a byte of it is written. */
+    if ((m->flags & TFA_MANIFEST_FLAG_ENCRYPTED) == 0u) {
+        if (cfg->require_encryption) {
+            return -TFA_ERR_NOT_ENCRYPTED;
+        }
+    } else {
+#ifdef TFA_NO_ENCRYPTION
+        return -TFA_ERR_FIELD_RANGE; /* this build has no decryption, as a raw-only device for encodings */
+#else
+        if (cfg->encryption_private == NULL || cfg->encryption_public == NULL) {
+            return -TFA_ERR_KEY_UNWRAP;
+        }
+#endif
+    }
     /* A device built without a decoder workspace installs raw payloads only. */
     if (m->payload_encoding != TFA_ENC_RAW && cfg->delta_workspace == NULL) {
         return -TFA_ERR_FIELD_RANGE;
@@ -408,6 +454,7 @@ int tfa_install_begin(tfa_runtime_t *rt, const uint8_t *manifest, uint32_t len)
         return err != 0 ? prv_fail(rt, err) : 0;
     }
     rt->decoding = 0;
+    prv_forget_key(rt);
     uint8_t target = rt->state.active_slot == 0u ? 1u : 0u;
     /* 1. The slot stops being valid before a single byte of it changes. */
     tfa_state_t next = rt->state;
@@ -463,8 +510,118 @@ static int prv_drop_failed(tfa_runtime_t *rt, int code)
         rt->slot_known &= (uint8_t)~prv_bit(t);
     }
     rt->decoding = 0;
+    prv_forget_key(rt);
     return prv_fail(rt, err != 0 ? err : code);
 }
+
+#ifndef TFA_NO_ENCRYPTION
+int tfa_install_key(tfa_runtime_t *rt, const uint8_t wrap[TFA_KEY_WRAP_SIZE])
+{
+    if (rt == NULL || !rt->booted || wrap == NULL) {
+        return -TFA_ERR_BAD_STATE;
+    }
+    uint8_t t = rt->state.target_slot;
+    if (rt->state.phase != TFA_PHASE_DOWNLOADING || !prv_encrypted(rt, t)) {
+        return prv_fail(rt, -TFA_ERR_BAD_STATE);
+    }
+    const tfa_device_config_t *cfg = rt->config;
+    if (cfg->encryption_private == NULL || cfg->encryption_public == NULL) {
+        return prv_fail(rt, -TFA_ERR_KEY_UNWRAP);
+    }
+    prv_forget_key(rt);
+    /* The wrap is bound to the signed manifest bytes, read back from the slot begin wrote them to. */
+    uint8_t raw[TFA_MANIFEST_SIZE];
+    int err = rt->flash->read(rt->flash->ctx, tfa_slot_address(rt, t), raw, sizeof(raw));
+    if (err != 0) {
+        return prv_fail(rt, err);
+    }
+    uint8_t key[TFA_CONTENT_KEY_SIZE];
+    err = tfa_key_unwrap(key, wrap, cfg->encryption_private, cfg->encryption_public, raw);
+    if (err != 0) {
+        return prv_fail(rt, -TFA_ERR_KEY_UNWRAP);
+    }
+    static const uint8_t nonce[12];
+    tfa_chacha20_init(&rt->cipher, key, nonce, 0);
+    volatile uint8_t *wipe = key;
+    for (uint32_t i = 0; i < sizeof(key); i++) {
+        wipe[i] = 0;
+    }
+    rt->keyed = 1;
+    /* The ciphertext digest can be checked only over a payload that arrives in full from here on. */
+    uint32_t resume = rt->decoding ? rt->received : rt->state.download_offset;
+    rt->hashing = resume == 0u;
+    rt->hashed = 0;
+    tfa_sha256_init(&rt->payload_hash);
+    return 0;
+}
+
+/* Encrypted download: note the ciphertext for payload_sha256 and move the key stream to offset. */
+static int prv_cipher_at(tfa_runtime_t *rt, uint32_t offset, const uint8_t *data, uint32_t len)
+{
+    if (!rt->keyed) {
+        return -TFA_ERR_BAD_STATE;
+    }
+    if (rt->hashing && offset == rt->hashed) {
+        tfa_sha256_update(&rt->payload_hash, data, len);
+        rt->hashed += len;
+    } else {
+        rt->hashing = 0; /* a resent range: the model digest alone decides */
+    }
+    if (rt->cipher.offset != offset && tfa_chacha20_seek(&rt->cipher, offset) != 0) {
+        return -TFA_ERR_FIELD_RANGE;
+    }
+    return 0;
+}
+
+/* Decrypts the next n bytes of an encrypted chunk into buf, or points at clear data as is. */
+static const uint8_t *prv_clear_piece(tfa_runtime_t *rt, int encrypted, const uint8_t *data, uint32_t n,
+                                      uint8_t *buf)
+{
+    if (!encrypted) {
+        return data;
+    }
+    (void)tfa_chacha20_xor(&rt->cipher, buf, data, n); /* range checked by prv_cipher_at */
+    return buf;
+}
+
+/* 0 unless the ciphertext digest could be computed over the whole payload and differs. */
+static int prv_ciphertext_check(tfa_runtime_t *rt, uint8_t slot)
+{
+    if (!prv_encrypted(rt, slot) || !rt->hashing || rt->hashed != rt->state.download_size) {
+        return 0;
+    }
+    uint8_t digest[32];
+    tfa_sha256_final(&rt->payload_hash, digest);
+    rt->hashing = 0;
+    return memcmp(digest, rt->slot_manifest[slot].payload_sha256, 32) != 0 ? -TFA_ERR_DIGEST_MISMATCH : 0;
+}
+#else
+static int prv_cipher_at(tfa_runtime_t *rt, uint32_t offset, const uint8_t *data, uint32_t len)
+{
+    (void)rt;
+    (void)offset;
+    (void)data;
+    (void)len;
+    return -TFA_ERR_BAD_STATE;
+}
+
+static const uint8_t *prv_clear_piece(tfa_runtime_t *rt, int encrypted, const uint8_t *data, uint32_t n,
+                                      uint8_t *buf)
+{
+    (void)rt;
+    (void)encrypted;
+    (void)n;
+    (void)buf;
+    return data;
+}
+
+static int prv_ciphertext_check(tfa_runtime_t *rt, uint8_t slot)
+{
+    (void)rt;
+    (void)slot;
+    return 0;
+}
+#endif
 
 /* Encodings 1 and 2: decode into the target slot; record the checkpoint when a block boundary passed.
  * The record is written only then, not per chunk. */
@@ -474,7 +631,15 @@ static int prv_chunk_decode(tfa_runtime_t *rt, const uint8_t *data, uint32_t len
         return prv_fail(rt, -TFA_ERR_BAD_STATE);
     }
     tfa_delta_t *d = rt->config->delta_workspace;
-    int err = tfa_delta_feed(d, data, len);
+    int encrypted = prv_encrypted(rt, rt->state.target_slot);
+    uint8_t buf[PRV_CRYPT_PIECE];
+    int err = 0;
+    for (uint32_t done = 0; done < len && err == 0;) {
+        uint32_t n = len - done;
+        n = encrypted && n > PRV_CRYPT_PIECE ? PRV_CRYPT_PIECE : n;
+        err = tfa_delta_feed(d, prv_clear_piece(rt, encrypted, data + done, n, buf), n);
+        done += n;
+    }
     if (err == -TFA_ERR_DELTA_CORRUPT) {
         return prv_drop_failed(rt, err);
     }
@@ -515,11 +680,24 @@ int tfa_install_chunk(tfa_runtime_t *rt, uint32_t offset, const uint8_t *data, u
     if (len == 0u) {
         return 0;
     }
+    int encrypted = prv_encrypted(rt, st->target_slot);
+    int err = encrypted ? prv_cipher_at(rt, offset, data, len) : 0;
+    if (err != 0) {
+        return prv_fail(rt, err);
+    }
     if (prv_decoded(rt, st->target_slot)) {
         return prv_chunk_decode(rt, data, len);
     }
     /* RAW payload: payload offset == model offset. */
-    int err = rt->flash->program(rt->flash->ctx, prv_model_addr(rt, st->target_slot) + offset, data, len);
+    uint8_t buf[PRV_CRYPT_PIECE];
+    uint32_t addr = prv_model_addr(rt, st->target_slot) + offset;
+    for (uint32_t done = 0; done < len && err == 0;) {
+        uint32_t n = len - done;
+        n = encrypted && n > PRV_CRYPT_PIECE ? PRV_CRYPT_PIECE : n;
+        const uint8_t *clear = prv_clear_piece(rt, encrypted, data + done, n, buf);
+        err = rt->flash->program(rt->flash->ctx, addr + done, clear, n);
+        done += n;
+    }
     if (err != 0) {
         return prv_fail(rt, err);
     }
@@ -557,8 +735,13 @@ int tfa_install_end(tfa_runtime_t *rt)
             return prv_fail(rt, err);
         }
     }
+    /* Tampered ciphertext is named as such before the model digest is computed (PROTOCOL 6.2). */
+    if (prv_ciphertext_check(rt, t) != 0) {
+        return prv_drop_failed(rt, -TFA_ERR_DIGEST_MISMATCH);
+    }
     uint8_t digest[32];
-    /* For RAW the payload digest equals the model digest (checked by the parser): one hash covers both. */
+    /* For clear RAW the payload digest equals the model digest (checked by the parser): one hash covers
+     * both. */
     err = prv_hash_flash(rt, prv_model_addr(rt, t), m->model_size, digest);
     if (err != 0) {
         return prv_fail(rt, err);
@@ -576,6 +759,7 @@ int tfa_install_end(tfa_runtime_t *rt)
         return prv_fail(rt, err);
     }
     rt->decoding = 0;
+    prv_forget_key(rt);
     return 0;
 }
 
@@ -601,6 +785,7 @@ int tfa_install_abort(tfa_runtime_t *rt)
         rt->slot_known &= (uint8_t)~prv_bit(t);
     }
     rt->decoding = 0;
+    prv_forget_key(rt);
     return 0;
 }
 

@@ -11,6 +11,7 @@
 #include "tfa/errors.h"
 #include "tfa/proto.h"
 #include "tfa/runtime.h"
+#include "tfa/x25519.h"
 
 /* Room for two full response frames: the device stops reading while it could not queue one more. */
 #define PRV_TX_CAP (2u * TFA_FRAME_MAX_ENCODED)
@@ -19,6 +20,8 @@ struct tfa_host_device {
     tfa_flash_host_t fh;
     tfa_device_config_t config;
     tfa_trusted_key_t keys[TFA_HOST_MAX_KEYS];
+    uint8_t encryption_private[32];
+    uint8_t encryption_public[32];
     tfa_runtime_t rt;
     tfa_delta_t delta;             /* decoder workspace for compressed and delta packages */
     tfa_link_t link;
@@ -75,7 +78,8 @@ static int prv_config_ok(const tfa_host_config_t *cfg)
     if (cfg->slot_size > (UINT32_MAX - 2u * sector) / 2u) {
         return 0;
     }
-    return cfg->key_count <= TFA_HOST_MAX_KEYS && (cfg->keys != NULL || cfg->key_count == 0u);
+    return cfg->key_count <= TFA_HOST_MAX_KEYS && (cfg->keys != NULL || cfg->key_count == 0u) &&
+           cfg->require_encryption <= 1u;
 }
 
 int tfa_host_create(const tfa_host_config_t *cfg, tfa_host_device_t **out)
@@ -107,6 +111,13 @@ int tfa_host_create(const tfa_host_config_t *cfg, tfa_host_device_t **out)
     dev->config.key_count = cfg->key_count;
     dev->config.max_trial_boots = (uint8_t)cfg->max_trial_boots;
     dev->config.delta_workspace = &dev->delta;
+    if (cfg->encryption_key != NULL) {
+        memcpy(dev->encryption_private, cfg->encryption_key, 32);
+        tfa_x25519_base(dev->encryption_public, dev->encryption_private);
+        dev->config.encryption_private = dev->encryption_private;
+        dev->config.encryption_public = dev->encryption_public;
+    }
+    dev->config.require_encryption = (uint8_t)cfg->require_encryption;
     const tfa_engine_port_t port = {
         .ctx = dev,
         .arena_acquire = prv_arena_acquire,

@@ -38,6 +38,11 @@ typedef struct tfa_host_config {
     uint32_t cpu_hz;
     uint32_t milli_cycles_per_mac;
     uint32_t cycles_per_op;
+    /* Encrypted packages (docs/PROTOCOL.md section 6): the device's X25519 private key, 32 bytes, copied
+     * (its public key is derived once here), or NULL: the device refuses encrypted packages.
+     * require_encryption 1: clear packages are refused (NOT_ENCRYPTED). */
+    const uint8_t *encryption_key;
+    uint32_t require_encryption;
 } tfa_host_config_t;
 
 /* Allocate a device with an erased flash of 2 sectors (state) + 2 slots. It is powered off until

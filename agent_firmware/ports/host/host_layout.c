@@ -49,6 +49,8 @@ static const uint32_t k_config[] = {
     PRV_OFF(tfa_host_config_t, cpu_hz),
     PRV_OFF(tfa_host_config_t, milli_cycles_per_mac),
     PRV_OFF(tfa_host_config_t, cycles_per_op),
+    PRV_OFF(tfa_host_config_t, encryption_key),
+    PRV_OFF(tfa_host_config_t, require_encryption),
 };
 
 static uint32_t prv_copy(const uint32_t *table, uint32_t n, uint32_t *out, uint32_t cap)

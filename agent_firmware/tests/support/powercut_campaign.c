@@ -3,12 +3,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tfa/x25519.h"
+
 static const tfa_cut_mode_t k_modes[PC_MODE_COUNT] = {TFA_CUT_NOTHING, TFA_CUT_HALF, TFA_CUT_GARBAGE,
                                                       TFA_CUT_COMPLETE};
 
 static uint32_t prv_payload(const pc_campaign_t *c)
 {
     return c->pkg_len - TFA_MANIFEST_SIZE;
+}
+
+/* begin (the same manifest again resumes), then the key wrap of an encrypted package: the runtime keeps
+ * the content key in RAM only, so it comes again after every begin. */
+static int prv_begin(pc_campaign_t *c, uint32_t len)
+{
+    tfa_runtime_t *rt = &c->dev->rt;
+    int rc = tfa_install_begin(rt, c->pkg, len);
+    if (rc == 0 && c->wrap != NULL) {
+        rc = tfa_install_key(rt, c->wrap);
+    }
+    return rc;
 }
 
 static uint32_t prv_step_count(const pc_campaign_t *c)
@@ -21,7 +35,7 @@ static int prv_step(pc_campaign_t *c, uint32_t i)
 {
     tfa_runtime_t *rt = &c->dev->rt;
     if (i == 0u) {
-        return tfa_install_begin(rt, c->pkg, TFA_MANIFEST_SIZE);
+        return prv_begin(c, TFA_MANIFEST_SIZE);
     }
     if (i <= c->chunk_count) {
         uint32_t off = (i - 1u) * c->cfg.chunk;
@@ -124,7 +138,7 @@ static int prv_resume(pc_campaign_t *c)
     int rc = 0;
     switch (st.phase) {
     case TFA_PHASE_DOWNLOADING: {
-        rc = tfa_install_begin(rt, c->pkg, c->pkg_len); /* same manifest: resumes */
+        rc = prv_begin(c, c->pkg_len); /* same manifest: resumes */
         tfa_runtime_status(rt, &st);
         uint32_t payload = prv_payload(c);
         for (uint32_t off = st.download_offset; rc == 0 && off < payload; off += chunk) {
@@ -154,7 +168,20 @@ static int prv_resume(pc_campaign_t *c)
         if (tv_check_active_model(d, &seq) == 0 && seq == PC_NEW_SEQ) {
             return 0; /* already confirmed */
         }
-        rc = tv_install_confirm(rt, c->pkg, c->pkg_len, chunk);
+        if (c->wrap == NULL) {
+            rc = tv_install_confirm(rt, c->pkg, c->pkg_len, chunk);
+            break;
+        }
+        rc = prv_begin(c, c->pkg_len);
+        uint32_t payload = prv_payload(c);
+        for (uint32_t off = 0; rc == 0 && off < payload; off += chunk) {
+            uint32_t n = payload - off < chunk ? payload - off : chunk;
+            rc = tfa_install_chunk(rt, off, c->pkg + TFA_MANIFEST_SIZE + off, n);
+        }
+        rc = rc != 0 ? rc : tfa_install_end(rt);
+        rc = rc != 0 ? rc : tfa_activate(rt);
+        rc = rc != 0 ? rc : tfa_selftest(rt);
+        rc = rc != 0 ? rc : tfa_confirm(rt);
     }
     }
     return rc;
@@ -251,6 +278,21 @@ int pc_open(pc_campaign_t *c, const pc_config_t *cfg)
     tv_device_t *d = c->dev;
     d->cfg.max_trial_boots = 2;
     d->cfg.delta_workspace = cfg->workspace;
+    if (cfg->wrap != NULL) {
+        uint32_t wrap_len = 0;
+        uint32_t key_len = 0;
+        c->wrap = tv_read_vector(cfg->wrap, &wrap_len);
+        uint8_t *key = tv_read_vector(cfg->device_key, &key_len);
+        CHECK(c->wrap != NULL && wrap_len == TFA_KEY_WRAP_SIZE && key != NULL && key_len == 32u,
+              "encrypted campaign vectors %s, %s", cfg->wrap, cfg->device_key);
+        if (key != NULL && key_len == 32u) {
+            memcpy(c->enc_private, key, 32);
+            tfa_x25519_base(c->enc_public, c->enc_private);
+            d->cfg.encryption_private = c->enc_private;
+            d->cfg.encryption_public = c->enc_public;
+        }
+        free(key);
+    }
     c->chunk_count = (prv_payload(c) + cfg->chunk - 1u) / cfg->chunk;
     CHECK_RC(tv_device_boot(d), 0, "boot");
     if (!cfg->fresh) {
@@ -302,6 +344,7 @@ void pc_close(pc_campaign_t *c)
     free(c->snapshot);
     free(c->pkg);
     free(c->model);
+    free(c->wrap);
     tv_device_free(c->dev);
     free(c->dev);
     memset(c, 0, sizeof(*c));

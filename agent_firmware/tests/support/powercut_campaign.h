@@ -42,6 +42,10 @@ typedef struct pc_config {
     int check_base_slot;         /* 1: slot 0 (the old model, a delta's base) must never change */
     int check_resume_offset;     /* 1: a download in progress resumes at the offset its record holds */
     tfa_delta_t *workspace;      /* decoder workspace for compressed and delta payloads, or NULL */
+    /* Encrypted package: vector files of its 80-byte key wrap (sent right after every begin) and of the
+     * device's X25519 private key; both NULL for a clear package. */
+    const char *wrap;
+    const char *device_key;
     pc_schedule_t schedule;
 } pc_config_t;
 
@@ -64,6 +68,9 @@ typedef struct pc_campaign {
     uint32_t model_len;
     uint8_t *snapshot;           /* the flash every run starts from */
     uint32_t chunk_count;
+    uint8_t *wrap;               /* cfg.wrap's 80 bytes, or NULL */
+    uint8_t enc_private[32];     /* the device key pair the device config points at (encrypted) */
+    uint8_t enc_public[32];
     pc_counts_t counts;
 } pc_campaign_t;
 

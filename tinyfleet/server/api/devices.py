@@ -11,6 +11,7 @@ from tinyfleet.server.context import AppContext
 from tinyfleet.server.services import device_certs as certsvc
 from tinyfleet.server.services import device_query, registry
 from tinyfleet.server.services import devices as devsvc
+from tinyfleet.server.services import encrypted as encsvc
 
 router = APIRouter(tags=["devices"])
 SORT_PATTERN = "^-?(" + "|".join(device_query.SORT_KEYS) + ")$"
@@ -20,7 +21,8 @@ SORT_PATTERN = "^-?(" + "|".join(device_query.SORT_KEYS) + ")$"
 def provision(body: schemas.DeviceCreate, ctx: AppContext = Depends(get_ctx)) -> schemas.ProvisionResult:
     with ctx.session() as s:
         made = certsvc.provision(s, ctx, body)  # a password, or a certificate in cert mode
-        return views.provisioned(s, ctx, devsvc.get_device(s, made.device_id), made.password, made.cert)
+        device = devsvc.get_device(s, made.device_id)
+        return views.provisioned(s, ctx, device, made.password, made.cert, made.encryption_key)
 
 
 @router.post("/devices/bulk", response_model=schemas.BulkProvisionResult, status_code=201)
@@ -49,6 +51,7 @@ def provision_bulk(
                 chunk_size=chunk[d.hardware_class],
                 certificate_pem=d.cert.cert_pem if d.cert else None,
                 private_key_pem=d.cert.key_pem if d.cert else None,
+                encryption_key=d.encryption_key or None,
             )
             for d in created
         ],
@@ -62,6 +65,20 @@ def rotate_credentials(device_id: str, ctx: AppContext = Depends(get_ctx)) -> sc
         device = devsvc.get_device(s, device_id)
         password = devsvc.rotate_password(s, ctx, device)
         return views.provisioned(s, ctx, device, password)
+
+
+@router.post("/devices/{device_id}/encryption-key", response_model=schemas.EncryptionKeyIssued)
+def new_encryption_key(device_id: str, ctx: AppContext = Depends(get_ctx)) -> schemas.EncryptionKeyIssued:
+    """A new X25519 key pair for encrypted rollouts (a device provisioned before device keys, or one
+    whose key was lost); the old key's cached content-key wraps are dropped."""
+    with ctx.session() as s:
+        device = devsvc.get_device(s, device_id)
+        private = encsvc.reissue_device_key(s, device)
+        return schemas.EncryptionKeyIssued(
+            device_id=device.id,
+            encryption_key=private,
+            encryption_public_key=device.encryption_public_key or "",
+        )
 
 
 @router.get("/devices", response_model=list[schemas.DevicePublic])

@@ -91,12 +91,19 @@ def readiness(ctx: AppContext) -> dict[str, Any]:
         "failing": failing,
         "detail": f"not ready: {detail}" if failing else "ready",
         "checks": checks,
+        # Which replica this is and whether it runs the rollout engine (a follower is ready too).
+        "replica": ctx.leadership.describe(),
     }
 
 
 @router.get("/healthz", summary="Liveness: 200 while the process serves requests")
 def healthz(ctx: AppContext = Depends(get_ctx)) -> dict[str, Any]:
-    return {"ok": True, "mqtt_connected": bool(ctx.gateway and ctx.gateway.connected.is_set())}
+    return {
+        "ok": True,
+        "mqtt_connected": bool(ctx.gateway and ctx.gateway.connected.is_set()),
+        "replica": ctx.leadership.name,
+        "leader": ctx.leadership.is_leader,
+    }
 
 
 @router.get(

@@ -153,6 +153,13 @@ class FleetCollector(Collector):
             "tinyfleet_mqtt_connected", "1 while the gateway is connected to the broker", value=int(connected)
         )
         yield counter("tinyfleet_rollout_driver_ticks", "Rollout driver ticks", ctx.rollout_driver.ticks)
+        leader = GaugeMetricFamily(
+            "tinyfleet_leader",
+            "1 while this replica runs the rollout engine (holds the leader lock)",
+            labels=["replica"],
+        )
+        leader.add_metric([ctx.leadership.name], int(ctx.leadership.is_leader))
+        yield leader
 
 
 def metrics_auth(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:

@@ -47,6 +47,7 @@ ROUTE_ROLES: tuple[tuple[str, str, str], ...] = (
     ("PATCH", "/api/devices/{device_id}", OPERATOR),
     ("DELETE", "/api/devices/{device_id}", ADMIN),
     ("POST", "/api/devices/{device_id}/credentials", OPERATOR),
+    ("POST", "/api/devices/{device_id}/encryption-key", OPERATOR),
     ("GET", "/api/devices/{device_id}/actions", VIEWER),
     ("POST", "/api/devices/{device_id}/certificate", OPERATOR),
     ("POST", "/api/devices/{device_id}/certificate/revoke", OPERATOR),

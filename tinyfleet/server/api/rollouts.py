@@ -35,7 +35,8 @@ def create_rollout(
 ) -> schemas.RolloutPublic | JSONResponse:
     try:
         with ctx.session() as s:
-            return views.rollout(s, rsvc.create(s, ctx, body, ctx.settings.action_timeout_seconds))
+            timeout = ctx.settings.action_timeout_seconds
+            return views.rollout(s, rsvc.create(s, ctx, body, timeout, keys=ctx.keys))
     except Incompatible as exc:
         return _incompatible(exc)
 

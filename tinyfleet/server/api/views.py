@@ -48,10 +48,15 @@ def trust_store(ctx: AppContext) -> list[schemas.TrustedKeyPublic]:
 
 
 def provisioned(
-    session: Session, ctx: AppContext, d: Device, password: str | None, cert: IssuedCert | None = None
+    session: Session,
+    ctx: AppContext,
+    d: Device,
+    password: str | None,
+    cert: IssuedCert | None = None,
+    encryption_key: str | None = None,
 ) -> schemas.ProvisionResult:
     """What a device needs to join: MQTT credentials (the password or the certificate and its key, shown
-    once), trust store, chunk size."""
+    once), trust store, chunk size, and at provisioning its encryption key (shown once)."""
     url = ctx.device_mqtt()
     return schemas.ProvisionResult(
         device=device(d),
@@ -66,6 +71,7 @@ def provisioned(
         trust_store=trust_store(ctx),
         chunk_size=registry.chunk_size_for(session, d.hardware_class, ctx.settings.default_chunk_size),
         certificate=certificate(ctx, cert) if cert is not None else None,
+        encryption_key=encryption_key or None,
     )
 
 

@@ -11,7 +11,17 @@ from pathlib import Path
 from typing import Any
 
 COLUMNS = ("id", "hardware_class", "group", "tags")
-CREDENTIAL_COLUMNS = ("id", "username", "password", "hardware_class", "chunk_size", "host", "port", "tls")
+CREDENTIAL_COLUMNS = (
+    "id",
+    "username",
+    "password",
+    "hardware_class",
+    "chunk_size",
+    "host",
+    "port",
+    "tls",
+    "encryption_key",  # X25519 private key, base64 (PROTOCOL 4.6): shown once, like the password
+)
 TAG_SPLIT = re.compile(r"[;,\s]+")  # labels cannot hold these (schemas.LABEL_PATTERN)
 MAX_ROWS = 10_000
 
@@ -87,5 +97,6 @@ def write_credentials(fd: int, answer: dict[str, Any]) -> None:
                     m["host"] or "",
                     m["port"] or "",
                     m["tls"],
+                    d.get("encryption_key") or "",
                 ]
             )

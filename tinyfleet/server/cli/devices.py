@@ -117,6 +117,7 @@ def devices_provision(
             else ["certificate", f"{m['username']}.pem/.key, ca.pem (serial {cert['serial']})"],
             ["broker", f"{m['host']}:{m['port']}" + (" (TLS)" if m["tls"] else "")],
             ["chunk size", out["chunk_size"]],
+            ["encryption key", out.get("encryption_key") or "-"],  # X25519 private key, shown once
             *[[f"trusted key {k['key_id']}", k["public_key"]] for k in out["trust_store"]],
         ],
     )

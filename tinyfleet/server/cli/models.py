@@ -14,6 +14,7 @@ from tinyfleet.server.cli.client import (
     _table,
     call,
     console,
+    err,
     json_option,
     print_json,
 )
@@ -52,7 +53,7 @@ def models_create(
 @models_app.command("upload")
 def models_upload(
     name: str = typer.Argument(..., help="model name (created first with `models create`)"),
-    tflite: Path = typer.Argument(..., help="the int8 .tflite to package"),
+    tflite: Path | None = typer.Argument(None, help="the int8 .tflite to package (or give --onnx)"),
     version: str = typer.Option(..., help="semantic version x.y.z"),
     hardware_class: int = typer.Option(..., help="hardware class id the package is for"),
     min_runtime: str = typer.Option("0.1.0", help="lowest runtime version that may install it"),
@@ -60,9 +61,30 @@ def models_upload(
         None, help="anti-rollback floor (default: the model's latest)"
     ),
     notes: str = typer.Option("", help="release notes kept with the version"),
+    onnx: Path | None = typer.Option(
+        None, "--onnx", help="convert this ONNX model to int8 here first (needs --data; the ml extra)"
+    ),
+    data: Path | None = typer.Option(
+        None, help="with --onnx: calibration .npz (x in ONNX layout, y optional)"
+    ),
     as_json: bool = json_option(),
 ) -> None:
-    """Upload a .tflite; the server builds and signs the package with its key."""
+    """Upload a .tflite (or an ONNX model converted here); the server builds and signs the package."""
+    if (tflite is None) == (onnx is None):
+        raise typer.BadParameter("give either a .tflite or --onnx with --data")
+    if onnx is not None and (data is None or not data.is_file() or not onnx.is_file()):
+        raise typer.BadParameter("--onnx needs an existing .onnx file and --data pointing to an .npz")
+    model_id = _model_id(name)  # before a conversion of seconds: the model must exist
+    if onnx is not None:
+        # Converted on the client: the server stays free of TensorFlow and checks the result like any upload.
+        try:
+            from tinyfleet.ml.cli import onnx_to_tflite
+        except ImportError:
+            raise typer.BadParameter("--onnx needs the ml extra: pip install 'tinyfleet[ml]'") from None
+        payload = onnx_to_tflite(onnx, data, False, err)[0].tflite  # progress on stderr: --json stays clean
+    else:
+        assert tflite is not None
+        payload = _read(tflite)
     params: dict[str, Any] = {
         "version": version,
         "hardware_class": hardware_class,
@@ -73,9 +95,9 @@ def models_upload(
         params["security_counter"] = security_counter
     mv = call(
         "POST",
-        f"/api/models/{_model_id(name)}/versions",
+        f"/api/models/{model_id}/versions",
         params=params,
-        content=_read(tflite),
+        content=payload,
         headers={"Content-Type": "application/octet-stream"},
     )
     if as_json:

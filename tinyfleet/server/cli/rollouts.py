@@ -129,6 +129,9 @@ def rollouts_create(
     canary_min_inferences: int | None = typer.Option(None, help="canary: inferences needed per side"),
     canary_min_devices: int | None = typer.Option(None, help="canary: devices needed per side"),
     canary_on_fail: str | None = typer.Option(None, help="canary: pause or rollback when a metric fails"),
+    encrypted: bool = typer.Option(
+        False, "--encrypted", help="send the model encrypted, its key wrapped per device (PROTOCOL 6)"
+    ),
     as_json: bool = json_option(),
 ) -> None:
     """Create a rollout of a model version to the selected devices (a draft unless --start)."""
@@ -153,6 +156,8 @@ def rollouts_create(
         "start": start,
         "skip_incompatible": skip_incompatible,
     }
+    if encrypted:
+        body["encrypted"] = True
     if timeout is not None:
         body["action_timeout_seconds"] = timeout
     gate = {
@@ -219,6 +224,8 @@ def rollouts_show(
     console.print(
         f"waves {r['wave_sizes']}  deploy {r['deploy']['by_state']}  rollback {r['rollback']['by_state']}"
     )
+    if r.get("encrypted"):
+        console.print("encrypted: each device gets the model encrypted, its key wrapped for it alone")
     if r.get("canary"):
         c = r["canary"]
         console.print(

@@ -87,13 +87,47 @@ def device_config(device: Device) -> DeviceConfig | None:
     )
 
 
+def encryption_refusal(device: Device, encrypted: bool) -> Refusal | None:
+    """An encrypted rollout needs the device's public key (devices provisioned before device keys have
+    none) and a runtime that decrypts; a device whose policy requires encryption refuses clear packages
+    (capabilities `encryption`, `requires_encryption`, PROTOCOL 4.2)."""
+    caps = device.capabilities or {}
+    if encrypted and not device.encryption_public_key:
+        return Refusal(
+            device.id,
+            ErrorCode.KEY_UNWRAP,
+            "the device has no encryption key (provisioned before device keys): it cannot be sent an"
+            " encrypted package",
+        )
+    if encrypted and caps.get("encryption") is False:
+        return Refusal(device.id, ErrorCode.FIELD_RANGE, "the device cannot decrypt packages (flags bit 0)")
+    if not encrypted and caps.get("requires_encryption") is True:
+        return Refusal(
+            device.id,
+            ErrorCode.NOT_ENCRYPTED,
+            "the device's policy requires encrypted packages: roll out with encrypted",
+        )
+    return None
+
+
 def predict(
-    session: Session, device: Device, pkg: Package, cache: dict[str, _PackageFacts] | None = None
+    session: Session,
+    device: Device,
+    pkg: Package,
+    cache: dict[str, _PackageFacts] | None = None,
+    *,
+    encrypted: bool = False,
 ) -> Refusal | None:
-    """The refusal `device` would answer to `pkg`, or None (also when its capabilities are unknown, or it
-    already runs the package's model: installing it is then nothing to do)."""
+    """The refusal `device` would answer to `pkg` (sent encrypted or not), or None (also when its
+    capabilities are unknown, or it already runs the package's model: installing it is then nothing to
+    do). Encryption is judged on what the server knows even without capabilities (its key)."""
+    if device.active_model_sha256 == pkg.model_sha256:
+        return None
+    refusal = encryption_refusal(device, encrypted)
+    if refusal is not None:
+        return refusal
     config = device_config(device)
-    if config is None or device.active_model_sha256 == pkg.model_sha256:
+    if config is None:
         return None
     facts = _facts(session, pkg, {} if cache is None else cache)
     try:

@@ -48,6 +48,7 @@ class Provisioned:
     hardware_class: int
     password: str | None
     cert: IssuedCert | None
+    encryption_key: str = ""  # the device's X25519 private key (base64), shown once
 
 
 def ca_of(fx: CertEffects) -> FleetCA:
@@ -86,18 +87,18 @@ def provision(session: Session, fx: CertEffects, body: DeviceCreate) -> Provisio
     if fx.fleet_ca is None:
         if csr is not None:
             ca_of(fx)  # the Conflict that says cert mode is off
-        device, password = devsvc.provision(session, fx, body)
-        return Provisioned(device.id, device.hardware_class, password, None)
+        device, password, encryption_key = devsvc.provision(session, fx, body)
+        return Provisioned(device.id, device.hardware_class, password, None, encryption_key)
     if body.id is None:
         if csr is not None:
             raise Invalid("csr: give the device id too (it must be the CSR's CN)")
         body = body.model_copy(update={"id": new_id("dev", 6)})
     assert body.id is not None
     issued = _issue(fx.fleet_ca, body.id, csr)
-    device, _ = devsvc.provision(session, fx, body, with_password=False)
+    device, _, encryption_key = devsvc.provision(session, fx, body, with_password=False)
     _record(session, device.id, issued, time.time())
     after_commit(session, partial(fx.certificates_issued, [device.id]))
-    return Provisioned(device.id, device.hardware_class, None, issued)
+    return Provisioned(device.id, device.hardware_class, None, issued, encryption_key)
 
 
 def provision_bulk(session: Session, fx: CertEffects, bodies: list[DeviceCreate]) -> list[Provisioned]:
@@ -106,7 +107,7 @@ def provision_bulk(session: Session, fx: CertEffects, bodies: list[DeviceCreate]
         if any(b.csr is not None for b in bodies):
             ca_of(fx)
         created = devsvc.provision_bulk(session, fx, bodies)
-        return [Provisioned(i, hw, pw, None) for i, hw, pw in created]
+        return [Provisioned(i, hw, pw, None, key) for i, hw, pw, key in created]
     ca = fx.fleet_ca
     if any(b.csr is not None and b.id is None for b in bodies):
         raise Invalid("csr: give the device id too (it must be the CSR's CN)")
@@ -116,11 +117,11 @@ def provision_bulk(session: Session, fx: CertEffects, bodies: list[DeviceCreate]
     now = time.time()
     rows = [
         {"device_id": device_id, "serial": c.serial, "issued_at": now, "not_after": c.not_after}
-        for (device_id, _, _), c in zip(created, issued, strict=True)
+        for (device_id, _, _, _), c in zip(created, issued, strict=True)
     ]
     session.execute(insert(DeviceCert), rows)
-    after_commit(session, partial(fx.certificates_issued, [d for d, _, _ in created]))
-    return [Provisioned(i, hw, None, c) for (i, hw, _), c in zip(created, issued, strict=True)]
+    after_commit(session, partial(fx.certificates_issued, [d for d, _, _, _ in created]))
+    return [Provisioned(i, hw, None, c, key) for (i, hw, _, key), c in zip(created, issued, strict=True)]
 
 
 def _active(session: Session, device_id: str) -> list[DeviceCert]:

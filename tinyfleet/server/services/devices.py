@@ -16,6 +16,7 @@ from tinyfleet.server.models import Device, DeviceAction, TelemetryReport
 from tinyfleet.server.schemas import DeviceCreate, DeviceUpdate
 from tinyfleet.server.services.credentials import hash_password, hash_passwords, new_password
 from tinyfleet.server.services.effects import Effects
+from tinyfleet.server.services.encrypted import new_device_key, new_device_keys
 from tinyfleet.server.services.errors import Conflict, NotFound
 from tinyfleet.server.services.ids import new_id
 
@@ -62,7 +63,7 @@ def parse_capabilities(reported: dict[str, Any]) -> dict[str, Any] | None:
     ):
         raise BadCapabilities("capabilities.ops must be a list of builtin operator codes (0..65535)")
     out["ops"] = sorted(set(ops)) if ops is not None else None
-    for key in ("engine", "payload_decoder"):
+    for key in ("engine", "payload_decoder", "encryption", "requires_encryption"):
         value = caps.get(key)
         if value is not None and not isinstance(value, bool):
             raise BadCapabilities(f"capabilities.{key} must be true or false")
@@ -72,12 +73,14 @@ def parse_capabilities(reported: dict[str, Any]) -> dict[str, Any] | None:
 
 def provision(
     session: Session, fx: Effects, body: DeviceCreate, *, with_password: bool = True
-) -> tuple[Device, str]:
-    """Create a device; returns it with its MQTT password (shown once, only the hash is kept). Without
-    a password (certificate identity, services/device_certs.py) the hash and the password are ""."""
+) -> tuple[Device, str, str]:
+    """Create a device; returns it with its MQTT password and its X25519 private key (base64), both
+    shown once: only the password's hash and the public key are kept. Without a password (certificate
+    identity, services/device_certs.py) the hash and the password are ""."""
     if body.id is not None and session.get(Device, body.id) is not None:
         raise Conflict(f"device {body.id!r} already exists")
     password = new_password() if with_password else ""
+    encryption_key, public_key = new_device_key()
     device = Device(
         id=body.id or new_id("dev", 6),
         name=body.name,
@@ -85,6 +88,7 @@ def provision(
         group=body.group,
         tags=list(body.tags),
         mqtt_password_hash=hash_password(password) if with_password else "",
+        encryption_public_key=public_key,
         created_at=time.time(),
     )
     session.add(device)
@@ -92,7 +96,7 @@ def provision(
     if with_password:
         after_commit(session, partial(fx.add_password_entry, device.id, device.mqtt_password_hash))
     after_commit(session, fx.wake_rollouts)  # it may join a running rollout
-    return device, password
+    return device, password, encryption_key
 
 
 def existing_ids(session: Session, ids: list[str]) -> list[str]:
@@ -110,15 +114,17 @@ def conflict_message(ids: list[str]) -> str:
 
 def provision_bulk(
     session: Session, fx: Effects, bodies: list[DeviceCreate], *, with_password: bool = True
-) -> list[tuple[str, int, str]]:
+) -> list[tuple[str, int, str, str]]:
     """Create all the devices or none (an existing id raises Conflict naming them); returns each one's
-    id, hardware class and password. The broker's password file gets one append of all after the commit.
-    Without passwords (certificate identity) the passwords are "" and the file is left alone."""
+    id, hardware class, password and X25519 private key (base64). The broker's password file gets one
+    append of all after the commit. Without passwords (certificate identity) the passwords are "" and
+    the file is left alone."""
     ids = [b.id or new_id("dev", 6) for b in bodies]
     passwords = [new_password() if with_password else "" for _ in bodies]
     # Hashed before the first statement: on SQLite that statement takes the database's write lock
     # (BEGIN IMMEDIATE), which the gateway and rollout driver must not wait on for seconds of PBKDF2.
     hashes = hash_passwords(passwords) if with_password else passwords
+    device_keys = new_device_keys(len(bodies))  # also before the write lock (~0.1 ms each)
     taken = existing_ids(session, ids)
     if taken:
         raise Conflict(conflict_message(taken))
@@ -131,10 +137,11 @@ def provision_bulk(
             "group": b.group,
             "tags": list(b.tags),
             "mqtt_password_hash": h,
+            "encryption_public_key": k[1],
             "online": False,
             "created_at": now,
         }
-        for device_id, b, h in zip(ids, bodies, hashes, strict=True)
+        for device_id, b, h, k in zip(ids, bodies, hashes, device_keys, strict=True)
     ]
     try:
         # Core executemany (batched multi-row INSERTs), not ORM units of work: 10x fewer Python objects.
@@ -146,8 +153,10 @@ def provision_bulk(
     if with_password:
         after_commit(session, partial(fx.add_password_entries, list(zip(ids, hashes, strict=True))))
     after_commit(session, fx.wake_rollouts)
-    # (id, hardware class, password), not ORM objects: building 10,000 Devices costs more than the INSERT
-    return [(i, b.hardware_class, p) for i, b, p in zip(ids, bodies, passwords, strict=True)]
+    # (id, hardware class, password, key), not ORM objects: 10,000 Devices cost more than the INSERT
+    return [
+        (i, b.hardware_class, p, k[0]) for i, b, p, k in zip(ids, bodies, passwords, device_keys, strict=True)
+    ]
 
 
 def rotate_password(session: Session, fx: Effects, device: Device) -> str:

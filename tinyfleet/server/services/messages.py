@@ -30,6 +30,8 @@ from tinyfleet.server.services.devices import PHASES
 from tinyfleet.server.services.errors import NotFound
 from tinyfleet.server.services.packages import PackageCache
 from tinyfleet.server.services.served import ServedBytes
+from tinyfleet.server.services.wire_validation import check_message
+from tinyfleet.server.services.wire_validation import prewarm as prewarm_validators
 from tinyfleet.signing.codes import ErrorCode
 
 log = logging.getLogger(__name__)
@@ -123,6 +125,9 @@ def parse_chunk_request(payload: bytes) -> tuple[str, int, int]:
         length = _int(req, "length", 1, 0xFFFFFFFF)
     except Malformed as exc:
         raise BadChunkRequest(ErrorCode.BAD_MESSAGE, str(exc)) from None
+    wrong = check_message("chunk/req", req)  # the schema, after the checks that pick the code
+    if wrong is not None:
+        raise BadChunkRequest(ErrorCode.BAD_MESSAGE, wrong)
     return package_id, offset, length
 
 
@@ -198,6 +203,17 @@ class GatewayStats:
             }
 
 
+def _older_report(new: dict[str, Any], stored: dict[str, Any] | None) -> bool:
+    """A reported state with a (boot, seq) below the stored one's of the same boot (PROTOCOL 4.2)."""
+    if not stored:
+        return False
+    boot, seq = new.get("boot"), new.get("seq")
+    old_boot, old_seq = stored.get("boot"), stored.get("seq")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (boot, seq, old_boot, old_seq)):
+        return False
+    return bool(boot == old_boot and seq <= old_seq)  # type: ignore[operator]
+
+
 class DeviceMessages:
     def __init__(
         self,
@@ -223,6 +239,7 @@ class DeviceMessages:
         self._telemetry_since: float | None = None
         self._tracks: dict[str, telsvc.DeviceTrack] = {}
         self.chunk_order = ChunkRequestOrder()
+        prewarm_validators()  # compile the schemas now, not on the first message
 
     def handle(self, topic: str, payload: bytes) -> list[Outgoing]:
         """Process one message; any problem with it is counted and logged, never raised, except that the
@@ -264,6 +281,10 @@ class DeviceMessages:
                     done.add(index)
                 for reply in replies:
                     send(reply)
+            try:
+                self.served.flush(session)  # the chunk bytes of this batch, for every replica to read
+            except TRANSIENT_DB_ERRORS as exc:
+                raise StoreUnavailable(str(exc)) from exc
         return len(items)
 
     def _one(self, session: Session, device_id: str, kind: str, payload: bytes) -> list[Outgoing]:
@@ -301,7 +322,7 @@ class DeviceMessages:
         if kind == "telemetry":
             self._telemetry_message(session, device_id, _json(payload, MAX_TELEMETRY_BYTES))
             return []
-        obj = _json(payload, MAX_JSON_BYTES)
+        obj = _schema_checked(kind, _json(payload, MAX_JSON_BYTES))
         now = self._clock()
         device = _device(session, device_id)
         if kind == "presence":
@@ -320,6 +341,12 @@ class DeviceMessages:
                     obj["hardware_class"],
                     device.hardware_class,
                 )
+            # Replicas may handle one device's reported states out of order (shared subscriptions): the
+            # row is locked, and a state older than the stored one (same boot, lower seq) is dropped.
+            session.refresh(device, with_for_update=True)
+            if _older_report(obj, device.reported):
+                self.stats.count("events", "stale_reported")
+                return []
             devsvc.set_reported(session, device, obj, now)
         elif kind == "status":
             try:
@@ -340,7 +367,7 @@ class DeviceMessages:
             return
         sent_id = action.sent_package_id or action.package_id
         if sent_id:
-            action.bytes_sent = action.fallback_bytes + self.served.get(action.device_id, sent_id)
+            action.bytes_sent = action.fallback_bytes + self.served.get(session, action.device_id, sent_id)
             session.add(action)
 
     def _device_class(self, session: Session, device_id: str) -> int:
@@ -401,6 +428,9 @@ class DeviceMessages:
         active = _device(session, device_id).active_model_sha256
         track = self._tracks.setdefault(device_id, telsvc.DeviceTrack())
         telsvc.check_plausible(rows, active, track)
+        # After the plausibility checks, which count some values the schema also refuses (confidence
+        # above 1) as rejected/out_of_range (4.5); anything else the schema refuses is malformed.
+        _schema_checked("telemetry", msg)
         if not track.take(len(rows), now):
             raise telsvc.Rejected("rate_limited", f"above {telsvc.RATE_REPORTS_PER_S:g} reports/s")
         for r in rows:
@@ -451,6 +481,14 @@ class DeviceMessages:
         if duplicates:
             self.stats.count("events", "telemetry_duplicates", duplicates)
         return len(rows) - duplicates
+
+
+def _schema_checked(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """obj, if valid per the kind's schema (docs/schemas, packaged); else Malformed: counted, one log line."""
+    wrong = check_message(kind, obj)
+    if wrong is not None:
+        raise Malformed(f"not valid per its schema: {wrong}")
+    return obj
 
 
 class UnknownDevice(Exception):

@@ -15,7 +15,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from tinyfleet.server.config import Settings
-from tinyfleet.server.models import Model, ModelVersion, Package, PackageBlob, PackageVariant, SigningSequence
+from tinyfleet.server.models import (
+    EncryptedPackage,
+    Model,
+    ModelVersion,
+    Package,
+    PackageBlob,
+    PackageVariant,
+    SigningSequence,
+)
 from tinyfleet.server.services import registry
 from tinyfleet.server.services.compatibility import check_class_limits
 from tinyfleet.server.services.errors import Conflict, Invalid, NotFound
@@ -341,7 +349,10 @@ def _stored(session: Session, package_id: str) -> tuple[bytes, int] | None:
         blob = session.get(PackageBlob, package_id)
         return (bytes(blob.data), pkg.hardware_class) if blob is not None else None
     variant = session.get(PackageVariant, package_id)
-    if variant is None or variant.status != "ready" or variant.data is None:
+    if variant is None:
+        sealed = session.get(EncryptedPackage, package_id)  # an encrypted rollout's copy (PROTOCOL 6)
+        return (bytes(sealed.data), sealed.hardware_class) if sealed is not None else None
+    if variant.status != "ready" or variant.data is None:
         return None
     source = session.get(Package, variant.source_package_id)
     return (bytes(variant.data), source.hardware_class) if source is not None else None

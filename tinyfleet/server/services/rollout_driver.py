@@ -14,6 +14,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import Any, Protocol
 
@@ -26,6 +27,7 @@ from tinyfleet.server.db import after_commit, session_scope
 from tinyfleet.server.models import Device, DeviceAction, Package, Rollout
 from tinyfleet.server.services import compatibility as compat
 from tinyfleet.server.services import devices as devsvc
+from tinyfleet.server.services import encrypted as encsvc
 from tinyfleet.server.services import packages as pkgsvc
 from tinyfleet.server.services import registry, rollout_scan
 from tinyfleet.server.services import rollouts as rsvc
@@ -86,6 +88,10 @@ class RolloutDriver:
         self.window = DownloadWindow()
         # Answers shared by many devices within one rollout's tick (payload choice, previous package).
         self._memo: dict[tuple[str, str | None, str | int | None], Any] = {}
+        self._encrypted = False  # the ticked rollout sends encrypted packages (services/encrypted.py)
+        # With several replicas: whether this one is still the leader, asked inside each rollout's
+        # transaction (services/leadership.py); a replica that lost the lock writes nothing.
+        self.fence: Callable[[Session], bool] | None = None
 
     # --- background loop ------------------------------------------------------------------------
 
@@ -139,6 +145,8 @@ class RolloutDriver:
             for rollout_id in ids:
                 try:
                     with session_scope(self._db) as session:
+                        if self.fence is not None and not self.fence(session):
+                            break  # not the leader (any more): another replica drives the rollouts
                         rollout = session.get(Rollout, rollout_id)
                         if rollout is not None:
                             publish = self._tick_rollout(session, rollout, now)
@@ -161,6 +169,7 @@ class RolloutDriver:
 
     def _tick_rollout(self, session: Session, rollout: Rollout, now: float) -> list[Desired]:
         self._memo = {}
+        self._encrypted = rollout.encrypted
         # A running rollout loads as rows only the actions this tick may change (services/rollout_scan.py).
         scanned = rollout_scan.scan(session, rollout, now, self.unhealthy_at())
         actions = rsvc.actions_of(session, rollout.id or 0) if scanned is None else scanned
@@ -209,7 +218,7 @@ class RolloutDriver:
                 and (device.reported or {}).get("phase") == "idle"
             ):
                 a.state, a.updated_at = "confirmed", now
-                self.count_sent(a)
+                self.count_sent(session, a)
                 session.add(a)
         undone = {a.device_id for a in actions if a.purpose == "rollback" and a.state == "confirmed"}
         for a in actions:
@@ -272,7 +281,7 @@ class RolloutDriver:
                 continue
             # A late joiner is judged like the devices at the start: one that would refuse the package
             # is left out and listed, never sent a download that ends in a predictable failure.
-            refusal = compat.predict(session, device, pkg, facts)
+            refusal = compat.predict(session, device, pkg, facts, encrypted=rollout.encrypted)
             if refusal is not None:
                 skipped.append(refusal.public())
                 log.info("rollout %s: %s left out: %s", rollout.id, device.id, refusal.reason)
@@ -368,11 +377,11 @@ class RolloutDriver:
         size: int = self._memo[key]
         return size
 
-    def count_sent(self, action: DeviceAction) -> None:
+    def count_sent(self, session: Session, action: DeviceAction) -> None:
         """Copy the chunk bytes served for this action into its row (plus a refused delta's bytes)."""
         sent_id = action.sent_package_id or action.package_id
         if sent_id:
-            action.bytes_sent = action.fallback_bytes + self.served.get(action.device_id, sent_id)
+            action.bytes_sent = action.fallback_bytes + self.served.get(session, action.device_id, sent_id)
 
     def _assign_payload(self, session: Session, action: DeviceAction, device: Device) -> bool:
         """Pick what this device is sent: the smallest of raw, compressed and a delta against its active
@@ -399,9 +408,10 @@ class RolloutDriver:
                     self.variants.request(pkg.id, base)
                 return False
         assert choice is not None
+        choice = self._sealed(session, choice)
         action.sent_package_id, action.payload_encoding = choice.package_id, choice.encoding
         action.sent_size, action.raw_size = choice.size, choice.raw_size
-        self.served.reset(device.id, choice.package_id)
+        self.served.reset(session, device.id, choice.package_id)
         return True
 
     def _fall_back_to_raw(
@@ -413,20 +423,23 @@ class RolloutDriver:
         for a in actions:
             if not wants_raw_retry(a) or a.package_id is None:
                 continue
+            if a.payload_encoding == 0:  # the raw package's encrypted copy was refused: nothing to fall to
+                continue
             device = devices.get(a.device_id) or session.get(Device, a.device_id)
             if device is None:
                 continue
             pkg = self._package(session, a.package_id)
-            self.count_sent(a)
+            self.count_sent(session, a)
             a.fallback_bytes = a.bytes_sent
             a.fallback_reason = (
                 f"{ErrorCode(a.error_code).name} ({a.error_code}) on the"
                 f" {ENCODING_NAMES.get(a.payload_encoding or 0, '?')} payload; sent raw"
             )
-            a.sent_package_id, a.payload_encoding, a.sent_size = pkg.id, pkg.payload_encoding, pkg.size
+            raw = self._sealed(session, varsvc.Choice(pkg.id, pkg.size, pkg.payload_encoding, pkg.size))
+            a.sent_package_id, a.payload_encoding, a.sent_size = raw.package_id, raw.encoding, raw.size
             a.state, a.error_code, a.error = "notified", ErrorCode.OK, ""
             a.updated_at = a.notified_at = now
-            self.served.reset(device.id, pkg.id)
+            self.served.reset(session, device.id, raw.package_id)
             device.desired = self._desired_install(session, a, device)
             session.add(a)
             session.add(device)
@@ -434,9 +447,20 @@ class RolloutDriver:
             log.info("action %s: %s", a.id, a.fallback_reason)
         return publish
 
+    def _sealed(self, session: Session, choice: varsvc.Choice) -> varsvc.Choice:
+        """In an encrypted rollout, the encrypted copy of the chosen package or variant (made once)."""
+        if not self._encrypted or self.keys is None:
+            return choice
+        key = ("sealed", choice.package_id, None)
+        if key not in self._memo:
+            sealed = encsvc.encrypted_copy(session, self.keys, choice.package_id)
+            self._memo[key] = replace(choice, package_id=sealed.id, size=sealed.size)
+        sealed_choice: varsvc.Choice = self._memo[key]
+        return sealed_choice
+
     def _desired_install(self, session: Session, action: DeviceAction, device: Device) -> dict[str, Any]:
         pkg = self._package(session, action.package_id or "")
-        return {
+        doc: dict[str, Any] = {
             "action_id": action.id,
             "operation": "install",
             "package_id": action.sent_package_id or pkg.id,
@@ -444,6 +468,11 @@ class RolloutDriver:
             "model_sha256": pkg.model_sha256,
             "chunk_size": self._chunk_size(session, device.hardware_class),
         }
+        if self._encrypted:  # the content key wrapped for this device (made once, then stored)
+            content_key = encsvc.content_key_field(session, action.sent_package_id, device)
+            if content_key is not None:
+                doc["content_key"] = content_key
+        return doc
 
     def _window(self, in_flight: int) -> int | None:
         """Devices that may be in flight (services/rollout_pacing.py); None without a gateway to ask."""

@@ -21,12 +21,14 @@ from tinyfleet.server.db import after_commit
 from tinyfleet.server.models import Device, DeviceAction, ModelVersion, Package, Rollout
 from tinyfleet.server.schemas import RolloutCreate
 from tinyfleet.server.services import devices as devsvc
+from tinyfleet.server.services import encrypted as encsvc
 from tinyfleet.server.services import packages as pkgsvc
 from tinyfleet.server.services import registry
 from tinyfleet.server.services.compatibility import Incompatible, Refusal, predict
 from tinyfleet.server.services.effects import Effects
 from tinyfleet.server.services.errors import Conflict, Invalid, NotFound
 from tinyfleet.server.services.ids import new_id
+from tinyfleet.server.services.signer import ServerKeys
 from tinyfleet.signing.codes import ErrorCode
 from tinyfleet.signing.manifest import ENCODING_NAMES
 
@@ -40,11 +42,17 @@ DEVICE_REPORTED_STATES = ("downloading", "verifying", "trial", "confirmed", "fai
 Command = Literal["start", "pause", "resume", "abort", "rollback"]
 
 
-def create(session: Session, fx: Effects, body: RolloutCreate, default_timeout: float) -> Rollout:
-    """A draft rollout, started at once when `body.start`."""
+def create(
+    session: Session, fx: Effects, body: RolloutCreate, default_timeout: float, keys: ServerKeys | None = None
+) -> Rollout:
+    """A draft rollout, started at once when `body.start`. An encrypted one needs the server's signing
+    `keys` (its packages are re-signed encrypted)."""
     registry.get_version(session, body.model_version_id)
-    if not registry.packages_of_version(session, body.model_version_id):
+    packages = registry.packages_of_version(session, body.model_version_id)
+    if not packages:
         raise Invalid(f"model version {body.model_version_id} has no package to roll out")
+    if body.encrypted:
+        encsvc.check_signable(packages, keys)
     rollout = Rollout(
         name=body.name,
         model_version_id=body.model_version_id,
@@ -57,6 +65,7 @@ def create(session: Session, fx: Effects, body: RolloutCreate, default_timeout: 
         max_concurrent=body.max_concurrent,
         action_timeout_seconds=body.action_timeout_seconds or default_timeout,
         canary=body.canary.model_dump() if body.canary is not None else None,
+        encrypted=body.encrypted,
         state="draft",
         created_at=time.time(),
     )
@@ -186,7 +195,7 @@ def refusals(session: Session, rollout: Rollout, devices: list[Device]) -> list[
     packages = _packages_by_class(session, rollout)
     for device in devices:
         pkg = packages(device.hardware_class)
-        refusal = predict(session, device, pkg, cache) if pkg is not None else None
+        refusal = predict(session, device, pkg, cache, encrypted=rollout.encrypted) if pkg else None
         if refusal is not None:
             out.append(refusal)
     return out
@@ -429,7 +438,9 @@ def apply_status(session: Session, device_id: str, msg: dict[str, Any], now: flo
     code = msg.get("error_code", ErrorCode.OK)
     if not isinstance(code, int) or isinstance(code, bool) or not 0 <= code <= 255:
         raise ValueError("error_code must be an integer in 0..255")
-    action = session.get(DeviceAction, action_id)
+    # Locked and read afresh: another replica may be applying a later status of the same action, and a
+    # status read before its commit must not overwrite a final state.
+    action = session.get(DeviceAction, action_id, with_for_update=True, populate_existing=True)
     if action is None or action.device_id != device_id:
         raise ValueError(f"unknown action {action_id!r} for this device")
     if action.state in TERMINAL:

@@ -113,24 +113,21 @@ def add(session: Session, rows: Sequence[TelemetryReport | ReportRow]) -> None:
         sums.setdefault((minute_of(r.ts), r.model_sha256), Stats()).add_report(r)
     if not sums:
         return
-    # One query for the batch's existing rollups (a batch spans few minutes and digests).
+    # Replicas store telemetry side by side (issue 16): the rollups touched are created if missing, then
+    # read locked (FOR UPDATE; SQLite's write lock is taken up front), so that two batches add up instead
+    # of one overwriting the other. In key order, so that two batches never wait for each other in a cycle.
+    _create_missing(session, sorted(sums))
     keys = tuple_(col(TelemetryRollup.minute), col(TelemetryRollup.model_sha256))
-    found = session.exec(select(TelemetryRollup).where(keys.in_(sums)))
+    found = session.exec(
+        select(TelemetryRollup)
+        .where(keys.in_(sums))
+        .order_by(col(TelemetryRollup.minute), col(TelemetryRollup.model_sha256))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     existing = {(r.minute, r.model_sha256): r for r in found}
     for (minute, sha), s in sums.items():
-        row = existing.get((minute, sha))
-        if row is None:
-            row = TelemetryRollup(
-                minute=minute,
-                model_sha256=sha,
-                reports=0,
-                inference_count=0,
-                errors=0,
-                latency_us_sum=0.0,
-                confidence_sum=0.0,
-                latency_estimated=False,
-                class_histogram=[],
-            )
+        row = existing[(minute, sha)]
         merged = Stats()
         merged.add_rollup(row)
         merged.add_rollup(_as_rollup(s))
@@ -139,6 +136,27 @@ def add(session: Session, rows: Sequence[TelemetryReport | ReportRow]) -> None:
         row.latency_estimated = merged.latency_estimated
         row.class_histogram = merged.class_histogram  # a new list: SQLAlchemy sees the JSON change
         session.add(row)
+
+
+def _create_missing(session: Session, keys: list[tuple[int, str]]) -> None:
+    table: Any = TelemetryRollup.__table__  # type: ignore[attr-defined]
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    postgres = session.get_bind().dialect.name == "postgresql"
+    insert: Any = postgresql.insert if postgres else sqlite.insert
+    empty = {
+        "reports": 0,
+        "inference_count": 0,
+        "errors": 0,
+        "latency_us_sum": 0.0,
+        "confidence_sum": 0.0,
+        "latency_estimated": False,
+        "class_histogram": [],
+    }
+    rows = [{"minute": minute, "model_sha256": sha, **empty} for minute, sha in keys]
+    session.execute(
+        insert(table).values(rows).on_conflict_do_nothing(index_elements=["minute", "model_sha256"])
+    )
 
 
 def _as_rollup(s: Stats) -> TelemetryRollup:

@@ -28,6 +28,8 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import Engine
 
 from tinyfleet.server.db import session_scope
+from tinyfleet.server.models import Device
+from tinyfleet.server.services import devices as devsvc
 from tinyfleet.server.services import telemetry as telsvc
 from tinyfleet.server.services.messages import (
     MAX_TELEMETRY_BYTES,
@@ -286,8 +288,12 @@ class TelemetryIngest:
             log.warning("telemetry from unknown device %r ignored", item.device_id)
             return False
         track = self._tracks.setdefault(item.device_id, telsvc.DeviceTrack())
+        active_sha = active[item.device_id]
+        sha = rows[0].model_sha256 if rows else None
+        if sha and sha != active_sha and self._retrying(partial(self._switching_to, item.device_id, sha)):
+            active_sha = sha
         try:
-            gaps = telsvc.admit(rows, active[item.device_id], track, now)
+            gaps = telsvc.admit(rows, active_sha, track, now)
         except telsvc.Rejected as exc:
             self.stats.count("rejected", exc.reason, max(1, len(rows)))
             log.warning("telemetry from %s refused: %s", item.device_id, exc)
@@ -295,6 +301,17 @@ class TelemetryIngest:
         if gaps:
             self.stats.count("events", "telemetry_gaps", gaps)
         return True
+
+    def _switching_to(self, device_id: str, sha: str) -> bool:
+        """Whether the device is switching to or from this model: the one its desired state installs, or
+        the one in its other slot. With replicas (shared subscriptions) its reported state saying so may be
+        handled by another replica after this report, so the order barrier of one gateway cannot help."""
+        with session_scope(self._db) as session:
+            device = session.get(Device, device_id)
+            if device is None:
+                return False
+            other = devsvc.other_slot(device.reported) or {}
+            return sha in ((device.desired or {}).get("model_sha256"), other.get("model_sha256"))
 
     def _store(self, accepted: list[tuple[IngestItem, list[telsvc.ReportRow]]]) -> bool:
         try:

@@ -2,7 +2,7 @@
  *
  * It rebuilds a model in the target slot from the payload chunks as they arrive, reading the base model
  * from the active slot and earlier output from the target slot through the flash contract, so it keeps
- * no RAM window: all its state is the caller-owned tfa_delta_t (about 7.6 KiB). A stream is cut into
+ * no RAM window: all its state is the caller-owned tfa_delta_t (about 7.8 KiB). A stream is cut into
  * independent blocks; at each block boundary the decoder offers a checkpoint that the runtime persists,
  * and after a reboot decoding resumes there (the block is decoded again and its bytes re-programmed with
  * the same values, which NOR rules allow). The final SHA-256 of the model, checked by the runtime, decides.
@@ -14,11 +14,13 @@
 
 #include "tfa/flash.h"
 
-#define TFA_DELTA_INBUF 1536u   /* coded bytes buffered; at least TFA_DELTA_LOOKAHEAD + one chunk */
+#define TFA_DELTA_INBUF 1024u   /* coded bytes buffered; more than TFA_DELTA_LOOKAHEAD (any chunk size works) */
 #define TFA_DELTA_LOOKAHEAD 128u /* more than the coded bytes one op can consume */
 #define TFA_DELTA_WBUF 64u      /* output bytes gathered before one flash program */
+#define TFA_DELTA_PAD 96u       /* zeros after a complete block's last coded byte: table runs read unchecked */
 #define TFA_DELTA_NUMBER_PROBS (64u + 33u * 8u)
 #define TFA_DELTA_MANT_PROBS 256u /* mantissa trees of magnitude classes 2..8 (247 used) */
+#define TFA_DELTA_TABLE_SYMBOLS 256u /* format version 3 table runs: one symbol per byte */
 
 /* Where decoding can restart: a block boundary. Persist it as is (12 bytes). */
 typedef struct tfa_delta_checkpoint {
@@ -26,7 +28,8 @@ typedef struct tfa_delta_checkpoint {
     uint32_t out_offset; /* model bytes written up to this boundary */
     uint8_t block_log2;
     uint8_t move_bits;
-    uint8_t has_base;    /* bit 0: the stream has a base; bit 1: format version 2 (weight runs) */
+    uint8_t has_base;    /* bit 0: the stream has a base; bit 1: format version 2 or 3 (weight runs);
+                          * bit 2: format version 3 (table runs) */
     uint8_t valid;       /* 0 until the stream header has been read */
 } tfa_delta_checkpoint_t;
 
@@ -69,9 +72,17 @@ typedef struct tfa_delta {
     uint32_t w_factor;            /* product runs: the float32 factor's bits */
     uint32_t w_prev;              /* word runs: the previous word */
     uint8_t w_kind;
+    /* format version 3 table runs: the run's static table, cumulative (t_cum[s] .. t_cum[s + 1] is symbol
+     * s, out of 4096), and for each 16-wide slice of 0..4095 the first symbol it can hold */
+    uint16_t t_cum[TFA_DELTA_TABLE_SYMBOLS + 1u];
+    uint8_t t_lut[TFA_DELTA_TABLE_SYMBOLS];
+    uint16_t t_left;              /* table entries still to read (the run's symbols follow) */
+    uint16_t t_index;             /* entries read */
+    uint16_t t_prev;              /* the previous entry's frequency */
+    uint8_t t_bucketed;           /* 1: 32 buckets, symbols from 16 on carry extra bits at equal chances */
     /* buffers */
     uint32_t in_len, in_pos;
-    uint8_t in[TFA_DELTA_INBUF];
+    uint8_t in[TFA_DELTA_INBUF + TFA_DELTA_PAD]; /* data up to TFA_DELTA_INBUF, then room for the zeros */
     uint32_t wbuf_len;
     uint8_t wbuf[TFA_DELTA_WBUF];
 } tfa_delta_t;

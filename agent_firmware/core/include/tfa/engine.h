@@ -78,6 +78,7 @@ typedef struct tfa_engine {
     const uint8_t *outputs_vec;
     uint8_t *activations;           /* base of the planned region, in the arena */
     uint8_t ready;                  /* 1 after a successful init; API calls otherwise give BAD_STATE */
+    uint8_t use_optimized;          /* 1: ops run the optimized (DSP) kernels where one accepts them */
 } tfa_engine_t;
 
 /* Public description of an input or output tensor. */
@@ -94,6 +95,15 @@ typedef struct tfa_tensor_info {
  * tells the size to retry with when the metadata fitted (0 otherwise). */
 int tfa_engine_init(tfa_engine_t *e, const uint8_t *model, uint32_t len, uint8_t *arena,
                     uint32_t arena_size);
+
+/* tfa_engine_init with an explicit kernel choice: optimized 0 = the reference kernels only, 1 = the
+ * optimized kernels (core/engine/kernels_*_dsp.c) for the ops they accept. tfa_engine_init takes 1 on
+ * a target with the DSP extension and 0 elsewhere (the host: the reference kernels are its default and
+ * the tests' oracle); 1 is ignored on an Arm target without DSP. Both give the same bytes. When the
+ * optimized kernels' scratch does not fit the arena, the reference kernels are taken (they need at most
+ * the arena the host computed for the package's manifest, which uses the reference kernels). */
+int tfa_engine_init_kernels(tfa_engine_t *e, const uint8_t *model, uint32_t len, uint8_t *arena,
+                            uint32_t arena_size, int optimized);
 
 /* Arena bytes the model needs: a dry run of tfa_engine_init in the caller's work buffer (the future
  * arena itself will do). Result in *required. Returns the init error if the model is refused. */

@@ -15,6 +15,7 @@ typedef enum {
     TFA_ERR_DIGEST_MISMATCH = 6,
     TFA_ERR_SIZE_MISMATCH = 7,
     TFA_ERR_FIELD_RANGE = 8,
+    TFA_ERR_KEY_UNWRAP = 9,
     /* 32..63: install policy and state machine */
     TFA_ERR_WRONG_HARDWARE = 32,
     TFA_ERR_RUNTIME_TOO_OLD = 33,
@@ -27,6 +28,7 @@ typedef enum {
     TFA_ERR_BAD_OFFSET = 40,
     TFA_ERR_NO_PREVIOUS = 41,
     TFA_ERR_SELFTEST_FAILED = 42,
+    TFA_ERR_NOT_ENCRYPTED = 43,
     /* 64..95: storage */
     TFA_ERR_FLASH_IO = 64,
     TFA_ERR_FLASH_NOT_ERASED = 65,

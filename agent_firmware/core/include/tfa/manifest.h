@@ -10,6 +10,9 @@
 
 enum { TFA_ENC_RAW = 0, TFA_ENC_COMPRESSED = 1, TFA_ENC_DELTA = 2 };
 
+/* flags bit 0: the payload is ChaCha20-encrypted (PROTOCOL section 6); the other bits must be 0. */
+#define TFA_MANIFEST_FLAG_ENCRYPTED 0x01u
+
 typedef struct tfa_manifest {
     char model_name[32];            /* NUL-terminated */
     uint16_t version[3];            /* major, minor, patch */
@@ -18,6 +21,7 @@ typedef struct tfa_manifest {
     uint32_t hardware_class;
     uint32_t min_runtime_version;
     uint8_t payload_encoding;
+    uint8_t flags;                  /* TFA_MANIFEST_FLAG_* */
     uint32_t payload_size;
     uint8_t payload_sha256[32];
     uint32_t model_size;

@@ -34,6 +34,7 @@ enum {
     TFA_MSG_CONFIRM = 0x15,
     TFA_MSG_REVERT = 0x16,
     TFA_MSG_INSTALL_ABORT = 0x17,
+    TFA_MSG_INSTALL_KEY = 0x18, /* 80-byte content key wrap of an encrypted package */
     TFA_MSG_INFER = 0x20,
     TFA_MSG_TELEMETRY = 0x30,
     TFA_MSG_ERROR = 0xFF

@@ -24,9 +24,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tfa/chacha20.h"
 #include "tfa/delta.h"
 #include "tfa/flash.h"
+#include "tfa/key_wrap.h"
 #include "tfa/manifest.h"
+#include "tfa/sha256.h"
 #include "tfa/state.h"
 
 #define TFA_RUNTIME_VERSION ((0u << 16) | (1u << 8) | 0u) /* 0.1.0 */
@@ -60,6 +63,14 @@ typedef struct tfa_device_config {
      * NULL: the device installs raw packages only and refuses encodings 1 and 2 at begin with
      * -TFA_ERR_FIELD_RANGE (after every other check passed). */
     tfa_delta_t *delta_workspace;
+    /* Encrypted packages (docs/PROTOCOL.md section 6): the device's X25519 key pair, 32 bytes each,
+     * caller-owned like the trust store (the public key is tfa_x25519_base of the private one, computed
+     * once by the caller). NULL: the device has no key and refuses an encrypted package at begin with
+     * -TFA_ERR_KEY_UNWRAP (after every other check passed). */
+    const uint8_t *encryption_private;
+    const uint8_t *encryption_public;
+    /* 1: a clear package (flags bit 0 unset) is refused at begin with -TFA_ERR_NOT_ENCRYPTED. */
+    uint8_t require_encryption;
 } tfa_device_config_t;
 
 /* What the device reports (hello/state message, MQTT reported state). */
@@ -89,7 +100,8 @@ typedef struct tfa_status {
 } tfa_status_t;
 
 /* Runtime state, allocated by the caller (statically on a device). Every field belongs to runtime.c:
- * read the state through tfa_runtime_status(). About 650 bytes. */
+ * read the state through tfa_runtime_status(). About 920 bytes (the cipher and ciphertext hash of an
+ * encrypted download take about 260 of them). */
 typedef struct tfa_runtime {
     const tfa_flash_t *flash;
     const tfa_device_config_t *config;
@@ -104,6 +116,17 @@ typedef struct tfa_runtime {
      * boundary (its download_offset), which is where a download resumes after a reboot. */
     uint8_t decoding;
     uint32_t received;
+#ifndef TFA_NO_ENCRYPTION
+    /* Encrypted download: keyed is 1 once tfa_install_key() opened the wrap (since boot; a reboot needs
+     * the wrap again); cipher is seeked to each chunk's payload offset. payload_hash covers the
+     * ciphertext [0, hashed) while hashing is 1, i.e. while the payload arrived in order from offset 0
+     * since the key came; a download resumed after a reboot is judged by model_sha256 alone. */
+    uint8_t keyed;
+    uint8_t hashing;
+    uint32_t hashed;
+    tfa_chacha20_ctx cipher;
+    tfa_sha256_ctx payload_hash;
+#endif
 } tfa_runtime_t;
 
 /* Boot: load the state log (an empty state area is a fresh device; one holding data but no valid record
@@ -129,6 +152,20 @@ int tfa_install_begin(tfa_runtime_t *rt, const uint8_t *manifest, uint32_t len);
  * last recorded block boundary, from where the agent sends again. After a reboot such a download
  * resumes at that boundary (it can be below the bytes sent before the reboot). */
 int tfa_install_chunk(tfa_runtime_t *rt, uint32_t offset, const uint8_t *data, uint32_t len);
+/* Encrypted package (flags bit 0): the 80-byte content key wrap (PROTOCOL 6.3) for the download under
+ * way, after tfa_install_begin() and before any chunk; chunks of an encrypted download are refused with
+ * -TFA_ERR_BAD_STATE until a wrap opened. The key lives in RAM only: after a reboot (or any new begin)
+ * the agent sends begin (resume) and the wrap again, then continues at status.download_offset. The wrap
+ * is checked against the manifest written in the target slot: -TFA_ERR_KEY_UNWRAP if it does not open
+ * (the download is kept, a good wrap may follow); -TFA_ERR_BAD_STATE if no encrypted download is under
+ * way. Chunks are decrypted as they arrive (then decoded for encodings 1 and 2); install_end checks
+ * payload_sha256 over the ciphertext when the whole payload arrived in order since the wrap, and always
+ * model_sha256 over the written model. Firmware built with TFA_NO_ENCRYPTION (the default Cortex-M4
+ * build, to stay within its flash budget) has no tfa_install_key and refuses encrypted packages at begin
+ * with -TFA_ERR_FIELD_RANGE. */
+#ifndef TFA_NO_ENCRYPTION
+int tfa_install_key(tfa_runtime_t *rt, const uint8_t wrap[TFA_KEY_WRAP_SIZE]);
+#endif
 /* All payload received: re-hash the model from flash; on a mismatch the download is dropped
  * (-TFA_ERR_DIGEST_MISMATCH, phase IDLE). For encodings 1 and 2 the decoder must have produced exactly
  * model_size bytes first (else -TFA_ERR_DELTA_CORRUPT, dropped); their payload_sha256 is not checked on
