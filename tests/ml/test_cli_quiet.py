@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -22,8 +23,12 @@ COMMAND = [sys.executable, "-m", "tinyfleet.cli", "models", "compress", "--task"
 
 
 def compress(out: Path, *extra: str) -> str:
+    # Not what earlier in-process TensorFlow work left in this process's environment (quiet_tensorflow sets
+    # TF_CPP_MIN_LOG_LEVEL / ABSL_MIN_LOG_LEVEL): the command alone decides what is shown.
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "ABSL_MIN_LOG_LEVEL")}
     done = subprocess.run(
         [*COMMAND, "--epochs", "1", "--samples", "300", "--out", str(out), *extra],
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,

@@ -42,8 +42,11 @@ def run_scenarios(
     """Start everything, run the scenarios (all, or those named in `only`), stop everything."""
     outcomes: list[Outcome] = []
     # The server's own log lines (warnings about what the device sent) would drown the report.
-    logging.getLogger("tinyfleet").setLevel(logging.ERROR)
+    server_log = logging.getLogger("tinyfleet")
+    level = server_log.level
+    server_log.setLevel(logging.ERROR)
     with ExitStack() as stack:
+        stack.callback(server_log.setLevel, level)  # runs last: the caller gets its own logging back
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tinyfleet-conformance-")))
         env = open_environment(stack, workdir, device_cmd, device_id, hardware_class)
