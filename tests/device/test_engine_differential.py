@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.support.model_cache import build_missing
 from tests.support.paths import REPO
 from tinyfleet.signing.codes import ErrorCode
 
@@ -250,26 +251,7 @@ def model_names(count_per_family: int, first_seed: int = 0) -> list[str]:
 
 def ensure_models(names: list[str], jobs: int = 1, cache: Path = CACHE) -> Path:
     """Build the missing models in `jobs` child processes; returns the cache directory."""
-    missing = [n for n in names if not (cache / f"{n}.tflite").exists()]
-    if missing:
-        cache.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="", PYTHONWARNINGS="ignore")
-        cmd = [sys.executable, "-m", "tests.device.test_engine_differential", str(cache)]
-        procs = [
-            subprocess.Popen(
-                [*cmd, *missing[i::jobs]],
-                cwd=REPO,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-            for i in range(min(jobs, len(missing)))
-        ]
-        for proc in procs:
-            _, err = proc.communicate(timeout=3600)
-            if proc.returncode != 0:
-                raise RuntimeError(f"model generation failed: {err.decode()[-2000:]}")
-    return cache
+    return build_missing(names, "tests.device.test_engine_differential", cache, jobs)
 
 
 @dataclass
