@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import secrets
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.support.e2e_harness import require_tools
 from tests.support.paths import REPO
+from tinyfleet.conformance.environment import connect_service
 from tinyfleet.server.devbroker import DevBroker
 from tinyfleet.server.services.credentials import hash_password, write_password_file
 from tinyfleet.sim.server_api import ServerApi
@@ -47,34 +46,7 @@ class ProtocolEnv:
 
     def service_client(self, username: str) -> mqtt.Client:
         """A connected paho client with one of TEST_USERS, a service account (the whole tf/ tree)."""
-        deadline = time.monotonic() + 20
-        while True:  # the broker rereads the password file asynchronously: a refusal is retried
-            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv5)
-            client.username_pw_set(username, self.test_passwords[username])
-            outcome: list[bool] = []
-            answered = threading.Event()
-
-            def on_connect(
-                _c: Any,
-                _u: Any,
-                _f: Any,
-                reason: Any,
-                _p: Any,
-                out: list[bool] = outcome,
-                ev: threading.Event = answered,
-            ) -> None:
-                out.append(not reason.is_failure)
-                ev.set()
-
-            client.on_connect = on_connect
-            client.connect(self.broker.host, self.broker.port)
-            client.loop_start()
-            if answered.wait(10) and outcome[0]:
-                return client
-            client.disconnect()
-            client.loop_stop()
-            assert time.monotonic() < deadline, f"the broker refuses {username}"
-            time.sleep(0.2)
+        return connect_service(self.broker.host, self.broker.port, username, self.test_passwords[username])
 
 
 @dataclass
