@@ -35,8 +35,11 @@ typecheck:
 ctest:
 	$(MAKE) -s -C agent_firmware check
 
+# The whole suite on TEST_JOBS pytest-xdist workers (TEST_JOBS=0 runs it in one process); a test file stays on
+# one worker, and every worker gets its own databases, brokers and ports.
+TEST_JOBS ?= 2
 pytest:
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile
 
 clean:
 	$(MAKE) -C agent_firmware clean

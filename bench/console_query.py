@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 from sqlalchemy import update
 
-from bench.provision import _database
+from bench.scratch_db import scratch_database
 from tinyfleet.server.models import Device
 from tinyfleet.server.stack import run_stack
 
@@ -88,7 +88,7 @@ def main() -> None:
     print(f"# cores {os.cpu_count()}, load {os.getloadavg()}", file=sys.stderr)
     stores = [("SQLite", None)] + ([("PostgreSQL", args.postgres)] if args.postgres else [])
     for store, url in stores:
-        with tempfile.TemporaryDirectory(prefix="tinyfleet-bench-") as tmp, _database(url) as db:
+        with tempfile.TemporaryDirectory(prefix="tinyfleet-bench-") as tmp, scratch_database(url) as db:
             rows = run(args.devices, db, Path(tmp), args.repeat)
         for name, median, worst, total in rows:
             if args.markdown:

@@ -18,9 +18,6 @@ import os
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -28,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
+from bench.scratch_db import scratch_database
 from tinyfleet.server.config import Settings
 from tinyfleet.server.context import AppContext
 from tinyfleet.server.models import Device, KeyWrap
@@ -117,26 +115,6 @@ def send_time(n: int, database_url: str | None, workdir: Path) -> dict[str, floa
         ctx.close()
 
 
-@contextmanager
-def _database(server: str | None) -> Iterator[str | None]:
-    """A new empty PostgreSQL database on `server` for one run, dropped after (None: SQLite)."""
-    if server is None:
-        yield None
-        return
-    from sqlalchemy import create_engine, text
-
-    name = f"tinyfleet_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(f"{server.rstrip('/')}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{server.rstrip('/')}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", type=int, default=10000)
@@ -150,7 +128,7 @@ def main() -> None:
     )
     stores = [("SQLite", None)] + ([("PostgreSQL", args.postgres)] if args.postgres else [])
     for name, url in stores:
-        with tempfile.TemporaryDirectory(prefix="tinyfleet-bench-") as tmp, _database(url) as db:
+        with tempfile.TemporaryDirectory(prefix="tinyfleet-bench-") as tmp, scratch_database(url) as db:
             t = send_time(n, db, Path(tmp))
         extra = (t["enc"] - t["clear"]) / n * 1e3
         extra_cpu = (t["enc_cpu"] - t["clear_cpu"]) / n * 1e3

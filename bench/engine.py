@@ -1,8 +1,12 @@
 """Host benchmark of the C inference engine against the TFLM Python interpreter.
 
 For each model in ../shared/models that the engine supports: time per inference (invoke only, same
-random int8 input, fastest of several batches), the ratio engine/TFLM, arena bytes of both (TFLM's
-figure: the RecordingMicroAllocator total printed by print_allocations()), operator and MAC counts.
+random input over its type's range, outputs checked identical first; the fastest of 7 batches, the
+engine's and TFLM's batches interleaved so that both see the same load), for the engine's default
+kernels (the host kernels, kernels_*_host.c) and its reference kernels; the ratio engine/TFLM; arena
+bytes of both (TFLM's figure: the RecordingMicroAllocator total printed by print_allocations()),
+operator and MAC counts.
+Then the geometric mean of the ratios over the models both run, and the load average before and after.
 
 Usage: .venv/bin/python bench/engine.py [--iterations N] [--models DIR]
 Prints a Markdown table (the one in docs/BENCHMARKS.md, section "Inference engine").
@@ -11,10 +15,12 @@ Prints a Markdown table (the one in docs/BENCHMARKS.md, section "Inference engin
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,15 +43,24 @@ def tflm_arena(path: Path) -> int:
     return int(match.group(1)) if match else -1
 
 
-def time_per_call(fn: object, iterations: int) -> float:
-    """Seconds per call: the fastest of 7 batches (least disturbed by other load on the machine)."""
-    samples = []
+def time_per_call(fns: list[Callable[[], object]], iterations: int) -> list[float]:
+    """Seconds per call of each function: the fastest of 7 batches (least disturbed by other load on the
+    machine), one batch of each function per round so that all see the same load."""
+    samples: list[list[float]] = [[] for _ in fns]
     for _ in range(7):
-        start = time.perf_counter()
-        for _ in range(iterations):
-            fn()  # type: ignore[operator]
-        samples.append((time.perf_counter() - start) / iterations)
-    return min(samples)
+        for fn, times in zip(fns, samples, strict=True):
+            start = time.perf_counter()
+            for _ in range(iterations):
+                fn()
+            times.append((time.perf_counter() - start) / iterations)
+    return [min(times) for times in samples]
+
+
+def loadavg() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "unknown"
 
 
 def main() -> int:
@@ -58,10 +73,12 @@ def main() -> int:
     from tflite_micro.python.tflite_micro import runtime
 
     subprocess.run(["make", "-s", "-C", str(REPO / "agent_firmware"), "host"], check=True)
-    columns = ["model", "ops", "MACs", "engine us/inference", "TFLM us/inference", "ratio"]
-    columns += ["engine arena B", "TFLM arena B"]
+    load_before = loadavg()
+    columns = ["model", "ops", "MACs", "engine us/inference", "reference kernels us", "TFLM us/inference"]
+    columns += ["ratio", "reference ratio", "engine arena B", "TFLM arena B"]
     print("| " + " | ".join(columns) + " |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    ratios: list[float] = []
     for name in MODELS:
         path = args.models / f"{name}.tflite"
         if not path.exists():
@@ -73,21 +90,30 @@ def main() -> int:
         except EngineError as err:
             print(f"| {name} | refused: {err} | | | | | | {tflm_arena(path)} |")
             continue
+        reference = Engine(model, kernels="reference")
         interp = runtime.Interpreter.from_bytes(model)
         info = engine.input_info(0)
-        x = np.random.default_rng(0).integers(-128, 128, size=info.shape, dtype=np.int8)
-        engine.set_input(0, x)
+        bounds = np.iinfo(info.dtype)  # int8 inputs; keyword_scrambled_8bit's is int16
+        x = np.random.default_rng(0).integers(bounds.min, bounds.max + 1, size=info.shape, dtype=info.dtype)
+        for runner in (engine, reference):
+            runner.set_input(0, x)
+            runner.invoke()
         interp.set_input(x, 0)
-        engine.invoke()
         interp.invoke()
-        assert engine.output_bytes(0) == np.ascontiguousarray(interp.get_output(0)).tobytes()
-        iterations = args.iterations or max(3, int(0.2 / max(time_per_call(interp.invoke, 1), 1e-6)))
-        ours = time_per_call(engine.invoke, iterations)
-        theirs = time_per_call(interp.invoke, iterations)
+        expect = np.ascontiguousarray(interp.get_output(0)).tobytes()
+        assert engine.output_bytes(0) == expect and reference.output_bytes(0) == expect, name
+        iterations = args.iterations or max(3, int(0.2 / max(time_per_call([interp.invoke], 1)[0], 1e-6)))
+        ours, ref, theirs = time_per_call([engine.invoke, reference.invoke, interp.invoke], iterations)
+        ratios.append(ours / theirs)
         print(
-            f"| {name} | {engine.op_count} | {engine.mac_count} | {ours * 1e6:.1f} | {theirs * 1e6:.1f} | "
-            f"{ours / theirs:.2f} | {engine.arena_used} | {tflm_arena(path)} |"
+            f"| {name} | {engine.op_count} | {engine.mac_count} | {ours * 1e6:.1f} | {ref * 1e6:.1f} | "
+            f"{theirs * 1e6:.1f} | {ours / theirs:.2f} | {ref / theirs:.2f} | {engine.arena_used} | "
+            f"{tflm_arena(path)} |"
         )
+    if ratios:
+        geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+        print(f"\ngeometric mean of the ratio engine/TFLM over {len(ratios)} models: {geo:.2f}")
+    print(f"load average (1 min) before: {load_before}, after: {loadavg()}")
     return 0
 
 

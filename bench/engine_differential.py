@@ -6,7 +6,7 @@ under build/engine-differential/); each is run on random int8 inputs (the first 
 
 Usage: .venv/bin/python bench/engine_differential.py [--per-family N] [--first-seed S] [--runs R] [--jobs J]
        [--optimized]   (the optimized DSP kernels, their instructions emulated in C, instead of the
-                        reference kernels)
+                        host library's default, the host kernels kernels_*_host.c)
 Prints a Markdown table (section "Engine differential testing" in docs/BENCHMARKS.md) and the
 differences found, one line each: model, input run, output, differing elements, largest difference.
 """

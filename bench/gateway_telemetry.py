@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/gateway_telemetry.py [--devices 2000] [--reports 10] [--publishers 4]
         [--connections 10] [--databases sqlite,postgres] [--postgres postgresql+psycopg://postgres@127.0.0.1:5432]
+        [--replicas 0,1,2]
 
 In one run, on a private Mosquitto (tinyfleet.server.devbroker, `max_queued_messages 0` so that the broker
 itself never drops what a slow subscriber has not taken yet):
@@ -15,6 +16,11 @@ itself never drops what a slow subscriber has not taken yet):
     publish until the server has stored every report; then every report is accounted for from the
     database: sent (acknowledged by the broker to a publisher), stored (distinct (device, seq) rows),
     duplicates dropped, lost (sent but not stored: must be 0).
+(c) with --replicas N,... (PostgreSQL only; 0, the default, is (b)'s in-process server): the same
+    traffic into N real server processes (`tinyfleet server run`) on one database, members of one MQTT
+    shared subscription (issue 16: `$share/tinyfleet/tf/+/telemetry`), so the broker hands each message
+    to one of them; stored rows are counted in the database, each process's CPU time read from /proc.
+Each ingest run is printed as it ends, beside a C rate measured just before it (the machine's load moves).
 """
 
 from __future__ import annotations
@@ -231,28 +237,7 @@ def ingest_run(broker: DevBroker, url: str | None, args: argparse.Namespace, tmp
         reported = json.dumps({**state, "slots": [slot]}).encode()
         for d in ids:
             st.ctx.messages.handle(f"tf/{d}/reported", reported)
-        ctx = mp.get_context("spawn")
-        go, out = ctx.Event(), ctx.Queue()
-        procs = [
-            ctx.Process(
-                target=publisher,
-                args=(
-                    broker.host,
-                    broker.port,
-                    ids[k :: args.publishers],
-                    args.reports,
-                    args.connections,
-                    go,
-                    out,
-                ),
-            )
-            for k in range(args.publishers)
-        ]
-        for p in procs:
-            p.start()
-        for _ in procs:  # connected and payloads built: the clock starts with the first publish
-            if out.get(timeout=600) != "ready":
-                raise SystemExit("a publisher failed to start")
+        procs, go, out = start_publishers(broker, ids, args)
         stats = st.ctx.stats
         total = len(ids) * args.reports
         base = stats.events["telemetry_rows"] + stats.events["telemetry_duplicates"]
@@ -289,6 +274,173 @@ def ingest_run(broker: DevBroker, url: str | None, args: argparse.Namespace, tmp
                 f"{k} {v:.1f} s" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]) if v >= 0.1
             ),
         }
+
+
+def start_publishers(
+    broker: DevBroker, ids: list[str], args: argparse.Namespace
+) -> tuple[list[Any], Any, Any]:
+    """The publishing processes, connected and with their packets built (the clock starts at go.set())."""
+    ctx = mp.get_context("spawn")
+    go, out = ctx.Event(), ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=publisher,
+            args=(
+                broker.host,
+                broker.port,
+                ids[k :: args.publishers],
+                args.reports,
+                args.connections,
+                go,
+                out,
+            ),
+        )
+        for k in range(args.publishers)
+    ]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        if out.get(timeout=600) != "ready":
+            raise SystemExit("a publisher failed to start")
+    return procs, go, out
+
+
+def replicas_run(broker: DevBroker, url: str, args: argparse.Namespace, tmp: Path, n: int) -> dict[str, Any]:
+    """(c): n server processes on one PostgreSQL database, one shared subscription."""
+    import httpx
+    from sqlalchemy import text
+
+    from tinyfleet.server.db import make_engine, upgrade_to_head
+    from tinyfleet.server.devbroker import free_port
+    from tinyfleet.server.services.messages import DeviceMessages
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(url)
+    upgrade_to_head(engine)  # once, before the replicas start
+    token = f"bench-{uuid.uuid4().hex}"
+    auth = {"Authorization": f"Bearer {token}"}
+    servers: list[tuple[subprocess.Popen[bytes], str]] = []
+    try:
+        for i in range(n):
+            env = {k: v for k, v in os.environ.items() if not k.startswith("TINYFLEET_")}
+            env.update(
+                # A group and names of this run's own: the broker keeps an earlier run's server sessions
+                # (persistent, 7-day expiry) as members of its group, and queues their share for them.
+                TINYFLEET_MQTT_SHARED_GROUP=f"bench-{token[-8:]}",
+                TINYFLEET_REPLICA_NAME=f"bench-{token[-8:]}-{i}",
+                TINYFLEET_DATABASE_URL=url,
+                TINYFLEET_MQTT_URL=broker.url,
+                TINYFLEET_DATA_DIR=str(tmp / f"replica-{i}"),
+                TINYFLEET_API_TOKEN=token,
+            )
+            port = free_port()
+            with open(tmp / f"replica-{i}.log", "ab") as log:
+                cmd = [sys.executable, "-m", "tinyfleet.cli", "server", "run", "--port", str(port)]
+                proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+            servers.append((proc, f"http://127.0.0.1:{port}"))
+        for i, (proc, base) in enumerate(servers):
+            _wait_ready(proc, base, tmp / f"replica-{i}.log")
+        body = {"count": args.devices, "prefix": "bench", "hardware_class": 1}
+        httpx.post(
+            f"{servers[0][1]}/api/devices/bulk", json=body, headers=auth, timeout=600
+        ).raise_for_status()
+        with engine.connect() as conn:
+            ids = [row[0] for row in conn.execute(text("SELECT id FROM devices ORDER BY id"))]
+        slot = {"valid": True, "model_sha256": SHA, "sequence": 1}
+        state = {"runtime_version": 256, "hardware_class": 1, "phase": "idle", "active_slot": 0}
+        reported = json.dumps({**state, "slots": [slot]}).encode()
+        DeviceMessages(engine, default_chunk_size=1024).handle_batch(
+            [(f"tf/{d}/reported", reported) for d in ids], lambda _out: None
+        )
+        procs, go, out = start_publishers(broker, ids, args)
+        total = len(ids) * args.reports
+        cpu_before = [process_cpu(proc.pid) for proc, _ in servers]
+        start = time.monotonic()
+        go.set()
+        count, changed = 0, start
+        while count < total and time.monotonic() - changed < 60:  # a minute without progress: stop
+            time.sleep(0.1)
+            with engine.connect() as conn:
+                now_count = conn.execute(text("SELECT COUNT(*) FROM telemetry")).scalar_one()
+            if now_count != count:
+                count, changed = now_count, time.monotonic()
+        elapsed = changed - start  # until the last row was seen
+        cpu = [process_cpu(proc.pid) - before for (proc, _), before in zip(servers, cpu_before, strict=True)]
+        sent = sum(out.get(timeout=600) for _ in procs)
+        for p in procs:
+            p.join(60)
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT COUNT(*) FROM telemetry")).scalar_one()
+            distinct = conn.execute(
+                text("SELECT COUNT(*) FROM (SELECT DISTINCT device_id, seq FROM telemetry) AS t")
+            ).scalar_one()
+        metrics = [_metrics(base, auth) for _, base in servers]
+    finally:
+        for proc, _ in servers:
+            proc.terminate()
+        for proc, _ in servers:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        engine.dispose()
+
+    def total_of(name: str) -> float:
+        return sum(v for m in metrics for k, v in m.items() if k.startswith(name))
+
+    stored_by = [m.get("tinyfleet_telemetry_reports_stored_total", 0.0) for m in metrics]
+    return {
+        "sent": sent,
+        "stored": distinct,
+        "rows": rows,
+        "duplicates": int(total_of("tinyfleet_telemetry_duplicates_total")),
+        "lost": sent - distinct,
+        "rejected": int(total_of("tinyfleet_telemetry_rejected_total")),
+        "seconds": elapsed,
+        "batches": int(total_of("tinyfleet_telemetry_batches_total")),
+        "backpressure": int(total_of('tinyfleet_gateway_events_total{event="telemetry_backpressure"}')),
+        "db_retries": int(total_of("tinyfleet_db_retries_total")),
+        "cpu": ", ".join(
+            f"replica {i}: {c:.1f} s CPU, {int(n)} rows"
+            for i, (c, n) in enumerate(zip(cpu, stored_by, strict=True))
+        ),
+    }
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], base: str, log: Path) -> None:
+    """Until the server answers /readyz (database, migrations, MQTT gateway connected)."""
+    import httpx
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-1500:]
+            raise SystemExit(f"a replica exited with {proc.returncode}; the end of its log:\n{tail}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"replica at {base} not ready within 120 s")
+
+
+def _metrics(base: str, auth: dict[str, str]) -> dict[str, float]:
+    """A replica's /metrics as {sample name with labels: value}."""
+    import httpx
+
+    out: dict[str, float] = {}
+    for line in httpx.get(f"{base}/metrics", headers=auth, timeout=30).text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds so far of a process and its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def thread_cpu() -> dict[str, float]:
@@ -331,7 +483,13 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=10, help="MQTT connections per publishing process")
     ap.add_argument("--databases", default="sqlite,postgres")
     ap.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432")
+    ap.add_argument(
+        "--replicas", default="0", help="PostgreSQL runs: 0 = in-process server, N = N server processes"
+    )
     args = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # each row as it is measured
+    replicas = [int(n) for n in args.replicas.split(",")]
+    runs = [(db, n) for db in args.databases.split(",") for n in (replicas if db == "postgres" else [0])]
     total = args.devices * args.reports
     size = len(payload(0))
     print(f"load average before: {os.getloadavg()}")
@@ -345,14 +503,23 @@ def main() -> None:
         rate_p = paho_rate(broker, total, size)
         what = "one paho client that only acks, same messages"
         print(f"| {what} | {rate_p:,.0f} msg/s ({rate_p / rate_c:.2f}x broker) |")
-        for db in args.databases.split(","):
+        for k, (db, n) in enumerate(runs):
+            if k > 0:  # the C rate again, just before this run
+                rate_c = c_rate(broker, total, size)
+                print(f"| broker C rate again, {os.getloadavg()[0]:.2f} load | {rate_c:,.0f} msg/s |")
             dropped: tuple[str, str] | None = None
             url = None
             if db == "postgres":
                 url, name = postgres_database(args.postgres)
                 dropped = (args.postgres, name)
+            work = Path(tmp) / f"server-{k}"
             try:
-                r = ingest_run(broker, url, args, Path(tmp) / f"server-{db}")
+                if n > 0:
+                    assert url is not None, "replicas share a PostgreSQL database"
+                    r = replicas_run(broker, url, args, work, n)
+                    db = f"{db}, {n} server process{'es' if n > 1 else ''}"
+                else:
+                    r = ingest_run(broker, url, args, work)
             finally:
                 if dropped:
                     drop_database(*dropped)
@@ -364,7 +531,7 @@ def main() -> None:
                 f" lost {r['lost']} | {r['batches']} batches (mean {r['rows'] / max(1, r['batches']):.0f}),"
                 f" back-pressure {r['backpressure']}, db retries {r['db_retries']} |"
             )
-            print(f"  server threads' CPU during the run: {r['cpu']}")
+            print(f"  server CPU during the run: {r['cpu']}; load average {os.getloadavg()}")
     print(f"load average after: {os.getloadavg()}")
 
 

@@ -12,7 +12,9 @@ inference latency in virtual microseconds from SysTick, so instructions = latenc
 25 MHz core clock under `-icount shift=0` one cycle is 40 instructions, so instructions = cycles x 40
 (resolution 40 instructions); the table shows both, taken from the same single INFER.
 
-    .venv/bin/python bench/inference_m4.py [--markdown]
+    .venv/bin/python bench/inference_m4.py [--markdown] [--model PATH ...]
+
+--model adds a .tflite of your own (e.g. agent_firmware/tests/vectors/engine/dw_mult.tflite) to the list.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
+    parser.add_argument("--model", type=Path, action="append", default=[], help="another .tflite to measure")
     args = parser.parse_args()
     reason = missing_tools()
     if reason is not None:
@@ -81,7 +84,7 @@ def main() -> int:
         dev = QemuDevice(provision, Path(tmp), elf, extra_args=["-icount", "shift=0"], timeout=300)
         dev.power_on()
         try:
-            for sequence, path in enumerate((p for p in MODELS if p.exists()), start=1):
+            for sequence, path in enumerate((p for p in [*MODELS, *args.model] if p.exists()), start=1):
                 model = path.read_bytes()
                 arena, macs = engine_facts(model)
                 package = build_package(

@@ -14,15 +14,13 @@ import os
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 
+from bench.scratch_db import scratch_database
 from tinyfleet.server.stack import run_stack
 
 
@@ -70,7 +68,7 @@ def main() -> None:
     stores = [("SQLite", None)] + ([("PostgreSQL", args.postgres)] if args.postgres else [])
     for name, url in stores:
         for n in args.devices:
-            with tempfile.TemporaryDirectory(prefix="tinyfleet-bench-") as tmp, _database(url) as db:
+            with tempfile.TemporaryDirectory(prefix="tinyfleet-bench-") as tmp, scratch_database(url) as db:
                 seconds, size = run_one(n, db, Path(tmp), args.auth)
             if args.markdown:
                 print(
@@ -81,26 +79,6 @@ def main() -> None:
                     f"{name} ({args.auth}): {n} devices in {seconds:.2f} s ({n / seconds:.0f}/s),"
                     f" {size / n:.0f} B/device"
                 )
-
-
-@contextmanager
-def _database(server: str | None) -> Iterator[str | None]:
-    """A new empty PostgreSQL database on `server` for one run, dropped after (None: SQLite)."""
-    if server is None:
-        yield None
-        return
-    from sqlalchemy import create_engine, text
-
-    name = f"tinyfleet_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(f"{server.rstrip('/')}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{server.rstrip('/')}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

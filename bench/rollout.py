@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +35,7 @@ from tinyfleet.signing.keys import generate_private_key, save_keypair
 from tinyfleet.sim.cli import provision_fleet
 from tinyfleet.sim.fleet import Fleet, FleetConfig
 from tinyfleet.sim.profiles import FleetMix, get_profile
-from tinyfleet.sim.server_api import ServerApi
+from tinyfleet.sim.server_api import ServerApi, ServerApiError
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -80,10 +82,21 @@ class Result:
     load_after: str
     cpu: dict[str, float] = field(default_factory=dict)  # process -> CPU seconds during the rollout
     rss_per_device: float = 0.0
+    chunk_size: int = 0
+    messages_per_device: float = 0.0  # device -> server messages the gateway received, telemetry included
+    batch_mean: float = 0.0  # messages per gateway transaction (telemetry goes apart)
 
     @property
     def devices_per_minute(self) -> float:
         return self.confirmed / self.rollout_s * 60 if self.rollout_s else 0.0
+
+
+def _online(api: ServerApi) -> int:
+    """Devices the server sees online; -1 while it answers 503 (SQLite busy under a heavy load)."""
+    try:
+        return sum(d["online"] for d in api.devices(group="bench"))
+    except ServerApiError:
+        return -1
 
 
 def _pids(broker_pid: int | None, fleet: Fleet) -> dict[str, list[int]]:
@@ -98,6 +111,37 @@ def _cpu(pids: dict[str, list[int]]) -> dict[str, float]:
     return {name: sum(cpu_seconds(p) for p in group) for name, group in pids.items()}
 
 
+Spies = list[subprocess.Popen[bytes]]
+
+
+def start_profiles(pids: dict[str, list[int]], out: Path | None, devices: int) -> Spies:
+    """py-spy sampling each process during the rollout (--py-spy DIR): collapsed stacks, one file each."""
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if out is None or spy is None:
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for name, group in pids.items():
+        if name == "broker":
+            continue  # C, not Python
+        for i, pid in enumerate(group):
+            path = out / f"{devices}-{name}{i}.txt"
+            cmd = [spy, "record", "--pid", str(pid), "-f", "raw", "-r", "50", "--nonblocking"]
+            cmd += ["-o", str(path)]
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return procs
+
+
+def stop_profiles(procs: Spies) -> None:
+    for proc in procs:
+        proc.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+    for proc in procs:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def run_one(
     devices: int,
     processes: int | None,
@@ -105,6 +149,8 @@ def run_one(
     mix: FleetMix,
     quiet: Console,
     timeout: float,
+    profile_dir: Path | None = None,
+    chunk_size: int = 1024,
 ) -> Result:
     with tempfile.TemporaryDirectory(prefix="tinyfleet-bench-") as tmp:
         workdir = Path(tmp)
@@ -117,7 +163,7 @@ def run_one(
             api = ServerApi(env.server_url, env.server.token, timeout=600)
             api.ensure_model(MODEL_NAME)
             version_id = int(api.upload_package(release.package)["model_version_id"])
-            api.put_hardware_class(profile)
+            api.put_hardware_class(profile, chunk_size=chunk_size)
             t0 = time.monotonic()
             specs, provisioned = provision_fleet(api, devices, mix, "bench", "bench")
             provision_s = time.monotonic() - t0
@@ -134,13 +180,18 @@ def run_one(
                 if not fleet.wait_online(want, timeout=600):
                     raise RuntimeError("the fleet did not come online")
                 # The server must have seen every presence message before the rollout picks targets.
-                while sum(d["online"] for d in api.devices(group="bench")) < want:
-                    time.sleep(0.5)
+                deadline = time.monotonic() + 300
+                while (seen := _online(api)) < want and time.monotonic() < deadline:
+                    time.sleep(2.0)  # each poll lists every device: not too often
+                if seen < want:
+                    print(f"server sees {seen} of {want} devices online; rolling out anyway", file=sys.stderr)
                 online_s = time.monotonic() - t0
                 pids = _pids(env.broker.pid, fleet)
-                before = api.gateway_stats()["events"].get("chunk_bytes", 0)
-                device_before = fleet.snapshot().totals["chunk_bytes"]
+                stats0 = api.gateway_stats()
+                before = stats0["events"].get("chunk_bytes", 0)
+                device_before = fleet.snapshot(timeout=120).totals["chunk_bytes"]
                 load_before = load_average()
+                spies = start_profiles(pids, profile_dir, devices)
                 cpu0 = _cpu(pids)
                 t0 = time.monotonic()
                 rollout = api.create_rollout(
@@ -163,15 +214,23 @@ def run_one(
                 rollout_s = time.monotonic() - t0
                 if finished and started:
                     rollout_s = finished - started
-                rollout = api.rollout(rollout["id"])
                 cpu1 = _cpu(pids)
+                stop_profiles(spies)
+                rollout = api.rollout(rollout["id"])
                 load_after = load_average()
                 rss = sum(rss_bytes(p) for p in pids["fleet"])
                 by_state = rollout["deploy"]["by_state"]
                 confirmed = by_state.get("confirmed", 0)
                 stuck = sum(n for s, n in by_state.items() if s not in ("confirmed", "failed", "timed_out"))
-                sent = api.gateway_stats()["events"].get("chunk_bytes", 0) - before
-                after = fleet.snapshot().totals
+                stats1 = api.gateway_stats()
+                sent = stats1["events"].get("chunk_bytes", 0) - before
+                received_msgs = sum(stats1["received"].values()) - sum(stats0["received"].values())
+                telemetry = stats1["received"].get("telemetry", 0) - stats0["received"].get("telemetry", 0)
+                batched = received_msgs - telemetry
+                batches = stats1["events"].get("message_batches", 0) - stats0["events"].get(
+                    "message_batches", 0
+                )
+                after = fleet.snapshot(timeout=120).totals
                 received = after["chunk_bytes"] - device_before
                 power_cuts = after["power_cuts"]
             finally:
@@ -194,6 +253,9 @@ def run_one(
                 load_after,
                 {k: cpu1[k] - cpu0[k] for k in cpu0},
                 rss / devices,
+                chunk_size,
+                received_msgs / devices,
+                batched / max(1, batches),
             )
 
 
@@ -202,7 +264,7 @@ COLUMNS = [
     "start -> all confirmed (s)", "devices/min", "package bytes", "bytes sent per device (server)",
     "bytes received per device (devices)", "power cuts", "CPU s server", "CPU s broker", "CPU s fleet",
     "fleet RSS per device (KiB)", "load avg before", "load avg after", "provisioning (s)",
-    "fleet online (s)",
+    "fleet online (s)", "chunk size", "device messages per device", "messages per gateway batch",
 ]  # fmt: skip
 
 
@@ -212,7 +274,8 @@ def row(r: Result) -> str:
         f"{r.devices_per_minute:.0f}", r.package_bytes, f"{r.server_bytes_per_device:.0f}",
         f"{r.device_bytes_per_device:.0f}", r.power_cuts, f"{r.cpu['server']:.1f}",
         f"{r.cpu['broker']:.1f}", f"{r.cpu['fleet']:.1f}", f"{r.rss_per_device / 1024:.0f}",
-        r.load_before, r.load_after, f"{r.provision_s:.1f}", f"{r.online_s:.1f}",
+        r.load_before, r.load_after, f"{r.provision_s:.1f}", f"{r.online_s:.1f}", r.chunk_size,
+        f"{r.messages_per_device:.1f}", f"{r.batch_mean:.1f}",
     ]  # fmt: skip
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
@@ -228,6 +291,10 @@ def main() -> None:
     parser.add_argument("--flaky", type=float, default=0.0, help="share of flaky devices, e.g. 0.2")
     parser.add_argument("--timeout", type=float, default=900.0, help="give up on a rollout after this")
     parser.add_argument("--markdown", action="store_true", help="table rows only")
+    parser.add_argument(
+        "--chunk-size", type=int, default=8192, help="the hardware class's chunk size (LAN: 8 KiB)"
+    )
+    parser.add_argument("--py-spy", type=Path, default=None, help="sample each process with py-spy into DIR")
     args = parser.parse_args()
     # `timeout`/`kill` end the run like Ctrl-C: the fleet's workers and the broker are stopped, not orphaned.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
@@ -246,7 +313,16 @@ def main() -> None:
     left = {"profile", "load avg before", "load avg after"}
     print("|" + "".join("---|" if c in left else "---:|" for c in COLUMNS), flush=True)
     for n in args.sizes:
-        r = run_one(n, args.processes or None, args.max_concurrent or None, mix, quiet, args.timeout)
+        r = run_one(
+            n,
+            args.processes or None,
+            args.max_concurrent or None,
+            mix,
+            quiet,
+            args.timeout,
+            profile_dir=args.py_spy,
+            chunk_size=args.chunk_size,
+        )
         print(row(r), flush=True)
 
 

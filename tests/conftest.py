@@ -4,11 +4,16 @@ start real processes (end-to-end runs, user journeys, QEMU). Area fixtures live 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.support.paths import REPO, SHARED_MODELS
+
+if TYPE_CHECKING:
+    from tinyfleet.server.stack import Stack
 
 TESTS = REPO / "tests"
 # Whole areas that are slow by nature: `make test-fast` (pytest -m "not slow") leaves them out.
@@ -31,3 +36,15 @@ def shared_models() -> Path:
     if not SHARED_MODELS.is_dir():
         pytest.skip(f"shared models folder {SHARED_MODELS} is absent (real TFLM models and version pairs)")
     return SHARED_MODELS
+
+
+@pytest.fixture
+def cli_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """A server in this process (SQLite, no broker) with the CLI pointed at it by TINYFLEET_API_URL and
+    TINYFLEET_API_TOKEN, as a user's shell would be."""
+    from tinyfleet.server.stack import run_stack
+
+    with run_stack(data_dir=tmp_path / "server", background=False) as st:
+        monkeypatch.setenv("TINYFLEET_API_URL", st.url)
+        monkeypatch.setenv("TINYFLEET_API_TOKEN", st.token)
+        yield st

@@ -262,6 +262,7 @@ def _malformed(
             ("reported", bad_slot),
             ("presence", {"online": "yes"}),
             ("presence", {}),
+            ("presence", {"online": True, "boot": 7}),  # boot without seq
             ("telemetry", {"reports": [_with(report, model_sha256=SHA.upper())]}),
             ("telemetry", {"reports": [_with(report, inference_count=-1)]}),
             ("telemetry", {"reports": [_with(report, errors=_DROP)]}),

@@ -10,6 +10,11 @@ product runs), t_delta.bin, t_blk.bin (1 KiB blocks: runs cut at block ends) and
 1 KiB blocks), all forced to version 2 with a run for every tensor and vector.
 Format version 3 (table runs): t3_delta.bin, t3_blk.bin and t3_full.bin, the same pair forced to version
 3 with a table run for every weight tensor (plain and diff, exact and bucketed tables).
+Format version 4 (literal runs reusing a table): t4_delta.bin and t4_blk.bin (t4_new.bin, new.bin with two
+more changed stretches, against base.bin; no weight runs) and t4_full.bin (t_new.bin alone, 1 KiB blocks,
+version 3's forced runs), each with a literal run over every stretch of literals the LZ coder leaves (the
+first of a block's group sends the table as kind 5, the others reuse it, kind 7). delta.bin, full.bin and
+blk.bin stay versions 1-3 streams.
 """
 
 from __future__ import annotations
@@ -36,6 +41,17 @@ def make_pair(seed: int = 7) -> tuple[bytes, bytes]:
     return base, new
 
 
+def make_literal_pair(seed: int = 13) -> tuple[bytes, bytes]:
+    """base.bin and new.bin with two more stretches of new bytes in its header, so that a version 4 stream
+    has several literal runs in one block (t4_new.bin)."""
+    base, new = make_pair()
+    rng = random.Random(seed)
+    changed = bytearray(new)
+    for start in (40, 160):
+        changed[start : start + 24] = bytes(rng.randrange(256) for _ in range(24))
+    return base, bytes(changed)
+
+
 def make_tensor_pair(seed: int = 11) -> tuple[bytes, bytes]:
     base = (HERE.parents[1] / "examples" / "vibration-1.0.0.tflite").read_bytes()
     new = bytearray((HERE.parents[1] / "examples" / "vibration-1.1.0.tflite").read_bytes())
@@ -53,9 +69,10 @@ def main() -> None:
     base, new = make_pair()
     (out / "base.bin").write_bytes(base)
     (out / "new.bin").write_bytes(new)
-    (out / "delta.bin").write_bytes(delta.encode(new, base))
-    (out / "full.bin").write_bytes(delta.encode(new))
-    (out / "blk.bin").write_bytes(delta.encode(new, base, block_log2=10))
+    v13 = (delta.FORMAT_VERSION, delta.FORMAT_TABLE)  # the encoder's versions when these were made
+    (out / "delta.bin").write_bytes(delta.encode(new, base, versions=v13))
+    (out / "full.bin").write_bytes(delta.encode(new, versions=v13))
+    (out / "blk.bin").write_bytes(delta.encode(new, base, block_log2=10, versions=v13))
     for name in ("delta.bin", "full.bin", "blk.bin"):
         stream = (out / name).read_bytes()
         assert delta.decode(stream, base if name != "full.bin" else b"") == new
@@ -85,6 +102,41 @@ def main() -> None:
         (out / name).write_bytes(stream)
         print(f"{name}: {len(stream)} bytes for {len(t_new)}")
     assert modes == {False, True}, f"exact and bucketed tables expected, got {modes}"
+    literal_pair = make_literal_pair()
+    (out / "t4_new.bin").write_bytes(literal_pair[1])
+    for name, pair, log2 in (
+        ("t4_delta.bin", literal_pair, 15),
+        ("t4_blk.bin", literal_pair, 10),
+        ("t4_full.bin", (b"", t_new), 10),
+    ):
+        stream = literal_stream(pair[1], pair[0], log2)
+        (out / name).write_bytes(stream)
+        print(f"{name}: {len(stream)} bytes for {len(pair[1])}")
+
+
+def literal_stream(new: bytes, base: bytes, block_log2: int) -> bytes:
+    """`new` in format version 4: table_stream's runs plus literal runs, with at least one run that
+    reuses its block's table (kind 7), checked to decode."""
+    parser = _Parser(new, base)
+    runs = delta.literal_runs(parser, block_log2, tensor_coder.plan_runs(new, base, force=True, tables=True))
+    assert any(r.kind == tensor_coder.TABLE_LAST for r in runs), "literal runs expected"
+    stream, _ = delta._encode_stream(parser, block_log2, 4, delta.FORMAT_LAST, runs)
+    kinds: list[int] = []
+    plain_tree = Decoder.tree
+
+    def spy(dec: Decoder, probs: list[int], bits: int, move_bits: int = 0) -> int:
+        value = plain_tree(dec, probs, bits, move_bits)
+        if bits == tensor_coder.KIND_BITS:
+            kinds.append(value)
+        return value
+
+    Decoder.tree = spy  # type: ignore[method-assign]
+    try:
+        assert delta.decode(stream, base) == new
+    finally:
+        Decoder.tree = plain_tree  # type: ignore[method-assign]
+    assert tensor_coder.TABLE_LAST in kinds, "a run reusing its block's table expected"
+    return stream
 
 
 def table_stream(new: bytes, base: bytes, block_log2: int, modes: set[bool]) -> bytes:

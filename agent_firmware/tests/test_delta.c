@@ -1,5 +1,6 @@
-/* Delta decoder: golden streams from tinyfleet/signing/delta.py (format versions 1, 2 and 3: version 2 with
- * plain and diff weight runs, runs cut at block ends; version 3 with table runs, exact and bucketed) decode
+/* Delta decoder: golden streams from tinyfleet/signing/delta.py (format versions 1 to 4: version 2 with
+ * plain and diff weight runs, runs cut at block ends; version 3 with table runs, exact and bucketed; version 4
+ * with literal runs that reuse their block's table) decode
  * to the same bytes in any chunking, across simulated reboots, and corrupt streams are refused without
  * crashing (run under ASan and UBSan). */
 #include <stdio.h>
@@ -24,17 +25,24 @@ static uint8_t *prv_load(const char *name, uint32_t *len)
     return buf;
 }
 
-/* Versions 2 (weight runs, t_*.bin) and 3 (table runs, t3_*.bin): every chunking and reboot schedule, then
- * every single-byte corruption. */
+/* Versions 2 (weight runs, t_*.bin), 3 (table runs, t3_*.bin) and 4 (literal runs reusing a table, t4_*.bin:
+ * its delta and blk streams are t4_new.bin against base.bin): every chunking and reboot schedule, then every
+ * single-byte corruption. */
 static int prv_tensor_vectors(const uint32_t *chunks, size_t n_chunks, const char *const names[3], uint8_t version)
 {
     uint32_t base_len, new_len, len[3];
-    uint8_t *base = prv_load("t_base.bin", &base_len);
-    uint8_t *expect = prv_load("t_new.bin", &new_len);
+    uint8_t *base = prv_load(version == 4u ? "base.bin" : "t_base.bin", &base_len);
+    uint8_t *expect = prv_load(version == 4u ? "t4_new.bin" : "t_new.bin", &new_len);
     uint8_t *s[3];
     uint8_t *out = malloc(new_len);
     int cases = 0;
     for (size_t k = 0; k < 3; k++) {
+        if (version == 4u && k == 2) { /* t4_full.bin is t_new.bin alone */
+            free(expect);
+            free(out);
+            expect = prv_load("t_new.bin", &new_len);
+            out = malloc(new_len);
+        }
         s[k] = prv_load(names[k], &len[k]);
         CHECK(len[k] > 3 && s[k][2] == version, "%s is a format version %u stream", names[k], version);
         uint32_t blen = k == 2 ? 0u : base_len;
@@ -120,6 +128,8 @@ int main(void)
     static const char *const v3_names[3] = {"t3_delta.bin", "t3_blk.bin", "t3_full.bin"};
     cases += prv_tensor_vectors(chunks, sizeof chunks / sizeof chunks[0], v2_names, 2u);
     cases += prv_tensor_vectors(chunks, sizeof chunks / sizeof chunks[0], v3_names, 3u);
+    static const char *const v4_names[3] = {"t4_delta.bin", "t4_blk.bin", "t4_full.bin"};
+    cases += prv_tensor_vectors(chunks, sizeof chunks / sizeof chunks[0], v4_names, 4u);
     printf("test_delta: %d cases (%d padding flips harmless), decoder state %u bytes, %d failures\n", cases,
            undetected, tfa_host_delta_state_size(), test_failures);
     free(bad);

@@ -86,6 +86,11 @@ static void test_fixed_point(void)
     CHECK(l > 1569923487 - 20000 && l < 1569923487 + 20000, "logistic(1) = %d", l);
 }
 
+/* crafted-model helpers, defined with the crafted models below */
+static uint32_t prv_field_at(const uint8_t *m, uint32_t table, uint32_t field);
+static uint32_t prv_subgraph_item(const uint8_t *m, uint32_t len, uint32_t field, uint32_t i);
+static void prv_put32(uint8_t *p, uint32_t v);
+
 static void test_unsupported(void)
 {
     uint32_t len;
@@ -96,11 +101,30 @@ static void test_unsupported(void)
     }
     static uint8_t arena[1 << 16];
     tfa_engine_t e;
+    /* the keyword model runs whole: int16 -> int8 QUANTIZE, 7 SVDF, int8 -> int16 SOFTMAX, int16 -> int32
+     * QUANTIZE */
     int rc = tfa_engine_init(&e, model, len, arena, sizeof arena);
+    CHECK(rc == 0 && tfa_engine_invoke(&e) == 0, "keyword model rc %d", rc);
+    /* its first operator's code turned into UNIDIRECTIONAL_SEQUENCE_LSTM (44), which the engine lacks */
+    tfa_fb_t fb = {model, len};
+    uint32_t root = 0, oc = 0;
+    tfa_fb_vec_t codes;
+    int32_t idx = 0;
+    rc = tfa_fb_i32(&fb, prv_subgraph_item(model, len, 3, 0), 0, 0, &idx); /* Operator.opcode_index */
+    rc = rc ? rc : tfa_fb_root(&fb, &root);
+    rc = rc ? rc : tfa_fb_vector(&fb, root, 1, 4, &codes); /* Model.operator_codes */
+    rc = rc ? rc : tfa_fb_vec_table(&fb, &codes, (uint32_t)idx, &oc);
+    CHECK(rc == 0, "operator code of the keyword model's operator #0: rc %d", rc);
+    if (rc != 0) {
+        free(model);
+        return;
+    }
+    model[prv_field_at(model, oc, 0)] = 44;          /* deprecated_builtin_code */
+    prv_put32(model + prv_field_at(model, oc, 3), 44); /* builtin_code */
+    rc = tfa_engine_init(&e, model, len, arena, sizeof arena);
     CHECK(rc == -TFA_ERR_UNSUPPORTED_OP, "rc %d", rc);
-    /* SVDF is not in the engine's table: named UNKNOWN here, by the host from the schema */
-    CHECK(e.bad_op_code == 27 && strcmp(tfa_engine_op_name(e.bad_op_code), "UNKNOWN") == 0, "op %d",
-          (int)e.bad_op_code);
+    CHECK(e.bad_op_code == 44 && e.bad_op_index == 0 && strcmp(tfa_engine_op_name(27), "SVDF") == 0,
+          "op %d", (int)e.bad_op_code);
     CHECK(tfa_engine_invoke(&e) == -TFA_ERR_BAD_STATE, "invoke after failed init");
     CHECK(strcmp(tfa_engine_op_name(114), "QUANTIZE") == 0 && strcmp(tfa_engine_op_name(-3), "UNKNOWN") == 0,
           "names");

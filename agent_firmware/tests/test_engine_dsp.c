@@ -124,6 +124,7 @@ static void test_models(void)
     } models[] = {
         {"../../tests/vectors/model.tflite", 20, 0},
         {"vectors/engine/engine_ops.tflite", 20, 0},
+        {"vectors/engine/dw_mult.tflite", 20, 3}, /* depthwise, input depth 3..30, multipliers 5, 2, 3 */
         {MODELS_DIR "hello_world_int8.tflite", 20, 3},
         {MODELS_DIR "micro_speech_quantized.tflite", 20, 2},
         {MODELS_DIR "person_detect.tflite", 3, 28},

@@ -111,6 +111,37 @@ static void prv_fix_crc(uint8_t *rec, uint32_t n)
     }
 }
 
+/* Format 2 (PROVISION_FORMAT_KEYED): flags in byte 21, the device's X25519 key after the trusted keys,
+ * under the CRC. rec holds 4096 bytes. */
+static void prv_test_provision_keyed(uint8_t *rec)
+{
+    provision_t p;
+    uint32_t body = prv_record(rec, 1, 65536) - 4u;
+    rec[4] = PROVISION_FORMAT_KEYED;
+    rec[21] = PROVISION_FLAG_ENCRYPTION_KEY | PROVISION_FLAG_REQUIRE_ENCRYPTION;
+    for (uint32_t i = 0; i < 32u; i++) {
+        rec[body + i] = (uint8_t)(0xA0u + i);
+    }
+    uint32_t crc = tfa_crc32(0, rec, body + 32u);
+    for (uint32_t b = 0; b < 4u; b++) {
+        rec[body + 32u + b] = (uint8_t)(crc >> (8u * b));
+    }
+    CHECK(provision_parse(rec, body + 36u, &p) == 0 && p.key_count == 1u);
+    CHECK(p.flags == 3u && p.encryption_key[0] == 0xA0u && p.encryption_key[31] == 0xBFu);
+    CHECK(provision_parse(rec, body + 35u, &p) == -TFA_ERR_TRUNCATED && p.flags == 0u);
+    rec[body + 5u] ^= 1u; /* inside the key: the CRC covers it */
+    CHECK(provision_parse(rec, body + 36u, &p) == -TFA_ERR_DIGEST_MISMATCH);
+    rec[body + 5u] ^= 1u;
+    rec[21] = 4u; /* unknown flag */
+    CHECK(provision_parse(rec, body + 36u, &p) == -TFA_ERR_FIELD_RANGE);
+    /* Format 2 without a key: no key bytes, only require_encryption. */
+    body = prv_record(rec, 1, 65536) - 4u;
+    rec[4] = PROVISION_FORMAT_KEYED;
+    rec[21] = PROVISION_FLAG_REQUIRE_ENCRYPTION;
+    prv_fix_crc(rec, 1);
+    CHECK(provision_parse(rec, body + 4u, &p) == 0 && p.flags == PROVISION_FLAG_REQUIRE_ENCRYPTION);
+}
+
 static void prv_test_provision(void)
 {
     static uint8_t rec[4096];
@@ -136,9 +167,12 @@ static void prv_test_provision(void)
     rec[0] = 'X';
     CHECK(provision_parse(rec, len, &p) == -TFA_ERR_BAD_MAGIC);
     rec[0] = 'T';
-    rec[4] = 2; /* format */
+    rec[4] = 3; /* format */
     CHECK(provision_parse(rec, len, &p) == -TFA_ERR_FIELD_RANGE);
     rec[4] = 1;
+    rec[21] = 1; /* flags need format 2 */
+    CHECK(provision_parse(rec, len, &p) == -TFA_ERR_FIELD_RANGE);
+    rec[21] = 0;
     rec[22] = 1; /* reserved */
     CHECK(provision_parse(rec, len, &p) == -TFA_ERR_FIELD_RANGE);
     rec[22] = 0;
@@ -148,6 +182,7 @@ static void prv_test_provision(void)
     CHECK(provision_parse(rec, sizeof(rec), &p) == -TFA_ERR_FIELD_RANGE);
     len = prv_record(rec, PROVISION_MAX_KEYS, 4096);
     CHECK(provision_parse(rec, len, &p) == 0 && p.key_count == PROVISION_MAX_KEYS);
+    prv_test_provision_keyed(rec);
     memset(rec, 0, sizeof(rec)); /* an erased/blank page */
     CHECK(provision_parse(rec, sizeof(rec), &p) == -TFA_ERR_BAD_MAGIC && p.key_count == 0u);
 }

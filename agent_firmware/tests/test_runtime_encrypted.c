@@ -1,7 +1,8 @@
 /* Encrypted installs through tfa/runtime.h (docs/PROTOCOL.md section 6), with the packages of
  * tests/vectors/encrypted (make_encrypted_packages.py): key wrap after begin, streaming decryption into the
  * slot (raw, delta and compressed), the refusals (KEY_UNWRAP, NOT_ENCRYPTED, chunks before the key,
- * tampered ciphertext before activation) and a resume after a reboot, which needs the wrap again. */
+ * tampered ciphertext before activation), a resume after a reboot, which needs the wrap again, and the
+ * model kept encrypted at rest in its slot. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -224,6 +225,60 @@ static void prv_test_policy(void)
     prv_free(&v);
 }
 
+/* Encryption at rest (PROTOCOL 6.6): after encrypted installs no 32-byte window of either clear model
+ * occurs anywhere in a dump of the flash, while the runtime still verifies, self-tests, reboots into and
+ * rolls back to them (decrypted into RAM); a delta's base is read back through the key stream. A device
+ * whose model came in clear shows it in the same dump, so the check can fail. */
+static void prv_test_at_rest(void)
+{
+    uint32_t len0 = 0;
+    uint32_t len1 = 0;
+    uint8_t *model = tv_read_vector("model.tflite", &len0);
+    uint8_t *update = tv_read_vector("model_update.tflite", &len1);
+    tv_device_t d;
+    if (model == NULL || update == NULL || prv_device(&d, 1) != 0) {
+        test_failures++;
+        free(model);
+        free(update);
+        return;
+    }
+    CHECK(tv_flash_shows(&d, model, len0) == 1, "a clear install shows its model in the dump");
+    tv_device_free(&d);
+
+    if (tv_device_init(&d, 0) == 0) {
+        d.cfg.delta_workspace = &g_workspace;
+        d.cfg.encryption_private = g_private;
+        d.cfg.encryption_public = g_public;
+        CHECK_RC(tv_device_boot(&d), 0, "boot");
+        prv_vec_t base = prv_load("good_active");
+        prv_vec_t delta = prv_load("delta_good");
+        CHECK_RC(prv_install(&d, &base, 100), 0, "encrypted base");
+        prv_check_model(&d, "model.tflite", 5);
+        CHECK(tv_flash_shows(&d, model, len0) == 0, "the dump shows the encrypted base model");
+        CHECK_RC(prv_install(&d, &delta, 9), 0, "encrypted delta on an encrypted base");
+        prv_check_model(&d, "model_update.tflite", 6);
+        CHECK_RC(tv_device_boot(&d), 0, "reboot");
+        prv_check_model(&d, "model_update.tflite", 6);
+        CHECK_RC(tfa_selftest(&d.rt), 0, "self-test after the reboot");
+        CHECK(tv_flash_shows(&d, model, len0) == 0 && tv_flash_shows(&d, update, len1) == 0,
+              "the dump shows a model installed encrypted");
+        CHECK_RC(tfa_revert(&d.rt), 0, "rollback to the encrypted base");
+        prv_check_model(&d, "model.tflite", 5);
+        /* without the model RAM the runtime still verifies the model, but cannot hand it to the engine */
+        d.cfg.model_ram = NULL;
+        CHECK_RC(tfa_selftest(&d.rt), 0, "integrity check without model RAM");
+        uint32_t len = 1;
+        CHECK(tfa_active_model(&d.rt, &len) == NULL && len == 0u, "no model pointer without model RAM");
+        prv_free(&base);
+        prv_free(&delta);
+        tv_device_free(&d);
+    } else {
+        test_failures++;
+    }
+    free(model);
+    free(update);
+}
+
 int main(void)
 {
     uint32_t len = 0;
@@ -238,6 +293,7 @@ int main(void)
     prv_test_good_installs();
     prv_test_refusals();
     prv_test_policy();
+    prv_test_at_rest();
     printf("test_runtime_encrypted: sizeof(tfa_runtime_t) = %zu bytes\n", sizeof(tfa_runtime_t));
     return test_report("test_runtime_encrypted");
 }

@@ -323,11 +323,12 @@ class Device:
         self.connected = False
         self.telemetry_boot = secrets.randbits(32)  # 4.5: differs from earlier boots
         self.telemetry_seq = 0
+        self.presence_seq = 1  # 4.6 "Presence order": the connection's number in this boot
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.device_id, protocol=mqtt.MQTTv5)
         self.client.username_pw_set(m["username"], m["password"])
         if m.get("tls"):
             self.client.tls_set()
-        self.client.will_set(self.topic("presence"), json.dumps({"online": False}), qos=1, retain=True)
+        self._arm_will()
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
@@ -335,6 +336,13 @@ class Device:
 
     def topic(self, kind: str) -> str:
         return self.prefix + kind
+
+    def presence(self, online: bool) -> dict[str, Any]:
+        return {"online": online, "boot": self.telemetry_boot, "seq": self.presence_seq}
+
+    def _arm_will(self) -> None:
+        """The will of the next connection carries that connection's seq (paho sends it on reconnect)."""
+        self.client.will_set(self.topic("presence"), json.dumps(self.presence(False)), qos=1, retain=True)
 
     def publish(self, kind: str, doc: dict[str, Any], retain: bool = False) -> None:
         self.client.publish(self.topic(kind), json.dumps(doc, separators=(",", ":")), qos=1, retain=retain)
@@ -383,7 +391,7 @@ class Device:
                 self._save_progress()
             if self.connected:
                 # A clean shutdown says it is offline itself (4.6), then disconnects.
-                self.client.publish(self.topic("presence"), json.dumps({"online": False}), qos=1, retain=True)
+                self.publish("presence", self.presence(False), retain=True)
                 time.sleep(0.2)
                 self.client.disconnect()
             self.client.loop_stop()
@@ -395,13 +403,16 @@ class Device:
         with self.lock:
             self.connected = True
             client.subscribe([(self.topic("desired"), 1), (self.topic("chunk"), 1)])
-            self.publish("presence", {"online": True}, retain=True)
+            self.publish("presence", self.presence(True), retain=True)
             self.publish_reported()
             log.info("connected to %s:%s as %s", self.host, self.port, self.device_id)
             # The retained desired state arrives after the subscription and resumes any action.
 
     def _on_disconnect(self, *_args: Any) -> None:
         self.connected = False
+        with self.lock:
+            self.presence_seq += 1  # before paho reconnects
+            self._arm_will()
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         with self.lock:

@@ -72,6 +72,41 @@ def test_c_decoder_matches_in_any_chunking(lib: ctypes.CDLL, base: bytes, seed: 
     assert c_decode(lib, stream, base, len(new), chunk, reboot=2) == new
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.binary(min_size=1, max_size=5000), st.integers(0, 2**32 - 1), st.sampled_from([1, 7, 256, 1024]))
+def test_c_decoder_matches_format_4_literal_runs(
+    lib: ctypes.CDLL, base: bytes, seed: int, chunk: int
+) -> None:
+    # version 4 only: every stretch of literals is a literal run, later ones reusing their block's table
+    new = mutate(base, random.Random(seed))
+    stream = delta.encode(new, base, block_log2=10, versions=(delta.FORMAT_LAST,))
+    assert stream[2] == delta.FORMAT_LAST and delta.decode(stream, base) == new
+    assert c_decode(lib, stream, base, len(new), chunk) == new
+    assert c_decode(lib, stream, base, len(new), chunk, reboot=2) == new
+
+
+def test_c_decoder_refuses_literal_runs_outside_version_4_or_before_a_table(lib: ctypes.CDLL) -> None:
+    from tinyfleet.signing import tensor_coder
+    from tinyfleet.signing.rangecoder import Encoder, encode_number
+
+    vectors = ROOT / "agent_firmware" / "tests" / "vectors" / "delta"
+    good = (vectors / "t4_full.bin").read_bytes()
+    new = (vectors / "t_new.bin").read_bytes()
+    assert c_decode(lib, good, b"", len(new), 256) == new
+    with pytest.raises(delta.DeltaError):  # the same body read as version 3: kind 7 is unknown there
+        c_decode(lib, good[:2] + bytes((delta.FORMAT_TABLE,)) + good[3:], b"", len(new), 256)
+    # an 8-byte model whose first op is a kind 7 run: no table read yet in its block
+    enc, models = Encoder(4), delta._Models()
+    for probs, bit in ((models.is_match, 1), (models.is_rep, 0), (models.is_tensor, 1)):
+        enc.bit(probs, 0, bit)
+    enc.tree(models.weights.kind, tensor_coder.KIND_BITS, tensor_coder.TABLE_LAST)
+    encode_number(enc, models.new_len, 7)
+    body = enc.finish()
+    stream = b"TD" + bytes((delta.FORMAT_LAST, 0, 10, 4, 8, 0, len(body))) + body
+    with pytest.raises(delta.DeltaError):
+        c_decode(lib, stream, b"", 8, 64)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.binary(min_size=0, max_size=400))
 def test_garbage_streams_are_refused_cleanly(lib: ctypes.CDLL, garbage: bytes) -> None:
@@ -125,7 +160,8 @@ def test_real_model_pairs_decode_bit_exact_in_c(
 ) -> None:
     base = (shared_models / "pairs" / f"{base_name}.tflite").read_bytes()
     new = (shared_models / "pairs" / f"{new_name}.tflite").read_bytes()
-    stream = delta.encode(new, base)
-    assert len(stream) < len(new) // 2
-    out = c_decode(lib, stream, base, len(new), 1024, reboot=3)
-    assert hashlib.sha256(out).digest() == hashlib.sha256(new).digest()
+    for b in (base, b""):
+        stream = delta.encode(new, b)
+        assert len(stream) < len(new) // 2 or not b
+        out = c_decode(lib, stream, b, len(new), 1024, reboot=3)
+        assert hashlib.sha256(out).digest() == hashlib.sha256(new).digest()

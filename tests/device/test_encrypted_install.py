@@ -1,11 +1,14 @@
 """Encrypted installs (docs/PROTOCOL.md section 6) through the host library's UART frames: packages
 encrypted and key wraps made here by tinyfleet.signing.encryption, decrypted by the C runtime while it
-streams them into the slot. Every check is the C runtime's."""
+streams them, and kept encrypted at rest in the slot under the device's storage key (6.6). Every check is
+the C runtime's; the dumps are the host library's whole flash image."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -14,6 +17,7 @@ from tests.support.device_frames import (
     MANIFEST,
     activate_selftest_confirm,
     call,
+    has_engine,
     install,
     new_device,
     ok,
@@ -21,12 +25,14 @@ from tests.support.device_frames import (
     slot_bytes,
     state,
 )
+from tests.support.flash_dump import shows
 from tests.support.paths import VECTORS
 from tinyfleet.device import frames
 from tinyfleet.device.runtime import DeviceRuntime
 from tinyfleet.signing import encryption as enc
 from tinyfleet.signing.keys import private_key_from_seed
 
+INDEX: dict[str, Any] = json.loads((VECTORS / "index.json").read_text())
 SIGNER = private_key_from_seed(hashlib.sha256(b"tinyfleet test vector key: trusted").digest())
 DEVICE_PRIVATE, DEVICE_PUBLIC = enc.generate_device_keypair()
 
@@ -69,7 +75,7 @@ def _error(dev: DeviceRuntime, msg: frames.Request) -> str:
     "name, model", [("good.tfpkg", "model.tflite"), ("compressed_good.tfpkg", "model_update.tflite"),
                     ("delta_good.tfpkg", "model_update.tflite")],
 )  # fmt: skip
-def test_encrypted_package_installs_and_the_slot_holds_the_clear_model(
+def test_encrypted_package_installs_and_its_slot_holds_no_clear_model_bytes(
     device: DeviceRuntime, name: str, model: str
 ) -> None:
     pkg, wrap = encrypted(name)
@@ -79,8 +85,49 @@ def test_encrypted_package_installs_and_the_slot_holds_the_clear_model(
     st_ = state(device)
     assert st_.active is not None and st_.active.sequence == 6
     clear = (VECTORS / model).read_bytes()
-    # Encryption at rest is not in scope: the installed slot holds the clear model (PROTOCOL 6.5).
-    assert slot_bytes(device, st_.active_slot)[304 : 304 + len(clear)] == clear
+    slot = slot_bytes(device, st_.active_slot)
+    assert not shows(slot, clear)  # encrypted at rest (PROTOCOL 6.6)
+    # ... exactly as specified: model XOR ChaCha20(storage key, nonce = model_sha256[0..11])
+    storage_key = enc.hkdf_sha256(DEVICE_PUBLIC, DEVICE_PRIVATE, b"tinyfleet storage key v1", 32)
+    nonce = hashlib.sha256(clear).digest()[:12]
+    assert enc.chacha20_xor(storage_key, slot[304 : 304 + len(clear)], nonce=nonce) == clear
+    assert device.power_cycle() == 0
+    ok(device, frames.selftest())  # re-verified through the storage key after a reboot
+    assert state(device).active == st_.active
+
+
+def test_a_dump_of_a_device_fed_encrypted_packages_shows_no_model_and_a_clear_one_does() -> None:
+    model, update = (VECTORS / "model.tflite").read_bytes(), (VECTORS / "model_update.tflite").read_bytes()
+    with new_device() as clear_dev:
+        assert install(clear_dev, package("good_active.tfpkg")) == 0
+        activate_selftest_confirm(clear_dev)
+        assert shows(clear_dev.read_flash(), model)  # the check can fail
+    with new_device(encryption_key=DEVICE_PRIVATE) as dev:
+        assert dev.power_on() == 0
+        for name in ("good_active.tfpkg", "delta_good.tfpkg"):  # the delta's base is read back decrypted
+            pkg, wrap = encrypted(name)
+            assert install(dev, pkg, chunk=250, wrap=wrap) == 0
+            activate_selftest_confirm(dev)
+        image = dev.read_flash()
+        assert not shows(image, model) and not shows(image, update)
+        assert state(dev).active.sequence == 6  # type: ignore[union-attr]
+        frames.parse_phase(ok(dev, frames.revert()))  # rollback to the encrypted base works too
+        assert state(dev).active.sequence == 5  # type: ignore[union-attr]
+
+
+def test_a_model_encrypted_at_rest_runs_its_self_test_and_inference_from_ram(device: DeviceRuntime) -> None:
+    if not has_engine(device):
+        pytest.skip("no inference engine in this build")
+    selftest = INDEX["selftest"]
+    sample = bytes.fromhex(selftest["input_bytes"])
+    pkg, wrap = encrypted("good_selftest.tfpkg")
+    assert install(device, pkg, wrap=wrap) == 0
+    activate_selftest_confirm(device)  # the engine ran the decrypted model and its digest matched
+    result = frames.parse_infer(ok(device, frames.infer(sample)))
+    assert result is not None and hashlib.sha256(result.output).hexdigest() == selftest["output_sha256"]
+    assert device.power_cycle() == 0
+    again = frames.parse_infer(ok(device, frames.infer(sample)))
+    assert again is not None and again.output == result.output
 
 
 def test_chunks_wait_for_the_key_and_it_is_needed_again_after_a_power_cycle(device: DeviceRuntime) -> None:

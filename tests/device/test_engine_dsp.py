@@ -4,7 +4,8 @@ against the reference kernels and TFLM (issue 15).
 `Engine(model, optimized=True)` takes the same code path as the M4 (kernels_conv_dsp.c, kernels_fc_dsp.c);
 only the DSP instructions themselves are C functions (dsp.h). Models: the shared TFLM models, and the
 random single-op-family models of the differential generator (CONV_2D, DEPTHWISE_CONV_2D with
-multipliers 1..3 and input depths 1..8, FC chains, mixed chains, the autoencoder) with random inputs.
+multipliers 1..3 and input depths 1..8, FC chains, mixed chains, the autoencoder) with random inputs, and
+extra shapes (depthwise with multipliers 2..13 on input depths 1..8, wide convolutions).
 The M4 itself is checked by tests/sim/test_qemu_engine.py and bench/inference_m4.py (self-test digest).
 """
 
@@ -51,6 +52,20 @@ def _build_dw1(rng: np.random.Generator, tf: Any) -> tuple[Any, list[tuple[float
     return tf.keras.Model(x, y), [differential._input_range(rng)]
 
 
+def _build_dwm(rng: np.random.Generator, tf: Any) -> tuple[Any, list[tuple[float, float]]]:
+    """Depthwise on 2..8 input channels with multipliers 2..9 (per input channel: groups of four
+    outputs, then two, then one), random strides, padding and dilation."""
+    layers = tf.keras.layers
+    h, w, c = int(rng.integers(3, 14)), int(rng.integers(3, 14)), int(rng.integers(2, 9))
+    x = layers.Input((h, w, c), batch_size=1)
+    geo = differential._conv_geometry(rng, (h, w))
+    mult = int(rng.integers(2, 10))
+    y = layers.DepthwiseConv2D(depth_multiplier=mult, activation=rng.choice(differential.ACTIVATIONS), **geo)(
+        x
+    )
+    return tf.keras.Model(x, y), [differential._input_range(rng)]
+
+
 def _build_convw(rng: np.random.Generator, tf: Any) -> tuple[Any, list[tuple[float, float]]]:
     """CONV_2D with wider inputs (4-aligned and not) and up to 33 output channels; FC depths not a
     multiple of 4 follow it."""
@@ -65,7 +80,7 @@ def _build_convw(rng: np.random.Generator, tf: Any) -> tuple[Any, list[tuple[flo
     return tf.keras.Model(x, y), [differential._input_range(rng)]
 
 
-EXTRA_FAMILIES = {"dw1": _build_dw1, "convw": _build_convw}
+EXTRA_FAMILIES = {"dw1": _build_dw1, "convw": _build_convw, "dwm": _build_dwm}
 EXTRA = [f"{fam}-{seed}" for seed in range(12) for fam in EXTRA_FAMILIES]
 EXTRA_CACHE = REPO / "build" / "engine-dsp" / differential.GENERATOR_KEY
 
@@ -113,7 +128,7 @@ def _inputs(engine: Engine, rng: np.random.Generator, run: int) -> list[np.ndarr
 
 def compare(model: bytes, runs: int, tflm: bool) -> None:
     """Optimized kernels == reference kernels (== TFLM when tflm) on `runs` inputs, byte for byte."""
-    ref = Engine(model)
+    ref = Engine(model, kernels="reference")
     opt = Engine(model, optimized=True)
     interp = None
     if tflm:
@@ -142,7 +157,8 @@ def compare(model: bytes, runs: int, tflm: bool) -> None:
 def test_shared_models_optimized_equals_reference(host_lib: None, shared_models: Path, name: str) -> None:
     model = (shared_models / f"{name}.tflite").read_bytes()
     compare(model, runs=4 if name == "person_detect" else 30, tflm=False)
-    assert Engine(model, optimized=True).selftest_digest(7) == Engine(model).selftest_digest(7)
+    reference = Engine(model, kernels="reference")
+    assert Engine(model, optimized=True).selftest_digest(7) == reference.selftest_digest(7)
 
 
 @pytest.mark.parametrize("name", SHARED)

@@ -4,7 +4,6 @@ fields the API really returns."""
 
 from __future__ import annotations
 
-import pytest
 from typer.testing import CliRunner
 
 from tests.support import console_page
@@ -12,17 +11,8 @@ from tests.support.console_page import INDEX
 from tests.support.paths import SHARED_MODELS
 from tinyfleet.cli import app
 from tinyfleet.server.cli import _rollout_rows
-from tinyfleet.server.stack import run_stack
 
 MODEL = SHARED_MODELS / "hello_world_int8.tflite"
-
-
-@pytest.fixture
-def server(tmp_path, monkeypatch):
-    with run_stack(data_dir=tmp_path / "server", background=False) as st:
-        monkeypatch.setenv("TINYFLEET_API_URL", st.url)
-        monkeypatch.setenv("TINYFLEET_API_TOKEN", st.token)
-        yield st
 
 
 def run(*args: str) -> tuple[int, str]:
@@ -30,7 +20,7 @@ def run(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_a_long_error_is_one_line_on_a_narrow_terminal(server):
+def test_a_long_error_is_one_line_on_a_narrow_terminal(cli_server):
     code, out = run("models", "versions", "a-model-name-long-enough-to-overflow-a-sixty-column-terminal")
     assert code == 1
     assert out.startswith("error:") and out.count("\n") == 1, out
@@ -52,7 +42,7 @@ def test_rolled_back_devices_are_not_failures():
     assert row[6] == 3
 
 
-def test_rollouts_watch_stops_when_the_rollout_does_not_move(server, shared_models):
+def test_rollouts_watch_stops_when_the_rollout_does_not_move(cli_server, shared_models):
     assert run("models", "create", "hello")[0] == 0
     assert run("models", "upload", "hello", str(MODEL), "--version", "1.0.0", "--hardware-class", "1")[0] == 0
     assert run("devices", "provision", "--hardware-class", "1", "--id", "dev-w")[0] == 0
@@ -66,10 +56,10 @@ def test_rollouts_watch_stops_when_the_rollout_does_not_move(server, shared_mode
     assert code == 1 and out.startswith("error:") and "404" in out
 
 
-def test_dashboard_reads_fields_the_api_returns(server, shared_models):
+def test_dashboard_reads_fields_the_api_returns(cli_server, shared_models):
     page = INDEX.read_text()
     src = console_page.source((".js",))
-    with server.client() as c:
+    with cli_server.client() as c:
         assert c.get("/").text == page  # served without a token; the page asks for it
         model = c.post("/api/models", json={"name": "hello"}).json()
         version = c.post(

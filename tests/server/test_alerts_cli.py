@@ -7,7 +7,6 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from tests.server.test_cli import server  # noqa: F401 (the fixture)
 from tests.support.paths import SHARED_MODELS
 from tinyfleet.cli import app
 from tinyfleet.server.models import Alert
@@ -21,12 +20,12 @@ def run(*args: str) -> tuple[int, str]:
 
 
 @pytest.mark.slow  # a real server: about 6 s
-def test_alerts_list(server, shared_models):  # noqa: F811
+def test_alerts_list(cli_server, shared_models):
     assert run("models", "create", "hello")[0] == 0
     assert run("models", "upload", "hello", str(MODEL), "--version", "1.0.0", "--hardware-class", "1")[0] == 0
     code, out = run("alerts", "list", "--json")
     assert code == 0 and json.loads(out) == []
-    with server.ctx.session() as s:
+    with cli_server.ctx.session() as s:
         vid = int(json.loads(run("models", "versions", "hello", "--json")[1])[0]["id"])
         s.add(
             Alert(

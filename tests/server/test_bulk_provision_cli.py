@@ -11,15 +11,6 @@ from typer.testing import CliRunner
 
 from tinyfleet.cli import app
 from tinyfleet.server.cli.bulk_devices import CsvError, read_devices_csv
-from tinyfleet.server.stack import run_stack
-
-
-@pytest.fixture
-def server(tmp_path, monkeypatch):
-    with run_stack(data_dir=tmp_path / "server", background=False) as st:
-        monkeypatch.setenv("TINYFLEET_API_URL", st.url)
-        monkeypatch.setenv("TINYFLEET_API_TOKEN", st.token)
-        yield st
 
 
 def _rows(path):
@@ -32,7 +23,7 @@ def run(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_count_and_from_write_credentials_to_a_private_file(server, tmp_path):
+def test_count_and_from_write_credentials_to_a_private_file(cli_server, tmp_path):
     creds = tmp_path / "creds.csv"
     code, out = run(
         "devices",

@@ -6,7 +6,6 @@ import json
 
 from typer.testing import CliRunner
 
-from tests.server.test_cli import server  # noqa: F401 (the fixture)
 from tests.support.paths import SHARED_MODELS
 from tinyfleet.cli import app
 
@@ -19,7 +18,7 @@ def run(*args: str) -> tuple[int, str]:
     return result.exit_code, result.stdout if "--json" in args else result.output
 
 
-def test_create_with_canary_and_show(server, shared_models):  # noqa: F811
+def test_create_with_canary_and_show(cli_server, shared_models):
     assert run("models", "create", "hello")[0] == 0
     assert run("models", "upload", "hello", str(MODEL), "--version", "1.0.0", "--hardware-class", "1")[0] == 0
     base = ("rollouts", "create", "--model", "hello", "--version", "1.0.0", "--wave", "1", "--wave", "100%")

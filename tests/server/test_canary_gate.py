@@ -47,6 +47,7 @@ def publish(fleet: Fleet, until: float, canary_devices: list[str], **canary_over
     """Every online device reports 200 inferences per 10 s of its active model from t0 to `until`; the
     canary devices with `canary_over` in their reports."""
     seqs: dict[str, int] = {}
+    messages: list[tuple[str, dict[str, Any]]] = []
     ts = fleet.t0 + 10
     while ts <= until:
         for dev in fleet.devices.values():
@@ -62,9 +63,9 @@ def publish(fleet: Fleet, until: float, canary_devices: list[str], **canary_over
                 **(canary_over if dev.device_id in canary_devices else {}),
             }
             seqs[dev.device_id] += 1
-            fleet.messages.handle(f"tf/{dev.device_id}/telemetry", json.dumps({"reports": [report]}).encode())
+            messages.append((dev.device_id, {"reports": [report]}))
         ts += 10
-    fleet.messages.flush_telemetry()
+    fleet.send_telemetry(messages)
 
 
 def verdicts(gate: dict[str, Any]) -> dict[str, str]:

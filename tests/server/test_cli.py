@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
 from typer.testing import CliRunner
 
 from tests.support.paths import SHARED_MODELS
 from tinyfleet.cli import app
-from tinyfleet.server.stack import run_stack
 
 MODEL = SHARED_MODELS / "hello_world_int8.tflite"
-
-
-@pytest.fixture
-def server(tmp_path, monkeypatch):
-    with run_stack(data_dir=tmp_path / "server", background=False) as st:
-        monkeypatch.setenv("TINYFLEET_API_URL", st.url)
-        monkeypatch.setenv("TINYFLEET_API_TOKEN", st.token)
-        yield st
 
 
 def run(*args: str) -> tuple[int, str]:
@@ -25,7 +15,7 @@ def run(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_cli_workflow(server, tmp_path, shared_models):
+def test_cli_workflow(cli_server, tmp_path, shared_models):
     assert run("models", "create", "hello")[0] == 0
     code, out = run("models", "upload", "hello", str(MODEL), "--version", "1.0.0", "--hardware-class", "1")
     assert code == 0 and "1.0.0" in out and "server" in out
@@ -56,7 +46,7 @@ def test_cli_workflow(server, tmp_path, shared_models):
     assert code == 0 and "hello 1.0.0" in out
     code, out = run("packages", "list")
     assert code == 0 and "pkg-" in out
-    with server.client() as c:
+    with cli_server.client() as c:
         pkg_id = c.get("/api/packages").json()[0]["id"]
     code, out = run("packages", "download", pkg_id, "--out", str(tmp_path / "p.tfpkg"))
     assert code == 0 and (tmp_path / "p.tfpkg").stat().st_size > 292
@@ -66,7 +56,7 @@ def test_cli_workflow(server, tmp_path, shared_models):
     assert code == 0 and "mqtt connected" in out
 
 
-def test_cli_errors_are_one_line(server, tmp_path):
+def test_cli_errors_are_one_line(cli_server, tmp_path):
     for args, fragment in [
         (("models", "create", "bad name"), "422"),
         (("devices", "show", "nope"), "device 'nope' not found"),

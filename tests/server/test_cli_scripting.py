@@ -13,17 +13,8 @@ from tests.support.paths import SHARED_MODELS
 from tinyfleet.cli import app
 from tinyfleet.server.cli import rollouts as rollouts_cli
 from tinyfleet.server.models import Rollout
-from tinyfleet.server.stack import run_stack
 
 MODEL = SHARED_MODELS / "hello_world_int8.tflite"
-
-
-@pytest.fixture
-def server(tmp_path, monkeypatch):
-    with run_stack(data_dir=tmp_path / "server", background=False) as st:
-        monkeypatch.setenv("TINYFLEET_API_URL", st.url)
-        monkeypatch.setenv("TINYFLEET_API_TOKEN", st.token)
-        yield st
 
 
 def run(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
@@ -42,7 +33,7 @@ def _lines(text: str) -> list[str]:
 
 
 @pytest.fixture
-def model(server, shared_models) -> dict[str, Any]:
+def model(cli_server, shared_models) -> dict[str, Any]:
     created = js("models", "create", "hello", "--description", "a sine")
     assert created["name"] == "hello" and isinstance(created["id"], int)
     version = js("models", "upload", "hello", str(MODEL), "--version", "1.0.0", "--hardware-class", "1")
@@ -56,8 +47,8 @@ def _create_rollout(*selector: str) -> tuple[dict[str, Any], str]:
     return json.loads(out), err
 
 
-def test_json_output_has_the_apis_field_names(server, model) -> None:
-    with server.client() as c:
+def test_json_output_has_the_apis_field_names(cli_server, model) -> None:
+    with cli_server.client() as c:
         assert js("models", "list") == c.get("/api/models").json()
         assert js("models", "versions", "hello") == c.get(f"/api/models/{model['model_id']}/versions").json()
         assert js("packages", "list") == c.get("/api/packages").json()
@@ -83,7 +74,7 @@ def test_json_output_has_the_apis_field_names(server, model) -> None:
         assert status["readyz"]["ready"] is True and "received" in status["gateway"]
 
 
-def test_piped_tables_are_not_cut(server) -> None:
+def test_piped_tables_are_not_cut(cli_server) -> None:
     tags = [f"tag-number-{i:02d}" for i in range(12)]  # a tags cell of 180 characters
     args = [arg for tag in tags for arg in ("--tag", tag)]
     code, _out, err = run("devices", "provision", "--hardware-class", "7", "--id", "dev-wide", *args)
@@ -93,7 +84,7 @@ def test_piped_tables_are_not_cut(server) -> None:
     assert any("dev-wide" in line and ",".join(tags) in line for line in out.splitlines()), out
 
 
-def test_rollout_matching_no_device_warns_on_stderr(server, model) -> None:
+def test_rollout_matching_no_device_warns_on_stderr(cli_server, model) -> None:
     js("devices", "provision", "--hardware-class", "1", "--id", "dev-eu", "--tag", "eu")
     js("devices", "provision", "--hardware-class", "2", "--id", "dev-hw2", "--tag", "us")
     for selector in (["--tag", "mars"], ["--tag", "us"], ["--group", "nowhere"], ["--device", "dev-hw2"]):
@@ -108,8 +99,8 @@ def test_rollout_matching_no_device_warns_on_stderr(server, model) -> None:
     assert code == 0 and "draft" in out and "matches no device" in err
 
 
-def _set_state(server, rollout_id: int, state: str) -> None:
-    with server.ctx.session() as s:
+def _set_state(stack, rollout_id: int, state: str) -> None:
+    with stack.ctx.session() as s:
         rollout = s.get(Rollout, rollout_id)
         assert rollout is not None
         rollout.state, rollout.state_reason = state, f"set to {state} by the test"
@@ -119,9 +110,9 @@ def _set_state(server, rollout_id: int, state: str) -> None:
     ("state", "code"),
     [("completed", 0), ("paused", 1), ("rolled_back", 1), ("aborted", 1), ("draft", 1)],
 )
-def test_watch_exit_code_is_0_only_when_completed(server, model, state: str, code: int) -> None:
+def test_watch_exit_code_is_0_only_when_completed(cli_server, model, state: str, code: int) -> None:
     rollout, _err = _create_rollout()
-    _set_state(server, rollout["id"], state)
+    _set_state(cli_server, rollout["id"], state)
     exit_code, out, err = run("rollouts", "watch", str(rollout["id"]), "--interval", "0.1")
     assert exit_code == code, (out, err)
     assert state in out
@@ -133,7 +124,7 @@ def test_watch_exit_code_is_0_only_when_completed(server, model, state: str, cod
         assert err == ""
 
 
-def test_rollback_asks_first(server, model, monkeypatch) -> None:
+def test_rollback_asks_first(cli_server, model, monkeypatch) -> None:
     rollout, _err = _create_rollout()
     rid = str(rollout["id"])
     # stdin is not a terminal (a script, CI): an error line at once, never a prompt that hangs

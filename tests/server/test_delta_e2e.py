@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.support.model_edits import LSTM, with_operator
 from tests.support.paths import SHARED_MODELS
 from tests.support.server_scripted import MqttLink, ScriptedDevice
 from tinyfleet.signing.keys import TrustStore
@@ -53,13 +54,14 @@ def test_v1_devices_get_v2_as_a_delta_over_mqtt(mosquitto, db_url, tmp_path, sha
                 assert resp.status_code == 201, resp.text
                 versions.append(resp.json())
             svdf = MODELS / "keyword_scrambled_8bit.tflite"
-            if svdf.exists():  # refused at upload by the real engine, naming the op
+            if svdf.exists():  # refused at upload by the real engine, naming the op (QUANTIZE made an LSTM)
                 resp = c.post(
                     f"/api/models/{model['id']}/versions",
                     params={"version": "3.0.0", "hardware_class": 1},
-                    content=svdf.read_bytes(),
+                    content=with_operator(svdf.read_bytes(), 13, LSTM),
                 )
-                assert resp.status_code == 422 and "UNSUPPORTED_OP: SVDF" in resp.json()["detail"]
+                detail = resp.json()["detail"]
+                assert resp.status_code == 422 and "UNSUPPORTED_OP: UNIDIRECTIONAL_SEQUENCE_LSTM" in detail
             trust = TrustStore(bytes.fromhex(k["public_key"]) for k in c.get("/api/trust-store").json())
             assert c.post("/api/devices", json={"id": "odd-0", "hardware_class": 1}).status_code == 201
         v1, v2 = versions

@@ -107,6 +107,7 @@ def _telemetry(sha: str, ts: float, count: int, latency: float, hist: list[int])
 
 def test_telemetry_query_and_summary(api):
     from tinyfleet.server.services.messages import DeviceMessages
+    from tinyfleet.server.services.telemetry_ingest import TelemetryIngest
 
     api.ok("POST", "/api/devices", 201, json={"id": "dev1", "hardware_class": 1})
     api.ok("POST", "/api/devices", 201, json={"id": "dev2", "hardware_class": 1})
@@ -122,8 +123,9 @@ def test_telemetry_query_and_summary(api):
             "slots": [{"valid": True, "model_sha256": active, "sequence": 1}],
         }
         msgs.handle(f"tf/{device_id}/reported", json.dumps(reported).encode())
-    msgs.handle(
-        "tf/dev1/telemetry",
+    ingest = TelemetryIngest(api.ctx.db, msgs.stats)  # its writer thread not started yet
+    ingest.submit(
+        "dev1",
         json.dumps(
             {
                 "reports": [
@@ -133,12 +135,13 @@ def test_telemetry_query_and_summary(api):
             }
         ).encode(),
     )
-    msgs.handle(
-        "tf/dev2/telemetry", json.dumps({"reports": [_telemetry("cd" * 32, 150.0, 5, 50.0, [])]}).encode()
-    )
-    assert msgs.telemetry_pending() == 3
-    assert api.ok("GET", "/api/telemetry") == []  # batched: nothing stored before the flush
-    assert msgs.flush_telemetry() == 3
+    ingest.submit("dev2", json.dumps({"reports": [_telemetry("cd" * 32, 150.0, 5, 50.0, [])]}).encode())
+    assert ingest.depth == 2
+    assert api.ok("GET", "/api/telemetry") == []  # queued: nothing stored before the writer runs
+    ingest.start()
+    assert ingest.wait_idle(30)
+    ingest.stop()
+    assert msgs.stats.events["telemetry_rows"] == 3
     rows = api.ok("GET", "/api/telemetry", params={"device_id": "dev1"})
     assert [r["ts"] for r in rows] == [200.0, 100.0]
     assert len(api.ok("GET", "/api/telemetry", params={"since": 120, "until": 200})) == 1

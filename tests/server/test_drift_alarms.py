@@ -43,6 +43,7 @@ def publish(
     for k in range(reports):
         ts = start + 5 + 10 * k
         fleet.now = ts
+        messages: list[tuple[str, dict[str, Any]]] = []
         for dev in fleet.devices.values():
             report = {
                 "ts": ts,
@@ -58,8 +59,8 @@ def publish(
                 "seq": seqs.setdefault(dev.device_id, 0),
             }
             seqs[dev.device_id] += 1
-            fleet.messages.handle(f"tf/{dev.device_id}/telemetry", json.dumps({"reports": [report]}).encode())
-    fleet.messages.flush_telemetry()
+            messages.append((dev.device_id, {"reports": [report]}))
+        fleet.send_telemetry(messages)  # one batch per period, on the clock of its reports
 
 
 def check(fleet: Fleet, now: float) -> list[tuple[str, str]]:

@@ -43,8 +43,8 @@ def _batch() -> list[tuple[str, bytes]]:
 def _failing_presence(monkeypatch: Any) -> None:
     original = devsvc.set_presence
 
-    def set_presence(session: Session, device: Device, online: bool, now: float) -> bool:
-        came = original(session, device, online, now)
+    def set_presence(session: Session, device: Device, online: bool, now: float, *order: Any) -> bool:
+        came = original(session, device, online, now, *order)
         if device.id == "dev3":
             session.flush()  # its change is in the transaction: undone with its savepoint
             raise RuntimeError("simulated failure")

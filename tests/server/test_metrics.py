@@ -55,12 +55,11 @@ def activity(api: Any) -> None:
         "boot": 1,
         "seq": 0,
     }
+    ingest = api.ctx.telemetry_ingest
     for _ in range(2):  # the second is a redelivery
-        messages.handle("tf/dev-on/telemetry", json.dumps({"reports": [report]}).encode())
-        messages.flush_telemetry()
+        ingest.write_now([("dev-on", json.dumps({"reports": [report]}).encode())])
     wrong = report | {"model_sha256": "cd" * 32, "seq": 1}
-    messages.handle("tf/dev-on/telemetry", json.dumps({"reports": [wrong]}).encode())
-    messages.handle("tf/dev-on/telemetry", b"not json")
+    ingest.write_now([("dev-on", json.dumps({"reports": [wrong]}).encode()), ("dev-on", b"not json")])
 
 
 def test_metrics_after_activity(api):

@@ -3,6 +3,7 @@ rollback (revert and reinstall), joining devices, timeouts, restart-resume; and 
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from tests.support.server_scripted import ScriptedDevice
 from tinyfleet.server.context import AppContext
 from tinyfleet.server.models import Device
 from tinyfleet.server.services.messages import DeviceMessages
+from tinyfleet.server.services.telemetry_ingest import TelemetryIngest
 from tinyfleet.signing.keys import TrustStore
 
 # The rollout driver's logic is exercised on SQLite; the tests marked BOTH also run on PostgreSQL.
@@ -31,6 +33,12 @@ class Fleet:
     v2: dict
     t0: float = 0.0
     now: float = 0.0
+    telemetry: TelemetryIngest | None = None  # telemetry's one path, the batching writer, on `now`
+
+    def send_telemetry(self, messages: list[tuple[str, dict]]) -> None:
+        """(device_id, telemetry message) pairs stored as one batch, as the gateway's writer does."""
+        assert self.telemetry is not None
+        self.telemetry.write_now((device_id, json.dumps(msg).encode()) for device_id, msg in messages)
 
     def sha(self, version: dict) -> str:
         return version["packages"][0]["model_sha256"]
@@ -105,6 +113,7 @@ def fleet(api, shared_models) -> Fleet:
     fleet.messages = DeviceMessages(
         api.ctx.db, default_chunk_size=1024, stats=api.ctx.stats, clock=lambda: fleet.now
     )
+    fleet.telemetry = TelemetryIngest(api.ctx.db, api.ctx.stats, clock=lambda: fleet.now)
     return fleet
 
 
@@ -372,8 +381,6 @@ def test_version_without_package_for_any_device_class(fleet):
 
 @SQLITE_ONLY
 def test_telemetry_per_model_version(fleet):
-    import json
-
     dev = fleet.add_device("dev-t")
     report = {
         "ts": fleet.t0,
@@ -386,13 +393,11 @@ def test_telemetry_per_model_version(fleet):
         "arena_bytes": 100,
     }
     # A report is accepted only for the model the device reports active (issue 11 item 8).
-    dev.publish("telemetry", {"reports": [report | {"model_sha256": fleet.sha(fleet.v1)}]})
+    fleet.send_telemetry([("dev-t", {"reports": [report | {"model_sha256": fleet.sha(fleet.v1)}]})])
     dev.slots[1], dev.active = fleet.sha(fleet.v2), 1
     dev.publish("reported", dev.reported())
-    dev.publish(
-        "telemetry", {"reports": [report | {"model_sha256": fleet.sha(fleet.v2), "ts": fleet.t0 + 5}]}
-    )
-    fleet.messages.flush_telemetry()
+    v2_report = report | {"model_sha256": fleet.sha(fleet.v2), "ts": fleet.t0 + 5}
+    fleet.send_telemetry([("dev-t", {"reports": [v2_report]})])
     rows = fleet.api.ok("GET", "/api/telemetry", params={"model_version_id": fleet.v2["id"]})
     assert [r["model_sha256"] for r in rows] == [fleet.sha(fleet.v2)]
     summary = fleet.api.ok(

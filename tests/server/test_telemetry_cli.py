@@ -28,6 +28,7 @@ def server(tmp_path, monkeypatch, shared_models):
             mv = client.post(f"/api/models/{model['id']}/versions", params=params, content=data).json()
             shas.append(mv["packages"][0]["model_sha256"])
         now = time.time()
+        messages = []
         for i, sha in enumerate(shas):
             device_id = f"dev{i}"
             assert client.post("/api/devices", json={"id": device_id, "hardware_class": 1}).status_code == 201
@@ -49,8 +50,8 @@ def server(tmp_path, monkeypatch, shared_models):
                 }
                 for k in range(5)
             ]
-            st.ctx.messages.handle(f"tf/{device_id}/telemetry", json.dumps({"reports": reports}).encode())
-        st.ctx.messages.flush_telemetry()
+            messages.append((device_id, json.dumps({"reports": reports}).encode()))
+        st.ctx.telemetry_ingest.write_now(messages)
         client.close()
         yield st
 

@@ -1,6 +1,7 @@
 """Telemetry integrity (issue 11 item 8): one device cannot poison fleet figures. Each refusal is counted
 by reason and stores nothing; a redelivered report (same boot and seq) is stored once. Messages go
-through the real DeviceMessages on a real database, as the MQTT gateway feeds them."""
+through the real telemetry writer (services/telemetry_ingest.py) on a real database, as the MQTT
+gateway feeds it, one message per batch."""
 
 from __future__ import annotations
 
@@ -45,12 +46,11 @@ def device(api):
         "slots": [{"valid": True, "model_sha256": SHA_A, "sequence": 1}],
     }
     api.ctx.messages.handle("tf/dev-0/reported", json.dumps(reported).encode())
-    return api.ctx.messages
+    return api.ctx.telemetry_ingest
 
 
-def send(messages, *reports: dict[str, Any], device_id: str = "dev-0") -> None:
-    messages.handle(f"tf/{device_id}/telemetry", json.dumps({"reports": list(reports)}).encode())
-    messages.flush_telemetry()
+def send(ingest, *reports: dict[str, Any], device_id: str = "dev-0") -> None:
+    ingest.write_now([(device_id, json.dumps({"reports": list(reports)}).encode())])
 
 
 def stored(api) -> list[TelemetryReport]:
@@ -106,9 +106,8 @@ def test_rate_limit_drops_the_excess_of_a_flood(api, device):
 
 
 def test_oversized_and_malformed_payloads_are_counted(api, device):
-    device.handle("tf/dev-0/telemetry", b"{" + b" " * MAX_TELEMETRY_BYTES + b"}")
-    device.handle("tf/dev-0/telemetry", json.dumps({"reports": [report(seq=-1)]}).encode())
-    device.flush_telemetry()
+    device.write_now([("dev-0", b"{" + b" " * MAX_TELEMETRY_BYTES + b"}")])
+    device.write_now([("dev-0", json.dumps({"reports": [report(seq=-1)]}).encode())])
     assert stored(api) == []
     assert device.stats.malformed["telemetry"] == 2
 
@@ -124,3 +123,13 @@ def test_redelivered_reports_are_stored_once_and_gaps_counted(api, device):
     # reports without seq (older devices) are all kept
     send(device, report(ts=t), report(ts=t))
     assert len(stored(api)) == 6
+
+
+def test_telemetry_has_one_path_the_writer(api, device):
+    """DeviceMessages stores no telemetry (the gateway gives it to the writer): given some, it counts a
+    handler error and stores nothing."""
+    api.ctx.messages.handle("tf/dev-0/telemetry", json.dumps({"reports": [report(seq=0)]}).encode())
+    assert stored(api) == []
+    assert api.ctx.stats.events["handler_error"] == 1
+    send(device, report(seq=0))
+    assert len(stored(api)) == 1

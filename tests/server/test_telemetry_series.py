@@ -1,6 +1,6 @@
 """Telemetry over time (issue 13 part 1): per-minute rollups maintained at ingest, series at each
-resolution, the comparison of two versions and retention. Reports go through the real DeviceMessages on
-both databases, as the MQTT gateway feeds them."""
+resolution, the comparison of two versions and retention. Reports go through the real telemetry writer
+(services/telemetry_ingest.py) on both databases, as the MQTT gateway feeds it."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ class Fleet:
     def __init__(self, api: Any, shared_models: Path) -> None:
         self.api = api
         self.messages = api.ctx.messages
+        self.telemetry = api.ctx.telemetry_ingest
         model = api.ok("POST", "/api/models", 201, json={"name": "tele"})
         self.versions = []
         for i, name in enumerate(("1.0.0", "1.1.0")):
@@ -70,12 +71,13 @@ class Fleet:
         }
 
     def send_all(self) -> None:
+        messages = []
         for device in range(4):
             for first in range(0, REPORTS, 20):  # several messages, as a device batches its backlog
                 batch = [self.report(device, k) for k in range(first, first + 20)]
-                self.messages.handle(f"tf/dev{device}/telemetry", json.dumps({"reports": batch}).encode())
+                messages.append((f"dev{device}", json.dumps({"reports": batch}).encode()))
                 self.sent += batch
-        self.messages.flush_telemetry()
+        self.telemetry.write_now(messages)
 
     def totals(self, devices: set[int]) -> tuple[int, int]:
         rows = [r for r in self.sent if int(r["ts"] - START) % int(STEP) in devices]
@@ -134,8 +136,7 @@ def test_rate_and_mean_metrics_are_weighted_by_inferences(api, fleet):
 def test_redelivered_reports_are_rolled_up_once(api, fleet):
     before = series(api, metric="inferences", resolution="1h", model_version_id=fleet.versions[0][0])
     batch = [fleet.report(0, k) for k in range(5)]
-    fleet.messages.handle("tf/dev0/telemetry", json.dumps({"reports": batch}).encode())
-    fleet.messages.flush_telemetry()
+    fleet.telemetry.write_now([("dev0", json.dumps({"reports": batch}).encode())])
     assert fleet.messages.stats.events["telemetry_duplicates"] == 5
     after = series(api, metric="inferences", resolution="1h", model_version_id=fleet.versions[0][0])
     assert after["points"] == before["points"]

@@ -6,7 +6,6 @@ import json
 
 from typer.testing import CliRunner
 
-from tests.server.test_cli import server  # noqa: F401 (the fixture)
 from tinyfleet.cli import app
 
 
@@ -15,7 +14,7 @@ def run(*args: str) -> tuple[int, str]:
     return result.exit_code, result.stdout if "--json" in args else result.output
 
 
-def test_users_tokens_and_audit_from_the_cli(server, monkeypatch) -> None:  # noqa: F811
+def test_users_tokens_and_audit_from_the_cli(cli_server, monkeypatch) -> None:
     code, out = run("users", "create", "otto", "--role", "operator")
     assert code == 0 and "otto (operator) created" in out and "tf_" in out and "shown this once" in out
     code, out = run("users", "create", "vera", "--role", "viewer", "--no-token", "--json")
@@ -42,7 +41,7 @@ def test_users_tokens_and_audit_from_the_cli(server, monkeypatch) -> None:  # no
     code, out = run("tokens", "list")
     assert code == 1 and "401" in out
 
-    monkeypatch.setenv("TINYFLEET_API_TOKEN", server.token)
+    monkeypatch.setenv("TINYFLEET_API_TOKEN", cli_server.token)
     code, out = run("users", "disable", "otto")
     assert code == 0 and "otto disabled" in out
     code, out = run("audit", "list", "--actor", "vera", "--since", "1h", "--json")

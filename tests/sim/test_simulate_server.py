@@ -144,3 +144,21 @@ def test_simulate_take_over_reissues_credentials_and_runs_the_devices(env: Env) 
     wait_for(
         lambda: not try_login(env.broker.port, username, password), 20, "the old password to stop working"
     )
+
+
+def test_take_over_gives_the_device_a_new_encryption_key(env: Env) -> None:
+    """A taken-over device needs an X25519 private key too: the server keeps only the public half, so the
+    take-over issues a new pair (the old wraps dropped) and the simulated device gets its private key."""
+    import base64
+
+    from tinyfleet.signing.encryption import public_key_of
+    from tinyfleet.sim.server_api import ServerApi
+
+    env.provision("keyed-00000")
+    old_public = env.devices("keyed")["keyed-00000"]["encryption_public_key"]
+    with ServerApi(env.stack.url, TOKEN) as api:
+        got = api.provision("keyed-00000", 1, take_over=True)
+    assert got.encryption_key is not None
+    new_public = env.devices("keyed")["keyed-00000"]["encryption_public_key"]
+    assert new_public != old_public
+    assert public_key_of(base64.b64decode(got.encryption_key)).hex() == new_public

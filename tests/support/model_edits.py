@@ -6,7 +6,8 @@ import struct
 
 from tinyfleet.signing._flatbuf import FlatBuffer
 
-SVDF = 27  # a builtin the engine lacks (keyword_scrambled models use it)
+SVDF = 27  # put in place of a FULLY_CONNECTED, refused: its tensors are not SVDF's five
+LSTM = 44  # UNIDIRECTIONAL_SEQUENCE_LSTM: a builtin the engine lacks
 
 
 def with_operator(model: bytes, index: int, builtin: int) -> bytes:

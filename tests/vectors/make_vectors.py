@@ -437,13 +437,15 @@ def main() -> None:
     update_digest = expected_output_sha256(update, SELFTEST_SEED)
     base_sha = hashlib.sha256(model).digest()
     v1, v2 = (dl.FORMAT_VERSION,), (dl.FORMAT_TENSOR,)  # each package pins its delta format version
-    v3 = (dl.FORMAT_TABLE,)
+    v3, v4 = (dl.FORMAT_TABLE,), (dl.FORMAT_LAST,)
     delta_stream = dl.encode(update, model, block_log2=10, versions=v1)
     full_stream = dl.encode(update, b"", block_log2=10, versions=v1)
     delta_v2_stream = dl.encode(update, model, block_log2=10, versions=v2)
     full_v2_stream = dl.encode(update, b"", block_log2=10, versions=v2)
     delta_v3_stream = dl.encode(update, model, block_log2=10, versions=v3)
     assert dl.decode(delta_v3_stream, model) == update
+    delta_v4_stream = dl.encode(update, model, block_log2=10, versions=v4)
+    assert delta_v4_stream[2] == dl.FORMAT_LAST and dl.decode(delta_v4_stream, model) == update
     assert dl.decode(delta_v2_stream, model) == update and dl.decode(full_v2_stream) == update
     assert dl.decode(delta_stream, model) == update and dl.decode(full_stream) == update
     update_fields: dict[str, object] = {
@@ -495,6 +497,13 @@ def main() -> None:
         "OK",
         "none",
         f"delta_good's update in delta format version 3 (table runs), {len(delta_v3_stream)} bytes",
+    )
+    add_delta(
+        "delta_v4_good.tfpkg",
+        build_encoded(delta_v4_stream, dl.ENCODING_DELTA, base_sha),
+        "OK",
+        "none",
+        f"delta_good's update in delta format version 4 (literal runs), {len(delta_v4_stream)} bytes",
     )
     add_delta(
         "delta_wrong_base.tfpkg",

@@ -57,6 +57,7 @@ def _engine_library() -> ctypes.CDLL:
             "tfa_engine_init": ([vp, ctypes.c_char_p, u32, vp, u32], i32),
             "tfa_engine_init_kernels": ([vp, ctypes.c_char_p, u32, vp, u32, i32], i32),
             "tfa_engine_invoke": ([vp], i32),
+            "tfa_engine_reset": ([vp], i32),
             "tfa_engine_input": buffer,
             "tfa_engine_output": buffer,
             "tfa_engine_input_info": info,
@@ -86,20 +87,34 @@ def supported_ops() -> list[tuple[int, str]]:
     return rows
 
 
+# Kernel sets of tfa_engine_init_kernels (TFA_ENGINE_KERNELS_x, tfa/engine.h).
+KERNELS = {"reference": 0, "dsp": 1, "host": 2}
+
+
 class Engine:
     """One engine instance over a model held in Python memory, with its own arena."""
 
-    def __init__(self, model: bytes, arena_size: int = 1 << 20, optimized: bool = False) -> None:
-        """`optimized`: run the optimized (Cortex-M4 DSP) kernels where they apply, their intrinsics
-        emulated in portable C on the host; the default is the reference kernels, as on the host
-        library's tfa_engine_init. Both give the same bytes."""
+    def __init__(
+        self, model: bytes, arena_size: int = 1 << 20, optimized: bool = False, kernels: str | None = None
+    ) -> None:
+        """`kernels`: "reference" (the portable reference kernels, the oracle), "dsp" (the Cortex-M4
+        DSP kernels, their instructions emulated in portable C), "host" (the host kernels, vectorised
+        by the compiler), or None: the host library's tfa_engine_init choice, the host kernels (what
+        simulated devices run). `optimized=True` is kernels="dsp". All give the same bytes."""
+        if kernels is None and optimized:
+            kernels = "dsp"
+        if kernels is not None and kernels not in KERNELS:
+            raise ValueError(f"kernels must be one of {', '.join(KERNELS)}, not {kernels!r}")
         self._lib = _engine_library()
         self._model = ctypes.create_string_buffer(bytes(model), len(model))
         self._arena = ctypes.create_string_buffer(arena_size)
         self._state = ctypes.create_string_buffer(self._lib.tfa_engine_struct_size())
-        rc = self._lib.tfa_engine_init_kernels(
-            self._state, self._model, len(model), self._arena, arena_size, int(optimized)
-        )
+        if kernels is None:
+            rc = self._lib.tfa_engine_init(self._state, self._model, len(model), self._arena, arena_size)
+        else:
+            rc = self._lib.tfa_engine_init_kernels(
+                self._state, self._model, len(model), self._arena, arena_size, KERNELS[kernels]
+            )
         head = EngineHead.from_buffer(self._state)
         if rc != 0:
             code = -rc
@@ -114,6 +129,10 @@ class Engine:
                 )
             detail = f" (needs {head.arena_needed} bytes)" if head.arena_needed else ""
             raise EngineError(code, f"{name}{detail}")
+        # bound once, with the state's address as a ready c_void_p: converting the buffer on every call
+        # cost as much as a tiny model's whole inference
+        self._invoke = self._lib.tfa_engine_invoke
+        self._state_ptr = ctypes.c_void_p(ctypes.addressof(self._state))
         self.arena_used: int = head.arena_used
         self.activation_bytes: int = head.activation_bytes
         self.op_count: int = head.op_count
@@ -160,9 +179,15 @@ class Engine:
         ctypes.memmove(ptr, raw, len(raw))
 
     def invoke(self) -> None:
-        rc = self._lib.tfa_engine_invoke(self._state)
+        rc = self._invoke(self._state_ptr)
         if rc != 0:
             raise EngineError(-rc, "invoke failed")
+
+    def reset(self) -> None:
+        """Clear the model's state (SVDF's variable tensors, carried from one invoke to the next)."""
+        rc = self._lib.tfa_engine_reset(self._state)
+        if rc != 0:
+            raise EngineError(-rc, "reset failed")
 
     def output_bytes(self, idx: int = 0) -> bytes:
         ptr, size = self._buffer("tfa_engine_output", idx)

@@ -10,7 +10,7 @@ from tinyfleet.device.library import LibraryError, load_library
 # which devices report as their `ops` capability. tests/device/test_engine_ops.py checks it against the
 # table the C library exports (tinyfleet.device.engine.supported_ops).
 ENGINE_BUILTIN_OPS: tuple[int, ...] = (
-    *(0, 1, 2, 3, 4, 6, 9, 14, 17, 18, 22, 25, 28, 34, 40, 43, 45, 49, 67, 97, 114, 117),
+    *(0, 1, 2, 3, 4, 6, 9, 14, 17, 18, 22, 25, 27, 28, 34, 40, 43, 45, 49, 67, 97, 114, 117),
 )
 REFUSAL_PREFIX = "the device engine refuses this model"
 

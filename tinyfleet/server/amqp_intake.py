@@ -3,7 +3,10 @@
 RabbitMQ 3.10's MQTT plugin has no shared subscriptions, so server replicas cannot split device traffic
 through MQTT. Instead every replica consumes from ONE durable quorum queue (replicated on the cluster's
 nodes, so it survives losing a node) bound to the MQTT exchange for what devices publish, so each message
-is handled by one replica; the queue has a single active consumer (QUEUE_ARGUMENTS: why). MQTT topic
+is handled by one replica. Every replica consumes at once (competing consumers), so two messages of one
+device may be handled out of order by two replicas: what depends on order carries a per-device sequence
+the server checks under the device's row lock (PROTOCOL 4.2 reported, 4.6 presence), statuses never
+leave a final state, and telemetry is stored once per (boot, seq). MQTT topic
 `tf/ID/status` arrives as routing key `tf.ID.status`. Messages are fed to the gateway's worker
 (`MqttGateway.accept`) and acknowledged (manual acks) only once handled, exactly like the gateway's own
 MQTT deliveries: a replica that dies leaves its unacknowledged messages to the next consumer.
@@ -24,19 +27,19 @@ import pika
 import pika.exceptions
 
 log = logging.getLogger(__name__)
-logging.getLogger("pika").setLevel(logging.WARNING)  # it logs every connection step at INFO
+# pika logs every connection step at INFO and a node that dies as three ERRORs, one with a traceback;
+# the intake logs that in one line itself ("AMQP node ... unavailable").
+logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 QUEUE = "tinyfleet.device-messages"
 EXCHANGE = "amq.topic"
 # What devices publish (PROTOCOL.md 4), as routing keys: MQTT "/" is AMQP ".".
 BINDINGS = ("tf.*.reported", "tf.*.presence", "tf.*.status", "tf.*.telemetry", "tf.*.chunk.req")
 RETRY_S = 1.0
-# Single active consumer: the broker delivers to one replica at a time and moves to the next consumer at
-# once when that one's connection dies (its unacknowledged messages are redelivered). Plain competing
-# consumers reorder a device's messages across replicas: measured in the cluster demo, a last will
-# {"online": false} handled after the device's newer {"online": true} left 2 of 500 devices offline in the
-# server's view for good. One consumer keeps each device's messages in order (docs/DEPLOY.md).
-QUEUE_ARGUMENTS = {"x-queue-type": "quorum", "x-single-active-consumer": True}
+# No single active consumer (an earlier version's): every replica takes its share. Reordering between
+# replicas once left devices offline for good (a last will handled after the newer online); presence now
+# carries the connection's (boot, seq) and an older one is dropped (docs/DEPLOY.md "Broker cluster").
+QUEUE_ARGUMENTS = {"x-queue-type": "quorum"}
 
 Accept = Callable[[str, bytes, int, int, int], None]
 
@@ -65,6 +68,7 @@ class AmqpIntake:
         self.connected = threading.Event()
         self.node_url: str | None = None  # the URL of the node it consumes from now
         self.connects = 0
+        self.old_queue = False  # the queue has arguments of an earlier version (_declare)
 
     @classmethod
     def from_setting(cls, value: str, accept: Accept, prefetch: int = 1000) -> AmqpIntake:
@@ -136,8 +140,7 @@ class AmqpIntake:
         params.connection_attempts = 1
         params.socket_timeout = 5
         self._conn = pika.BlockingConnection(params)
-        channel = self._conn.channel()
-        channel.queue_declare(QUEUE, durable=True, arguments=QUEUE_ARGUMENTS)
+        channel = self._declare(self._conn)
         for key in BINDINGS:
             channel.queue_bind(QUEUE, EXCHANGE, routing_key=key)
         channel.basic_qos(prefetch_count=self._prefetch)
@@ -156,6 +159,27 @@ class AmqpIntake:
         log.info("consuming device messages from %s", _safe(url))
         while not self._stop.is_set():
             self._conn.process_data_events(time_limit=0.2)
+
+    def _declare(self, conn: Any) -> Any:
+        """A channel with the queue declared. A queue left by an earlier version with other arguments
+        (single active consumer) is used as it is, with one warning: the broker refuses to change them."""
+        channel = conn.channel()
+        try:
+            channel.queue_declare(QUEUE, durable=True, arguments=QUEUE_ARGUMENTS)
+            return channel
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code != 406:  # PRECONDITION_FAILED: the queue exists with other arguments
+                raise
+        if not self.old_queue:
+            log.warning(
+                "queue %s exists with other arguments (an earlier version's single active consumer): "
+                "replicas take turns on it; delete it while no replica runs to let all consume",
+                QUEUE,
+            )
+        self.old_queue = True
+        channel = conn.channel()
+        channel.queue_declare(QUEUE, passive=True)
+        return channel
 
     def _cancel(self) -> None:
         if self._channel is not None and self._tag is not None:

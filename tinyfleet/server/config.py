@@ -92,8 +92,6 @@ class Settings:
     default_chunk_size: int = DEFAULT_CHUNK_SIZE
     tick_seconds: float = 1.0
     action_timeout_seconds: float = 600.0
-    telemetry_flush_rows: int = 200
-    telemetry_flush_seconds: float = 1.0
     # Telemetry ingest (services/telemetry_ingest.py): messages stored per transaction, how long the writer
     # waits to fill a batch, and its bounded queue (also the in-flight window the gateway asks the broker
     # for: MQTT v5 Receive Maximum).

@@ -128,8 +128,7 @@ class AppContext:
         )
         self.gateway: MqttGateway | None = None
         if settings.mqtt_url:
-            self.gateway = MqttGateway(settings, self.db, self.messages)
-            self.gateway.telemetry_ingest = self.telemetry_ingest
+            self.gateway = MqttGateway(settings, self.db, self.messages, self.telemetry_ingest)
             self.gateway.is_leader = lambda: self.leadership.is_leader
             self.rollout_driver.publisher = self.gateway
         # A RabbitMQ cluster (issue 16): device traffic over AMQP from a quorum queue (amqp_intake.py).

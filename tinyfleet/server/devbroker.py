@@ -224,8 +224,10 @@ class DevBroker:
             f"listener {self.port} {self.host}",
             "persistence false",
             "max_connections -1",
-            # A rollout queues a burst of desired states and chunks per client; keep them all.
-            "max_queued_messages 10000",
+            # The server's session gets every device's presence, reported state and telemetry at once when
+            # a fleet comes online: 10,000 devices overflowed a 10,000 limit and mosquitto dropped some
+            # presence messages (issue 12). The same bound as deploy/mosquitto.conf.
+            "max_queued_messages 200000",
             "max_inflight_messages 100",
             # The largest message the protocol has is a telemetry report (256 KiB) plus headers; a
             # device may not make the broker buffer anything bigger (deploy/mosquitto.conf: the same).

@@ -141,6 +141,10 @@ class Device(SQLModel, table=True):
     # X25519 public key (hex) for content-key wraps (services/encryption.py); the private key was shown
     # once at provisioning. None: provisioned before device keys existed (refused by encrypted rollouts).
     encryption_public_key: str | None = Field(default=None, max_length=64)
+    # The (boot, seq) of the presence message `online` comes from (PROTOCOL 4.6 "Presence order"): an older
+    # one handled late by another replica is dropped. None: the device sends presence without them.
+    presence_boot: int | None = Field(default=None, sa_type=BigInteger)
+    presence_seq: int | None = Field(default=None, sa_type=BigInteger)
     created_at: float
 
 

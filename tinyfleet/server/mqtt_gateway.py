@@ -5,7 +5,8 @@ The paho network thread only queues incoming messages; one worker thread handles
 (up to BATCH_MAX messages, without waiting for more) and handles it in one transaction, a savepoint per
 message (DeviceMessages.handle_batch): one transaction per status message cost most of the server's time
 in a large rollout (issue 12). Telemetry goes to its own
-batching writer (services/telemetry_ingest.py), which acknowledges each message once its batch is stored.
+batching writer (services/telemetry_ingest.py), its one path, which acknowledges each message once its
+batch is stored.
 On every (re)connect the gateway subscribes and republishes every device's retained desired state,
 which makes desired state eventually right even after a crash between a commit and a publish.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import random
 import ssl
 import threading
 import time
@@ -44,6 +46,7 @@ from tinyfleet.server.services.messages import (
     DeviceMessages,
     GatewayStats,
     Outgoing,
+    StoreConflict,
     StoreUnavailable,
     split_topic,
 )
@@ -59,8 +62,8 @@ _T = TypeVar("_T")
 QUEUE_LIMIT = 20000
 # How long the broker keeps the server's session (subscriptions, undelivered messages) while it is away.
 SESSION_EXPIRY_S = 7 * 24 * 3600
-# Unacknowledged messages block the broker's in-flight window: store and ack after this much quiet.
-IDLE_FLUSH_S = 0.002
+# How often an idle worker looks at the stop flag.
+IDLE_WAIT_S = 0.5
 RETRY_MIN_S, RETRY_MAX_S = 0.1, 5.0
 # Device messages handled in one database transaction at most (issue 12): those already queued when the
 # worker takes one, without waiting for more.
@@ -92,7 +95,13 @@ def _device_of(topic: str) -> str | None:
 
 
 class MqttGateway:
-    def __init__(self, settings: Settings, db: Engine, messages: DeviceMessages) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Engine,
+        messages: DeviceMessages,
+        telemetry_ingest: TelemetryIngest | None = None,
+    ) -> None:
         if not settings.mqtt_url:
             raise ValueError("the MQTT gateway needs TINYFLEET_MQTT_URL")
         self._settings = settings
@@ -100,8 +109,14 @@ class MqttGateway:
         self._db = db
         self.messages = messages
         self.stats: GatewayStats = messages.stats
-        # Telemetry goes to this batching writer when set (AppContext sets it), else through `messages`.
-        self.telemetry_ingest: TelemetryIngest | None = None
+        # Telemetry's one path: this batching writer (AppContext passes its own; started with the gateway).
+        self.telemetry_ingest = telemetry_ingest or TelemetryIngest(
+            db,
+            self.stats,
+            batch_max=settings.telemetry_batch_max,
+            batch_ms=settings.telemetry_batch_ms,
+            queue_max=settings.telemetry_queue_max,
+        )
         # Other messages queued for / handled by the worker: telemetry waits for those received before it.
         self._enqueued = 0
         self._handled = 0
@@ -168,11 +183,11 @@ class MqttGateway:
         self._worker.start()
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY_S
-        if self.telemetry_ingest is not None:
-            # The broker's in-flight window for us (mosquitto's max_inflight_messages otherwise, 20 by
-            # default): telemetry batches can only be as large as what is delivered but not yet acked.
-            props.ReceiveMaximum = self.telemetry_ingest.queue_max
-            self.telemetry_ingest.handled_up_to = self._handled_up_to
+        # The broker's in-flight window for us (mosquitto's max_inflight_messages otherwise, 20 by
+        # default): telemetry batches can only be as large as what is delivered but not yet acked.
+        props.ReceiveMaximum = self.telemetry_ingest.queue_max
+        self.telemetry_ingest.handled_up_to = self._handled_up_to
+        self.telemetry_ingest.start()
         self._connect_props = props
         self._connect_async(*self._nodes[self._node])
         self._client.loop_start()
@@ -189,13 +204,7 @@ class MqttGateway:
         if self._worker is not None:
             self._worker.join(timeout=10)
             self._worker = None
-        if self.telemetry_ingest is not None:
-            self.telemetry_ingest.stop()  # stores what is queued and acks it while still connected
-        try:
-            self.messages.flush_telemetry()
-            self._ack_all()
-        except StoreUnavailable:
-            log.warning("database unreachable at shutdown; the broker keeps the unacknowledged messages")
+        self.telemetry_ingest.stop()  # stores what is queued and acks it while still connected
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -273,7 +282,7 @@ class MqttGateway:
             if qos > 0:
                 self.ack_delivery(generation, mid, qos)
             return
-        if self.telemetry_ingest is not None and topic.endswith("/telemetry"):
+        if topic.endswith("/telemetry"):
             parsed = split_topic(topic)
             if parsed is not None and parsed[1] == "telemetry" and parsed[0].isprintable():
                 # Blocks while the writer's queue is full: paho stops reading, the broker holds the rest.
@@ -282,7 +291,7 @@ class MqttGateway:
                 self.telemetry_ingest.submit(parsed[0], payload, ack, self._enqueued)
                 return
         ingest = self.telemetry_ingest
-        if ingest is not None and topic.endswith("/reported") and ingest.submitted > self._barrier_at:
+        if topic.endswith("/reported") and ingest.submitted > self._barrier_at:
             self._barrier_at = ingest.submitted
             self._enqueue(_TelemetryBarrier(ingest.submitted))
         item = (topic, payload, generation, mid, qos)
@@ -307,15 +316,10 @@ class MqttGateway:
     # --- worker ---------------------------------------------------------------------------------
 
     def _work(self) -> None:
-        flush_rows = self._settings.telemetry_flush_rows
-        flush_age = self._settings.telemetry_flush_seconds
         while not self._stop.is_set():
             try:
-                item = self._queue.get(timeout=IDLE_FLUSH_S if self._unacked else flush_age / 2)
+                item = self._queue.get(timeout=IDLE_WAIT_S)
             except queue.Empty:
-                # Quiet: store what is buffered now, so that its acks free the broker's in-flight window.
-                if self._retrying(self.messages.flush_telemetry):
-                    self._ack_all()
                 continue
             # Device messages already queued behind it are handled with it, in one transaction; an item
             # of another sort ends the batch and is handled after the batch is committed.
@@ -332,7 +336,7 @@ class MqttGateway:
                     break
             try:
                 if batch:
-                    self._handle(batch, flush_rows, flush_age)
+                    self._handle(batch)
             finally:
                 self._done(len(batch))
             if control is _NOTHING:
@@ -342,7 +346,6 @@ class MqttGateway:
                     self._republish_all()
                 elif isinstance(control, _TelemetryBarrier):
                     # A reported state next: its device's earlier telemetry is checked against the old one.
-                    assert self.telemetry_ingest is not None
                     self.telemetry_ingest.wait_validated(control.number, self._stop)
             finally:
                 if control is None:  # stop() wakes the worker with it; not a message
@@ -369,9 +372,9 @@ class MqttGateway:
                 self._handled_cond.wait(0.1)
             return self._handled
 
-    def _handle(self, batch: list[_Message], flush_rows: int, flush_age: float) -> None:
+    def _handle(self, batch: list[_Message]) -> None:
         """Handle device messages in one transaction (in order; replies sent as they are made), then
-        acknowledge them once they and the buffered telemetry are stored."""
+        acknowledge them: they are committed."""
         pairs = [(topic, payload) for topic, payload, _generation, _mid, _qos in batch]
         answered: set[int] = set()  # kept over retries: chunk requests answered are not answered twice
         done = self._retrying(lambda: self.messages.handle_batch(pairs, self._send, answered))
@@ -383,9 +386,7 @@ class MqttGateway:
                 self._unacked.append((generation, mid, qos))
         if self.republish_on_presence:
             self._republish_online(batch)
-        flush = partial(self.messages.flush_telemetry, max_rows=flush_rows, max_age=flush_age)
-        if self._retrying(flush) is not None and self.messages.telemetry_pending() == 0:
-            self._ack_all()
+        self._ack_all()
 
     def _retrying(self, fn: Callable[[], _T]) -> _T | None:
         """fn() until the database answers (back-off up to RETRY_MAX_S); None if stopped meanwhile."""
@@ -393,6 +394,15 @@ class MqttGateway:
         while True:
             try:
                 result = fn()
+            except StoreConflict as exc:
+                # Another replica's transaction won a deadlock: the database is up, run the batch again.
+                log.warning(
+                    "database conflict with another replica, batch retried: %s", str(exc).split("\n")[0]
+                )
+                self.stats.count("events", "db_conflict_retries")
+                if self._stop.wait(RETRY_MIN_S * random.random()):
+                    return None
+                continue
             except StoreUnavailable as exc:
                 if not self._store_down:
                     log.warning("database unreachable (%s); holding device messages and retrying", exc)
@@ -480,7 +490,6 @@ class MqttGateway:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._queue.unfinished_tasks == 0:
-                ingest = self.telemetry_ingest
-                return ingest is None or ingest.wait_idle(max(0.0, deadline - time.monotonic()))
+                return self.telemetry_ingest.wait_idle(max(0.0, deadline - time.monotonic()))
             time.sleep(0.01)
         return False

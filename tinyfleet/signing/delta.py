@@ -9,8 +9,10 @@ independent blocks (models and alignment reset) so a device can resume after a r
 without keeping decoder state in flash. Format version 2 adds weight runs (`tensor_coder`): a .tflite
 model's int8 weight tensors coded with models fitted to weights; version 3 adds table runs
 (`table_coder`): weights one byte per symbol with a static table, several times faster for a device to
-decode. The encoder makes versions 1 and 3 and keeps the fastest to decode of the streams within
-SPEED_MARGIN of the smallest; decoders take all three.
+decode; version 4 adds literal runs (run kind 7, `literal_runs`): stretches of what the LZ coder leaves
+as literals coded a table symbol per byte, later runs of a block reusing its last table. The encoder
+makes versions 1, 3 and 4 and keeps the fastest to decode of the streams within SPEED_MARGIN of the
+smallest; decoders take all four.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ MAGIC = b"TD"
 FORMAT_VERSION = 1
 FORMAT_TENSOR = 2  # version 1 plus weight runs
 FORMAT_TABLE = 3  # version 2 plus table runs (weights one byte per symbol, fast to decode)
-FORMATS = (FORMAT_VERSION, FORMAT_TENSOR, FORMAT_TABLE)
+FORMAT_LAST = 4  # version 3 plus runs that reuse the block's last table (literal bytes a symbol each)
+FORMATS = (FORMAT_VERSION, FORMAT_TENSOR, FORMAT_TABLE, FORMAT_LAST)
 FLAG_HAS_BASE = 1
 DEFAULT_BLOCK_LOG2 = 15  # 32 KiB of output per independent block
 MIN_BLOCK_LOG2, MAX_BLOCK_LOG2 = 10, 20
@@ -63,6 +66,8 @@ class _Models:
         self.dist = [PROB_INIT] * number_size
         self.is_tensor = [PROB_INIT] * 2  # version 2 only
         self.weights = WeightModels()
+        # format version 4: the block's last table (bucketed?, frequencies; the decoder keeps it cumulative)
+        self.table: tuple[bool, list[int]] | None = None
 
 
 def _match_byte(base: bytes, pos: int, reps: list[tuple[int, int]]) -> int | None:
@@ -145,10 +150,32 @@ def _encode_weight_run(
     return reps
 
 
+def _group_table(
+    new: bytes, base: bytes, runs: list[WeightRun], pos: int, end: int, probs: list[int]
+) -> tuple[bool, list[int]]:
+    """The table of the literal runs from `pos` on, up to the next other table run or the block end: the
+    first sends it, the others reuse it (format version 4)."""
+    values: list[int] = []
+    for run in runs:
+        if run.start >= end or run.kind in tensor_coder.TABLE_KINDS:
+            break
+        if run.kind == tensor_coder.TABLE_LAST:
+            stop = min(end, run.start + run.length)
+            values += tensor_coder.run_values(new, base, run, max(pos, run.start), stop)
+    return table_coder.plan_table(probs, values)
+
+
 def _encode_block(
-    parser: _Parser, start: int, end: int, move_bits: int, runs: list[WeightRun], version: int
+    parser: _Parser,
+    start: int,
+    end: int,
+    move_bits: int,
+    runs: list[WeightRun],
+    version: int,
+    literals: list[int] | None = None,
 ) -> tuple[bytes, int]:
-    """The block's coded bytes and its count of coded decisions (bits and table symbols)."""
+    """The block's coded bytes and its count of coded decisions (bits and table symbols); the positions
+    of literals are added to `literals`."""
     new, base = parser.new, parser.base
     enc = Encoder(move_bits)
     models = _Models()
@@ -163,9 +190,22 @@ def _encode_block(
         if run is not None and run.kind in tensor_coder.WORD_KINDS:
             # whole words only: a word cut by the block end goes to the LZ coder
             stop = pos + (stop - pos) // 4 * 4 if (pos - run.start) % 4 == 0 else pos
+        if run is not None and run.start <= pos < stop and run.kind == tensor_coder.TABLE_LAST:
+            values = tensor_coder.run_values(new, base, run, pos, stop)
+            send = models.table is None  # the first literal run of a group sends the group's table
+            if send:
+                models.table = _group_table(new, base, runs, pos, end, models.weights.word)
+            kind = tensor_coder.TABLE_PLAIN if send else tensor_coder.TABLE_LAST
+            header = WeightRun(pos, stop - pos, None, kind)
+            _encode_weight_run(enc, models, reps, prev_kind, header, range(pos, stop))
+            table_coder.encode_run(enc, models.weights.word, values, models.table, send)
+            pos, prev_kind = stop, 1
+            continue
         if run is not None and run.start <= pos < stop:
             span = range(pos, stop)
             reps = _encode_weight_run(enc, models, reps, prev_kind, run, span)
+            if run.kind in tensor_coder.TABLE_KINDS:
+                models.table = None  # a weight table: the next literal run sends its own
             if run.kind in tensor_coder.WORD_KINDS:
                 tensor_coder.encode_words(enc, models.weights, run, new, pos, stop)
             elif run.kind in tensor_coder.TABLE_KINDS:
@@ -189,6 +229,8 @@ def _encode_block(
         if copy is None:
             enc.bit(models.is_match, prev_kind, 0)
             _encode_literal(enc, models.literal, new[pos], _match_byte(base, pos, reps))
+            if literals is not None:
+                literals.append(pos)
             prev_kind = 0
             pos += 1
             continue
@@ -222,14 +264,14 @@ def encode(
     new: bytes,
     base: bytes = b"",
     block_log2: int = DEFAULT_BLOCK_LOG2,
-    versions: tuple[int, ...] = (FORMAT_VERSION, FORMAT_TABLE),
+    versions: tuple[int, ...] = (FORMAT_VERSION, FORMAT_TABLE, FORMAT_LAST),
 ) -> bytes:
     """A delta of `new` against `base`; with an empty base it is a plain compressed model.
 
     Tries each format version in `versions` (versions 2 and 3 only when `new` is a .tflite model with
-    int8 weight tensors) and each adaptation rate, and keeps the fastest to decode (fewest coded
-    decisions) of the streams at most SPEED_MARGIN larger than the smallest. Version 3 is version 2 plus
-    table runs, so version 2 is made only when asked for.
+    int8 weight tensors; version 4 with or without them) and each adaptation rate, and keeps the fastest
+    to decode (fewest coded decisions) of the streams at most SPEED_MARGIN larger than the smallest.
+    Version 3 is version 2 plus table runs, so version 2 is made only when asked for.
     """
     if not MIN_BLOCK_LOG2 <= block_log2 <= MAX_BLOCK_LOG2:
         raise ValueError(f"block size must be 2**{MIN_BLOCK_LOG2}..2**{MAX_BLOCK_LOG2}")
@@ -240,23 +282,65 @@ def encode(
     plans: list[tuple[int, list[WeightRun]]] = []
     if FORMAT_VERSION in versions:
         plans.append((FORMAT_VERSION, []))
+    table_plans: list[list[WeightRun]] = []
     for version in (FORMAT_TENSOR, FORMAT_TABLE):
-        if version not in versions:
+        if version not in versions and not (version == FORMAT_TABLE and FORMAT_LAST in versions):
             continue
         # the run choice is estimated, so both the estimate's plan and runs for every tensor are tried
         tables = version == FORMAT_TABLE
         for force, speed in ((False, False), (True, False), (False, True))[: 3 if tables else 2]:
+            if tables and force and FORMAT_LAST in versions:
+                continue  # with version 4 competing, the forced table plan was never the stream kept
             runs = tensor_coder.plan_runs(new, base, force=force, tables=tables, speed=speed)
-            if runs and all((version, runs) != p for p in plans):
+            if tables and runs not in table_plans:
+                table_plans.append(runs)
+            if runs and version in versions and all((version, runs) != p for p in plans):
                 plans.append((version, runs))
+    if FORMAT_LAST in versions:
+        # version 4: version 3's estimated plan (or none) with the literals left between its runs as literal
+        # runs (on the benchmark pairs the other two plans never made the stream kept)
+        plans.append((FORMAT_LAST, literal_runs(parser, block_log2, table_plans[0] if table_plans else [])))
     if not plans:
         raise ValueError("format versions 2 and 3 need a .tflite model with int8 weight tensors")
     made = [_encode_stream(parser, block_log2, rate, version, r) for version, r in plans for rate in rates]
     smallest = min(made, key=lambda m: len(m[0]))  # the first of the smallest: what versions 1-2 made
-    if FORMAT_TABLE not in versions:
+    if FORMAT_TABLE not in versions and FORMAT_LAST not in versions:
         return smallest[0]
     near = [m for m in made if len(m[0]) <= len(smallest[0]) * (1 + SPEED_MARGIN)]
     return min(near, key=lambda m: (m[1], len(m[0])))[0]
+
+
+LITERAL_GAP = 8  # literals at most this far apart share a literal run (the bytes between, copies before)
+LITERAL_MIN = 4  # fewer literals than this in a stretch stay binary-coded
+
+
+def literal_runs(parser: _Parser, block_log2: int, runs: list[WeightRun]) -> list[WeightRun]:
+    """Format version 4: `runs` plus a literal run (TABLE_LAST) over each stretch of the literals that
+    the LZ coder emits around them: bytes coded a table symbol each (about 45 Cortex-M4 instructions)
+    instead of about 9 adaptive binary decisions (about 250)."""
+    literals: list[int] = []
+    _encode_stream(parser, block_log2, 4, FORMAT_TABLE, runs, literals)
+    covered = bytearray(len(parser.new) + 1)
+    for run in runs:
+        covered[run.start : run.start + run.length] = b"\x01" * run.length
+    block = 1 << block_log2
+    found: list[WeightRun] = []
+    first = last = count = -1
+    for pos in [*literals, -1]:
+        if (
+            count > 0
+            and pos >= 0
+            and pos - last <= LITERAL_GAP
+            and pos // block == last // block
+            and not any(covered[last:pos])
+        ):
+            last, count = pos, count + 1
+            continue
+        if count >= LITERAL_MIN:
+            found.append(WeightRun(first, last + 1 - first, None, tensor_coder.TABLE_LAST))
+        first = last = pos
+        count = 1
+    return sorted([*runs, *found], key=lambda r: r.start)
 
 
 def _encode_stream(
@@ -265,6 +349,7 @@ def _encode_stream(
     move_bits: int,
     version: int = FORMAT_VERSION,
     runs: list[WeightRun] | None = None,
+    literals: list[int] | None = None,
 ) -> tuple[bytes, int]:
     new, base = parser.new, parser.base
     decisions = 0
@@ -276,7 +361,7 @@ def _encode_stream(
     block = 1 << block_log2
     for start in range(0, len(new), block):
         end = min(len(new), start + block)
-        coded, count = _encode_block(parser, start, end, move_bits, runs or [], version)
+        coded, count = _encode_block(parser, start, end, move_bits, runs or [], version, literals)
         decisions += count
         _put_varint(stream, len(coded))
         stream += coded
@@ -347,8 +432,11 @@ def _decode_weight_run(
 ) -> list[tuple[int, int]]:
     pos = len(out)
     kind = dec.tree(models.weights.kind, tensor_coder.KIND_BITS)
-    if kind > (tensor_coder.TABLE_DIFF if version >= FORMAT_TABLE else tensor_coder.PRODUCT):
+    last = tensor_coder.TABLE_LAST if version >= FORMAT_LAST else tensor_coder.TABLE_DIFF
+    if kind > (last if version >= FORMAT_TABLE else tensor_coder.PRODUCT):
         raise DeltaError("delta run of an unknown kind")
+    if kind == tensor_coder.TABLE_LAST and models.table is None:
+        raise DeltaError("delta run reuses a table before any in its block")
     diff = kind in tensor_coder.DIFF_KINDS
     dist = factor = 0
     if kind == tensor_coder.PRODUCT:
@@ -369,8 +457,11 @@ def _decode_weight_run(
     src = pos + reps[0][1]
     if diff and (src < 0 or src + length > len(base)):
         raise DeltaError("delta weight run predicts from outside the base model")
-    if kind in tensor_coder.TABLE_KINDS:
-        values = table_coder.decode_run(dec, models.weights.word, length)
+    if kind in tensor_coder.TABLE_KINDS or kind == tensor_coder.TABLE_LAST:
+        if kind != tensor_coder.TABLE_LAST:
+            models.table = table_coder.read_table(dec, models.weights.word)
+        assert models.table is not None
+        values = table_coder.decode_run(dec, models.weights.word, length, models.table)
         out += bytes((v + (base[src + i] if diff else 0)) & 0xFF for i, v in enumerate(values))
         return reps
     for i in range(length):

@@ -136,27 +136,50 @@ def _plan(probs: list[int], values: list[int]) -> tuple[bool, list[int], float]:
     return best
 
 
-def encode_run(enc: Encoder, probs: list[int], values: list[int]) -> None:
-    """The table kind (a direct bit: 1 = bucketed), the table, then each value (int8 or byte): its
-    symbol, and in a bucketed table the bits below the top three of k at equal chances."""
+def plan_table(probs: list[int], values: list[int]) -> tuple[bool, list[int]]:
+    """(bucketed?, frequencies) of the table encode_run would send for `values`."""
     bucketed, freq, _ = _plan(probs, values)
-    enc.direct_bits(int(bucketed), 1)
-    encode_table(enc, probs, freq, BUCKET_COUNT_BITS if bucketed else EXACT_COUNT_BITS)
+    return bucketed, freq
+
+
+def encode_run(
+    enc: Encoder,
+    probs: list[int],
+    values: list[int],
+    table: tuple[bool, list[int]] | None = None,
+    send: bool = True,
+) -> None:
+    """The table kind (a direct bit: 1 = bucketed), the table, then each value (int8 or byte): its
+    symbol, and in a bucketed table the bits below the top three of k at equal chances. `table`: that
+    one instead of the values' own (it must cover them); send=False (format version 4, a run that reuses
+    the block's last table): the table is not sent again."""
+    bucketed, freq = plan_table(probs, values) if table is None else table
+    if send:
+        enc.direct_bits(int(bucketed), 1)
+        encode_table(enc, probs, freq, BUCKET_COUNT_BITS if bucketed else EXACT_COUNT_BITS)
     cum = [0]
     for f in freq:
         cum.append(cum[-1] + f)
     for v in values:
         k = symbol_of(v & 0xFF)
         s, low, extra = bucket_of(k) if bucketed else (k, 0, 0)
+        assert s < len(freq) and freq[s] > 0, "a value outside the reused table"
         enc.symbol(cum[s], freq[s], TABLE_BITS)
         if extra:
             enc.uniform(low, extra)
 
 
-def decode_run(dec: Decoder, probs: list[int], count: int) -> list[int]:
-    """`count` bytes of a table run."""
-    bucketed = dec.direct_bits(1)
-    cum = decode_table(dec, probs, BUCKET_COUNT_BITS if bucketed else EXACT_COUNT_BITS)
+def read_table(dec: Decoder, probs: list[int]) -> tuple[bool, list[int]]:
+    """(bucketed?, the cumulative table) of a table run's header."""
+    bucketed = bool(dec.direct_bits(1))
+    return bucketed, decode_table(dec, probs, BUCKET_COUNT_BITS if bucketed else EXACT_COUNT_BITS)
+
+
+def decode_run(
+    dec: Decoder, probs: list[int], count: int, table: tuple[bool, list[int]] | None = None
+) -> list[int]:
+    """`count` bytes of a table run (with `table`: that one, already read, instead of the run's own)."""
+    bucketed, cum = read_table(dec, probs) if table is None else table
     out = []
     for _ in range(count):
         s = dec.symbol(cum, TABLE_BITS)

@@ -44,6 +44,7 @@ EXP_TREE_BITS = 4  # magnitude class 0..8
 MANT_PROBS = 256  # class e uses entries 2**(e-1) - e + prefix - 1 (at most 246)
 PLAIN, DIFF, WORDS, WORDS_DELTA, PRODUCT = 0, 1, 2, 3, 4  # run kinds; PLAIN and DIFF are also table sets
 TABLE_PLAIN, TABLE_DIFF = 5, 6  # format version 3: PLAIN and DIFF coded with a static table (table_coder)
+TABLE_LAST = 7  # format version 4: bytes coded with the block's last table (the encoder's literal runs)
 WORD_KINDS = (WORDS, WORDS_DELTA, PRODUCT)
 DIFF_KINDS = (DIFF, TABLE_DIFF)
 TABLE_KINDS = (TABLE_PLAIN, TABLE_DIFF)

@@ -120,6 +120,7 @@ class _Action:
     bytes_received: int = 0
     done: bool = False
     retries: int = 0  # consecutive re-requests of the same offset (back-off)
+    resumable: bool = False  # the runtime may hold part of this download (the agent lost power meanwhile)
     content_key: bytes | None = None  # the 80-byte key wrap of an encrypted package (PROTOCOL 4.1, 6.3)
 
 
@@ -234,6 +235,8 @@ class DeviceAgent:
         self._telemetry_boot = secrets.randbits(32)
         self._telemetry_seq = 0
         self._reported_seq = 0
+        # PROTOCOL 4.6 "Presence order": each connection's number in this boot, in its online and its will.
+        self._presence_seq = 0
         self._model_io: dict[str, tuple[TensorSpec, TensorSpec] | None] = {}  # model sha -> its tensors
         self._running = False
         self._connected = False
@@ -266,7 +269,7 @@ class DeviceAgent:
             if self._tls is None:  # made once: a reconnecting device keeps its context
                 self._tls = device_tls_context(self.config.cert_pem, self.config.key_pem, self.config.ca_pem)
             c.tls_set_context(self._tls)
-        c.will_set(f"{self._topic}/presence", json.dumps({"online": False}), qos=1, retain=True)
+        c.will_set(f"{self._topic}/presence", self._presence(False), qos=1, retain=True)
         c.max_inflight_messages_set(50)
         c.max_queued_messages_set(0)
         c.on_connect = self._on_connect
@@ -330,11 +333,20 @@ class DeviceAgent:
         """The broker this device connects to now."""
         return self._brokers[self._broker_index]
 
+    def _presence(self, online: bool) -> str:
+        return json.dumps({"online": online, "boot": self._telemetry_boot, "seq": self._presence_seq})
+
+    def _next_connection(self) -> None:
+        """Right before each (re)connect: a new connection number, and the will that carries it."""
+        self._presence_seq += 1
+        self.client.will_set(f"{self._topic}/presence", self._presence(False), qos=1, retain=True)
+
     def _connect(self) -> None:
         if not self._running:
             return
         try:
             host, port = self.broker
+            self._next_connection()
             self.client.connect(host, port, self.config.keepalive)
         except OSError as exc:
             log.info("%s: connect failed (%s), retrying", self.config.device_id, exc)
@@ -405,11 +417,14 @@ class DeviceAgent:
         if reason.is_failure:
             log.warning("%s: broker refused the connection: %s", self.config.device_id, reason)
             self._emit("refused")
+            # On a cluster the next attempt goes to the next node: one node can refuse on its own for
+            # minutes (seen: "Server unavailable" from 1 of 3 RabbitMQ nodes on a loaded machine).
+            self._next_broker()
             return
         self._connected = True
         qos = self.config.subscribe_qos
         client.subscribe([(f"{self._topic}/desired", qos), (f"{self._topic}/chunk", qos)])
-        client.publish(f"{self._topic}/presence", json.dumps({"online": True}), qos=1, retain=True)
+        client.publish(f"{self._topic}/presence", self._presence(True), qos=1, retain=True)
         self.publish_reported()
         self._emit("online")
         # The retained desired state arrives again after the subscription: that resumes any action.
@@ -445,6 +460,7 @@ class DeviceAgent:
             self._connect()
             return
         try:
+            self._next_connection()
             if len(self._brokers) > 1:
                 self._connect_current()
             else:
@@ -515,6 +531,7 @@ class DeviceAgent:
                 action.done = True
                 self._status(action, "confirmed")
             return
+        action.resumable = state.phase in ("downloading", "downloaded")  # a download cut by a power loss
         self._status(action, "downloading")
         self._request_chunk()
 
@@ -523,8 +540,11 @@ class DeviceAgent:
         if action is None or action.done or not self._connected:
             return
         length = min(action.chunk_size, action.package_size - action.offset)
-        if action.offset < MANIFEST_SIZE:
-            length = min(length, MANIFEST_SIZE - action.offset)  # the manifest first, on its own
+        if action.offset < MANIFEST_SIZE and (action.resumable or action.manifest):
+            # The manifest on its own when the runtime may resume past the next payload bytes (after a
+            # power cut) or part of it arrived; else the first request takes the payload's first bytes
+            # with it (one request fewer per device), held until the runtime accepts the manifest.
+            length = min(length, MANIFEST_SIZE - action.offset)
         if length <= 0:
             return
         self.stats.chunk_requests += 1
@@ -598,13 +618,20 @@ class DeviceAgent:
         action.bytes_received += len(data)
         try:
             if offset < MANIFEST_SIZE:
-                action.manifest += data
-                action.offset += len(data)
+                head = data[: MANIFEST_SIZE - offset]
+                action.manifest += head
+                action.offset += len(head)
                 if len(action.manifest) >= MANIFEST_SIZE:
                     self._maybe_arm_power_cut(action)
                     manifest = bytes(action.manifest[:MANIFEST_SIZE])
                     resume = self.driver.install_begin(manifest, action.content_key)
                     action.offset = MANIFEST_SIZE + resume
+                    rest = data[len(head) :]
+                    if rest and resume == 0:  # payload bytes that came with the manifest
+                        self.driver.install_chunk(0, rest)
+                        action.offset += len(rest)
+                    else:  # the runtime resumes further on: those bytes are not used
+                        action.bytes_received -= len(rest)
             else:
                 self.driver.install_chunk(offset - MANIFEST_SIZE, data)
                 action.offset += len(data)
@@ -617,14 +644,14 @@ class DeviceAgent:
             self._request_chunk()
 
     def _finish_download(self, action: _Action) -> None:
+        # `verifying` and `trial` are not reported when the steps pass at once (PROTOCOL 4.4): the server
+        # needs the outcome, and two statuses per device were a sixth of a rollout's device messages.
         try:
-            self._status(action, "verifying")
             self.driver.install_end()
             self.driver.activate()
         except RuntimeFailure as exc:
             self._runtime_failed(action, exc)
             return
-        self._status(action, "trial")
         self._finish_trial(action)
 
     def _finish_trial(self, action: _Action) -> None:
@@ -632,6 +659,8 @@ class DeviceAgent:
             self.driver.selftest()
             self.driver.confirm()
         except RuntimeFailure as exc:
+            if not self.driver.powered_off():
+                self._status(action, "trial")  # it was on trial: the failure (e.g. SELFTEST_FAILED) follows
             self._runtime_failed(action, exc)
             return
         action.done = True

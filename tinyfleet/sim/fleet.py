@@ -170,12 +170,12 @@ class LocalFleet:
         self._loop.create_task(self._connect_all(list(self.agents.values())))
 
     def _driver(self, spec: DeviceSpec) -> RuntimeDriver:
+        key = base64.b64decode(spec.encryption_key) if spec.encryption_key else None
         if not spec.qemu:
-            key = base64.b64decode(spec.encryption_key) if spec.encryption_key else None
             return RuntimeDriver(spec.profile, self.config.trusted_keys, encryption_key=key)
         from tinyfleet.sim.qemu_transport import QemuTransport  # only fleets with QEMU devices need it
 
-        transport = QemuTransport(spec.profile, self.config.trusted_keys)
+        transport = QemuTransport(spec.profile, self.config.trusted_keys, encryption_key=key)
         return RuntimeDriver(spec.profile, transport=transport)
 
     async def _connect_all(self, agents: list[DeviceAgent]) -> None:

@@ -95,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
             telemetry_period_s=args.telemetry_period,
         )
         trusted = _trusted(answer)
+        # Cert mode (TINYFLEET_DEVICE_AUTH=cert): the answer has a certificate and no password; the
+        # device, host library or QEMU board alike, logs in over TLS with it (sim/device_tls.py).
+        cert = answer.get("certificate") or {}
+        if not isinstance(cert, dict):
+            raise ValueError("'certificate' must be an object")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"error: cannot use {args.provisioning}: {exc}", file=sys.stderr)
         return 2
@@ -104,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         profile,
         username=mqtt_info.get("username"),
         password=mqtt_info.get("password"),
+        cert_pem=cert.get("certificate_pem"),
+        key_pem=cert.get("private_key_pem"),
+        ca_pem=cert.get("ca_pem"),
         qemu=args.qemu,
     )
     host = args.host or mqtt_info.get("host") or "127.0.0.1"

@@ -56,6 +56,9 @@ PROVISION_SIZE = 4096
 # agent_firmware/ports/mps2-an386/provision.h
 PROVISION_MAGIC = b"TFPV"
 PROVISION_FORMAT = 1
+PROVISION_FORMAT_KEYED = 2  # with flags: the device's X25519 key (PROTOCOL 6.4), require_encryption
+PROVISION_FLAG_ENCRYPTION_KEY = 1
+PROVISION_FLAG_REQUIRE_ENCRYPTION = 2
 PROVISION_MAX_KEYS = 8
 
 QEMU = "qemu-system-arm"
@@ -167,17 +170,22 @@ def missing_tools() -> str | None:
 FIRMWARE_TARGETS = {"all": "firmware.elf", "engine": "firmware-engine.elf", "bench": "bench.elf"}
 
 
-def build_firmware(target: str = "all") -> Path:
-    """Run the port's Makefile (incremental) for target (see FIRMWARE_TARGETS) and return its ELF."""
+def firmware_dir(encryption: bool = False) -> Path:
+    """Where the port's Makefile puts its ELFs: `make ENCRYPTION=1` (decryption built in) has its own."""
+    return FIRMWARE_ELF.parent.with_name(MACHINE + "-enc") if encryption else FIRMWARE_ELF.parent
+
+
+def build_firmware(target: str = "all", encryption: bool = False) -> Path:
+    """Run the port's Makefile (incremental) for target (see FIRMWARE_TARGETS) and return its ELF;
+    `encryption`: the variant that installs encrypted packages (`make ENCRYPTION=1`)."""
     if target not in FIRMWARE_TARGETS:
         raise ValueError(f"unknown firmware target {target!r}; one of {sorted(FIRMWARE_TARGETS)}")
     port = FIRMWARE_DIR / "ports" / MACHINE
-    proc = subprocess.run(
-        ["make", "-s", "-C", str(port), target], capture_output=True, text=True, check=False, timeout=300
-    )
+    command = ["make", "-s", "-C", str(port), target] + (["ENCRYPTION=1"] if encryption else [])
+    proc = subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
     if proc.returncode != 0:
         raise QemuError(f"firmware build failed:\n{proc.stdout}\n{proc.stderr}")
-    return FIRMWARE_ELF.parent / FIRMWARE_TARGETS[target]
+    return firmware_dir(encryption) / FIRMWARE_TARGETS[target]
 
 
 @dataclass(frozen=True)
@@ -189,6 +197,10 @@ class Provision:
     ram_budget: int = 64 * 1024
     slot_size: int = DEFAULT_SLOT_SIZE
     max_trial_boots: int = 1
+    # The device's X25519 private key (PROTOCOL 6.4) and whether it refuses clear packages: a record
+    # with either is format 2. Only a firmware built with ENCRYPTION=1 uses them.
+    encryption_key: bytes | None = None
+    require_encryption: bool = False
 
     @property
     def flash_size(self) -> int:
@@ -215,19 +227,26 @@ class Provision:
                 f"slot size {self.slot_size} is not a positive multiple of {FLASH_SECTOR} "
                 f"that fits the {FLASH_REGION_SIZE}-byte flash region"
             )
+        if self.encryption_key is not None and len(self.encryption_key) != 32:
+            raise ValueError("an X25519 private key is 32 bytes")
+        flags = (PROVISION_FLAG_ENCRYPTION_KEY if self.encryption_key is not None else 0) | (
+            PROVISION_FLAG_REQUIRE_ENCRYPTION if self.require_encryption else 0
+        )
         body += struct.pack(
-            "<HHIIIB3x",
-            PROVISION_FORMAT,
+            "<HHIIIBB2x",
+            PROVISION_FORMAT_KEYED if flags else PROVISION_FORMAT,
             len(self.public_keys),
             self.hardware_class,
             self.ram_budget,
             self.slot_size,
             self.max_trial_boots,
+            flags,
         )
         for key in self.public_keys:
             if len(key) != 32:
                 raise ValueError("an Ed25519 public key is 32 bytes")
             body += _key_id(key) + key
+        body += self.encryption_key or b""
         body += struct.pack("<I", zlib.crc32(body))
         return bytes(body).ljust(PROVISION_SIZE, b"\xff")
 
@@ -597,11 +616,14 @@ class QemuDevice:
     def state(self) -> frames.DeviceState:
         return frames.parse_state(self.call(frames.state()))
 
-    def upload(self, package: bytes, chunk_size: int = 1024) -> frames.PhaseReport:
-        """INSTALL_BEGIN with the manifest, the payload in chunks from the resume offset, INSTALL_END."""
+    def upload(self, package: bytes, chunk_size: int = 1024, wrap: bytes | None = None) -> frames.PhaseReport:
+        """INSTALL_BEGIN with the manifest, the content key `wrap` of an encrypted package (INSTALL_KEY,
+        PROTOCOL 6.4), the payload in chunks from the resume offset, INSTALL_END."""
         if not 1 <= chunk_size <= frames.MAX_CHUNK:
             raise ValueError(f"chunk size must be within 1..{frames.MAX_CHUNK}")
         progress = frames.parse_progress(self.call(frames.install_begin(package[:MANIFEST_SIZE])))
+        if wrap is not None:
+            progress = frames.parse_progress(self.call(frames.install_key(wrap)))
         payload = package[MANIFEST_SIZE:]
         offset = progress.offset
         while offset < len(payload):

@@ -4,9 +4,11 @@
 out, power switch), so the agent code, MQTT included, is unchanged. Each board is one QEMU process
 (about 45 MB resident, a share of a core while it computes), so a fleet runs only a few of them.
 
-The board's factory record (trusted keys, hardware class, RAM budget, slot size) is written from the
-same profile and trust store a host device gets. Requests block the calling thread (the fleet's event
-loop) while the emulated CPU works, which is fine for a handful of boards. Not supported here: the
+The board's factory record (trusted keys, hardware class, RAM budget, slot size, and the device's X25519
+key when it has one) is written from the same profile, trust store and key a host device gets; a board
+with a key runs the firmware built with decryption (`make ENCRYPTION=1`) when that was built. Requests
+block the calling thread (the fleet's event loop) while the emulated CPU works, which is fine for a
+handful of boards. Not supported here: the
 profile's power-cut injection (the QEMU harness cuts power only through gdbstub breakpoints, which
 this transport does not arm), so `QemuTransport` refuses a profile that asks for it.
 """
@@ -28,14 +30,21 @@ from tinyfleet.sim.qemu import (
     Provision,
     QemuDevice,
     QemuError,
+    firmware_dir,
     missing_tools,
 )
 
 ENGINE_ELF = FIRMWARE_ELF.parent / FIRMWARE_TARGETS["engine"]
 
 
-def default_firmware() -> Path:
-    """The engine build (inference and self-tests) when it was built, else the plain firmware."""
+def default_firmware(encryption: bool = False) -> Path:
+    """The engine build (inference and self-tests) when it was built, else the plain firmware; with
+    `encryption`, the ENCRYPTION=1 build of either when one was built (else the same as without)."""
+    if encryption:
+        enc_dir = firmware_dir(encryption=True)
+        for elf in (enc_dir / FIRMWARE_TARGETS["engine"], enc_dir / FIRMWARE_TARGETS["all"]):
+            if elf.is_file():
+                return elf
     return ENGINE_ELF if ENGINE_ELF.is_file() else FIRMWARE_ELF
 
 
@@ -50,7 +59,9 @@ def qemu_unavailable(firmware: Path | None = None) -> str | None:
     return None
 
 
-def provision_for(profile: DeviceProfile, trusted_keys: Sequence[TrustedKey]) -> Provision:
+def provision_for(
+    profile: DeviceProfile, trusted_keys: Sequence[TrustedKey], encryption_key: bytes | None = None
+) -> Provision:
     """The board's provisioning record for a profile and trust store, as a host device is configured."""
     if profile.sector_size != FLASH_SECTOR:
         raise ValueError(
@@ -63,6 +74,7 @@ def provision_for(profile: DeviceProfile, trusted_keys: Sequence[TrustedKey]) ->
         hardware_class=profile.hardware_class,
         ram_budget=profile.ram_budget,
         slot_size=profile.slot_size,
+        encryption_key=encryption_key,
     )
 
 
@@ -75,11 +87,16 @@ class QemuTransport:
         trusted_keys: Sequence[TrustedKey],
         firmware: Path | None = None,
         workdir: Path | None = None,
+        encryption_key: bytes | None = None,
     ) -> None:
         if profile.faults.power_cut_during_install:
             raise ValueError(f"power-cut injection is not supported on QEMU devices (profile {profile.name})")
-        provision = provision_for(profile, trusted_keys)
-        self.device = QemuDevice(provision, workdir, firmware or default_firmware())
+        provision = provision_for(profile, trusted_keys, encryption_key)
+        elf = firmware or default_firmware(encryption=encryption_key is not None)
+        # Encrypted packages need the key and a firmware with decryption (PROTOCOL 6.4); the default
+        # firmware refuses them at begin (FIELD_RANGE), so the agent must not announce the capability.
+        self.decrypts = encryption_key is not None and elf.parent == firmware_dir(encryption=True)
+        self.device = QemuDevice(provision, workdir, elf)
         try:
             self.device.power_on()
         except QemuError:

@@ -149,8 +149,12 @@ class RuntimeDriver:
     ) -> None:
         self.profile = profile
         self.transport: Transport = transport or HostTransport(profile, trusted_keys, encryption_key)
-        # Only a host-library device gets the key; the QEMU firmware image has none (not wired yet).
-        self.can_decrypt = transport is None and encryption_key is not None
+        # A host-library device decrypts when it has the key; a transport says so itself (a QEMU board
+        # needs the key in its provisioning record and the ENCRYPTION=1 firmware).
+        if transport is None:
+            self.can_decrypt = encryption_key is not None
+        else:
+            self.can_decrypt = bool(getattr(transport, "decrypts", False))
         self._begun_manifest: bytes | None = None  # what this device's agent last began installing
         self.boots = 1  # power-ons: the runtime's RAM counters (TELEMETRY) restart at each
 

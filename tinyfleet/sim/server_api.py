@@ -8,7 +8,7 @@ TINYFLEET_API_TOKEN), repeated here because sim never imports server.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -142,13 +142,18 @@ class ServerApi:
 
     def _take_over(self, device_id: str) -> ProvisionedDevice:
         """New credentials for an existing device: a new certificate (the old one revoked) on a cert-mode
-        server, else a new password."""
+        server, else a new password; and a new X25519 key for encrypted rollouts (PROTOCOL 6.4), since the
+        server keeps only the public half of the old one (its cached wraps are dropped with it)."""
         try:
-            return _provisioned(self._request("POST", f"/devices/{device_id}/certificate", json={}))
+            got = _provisioned(self._request("POST", f"/devices/{device_id}/certificate", json={}))
         except ServerApiError as exc:
             if exc.status != 409:
                 raise
-            return _provisioned(self._request("POST", f"/devices/{device_id}/credentials"))
+            got = _provisioned(self._request("POST", f"/devices/{device_id}/credentials"))
+        if got.encryption_key is None:
+            issued = self._request("POST", f"/devices/{device_id}/encryption-key")
+            got = replace(got, encryption_key=issued["encryption_key"])
+        return got
 
     def provision_bulk(self, devices: list[dict[str, Any]]) -> list[ProvisionedDevice]:
         """Register devices ({id, hardware_class, group?, tags?}, at most 10,000) in one call, all or

@@ -9,7 +9,8 @@
 enum { MODEL_OPCODES = 1, MODEL_SUBGRAPHS = 2, MODEL_BUFFERS = 4 };
 enum { OPCODE_DEPRECATED = 0, OPCODE_BUILTIN = 3 };
 enum { SG_TENSORS = 0, SG_INPUTS = 1, SG_OUTPUTS = 2, SG_OPERATORS = 3 };
-enum { TENSOR_SHAPE = 0, TENSOR_TYPE = 1, TENSOR_BUFFER = 2, TENSOR_QUANT = 4, TENSOR_SPARSITY = 6 };
+enum { TENSOR_SHAPE = 0, TENSOR_TYPE = 1, TENSOR_BUFFER = 2, TENSOR_QUANT = 4, TENSOR_VARIABLE = 5,
+       TENSOR_SPARSITY = 6 };
 enum { QUANT_SCALE = 2, QUANT_ZERO_POINT = 3, QUANT_DIM = 6 };
 enum { OP_OPCODE_INDEX = 0, OP_INPUTS = 1, OP_OUTPUTS = 2, OP_OPTIONS = 4 };
 enum { BUFFER_DATA = 0, BUFFER_OFFSET = 1, BUFFER_SIZE = 2 };
@@ -153,6 +154,7 @@ static int prv_parse_tensor(tfa_engine_t *e, const tfa_fb_t *fb, uint32_t table,
     rc = rc ? rc : tfa_fb_i32(fb, table, TENSOR_BUFFER, 0, &buffer);
     rc = rc ? rc : tfa_fb_table(fb, table, TENSOR_QUANT, &quant);
     rc = rc ? rc : tfa_fb_table(fb, table, TENSOR_SPARSITY, &sparsity);
+    rc = rc ? rc : tfa_fb_u8(fb, table, TENSOR_VARIABLE, 0, &t->variable);
     if (rc != 0) {
         return rc;
     }
@@ -295,6 +297,28 @@ static void prv_mark_use(const tfa_engine_t *e, const tfa_fb_vec_t *v, int32_t w
     }
 }
 
+/* Variable tensors (SVDF state) start as TFLM's ResetVariableTensors leaves them: int8 ones filled
+ * with their zero point, all others with 0 bytes. */
+static void prv_reset_variables(tfa_engine_t *e)
+{
+    for (uint32_t i = 0; i < e->tensor_count; i++) {
+        const tfa_eng_tensor_t *t = &e->tensors[i];
+        if (t->variable && t->planned) {
+            const int fill = t->type == TFA_TYPE_INT8 ? (int)(uint8_t)(int8_t)t->zero_point : 0;
+            memset(tfa_eng_data(e, t), fill, t->bytes);
+        }
+    }
+}
+
+int tfa_engine_reset(tfa_engine_t *e)
+{
+    if (e == NULL || !e->ready) {
+        return -TFA_ERR_BAD_STATE;
+    }
+    prv_reset_variables(e);
+    return 0;
+}
+
 static int prv_init(tfa_engine_t *e)
 {
     tfa_fb_t fb = {e->model, e->model_len};
@@ -432,13 +456,18 @@ static int prv_init(tfa_engine_t *e)
     e->activations = e->arena + base;
     e->arena_used = base + activation_bytes;
     memset(e->activations, 0, activation_bytes);
+    prv_reset_variables(e);
     return 0;
 }
 
 int tfa_engine_init(tfa_engine_t *e, const uint8_t *model, uint32_t len, uint8_t *arena,
                     uint32_t arena_size)
 {
+#if TFA_ENG_HOST_KERNELS
+    return tfa_engine_init_kernels(e, model, len, arena, arena_size, TFA_ENGINE_KERNELS_HOST);
+#else
     return tfa_engine_init_kernels(e, model, len, arena, arena_size, TFA_ENG_OPTIMIZED_DEFAULT);
+#endif
 }
 
 static int prv_init_kernels(tfa_engine_t *e, const uint8_t *model, uint32_t len, uint8_t *arena,
@@ -448,7 +477,11 @@ static int prv_init_kernels(tfa_engine_t *e, const uint8_t *model, uint32_t len,
         return -TFA_ERR_MODEL_INVALID;
     }
     memset(e, 0, sizeof *e);
-    e->use_optimized = (uint8_t)(optimized != 0 && TFA_ENG_OPTIMIZED);
+    if (optimized == TFA_ENGINE_KERNELS_DSP && TFA_ENG_OPTIMIZED) {
+        e->use_optimized = TFA_ENGINE_KERNELS_DSP;
+    } else if (optimized == TFA_ENGINE_KERNELS_HOST && TFA_ENG_HOST_KERNELS) {
+        e->use_optimized = TFA_ENGINE_KERNELS_HOST;
+    }
     e->bad_op_code = -1;
     e->bad_op_index = -1;
     if (model == NULL || arena == NULL) {

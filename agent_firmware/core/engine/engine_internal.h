@@ -27,6 +27,7 @@ typedef struct tfa_eng_tensor {
     uint8_t planned;           /* 1: lives in the activation region */
     uint8_t placed;            /* planner bookkeeping */
     uint16_t alias;            /* RESHAPE output sharing its input's bytes: input index + 1, else 0 */
+    uint8_t variable;          /* schema is_variable (SVDF state): planned for the model's whole life */
     float scale;               /* first (or only) scale; 0 if unquantized */
     int32_t zero_point;
     uint32_t scale_count;      /* number of scales (per-channel when > 1) */
@@ -39,7 +40,7 @@ typedef struct tfa_eng_tensor {
 typedef struct tfa_eng_op {
     int32_t code;
     uint8_t kernel;            /* row of tfa_eng_kernels (ops.c) */
-    uint8_t optimized;         /* 1: prepare chose the row's optimized variant */
+    uint8_t optimized;         /* TFA_ENGINE_KERNELS_DSP/_HOST: prepare chose that variant; 0: reference */
     tfa_fb_vec_t inputs;       /* int32 tensor indices, in the model (-1: optional absent) */
     tfa_fb_vec_t outputs;
     int32_t act_min, act_max;
@@ -126,25 +127,51 @@ typedef struct tfa_eng_variant {
     tfa_eng_run_fn run;
 } tfa_eng_variant_t;
 
+/* The optimized variants of one op: the Cortex-M4 DSP kernel (kernels_*_dsp.c, emulated on a hosted
+ * build) and the host kernel (kernels_*_host.c: portable C shaped for the compiler's vectoriser, hosted
+ * builds only). Either may be NULL. */
+typedef struct tfa_eng_variants {
+    const tfa_eng_variant_t *dsp;
+    const tfa_eng_variant_t *host;
+} tfa_eng_variants_t;
+
 /* One row of the operator table (ops.h). */
 typedef struct tfa_eng_kernel {
     int32_t code;
     const char *name;
     tfa_eng_prepare_fn prepare;
     tfa_eng_run_fn run;
-    const tfa_eng_variant_t *optimized; /* NULL: the reference kernel only */
+    const tfa_eng_variants_t *optimized; /* NULL: the reference kernel only */
 } tfa_eng_kernel_t;
 
-/* The optimized variants, compiled where TFA_ENG_OPTIMIZED (dsp.h); TFA_ENG_OPT(name) names one in
- * the table of ops.h, or NULL on a target without them. */
+/* Host kernels are compiled in hosted builds (the simulator's library, the tests), never into the
+ * freestanding MCU images (their flash). */
+#if defined(__STDC_HOSTED__) && __STDC_HOSTED__
+#define TFA_ENG_HOST_KERNELS 1
+#else
+#define TFA_ENG_HOST_KERNELS 0
+#endif
+
+/* The optimized variants, compiled where TFA_ENG_OPTIMIZED (dsp.h) / TFA_ENG_HOST_KERNELS;
+ * TFA_ENG_OPT(name) names both in the table of ops.h (a static compound literal), NULL where absent. */
 #if TFA_ENG_OPTIMIZED
 extern const tfa_eng_variant_t tfa_eng_conv_dsp;
 extern const tfa_eng_variant_t tfa_eng_depthwise_dsp;
 extern const tfa_eng_variant_t tfa_eng_fc_dsp;
-#define TFA_ENG_OPT(name) (&tfa_eng_##name##_dsp)
+#define TFA_ENG_DSP_VARIANT(name) (&tfa_eng_##name##_dsp)
 #else
-#define TFA_ENG_OPT(name) NULL
+#define TFA_ENG_DSP_VARIANT(name) NULL
 #endif
+#if TFA_ENG_HOST_KERNELS
+extern const tfa_eng_variant_t tfa_eng_conv_host;
+extern const tfa_eng_variant_t tfa_eng_depthwise_host;
+extern const tfa_eng_variant_t tfa_eng_fc_host;
+#define TFA_ENG_HOST_VARIANT(name) (&tfa_eng_##name##_host)
+#else
+#define TFA_ENG_HOST_VARIANT(name) NULL
+#endif
+#define TFA_ENG_OPT(name) \
+    (&(const tfa_eng_variants_t){TFA_ENG_DSP_VARIANT(name), TFA_ENG_HOST_VARIANT(name)})
 
 /* Scratch memory of the running op (valid during its run only). */
 static inline void *tfa_eng_scratch(const tfa_engine_t *e, const tfa_eng_op_t *op)
@@ -192,6 +219,8 @@ void tfa_eng_run_hard_swish(const tfa_engine_t *e, const tfa_eng_op_t *op);
 int tfa_eng_prepare_resize_nearest(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options);
 void tfa_eng_run_resize_nearest(const tfa_engine_t *e, const tfa_eng_op_t *op);
 int tfa_eng_prepare_transpose_conv(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options);
+int tfa_eng_prepare_svdf(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options);
+void tfa_eng_run_svdf(const tfa_engine_t *e, const tfa_eng_op_t *op);
 void tfa_eng_run_transpose_conv(const tfa_engine_t *e, const tfa_eng_op_t *op);
 void tfa_eng_run_quantize(const tfa_engine_t *e, const tfa_eng_op_t *op);
 

@@ -11,9 +11,10 @@
  * instructions per pair to expand). 16 MACs per 8 SMLADs.
  *
  * DEPTHWISE_CONV_2D, multiplier 1: four channels at a time per tap, one word of input and filter each,
- * SMLABB/SMLATT on the sign-extended halves. Input depth 1 (any multiplier, e.g. micro_speech): a
- * pixel's patch is one int16 column and each SMLAD takes two taps of four channels, whose filter
- * bytes (stride out_ch) are paired with PKHBT/PKHTB. Other depthwise shapes use the reference. */
+ * SMLABB/SMLATT on the sign-extended halves. Multiplier > 1 (any input depth; micro_speech has depth
+ * 1): per input channel, its window is one int16 column, and each SMLAD takes two taps of one output
+ * channel: four outputs of the channel at a time with filter bytes (stride out_ch) paired by
+ * PKHBT/PKHTB, then two (one halfword of each tap's filter row, split by SXTB16), then one. */
 #include "engine_internal.h"
 #include "quant.h"
 
@@ -26,7 +27,8 @@
 static inline int8_t prv_out(const tfa_eng_op_t *op, const uint8_t *bias, int32_t acc, int32_t c)
 {
     if (bias) {
-        acc = tfa_eng_wrap_add(acc, tfa_fb_rd_i32(bias + 4u * (uint32_t)c));
+        /* one (unaligned-safe) word load: this build is little-endian (dsp.h), as the model's bytes */
+        acc = tfa_eng_wrap_add(acc, (int32_t)tfa_dsp_load4(bias + 4u * (uint32_t)c));
     }
     acc = tfa_eng_wrap_add(tfa_dsp_requantize(acc, op->pc_mult[c], op->pc_shift[c]), op->out_offset);
     return (int8_t)tfa_q_clamp(acc, op->act_min, op->act_max);
@@ -213,11 +215,12 @@ const tfa_eng_variant_t tfa_eng_conv_dsp = {prv_conv_select, prv_conv_run};
 static int prv_dw_select(const tfa_engine_t *e, tfa_eng_op_t *op)
 {
     const tfa_eng_tensor_t *tin = tfa_eng_io(e, &op->inputs, 0);
+    (void)tin;
     if (op->depth_mult == 1) {
         return 1; /* no scratch */
     }
     const int32_t taps = op->filter_h * op->filter_w;
-    if (tin->dims[3] != 1 || taps > DSP_MAX_TAPS) {
+    if (taps > DSP_MAX_TAPS) {
         return 0;
     }
     op->scratch_bytes = (uint32_t)taps * (uint32_t)sizeof(int16_t);
@@ -352,8 +355,78 @@ static TFA_DSP_NOINLINE void prv_dw1_dot4(const int8_t *pf, size_t row, const in
     acc[3] = a3;
 }
 
-/* Input depth 1: output channel o of a pixel is sum over taps t of f[t][o] * col[t]. */
-static void prv_dw_run_depth1(const tfa_engine_t *e, const tfa_eng_op_t *op)
+/* Two filter bytes f[o], f[o + 1] as the halfword they are. */
+static inline uint32_t prv_load2(const int8_t *p)
+{
+    uint16_t v;
+    TFA_DSP_MEMCPY(&v, p, 2);
+    return v;
+}
+
+/* Sums of two adjacent output channels with column col over taps: the halfwords (f[t][o], f[t][o+1])
+ * and (f[t+1][o], f[t+1][o+1]) make one word whose SXTB16 is (f[t][o], f[t+1][o]) and whose SXTB16
+ * ROR #8 is (f[t][o+1], f[t+1][o+1]): one SMLAD per output for two taps. */
+static TFA_DSP_NOINLINE void prv_dw1_dot2(const int8_t *pf, size_t row, const int16_t *col, int32_t taps,
+                                          int32_t acc[2])
+{
+    int32_t a0 = 0, a1 = 0;
+    for (int32_t n = taps >> 1; n > 0; n--) {
+        const uint32_t f = prv_load2(pf) | (prv_load2(pf + row) << 16);
+        pf += 2 * row;
+        const uint32_t x = tfa_dsp_load_pair(col);
+        col += 2;
+        a0 = tfa_dsp_smlad(tfa_dsp_sxtb16(f), x, a0);
+        a1 = tfa_dsp_smlad(tfa_dsp_sxtb16_ror8(f), x, a1);
+    }
+    if (taps & 1) {
+        a0 += pf[0] * *col;
+        a1 += pf[1] * *col;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+}
+
+/* One output channel: (f[t][o], f[t+1][o]) packed, one SMLAD per two taps. */
+static TFA_DSP_NOINLINE int32_t prv_dw1_dot1(const int8_t *pf, size_t row, const int16_t *col, int32_t taps)
+{
+    int32_t a = 0;
+    for (int32_t n = taps >> 1; n > 0; n--) {
+        a = tfa_dsp_smlad(tfa_dsp_pack2(pf[0], pf[row]), tfa_dsp_load_pair(col), a);
+        pf += 2 * row;
+        col += 2;
+    }
+    return (taps & 1) ? a + pf[0] * *col : a;
+}
+
+/* Column of input channel c for the window at (y0, x0): taps in natural order, x - zero point, 0
+ * outside the input ([kx0, kx1) the valid columns); plain loops, not memset calls (a 3x3 window would
+ * spend more on the calls than on the copy). */
+static void prv_dw_column(const prv_geom_t *g, const tfa_eng_op_t *op, int32_t y0, int32_t x0, int32_t kx0,
+                          int32_t kx1, int32_t c, int16_t *col)
+{
+    const int32_t kw = g->kw, ch = g->in_ch, step = op->dil_w * ch;
+    const int16_t offset = (int16_t)op->in_offset;
+    for (int32_t ky = 0; ky < g->kh; ky++, col += kw) {
+        const int32_t iy = y0 + op->dil_h * ky;
+        int32_t kx = 0;
+        if (iy >= 0 && iy < g->in_h && kx0 < kx1) {
+            for (; kx < kx0; kx++) {
+                col[kx] = 0;
+            }
+            const int8_t *src = g->in + tfa_eng_nhwc(0, iy, x0 + op->dil_w * kx0, c, g->in_h, g->in_w, ch);
+            for (; kx < kx1; kx++, src += step) {
+                col[kx] = (int16_t)(*src + offset);
+            }
+        }
+        for (; kx < kw; kx++) {
+            col[kx] = 0;
+        }
+    }
+}
+
+/* Multiplier > 1: output channel c * mult + m of a pixel is sum over taps t of f[t][c * mult + m] *
+ * col_c[t], col_c the window of input channel c. */
+static void prv_dw_run_mult(const tfa_engine_t *e, const tfa_eng_op_t *op)
 {
     const tfa_eng_tensor_t *tin = tfa_eng_io(e, &op->inputs, 0);
     const tfa_eng_tensor_t *tf = tfa_eng_io(e, &op->inputs, 1);
@@ -362,50 +435,45 @@ static void prv_dw_run_depth1(const tfa_engine_t *e, const tfa_eng_op_t *op)
     const int8_t *filter = (const int8_t *)tf->const_data;
     const uint8_t *bias = tb ? tb->const_data : NULL;
     int8_t *out = (int8_t *)tfa_eng_data(e, tout);
-    prv_geom_t g = {NULL, tin->dims[1], tin->dims[2], 1, op->filter_h, op->filter_w, 0};
+    prv_geom_t g = {NULL, tin->dims[1], tin->dims[2], tin->dims[3], op->filter_h, op->filter_w, 0};
     const int32_t out_h = tout->dims[1], out_w = tout->dims[2], out_ch = tout->dims[3];
+    const int32_t mult = op->depth_mult, ch = g.in_ch;
     const int32_t taps = g.kh * g.kw;
-    const int32_t och4 = out_ch & ~3;
+    const int32_t m4 = mult & ~3;
     const size_t row = (size_t)out_ch; /* filter stride between taps */
     int16_t *col = tfa_eng_scratch(e, op);
     for (int32_t b = 0; b < tin->dims[0]; b++) {
-        g.in = (const int8_t *)tfa_eng_cdata(e, tin) + (size_t)b * (size_t)(g.in_h * g.in_w);
+        g.in = (const int8_t *)tfa_eng_cdata(e, tin) + (size_t)b * (size_t)(g.in_h * g.in_w * ch);
         for (int32_t oy = 0; oy < out_h; oy++) {
+            const int32_t y0 = oy * op->stride_h - op->pad_h;
             for (int32_t ox = 0; ox < out_w; ox++) {
-                /* the patch in natural tap order, x - zero point, 0 outside the input */
-                const int32_t y0 = oy * op->stride_h - op->pad_h;
                 const int32_t x0 = ox * op->stride_w - op->pad_w;
                 int32_t kx0, kx1;
                 prv_tap_range(x0, op->dil_w, g.kw, g.in_w, &kx0, &kx1);
-                int16_t *dst = col;
-                for (int32_t ky = 0; ky < g.kh; ky++, dst += g.kw) {
-                    const int32_t iy = y0 + op->dil_h * ky;
-                    if (iy < 0 || iy >= g.in_h || kx0 == kx1) {
-                        memset(dst, 0, (size_t)g.kw * sizeof *dst);
-                        continue;
-                    }
-                    memset(dst, 0, (size_t)kx0 * sizeof *dst);
-                    const int8_t *src = g.in + (size_t)iy * (size_t)g.in_w + (size_t)(x0 + op->dil_w * kx0);
-                    for (int32_t kx = kx0; kx < kx1; kx++, src += op->dil_w) {
-                        dst[kx] = (int16_t)(*src + op->in_offset);
-                    }
-                    memset(dst + kx1, 0, (size_t)(g.kw - kx1) * sizeof *dst);
-                }
                 int8_t *po = out + tfa_eng_nhwc(b, oy, ox, 0, out_h, out_w, out_ch);
-                for (int32_t o = 0; o < och4; o += 4) {
-                    int32_t acc[4];
-                    prv_dw1_dot4(filter + o, row, col, taps, acc);
-                    po[o] = prv_out(op, bias, acc[0], o);
-                    po[o + 1] = prv_out(op, bias, acc[1], o + 1);
-                    po[o + 2] = prv_out(op, bias, acc[2], o + 2);
-                    po[o + 3] = prv_out(op, bias, acc[3], o + 3);
-                }
-                for (int32_t o = och4; o < out_ch; o++) {
-                    int32_t acc = 0;
-                    for (int32_t t = 0; t < taps; t++) {
-                        acc += (int32_t)filter[(size_t)t * row + (size_t)o] * col[t];
+                for (int32_t c = 0; c < ch; c++) {
+                    prv_dw_column(&g, op, y0, x0, kx0, kx1, c, col);
+                    const int32_t o0 = c * mult;
+                    const int8_t *pf = filter + o0;
+                    int32_t m = 0;
+                    for (; m < m4; m += 4) {
+                        int32_t acc[4];
+                        prv_dw1_dot4(pf + m, row, col, taps, acc);
+                        po[o0 + m] = prv_out(op, bias, acc[0], o0 + m);
+                        po[o0 + m + 1] = prv_out(op, bias, acc[1], o0 + m + 1);
+                        po[o0 + m + 2] = prv_out(op, bias, acc[2], o0 + m + 2);
+                        po[o0 + m + 3] = prv_out(op, bias, acc[3], o0 + m + 3);
                     }
-                    po[o] = prv_out(op, bias, acc, o);
+                    if (m + 1 < mult) {
+                        int32_t acc[2];
+                        prv_dw1_dot2(pf + m, row, col, taps, acc);
+                        po[o0 + m] = prv_out(op, bias, acc[0], o0 + m);
+                        po[o0 + m + 1] = prv_out(op, bias, acc[1], o0 + m + 1);
+                        m += 2;
+                    }
+                    if (m < mult) {
+                        po[o0 + m] = prv_out(op, bias, prv_dw1_dot1(pf + m, row, col, taps), o0 + m);
+                    }
                 }
             }
         }
@@ -417,7 +485,7 @@ static void prv_dw_run(const tfa_engine_t *e, const tfa_eng_op_t *op)
     if (op->depth_mult == 1) {
         prv_dw_run_m1(e, op);
     } else {
-        prv_dw_run_depth1(e, op);
+        prv_dw_run_mult(e, op);
     }
 }
 

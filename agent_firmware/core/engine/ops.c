@@ -20,6 +20,17 @@ int32_t tfa_eng_kernel_find(int32_t code)
     return -1;
 }
 
+/* The row's variant of a kernel set (TFA_ENGINE_KERNELS_x), or NULL. */
+static const tfa_eng_variant_t *prv_variant(const tfa_eng_kernel_t *k, uint8_t kernels)
+{
+    if (k->optimized == NULL) {
+        return NULL;
+    }
+    return kernels == TFA_ENGINE_KERNELS_DSP ? k->optimized->dsp
+           : kernels == TFA_ENGINE_KERNELS_HOST ? k->optimized->host
+                                                : NULL;
+}
+
 int tfa_eng_prepare_op(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options)
 {
     const int32_t row = tfa_eng_kernel_find(op->code);
@@ -35,14 +46,18 @@ int tfa_eng_prepare_op(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options)
     /* A kernel's optimized variant computes the same bytes; it is taken when the engine asks for
      * optimized kernels and the variant accepts this op's shapes (its scratch is planned later). */
     op->scratch_bytes = 0;
-    op->optimized = (uint8_t)(e->use_optimized && k->optimized != NULL && k->optimized->select(e, op));
+    op->optimized = 0;
+    const tfa_eng_variant_t *v = prv_variant(k, e->use_optimized);
+    if (v != NULL && v->select(e, op)) {
+        op->optimized = e->use_optimized;
+    }
     return 0;
 }
 
 void tfa_eng_run_op(const tfa_engine_t *e, const tfa_eng_op_t *op)
 {
     const tfa_eng_kernel_t *k = &tfa_eng_kernels[op->kernel];
-    (op->optimized ? k->optimized->run : k->run)(e, op);
+    (op->optimized ? prv_variant(k, op->optimized)->run : k->run)(e, op);
 }
 
 const char *tfa_engine_op_name(int32_t builtin_code)

@@ -5,8 +5,10 @@
  *   NAME           the schema's name; gives TFA_OP_<NAME> and tfa_engine_op_name()
  *   prepare        validates tensors and options, fills the op record; 0 or -TFA_ERR_x
  *   run            the reference kernel, bit-exact with TFLM's reference kernels
- *   optimized      TFA_ENG_OPT(x): an optimized variant with identical results (tfa_eng_x_dsp,
- *                  kernels_*_dsp.c), or NULL; prepare picks it per op when its select() accepts
+ *   optimized      TFA_ENG_OPT(x): the optimized variants with identical results, tfa_eng_x_dsp
+ *                  (Cortex-M4 DSP, kernels_*_dsp.c) and tfa_eng_x_host (hosted builds,
+ *                  kernels_*_host.c), or NULL; prepare picks the engine's kernel set's variant per
+ *                  op when its select() accepts
  *
  * Everything else derives from this list: the TFA_OP_x enum (engine_internal.h), the kernel table and
  * the supported-op check (ops.c), tfa_engine_supported_op() for foreign callers. The Python list
@@ -28,6 +30,7 @@
     X(18, MUL, tfa_eng_prepare_binary, tfa_eng_run_binary, NULL)                               \
     X(22, RESHAPE, tfa_eng_prepare_shape_op, tfa_eng_run_shape_op, NULL)                       \
     X(25, SOFTMAX, tfa_eng_prepare_softmax, tfa_eng_run_softmax, NULL)                         \
+    X(27, SVDF, tfa_eng_prepare_svdf, tfa_eng_run_svdf, NULL)                                  \
     X(28, TANH, tfa_eng_prepare_logistic, tfa_eng_run_logistic, NULL)                          \
     X(34, PAD, tfa_eng_prepare_shape_op, tfa_eng_run_shape_op, NULL)                           \
     X(40, MEAN, tfa_eng_prepare_mean, tfa_eng_run_mean, NULL)                                  \

@@ -4,7 +4,8 @@
  * largest first, each at the lowest offset where it overlaps no already-placed tensor whose lifetime
  * intersects its own. The list of placed tensors, kept sorted by offset, lives in scratch (the not yet
  * used tail of the arena). An op's scratch (optimized kernels) is placed last, the same way, live at
- * that op only. */
+ * that op only. Variable tensors (SVDF state, is_variable) live for the whole model: a region of
+ * their own. */
 #include "engine_internal.h"
 #include "tfa/errors.h"
 
@@ -51,6 +52,12 @@ int tfa_eng_plan(tfa_engine_t *e, uint8_t *scratch, uint32_t scratch_size, uint3
     uint32_t wanted = 0;
     for (uint32_t i = 0; i < e->tensor_count; i++) {
         tfa_eng_tensor_t *t = &e->tensors[i];
+        if (t->variable && t->const_data == NULL && t->alias == 0) {
+            /* state kept across invocations: live from before the first op to after the last, so no
+             * other tensor or scratch ever shares its bytes */
+            t->first_use = -1;
+            t->last_use = (int32_t)e->op_count;
+        }
         t->planned = t->const_data == NULL && t->first_use <= t->last_use && t->alias == 0;
         t->placed = 0;
         wanted += t->planned;

@@ -29,6 +29,8 @@ int tfa_engine_selftest_digest(tfa_engine_t *e, uint32_t seed, uint8_t digest[32
     if (e == NULL || !e->ready) {
         return -TFA_ERR_BAD_STATE;
     }
+    /* the digest is of one inference on a fresh model: state (SVDF) from earlier runs is cleared */
+    (void)tfa_engine_reset(e);
     for (uint32_t i = 0; i < e->input_count; i++) {
         uint8_t *in;
         uint32_t bytes;

@@ -1,8 +1,9 @@
-/* Streaming decoder of the tinyfleet delta format (versions 1, 2 and 3); mirrors the reference decoder in
- * tinyfleet/signing/delta.py, tinyfleet/signing/tensor_coder.py for the weight runs of versions 2 and 3
- * and tinyfleet/signing/table_coder.py for version 3's table runs. */
+/* Streaming decoder of the tinyfleet delta format (versions 1 to 4); mirrors the reference decoder in
+ * tinyfleet/signing/delta.py, tinyfleet/signing/tensor_coder.py for the weight runs of versions 2 to 4
+ * and tinyfleet/signing/table_coder.py for the table runs of versions 3 and 4 (4: literal runs, kind 7). */
 #include "tfa/delta.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #include "delta_internal.h"
@@ -10,32 +11,24 @@
 
 enum { ST_HEADER = 0, ST_BLOCK_LEN, ST_BLOCK_DATA, ST_BLOCK_TAIL, ST_DONE, ST_FAILED };
 
-static void prv_reset_probs(uint16_t *probs, uint32_t count)
-{
-    for (uint32_t i = 0; i < count; i++) {
-        probs[i] = (uint16_t)PROB_INIT;
-    }
-}
+/* Every adaptive model, is_match to w_word, is one run of uint16_t in tfa_delta_t: one loop resets them
+ * all (a call per array took about 100 bytes of flash). */
+#define MODEL_PROBS                                                                                          \
+    (2u + 2u + 4u + 2u + 3u * 256u + 4u * TFA_DELTA_NUMBER_PROBS + 2u + 8u + 2u * 16u + 2u * 16u +            \
+     2u * TFA_DELTA_MANT_PROBS + TFA_DELTA_NUMBER_PROBS)
+_Static_assert(offsetof(tfa_delta_t, w_word) + 2u * TFA_DELTA_NUMBER_PROBS ==
+                   offsetof(tfa_delta_t, is_match) + 2u * MODEL_PROBS,
+               "the adaptive models must be contiguous");
 
 static void prv_reset_block(tfa_delta_t *d)
 {
-    prv_reset_probs(d->is_match, 2);
-    prv_reset_probs(d->is_rep, 2);
-    prv_reset_probs(d->rep_which, 4);
-    prv_reset_probs(d->is_out, 2);
-    prv_reset_probs(&d->literal[0][0], 3u * 256u);
-    prv_reset_probs(d->rep_len, TFA_DELTA_NUMBER_PROBS);
-    prv_reset_probs(d->new_len, TFA_DELTA_NUMBER_PROBS);
-    prv_reset_probs(d->disp, TFA_DELTA_NUMBER_PROBS);
-    prv_reset_probs(d->dist, TFA_DELTA_NUMBER_PROBS);
-    prv_reset_probs(d->is_tensor, 2);
-    prv_reset_probs(d->w_kind_probs, 8);
-    prv_reset_probs(d->w_word, TFA_DELTA_NUMBER_PROBS);
-    prv_reset_probs(&d->w_exp[0][0], 2u * 16u);
-    prv_reset_probs(&d->w_sign[0][0], 2u * 16u);
-    prv_reset_probs(&d->w_mant[0][0], 2u * TFA_DELTA_MANT_PROBS);
+    uint16_t *probs = (uint16_t *)(void *)((uint8_t *)d + offsetof(tfa_delta_t, is_match));
+    for (uint32_t i = 0; i < MODEL_PROBS; i++) {
+        probs[i] = (uint16_t)PROB_INIT;
+    }
     d->w_left = 0;
     d->t_left = 0;
+    d->t_cum[TFA_DELTA_TABLE_SYMBOLS] = 0; /* no table yet in this block (version 4 reuses the last) */
     for (uint32_t i = 0; i < REPS; i++) {
         d->rep_kind[i] = KIND_BASE;
         d->rep_value[i] = 0;
@@ -68,46 +61,48 @@ static int prv_literal(tfa_delta_t *d)
         matching = matching && bit == match_bit;
         node = (node << 1) | bit;
     }
-    uint8_t byte = (uint8_t)(node & 0xFFu);
     d->prev_kind = 0;
-    return tfa_delta_emit(d, &byte, 1);
+    /* straight into the output buffer (tfa_delta_emit's loop and call: about 15 more Cortex-M4
+     * instructions per literal) */
+    d->wbuf[d->wbuf_len++] = (uint8_t)node;
+    d->out_pos++;
+    return d->wbuf_len == TFA_DELTA_WBUF ? tfa_delta_flush(d) : 0;
 }
 
 static int prv_copy(tfa_delta_t *d, uint32_t length)
 {
-    uint8_t piece[COPY_PIECE];
     if (length > d->block_end - d->out_pos) {
         return -TFA_ERR_DELTA_CORRUPT;
     }
-    int64_t src = d->rep_kind[0] == KIND_BASE ? (int64_t)d->out_pos + d->rep_value[0]
-                                              : (int64_t)d->out_pos - d->rep_value[0];
-    if (d->rep_kind[0] == KIND_BASE) {
+    int base = d->rep_kind[0] == KIND_BASE;
+    int64_t src = base ? (int64_t)d->out_pos + d->rep_value[0] : (int64_t)d->out_pos - d->rep_value[0];
+    if (base) {
         if (src < 0 || src + (int64_t)length > (int64_t)d->base_len) {
             return -TFA_ERR_DELTA_CORRUPT;
         }
     } else if (src < 0 || d->rep_value[0] <= 0) {
         return -TFA_ERR_DELTA_CORRUPT;
     }
-    uint32_t from = (uint32_t)src;
+    uint32_t from = (uint32_t)src + (base ? d->base_addr : d->out_addr);
     while (length > 0) {
-        uint32_t n = length < COPY_PIECE ? length : COPY_PIECE;
-        int rc;
-        if (d->rep_kind[0] == KIND_BASE) {
-            rc = tfa_delta_read(d, d->base_addr + from, piece, n);
-        } else {
-            /* Earlier output is read back from flash, so write out what is buffered first; an
-             * overlapping copy (distance < length) advances one distance at a time. */
-            uint32_t dist = (uint32_t)d->rep_value[0];
-            n = n < dist ? n : dist;
-            rc = tfa_delta_flush(d);
-            if (rc == 0) {
-                rc = tfa_delta_read(d, d->out_addr + from, piece, n);
-            }
+        /* Earlier output is read back from flash, so write out what is buffered first; an overlapping
+         * copy (distance < length) advances one distance at a time. Pieces are read straight into the
+         * output buffer (the port's memcpy is a byte loop: one copy less per byte). */
+        int rc = base ? 0 : tfa_delta_flush(d);
+        uint32_t n = TFA_DELTA_WBUF - d->wbuf_len;
+        n = n < length ? n : length;
+        if (!base && n > (uint32_t)d->rep_value[0]) {
+            n = (uint32_t)d->rep_value[0];
         }
         if (rc == 0) {
-            rc = tfa_delta_emit(d, piece, n);
+            rc = tfa_delta_read(d, from, &d->wbuf[d->wbuf_len], n);
         }
         if (rc < 0) {
+            return rc;
+        }
+        d->wbuf_len += n;
+        d->out_pos += n;
+        if (d->wbuf_len == TFA_DELTA_WBUF && (rc = tfa_delta_flush(d)) < 0) {
             return rc;
         }
         from += n;
@@ -212,7 +207,7 @@ static int prv_header(tfa_delta_t *d)
     if (d->header_len < 6) {
         return 1;
     }
-    if (h[0] != 'T' || h[1] != 'D' || h[2] < 1u || h[2] > 3u || (h[3] & ~1u) != 0 || h[4] < 10u || h[4] > 20u ||
+    if (h[0] != 'T' || h[1] != 'D' || h[2] < 1u || h[2] > 4u || (h[3] & ~1u) != 0 || h[4] < 10u || h[4] > 20u ||
         h[5] < 3u || h[5] > 5u) {
         return -TFA_ERR_DELTA_CORRUPT;
     }
@@ -233,7 +228,8 @@ static int prv_header(tfa_delta_t *d)
     d->checkpoint.block_log2 = h[4];
     d->checkpoint.move_bits = h[5];
     d->checkpoint.has_base =
-        (uint8_t)((h[3] & 1u) | (h[2] >= 2u ? FLAG_TENSOR : 0u) | (h[2] == 3u ? FLAG_TABLE : 0u));
+        (uint8_t)((h[3] & 1u) | (h[2] >= 2u ? FLAG_TENSOR : 0u) | (h[2] >= 3u ? FLAG_TABLE : 0u) |
+                  (h[2] == 4u ? FLAG_LAST : 0u));
     /* bytes fed beyond the header belong to the first block length */
     d->in_offset -= d->header_len - pos;
     d->header_len = (uint8_t)pos;
@@ -279,7 +275,11 @@ static int prv_decode_buffered(tfa_delta_t *d)
         }
         return 0;
     }
-    /* keep the unread bytes at the front of the buffer */
+    /* keep the unread bytes at the front of the buffer, once half of it is read (not after each chunk:
+     * the port's memmove is a byte loop, and under 512 read bytes leave room for more than a chunk) */
+    if (d->in_pos < TFA_DELTA_INBUF / 2u) {
+        return 0;
+    }
     uint32_t unread = d->in_len - d->in_pos;
     memmove(d->in, &d->in[d->in_pos], unread);
     d->in_len = unread;
@@ -423,9 +423,11 @@ int tfa_delta_resume(tfa_delta_t *d, const tfa_flash_t *flash, uint32_t base_add
     if (rc < 0) {
         return rc;
     }
+    /* the version bits above bit 0 are 0, 1, 3 or 7 (each version includes the one before) */
+    uint32_t versions = (uint32_t)cp->has_base >> 1;
     if (cp->out_offset > out_len || cp->block_log2 < 10u || cp->block_log2 > 20u || cp->move_bits < 3u ||
-        cp->move_bits > 5u || (cp->has_base & ~(1u | FLAG_TENSOR | FLAG_TABLE)) != 0 ||
-        (cp->has_base & (FLAG_TENSOR | FLAG_TABLE)) == FLAG_TABLE || ((cp->has_base & 1u) != 0) != (base_len > 0)) {
+        cp->move_bits > 5u || versions > 7u || (versions & (versions + 1u)) != 0 ||
+        ((cp->has_base & 1u) != 0) != (base_len > 0)) {
         return -TFA_ERR_DELTA_CORRUPT;
     }
     d->checkpoint = *cp;

@@ -56,14 +56,43 @@ uint32_t tfa_delta_direct(tfa_delta_t *d, uint32_t count)
     return value;
 }
 
+/* The coder's state in locals (through d it is stored and reloaded at each bit: trees are a third of a
+ * stream's decisions). A bit reads at most 2 coded bytes (the smallest probability is 7/2048), so a tree
+ * stays inside the look-ahead while the block is arriving and inside the TFA_DELTA_PAD zeros once it is
+ * all buffered: unchecked, and in_pos is clamped after it as in the table-symbol loop. */
+_Static_assert(2u * NUMBER_TREE_BITS <= TFA_DELTA_PAD, "the largest tree must fit in the padding");
+
 uint32_t tfa_delta_tree(tfa_delta_t *d, uint16_t *probs, uint32_t bits)
 {
     uint32_t node = 1;
-    uint32_t shift = d->checkpoint.move_bits;
-    for (uint32_t i = 0; i < bits; i++) {
-        node = (node << 1) | tfa_delta_bit_inline(d, &probs[node], shift);
+    const uint32_t shift = d->checkpoint.move_bits;
+    const uint32_t end = 1u << bits;
+    uint32_t range = d->range;
+    uint32_t code = d->code;
+    const uint8_t *in = &d->in[d->in_pos];
+    while (node < end) {
+        uint32_t p = probs[node];
+        uint32_t bound = (range >> PROB_BITS) * p;
+        if (code < bound) {
+            range = bound;
+            probs[node] = (uint16_t)(p + (((1u << PROB_BITS) - p) >> shift));
+            node <<= 1;
+        } else {
+            code -= bound;
+            range -= bound;
+            probs[node] = (uint16_t)(p - (p >> shift));
+            node = (node << 1) | 1u;
+        }
+        while (range < TOP) {
+            range <<= 8;
+            code = (code << 8) | *in++;
+        }
     }
-    return node - (1u << bits);
+    d->range = range;
+    d->code = code;
+    uint32_t in_pos = (uint32_t)(in - d->in);
+    d->in_pos = in_pos < d->in_len ? in_pos : d->in_len; /* past the end: the padding's zeros, read again */
+    return node - end;
 }
 
 /* A number: its bit count through a tree, then the lower bits (see tinyfleet/signing/delta.py). */
@@ -99,17 +128,13 @@ int tfa_delta_flush(tfa_delta_t *d)
     return rc < 0 ? rc : 0;
 }
 
-/* Whole pieces at a time (not byte by byte: copies and table runs emit most of the output). */
+/* Literals and words (1 or 4 bytes; copies and table runs write into wbuf themselves): a byte at a time,
+ * no memcpy (the port's costs a call and a byte loop: about 35 Cortex-M4 instructions per literal). */
 int tfa_delta_emit(tfa_delta_t *d, const uint8_t *bytes, uint32_t len)
 {
-    while (len > 0) {
-        uint32_t n = TFA_DELTA_WBUF - d->wbuf_len;
-        n = n < len ? n : len;
-        memcpy(&d->wbuf[d->wbuf_len], bytes, n);
-        d->wbuf_len += n;
-        d->out_pos += n;
-        bytes += n;
-        len -= n;
+    for (uint32_t i = 0; i < len; i++) {
+        d->wbuf[d->wbuf_len++] = bytes[i];
+        d->out_pos++;
         if (d->wbuf_len == TFA_DELTA_WBUF) {
             int rc = tfa_delta_flush(d);
             if (rc < 0) {

@@ -18,15 +18,25 @@
 #define NUMBER_TREE_BITS 6u
 #define NUMBER_LOW_BITS 3u
 #define COPY_PIECE 32u
-#define FLAG_TENSOR 2u /* checkpoint has_base bit 1: format version 2 or 3 */
-#define FLAG_TABLE 4u  /* checkpoint has_base bit 2: format version 3 */
+#define FLAG_TENSOR 2u /* checkpoint has_base bit 1: format version 2 or later */
+#define FLAG_TABLE 4u  /* checkpoint has_base bit 2: format version 3 or 4 */
+#define FLAG_LAST 8u   /* checkpoint has_base bit 3: format version 4 */
 #define TABLE_BITS 12u /* table run frequencies sum to 2^12 */
 #define TABLE_EXACT_COUNT_BITS 8u  /* entry count - 1 of an exact table (a symbol per zigzag value) */
 #define TABLE_BUCKET_COUNT_BITS 5u /* of a bucketed table */
 #define TABLE_EXACT_BELOW 16u      /* bucketed: symbols below this are zigzag values themselves */
 #define EXP_TREE_BITS 4u
 #define KIND_BITS 3u
-enum { RUN_PLAIN = 0, RUN_DIFF, RUN_WORDS, RUN_WORDS_DELTA, RUN_PRODUCT, RUN_TABLE_PLAIN, RUN_TABLE_DIFF };
+enum {
+    RUN_PLAIN = 0,
+    RUN_DIFF,
+    RUN_WORDS,
+    RUN_WORDS_DELTA,
+    RUN_PRODUCT,
+    RUN_TABLE_PLAIN,
+    RUN_TABLE_DIFF,
+    RUN_TABLE_LAST /* version 4: a literal run, with the block's last table */
+};
 
 /* One adaptive bit (PROTOCOL 5.2), inlined where bits are decoded in loops (trees, numbers, literals):
  * the calls cost about as much as the arithmetic (12-15% of the M4's decoding instructions). */

@@ -1,6 +1,7 @@
-/* Runs of delta format versions 2 and 3 (PROTOCOL 5.5, 5.6; tinyfleet/signing/tensor_coder.py and
+/* Runs of delta format versions 2 to 4 (PROTOCOL 5.5-5.7; tinyfleet/signing/tensor_coder.py and
  * table_coder.py): int8 weights coded by magnitude class, sign and mantissa, 32-bit words (biases, scales)
- * as numbers added to a prediction, and (version 3) int8 weights one symbol each with a static table. */
+ * as numbers added to a prediction, (version 3) int8 weights one symbol each with a static table, and
+ * (version 4) literal runs: bytes with the block's last table. */
 #include <string.h>
 
 #include "delta_internal.h"
@@ -109,8 +110,18 @@ int tfa_delta_run_begin(tfa_delta_t *d)
         node = (node << 1) | tfa_delta_bit(d, &d->w_kind_probs[node]);
     }
     d->w_kind = (uint8_t)(node - (1u << KIND_BITS));
-    if (d->w_kind > ((d->checkpoint.has_base & FLAG_TABLE) ? RUN_TABLE_DIFF : RUN_PRODUCT)) {
+    uint32_t flags = d->checkpoint.has_base;
+    uint32_t last = (flags & FLAG_LAST) ? RUN_TABLE_LAST : (flags & FLAG_TABLE) ? RUN_TABLE_DIFF : RUN_PRODUCT;
+    if (d->w_kind > last) {
         return -TFA_ERR_DELTA_CORRUPT;
+    }
+    uint32_t reuse = d->w_kind == RUN_TABLE_LAST;
+    if (reuse) {
+        /* version 4: plain table bytes with the block's last table (complete tables end at 4096) */
+        if (d->t_cum[TFA_DELTA_TABLE_SYMBOLS] != (1u << TABLE_BITS)) {
+            return -TFA_ERR_DELTA_CORRUPT;
+        }
+        d->w_kind = RUN_TABLE_PLAIN;
     }
     uint32_t diff = d->w_kind == RUN_DIFF || d->w_kind == RUN_TABLE_DIFF;
     uint32_t words = d->w_kind >= RUN_WORDS && d->w_kind <= RUN_PRODUCT;
@@ -152,7 +163,7 @@ int tfa_delta_run_begin(tfa_delta_t *d)
         }
         d->w_src = (uint32_t)src;
     }
-    if (d->w_kind >= RUN_TABLE_PLAIN) {
+    if (d->w_kind >= RUN_TABLE_PLAIN && !reuse) {
         /* exact or bucketed, the entry count; the entries are read one per step (a table can need more
          * coded bytes than the look-ahead) */
         d->t_bucketed = (uint8_t)tfa_delta_direct(d, 1);
@@ -231,13 +242,11 @@ static int prv_table_symbols(tfa_delta_t *d)
      * read through d would be reloaded after each one */
     uint32_t range = d->range;
     uint32_t code = d->code;
-    const uint8_t *in = d->in;
-    uint32_t in_pos = d->in_pos;
-    const uint32_t in_len = d->in_len;
+    const uint8_t *in = &d->in[d->in_pos];
     const uint16_t *cum = d->t_cum;
     const uint8_t *lut = d->t_lut;
     const uint32_t exact_below = d->t_bucketed ? TABLE_EXACT_BELOW : TFA_DELTA_TABLE_SYMBOLS;
-    for (uint32_t i = 0; i < n; i++) {
+    for (uint8_t *at = piece; at < piece + n; at++) {
         uint32_t r = range >> TABLE_BITS;
         uint32_t q = code / r;
         if (q >> TABLE_BITS) {
@@ -254,7 +263,7 @@ static int prv_table_symbols(tfa_delta_t *d)
         range = r * (hi - lo);
         while (range < TOP) {
             range <<= 8;
-            code = (code << 8) | in[in_pos++];
+            code = (code << 8) | *in++;
         }
         if (s >= exact_below) {
             uint32_t extra = ((s - TABLE_EXACT_BELOW) >> 2) + 2u;
@@ -267,15 +276,16 @@ static int prv_table_symbols(tfa_delta_t *d)
             range = r;
             if (range < TOP) {
                 range <<= 8;
-                code = (code << 8) | in[in_pos++];
+                code = (code << 8) | *in++;
             }
             s = ((4u + ((s - TABLE_EXACT_BELOW) & 3u)) << extra) + q;
         }
-        piece[i] = (uint8_t)((s >> 1) ^ (0u - (s & 1u)));
+        *at = (uint8_t)((s >> 1) ^ (0u - (s & 1u)));
     }
     d->range = range;
     d->code = code;
-    d->in_pos = in_pos < in_len ? in_pos : in_len; /* past the end: the padding's zeros, read again */
+    uint32_t in_pos = (uint32_t)(in - d->in);
+    d->in_pos = in_pos < d->in_len ? in_pos : d->in_len; /* past the end: the padding's zeros, read again */
     if (d->w_kind == RUN_TABLE_DIFF) {
         uint8_t pred[COPY_PIECE];
         int rc = tfa_delta_read(d, d->base_addr + d->w_src, pred, n);

@@ -3,16 +3,19 @@
  * and it becomes valid (one state record) only after its model was re-hashed from flash.
  * Compressed and delta payloads go through the caller's tfa_delta_t (config->delta_workspace), which
  * writes only the target slot and reads the base from the active slot; its block-boundary checkpoint is
- * kept in the state record so that a reboot resumes at the last recorded boundary. */
+ * kept in the state record so that a reboot resumes at the last recorded boundary.
+ * Encrypted packages (PROTOCOL 6): install_crypt.c holds the key stream and the ciphertext digest, and the
+ * at-rest view (prv_store) through which every model byte is programmed and read back. */
 #include "tfa/runtime.h"
 
 #include <string.h>
 
 #include "tfa/errors.h"
+#include "tfa/install_crypt.h"
 
 #define PRV_STATE_BASE 0u
 #define PRV_HASH_PIECE 256u
-#define PRV_CRYPT_PIECE 256u /* stack bytes for decrypting a chunk piece by piece */
+#define PRV_CRYPT_PIECE TFA_CRYPT_PIECE /* stack bytes for decrypting a chunk piece by piece */
 
 static uint8_t prv_bit(uint8_t slot)
 {
@@ -28,6 +31,19 @@ static uint32_t prv_model_addr(const tfa_runtime_t *rt, uint8_t slot)
 {
     return tfa_slot_address(rt, slot) + TFA_SLOT_MODEL_OFFSET;
 }
+
+/* Where model bytes are read and programmed: the at-rest view (PROTOCOL 6.6), which encrypts the model
+ * of an encrypted package on its way to flash and decrypts it on the way back; the port's flash as is
+ * without decryption. Manifests and the state log always use the port's flash. */
+static const tfa_flash_t *prv_store(const tfa_runtime_t *rt)
+{
+#ifndef TFA_NO_ENCRYPTION
+    return &rt->rest.flash;
+#else
+    return rt->flash;
+#endif
+}
+
 
 /* Slot holds a complete verified model whose manifest authenticated at boot or begin. */
 static int prv_slot_ok(const tfa_runtime_t *rt, uint8_t slot)
@@ -81,15 +97,17 @@ static int prv_load_manifest(const tfa_runtime_t *rt, uint8_t slot, tfa_manifest
     return tfa_manifest_parse(raw, sizeof(raw), rt->config->keys, rt->config->key_count, out);
 }
 
-/* SHA-256 of a flash range read in small pieces (no large stack buffer, works without a mapping). */
+/* SHA-256 of a model range read in small pieces (no large stack buffer, works without a mapping), clear
+ * bytes through prv_store. */
 static int prv_hash_flash(const tfa_runtime_t *rt, uint32_t addr, uint32_t len, uint8_t digest[32])
 {
+    const tfa_flash_t *store = prv_store(rt);
     uint8_t piece[PRV_HASH_PIECE];
     tfa_sha256_ctx ctx;
     tfa_sha256_init(&ctx);
     while (len > 0u) {
         uint32_t n = len < PRV_HASH_PIECE ? len : PRV_HASH_PIECE;
-        int err = rt->flash->read(rt->flash->ctx, addr, piece, n);
+        int err = store->read(store->ctx, addr, piece, n);
         if (err != 0) {
             return err;
         }
@@ -137,12 +155,7 @@ static int prv_encrypted(const tfa_runtime_t *rt, uint8_t slot)
 /* The content key stream is gone (download over or replaced): a new wrap is needed. */
 static void prv_forget_key(tfa_runtime_t *rt)
 {
-    if (rt->keyed) {
-        tfa_chacha20_wipe(&rt->cipher);
-    }
-    rt->keyed = 0;
-    rt->hashing = 0;
-    rt->hashed = 0;
+    tfa_crypt_forget(&rt->crypt);
 }
 #else
 /* Built without decryption (TFA_NO_ENCRYPTION): encrypted packages are refused at begin. */
@@ -232,7 +245,7 @@ static int prv_decoder_arm(tfa_runtime_t *rt, const tfa_state_t *st)
     tfa_delta_checkpoint_t cp;
     int err = prv_checkpoint_decode(st, &cp);
     if (err == 0) {
-        err = tfa_delta_resume(d, rt->flash, base_addr, base_len, prv_model_addr(rt, t), m->model_size, &cp);
+        err = tfa_delta_resume(d, prv_store(rt), base_addr, base_len, prv_model_addr(rt, t), m->model_size, &cp);
     }
     if (err != 0) {
         return err == -TFA_ERR_DELTA_CORRUPT ? -TFA_ERR_STATE_CORRUPT : err;
@@ -305,6 +318,10 @@ int tfa_runtime_boot(tfa_runtime_t *rt, const tfa_flash_t *flash, const tfa_devi
     if (!prv_geometry_ok(flash, config)) {
         return -TFA_ERR_FLASH_IO;
     }
+#ifndef TFA_NO_ENCRYPTION
+    tfa_rest_init(&rt->rest, flash, rt->slot_manifest, prv_model_addr(rt, 0), prv_model_addr(rt, 1),
+                  config->encryption_private, config->encryption_public);
+#endif
     tfa_state_t loaded;
     int err = tfa_state_load(&rt->log, flash, PRV_STATE_BASE, &loaded);
     int corrupt = err == -TFA_ERR_STATE_CORRUPT;
@@ -528,72 +545,38 @@ int tfa_install_key(tfa_runtime_t *rt, const uint8_t wrap[TFA_KEY_WRAP_SIZE])
     if (cfg->encryption_private == NULL || cfg->encryption_public == NULL) {
         return prv_fail(rt, -TFA_ERR_KEY_UNWRAP);
     }
-    prv_forget_key(rt);
     /* The wrap is bound to the signed manifest bytes, read back from the slot begin wrote them to. */
     uint8_t raw[TFA_MANIFEST_SIZE];
     int err = rt->flash->read(rt->flash->ctx, tfa_slot_address(rt, t), raw, sizeof(raw));
     if (err != 0) {
+        prv_forget_key(rt);
         return prv_fail(rt, err);
     }
-    uint8_t key[TFA_CONTENT_KEY_SIZE];
-    err = tfa_key_unwrap(key, wrap, cfg->encryption_private, cfg->encryption_public, raw);
-    if (err != 0) {
-        return prv_fail(rt, -TFA_ERR_KEY_UNWRAP);
-    }
-    static const uint8_t nonce[12];
-    tfa_chacha20_init(&rt->cipher, key, nonce, 0);
-    volatile uint8_t *wipe = key;
-    for (uint32_t i = 0; i < sizeof(key); i++) {
-        wipe[i] = 0;
-    }
-    rt->keyed = 1;
-    /* The ciphertext digest can be checked only over a payload that arrives in full from here on. */
     uint32_t resume = rt->decoding ? rt->received : rt->state.download_offset;
-    rt->hashing = resume == 0u;
-    rt->hashed = 0;
-    tfa_sha256_init(&rt->payload_hash);
-    return 0;
+    err = tfa_crypt_open(&rt->crypt, wrap, cfg->encryption_private, cfg->encryption_public, raw, resume);
+    return err != 0 ? prv_fail(rt, err) : 0;
 }
 
 /* Encrypted download: note the ciphertext for payload_sha256 and move the key stream to offset. */
 static int prv_cipher_at(tfa_runtime_t *rt, uint32_t offset, const uint8_t *data, uint32_t len)
 {
-    if (!rt->keyed) {
-        return -TFA_ERR_BAD_STATE;
-    }
-    if (rt->hashing && offset == rt->hashed) {
-        tfa_sha256_update(&rt->payload_hash, data, len);
-        rt->hashed += len;
-    } else {
-        rt->hashing = 0; /* a resent range: the model digest alone decides */
-    }
-    if (rt->cipher.offset != offset && tfa_chacha20_seek(&rt->cipher, offset) != 0) {
-        return -TFA_ERR_FIELD_RANGE;
-    }
-    return 0;
+    return tfa_crypt_at(&rt->crypt, offset, data, len);
 }
 
 /* Decrypts the next n bytes of an encrypted chunk into buf, or points at clear data as is. */
 static const uint8_t *prv_clear_piece(tfa_runtime_t *rt, int encrypted, const uint8_t *data, uint32_t n,
                                       uint8_t *buf)
 {
-    if (!encrypted) {
-        return data;
-    }
-    (void)tfa_chacha20_xor(&rt->cipher, buf, data, n); /* range checked by prv_cipher_at */
-    return buf;
+    return encrypted ? tfa_crypt_piece(&rt->crypt, data, n, buf) : data;
 }
 
 /* 0 unless the ciphertext digest could be computed over the whole payload and differs. */
 static int prv_ciphertext_check(tfa_runtime_t *rt, uint8_t slot)
 {
-    if (!prv_encrypted(rt, slot) || !rt->hashing || rt->hashed != rt->state.download_size) {
+    if (!prv_encrypted(rt, slot)) {
         return 0;
     }
-    uint8_t digest[32];
-    tfa_sha256_final(&rt->payload_hash, digest);
-    rt->hashing = 0;
-    return memcmp(digest, rt->slot_manifest[slot].payload_sha256, 32) != 0 ? -TFA_ERR_DIGEST_MISMATCH : 0;
+    return tfa_crypt_check(&rt->crypt, rt->state.download_size, rt->slot_manifest[slot].payload_sha256);
 }
 #else
 static int prv_cipher_at(tfa_runtime_t *rt, uint32_t offset, const uint8_t *data, uint32_t len)
@@ -689,13 +672,14 @@ int tfa_install_chunk(tfa_runtime_t *rt, uint32_t offset, const uint8_t *data, u
         return prv_chunk_decode(rt, data, len);
     }
     /* RAW payload: payload offset == model offset. */
+    const tfa_flash_t *store = prv_store(rt);
     uint8_t buf[PRV_CRYPT_PIECE];
     uint32_t addr = prv_model_addr(rt, st->target_slot) + offset;
     for (uint32_t done = 0; done < len && err == 0;) {
         uint32_t n = len - done;
         n = encrypted && n > PRV_CRYPT_PIECE ? PRV_CRYPT_PIECE : n;
         const uint8_t *clear = prv_clear_piece(rt, encrypted, data + done, n, buf);
-        err = rt->flash->program(rt->flash->ctx, addr + done, clear, n);
+        err = store->program(store->ctx, addr + done, clear, n);
         done += n;
     }
     if (err != 0) {
@@ -813,6 +797,18 @@ int tfa_activate(tfa_runtime_t *rt)
     return 0;
 }
 
+/* The model of slot as the engine reads it: in place through the memory map, or for a model encrypted
+ * at rest decrypted into config->model_ram (tfa_rest_load). NULL when neither is possible. */
+static const uint8_t *prv_model_bytes(const tfa_runtime_t *rt, uint8_t slot)
+{
+#ifndef TFA_NO_ENCRYPTION
+    if (tfa_rest_encrypted(&rt->rest, slot)) {
+        return tfa_rest_load(&rt->rest, slot, rt->config->model_ram);
+    }
+#endif
+    return rt->flash->mapped != NULL ? rt->flash->mapped + prv_model_addr(rt, slot) : NULL;
+}
+
 /* Everything that must hold for the active model to run: authentic manifest, intact model, hook. */
 static int prv_check_active(const tfa_runtime_t *rt)
 {
@@ -836,7 +832,7 @@ static int prv_check_active(const tfa_runtime_t *rt)
     }
     const tfa_device_config_t *cfg = rt->config;
     if (cfg->selftest_hook != NULL) {
-        const uint8_t *model = rt->flash->mapped != NULL ? rt->flash->mapped + prv_model_addr(rt, slot) : NULL;
+        const uint8_t *model = prv_model_bytes(rt, slot);
         err = cfg->selftest_hook(cfg->selftest_ctx, m, model, m->model_size);
         if (err != 0) {
             return (err < 0 && err > -256) ? err : -TFA_ERR_SELFTEST_FAILED;
@@ -936,14 +932,9 @@ int tfa_revert(tfa_runtime_t *rt)
 const uint8_t *tfa_active_model(const tfa_runtime_t *rt, uint32_t *len)
 {
     const tfa_manifest_t *m = tfa_active_manifest(rt);
+    const uint8_t *model = m != NULL ? prv_model_bytes(rt, rt->state.active_slot) : NULL;
     if (len != NULL) {
-        *len = 0;
+        *len = model != NULL ? m->model_size : 0u;
     }
-    if (m == NULL || rt->flash->mapped == NULL) {
-        return NULL;
-    }
-    if (len != NULL) {
-        *len = m->model_size;
-    }
-    return rt->flash->mapped + prv_model_addr(rt, rt->state.active_slot);
+    return model;
 }

@@ -22,6 +22,7 @@ struct tfa_host_device {
     tfa_trusted_key_t keys[TFA_HOST_MAX_KEYS];
     uint8_t encryption_private[32];
     uint8_t encryption_public[32];
+    tfa_model_ram_t model_ram;     /* with a key: a model encrypted at rest runs from here (PROTOCOL 6.6) */
     tfa_runtime_t rt;
     tfa_delta_t delta;             /* decoder workspace for compressed and delta packages */
     tfa_link_t link;
@@ -54,6 +55,17 @@ static void prv_arena_release(void *ctx)
     tfa_host_device_t *dev = ctx;
     free(dev->arena);
     dev->arena = NULL;
+}
+
+/* A slot's capacity (the largest model this device can hold), so that one buffer serves every model. */
+static uint8_t *prv_model_ram_acquire(void *ctx, uint32_t need, uint32_t *size)
+{
+    const tfa_host_device_t *dev = ctx;
+    const uint32_t slot_cap = dev->config.slot_size - TFA_SLOT_MODEL_OFFSET; /* boot checked the geometry */
+    const uint32_t cap = ((slot_cap > need ? slot_cap : need) + 15u) & ~15u;
+    uint8_t *buf = aligned_alloc(16, cap);
+    *size = buf != NULL ? cap : 0u;
+    return buf;
 }
 
 /* Microseconds: the host's clock times the call, but says nothing about an MCU's cycles (estimated). */
@@ -116,6 +128,11 @@ int tfa_host_create(const tfa_host_config_t *cfg, tfa_host_device_t **out)
         tfa_x25519_base(dev->encryption_public, dev->encryption_private);
         dev->config.encryption_private = dev->encryption_private;
         dev->config.encryption_public = dev->encryption_public;
+        /* A model installed encrypted stays encrypted in flash; the engine runs it from RAM allocated
+         * when the first such model needs it. */
+        dev->model_ram.acquire = prv_model_ram_acquire;
+        dev->model_ram.acquire_ctx = dev;
+        dev->config.model_ram = &dev->model_ram;
     }
     dev->config.require_encryption = (uint8_t)cfg->require_encryption;
     const tfa_engine_port_t port = {
@@ -141,6 +158,7 @@ void tfa_host_destroy(tfa_host_device_t *dev)
     }
     tfa_engine_adapter_reset(&dev->engine);
     tfa_flash_host_free(&dev->fh);
+    free(dev->model_ram.buf);
     free(dev);
 }
 
@@ -262,5 +280,5 @@ int tfa_host_model_io(tfa_host_device_t *dev, tfa_tensor_info_t *input, tfa_tens
 uint32_t tfa_host_memory_bytes(const tfa_host_device_t *dev)
 {
     const uint32_t arena = dev->arena != NULL ? dev->config.ram_budget : 0u;
-    return (uint32_t)sizeof *dev + dev->fh.flash.size + arena;
+    return (uint32_t)sizeof *dev + dev->fh.flash.size + arena + dev->model_ram.size;
 }

@@ -6,6 +6,7 @@
 #include "provision.h"
 #include "tfa/proto.h"
 #include "tfa/runtime.h"
+#include "tfa/x25519.h"
 
 #ifndef TFA_WITH_ENGINE
 #define TFA_WITH_ENGINE 0
@@ -21,6 +22,18 @@ static tfa_runtime_t prv_runtime;
 static tfa_delta_t prv_delta; /* decoder workspace for compressed and delta packages */
 static tfa_link_t prv_link;
 static uint8_t prv_tx[TFA_FRAME_MAX_ENCODED];
+#ifndef TFA_NO_ENCRYPTION
+static uint8_t prv_encryption_public[32];
+#if TFA_WITH_ENGINE
+/* A model installed encrypted stays encrypted in flash (PROTOCOL 6.6): the engine runs it from here. Its
+ * size is the largest such model this board runs; a real MCU pays it in SRAM. */
+#ifndef MPS2_MODEL_RAM_SIZE
+#define MPS2_MODEL_RAM_SIZE (64u * 1024u)
+#endif
+static uint8_t prv_model_ram_buf[MPS2_MODEL_RAM_SIZE] __attribute__((aligned(16)));
+static tfa_model_ram_t prv_model_ram = {.buf = prv_model_ram_buf, .size = MPS2_MODEL_RAM_SIZE};
+#endif
+#endif
 
 /* Device config from the provisioning record. An invalid record leaves zero trusted keys and the
  * board's default flash layout: the device still answers (HELLO shows hardware class 0) and refuses
@@ -46,6 +59,18 @@ static const tfa_flash_t *prv_configure(void)
     prv_config.selftest_hook = 0; /* integrity re-check only, unless the engine plugs in below */
     prv_config.selftest_ctx = 0;
     prv_config.delta_workspace = &prv_delta;
+#ifndef TFA_NO_ENCRYPTION
+    /* The device's X25519 key pair (PROTOCOL 6.4): the public half computed once per boot. */
+    if ((prv_provision.flags & PROVISION_FLAG_ENCRYPTION_KEY) != 0u) {
+        tfa_x25519_base(prv_encryption_public, prv_provision.encryption_key);
+        prv_config.encryption_private = prv_provision.encryption_key;
+        prv_config.encryption_public = prv_encryption_public;
+    }
+    prv_config.require_encryption = (prv_provision.flags & PROVISION_FLAG_REQUIRE_ENCRYPTION) != 0u;
+#if TFA_WITH_ENGINE
+    prv_config.model_ram = &prv_model_ram;
+#endif
+#endif
     return flash;
 }
 

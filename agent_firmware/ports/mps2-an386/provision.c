@@ -25,11 +25,14 @@ static int prv_parse(const uint8_t *rec, uint32_t len, provision_t *out)
         return -TFA_ERR_BAD_MAGIC;
     }
     uint32_t key_count = prv_le16(rec + 6);
-    if (prv_le16(rec + 4) != PROVISION_FORMAT || key_count == 0u || key_count > PROVISION_MAX_KEYS ||
-        rec[21] != 0u || rec[22] != 0u || rec[23] != 0u) {
+    uint32_t format = prv_le16(rec + 4);
+    uint32_t keyed = format == PROVISION_FORMAT_KEYED; /* format 2: flags in byte 21 */
+    if ((format != PROVISION_FORMAT && !keyed) || key_count == 0u || key_count > PROVISION_MAX_KEYS ||
+        (rec[21] & ~(keyed * 3u)) != 0u || rec[22] != 0u || rec[23] != 0u) {
         return -TFA_ERR_FIELD_RANGE;
     }
-    uint32_t body = PROVISION_HEADER_SIZE + key_count * PROVISION_KEY_SIZE;
+    uint32_t keys_end = PROVISION_HEADER_SIZE + key_count * PROVISION_KEY_SIZE;
+    uint32_t body = keys_end + (rec[21] & PROVISION_FLAG_ENCRYPTION_KEY) * 32u;
     if (len < body + 4u) {
         return -TFA_ERR_TRUNCATED;
     }
@@ -51,6 +54,12 @@ static int prv_parse(const uint8_t *rec, uint32_t len, provision_t *out)
         memcpy(out->keys[i].public_key, k + 8, 32);
     }
     out->key_count = key_count;
+#ifndef TFA_NO_ENCRYPTION
+    out->flags = rec[21];
+    if (body != keys_end) {
+        memcpy(out->encryption_key, rec + keys_end, 32);
+    }
+#endif
     return 0;
 }
 

@@ -256,6 +256,31 @@ static void prv_run(pc_campaign_t *c, uint32_t k, int mode_index)
     prv_check_final(c, k, mode_index);
 }
 
+/* encrypted/good_active.tfpkg with cfg->old_wrap: begin, key, chunks, end, activate, selftest, confirm. */
+static int prv_install_encrypted_old(tv_device_t *d, const pc_config_t *cfg)
+{
+    uint32_t len = 0;
+    uint32_t wrap_len = 0;
+    uint8_t *pkg = tv_read_vector("encrypted/good_active.tfpkg", &len);
+    uint8_t *wrap = tv_read_vector(cfg->old_wrap, &wrap_len);
+    tfa_runtime_t *rt = &d->rt;
+    int rc = pkg != NULL && wrap != NULL && wrap_len == TFA_KEY_WRAP_SIZE ? 0 : -TFA_ERR_TRUNCATED;
+    rc = rc != 0 ? rc : tfa_install_begin(rt, pkg, len);
+    rc = rc != 0 ? rc : tfa_install_key(rt, wrap);
+    for (uint32_t off = 0; rc == 0 && off < len - TFA_MANIFEST_SIZE; off += cfg->old_model_chunk) {
+        uint32_t n = len - TFA_MANIFEST_SIZE - off;
+        n = n < cfg->old_model_chunk ? n : cfg->old_model_chunk;
+        rc = tfa_install_chunk(rt, off, pkg + TFA_MANIFEST_SIZE + off, n);
+    }
+    rc = rc != 0 ? rc : tfa_install_end(rt);
+    rc = rc != 0 ? rc : tfa_activate(rt);
+    rc = rc != 0 ? rc : tfa_selftest(rt);
+    rc = rc != 0 ? rc : tfa_confirm(rt);
+    free(pkg);
+    free(wrap);
+    return rc;
+}
+
 int pc_open(pc_campaign_t *c, const pc_config_t *cfg)
 {
     memset(c, 0, sizeof(*c));
@@ -295,8 +320,10 @@ int pc_open(pc_campaign_t *c, const pc_config_t *cfg)
     }
     c->chunk_count = (prv_payload(c) + cfg->chunk - 1u) / cfg->chunk;
     CHECK_RC(tv_device_boot(d), 0, "boot");
-    if (!cfg->fresh) {
+    if (!cfg->fresh && cfg->old_wrap == NULL) {
         CHECK_RC(tv_install_vector(&d->rt, "good_active.tfpkg", cfg->old_model_chunk), 0, "old model");
+    } else if (!cfg->fresh) {
+        CHECK_RC(prv_install_encrypted_old(d, cfg), 0, "old model, encrypted");
     }
     return 0;
 }

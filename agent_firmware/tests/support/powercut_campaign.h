@@ -46,6 +46,10 @@ typedef struct pc_config {
      * device's X25519 private key; both NULL for a clear package. */
     const char *wrap;
     const char *device_key;
+    /* Non-NULL: the old model comes encrypted too (encrypted/good_active.tfpkg with this wrap vector),
+     * so it lies encrypted at rest (PROTOCOL 6.6) and a delta's base is read back through the key
+     * stream; needs device_key. NULL: good_active.tfpkg in clear. */
+    const char *old_wrap;
     pc_schedule_t schedule;
 } pc_config_t;
 

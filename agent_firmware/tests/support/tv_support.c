@@ -120,12 +120,67 @@ int tv_device_init(tv_device_t *d, uint32_t sector_size)
     if (tfa_flash_host_init(&d->fh, NULL, TFA_FLASH_SIZE_FOR(d->sector_size, slot), d->sector_size) != 0) {
         return -1;
     }
-    return 0;
+    d->model_ram.size = slot > TFA_SLOT_MODEL_OFFSET ? slot - TFA_SLOT_MODEL_OFFSET : 0u;
+    d->model_ram.buf = malloc(d->model_ram.size + 1u);
+    d->cfg.model_ram = &d->model_ram;
+    return d->model_ram.buf != NULL ? 0 : -1;
 }
 
 void tv_device_free(tv_device_t *d)
 {
     tfa_flash_host_free(&d->fh);
+    free(d->model_ram.buf);
+    d->model_ram.buf = NULL;
+}
+
+static const uint8_t *g_windows_base;
+
+static int prv_window_cmp(const void *a, const void *b)
+{
+    return memcmp(g_windows_base + *(const uint32_t *)a, g_windows_base + *(const uint32_t *)b, 32);
+}
+
+int tv_flash_shows(const tv_device_t *d, const uint8_t *clear, uint32_t len)
+{
+    if (len < 32u) {
+        return 0;
+    }
+    /* Sorted offsets of the model's windows, then a binary search per flash position. */
+    uint32_t *at = malloc((len - 31u) * sizeof(*at));
+    if (at == NULL) {
+        return 1;
+    }
+    uint32_t n = 0;
+    for (uint32_t i = 0; i + 32u <= len; i++) {
+        uint8_t seen[256] = {0};
+        uint32_t distinct = 0;
+        for (uint32_t j = 0; j < 32u; j++) {
+            distinct += seen[clear[i + j]] == 0u;
+            seen[clear[i + j]] = 1;
+        }
+        if (distinct >= 8u) {
+            at[n++] = i;
+        }
+    }
+    g_windows_base = clear;
+    qsort(at, n, sizeof(*at), prv_window_cmp);
+    const uint8_t *flash = d->fh.flash.mapped;
+    int found = 0;
+    for (uint32_t p = 0; p + 32u <= d->fh.flash.size && !found; p++) {
+        uint32_t lo = 0, hi = n;
+        while (lo < hi && !found) {
+            uint32_t mid = lo + (hi - lo) / 2u;
+            int c = memcmp(flash + p, clear + at[mid], 32);
+            found = c == 0;
+            if (c < 0) {
+                hi = mid;
+            } else {
+                lo = mid + 1u;
+            }
+        }
+    }
+    free(at);
+    return found;
 }
 
 int tv_device_boot(tv_device_t *d)
@@ -196,7 +251,9 @@ int tv_check_active_model(const tv_device_t *d, uint32_t *sequence)
     }
     uint32_t len = 0;
     const uint8_t *model = tfa_active_model(&d->rt, &len);
-    if (model != base + TFA_SLOT_MODEL_OFFSET || len != m.model_size) {
+    /* In place, or (encrypted at rest, PROTOCOL 6.6) decrypted into the device's model RAM. */
+    const uint8_t *where = (m.flags & TFA_MANIFEST_FLAG_ENCRYPTED) != 0u ? d->model_ram.buf : base + TFA_SLOT_MODEL_OFFSET;
+    if (model != where || len != m.model_size) {
         return -TFA_ERR_SIZE_MISMATCH;
     }
     uint8_t digest[32];

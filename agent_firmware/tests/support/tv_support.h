@@ -35,6 +35,7 @@ typedef struct tv_device {
     tfa_device_config_t cfg;
     tfa_trusted_key_t key;
     tfa_runtime_t rt;
+    tfa_model_ram_t model_ram;       /* a slot's capacity: where a model encrypted at rest is run from */
     uint32_t sector_size;
     uint32_t expect_floor;           /* device.txt security_floor (after the setup package) */
     uint32_t expect_active_sequence; /* device.txt active_sequence */
@@ -58,5 +59,9 @@ int tv_install_vector(tfa_runtime_t *rt, const char *name, uint32_t chunk);
  * runtime's, model bytes (via flash.mapped) hash to model_sha256. Returns 0 or -TFA_ERR_x; *sequence
  * gets the active model's sequence. */
 int tv_check_active_model(const tv_device_t *d, uint32_t *sequence);
+/* 1 when some 32-byte window of clear[0..len) occurs anywhere in the device's flash (a dump shows the
+ * model), else 0 (also for len < 32). Only windows of at least 8 distinct byte values count: runs of
+ * padding (32 zero bytes) are in every flatbuffer and in the manifest too, and are not model content. */
+int tv_flash_shows(const tv_device_t *d, const uint8_t *clear, uint32_t len);
 
 #endif

@@ -113,11 +113,6 @@ class FleetCollector(Collector):
             "Device messages retried while the database was unreachable",
             events.get("db_retries", 0),
         )
-        yield GaugeMetricFamily(
-            "tinyfleet_telemetry_buffered",
-            "Telemetry reports waiting to be stored",
-            value=ctx.messages.telemetry_pending(),
-        )
         ingest = ctx.telemetry_ingest
         yield GaugeMetricFamily(
             "tinyfleet_telemetry_queue_depth",

@@ -232,11 +232,32 @@ def delete_device(session: Session, fx: Effects, device: Device) -> None:
     after_commit(session, fx.sync_password_file)
 
 
-def set_presence(session: Session, device: Device, online: bool, now: float) -> bool:
-    """Returns True when the device just came online (the rollout driver lets it join rollouts)."""
+def stale_presence(device: Device, online: bool, boot: int | None, seq: int | None) -> bool:
+    """Is this presence older than the one the device's `online` comes from (PROTOCOL 4.6 "Presence
+    order")? Within one boot, a lower seq (connection) is older; for the same connection `online` comes
+    before `offline` (its will or clean shutdown), so an `online` after that connection's `offline` is
+    old. Another boot, or no (boot, seq) on either side: not comparable, the message is applied."""
+    if boot is None or seq is None or boot != device.presence_boot or device.presence_seq is None:
+        return False
+    if seq != device.presence_seq:
+        return seq < device.presence_seq
+    return online and not device.online
+
+
+def set_presence(
+    session: Session,
+    device: Device,
+    online: bool,
+    now: float,
+    boot: int | None = None,
+    seq: int | None = None,
+) -> bool:
+    """Returns True when the device just came online (the rollout driver lets it join rollouts). The
+    caller has dropped a stale one (stale_presence) under the device's row lock."""
     came_online = online and not device.online
     device.online = online
     device.last_seen = now
+    device.presence_boot, device.presence_seq = boot, seq
     session.add(device)
     return came_online
 

@@ -1,7 +1,8 @@
 """What the server does with each device message (PROTOCOL section 4), independent of the transport:
 `DeviceMessages.handle(topic, payload)` returns the messages to publish in reply; `handle_batch` handles
 several in one transaction (a savepoint each). The MQTT gateway feeds it from the broker; tests can
-feed it directly."""
+feed it directly. Telemetry is not handled here: it has one path, the batching writer
+(services/telemetry_ingest.py), which the gateway gives it to and tests call (`write_now`)."""
 
 from __future__ import annotations
 
@@ -17,14 +18,13 @@ from typing import Any
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from tinyfleet.server.db import AFTER_COMMIT, after_commit, session_scope
-from tinyfleet.server.models import Device, DeviceAction, TelemetryReport
+from tinyfleet.server.models import Device, DeviceAction
 from tinyfleet.server.services import devices as devsvc
 from tinyfleet.server.services import registry
 from tinyfleet.server.services import rollouts as rsvc
-from tinyfleet.server.services import telemetry as telsvc
 from tinyfleet.server.services.chunk_order import ChunkRequestOrder
 from tinyfleet.server.services.devices import PHASES
 from tinyfleet.server.services.errors import NotFound
@@ -60,8 +60,35 @@ class StoreUnavailable(Exception):
     """The database could not be reached: the message is kept (not acknowledged) and handled again."""
 
 
+class StoreConflict(StoreUnavailable):
+    """PostgreSQL broke a deadlock (or a serialization conflict) with another replica's transaction by
+    rolling this one back: the database is fine, the batch is simply run again."""
+
+
+# SQLSTATE of a transaction PostgreSQL rolled back to break a conflict: deadlock, serialization failure.
+CONFLICT_SQLSTATES = ("40P01", "40001")
+
+
+def store_error(exc: Exception) -> StoreUnavailable:
+    """The StoreUnavailable (or StoreConflict) for a transient database error."""
+    code = getattr(getattr(exc, "orig", None), "pgcode", None) or getattr(
+        getattr(getattr(exc, "orig", None), "diag", None), "sqlstate", None
+    )
+    return StoreConflict(str(exc)) if code in CONFLICT_SQLSTATES else StoreUnavailable(str(exc))
+
+
 # Errors of the database connection, not of the data: retrying the same message later can succeed.
 TRANSIENT_DB_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError)
+
+
+# The kinds whose handling locks rows of the device (devices, device_actions): DeviceMessages._lock_devices.
+ROW_LOCKING_KINDS = ("presence", "reported", "status")
+
+
+def lock_order(items: Sequence[tuple[str, bytes]]) -> list[int]:
+    """The indexes of a batch's messages sorted by device id, each device's in arrival order (a stable
+    sort): every transaction takes row locks in the same order."""
+    return sorted(range(len(items)), key=lambda i: items[i][0].split("/", 2)[1:2])
 
 
 def split_topic(topic: str) -> tuple[str, str] | None:
@@ -233,11 +260,8 @@ class DeviceMessages:
         self.stats = stats or GatewayStats()
         self._on_change = on_change or (lambda: None)
         self._clock = clock
-        self._telemetry: list[TelemetryReport] = []
         self._classes: dict[str, int] = {}
         self._limits: dict[int, tuple[int, float]] = {}
-        self._telemetry_since: float | None = None
-        self._tracks: dict[str, telsvc.DeviceTrack] = {}
         self.chunk_order = ChunkRequestOrder()
         prewarm_validators()  # compile the schemas now, not on the first message
 
@@ -254,16 +278,19 @@ class DeviceMessages:
         send: Callable[[Outgoing], None],
         answered: set[int] | None = None,
     ) -> int:
-        """Process messages in arrival order in one transaction, each in its own savepoint: one that is
+        """Process messages in one transaction, by device id and each device's in arrival order (lock_order),
+        each in its own savepoint: one that is
         malformed or fails is counted and logged, and its changes (and after-commit effects) undone,
         without the others. Replies go to `send` as they are made. After-commit effects run once, after
         the commit. StoreUnavailable (the database is unreachable) rolls the whole batch back: the
         caller retries it, passing the same `answered`, in which the indexes of messages whose effects
-        do not wait for the commit (chunk requests answered, telemetry buffered) are kept so that a
-        retry does not repeat them."""
+        do not wait for the commit (chunk requests answered) are kept so that a retry does not repeat
+        them. Telemetry belongs to the telemetry writer: given here, it is counted as a handler error."""
         done = answered if answered is not None else set()
         with session_scope(self._db) as session:
-            for index, (topic, payload) in enumerate(items):
+            self._lock_devices(session, items, done)
+            for index in lock_order(items):  # by device id: see lock_order
+                topic, payload = items[index]
                 if index in done:
                     continue
                 parsed = split_topic(topic)
@@ -272,20 +299,45 @@ class DeviceMessages:
                     log.warning("ignored message on unexpected topic %r", topic)
                     continue
                 device_id, kind = parsed
+                if kind == "telemetry":  # a caller's bug: one path stores telemetry (telemetry_ingest)
+                    self.stats.count("events", "handler_error")
+                    log.error(
+                        "telemetry from %s given to DeviceMessages, not to the telemetry writer", device_id
+                    )
+                    continue
                 self.stats.count("received", kind)
                 if not device_id.isprintable():
                     self.stats.count("malformed", "topic")
                     continue
                 replies = self._one(session, device_id, kind, payload)
-                if kind in ("chunk/req", "telemetry"):
+                if kind == "chunk/req":
                     done.add(index)
                 for reply in replies:
                     send(reply)
             try:
                 self.served.flush(session)  # the chunk bytes of this batch, for every replica to read
             except TRANSIENT_DB_ERRORS as exc:
-                raise StoreUnavailable(str(exc)) from exc
+                raise store_error(exc) from exc
         return len(items)
+
+    def _lock_devices(self, session: Session, items: Sequence[tuple[str, bytes]], done: set[int]) -> None:
+        """Lock, in device id order and before anything else, the rows of the devices whose presence,
+        reported state or status the batch changes. Row locks taken in message order deadlocked between
+        replicas (one held device A and waited for B, the other the reverse; or one held a device's
+        action and the other its device row); PostgreSQL then aborted one batch. The status of a device
+        locks its action only while its device row is held, so no two batches wait on each other."""
+        ids = {
+            parsed[0]
+            for index, (topic, _payload) in enumerate(items)
+            if index not in done and (parsed := split_topic(topic)) and parsed[1] in ROW_LOCKING_KINDS
+        }
+        if not ids:
+            return
+        stmt = select(Device.id).where(col(Device.id).in_(sorted(ids))).order_by(col(Device.id))
+        try:
+            session.exec(stmt.with_for_update()).all()
+        except TRANSIENT_DB_ERRORS as exc:
+            raise store_error(exc) from exc
 
     def _one(self, session: Session, device_id: str, kind: str, payload: bytes) -> list[Outgoing]:
         """One message of a batch, in a savepoint of the batch's transaction."""
@@ -296,7 +348,7 @@ class DeviceMessages:
             with session.begin_nested():
                 return self._dispatch(session, device_id, kind, payload)
         except TRANSIENT_DB_ERRORS as exc:
-            raise StoreUnavailable(str(exc)) from exc
+            raise store_error(exc) from exc
         except Exception as exc:
             session.info[AFTER_COMMIT] = effects  # those this message registered are undone with it
             self._failed(device_id, kind, payload, exc)
@@ -309,9 +361,6 @@ class DeviceMessages:
         elif isinstance(exc, UnknownDevice):
             self.stats.count("events", "unknown_device")
             log.warning("%s from unknown device %r ignored", kind, device_id)
-        elif isinstance(exc, telsvc.Rejected):
-            self.stats.count("rejected", exc.reason, _report_count(payload))
-            log.warning("telemetry from %s refused: %s", device_id, exc)
         else:  # a bug with one message must not kill the gateway; counted and logged
             self.stats.count("events", "handler_error")
             log.error("error handling %s from %s", kind, device_id, exc_info=exc)
@@ -319,20 +368,25 @@ class DeviceMessages:
     def _dispatch(self, session: Session, device_id: str, kind: str, payload: bytes) -> list[Outgoing]:
         if kind == "chunk/req":
             return self._chunk_request(session, device_id, payload)
-        if kind == "telemetry":
-            self._telemetry_message(session, device_id, _json(payload, MAX_TELEMETRY_BYTES))
-            return []
         obj = _schema_checked(kind, _json(payload, MAX_JSON_BYTES))
         now = self._clock()
-        device = _device(session, device_id)
         if kind == "presence":
+            device = _device(session, device_id)
             online = obj.get("online")
             if not isinstance(online, bool):
                 raise Malformed("presence needs a boolean 'online'")
-            if devsvc.set_presence(session, device, online, now):
+            # Replicas may handle one device's presence messages out of order (competing consumers, a
+            # last will published late): under the row lock, an older one than the stored one is dropped.
+            boot, seq = obj.get("boot"), obj.get("seq")
+            session.refresh(device, with_for_update=True)
+            if devsvc.stale_presence(device, online, boot, seq):
+                self.stats.count("events", "stale_presence")
+                return []
+            if devsvc.set_presence(session, device, online, now, boot, seq):
                 self.stats.count("events", "came_online")
         elif kind == "reported":
             check_reported(obj)
+            device = _device(session, device_id)
             if obj["hardware_class"] != device.hardware_class:
                 self.stats.count("events", "hardware_class_mismatch")
                 log.warning(
@@ -352,10 +406,12 @@ class DeviceMessages:
             try:
                 outcome = rsvc.apply_status(session, device_id, obj, now)
             except ValueError as exc:
+                # The device row is read only here: a status needs its action alone (issue 12).
+                _device(session, device_id)  # an unknown device is counted as one, not as malformed
                 raise Malformed(str(exc)) from None
             if outcome == "stale":
                 self.stats.count("events", "stale_status")
-            else:
+            elif obj["state"] != "downloading":  # bytes_sent is copied once the download is over
                 self._count_sent(session, obj["action_id"])
         after_commit(session, self._on_change)
         return []
@@ -374,7 +430,11 @@ class DeviceMessages:
         """A device's hardware class (it never changes), cached so that chunks need no database."""
         hw = self._classes.get(device_id)
         if hw is None:
-            hw = _device(session, device_id).hardware_class
+            # The one column, not the row and its JSON columns: with one chunk request per device this
+            # is no longer amortised (issue 12).
+            hw = session.exec(select(Device.hardware_class).where(col(Device.id) == device_id)).first()
+            if hw is None:
+                raise UnknownDevice(device_id)
             self._classes[device_id] = hw
         return hw
 
@@ -419,69 +479,6 @@ class DeviceMessages:
         self.chunk_order.served(device_id, package_id, offset)
         return [Outgoing(topic, encode_chunk(package_id, offset, len(data), piece))]
 
-    def _telemetry_message(self, session: Session, device_id: str, msg: dict[str, Any]) -> None:
-        now = self._clock()
-        try:
-            rows = telsvc.parse_reports(device_id, msg, now)
-        except ValueError as exc:
-            raise Malformed(str(exc)) from None
-        active = _device(session, device_id).active_model_sha256
-        track = self._tracks.setdefault(device_id, telsvc.DeviceTrack())
-        telsvc.check_plausible(rows, active, track)
-        # After the plausibility checks, which count some values the schema also refuses (confidence
-        # above 1) as rejected/out_of_range (4.5); anything else the schema refuses is malformed.
-        _schema_checked("telemetry", msg)
-        if not track.take(len(rows), now):
-            raise telsvc.Rejected("rate_limited", f"above {telsvc.RATE_REPORTS_PER_S:g} reports/s")
-        for r in rows:
-            if r.seq is not None:
-                gap = track.gap(r.boot or 0, r.seq)
-                if gap:
-                    self.stats.count("events", "telemetry_gaps", gap)
-        if self._telemetry_since is None:
-            self._telemetry_since = now
-        self._telemetry.extend(rows)
-
-    def telemetry_pending(self) -> int:
-        return len(self._telemetry)
-
-    def flush_telemetry(self, *, max_rows: int = 0, max_age: float = 0.0) -> int:
-        """Store buffered telemetry in one transaction when the buffer is big or old enough. When the
-        database is unreachable the rows stay buffered and StoreUnavailable is raised (retry later)."""
-        if not self._telemetry:
-            return 0
-        age = self._clock() - (self._telemetry_since or self._clock())
-        if len(self._telemetry) < max_rows and age < max_age:
-            return 0
-        rows = self._telemetry
-        try:
-            stored = self._store(rows)
-        except TRANSIENT_DB_ERRORS as exc:
-            raise StoreUnavailable(str(exc)) from exc
-        except Exception:
-            # A row the database refuses (its device was deleted meanwhile): store the others one by one.
-            log.exception("could not store %d telemetry rows together; storing them one by one", len(rows))
-            stored = 0
-            for row in rows:
-                try:
-                    stored += self._store([row])
-                except TRANSIENT_DB_ERRORS as exc:
-                    raise StoreUnavailable(str(exc)) from exc
-                except Exception:
-                    self.stats.count("events", "telemetry_refused_by_db")
-        self._telemetry, self._telemetry_since = [], None
-        return stored
-
-    def _store(self, rows: list[TelemetryReport]) -> int:
-        # Fresh objects per attempt: a failed transaction leaves the previous ones attached to it.
-        copies = [TelemetryReport.model_validate(r.model_dump(exclude={"id"})) for r in rows]
-        with session_scope(self._db) as session:
-            duplicates = telsvc.store(session, copies)
-        self.stats.count("events", "telemetry_rows", len(rows) - duplicates)
-        if duplicates:
-            self.stats.count("events", "telemetry_duplicates", duplicates)
-        return len(rows) - duplicates
-
 
 def _schema_checked(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
     """obj, if valid per the kind's schema (docs/schemas, packaged); else Malformed: counted, one log line."""
@@ -493,13 +490,6 @@ def _schema_checked(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
 
 class UnknownDevice(Exception):
     pass
-
-
-def _report_count(payload: bytes) -> int:
-    try:
-        return max(1, len(json.loads(payload)["reports"]))
-    except Exception:
-        return 1
 
 
 def _device(session: Any, device_id: str) -> Device:

@@ -5,6 +5,10 @@ that a restarted server simply carries on, and a tick that is interrupted half-w
 the next one (each rollout is handled in its own transaction). Desired-state messages are published
 after the commit (`db.after_commit`); the gateway republishes every device's retained desired state
 when it (re)connects, which covers a crash between the commit and the publish.
+
+What each device is sent is chosen in services/rollout_payload.py, rollbacks are in
+services/rollout_rollback.py (mixins of RolloutDriver); which actions a tick loads whole is
+services/rollout_scan.py, how many devices download at once services/rollout_pacing.py.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from functools import partial
 from typing import Any, Protocol
 
@@ -24,25 +27,22 @@ from sqlmodel import Session, col, select
 
 from tinyfleet.server.canary import gate as canary_gate
 from tinyfleet.server.db import after_commit, session_scope
-from tinyfleet.server.models import Device, DeviceAction, Package, Rollout
+from tinyfleet.server.models import Device, DeviceAction, Rollout
 from tinyfleet.server.services import compatibility as compat
-from tinyfleet.server.services import devices as devsvc
-from tinyfleet.server.services import encrypted as encsvc
 from tinyfleet.server.services import packages as pkgsvc
-from tinyfleet.server.services import registry, rollout_scan
+from tinyfleet.server.services import rollout_scan
 from tinyfleet.server.services import rollouts as rsvc
 from tinyfleet.server.services import variants as varsvc
 from tinyfleet.server.services.rollout_pacing import DownloadWindow
-from tinyfleet.server.services.rollout_scan import overdue, wants_raw_retry
+from tinyfleet.server.services.rollout_payload import Desired
+from tinyfleet.server.services.rollout_rollback import RolloutRollback
+from tinyfleet.server.services.rollout_scan import overdue
 from tinyfleet.server.services.rollouts import FAILED, IN_FLIGHT, TERMINAL
 from tinyfleet.server.services.served import ServedBytes
 from tinyfleet.server.services.signer import ServerKeys
-from tinyfleet.signing.codes import ErrorCode
-from tinyfleet.signing.manifest import ENCODING_NAMES
 
 log = logging.getLogger(__name__)
 
-Desired = tuple[str, dict[str, Any]]
 MIN_TICK_GAP = 0.05
 MAX_TICK_GAP = 2.0
 
@@ -56,7 +56,7 @@ class DesiredPublisher(Protocol):
     def publish_desired(self, device_id: str, desired: dict[str, Any]) -> None: ...
 
 
-class RolloutDriver:
+class RolloutDriver(RolloutRollback):
     def __init__(
         self,
         db: Engine,
@@ -171,7 +171,9 @@ class RolloutDriver:
         self._memo = {}
         self._encrypted = rollout.encrypted
         # A running rollout loads as rows only the actions this tick may change (services/rollout_scan.py).
-        scanned = rollout_scan.scan(session, rollout, now, self.unhealthy_at())
+        paced = getattr(self.publisher, "backlog", None) is not None  # as _window: only with a gateway
+        window = self.window.ceiling() if paced else None
+        scanned = rollout_scan.scan(session, rollout, now, self.unhealthy_at(), window)
         actions = rsvc.actions_of(session, rollout.id or 0) if scanned is None else scanned
         rows = [a for a in actions if not isinstance(a, rollout_scan.ActionCopy)]
         # Only devices with something left to do are needed (a rollback touches every one). Rows for
@@ -361,119 +363,6 @@ class RolloutDriver:
             rollout.current_wave += 1
             rollout.wave_passed_at = None
 
-    def _package(self, session: Session, package_id: str) -> Package:
-        """The package row, held for the tick: the session's identity map keeps rows only while someone
-        does, and thousands of devices of one tick each fetched it again."""
-        key = ("package", package_id, None)
-        if key not in self._memo:
-            self._memo[key] = pkgsvc.get_package(session, package_id)
-        package: Package = self._memo[key]
-        return package
-
-    def _chunk_size(self, session: Session, hardware_class: int) -> int:
-        key = ("chunk_size", None, hardware_class)
-        if key not in self._memo:
-            self._memo[key] = registry.chunk_size_for(session, hardware_class, self._chunk)
-        size: int = self._memo[key]
-        return size
-
-    def count_sent(self, session: Session, action: DeviceAction) -> None:
-        """Copy the chunk bytes served for this action into its row (plus a refused delta's bytes)."""
-        sent_id = action.sent_package_id or action.package_id
-        if sent_id:
-            action.bytes_sent = action.fallback_bytes + self.served.get(session, action.device_id, sent_id)
-
-    def _assign_payload(self, session: Session, action: DeviceAction, device: Device) -> bool:
-        """Pick what this device is sent: the smallest of raw, compressed and a delta against its active
-        model as reported. False while a needed variant is still being built (the action waits)."""
-        pkg = self._package(session, action.package_id or "")
-        choice: varsvc.Choice | None = varsvc.Choice(pkg.id, pkg.size, pkg.payload_encoding, pkg.size)
-        # A device that said it has no payload decoder (PROTOCOL 4.2 capabilities) gets the package as is.
-        if self.variants is not None and (device.capabilities or {}).get("payload_decoder") is not False:
-            # Devices on the same base get the same answer: asked once per tick, not once per device.
-            memo_key = ("choice", pkg.id, device.active_model_sha256)
-            if memo_key in self._memo:
-                choice, missing = self._memo[memo_key]
-            else:
-                choice, missing = varsvc.choose(session, pkg, device.active_model_sha256, self.keys)
-            if choice is not None:
-                self._memo[memo_key] = (choice, missing)
-            if choice is None and not self.variants.running and self.keys is not None:
-                # No worker thread (tests, tools): build inside this tick's transaction.
-                for base in missing:
-                    varsvc.build_in_session(session, self.keys, pkg.id, base)
-                choice, missing = varsvc.choose(session, pkg, device.active_model_sha256, self.keys)
-            if choice is None:
-                for base in missing:
-                    self.variants.request(pkg.id, base)
-                return False
-        assert choice is not None
-        choice = self._sealed(session, choice)
-        action.sent_package_id, action.payload_encoding = choice.package_id, choice.encoding
-        action.sent_size, action.raw_size = choice.size, choice.raw_size
-        self.served.reset(session, device.id, choice.package_id)
-        return True
-
-    def _fall_back_to_raw(
-        self, session: Session, actions: list[DeviceAction], devices: dict[str, Device], now: float
-    ) -> list[Desired]:
-        """A device that refused a delta or compressed payload (WRONG_BASE, DELTA_CORRUPT) gets the raw
-        package in the same action: its reported base was stale or the stream did not decode there."""
-        publish: list[Desired] = []
-        for a in actions:
-            if not wants_raw_retry(a) or a.package_id is None:
-                continue
-            if a.payload_encoding == 0:  # the raw package's encrypted copy was refused: nothing to fall to
-                continue
-            device = devices.get(a.device_id) or session.get(Device, a.device_id)
-            if device is None:
-                continue
-            pkg = self._package(session, a.package_id)
-            self.count_sent(session, a)
-            a.fallback_bytes = a.bytes_sent
-            a.fallback_reason = (
-                f"{ErrorCode(a.error_code).name} ({a.error_code}) on the"
-                f" {ENCODING_NAMES.get(a.payload_encoding or 0, '?')} payload; sent raw"
-            )
-            raw = self._sealed(session, varsvc.Choice(pkg.id, pkg.size, pkg.payload_encoding, pkg.size))
-            a.sent_package_id, a.payload_encoding, a.sent_size = raw.package_id, raw.encoding, raw.size
-            a.state, a.error_code, a.error = "notified", ErrorCode.OK, ""
-            a.updated_at = a.notified_at = now
-            self.served.reset(session, device.id, raw.package_id)
-            device.desired = self._desired_install(session, a, device)
-            session.add(a)
-            session.add(device)
-            publish.append((device.id, device.desired))
-            log.info("action %s: %s", a.id, a.fallback_reason)
-        return publish
-
-    def _sealed(self, session: Session, choice: varsvc.Choice) -> varsvc.Choice:
-        """In an encrypted rollout, the encrypted copy of the chosen package or variant (made once)."""
-        if not self._encrypted or self.keys is None:
-            return choice
-        key = ("sealed", choice.package_id, None)
-        if key not in self._memo:
-            sealed = encsvc.encrypted_copy(session, self.keys, choice.package_id)
-            self._memo[key] = replace(choice, package_id=sealed.id, size=sealed.size)
-        sealed_choice: varsvc.Choice = self._memo[key]
-        return sealed_choice
-
-    def _desired_install(self, session: Session, action: DeviceAction, device: Device) -> dict[str, Any]:
-        pkg = self._package(session, action.package_id or "")
-        doc: dict[str, Any] = {
-            "action_id": action.id,
-            "operation": "install",
-            "package_id": action.sent_package_id or pkg.id,
-            "package_size": action.sent_size or pkg.size,
-            "model_sha256": pkg.model_sha256,
-            "chunk_size": self._chunk_size(session, device.hardware_class),
-        }
-        if self._encrypted:  # the content key wrapped for this device (made once, then stored)
-            content_key = encsvc.content_key_field(session, action.sent_package_id, device)
-            if content_key is not None:
-                doc["content_key"] = content_key
-        return doc
-
     def _window(self, in_flight: int) -> int | None:
         """Devices that may be in flight (services/rollout_pacing.py); None without a gateway to ask."""
         backlog = getattr(self.publisher, "backlog", None)  # only the MQTT gateway has it
@@ -516,112 +405,4 @@ class RolloutDriver:
             session.add(device)
             publish.append((device.id, device.desired))
             room -= 1
-        return publish
-
-    def _reinstall(
-        self, session: Session, back: DeviceAction, old_id: str, device: Device, now: float
-    ) -> None:
-        """Roll back by installing the old model: the old package, or a re-signed copy of it with a
-        sequence number the device accepts (see packages.rollback_package)."""
-        active = devsvc.active_slot(device.reported) or {}
-        seq = active.get("sequence")
-        floor = (device.reported or {}).get("security_floor")
-        try:
-            old = pkgsvc.get_package(session, old_id)
-            if self.keys is None:
-                pkg = old
-            else:
-                pkg = pkgsvc.rollback_package(
-                    session,
-                    self.keys,
-                    old,
-                    seq if isinstance(seq, int) else 0,
-                    floor if isinstance(floor, int) else 0,
-                )
-        except pkgsvc.RollbackImpossible as exc:
-            back.state, back.error_code, back.error = "failed", exc.code, exc.message
-            return
-        back.operation, back.package_id = "install", pkg.id
-        if self._assign_payload(session, back, device):
-            back.state, back.notified_at = "notified", now
-            device.desired = self._desired_install(session, back, device)
-
-    def _roll_back(
-        self,
-        session: Session,
-        rollout: Rollout,
-        actions: list[DeviceAction],
-        devices: dict[str, Device],
-        now: float,
-    ) -> list[Desired]:
-        """Every device the rollout touched goes back to the model it had: by a revert (no download)
-        when its other slot still holds that model, else by installing the old package."""
-        publish: list[Desired] = []
-        has_rollback = {a.device_id for a in actions if a.purpose == "rollback"}
-        for a in [a for a in actions if a.purpose == "deploy"]:
-            if a.state in ("queued", "rolled_back") or a.device_id in has_rollback:
-                continue
-            device = devices.get(a.device_id) or session.get(Device, a.device_id)
-            if device is None:
-                continue
-            prev = a.previous_model_sha256
-            if device.active_model_sha256 == prev:
-                # Never left the old model (failed, or still downloading): cancel whatever is pending.
-                a.state, a.updated_at = "rolled_back", now
-                session.add(a)
-                if (device.desired or {}).get("action_id") == a.id:
-                    device.desired = rsvc.none_desired()
-                    session.add(device)
-                    publish.append((device.id, device.desired))
-                continue
-            back = rsvc.new_action(
-                rollout, device, purpose="rollback", operation="revert", wave=a.wave, now=now
-            )
-            back.target_model_sha256 = prev
-            other = devsvc.other_slot(device.reported)
-            if prev is None:
-                # Not a failure: there is nothing to return to (the runtime cannot uninstall a model).
-                back.state, back.error_code, back.updated_at = "skipped", ErrorCode.NO_PREVIOUS, now
-                back.error = (
-                    f"{rsvc.NO_PREVIOUS_MODEL}: the device ran no model before this rollout;"
-                    " it keeps the rollout's model"
-                )
-            elif other is not None and other.get("model_sha256") == prev:
-                back.state, back.notified_at = "notified", now
-                device.desired = {
-                    "action_id": back.id,
-                    "operation": "revert",
-                    "package_id": None,
-                    "package_size": 0,
-                    "model_sha256": prev,
-                    "chunk_size": 0,
-                }
-            elif a.previous_package_id is not None:
-                self._reinstall(session, back, a.previous_package_id, device, now)
-            else:
-                back.state, back.error_code = "failed", ErrorCode.NO_PREVIOUS
-                back.error = "the old model is neither in the other slot nor stored as a package"
-            session.add(back)
-            actions.append(back)
-            if back.state == "notified":
-                session.add(device)
-                publish.append((device.id, device.desired or {}))
-        for back in actions:
-            if back.purpose != "rollback" or back.state != "queued" or back.operation != "install":
-                continue
-            device = devices.get(back.device_id) or session.get(Device, back.device_id)
-            if device is not None and self._assign_payload(session, back, device):
-                back.state, back.notified_at, back.updated_at = "notified", now, now
-                device.desired = self._desired_install(session, back, device)
-                session.add(back)
-                session.add(device)
-                publish.append((device.id, device.desired))
-        pending = [a for a in actions if a.purpose == "rollback" and a.state not in TERMINAL]
-        if not pending:
-            # Finished: `rolled_back` whatever each device's outcome; the reason and the API's
-            # rollback_outcome say how many went back and how many could not (or had nothing to go to).
-            name, version = rsvc.version_label(session, rollout.model_version_id)
-            summary = rsvc.rollback_summary(rsvc.rollback_outcomes(actions), f"{name} {version}")
-            rollout.state, rollout.finished_at = "rolled_back", now
-            rollout.state_reason = "; ".join(p for p in (rollout.state_reason, summary) if p)[:500]
         return publish

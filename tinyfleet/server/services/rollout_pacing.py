@@ -19,6 +19,10 @@ class DownloadWindow:
         self.size = start
         self.minimum = minimum
 
+    def ceiling(self) -> int:
+        """The largest the window can be after the next update (the rollout scan loads no more)."""
+        return min(MAX_WINDOW, self.size + max(1, self.size // 4))
+
     def update(self, backlog: int, in_flight: int) -> int:
         """The window after one tick that saw `backlog` queued messages and `in_flight` devices."""
         if backlog > HIGH_BACKLOG:

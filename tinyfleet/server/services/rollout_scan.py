@@ -73,15 +73,20 @@ def wants_raw_retry(a: _ActionFacts) -> bool:
     )
 
 
-def _needs_row(a: ActionCopy, rollout: Rollout, now: float, since: float, room: bool) -> bool:
-    if a.state == "queued":
-        return room and a.wave <= rollout.current_wave
-    return overdue(a, rollout, now, since) or wants_raw_retry(a)
+def _needs_row(a: ActionCopy, rollout: Rollout, now: float, since: float) -> bool:
+    return a.state != "queued" and (overdue(a, rollout, now, since) or wants_raw_retry(a))
 
 
-def scan(session: Session, rollout: Rollout, now: float, since: float) -> list[DeviceAction] | None:
+def scan(
+    session: Session, rollout: Rollout, now: float, since: float, window: int | None = None
+) -> list[DeviceAction] | None:
     """The rollout's actions in actions_of order, rows where a tick may change them and copies
-    elsewhere; None when the tick needs every row (not running, a canary gate, or a rollback)."""
+    elsewhere; None when the tick needs every row (not running, a canary gate, or a rollback).
+
+    Of the queued actions only as many as may start now are rows: the first ones (dispatch order) of
+    online devices, up to `max_concurrent` and `window` (at most this many in flight after the tick's
+    dispatch) minus those in flight. Loading every queued action and its device each tick cost most of a
+    10,000-device rollout's driver time while the window let a few hundred start (issue 12)."""
     if rollout.state != "running" or rollout.canary:
         return None
     rid = rollout.id or 0
@@ -105,8 +110,23 @@ def scan(session: Session, rollout: Rollout, now: float, since: float) -> list[D
     copies = [ActionCopy._make(r) for r in session.connection().execute(stmt)]
     if any(a.purpose != "deploy" for a in copies):
         return None
-    room = sum(1 for a in copies if a.state in IN_FLIGHT) < rollout.max_concurrent
-    wanted = {a.id for a in copies if _needs_row(a, rollout, now, since, room)}
+    in_flight = sum(1 for a in copies if a.state in IN_FLIGHT)
+    room = min(rollout.max_concurrent, window if window is not None else rollout.max_concurrent) - in_flight
+    wanted = {a.id for a in copies if _needs_row(a, rollout, now, since)}
+    if room > 0 and any(a.state == "queued" for a in copies):
+        startable = (
+            select(DeviceAction.id)
+            .join(Device, col(Device.id) == col(DeviceAction.device_id))
+            .where(
+                DeviceAction.rollout_id == rid,
+                DeviceAction.state == "queued",
+                DeviceAction.wave <= rollout.current_wave,
+                col(Device.online).is_(True),
+            )
+            .order_by(col(DeviceAction.wave), col(DeviceAction.device_id))
+            .limit(room)
+        )
+        wanted.update(session.exec(startable))
     # Reconciliation: in flight, but the device already reports the action's model as active.
     done = (
         select(DeviceAction.id)

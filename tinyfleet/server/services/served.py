@@ -42,7 +42,8 @@ class ServedBytes:
             taken = Counter(self._pending)
         if not taken:
             return
-        rows = [{"d": d, "p": p, "n": n} for (d, p), n in taken.items()]
+        # In key order: replicas' batches upserting the same rows in different orders deadlocked.
+        rows = [{"d": d, "p": p, "n": n} for (d, p), n in sorted(taken.items())]
         session.execute(_ADD, rows)
         after_commit(session, partial(self._written, taken))
 

@@ -20,7 +20,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
@@ -35,7 +35,9 @@ from tinyfleet.server.services.messages import (
     MAX_TELEMETRY_BYTES,
     TRANSIENT_DB_ERRORS,
     GatewayStats,
+    StoreConflict,
     StoreUnavailable,
+    store_error,
 )
 
 log = logging.getLogger(__name__)
@@ -113,6 +115,19 @@ class TelemetryIngest:
                     blocked = True
                     self.stats.count("events", "telemetry_backpressure")
         return False
+
+    def write_now(self, messages: Iterable[tuple[str, bytes]]) -> bool:
+        """Store (device_id, payload) messages as one batch on the caller's thread, through the same checks
+        and store as the writer, counted as received: for callers without a broker (tests, tools). Not
+        while the writer runs (its per-device tracks are its own)."""
+        if self.running:
+            raise RuntimeError("write_now is for a telemetry writer that is not running")
+        batch = []
+        for device_id, payload in messages:
+            self.stats.count("received", "telemetry")
+            self.submitted = number = next(self._numbers)
+            batch.append(IngestItem(device_id, payload, number=number))
+        return not batch or self.write(batch)
 
     @property
     def depth(self) -> int:
@@ -318,7 +333,7 @@ class TelemetryIngest:
             self._store_rows([r for _, rows in accepted for r in rows])
             return True
         except TRANSIENT_DB_ERRORS as exc:
-            raise StoreUnavailable(str(exc)) from exc
+            raise store_error(exc) from exc
         except Exception:
             # A message the database refuses (its device was deleted meanwhile): store them one by one.
             log.exception("could not store %d telemetry messages together; one by one", len(accepted))
@@ -326,7 +341,7 @@ class TelemetryIngest:
             try:
                 self._store_rows(rows)
             except TRANSIENT_DB_ERRORS as exc:
-                raise StoreUnavailable(str(exc)) from exc
+                raise store_error(exc) from exc
             except Exception:
                 self.stats.count("events", "telemetry_refused_by_db", len(rows))
         return True
@@ -346,6 +361,14 @@ class TelemetryIngest:
         while True:
             try:
                 result = fn()
+            except StoreConflict as exc:  # another replica's transaction won a deadlock: run it again
+                log.warning(
+                    "database conflict with another replica, telemetry retried: %s", str(exc).split("\n")[0]
+                )
+                self.stats.count("events", "db_conflict_retries")
+                if self._abort.wait(RETRY_MIN_S):
+                    return None
+                continue
             except (StoreUnavailable, *TRANSIENT_DB_ERRORS) as exc:
                 if not self.store_down:
                     log.warning("database unreachable (%s); holding telemetry and retrying", exc)

@@ -28,8 +28,8 @@ typedef struct tfa_delta_checkpoint {
     uint32_t out_offset; /* model bytes written up to this boundary */
     uint8_t block_log2;
     uint8_t move_bits;
-    uint8_t has_base;    /* bit 0: the stream has a base; bit 1: format version 2 or 3 (weight runs);
-                          * bit 2: format version 3 (table runs) */
+    uint8_t has_base;    /* bit 0: the stream has a base; bit 1: format version 2 or later (weight runs);
+                          * bit 2: version 3 or 4 (table runs); bit 3: version 4 (runs reusing a table) */
     uint8_t valid;       /* 0 until the stream header has been read */
 } tfa_delta_checkpoint_t;
 

@@ -78,7 +78,7 @@ typedef struct tfa_engine {
     const uint8_t *outputs_vec;
     uint8_t *activations;           /* base of the planned region, in the arena */
     uint8_t ready;                  /* 1 after a successful init; API calls otherwise give BAD_STATE */
-    uint8_t use_optimized;          /* 1: ops run the optimized (DSP) kernels where one accepts them */
+    uint8_t use_optimized;          /* TFA_ENGINE_KERNELS_x: the kernel set ops run where one accepts them */
 } tfa_engine_t;
 
 /* Public description of an input or output tensor. */
@@ -96,12 +96,19 @@ typedef struct tfa_tensor_info {
 int tfa_engine_init(tfa_engine_t *e, const uint8_t *model, uint32_t len, uint8_t *arena,
                     uint32_t arena_size);
 
-/* tfa_engine_init with an explicit kernel choice: optimized 0 = the reference kernels only, 1 = the
- * optimized kernels (core/engine/kernels_*_dsp.c) for the ops they accept. tfa_engine_init takes 1 on
- * a target with the DSP extension and 0 elsewhere (the host: the reference kernels are its default and
- * the tests' oracle); 1 is ignored on an Arm target without DSP. Both give the same bytes. When the
- * optimized kernels' scratch does not fit the arena, the reference kernels are taken (they need at most
- * the arena the host computed for the package's manifest, which uses the reference kernels). */
+/* Kernel sets of tfa_engine_init_kernels (its `optimized` argument). */
+#define TFA_ENGINE_KERNELS_REFERENCE 0 /* the portable reference kernels: the oracle */
+#define TFA_ENGINE_KERNELS_DSP 1       /* Cortex-M4 DSP kernels (core/engine/kernels_*_dsp.c) */
+#define TFA_ENGINE_KERNELS_HOST 2      /* hosted builds: kernels_*_host.c, vectorised by the compiler */
+
+/* tfa_engine_init with an explicit kernel choice: optimized TFA_ENGINE_KERNELS_REFERENCE (0) = the
+ * reference kernels only, _DSP (1) = the DSP kernels for the ops they accept (emulated in portable C
+ * on a hosted build), _HOST (2) = the host kernels for the ops they accept. tfa_engine_init takes
+ * _DSP on a target with the DSP extension, _HOST on a hosted build (the simulator's library) and the
+ * reference elsewhere; a set the build lacks means the reference kernels. All give the same bytes.
+ * When the DSP kernels' scratch does not fit the arena, the reference kernels are taken (they need at
+ * most the arena the host computed for the package's manifest: the host kernels take no scratch, so
+ * that arena is the reference kernels'). */
 int tfa_engine_init_kernels(tfa_engine_t *e, const uint8_t *model, uint32_t len, uint8_t *arena,
                             uint32_t arena_size, int optimized);
 
@@ -115,8 +122,13 @@ int tfa_engine_output(const tfa_engine_t *e, uint32_t idx, const uint8_t **data,
 int tfa_engine_input_info(const tfa_engine_t *e, uint32_t idx, tfa_tensor_info_t *info);
 int tfa_engine_output_info(const tfa_engine_t *e, uint32_t idx, tfa_tensor_info_t *info);
 
-/* Run one inference over the current input bytes. Cannot fail on a model that init accepted. */
+/* Run one inference over the current input bytes. Cannot fail on a model that init accepted. A model
+ * with state (SVDF) carries it from one invocation to the next; tfa_engine_reset clears it. */
 int tfa_engine_invoke(tfa_engine_t *e);
+
+/* Reset the model's state (variable tensors, e.g. SVDF's activation state kept across invocations) to
+ * its initial value, as after init: int8 tensors to their zero point, others to 0. */
+int tfa_engine_reset(tfa_engine_t *e);
 
 /* Builtin code of operator i in execution order, -1 if out of range or not initialised. */
 int32_t tfa_engine_op_code(const tfa_engine_t *e, uint32_t i);

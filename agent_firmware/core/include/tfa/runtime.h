@@ -8,7 +8,9 @@
  *   [2 sectors, +slot_size)      slot 0
  *   [.., +slot_size)             slot 1
  * Each slot holds the 292-byte manifest at its start and the model at TFA_SLOT_MODEL_OFFSET (16-byte
- * aligned, so the flatbuffer can be read in place through flash->mapped).
+ * aligned, so the flatbuffer can be read in place through flash->mapped). The model of an encrypted
+ * package is kept encrypted there under the device's storage key (PROTOCOL 6.6, tfa/install_crypt.h) and
+ * runs from config->model_ram instead.
  *
  * Install state machine (phase in tfa_status_t):
  *   IDLE --begin--> DOWNLOADING --chunk...--> --end--> DOWNLOADED --activate--> TRIAL
@@ -27,6 +29,7 @@
 #include "tfa/chacha20.h"
 #include "tfa/delta.h"
 #include "tfa/flash.h"
+#include "tfa/install_crypt.h"
 #include "tfa/key_wrap.h"
 #include "tfa/manifest.h"
 #include "tfa/sha256.h"
@@ -71,6 +74,10 @@ typedef struct tfa_device_config {
     const uint8_t *encryption_public;
     /* 1: a clear package (flags bit 0 unset) is refused at begin with -TFA_ERR_NOT_ENCRYPTED. */
     uint8_t require_encryption;
+    /* The model of an encrypted package stays encrypted in its slot (PROTOCOL 6.6); the self-test hook and
+     * tfa_active_model() get it decrypted into this RAM (at least the model's size), NULL: they get NULL
+     * for such a model (the integrity re-check still runs, through the key stream). */
+    tfa_model_ram_t *model_ram;
 } tfa_device_config_t;
 
 /* What the device reports (hello/state message, MQTT reported state). */
@@ -117,15 +124,10 @@ typedef struct tfa_runtime {
     uint8_t decoding;
     uint32_t received;
 #ifndef TFA_NO_ENCRYPTION
-    /* Encrypted download: keyed is 1 once tfa_install_key() opened the wrap (since boot; a reboot needs
-     * the wrap again); cipher is seeked to each chunk's payload offset. payload_hash covers the
-     * ciphertext [0, hashed) while hashing is 1, i.e. while the payload arrived in order from offset 0
-     * since the key came; a download resumed after a reboot is judged by model_sha256 alone. */
-    uint8_t keyed;
-    uint8_t hashing;
-    uint32_t hashed;
-    tfa_chacha20_ctx cipher;
-    tfa_sha256_ctx payload_hash;
+    /* Encrypted download: key stream and ciphertext digest; the at-rest view of the flash
+     * (tfa/install_crypt.h). */
+    tfa_install_crypt_t crypt;
+    tfa_rest_view_t rest;
 #endif
 } tfa_runtime_t;
 
@@ -188,7 +190,9 @@ int tfa_confirm(tfa_runtime_t *rt);
  * below the floor. -TFA_ERR_BAD_STATE while downloading. */
 int tfa_revert(tfa_runtime_t *rt);
 
-/* Pointer to the active model bytes if the flash is memory-mapped, with its length; NULL otherwise. */
+/* Pointer to the active model bytes, with its length: in place if the flash is memory-mapped, or, for a
+ * model encrypted at rest, decrypted into config->model_ram (checked against model_sha256); NULL when
+ * neither is possible. */
 const uint8_t *tfa_active_model(const tfa_runtime_t *rt, uint32_t *len);
 /* The active model's manifest, or NULL if no model is active. */
 const tfa_manifest_t *tfa_active_manifest(const tfa_runtime_t *rt);

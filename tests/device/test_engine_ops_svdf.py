@@ -1,0 +1,302 @@
+"""Differential testing of the engine's int8 SVDF against TFLM on random models, over sequences of
+invocations (the activation state is carried from one to the next), and its arena against TFLM's.
+
+The TensorFlow converter makes SVDF only from patterns it recognises, so these models are written
+directly as TFLite flatbuffers with the schema's generated object API (`schema_py_generated`, shipped
+in the TensorFlow wheel and loaded here by path: it needs only `flatbuffers`, not TensorFlow). A model
+is named `svdf-seed` and built from that name alone, in milliseconds: no cache.
+Shapes: 1 or 2 SVDF layers in a chain (the second fed by the first), rank 1 or 2, memory 1..12, batch
+1..3, int16 state with int16 time weights (zero point 0) or int8 state with int8 time weights (any zero
+point, as in keyword_scrambled_8bit), fused NONE or RELU (which TFLM's integer SVDF does not apply).
+bench/engine_differential_ops.py --svdf N runs a larger sweep.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.device.test_engine_differential import Difference, compare
+
+FAMILY = "svdf"
+
+
+@cache
+def schema() -> ModuleType:
+    """The TFLite schema's generated Python module from the TensorFlow wheel, without importing TF."""
+    spec = importlib.util.find_spec("tensorflow")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("tensorflow")
+    path = Path(next(iter(spec.submodule_search_locations))) / "lite" / "python" / "schema_py_generated.py"
+    module_spec = importlib.util.spec_from_file_location("tflite_schema_generated", path)
+    if module_spec is None or module_spec.loader is None:
+        raise ModuleNotFoundError(str(path))
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules["tflite_schema_generated"] = module
+    module_spec.loader.exec_module(module)
+    return module
+
+
+class _Model:
+    """Tensors and buffers of one subgraph under construction."""
+
+    def __init__(self, s: ModuleType) -> None:
+        self.s = s
+        self.tensors: list[Any] = []
+        self.buffers: list[Any] = [s.BufferT()]  # buffer 0: the empty one, by convention
+
+    def tensor(
+        self,
+        shape: list[int],
+        ttype: int,
+        scale: float | None,
+        zp: int = 0,
+        data: np.ndarray | None = None,
+        variable: bool = False,
+    ) -> int:
+        t = self.s.TensorT()
+        t.shape = shape
+        t.type = ttype
+        t.name = f"t{len(self.tensors)}"
+        t.isVariable = variable
+        t.buffer = 0
+        if data is not None:
+            b = self.s.BufferT()
+            b.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8)
+            self.buffers.append(b)
+            t.buffer = len(self.buffers) - 1
+        if scale is not None:
+            q = self.s.QuantizationParametersT()
+            q.scale = [float(scale)]
+            q.zeroPoint = [int(zp)]
+            t.quantization = q
+        self.tensors.append(t)
+        return len(self.tensors) - 1
+
+
+def _svdf_layer(m: _Model, rng: np.random.Generator, x: int, batch: int, x_scale: float) -> tuple[int, Any]:
+    """One SVDF op on tensor x ([batch, n]); returns its output tensor and the operator."""
+    s = m.s
+    n_input = m.tensors[x].shape[1]
+    rank = int(rng.integers(1, 3))
+    units = int(rng.integers(1, 25))
+    memory = int(rng.integers(1, 13))
+    filters = units * rank
+    wide = rng.random() < 0.6  # int16 state and time weights; else int8 ones
+    wf_scale = float(10 ** rng.uniform(-3, -1))
+    wf = rng.integers(-127, 128, size=(filters, n_input), dtype=np.int8)
+    # effective scales over a few decades around where values neither vanish nor always saturate
+    s1 = float(10 ** (rng.uniform(-4, -1) if wide else rng.uniform(-5, -2)))
+    # scales stay below ~100, where TFLM's bias check (|bias - state x time scale| < 1e-5) holds
+    state_scale = min(float(np.float32(x_scale) * np.float32(wf_scale) / np.float32(s1)), 100.0)
+    if wide:
+        state_zp, wt_type, st_type = 0, s.TensorType.INT16, s.TensorType.INT16
+        magnitude = int(10 ** rng.uniform(1, 4.5))
+        wt = rng.integers(-magnitude, magnitude + 1, size=(filters, memory)).astype(np.int16)
+    else:
+        state_zp, wt_type, st_type = int(rng.integers(-128, 128)), s.TensorType.INT8, s.TensorType.INT8
+        wt = rng.integers(-127, 128, size=(filters, memory), dtype=np.int8)
+    wt_scale = float(10 ** rng.uniform(-4, -1))
+    s2 = float(10 ** (rng.uniform(-7, -3) if wide else rng.uniform(-4, -1)))
+    bias_scale = float(np.float32(float(np.float32(state_scale)) * float(np.float32(wt_scale))))
+    out_scale = min(max(float(np.float32(bias_scale) / np.float32(s2)), 1e-4), 10.0)
+    out_zp = int(rng.integers(-128, 128))
+    bias = rng.integers(-(10 ** int(rng.integers(1, 6))), 10 ** int(rng.integers(1, 6)), size=units)
+    i8, i32 = s.TensorType.INT8, s.TensorType.INT32
+    t_wf = m.tensor([filters, n_input], i8, wf_scale, 0, wf)
+    t_wt = m.tensor([filters, memory], wt_type, wt_scale, 0, wt)
+    t_b = m.tensor([units], i32, bias_scale, 0, bias.astype(np.int32))
+    t_st = m.tensor([batch, memory * filters], st_type, state_scale, state_zp, variable=True)
+    t_out = m.tensor([batch, units], i8, out_scale, out_zp)
+    op = s.OperatorT()
+    op.opcodeIndex = 0
+    op.inputs = [x, t_wf, t_wt, t_b, t_st]
+    op.outputs = [t_out]
+    op.builtinOptionsType = s.BuiltinOptions.SVDFOptions
+    opts = s.SVDFOptionsT()
+    opts.rank = rank
+    acts = [s.ActivationFunctionType.NONE, s.ActivationFunctionType.RELU]
+    opts.fusedActivationFunction = int(rng.choice(acts))
+    op.builtinOptions = opts
+    return t_out, op
+
+
+def build_model(name: str) -> bytes:
+    """The model `svdf-seed`: the same bytes for the same name."""
+    family, seed_text = name.rsplit("-", 1)
+    assert family == FAMILY, name
+    s = schema()
+    rng = np.random.default_rng([int(seed_text), 27])
+    m = _Model(s)
+    batch = 1 if rng.random() < 0.7 else int(rng.integers(2, 4))
+    x_scale = float(10 ** rng.uniform(-3, 0))
+    x = m.tensor([batch, int(rng.integers(1, 81))], s.TensorType.INT8, x_scale, int(rng.integers(-128, 128)))
+    graph_in = x
+    ops = []
+    for _ in range(1 if rng.random() < 0.6 else 2):
+        x, op = _svdf_layer(m, rng, x, batch, x_scale)
+        x_scale = m.tensors[x].quantization.scale[0]
+        ops.append(op)
+    code = s.OperatorCodeT()
+    code.builtinCode = s.BuiltinOperator.SVDF
+    code.deprecatedBuiltinCode = s.BuiltinOperator.SVDF
+    code.version = 1
+    sg = s.SubGraphT()
+    sg.tensors = m.tensors
+    sg.inputs = [graph_in]
+    sg.outputs = [x]
+    sg.operators = ops
+    model = s.ModelT()
+    model.version = 3
+    model.operatorCodes = [code]
+    model.subgraphs = [sg]
+    model.buffers = m.buffers
+    model.description = "tinyfleet svdf differential model"
+    import flatbuffers
+
+    builder = flatbuffers.Builder(4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def model_names(count: int, first_seed: int = 0) -> list[str]:
+    return [f"{FAMILY}-{seed}" for seed in range(first_seed, first_seed + count)]
+
+
+def compare_with_reset(name: str, model: bytes, runs: int, seed: int = 0) -> list[Difference]:
+    """`compare` over `runs` invocations in sequence, then both state resets and `runs` more."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    from tinyfleet.device.engine import Engine
+
+    found = compare(name, model, runs, seed=seed)
+    engine = Engine(model)
+    interp = runtime.Interpreter.from_bytes(model)
+    rng = np.random.default_rng(seed + 1)
+    shape = engine.input_info(0).shape
+    for run in range(2 * runs):
+        if run == runs:
+            engine.reset()
+            interp.reset()
+        x = rng.integers(-128, 128, size=shape, dtype=np.int8)
+        engine.set_input(0, x)
+        interp.set_input(x, 0)
+        engine.invoke()
+        interp.invoke()
+        ours, theirs = engine.get_output(0).astype(np.int32), interp.get_output(0).astype(np.int32)
+        if not np.array_equal(ours, theirs):
+            diff = np.abs(ours - theirs)
+            found.append(Difference(name, runs + run, 0, int(np.count_nonzero(diff)), int(diff.max())))
+    return found
+
+
+# --- tests ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def prepared() -> None:
+    pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
+    try:
+        schema()
+    except (ModuleNotFoundError, FileNotFoundError):
+        pytest.skip("the TFLite schema module (TensorFlow wheel) is not installed")
+
+
+DEFAULT = model_names(36)
+
+
+@pytest.mark.parametrize("name", DEFAULT)
+def test_random_svdf_model_bit_exact(prepared: None, name: str, tmp_path: Path) -> None:
+    from tests.device.test_engine_tflm import tflm_arena_bytes
+    from tinyfleet.device.engine import Engine
+
+    model = build_model(name)
+    engine = Engine(model)
+    assert "SVDF" in engine.op_names()
+    found = compare_with_reset(name, model, runs=30)
+    assert not found, found[:3]
+    path = tmp_path / f"{name}.tflite"
+    path.write_bytes(model)
+    assert engine.arena_used <= tflm_arena_bytes(path)
+
+
+def test_generator_covers_svdf_variants(prepared: None) -> None:
+    s = schema()
+    seen: set[tuple[str, object]] = set()
+    for name in DEFAULT:
+        sg = s.ModelT.InitFromPackedBuf(build_model(name), 0).subgraphs[0]
+        seen.add(("batch", sg.tensors[sg.inputs[0]].shape[0] > 1))
+        seen.add(("layers", len(sg.operators)))
+        for op in sg.operators:
+            seen.add(("rank", op.builtinOptions.rank))
+            seen.add(("state", sg.tensors[op.inputs[4]].type))
+            seen.add(("act", op.builtinOptions.fusedActivationFunction))
+    expected = {("batch", False), ("batch", True), ("layers", 1), ("layers", 2), ("rank", 1), ("rank", 2)}
+    expected |= {("state", s.TensorType.INT16), ("state", s.TensorType.INT8), ("act", 0), ("act", 1)}
+    assert expected <= seen
+
+
+def test_model_names_are_deterministic(prepared: None) -> None:
+    assert build_model("svdf-3") == build_model("svdf-3")
+    assert build_model("svdf-3") != build_model("svdf-4")
+
+
+def keyword_svdf_model(model: bytes) -> bytes:
+    """keyword_scrambled_8bit (TFLM's keyword model: 7 SVDF layers with int8 state, FCs between) cut to
+    its SVDF and FC layers: its int16 input made int8 (QUANTIZE int8 -> int8) and the int16 SOFTMAX and
+    int32 QUANTIZE at the end dropped, so the graph ends at the last FULLY_CONNECTED (the whole model:
+    test_engine_ops_quant16.py)."""
+    s = schema()
+    m = s.ModelT.InitFromPackedBuf(model, 0)
+    sg = m.subgraphs[0]
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in m.operatorCodes]
+    first, *_, softmax, _last = sg.operators
+    assert codes[first.opcodeIndex] == s.BuiltinOperator.QUANTIZE
+    assert codes[softmax.opcodeIndex] == s.BuiltinOperator.SOFTMAX
+    sg.tensors[first.inputs[0]].type = s.TensorType.INT8
+    sg.tensors[first.inputs[0]].quantization.scale = [0.05]
+    sg.tensors[first.inputs[0]].quantization.zeroPoint = [3]
+    sg.operators = sg.operators[:-2]
+    sg.outputs = [softmax.inputs[0]]
+    import flatbuffers
+
+    builder = flatbuffers.Builder(1 << 16)
+    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def test_keyword_model_svdf_layers_bit_exact(prepared: None, shared_models: Path) -> None:
+    from tinyfleet.device.engine import Engine
+
+    model = keyword_svdf_model((shared_models / "keyword_scrambled_8bit.tflite").read_bytes())
+    assert Engine(model).op_names().count("SVDF") == 7
+    found = compare_with_reset("keyword_svdf", model, runs=60)
+    assert not found, found[:3]
+
+
+def test_state_is_carried_and_reset(prepared: None) -> None:
+    from tinyfleet.device.engine import Engine
+
+    # the same input twice gives different outputs (memory > 1 remembers the first), and again the
+    # first output after a reset
+    for name in model_names(40):
+        engine = Engine(build_model(name))
+        x = np.full(engine.input_info(0).shape, 77, np.int8)
+        engine.set_input(0, x)
+        engine.invoke()
+        first = engine.get_output(0)
+        engine.invoke()
+        if np.array_equal(engine.get_output(0), first):
+            continue
+        engine.reset()
+        engine.invoke()
+        assert np.array_equal(engine.get_output(0), first)
+        return
+    pytest.fail("no generated model shows its state")
