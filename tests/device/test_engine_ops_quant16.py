@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.device.test_engine_ops_svdf import _Model, schema
+from tests.support.tflite_build import ModelBuilder, schema
 
 FAMILY = "quant16"
 # float32 inputs: magnitudes up to 1e3, scaled per run over seven decades (rounding and saturation)
@@ -41,7 +41,7 @@ def build_model(name: str) -> bytes:
     assert family == FAMILY, name
     s = schema()
     rng = np.random.default_rng([int(seed_text), 114])
-    m = _Model(s)
+    m = ModelBuilder(s)
     shape = [1, int(rng.integers(1, 40))] if rng.random() < 0.7 else [2, int(rng.integers(1, 12))]
     ops: list[tuple[int, list[int], list[int], Any]] = []  # (code index, inputs, outputs, options)
     in_type = str(rng.choice(["int8", "int16", "int32", "float32"]))

@@ -13,75 +13,21 @@ bench/engine_differential_ops.py --svdf N runs a larger sweep.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from functools import cache
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
 
 from tests.device.test_engine_differential import Difference, compare
+from tests.support.tflite_build import ModelBuilder, schema
 
 FAMILY = "svdf"
 
 
-@cache
-def schema() -> ModuleType:
-    """The TFLite schema's generated Python module from the TensorFlow wheel, without importing TF."""
-    spec = importlib.util.find_spec("tensorflow")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("tensorflow")
-    path = Path(next(iter(spec.submodule_search_locations))) / "lite" / "python" / "schema_py_generated.py"
-    module_spec = importlib.util.spec_from_file_location("tflite_schema_generated", path)
-    if module_spec is None or module_spec.loader is None:
-        raise ModuleNotFoundError(str(path))
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules["tflite_schema_generated"] = module
-    module_spec.loader.exec_module(module)
-    return module
-
-
-class _Model:
-    """Tensors and buffers of one subgraph under construction."""
-
-    def __init__(self, s: ModuleType) -> None:
-        self.s = s
-        self.tensors: list[Any] = []
-        self.buffers: list[Any] = [s.BufferT()]  # buffer 0: the empty one, by convention
-
-    def tensor(
-        self,
-        shape: list[int],
-        ttype: int,
-        scale: float | None,
-        zp: int = 0,
-        data: np.ndarray | None = None,
-        variable: bool = False,
-    ) -> int:
-        t = self.s.TensorT()
-        t.shape = shape
-        t.type = ttype
-        t.name = f"t{len(self.tensors)}"
-        t.isVariable = variable
-        t.buffer = 0
-        if data is not None:
-            b = self.s.BufferT()
-            b.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8)
-            self.buffers.append(b)
-            t.buffer = len(self.buffers) - 1
-        if scale is not None:
-            q = self.s.QuantizationParametersT()
-            q.scale = [float(scale)]
-            q.zeroPoint = [int(zp)]
-            t.quantization = q
-        self.tensors.append(t)
-        return len(self.tensors) - 1
-
-
-def _svdf_layer(m: _Model, rng: np.random.Generator, x: int, batch: int, x_scale: float) -> tuple[int, Any]:
+def _svdf_layer(
+    m: ModelBuilder, rng: np.random.Generator, x: int, batch: int, x_scale: float
+) -> tuple[int, Any]:
     """One SVDF op on tensor x ([batch, n]); returns its output tensor and the operator."""
     s = m.s
     n_input = m.tensors[x].shape[1]
@@ -134,7 +80,7 @@ def build_model(name: str) -> bytes:
     assert family == FAMILY, name
     s = schema()
     rng = np.random.default_rng([int(seed_text), 27])
-    m = _Model(s)
+    m = ModelBuilder(s)
     batch = 1 if rng.random() < 0.7 else int(rng.integers(2, 4))
     x_scale = float(10 ** rng.uniform(-3, 0))
     x = m.tensor([batch, int(rng.integers(1, 81))], s.TensorType.INT8, x_scale, int(rng.integers(-128, 128)))

@@ -17,6 +17,8 @@ import pytest
 
 from tests.support.e2e_harness import E2E, e2e_env, telemetry_profile, wait_for
 from tests.support.paths import REPO
+from tinyfleet.demo_models import MODEL_NAME
+from tinyfleet.sim.profiles import get_profile
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -109,20 +111,27 @@ def test_operator_rolls_out_and_back_from_the_console(browser, env, tmp_path):
     page.wait_for_function("document.querySelectorAll('#device-rows tr').length === 20")
     shots.take(page, "devices")
 
-    # a draft with a canary gate from the form's gate fields, then aborted from its page
+    # a draft with a canary gate from the form's gate fields, encrypted (so of a server-signed version), then
+    # aborted from its page
+    model = env.api.ensure_model(MODEL_NAME)
+    hw = get_profile("lan").hardware_class
+    sealed = env.api.upload_tflite(model["id"], env.releases[1].model, version="2.0.1", hardware_class=hw)
     page.click("#nav >> text=Rollouts")
     page.click("#new-rollout")
     page.fill("#f-name", "gated-draft")
-    page.select_option("#f-model_version_id", str(env.version_ids[1]))
+    page.select_option("#f-model_version_id", str(sealed["id"]))
     page.select_option("#f-group", "web")
     page.fill("#f-waves", "2, 100%")
     page.check("#f-use_canary")
     page.fill("#f-canary_min_inferences", "50")
     page.select_option("#f-canary_on_fail", "rollback")
+    page.check("#f-encrypted")
     page.uncheck("#f-start")
     page.click("#create-rollout")
     page.wait_for_selector("#rollout-state >> text=draft")
+    page.wait_for_selector("#view .badge >> text=encrypted")  # issue 18: the console marks it
     draft = env.api.rollout(int(page.url.rsplit("/", 1)[1]))
+    assert draft["encrypted"] is True
     assert draft["canary"]["min_inferences"] == 50 and draft["canary"]["on_fail"] == "rollback"
     assert draft["canary"]["window_seconds"] == 300  # the form's default, as the schema's
     page.click("#cmd-abort")

@@ -91,6 +91,17 @@ def test_overview_and_rollout_page_in_one_response_each(fleet):
     assert facets["groups"] == ["north", "south"] and facets["tags"] == ["a"]
     assert [h["id"] for h in facets["hardware_classes"]] == [1, 2]
     assert {v["label"] for v in facets["versions"]} == {"hello 1.0.0", "hello 1.1.0"}
+    # the same bytes again as a new version (e.g. a re-upload to sign it here): both are offered
+    again = fleet.api.ok(
+        "POST",
+        f"/api/models/{fleet.v1['model_id']}/versions",
+        201,
+        params={"version": "1.0.1", "hardware_class": 1},
+        content=(test_rollouts.PAIRS / "hello_world_int8.0.tflite").read_bytes(),
+    )
+    facets = fleet.api.ok("GET", "/api/console/facets")
+    assert {v["label"]: v["id"] for v in facets["versions"]}["hello 1.0.1"] == again["id"]
+    assert {v["label"] for v in facets["versions"]} == {"hello 1.0.0", "hello 1.0.1", "hello 1.1.0"}
 
 
 def test_console_endpoints_need_the_token(api):

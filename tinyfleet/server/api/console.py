@@ -21,7 +21,16 @@ from sqlmodel import Session, col, func, select
 from tinyfleet.server.api import telemetry, views
 from tinyfleet.server.api.deps import DbId, get_ctx
 from tinyfleet.server.context import AppContext
-from tinyfleet.server.models import Device, DeviceAction, HardwareClass, Package, PackageVariant, Rollout
+from tinyfleet.server.models import (
+    Device,
+    DeviceAction,
+    HardwareClass,
+    Model,
+    ModelVersion,
+    Package,
+    PackageVariant,
+    Rollout,
+)
 from tinyfleet.server.services import alerts as alertsvc
 from tinyfleet.server.services import device_query as dq
 from tinyfleet.server.services import devices as devsvc
@@ -205,7 +214,12 @@ def facets(ctx: AppContext = Depends(get_ctx)) -> dict[str, Any]:
         classes = {hc.id: hc.name for hc in s.exec(select(HardwareClass))}
         for hw in s.exec(select(Device.hardware_class).distinct()):
             classes.setdefault(hw, "")
-        versions = sorted(set(dq.version_labels(s).values()), key=lambda v: v[1])
+        # Every version, from its own table: two versions of the same model bytes (a re-upload, signed
+        # by the server instead of offline) are both offered, which a digest-keyed map would merge.
+        stmt = select(ModelVersion.id, Model.name, ModelVersion.version).join(
+            Model, col(Model.id) == col(ModelVersion.model_id)
+        )
+        versions = sorted(((int(i or 0), f"{n} {v}") for i, n, v in s.exec(stmt)), key=lambda v: v[1])
         running = {e["model_version_id"]: e["devices"] for e in dq.by_active_version(s)}
         return {
             "groups": sorted(g for g in groups if g),

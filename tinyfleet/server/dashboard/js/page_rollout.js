@@ -2,7 +2,7 @@
 // with the runtime's error names, bytes sent, and the operator's commands (each confirmed first).
 import { can, get, post } from "./api.js";
 import { bar, confirmAction, h, kib, link, showError, span, table } from "./dom.js";
-import { gates, progress, rollbackSummary, sent, stateOf } from "./rollout_view.js";
+import { gates, modelCell, progress, rollbackSummary, sent, stateOf } from "./rollout_view.js";
 
 // command -> the states it applies in (services/rollouts.py) and what the dialog warns about
 const COMMANDS = [
@@ -51,7 +51,7 @@ export async function render(view, id) {
     const r = page.rollout;
     const outcome = Object.keys(r.rollback_outcome || {}).length ? rollbackSummary(r.rollback_outcome).text : null;
     head.replaceChildren(table(["model", "state", "wave", "progress", "bytes sent", "payloads", "reason"], [[
-      r.model_name + " " + r.version, h("span", { id: "rollout-state" }, stateOf(r)), (r.current_wave + 1) + "/" + r.wave_sizes.length,
+      modelCell(r), h("span", { id: "rollout-state" }, stateOf(r)), (r.current_wave + 1) + "/" + r.wave_sizes.length,
       progress(r), sent(r.transfer), Object.entries(r.transfer.encodings).map(([k, v]) => k + " " + v).join(", ") || "-",
       h("span", { class: "wrap" }, r.state_reason || "")]]),
     outcome ? h("p", { id: "rollback-outcome" }, "rollback: " + outcome) : "");

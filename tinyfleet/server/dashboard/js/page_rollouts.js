@@ -62,6 +62,8 @@ export async function renderCreate(view) {
       field("failure threshold", "failure_threshold", { value: "1", title: "a device count, or a percentage like 10%" }),
       choice("on too many failures", "failure_action", [["pause", "pause"], ["rollback", "roll back"]])),
     h("fieldset", {}, h("legend", {}, h("label", {}, useCanary, " canary gate between waves")), canaryFields),
+    h("label", {}, h("input", { type: "checkbox", name: "encrypted", id: "f-encrypted" }),
+      " encrypted (payload encrypted, content key wrapped for each device)"),
     h("label", {}, h("input", { type: "checkbox", name: "start", id: "f-start", checked: true }), " start now"),
     h("button", { class: "primary", type: "submit", id: "create-rollout" }, "Create rollout"), message);
   form.addEventListener("submit", async ev => {
@@ -74,6 +76,7 @@ export async function renderCreate(view) {
         hardware_class: v.hardware_class === "" ? null : Number(v.hardware_class) },
       success_threshold_percent: Number(v.success_threshold_percent), soak_seconds: Number(v.soak_seconds),
       max_concurrent: Number(v.max_concurrent), failure_action: v.failure_action, start: Boolean(v.start),
+      encrypted: Boolean(v.encrypted),
       failure_threshold: threshold.endsWith("%") ? { percent: Number(threshold.slice(0, -1)) } : { count: Number(threshold) },
     };
     if (useCanary.checked) {

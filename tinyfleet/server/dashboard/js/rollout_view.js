@@ -44,8 +44,15 @@ export function sent(t) {
   return kib(t.bytes_sent) + " of " + kib(t.raw_bytes) + " (" + Math.round(100 * t.bytes_sent / t.raw_bytes) + "%)";
 }
 
+// The model a rollout sends, marked when its packages go out encrypted per device (PROTOCOL 6).
+export function modelCell(r) {
+  const name = r.model_name + " " + r.version;
+  if (!r.encrypted) return name;
+  return h("span", {}, name + " ", h("span", { class: "badge", title: "payload encrypted, content key wrapped per device" }, "encrypted"));
+}
+
 export function rolloutRow(r) {
-  return [link("#/rollouts/" + r.id, "#" + r.id + " " + r.name), r.model_name + " " + r.version, stateOf(r),
+  return [link("#/rollouts/" + r.id, "#" + r.id + " " + r.name), modelCell(r), stateOf(r),
     (r.current_wave + 1) + "/" + r.wave_sizes.length, progress(r),
     (r.deploy.by_state.confirmed || 0) + "/" + r.deploy.total, failedCount(r), sent(r.transfer),
     h("span", { class: "wrap" }, r.state_reason || "")];
