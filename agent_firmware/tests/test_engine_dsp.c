@@ -11,6 +11,7 @@
 #include "../core/engine/engine_internal.h"
 #include "../core/engine/quant.h"
 #include "check.h"
+#include "engine_pair.h"
 #include "test_util.h"
 #include "tfa/engine.h"
 
@@ -62,66 +63,10 @@ static void test_requantize(void)
     }
 }
 
-/* Run one model with both kernel sets on `runs` random inputs (run 0: all -128, run 1: all 127); the
- * number of ops the optimized engine ran optimized goes to *optimized_ops. */
-static void prv_compare_model(const char *name, const uint8_t *model, uint32_t len, int runs,
-                              uint32_t *optimized_ops)
-{
-    static tfa_engine_t ref, opt;
-    uint8_t *arena_ref = malloc(ARENA_SIZE);
-    uint8_t *arena_opt = malloc(ARENA_SIZE);
-    CHECK(arena_ref && arena_opt, "out of memory");
-    if (!arena_ref || !arena_opt) {
-        free(arena_ref);
-        free(arena_opt);
-        return;
-    }
-    CHECK_RC(tfa_engine_init_kernels(&ref, model, len, arena_ref, ARENA_SIZE, 0), 0, name);
-    CHECK_RC(tfa_engine_init_kernels(&opt, model, len, arena_opt, ARENA_SIZE, 1), 0, name);
-    *optimized_ops = 0;
-    for (uint32_t i = 0; ref.ready && opt.ready && i < opt.op_count; i++) {
-        *optimized_ops += opt.ops[i].optimized;
-        CHECK(ref.ops[i].optimized == 0, "%s: op %u optimized in the reference engine", name, i);
-    }
-    uint32_t seed = 0xC0FFEEu;
-    for (int run = 0; ref.ready && opt.ready && run < runs; run++) {
-        for (uint32_t i = 0; i < ref.input_count; i++) {
-            uint8_t *a, *b;
-            uint32_t na, nb;
-            CHECK_RC(tfa_engine_input(&ref, i, &a, &na), 0, "input");
-            CHECK_RC(tfa_engine_input(&opt, i, &b, &nb), 0, "input");
-            for (uint32_t k = 0; k < na && k < nb; k++) {
-                a[k] = run == 0 ? 0x80u : run == 1 ? 0x7Fu : (uint8_t)test_xorshift32(&seed);
-                b[k] = a[k];
-            }
-        }
-        CHECK_RC(tfa_engine_invoke(&ref), 0, name);
-        CHECK_RC(tfa_engine_invoke(&opt), 0, name);
-        for (uint32_t o = 0; o < ref.output_count; o++) {
-            const uint8_t *a, *b;
-            uint32_t na, nb;
-            CHECK_RC(tfa_engine_output(&ref, o, &a, &na), 0, "output");
-            CHECK_RC(tfa_engine_output(&opt, o, &b, &nb), 0, "output");
-            CHECK(na == nb && memcmp(a, b, na) == 0, "%s: run %d output %u differs", name, run, o);
-        }
-    }
-    uint8_t d_ref[32], d_opt[32];
-    if (ref.ready && opt.ready) {
-        CHECK_RC(tfa_engine_selftest_digest(&ref, 0x12345678u, d_ref), 0, "digest");
-        CHECK_RC(tfa_engine_selftest_digest(&opt, 0x12345678u, d_opt), 0, "digest");
-        CHECK(memcmp(d_ref, d_opt, 32) == 0, "%s: self-test digests differ", name);
-    }
-    free(arena_ref);
-    free(arena_opt);
-}
-
 static void test_models(void)
 {
-    static const struct {
-        const char *path;
-        int runs;
-        uint32_t min_optimized; /* ops the optimized kernels must take (when the model is present) */
-    } models[] = {
+    /* path, runs, ops the DSP kernels must take (when the model is present) */
+    static const engine_pair_model_t models[] = {
         {"../../tests/vectors/model.tflite", 20, 0},
         {"vectors/engine/engine_ops.tflite", 20, 0},
         {"vectors/engine/dw_mult.tflite", 20, 3}, /* depthwise, input depth 3..30, multipliers 5, 2, 3 */
@@ -129,21 +74,7 @@ static void test_models(void)
         {MODELS_DIR "micro_speech_quantized.tflite", 20, 2},
         {MODELS_DIR "person_detect.tflite", 3, 28},
     };
-    int ran = 0;
-    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
-        uint32_t len = 0;
-        uint8_t *model = test_read_file(models[i].path, &len);
-        if (model == NULL) {
-            printf("test_engine_dsp: %s absent, skipped\n", models[i].path);
-            continue;
-        }
-        uint32_t optimized = 0;
-        prv_compare_model(models[i].path, model, len, models[i].runs, &optimized);
-        CHECK(optimized >= models[i].min_optimized, "%s: only %u ops optimized", models[i].path, optimized);
-        free(model);
-        ran++;
-    }
-    CHECK(ran >= 2, "the project's own models must be there");
+    engine_pair_models("test_engine_dsp", models, (int)(sizeof models / sizeof models[0]), TFA_ENGINE_KERNELS_DSP, 0);
 }
 
 /* An arena sized for the reference kernels (what the host puts in the manifest) must still run the

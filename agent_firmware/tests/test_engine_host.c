@@ -13,102 +13,27 @@
 #include "../core/engine/kernels_host.h"
 #include "../core/engine/quant.h"
 #include "check.h"
+#include "engine_pair.h"
 #include "test_util.h"
 #include "tfa/engine.h"
 
 #define MODELS_DIR "../../../shared/models/"
 #define ARENA_SIZE (1u << 20)
 
-static tfa_engine_t ref, host;
-
-static void prv_set_inputs(int run, uint32_t *seed)
-{
-    for (uint32_t i = 0; i < ref.input_count; i++) {
-        uint8_t *a, *b;
-        uint32_t na, nb;
-        CHECK_RC(tfa_engine_input(&ref, i, &a, &na), 0, "input");
-        CHECK_RC(tfa_engine_input(&host, i, &b, &nb), 0, "input");
-        for (uint32_t k = 0; k < na && k < nb; k++) {
-            a[k] = run == 0 ? 0x80u : run == 1 ? 0x7Fu : (uint8_t)test_xorshift32(seed);
-            b[k] = a[k];
-        }
-    }
-}
-
-/* Both kernel sets on `runs` inputs; the ops the host kernels took go to *taken. */
-static void prv_compare_model(const char *name, const uint8_t *model, uint32_t len, int runs, uint32_t *taken)
-{
-    uint8_t *arena_ref = malloc(ARENA_SIZE);
-    uint8_t *arena_host = malloc(ARENA_SIZE);
-    CHECK(arena_ref && arena_host, "out of memory");
-    *taken = 0;
-    if (!arena_ref || !arena_host) {
-        free(arena_ref);
-        free(arena_host);
-        return;
-    }
-    CHECK_RC(tfa_engine_init_kernels(&ref, model, len, arena_ref, ARENA_SIZE, TFA_ENGINE_KERNELS_REFERENCE),
-             0, name);
-    CHECK_RC(tfa_engine_init_kernels(&host, model, len, arena_host, ARENA_SIZE, TFA_ENGINE_KERNELS_HOST), 0,
-             name);
-    CHECK(ref.arena_used == host.arena_used, "%s: arena %u with the host kernels, %u reference", name,
-          host.arena_used, ref.arena_used);
-    for (uint32_t i = 0; ref.ready && host.ready && i < host.op_count; i++) {
-        CHECK(host.ops[i].optimized == 0 || host.ops[i].optimized == TFA_ENGINE_KERNELS_HOST,
-              "%s: op %u took another set", name, i);
-        *taken += host.ops[i].optimized != 0;
-    }
-    uint32_t seed = 0xBADC0DEu;
-    for (int run = 0; ref.ready && host.ready && run < runs; run++) {
-        prv_set_inputs(run, &seed);
-        CHECK_RC(tfa_engine_invoke(&ref), 0, name);
-        CHECK_RC(tfa_engine_invoke(&host), 0, name);
-        for (uint32_t o = 0; o < ref.output_count; o++) {
-            const uint8_t *a, *b;
-            uint32_t na, nb;
-            CHECK_RC(tfa_engine_output(&ref, o, &a, &na), 0, "output");
-            CHECK_RC(tfa_engine_output(&host, o, &b, &nb), 0, "output");
-            CHECK(na == nb && memcmp(a, b, na) == 0, "%s: run %d output %u differs", name, run, o);
-        }
-    }
-    uint8_t d_ref[32], d_host[32];
-    if (ref.ready && host.ready) {
-        CHECK_RC(tfa_engine_selftest_digest(&ref, 0x2468ACEu, d_ref), 0, "digest");
-        CHECK_RC(tfa_engine_selftest_digest(&host, 0x2468ACEu, d_host), 0, "digest");
-        CHECK(memcmp(d_ref, d_host, 32) == 0, "%s: self-test digests differ", name);
-    }
-    free(arena_ref);
-    free(arena_host);
-}
+static tfa_engine_t host;
 
 static void test_models(void)
 {
-    static const struct {
-        const char *path;
-        int runs;
-        uint32_t min_taken; /* ops the host kernels must take (when the model is present) */
-    } models[] = {
+    /* path, runs, ops the host kernels must take (when the model is present) */
+    static const engine_pair_model_t models[] = {
         {"../../tests/vectors/model.tflite", 20, 0},
         {"vectors/engine/engine_ops.tflite", 20, 0},
         {MODELS_DIR "hello_world_int8.tflite", 20, 3},
         {MODELS_DIR "micro_speech_quantized.tflite", 20, 2},
         {MODELS_DIR "person_detect.tflite", 3, 28},
     };
-    int ran = 0;
-    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
-        uint32_t len = 0;
-        uint8_t *model = test_read_file(models[i].path, &len);
-        if (model == NULL) {
-            printf("test_engine_host: %s absent, skipped\n", models[i].path);
-            continue;
-        }
-        uint32_t taken = 0;
-        prv_compare_model(models[i].path, model, len, models[i].runs, &taken);
-        CHECK(taken >= models[i].min_taken, "%s: only %u ops on host kernels", models[i].path, taken);
-        free(model);
-        ran++;
-    }
-    CHECK(ran >= 2, "the project's own models must be there");
+    engine_pair_models("test_engine_host", models, (int)(sizeof models / sizeof models[0]), TFA_ENGINE_KERNELS_HOST,
+                       1);
 }
 
 /* tfa_engine_init on a hosted build runs the host kernels (what the simulator's devices run). */
