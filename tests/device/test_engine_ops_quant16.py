@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.support.tflite_build import ModelBuilder, schema
+from tests.support.tflite_build import ModelBuilder, require_builder, schema
 
 FAMILY = "quant16"
 # float32 inputs: magnitudes up to 1e3, scaled per run over seven decades (rounding and saturation)
@@ -148,11 +148,7 @@ def compare_typed(model: bytes, runs: int, seed: int = 0) -> int:
 
 @pytest.fixture(scope="module")
 def prepared() -> None:
-    pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
-    try:
-        schema()
-    except (ModuleNotFoundError, FileNotFoundError):
-        pytest.skip("the TFLite schema module (TensorFlow wheel) is not installed")
+    require_builder()
 
 
 DEFAULT = model_names(30)

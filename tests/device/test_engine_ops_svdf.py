@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from tests.device.test_engine_differential import Difference, compare
-from tests.support.tflite_build import ModelBuilder, schema
+from tests.support.tflite_build import ModelBuilder, require_builder, schema
 
 FAMILY = "svdf"
 
@@ -148,11 +148,7 @@ def compare_with_reset(name: str, model: bytes, runs: int, seed: int = 0) -> lis
 
 @pytest.fixture(scope="module")
 def prepared() -> None:
-    pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
-    try:
-        schema()
-    except (ModuleNotFoundError, FileNotFoundError):
-        pytest.skip("the TFLite schema module (TensorFlow wheel) is not installed")
+    require_builder()
 
 
 DEFAULT = model_names(36)

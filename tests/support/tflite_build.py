@@ -11,6 +11,7 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+import pytest
 
 
 @cache
@@ -64,3 +65,12 @@ class ModelBuilder:
             t.quantization = q
         self.tensors.append(t)
         return len(self.tensors) - 1
+
+
+def require_builder() -> None:
+    """Skips the calling test without tflite-micro's interpreter (the oracle) or the schema module."""
+    pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
+    try:
+        schema()
+    except (ModuleNotFoundError, FileNotFoundError):
+        pytest.skip("the TFLite schema module (TensorFlow wheel) is not installed")
