@@ -37,7 +37,7 @@ ctest:
 
 # The whole suite in one process by default. TEST_JOBS=2 runs it on two pytest-xdist workers (a test file
 # stays on one worker, each worker has its own databases, brokers and ports): about 23 minutes instead of
-# about 35 here, but with a QEMU run and a broker cluster at once on 2 cores, the QEMU conformance run
+# 36 here, but with a QEMU run and a broker cluster at once on 2 cores, the QEMU conformance run
 # stalled once in two runs, so CI keeps to one process.
 TEST_JOBS ?= 0
 pytest:
