@@ -10,8 +10,8 @@ import os
 import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from make_engine_model import write_int8  # noqa: E402
 
 OUT = pathlib.Path(__file__).resolve().parent / "dw_mult.tflite"
 
@@ -28,22 +28,8 @@ def build():
     return tf.keras.Model(x, y)
 
 
-def main():
-    model = build()
-    rng = np.random.default_rng(15)
-
-    def rep():
-        for _ in range(32):
-            yield [rng.uniform(-1.0, 1.0, size=(1, 16, 16, 3)).astype(np.float32)]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = rep
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    OUT.write_bytes(conv.convert())
-    print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
+def main(out=OUT):
+    write_int8(build(), 15, out)
 
 
 if __name__ == "__main__":

@@ -29,13 +29,14 @@ def build():
     return tf.keras.Model(x, y)
 
 
-def main():
-    model = build()
-    rng = np.random.default_rng(11)
+def write_int8(model, seed, out):
+    """Full-int8 conversion with 32 uniform(-1, 1) calibration inputs from `seed`, written to `out`."""
+    rng = np.random.default_rng(seed)
+    shape = (1, *model.input_shape[1:])
 
     def rep():
         for _ in range(32):
-            yield [rng.uniform(-1.0, 1.0, size=(1, 8, 8, 4)).astype(np.float32)]
+            yield [rng.uniform(-1.0, 1.0, size=shape).astype(np.float32)]
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -43,8 +44,12 @@ def main():
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
-    OUT.write_bytes(conv.convert())
-    print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
+    out.write_bytes(conv.convert())
+    print(f"wrote {out} ({out.stat().st_size} bytes)")
+
+
+def main(out=OUT):
+    write_int8(build(), 11, out)
 
 
 if __name__ == "__main__":
