@@ -28,9 +28,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from m4_common import print_markdown, run_image, skipped  # noqa: E402
 
 from tinyfleet.signing import encryption as enc  # noqa: E402
-from tinyfleet.sim.qemu import MACHINE, QEMU, build_firmware, missing_tools  # noqa: E402
+from tinyfleet.sim.qemu import QEMU, build_firmware  # noqa: E402
 
 _LINE = re.compile(r"^BENCH (\S+) (\d+) ticks=(\d+)(.*)$")
 
@@ -62,38 +65,16 @@ def check_encryption(name: str, size: int, rest: str) -> None:
             sys.exit(f"chacha20 {size}: firmware {got.group(1) if got else '?'} != Python {want}")
 
 
-def run_bench(elf: Path, timeout: float = 120.0) -> list[str]:
-    args = [QEMU, "-M", MACHINE, "-display", "none", "-monitor", "none", "-nodefaults",
-            "-icount", "shift=0", "-serial", "stdio", "-kernel", str(elf)]  # fmt: skip
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    lines: list[str] = []
-    try:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = raw.decode(errors="replace").strip()
-            lines.append(line)
-            if line == "BENCH END":
-                break
-    finally:
-        proc.kill()
-        proc.wait(timeout=timeout)
-    if "BENCH END" not in lines:
-        sys.exit("bench firmware did not finish:\n" + "\n".join(lines))
-    return lines
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
     args = parser.parse_args()
-    reason = missing_tools()
-    if reason is not None:
-        print(f"skipped: {reason}")
+    if skipped():
         return 0
     elf = build_firmware("bench")
-    lines = run_bench(elf)
+    lines = run_image(elf, timeout=120.0)
 
     insns_per_tick = 0.0
     rows: list[tuple[str, int, int, str]] = []
@@ -132,10 +113,7 @@ def main() -> int:
         per_kib = f"{insns * 1024 / size:,.0f}" if name.startswith(("sha", "chacha")) else ""
         table.append((name, str(size), f"{insns:,}", per_kib, stack_peak))
     if args.markdown:
-        print("| " + " | ".join(header) + " |")
-        print("|---|---:|---:|---:|---:|")
-        for row in table:
-            print("| " + " | ".join(row) + " |")
+        print_markdown(header, "|---|---:|---:|---:|---:|", table)
     else:
         print(f"{header[0]:<22} {header[1]:>6} {header[2]:>14} {header[3]:>10} {header[4]:>10}")
         for row in table:

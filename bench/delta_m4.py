@@ -14,7 +14,6 @@ payload chunks; the firmware checks the output's checksum.
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -24,20 +23,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from delta import SHARED_PAIRS, pipeline_pairs  # noqa: E402
+from m4_common import CORE_SRC, PORT, build_image, c_array, run_image, skipped  # noqa: E402
 
 from tinyfleet.signing import delta  # noqa: E402
-from tinyfleet.sim.qemu import MACHINE, QEMU, missing_tools  # noqa: E402
 
-PORT = ROOT / "agent_firmware" / "ports" / "mps2-an386"
-ARCH = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
-CFLAGS = [*ARCH, "-Os", "-std=c11", "-ffunction-sections", "-fdata-sections", "-ffreestanding", "-Wall",
-          "-Wextra", "-Werror", "-DTFA_NO_ERROR_NAMES=1"]  # fmt: skip
 LINE = re.compile(r"^BENCH (\S+) (\d+) ticks=(\d+)(?: ok=(\d))?$")
-
-
-def _c_array(name: str, data: bytes) -> str:
-    body = ",".join(str(b) for b in data)
-    return f"static const uint8_t {name}[] = {{{body}}};\n"
 
 
 def streams_header(pairs: list[tuple[str, bytes, bytes, bytes]]) -> str:
@@ -48,7 +38,7 @@ def streams_header(pairs: list[tuple[str, bytes, bytes, bytes]]) -> str:
     ]
     rows = []
     for i, (name, base, stream, new) in enumerate(pairs):
-        out += [_c_array(f"base{i}", base or b"\0"), _c_array(f"stream{i}", stream)]
+        out += [c_array(f"base{i}", base or b"\0"), c_array(f"stream{i}", stream)]
         checksum = 0
         for b in new:
             checksum = (checksum * 31 + b) & 0xFFFFFFFF
@@ -63,45 +53,13 @@ def streams_header(pairs: list[tuple[str, bytes, bytes, bytes]]) -> str:
 
 
 def build(tmp: Path, header: str, lto: bool = False) -> Path:
-    (tmp / "streams.h").write_text(header)
-    elf = tmp / "delta_bench.elf"
-    sources = [ROOT / "bench" / "delta_m4" / "main.c"]
-    sources += sorted((ROOT / "agent_firmware" / "core" / "src").glob("delta*.c"))
+    sources = [ROOT / "bench" / "delta_m4" / "main.c", *sorted(CORE_SRC.glob("delta*.c"))]
     sources += [PORT / name for name in ("startup.c", "board_mps2.c", "ram_flash.c", "provision.c")]
-    libc = tmp / "libc_small.o"
-    inc = ["-I", str(ROOT / "agent_firmware" / "core" / "include"), "-I", str(PORT), "-I", str(tmp)]
-    subprocess.run(["arm-none-eabi-gcc", *CFLAGS, *inc, "-fno-builtin", "-fno-tree-loop-distribute-patterns",
-                    "-c", str(PORT / "libc_small.c"), "-o", str(libc)], check=True)  # fmt: skip
-    cflags = [*CFLAGS, "-flto=auto"] if lto else CFLAGS  # not for libc_small.o: its mem* stay loops
-    subprocess.run(["arm-none-eabi-gcc", *cflags, *inc, *map(str, sources), str(libc), "--specs=nano.specs",
-                    "-nostartfiles", "-Wl,--gc-sections", f"-T{PORT / 'mps2_an386.ld'}", "-o", str(elf)],
-                   check=True)  # fmt: skip
-    return elf
-
-
-def run(elf: Path) -> list[str]:
-    args = [QEMU, "-M", MACHINE, "-display", "none", "-monitor", "none", "-nodefaults",
-            "-icount", "shift=0", "-serial", "stdio", "-kernel", str(elf)]  # fmt: skip
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    lines: list[str] = []
-    try:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            lines.append(raw.decode(errors="replace").strip())
-            if lines[-1] == "BENCH END":
-                break
-    finally:
-        proc.kill()
-        proc.wait(timeout=60)
-    if "BENCH END" not in lines:
-        sys.exit("bench firmware did not finish:\n" + "\n".join(lines))
-    return lines
+    return build_image(tmp, ("streams.h", header), sources, "delta_bench.elf", ["-flto=auto"] if lto else [])
 
 
 def main() -> None:
-    reason = missing_tools()
-    if reason is not None:
-        print(f"skipped: {reason}")
+    if skipped():
         return
     files = []
     if SHARED_PAIRS.is_dir():
@@ -121,7 +79,7 @@ def main() -> None:
         if len(new) < 64 * 1024:  # the ROM holds one 100 KB pair, not its compressed model as well
             pairs.append((name + "(full)", b"", delta.encode(new), new))
     with tempfile.TemporaryDirectory() as tmp:
-        lines = run(build(Path(tmp), streams_header(pairs), lto="--lto" in sys.argv[1:]))
+        lines = run_image(build(Path(tmp), streams_header(pairs), lto="--lto" in sys.argv[1:]))
     per_tick = 0.0
     print("| stream | format | stream bytes | output bytes | instructions | per output byte |")
     print("|---|---|---:|---:|---:|---:|")

@@ -26,9 +26,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import delta_m4  # noqa: E402
 from delta import SHARED_PAIRS, pipeline_pairs  # noqa: E402
+from m4_common import run_image  # noqa: E402
 
 from tinyfleet.signing import delta  # noqa: E402
-from tinyfleet.sim.qemu import MACHINE, QEMU, missing_tools  # noqa: E402
+from tinyfleet.sim.qemu import missing_tools  # noqa: E402
 
 INSN = re.compile(r"^0x([0-9a-f]{8}):")
 TRACE = re.compile(r"^Trace \d+: \S+ \[[0-9a-f]+/([0-9a-f]+)/")
@@ -101,22 +102,7 @@ def main() -> None:
         tmp = Path(tmp_name)
         elf = delta_m4.build(tmp, delta_m4.streams_header([("s", base, stream, new)]))
         log = tmp / "qemu.log"
-        cmd = [QEMU, "-M", MACHINE, "-display", "none", "-monitor", "none", "-nodefaults", "-icount",
-               "shift=0", "-serial", "stdio", "-kernel", str(elf), "-d", "in_asm,exec,nochain",
-               "-D", str(log)]  # fmt: skip
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-        )
-        lines: list[str] = []
-        try:
-            assert proc.stdout is not None
-            for raw in proc.stdout:
-                lines.append(raw.decode(errors="replace").strip())
-                if lines[-1] == "BENCH END":
-                    break
-        finally:
-            proc.kill()
-            proc.wait(timeout=60)
+        lines = run_image(elf, extra_args=["-d", "in_asm,exec,nochain", "-D", str(log)])
         if not any(line.startswith("BENCH s ") and line.endswith(" ok=1") for line in lines):
             sys.exit("the M4 did not decode the model:\n" + "\n".join(lines))
         per_fn = _profile(log, elf)

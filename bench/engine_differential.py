@@ -1,6 +1,6 @@
 """Differential sweep of the C inference engine against TFLM on randomly generated int8 models.
 
-Models come from tests/device/test_engine_differential.py (`family-seed`, built by TensorFlow, cached
+Models come from tests/support/engine_differential.py (`family-seed`, built by TensorFlow, cached
 under build/engine-differential/); each is run on random int8 inputs (the first two all -128 and all
 127) by the engine and by TFLM's Python interpreter, and every output that differs is printed.
 
@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.device.test_engine_differential import (  # noqa: E402
+from tests.support.engine_differential import (  # noqa: E402
     FAMILIES,
     Difference,
     compare,

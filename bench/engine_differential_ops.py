@@ -29,13 +29,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.device.test_engine_differential import Difference, compare  # noqa: E402
 from tests.device.test_engine_ops_differential import (  # noqa: E402
     ELEMENTWISE,
     FAMILIES,
     ensure_models,
     model_names,
-    tflm_arena_bytes,
     whole_range_differs,
 )
 from tests.device.test_engine_ops_quant16 import build_model as build_quant16  # noqa: E402
@@ -44,6 +42,8 @@ from tests.device.test_engine_ops_quant16 import model_names as quant16_names  #
 from tests.device.test_engine_ops_svdf import build_model as build_svdf  # noqa: E402
 from tests.device.test_engine_ops_svdf import compare_with_reset  # noqa: E402
 from tests.device.test_engine_ops_svdf import model_names as svdf_names  # noqa: E402
+from tests.support.engine_differential import Difference, compare  # noqa: E402
+from tests.support.tflm_arena import tflm_arena_bytes  # noqa: E402
 from tinyfleet.device.engine import Engine, EngineError  # noqa: E402
 
 

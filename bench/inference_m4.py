@@ -27,11 +27,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from m4_common import ICOUNT, print_markdown, skipped  # noqa: E402
 
 from tinyfleet.device import frames  # noqa: E402
 from tinyfleet.signing.keys import private_key_from_seed, public_raw  # noqa: E402
 from tinyfleet.signing.package import build_package  # noqa: E402
-from tinyfleet.sim.qemu import Provision, QemuDevice, build_firmware, missing_tools  # noqa: E402
+from tinyfleet.sim.qemu import Provision, QemuDevice, build_firmware  # noqa: E402
 
 MODELS_DIR = REPO.parent / "shared" / "models"
 MODELS = [
@@ -65,9 +68,7 @@ def main() -> int:
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
     parser.add_argument("--model", type=Path, action="append", default=[], help="another .tflite to measure")
     args = parser.parse_args()
-    reason = missing_tools()
-    if reason is not None:
-        print(f"skipped: {reason}")
+    if skipped():
         return 0
     try:
         import tflite_micro  # noqa: F401  (the reference interpreter computes the self-test digests)
@@ -81,7 +82,7 @@ def main() -> int:
     provision = Provision([public_raw(key)], hardware_class=HARDWARE_CLASS, ram_budget=ARENA)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        dev = QemuDevice(provision, Path(tmp), elf, extra_args=["-icount", "shift=0"], timeout=300)
+        dev = QemuDevice(provision, Path(tmp), elf, extra_args=ICOUNT, timeout=300)
         dev.power_on()
         try:
             for sequence, path in enumerate((p for p in [*MODELS, *args.model] if p.exists()), start=1):
@@ -142,10 +143,7 @@ def main() -> int:
         "insns / MAC",
     )
     if args.markdown:
-        print("| " + " | ".join(header) + " |")
-        print("|---|---:|---:|---|---:|---:|---:|---:|---:|")
-        for row in rows:
-            print("| " + " | ".join(str(c) for c in row) + " |")
+        print_markdown(header, "|---|---:|---:|---|---:|---:|---:|---:|---:|", rows)
     else:
         print("  ".join(header))
         for row in rows:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -26,14 +25,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from delta_m4 import CFLAGS, PORT, _c_array, run  # noqa: E402
+from m4_common import CORE_SRC, PORT, build_image, c_array, run_image, skipped  # noqa: E402
 
 from tinyfleet.signing import delta  # noqa: E402
 from tinyfleet.signing import encryption as enc  # noqa: E402
 from tinyfleet.signing import manifest as mf  # noqa: E402
 from tinyfleet.signing.keys import load_private_key  # noqa: E402
 from tinyfleet.signing.package import build_package  # noqa: E402
-from tinyfleet.sim.qemu import missing_tools  # noqa: E402
 
 VECTORS = ROOT / "tests" / "vectors"
 HARDWARE_CLASS = 7
@@ -77,17 +75,17 @@ def header(pkgs: list[tuple[str, bytes, bytes | None, int]]) -> str:
         "#include <stdint.h>\n#include <stddef.h>\n",
         f"#define BENCH_HARDWARE_CLASS {HARDWARE_CLASS}u\n#define BENCH_SLOT_SIZE {SLOT_SIZE}u\n",
         f"#define BENCH_MODEL_RAM {SLOT_SIZE}u\n",
-        _c_array("bench_key_id", hashlib.sha256(public).digest()[:8]),
-        _c_array("bench_public_key", public),
-        _c_array("bench_device_private", DEVICE_PRIVATE),
+        c_array("bench_key_id", hashlib.sha256(public).digest()[:8]),
+        c_array("bench_public_key", public),
+        c_array("bench_device_private", DEVICE_PRIVATE),
         "typedef struct { const char *name; const uint8_t *pkg; uint32_t len; const uint8_t *wrap;",
         " uint32_t model_size; } bench_package_t;\n",
     ]
     rows = []
     for i, (name, pkg, wrap, size) in enumerate(pkgs):
-        out.append(_c_array(f"pkg{i}", pkg))
+        out.append(c_array(f"pkg{i}", pkg))
         if wrap is not None:
-            out.append(_c_array(f"wrap{i}", wrap))
+            out.append(c_array(f"wrap{i}", wrap))
         rows.append(f'{{"{name}", pkg{i}, {len(pkg)}u, {f"wrap{i}" if wrap else "NULL"}, {size}u}}')
     out.append(f"#define BENCH_PACKAGES {len(rows)}u\n")
     out.append(f"static const bench_package_t bench_packages[] = {{{','.join(rows)}}};\n")
@@ -95,29 +93,17 @@ def header(pkgs: list[tuple[str, bytes, bytes | None, int]]) -> str:
 
 
 def build(tmp: Path, text: str) -> Path:
-    (tmp / "packages.h").write_text(text)
-    elf = tmp / "install_bench.elf"
-    core = ROOT / "agent_firmware" / "core" / "src"
-    sources = [ROOT / "bench" / "install_m4" / "main.c", *sorted(core.glob("*.c"))]
+    sources = [ROOT / "bench" / "install_m4" / "main.c", *sorted(CORE_SRC.glob("*.c"))]
     sources += [PORT / name for name in ("startup.c", "board_mps2.c")]
-    libc = tmp / "libc_small.o"
-    inc = ["-I", str(ROOT / "agent_firmware" / "core" / "include"), "-I", str(PORT), "-I", str(tmp)]
-    subprocess.run(["arm-none-eabi-gcc", *CFLAGS, *inc, "-fno-builtin", "-fno-tree-loop-distribute-patterns",
-                    "-c", str(PORT / "libc_small.c"), "-o", str(libc)], check=True)  # fmt: skip
-    subprocess.run(["arm-none-eabi-gcc", *CFLAGS, *inc, *map(str, sources), str(libc), "--specs=nano.specs",
-                    "-nostartfiles", "-Wl,--gc-sections", f"-T{PORT / 'mps2_an386.ld'}", "-o", str(elf)],
-                   check=True)  # fmt: skip
-    return elf
+    return build_image(tmp, ("packages.h", text), sources, "install_bench.elf")
 
 
 def main() -> None:
-    reason = missing_tools()
-    if reason is not None:
-        print(f"skipped: {reason}")
+    if skipped():
         return
     pkgs = packages()
     with tempfile.TemporaryDirectory() as tmp:
-        lines = run(build(Path(tmp), header(pkgs)))
+        lines = run_image(build(Path(tmp), header(pkgs)))
     per_tick = 0.0
     table: dict[str, dict[str, float]] = {}
     sizes: dict[str, int] = {}

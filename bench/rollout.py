@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,13 +41,36 @@ from tinyfleet.sim.server_api import ServerApi, ServerApiError
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (from /proc, so no extra dependency)."""
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User + system CPU of a process, or of one of its threads (from /proc, so no extra dependency)."""
+    path = f"/proc/{pid}/task/{tid}/stat" if tid is not None else f"/proc/{pid}/stat"
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(path).read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime (fields 14 and 15 of stat)
+
+
+# The server's threads by the start of their names: their CPU is reported apart (the server is this
+# process, so its total holds the benchmark's own light polling as well, counted under "other").
+THREAD_KINDS = {
+    "tinyfleet-gateway": "gateway",
+    "paho-mqtt-client": "paho",
+    "tinyfleet-rollouts": "driver",
+    "tinyfleet-telemetry": "telemetry",
+}
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds of this process's threads, by kind (THREAD_KINDS; the rest is "other")."""
+    out = {kind: 0.0 for kind in (*THREAD_KINDS.values(), "other")}
+    pid = os.getpid()
+    for thread in threading.enumerate():
+        if thread.native_id is None:
+            continue
+        kind = next((k for prefix, k in THREAD_KINDS.items() if thread.name.startswith(prefix)), "other")
+        out[kind] += cpu_seconds(pid, thread.native_id)
+    return out
 
 
 def rss_bytes(pid: int) -> int:
@@ -85,6 +109,15 @@ class Result:
     chunk_size: int = 0
     messages_per_device: float = 0.0  # device -> server messages the gateway received, telemetry included
     batch_mean: float = 0.0  # messages per gateway transaction (telemetry goes apart)
+    by_kind: dict[str, float] = field(default_factory=dict)  # device messages per device, by topic kind
+    retries_per_device: float = 0.0  # chunk requests the devices re-sent after their timeout
+    duplicates_per_device: float = 0.0  # chunks the devices received again (answers to a retry)
+    threads: dict[str, float] = field(default_factory=dict)  # server thread kind -> CPU s in the rollout
+
+    @property
+    def batched_messages(self) -> float:
+        """Device messages the gateway's worker handled (all but telemetry)."""
+        return self.devices * (self.messages_per_device - self.by_kind.get("telemetry", 0.0))
 
     @property
     def devices_per_minute(self) -> float:
@@ -192,7 +225,7 @@ def run_one(
                 device_before = fleet.snapshot(timeout=120).totals["chunk_bytes"]
                 load_before = load_average()
                 spies = start_profiles(pids, profile_dir, devices)
-                cpu0 = _cpu(pids)
+                cpu0, threads0 = _cpu(pids), thread_cpu()
                 t0 = time.monotonic()
                 rollout = api.create_rollout(
                     name="bench",
@@ -214,7 +247,7 @@ def run_one(
                 rollout_s = time.monotonic() - t0
                 if finished and started:
                     rollout_s = finished - started
-                cpu1 = _cpu(pids)
+                cpu1, threads1 = _cpu(pids), thread_cpu()
                 stop_profiles(spies)
                 rollout = api.rollout(rollout["id"])
                 load_after = load_average()
@@ -226,6 +259,8 @@ def run_one(
                 sent = stats1["events"].get("chunk_bytes", 0) - before
                 received_msgs = sum(stats1["received"].values()) - sum(stats0["received"].values())
                 telemetry = stats1["received"].get("telemetry", 0) - stats0["received"].get("telemetry", 0)
+                kinds0 = stats0["received"]
+                by_kind = {k: (n - kinds0.get(k, 0)) / devices for k, n in stats1["received"].items()}
                 batched = received_msgs - telemetry
                 batches = stats1["events"].get("message_batches", 0) - stats0["events"].get(
                     "message_batches", 0
@@ -233,6 +268,7 @@ def run_one(
                 after = fleet.snapshot(timeout=120).totals
                 received = after["chunk_bytes"] - device_before
                 power_cuts = after["power_cuts"]
+                retries, duplicates = after["chunk_retries"], after["chunk_duplicates"]  # none before
             finally:
                 fleet.stop()
             return Result(
@@ -256,6 +292,10 @@ def run_one(
                 chunk_size,
                 received_msgs / devices,
                 batched / max(1, batches),
+                by_kind,
+                retries / devices,
+                duplicates / devices,
+                {k: threads1[k] - threads0.get(k, 0.0) for k in threads1},
             )
 
 
@@ -265,6 +305,8 @@ COLUMNS = [
     "bytes received per device (devices)", "power cuts", "CPU s server", "CPU s broker", "CPU s fleet",
     "fleet RSS per device (KiB)", "load avg before", "load avg after", "provisioning (s)",
     "fleet online (s)", "chunk size", "device messages per device", "messages per gateway batch",
+    "device messages per device by kind", "chunk retries per device", "duplicate chunks per device",
+    "server CPU s by thread", "gateway worker CPU ms per device message (telemetry apart)",
 ]  # fmt: skip
 
 
@@ -276,6 +318,10 @@ def row(r: Result) -> str:
         f"{r.cpu['broker']:.1f}", f"{r.cpu['fleet']:.1f}", f"{r.rss_per_device / 1024:.0f}",
         r.load_before, r.load_after, f"{r.provision_s:.1f}", f"{r.online_s:.1f}", r.chunk_size,
         f"{r.messages_per_device:.1f}", f"{r.batch_mean:.1f}",
+        ", ".join(f"{kind} {n:.2f}" for kind, n in sorted(r.by_kind.items()) if n),
+        f"{r.retries_per_device:.3f}", f"{r.duplicates_per_device:.3f}",
+        ", ".join(f"{kind} {cpu:.1f}" for kind, cpu in r.threads.items()),
+        f"{1000 * r.threads.get('gateway', 0.0) / max(1.0, r.batched_messages):.3f}",
     ]  # fmt: skip
     return "| " + " | ".join(str(c) for c in cells) + " |"
 

@@ -35,7 +35,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tinyfleet.demo_models import MODEL_NAME, build_releases  # noqa: E402
-from tinyfleet.server.devbroker import free_port  # noqa: E402
 from tinyfleet.server.services.fleet_ca import FleetCA, write_pair  # noqa: E402
 from tinyfleet.signing.keys import generate_private_key, save_keypair  # noqa: E402
 from tinyfleet.sim.cli import provision_fleet  # noqa: E402
@@ -151,18 +150,18 @@ def main() -> int:
         save_keypair(signing, generate_private_key())
         release_key = generate_private_key()
         save_keypair(work / "release", release_key)
-        ports = [free_port(), free_port()]
+        ports = [rc.quiet_port(), rc.quiet_port()]  # not ports RabbitMQ's connections may take
         password = secrets.token_hex(16)  # rabbitmqctl takes a leading "-" for an option
         # The brokers ask replica B for device logins: A is the one killed (behind a load balancer in
         # production, docs/DEPLOY.md).
         cluster = rc.create(work / "rabbit", work / "broker-tls", f"http://127.0.0.1:{ports[1]}", password)
         stack.callback(rc.stop, cluster)
         started = time.monotonic()
-        rc.start(cluster)
+        login_ready = rc.start(cluster)  # one node after another, each accepting an MQTT login
         nodes = cluster.nodes
         say(
-            f"3 RabbitMQ nodes clustered in {time.monotonic() - started:.1f} s: "
-            + ", ".join(n.name for n in nodes)
+            f"3 RabbitMQ nodes clustered and accepting MQTT logins in {time.monotonic() - started:.1f} s: "
+            + ", ".join(f"{n.name} ({login_ready[n.name]} s)" for n in nodes)
         )
         replicas: list[Replica] = []
         for i, name in enumerate(("a", "b")):
@@ -224,7 +223,7 @@ def main() -> int:
             if time.monotonic() - last[0] > 30:
                 last[0] = time.monotonic()
                 say(f"  connected: {fleet.snapshot().online}/{args.devices}; online for the server: {seen}")
-            return seen == args.devices
+            return bool(seen == args.devices)
 
         took = wait(all_online, 900, "every device online", period=2.0)
         say(f"{args.devices} devices online (MQTT 3.1.1 over TLS, round robin over 3 nodes) in {took:.1f} s")

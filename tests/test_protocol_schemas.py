@@ -21,8 +21,8 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
 from tests.examples.protocol_env import EXAMPLES, Capture, ProtocolEnv, load_schemas, protocol_env
-from tests.examples.test_reference_device import RunningDevice
 from tests.support.e2e_harness import telemetry_profile, wait_for
+from tests.support.reference_device import RunningDevice
 from tinyfleet.sim.cli import provision_fleet
 from tinyfleet.sim.fleet import FleetConfig, LocalFleet
 from tinyfleet.sim.profiles import FleetMix

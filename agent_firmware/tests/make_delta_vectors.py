@@ -15,6 +15,9 @@ more changed stretches, against base.bin; no weight runs) and t4_full.bin (t_new
 version 3's forced runs), each with a literal run over every stretch of literals the LZ coder leaves (the
 first of a block's group sends the table as kind 5, the others reuse it, kind 7). delta.bin, full.bin and
 blk.bin stay versions 1-3 streams.
+Format version 5 (ladder numbers): t5_delta.bin, t5_blk.bin and t5_full.bin, the same pairs and runs as
+the t4_ vectors in version 5, with numbers of all four bit-count classes and some wider than 17 bits (two
+equal-chance steps).
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from tinyfleet.signing import delta, table_coder, tensor_coder  # noqa: E402
+from tinyfleet.signing import delta, rangecoder, table_coder, tensor_coder  # noqa: E402
 from tinyfleet.signing.delta_parser import _Parser  # noqa: E402
-from tinyfleet.signing.rangecoder import Decoder  # noqa: E402
+from tinyfleet.signing.rangecoder import LADDER_ESCAPES, LADDER_FIRST, NUMBER_PROBS, Decoder  # noqa: E402
 
 
 def make_pair(seed: int = 7) -> tuple[bytes, bytes]:
@@ -112,17 +115,34 @@ def main() -> None:
         stream = literal_stream(pair[1], pair[0], log2)
         (out / name).write_bytes(stream)
         print(f"{name}: {len(stream)} bytes for {len(pair[1])}")
+    classes: set[int] = set()
+    for name, pair, log2 in (
+        ("t5_delta.bin", literal_pair, 15),
+        ("t5_blk.bin", literal_pair, 10),
+        ("t5_full.bin", (b"", t_new), 10),
+    ):
+        stream = literal_stream(pair[1], pair[0], log2, delta.FORMAT_NUMBERS, classes)
+        (out / name).write_bytes(stream)
+        print(f"{name}: {len(stream)} bytes for {len(pair[1])}")
+    assert classes >= {0, 4, 8, 16, 17}, f"numbers of every class and two-step ones expected, got {classes}"
 
 
-def literal_stream(new: bytes, base: bytes, block_log2: int) -> bytes:
-    """`new` in format version 4: table_stream's runs plus literal runs, with at least one run that
-    reuses its block's table (kind 7), checked to decode."""
+def literal_stream(
+    new: bytes,
+    base: bytes,
+    block_log2: int,
+    version: int = delta.FORMAT_LAST,
+    classes: set[int] | None = None,
+) -> bytes:
+    """`new` in format version 4 (or 5): table_stream's runs plus literal runs, with at least one run that
+    reuses its block's table (kind 7), checked to decode; version 5 adds to `classes` the first bit count
+    of each ladder class its numbers use, and 17 for a number wider than 17 bits (two equal-chance steps)."""
     parser = _Parser(new, base)
     runs = delta.literal_runs(parser, block_log2, tensor_coder.plan_runs(new, base, force=True, tables=True))
     assert any(r.kind == tensor_coder.TABLE_LAST for r in runs), "literal runs expected"
-    stream, _ = delta._encode_stream(parser, block_log2, 4, delta.FORMAT_LAST, runs)
+    stream, _ = delta._encode_stream(parser, block_log2, 4, version, runs)
     kinds: list[int] = []
-    plain_tree = Decoder.tree
+    plain_tree, plain_bit = Decoder.tree, Decoder.bit
 
     def spy(dec: Decoder, probs: list[int], bits: int, move_bits: int = 0) -> int:
         value = plain_tree(dec, probs, bits, move_bits)
@@ -130,12 +150,38 @@ def literal_stream(new: bytes, base: bytes, block_log2: int) -> bytes:
             kinds.append(value)
         return value
 
-    Decoder.tree = spy  # type: ignore[method-assign]
+    def spy_bit(dec: Decoder, probs: list[int], index: int, move_bits: int = 0) -> int:
+        bit = plain_bit(dec, probs, index, move_bits)
+        escape = index - LADDER_ESCAPES
+        if classes is not None and len(probs) == NUMBER_PROBS and 0 <= escape < 3 and not bit:
+            classes.add(LADDER_FIRST[escape])  # the class a ladder number stopped at
+        return bit
+
+    plain_number = rangecoder.decode_number
+
+    def spy_number(dec: Decoder, probs: list[int]) -> int:
+        value = plain_number(dec, probs)
+        if classes is not None and value.bit_length() > 17:
+            classes.add(17)
+        if classes is not None and value.bit_length() >= 16:
+            classes.add(16)  # the last class has no escape bit of 0
+        return value
+
+    Decoder.tree = spy  # type: ignore[method-assign,assignment]
+    Decoder.bit = spy_bit  # type: ignore[method-assign,assignment]
+    modules = (delta, tensor_coder, table_coder)
+    numbers = [(m, m.decode_number if m is not delta else m._decode_number) for m in modules]
+    for module, _ in numbers:
+        setattr(module, "_decode_number" if module is delta else "decode_number", spy_number)
     try:
         assert delta.decode(stream, base) == new
     finally:
         Decoder.tree = plain_tree  # type: ignore[method-assign]
+        Decoder.bit = plain_bit  # type: ignore[method-assign]
+        for module, plain in numbers:
+            setattr(module, "_decode_number" if module is delta else "decode_number", plain)
     assert tensor_coder.TABLE_LAST in kinds, "a run reusing its block's table expected"
+    assert stream[2] == version
     return stream
 
 

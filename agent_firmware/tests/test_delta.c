@@ -1,6 +1,6 @@
-/* Delta decoder: golden streams from tinyfleet/signing/delta.py (format versions 1 to 4: version 2 with
+/* Delta decoder: golden streams from tinyfleet/signing/delta.py (format versions 1 to 5: version 2 with
  * plain and diff weight runs, runs cut at block ends; version 3 with table runs, exact and bucketed; version 4
- * with literal runs that reuse their block's table) decode
+ * with literal runs that reuse their block's table; version 5 the same with ladder numbers) decode
  * to the same bytes in any chunking, across simulated reboots, and corrupt streams are refused without
  * crashing (run under ASan and UBSan). */
 #include <stdio.h>
@@ -25,19 +25,19 @@ static uint8_t *prv_load(const char *name, uint32_t *len)
     return buf;
 }
 
-/* Versions 2 (weight runs, t_*.bin), 3 (table runs, t3_*.bin) and 4 (literal runs reusing a table, t4_*.bin:
- * its delta and blk streams are t4_new.bin against base.bin): every chunking and reboot schedule, then every
- * single-byte corruption. */
+/* Versions 2 (weight runs, t_*.bin), 3 (table runs, t3_*.bin), 4 (literal runs reusing a table, t4_*.bin:
+ * its delta and blk streams are t4_new.bin against base.bin) and 5 (t5_*.bin: t4's in ladder numbers): every
+ * chunking and reboot schedule, then every single-byte corruption. */
 static int prv_tensor_vectors(const uint32_t *chunks, size_t n_chunks, const char *const names[3], uint8_t version)
 {
     uint32_t base_len, new_len, len[3];
-    uint8_t *base = prv_load(version == 4u ? "base.bin" : "t_base.bin", &base_len);
-    uint8_t *expect = prv_load(version == 4u ? "t4_new.bin" : "t_new.bin", &new_len);
+    uint8_t *base = prv_load(version >= 4u ? "base.bin" : "t_base.bin", &base_len);
+    uint8_t *expect = prv_load(version >= 4u ? "t4_new.bin" : "t_new.bin", &new_len);
     uint8_t *s[3];
     uint8_t *out = malloc(new_len);
     int cases = 0;
     for (size_t k = 0; k < 3; k++) {
-        if (version == 4u && k == 2) { /* t4_full.bin is t_new.bin alone */
+        if (version >= 4u && k == 2) { /* t4_full.bin and t5_full.bin are t_new.bin alone */
             free(expect);
             free(out);
             expect = prv_load("t_new.bin", &new_len);
@@ -130,6 +130,8 @@ int main(void)
     cases += prv_tensor_vectors(chunks, sizeof chunks / sizeof chunks[0], v3_names, 3u);
     static const char *const v4_names[3] = {"t4_delta.bin", "t4_blk.bin", "t4_full.bin"};
     cases += prv_tensor_vectors(chunks, sizeof chunks / sizeof chunks[0], v4_names, 4u);
+    static const char *const v5_names[3] = {"t5_delta.bin", "t5_blk.bin", "t5_full.bin"};
+    cases += prv_tensor_vectors(chunks, sizeof chunks / sizeof chunks[0], v5_names, 5u);
     printf("test_delta: %d cases (%d padding flips harmless), decoder state %u bytes, %d failures\n", cases,
            undetected, tfa_host_delta_state_size(), test_failures);
     free(bad);

@@ -59,13 +59,13 @@ static void prv_check_state_region(const tfa_engine_t *e, const char *file)
         }
         variables++;
         CHECK(v->planned, "%s: state %u planned", file, i);
-        const uint32_t lo = v->arena_offset, hi = v->arena_offset + v->bytes;
+        const uint32_t lo = v->arena_offset, hi = v->arena_offset + tfa_eng_bytes(v);
         for (uint32_t j = 0; j < e->tensor_count; j++) {
             const tfa_eng_tensor_t *t = &e->tensors[j];
-            if (j == i || !t->planned || t->bytes == 0) {
+            if (j == i || !t->planned || tfa_eng_bytes(t) == 0) {
                 continue;
             }
-            CHECK(t->arena_offset >= hi || t->arena_offset + t->bytes <= lo, "%s: tensor %u overlaps state %u",
+            CHECK(t->arena_offset >= hi || t->arena_offset + tfa_eng_bytes(t) <= lo, "%s: tensor %u overlaps state %u",
                   file, j, i);
         }
         for (uint32_t k = 0; k < e->op_count; k++) {

@@ -2,7 +2,8 @@
  * driver, with the invariant it checks after every cut, is tests/support/powercut_campaign.c).
  * A device runs good_active.tfpkg (sequence 5, confirmed; its model is the delta's base) and installs
  * delta_good.tfpkg or compressed_good.tfpkg, or their format version 2 twins delta_v2_good.tfpkg and
- * compressed_v2_good.tfpkg, or the version 3 and 4 delta_v3_good.tfpkg and delta_v4_good.tfpkg (sequence 6,
+ * compressed_v2_good.tfpkg, or the version 3, 4 and 5 delta_v3_good.tfpkg, delta_v4_good.tfpkg and
+ * delta_v5_good.tfpkg (sequence 6,
  * model_update.tflite, 1 KiB blocks) in small chunks: begin, chunks, end, activate, selftest, confirm.
  * The reference run counts its flash program/erase operations; then for every cut index k in 1..N and every tear mode the power goes during
  * operation k. After power-on and reboot (in half the runs with a second cut during the boot itself):
@@ -83,6 +84,8 @@ int main(void)
     points += prv_campaign("delta_v3_good.tfpkg", 256, 8, 1, 0);
     /* and in format version 4 (literal runs: a block's later runs reuse the table of its first) */
     points += prv_campaign("delta_v4_good.tfpkg", 256, 8, 1, 0);
+    /* and in format version 5 (ladder numbers: the checkpoint's has_base carries bit 4 across reboots) */
+    points += prv_campaign("delta_v5_good.tfpkg", 256, 8, 1, 0);
     if (test_failures != 0) {
         fprintf(stderr, "test_powercut_delta: %d checks failed\n", test_failures);
         return 1;

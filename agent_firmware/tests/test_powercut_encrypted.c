@@ -53,7 +53,7 @@ int main(void)
     prv_campaign("encrypted/delta_good.tfpkg", "encrypted/delta_good.wrap", "model_update.tflite", 256, 8, 1,
                  1, NULL);
     prv_campaign("encrypted/compressed_good.tfpkg", "encrypted/compressed_good.wrap", "model_update.tflite",
-                 256, 96, 0, 1, NULL);
+                 256, 96, 1, 1, NULL);
     /* Both models encrypted at rest: the delta's base is read back through the storage key stream. */
     prv_campaign("encrypted/delta_good.tfpkg", "encrypted/delta_good.wrap", "model_update.tflite", 256, 8, 1,
                  1, "encrypted/good_active.wrap");

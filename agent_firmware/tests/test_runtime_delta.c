@@ -339,6 +339,9 @@ int main(void)
     prv_test_resume("delta_v3_good.tfpkg", &update);
     prv_test_installs("delta_v4_good.tfpkg", &update);
     prv_test_resume("delta_v4_good.tfpkg", &update);
+    /* and in format version 5 (ladder numbers) */
+    prv_test_installs("delta_v5_good.tfpkg", &update);
+    prv_test_resume("delta_v5_good.tfpkg", &update);
     prv_test_rewind(&update);
     prv_test_refusal("delta_wrong_base.tfpkg", -TFA_ERR_WRONG_BASE, 0, 64);
     prv_test_refusal("delta_corrupt_stream.tfpkg", -TFA_ERR_DELTA_CORRUPT, 1, 1);

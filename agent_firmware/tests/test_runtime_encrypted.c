@@ -1,8 +1,8 @@
 /* Encrypted installs through tfa/runtime.h (docs/PROTOCOL.md section 6), with the packages of
  * tests/vectors/encrypted (make_encrypted_packages.py): key wrap after begin, streaming decryption into the
- * slot (raw, delta and compressed), the refusals (KEY_UNWRAP, NOT_ENCRYPTED, chunks before the key,
- * tampered ciphertext before activation), a resume after a reboot, which needs the wrap again, and the
- * model kept encrypted at rest in its slot. */
+ * slot (raw, delta and compressed), the refusals (KEY_UNWRAP, NOT_ENCRYPTED, MODEL_RAM_TOO_SMALL, chunks
+ * before the key, tampered ciphertext before activation), a resume after a reboot, which needs the wrap
+ * again, and the model kept encrypted at rest in its slot. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -219,6 +219,29 @@ static void prv_test_policy(void)
         CHECK(st.phase == TFA_PHASE_IDLE && st.last_error == TFA_ERR_NOT_ENCRYPTED, "refused before writing");
         CHECK_RC(prv_install(&d, &v, 512), 0, "encrypted package");
         prv_check_model(&d, "model.tflite", 6);
+        tv_device_free(&d);
+    }
+    /* a fixed model RAM smaller than the model: refused before writing (it could never be run); one
+     * byte more and the same package installs, and the clear package needs no model RAM at all */
+    if (prv_device(&d, 1) == 0) {
+        tfa_manifest_t m;
+        CHECK_RC(tfa_manifest_parse(v.pkg, v.len, d.cfg.keys, d.cfg.key_count, &m), 0, "manifest");
+        d.model_ram.size = m.model_size - 1u;
+        uint32_t ops = tfa_flash_host_op_count(&d.fh);
+        CHECK_RC(tfa_install_begin(&d.rt, v.pkg, v.len), -TFA_ERR_MODEL_RAM_TOO_SMALL, "model RAM too small");
+        tfa_status_t st;
+        tfa_runtime_status(&d.rt, &st);
+        CHECK(st.phase == TFA_PHASE_IDLE && st.last_error == TFA_ERR_MODEL_RAM_TOO_SMALL &&
+                  tfa_flash_host_op_count(&d.fh) == ops,
+              "refused before writing");
+        d.model_ram.size = m.model_size;
+        CHECK_RC(prv_install(&d, &v, 512), 0, "encrypted package that fits the model RAM");
+        prv_check_model(&d, "model.tflite", 6);
+        tv_device_free(&d);
+    }
+    if (prv_device(&d, 1) == 0) {
+        d.model_ram.size = 16u;
+        CHECK_RC(tv_install_confirm(&d.rt, clear, clear_len, 512), 0, "clear package, tiny model RAM");
         tv_device_free(&d);
     }
     free(clear);

@@ -41,6 +41,7 @@ SERVER_USER = "tinyfleet-server"
 QUEUE = "tinyfleet.device-messages"
 # Processes this interpreter started (pid -> Popen), reaped when stopped.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+_LINUX = Path("/proc/sys/net/ipv4/ip_local_port_range").exists()
 BINDINGS = ("tf.*.reported", "tf.*.presence", "tf.*.status", "tf.*.telemetry", "tf.*.chunk.req")
 
 
@@ -160,6 +161,22 @@ def free_base_port(count: int) -> int:
     raise RuntimeError("no free port range found")
 
 
+def quiet_port() -> int:
+    """A free port for a server the brokers call back (auth URL), chosen long before it listens: below
+    both the kernel's ephemeral range (32768+ by default: RabbitMQ's own outgoing connections took an
+    ephemeral "free" port during the cluster's start) and free_base_port's range."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]) if _LINUX else 32768
+    for _ in range(200):
+        port = 10000 + secrets.randbelow(max(1, min(low, 20000) - 10000))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port below the ephemeral range found")
+
+
 def create(
     base_dir: Path,
     tls_dir: Path,
@@ -275,13 +292,90 @@ def start_epmd(cluster: Cluster) -> None:
         time.sleep(0.05)
 
 
-def start(cluster: Cluster, timeout: float = 240.0) -> None:
+def _mqtt_str(text: str) -> bytes:
+    raw = text.encode()
+    return len(raw).to_bytes(2, "big") + raw
+
+
+def _mqtt_packet(kind: int, body: bytes) -> bytes:
+    """Fixed header (type byte, variable-length remaining length) and body."""
+    size, length = len(body), bytearray()
+    while True:
+        size, digit = divmod(size, 128)
+        length.append(digit | (0x80 if size else 0))
+        if not size:
+            return bytes([kind]) + bytes(length) + body
+
+
+def mqtt_login(port: int, username: str, password: str, client_id: str, timeout: float = 30.0) -> int:
+    """One real MQTT 3.1.1 login (CONNECT, clean session) on 127.0.0.1:port: the CONNACK return code (0 =
+    accepted; RabbitMQ answers 3 "Server unavailable" while it cannot register the client id). Raises
+    OSError when the node does not answer with a CONNACK."""
+    flags = 0x80 | 0x40 | 0x02  # user name, password, clean session
+    body = _mqtt_str("MQTT") + bytes([4, flags]) + (60).to_bytes(2, "big")
+    body += _mqtt_str(client_id) + _mqtt_str(username) + _mqtt_str(password)
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.settimeout(timeout)
+        s.sendall(_mqtt_packet(0x10, body))
+        answer = b""
+        while len(answer) < 4:
+            got = s.recv(4 - len(answer))
+            if not got:
+                raise OSError("connection closed before CONNACK")
+            answer += got
+        if answer[0] != 0x20 or answer[1] != 2:
+            raise OSError(f"not a CONNACK: {answer.hex()}")
+        if answer[3] == 0:
+            with contextlib.suppress(OSError):
+                s.sendall(b"\xe0\x00")  # DISCONNECT: no will, nothing left behind
+        return answer[3]
+
+
+def wait_mqtt_login(cluster: Cluster, i: int, timeout: float = 300.0) -> float:
+    """Wait until node i accepts an MQTT login (the server's account, a probe client id): a node can be
+    "running" yet refuse every MQTT login (below, in start). Returns the seconds it took; RuntimeError
+    naming the node after `timeout`."""
+    node = cluster.nodes[i]
+    started = time.monotonic()
+    last = "no answer yet"
+    while True:
+        client_id = f"tinyfleet-probe-{i}-{secrets.token_hex(4)}"
+        try:
+            code = mqtt_login(node.mqtt_port, SERVER_USER, cluster.server_password, client_id)
+        except OSError as exc:
+            code, last = -1, f"{type(exc).__name__}: {exc}"
+        if code == 0:
+            return round(time.monotonic() - started, 1)
+        if code > 0:
+            last = f"CONNACK return code {code}" + (" (server unavailable)" if code == 3 else "")
+        if time.monotonic() - started >= timeout:
+            raise RuntimeError(
+                f"node {node.name} refuses MQTT logins on port {node.mqtt_port} after {timeout:.0f} s"
+                f" ({last})"
+            )
+        time.sleep(1)
+
+
+def start(cluster: Cluster, timeout: float = 240.0, login_timeout: float = 300.0) -> dict[str, float]:
+    """Start the nodes ONE AFTER ANOTHER, each only once the previous accepts an MQTT login; returns the
+    seconds from each node's start until it did.
+
+    Why one by one: RabbitMQ 3.10's MQTT plugin tracks client ids in a Raft cluster of its own
+    (mqtt_node) that each node forms or joins when its plugin starts, from the peers running at that
+    moment. Nodes booting together can each find no peer and form separate ones, or fail to join: such
+    a node is "running" but answers every MQTT CONNECT with "Server unavailable" ("client ID
+    registration timed out" in its log) for good. Seen here on 1 node of 3 at load 7-15."""
     start_epmd(cluster)
-    for i in range(len(cluster.nodes)):
+    ready: dict[str, float] = {}
+    for i, node in enumerate(cluster.nodes):
+        began = time.monotonic()
         start_node(cluster, i)
-    for i in range(len(cluster.nodes)):
         wait_node(cluster, i, timeout)
-    setup(cluster)
+        if i == 0:
+            setup(cluster)  # the server's account, in the internal database every later node joins
+        wait_mqtt_login(cluster, i, login_timeout)
+        ready[node.name] = round(time.monotonic() - began, 1)
+    return ready
 
 
 def kill_node(cluster: Cluster, i: int) -> None:
@@ -325,8 +419,14 @@ def main(argv: list[str] | None = None) -> int:
         cluster = create(
             args.dir, args.tls_dir, args.auth_url, args.server_password, args.nodes, args.base_port
         )
-        start(cluster)
-        print(json.dumps(asdict(cluster)))
+        try:
+            ready = start(cluster)
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            print(
+                f"rabbitcluster: {exc} (logs in {args.dir}; stop it: stop --dir {args.dir})", file=sys.stderr
+            )
+            return 1
+        print(json.dumps({**asdict(cluster), "ready_s": ready}))
     else:
         stop(Cluster.load(args.dir))
     return 0

@@ -36,10 +36,19 @@ def _all_pass(outcomes: list[Outcome]) -> None:
     assert [o.scenario.name for o in outcomes] == [s.name for s in ALL_SCENARIOS]
 
 
+def _kit_logins_kept(kit_dir: Path) -> None:
+    """No login of a kit account closed another of the same account (the broker takes the username as
+    client id): two player connections that took turns so stalled duplicated-chunks under load."""
+    log = (kit_dir / "broker" / "mosquitto.log").read_text(errors="replace").splitlines()
+    taken = [line for line in log if "Client tinyfleet-" in line and "already connected" in line]
+    assert not taken, taken
+
+
 def test_the_reference_device_passes_every_scenario(tmp_path: Path) -> None:
     require_tools()
     outcomes = run_scenarios(REFERENCE, workdir=tmp_path / "kit")
     _all_pass(outcomes)
+    _kit_logins_kept(tmp_path / "kit")
     # It reports no payload decoder: raw packages only, and the kit checked exactly that.
     assert "encoding 0" in {o.scenario.name: o.reason for o in outcomes}["install-delta"]
     suite = ET.fromstring(junit_xml(outcomes)).find("testsuite")
@@ -96,6 +105,7 @@ def test_the_simulated_agent_passes_every_scenario(tmp_path: Path) -> None:
     require_tools()
     outcomes = run_scenarios(SIMULATED, workdir=tmp_path / "kit")
     _all_pass(outcomes)
+    _kit_logins_kept(tmp_path / "kit")
     reasons = {o.scenario.name: o.reason for o in outcomes}
     # It decodes (capabilities), so it got the compressed and the delta variants.
     assert "encoding 1" in reasons["install-compressed"] and "encoding 2" in reasons["install-delta"]
@@ -111,6 +121,7 @@ def test_the_qemu_firmware_passes_every_scenario(tmp_path: Path) -> None:
         pytest.skip(missing)
     outcomes = run_scenarios(SIMULATED + " --qemu", workdir=tmp_path / "kit", timeout=240)
     _all_pass(outcomes)
+    _kit_logins_kept(tmp_path / "kit")
 
 
 def test_a_broker_acl_that_is_too_wide_fails_acl_limits(

@@ -85,6 +85,41 @@ def test_c_decoder_matches_format_4_literal_runs(
     assert c_decode(lib, stream, base, len(new), chunk, reboot=2) == new
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.binary(min_size=1, max_size=5000), st.integers(0, 2**32 - 1), st.sampled_from([1, 7, 256, 1024]))
+def test_c_decoder_matches_format_5_ladder_numbers(
+    lib: ctypes.CDLL, base: bytes, seed: int, chunk: int
+) -> None:
+    # version 5 only, with and without a base: every number (copies, runs, tables) a ladder number
+    new = mutate(base, random.Random(seed))
+    for b in (base, b""):
+        stream = delta.encode(new, b, block_log2=10, versions=(delta.FORMAT_NUMBERS,))
+        assert stream[2] == delta.FORMAT_NUMBERS and delta.decode(stream, b) == new
+        assert c_decode(lib, stream, b, len(new), chunk) == new
+        assert c_decode(lib, stream, b, len(new), chunk, reboot=2) == new
+
+
+def test_c_and_python_agree_on_corrupted_version_5_streams(lib: ctypes.CDLL) -> None:
+    # single-byte flips (every third byte) of the golden streams: both refuse, or both decode the same bytes
+    vectors = ROOT / "agent_firmware" / "tests" / "vectors" / "delta"
+    base = (vectors / "base.bin").read_bytes()
+    for name, b, n in (("t5_blk.bin", base, "t4_new.bin"), ("t5_full.bin", b"", "t_new.bin")):
+        good = (vectors / name).read_bytes()
+        size = len((vectors / n).read_bytes())
+        for at in range(0, len(good), 3):
+            bad = bytearray(good)
+            bad[at] ^= 0xA5
+            try:
+                expected: bytes | None = delta.decode(bytes(bad), b)
+            except delta.DeltaError:
+                expected = None
+            try:
+                got: bytes | None = c_decode(lib, bytes(bad), b, size, 256)
+            except delta.DeltaError:
+                got = None
+            assert got == expected, f"{name}: flip at {at}"
+
+
 def test_c_decoder_refuses_literal_runs_outside_version_4_or_before_a_table(lib: ctypes.CDLL) -> None:
     from tinyfleet.signing import tensor_coder
     from tinyfleet.signing.rangecoder import Encoder, encode_number

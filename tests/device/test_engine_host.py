@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.device import test_engine_dsp as dsp
-from tests.device.test_engine_differential import DEFAULT, ensure_models
+from tests.support import engine_dsp_models as dsp
+from tests.support.engine_differential import DEFAULT, ensure_models
 from tests.support.paths import REPO
 from tinyfleet.device.engine import Engine
 
@@ -40,7 +40,7 @@ def compare(model: bytes, runs: int, tflm: bool) -> None:
         interp = runtime.Interpreter.from_bytes(model)
     rng = np.random.default_rng(16)
     for run in range(runs):
-        for i, x in enumerate(dsp._inputs(ref, rng, run)):
+        for i, x in enumerate(dsp.int8_inputs(ref, rng, run)):
             ref.set_input(i, x)
             host.set_input(i, x)
             if interp is not None:

@@ -1,7 +1,7 @@
 """Differential testing of the ops added for issue 15's next models (SQUEEZE, SPLIT, STRIDED_SLICE, ...)
 against TFLM on randomly generated int8 models, and their arena against TFLM's.
 
-The same scheme as test_engine_differential.py (which holds `compare`): a model is named
+The same scheme as tests/support/engine_differential.py (which holds `compare`): a model is named
 `family-seed`, built by TensorFlow from that name alone in a child process, cached under
 build/engine-differential-ops/<hash of this generator>/ (a cache of its own, so adding a family here
 does not rebuild the other generator's models). bench/engine_differential_ops.py runs many more.
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterable
@@ -23,9 +22,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.device.test_engine_differential import compare
-from tests.support.model_cache import build_missing
+from tests.support.engine_differential import compare
+from tests.support.model_cache import build_missing, write_models
 from tests.support.paths import REPO
+from tests.support.tflm_arena import tflm_arena_bytes
 
 FAMILIES = ["squeeze", "split", "strided_slice", "tanh", "hard_swish", "resize_nearest", "transpose_conv"]
 # the op each family must contain (the converter may rewrite a layer into another op)
@@ -206,16 +206,7 @@ def build_model(name: str, tf: Any) -> bytes:
 
 
 def _main(out_dir: str, names: list[str]) -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import tensorflow as tf
-
-    for name in names:
-        path = Path(out_dir) / f"{name}.tflite"
-        if not path.exists():
-            data = build_model(name, tf)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(data)
-            tmp.replace(path)  # a killed build leaves no truncated model behind
+    write_models(out_dir, names, build_model)
 
 
 # --- comparison -------------------------------------------------------------------------------------
@@ -233,12 +224,6 @@ def model_names(count_per_family: int, first_seed: int = 0) -> list[str]:
 def ensure_models(names: list[str], jobs: int = 1, cache: Path = CACHE) -> Path:
     """Build the missing models in `jobs` child processes; returns the cache directory."""
     return build_missing(names, "tests.device.test_engine_ops_differential", cache, jobs)
-
-
-def tflm_arena_bytes(path: Path) -> int:
-    from tests.device.test_engine_tflm import tflm_arena_bytes as recorded
-
-    return recorded(path)
 
 
 # --- tests ------------------------------------------------------------------------------------------

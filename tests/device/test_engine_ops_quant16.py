@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from tests.support.tflite_build import ModelBuilder, require_builder, schema
+from tests.support.tflm_arena import tflm_arena_bytes
 
 FAMILY = "quant16"
 # float32 inputs: magnitudes up to 1e3, scaled per run over seven decades (rounding and saturation)
@@ -156,7 +157,6 @@ DEFAULT = model_names(30)
 
 @pytest.mark.parametrize("name", DEFAULT)
 def test_random_quant16_model_bit_exact(prepared: None, name: str, tmp_path: Path) -> None:
-    from tests.device.test_engine_tflm import tflm_arena_bytes
     from tinyfleet.device.engine import Engine
 
     model = build_model(name)

@@ -8,6 +8,7 @@ and its AMQP consumer move to the other nodes as well."""
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -17,8 +18,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.support.e2e_harness import freeze_telemetry, stored_reports, wait_for
-from tests.support.rabbit_cluster import ClusterEnv, cluster_env
+from tests.support.e2e_harness import freeze_telemetry, require_tools, stored_reports, wait_for
+from tests.support.rabbit_cluster import ClusterEnv, cluster_env, launcher
+from tinyfleet.server.devbroker import DevBroker
 from tinyfleet.sim.device_tls import device_tls_context
 from tinyfleet.sim.profiles import get_profile
 
@@ -44,9 +46,9 @@ def test_rollout_survives_a_broker_node_kill(env: ClusterEnv) -> None:
     assert all(p.password is None and p.cert_pem for p in provisioned)
     fleet = env.fleet(specs, provisioned[0].trusted_keys)
     ports = [n.mqtts_port for n in env.cluster.nodes]
-    # Round robin over the nodes; but a node that refuses a login (RabbitMQ answers "server unavailable"
-    # while it is still busy, seen under load) sends those devices on to the next node, so the spread is
-    # checked loosely. Node 0, killed below, must hold devices for the test to mean anything.
+    # Round robin over the nodes. Every node accepted an MQTT login before the fleet started (the cluster
+    # helper waits for it), but a device refused once under load still moves on to the next node, so the
+    # spread is checked loosely. Node 0, killed below, must hold devices for the test to mean anything.
     counts = _broker_counts(fleet)
     assert sum(counts.values()) == DEVICES and len(counts) >= 2 and counts[ports[0]] > 0, dict(counts)
 
@@ -81,6 +83,7 @@ def test_rollout_survives_a_broker_node_kill(env: ClusterEnv) -> None:
         raise AssertionError(f"devices (connected, broker port): {dict(states)}") from None
     failover_s = time.monotonic() - killed_at
     gateway, intake = env.stack.ctx.gateway, env.stack.ctx.amqp_intake
+    assert gateway is not None and intake is not None
     wait_for(lambda: gateway.connected.is_set() and intake.connected.is_set(), 60, "the server to reconnect")
     assert intake.connects >= 2 and intake.node_url is not None
     assert str(env.cluster.nodes[victim].amqp_port) not in intake.node_url
@@ -175,3 +178,22 @@ def test_devices_are_confined_to_their_own_topics(env: ClusterEnv) -> None:
     finally:
         again.loop_stop()
     assert events[0] != "Success"
+
+
+def test_the_login_wait_names_a_node_that_refuses_logins(tmp_path: Path) -> None:
+    """The cluster helper's readiness check (rabbitcluster.wait_mqtt_login) is a real MQTT 3.1.1 login,
+    shown here against Mosquitto (no RabbitMQ needed): accepted with the server's account, and a node
+    that keeps answering CONNACK != 0 makes it fail with the node's name and the broker's answer."""
+    require_tools()
+    rc = launcher()
+    password = secrets.token_hex(8)
+    with DevBroker(users={rc.SERVER_USER: password}, admin_users=[rc.SERVER_USER]) as broker:
+        node = rc.Node(0, "tf1@localhost", 0, broker.port, 0, 0)
+        cluster = rc.Cluster(str(tmp_path), str(tmp_path), "http://127.0.0.1:1", password, 0, [node])
+        assert rc.mqtt_login(broker.port, rc.SERVER_USER, password, "tinyfleet-probe-t") == 0
+        assert rc.wait_mqtt_login(cluster, 0, timeout=30) >= 0
+        cluster.server_password = "not-" + password
+        with pytest.raises(
+            RuntimeError, match=rf"node tf1@localhost refuses MQTT logins on port {broker.port}"
+        ):
+            rc.wait_mqtt_login(cluster, 0, timeout=2)

@@ -26,7 +26,6 @@ import pytest
 from tests.support.e2e_harness import demo_releases, freeze_telemetry, stored_reports, upload_good_releases
 from tests.support.rabbit_cluster import launcher, rabbit_unavailable
 from tests.support.replicas import TOKEN, ReplicaProcess, wait_until
-from tinyfleet.server.devbroker import free_port
 from tinyfleet.server.services.fleet_ca import FleetCA, write_pair
 from tinyfleet.signing.keys import generate_private_key, save_keypair
 from tinyfleet.sim.cli import provision_fleet
@@ -108,7 +107,7 @@ def test_leader_sigkill_mid_rollout_with_every_replica_consuming(tmp_path: Path)
         ca = FleetCA.open(tmp_path / "fleet-ca", None)
         write_pair(tmp_path / "broker-tls", "broker", ca.issue_broker())
         shutil.copy(ca.cert_path, tmp_path / "broker-tls" / "ca.pem")
-        ports = [free_port(), free_port()]
+        ports = [rc.quiet_port(), rc.quiet_port()]  # not ports RabbitMQ's connections may take
         password = secrets.token_hex(16)
         # The brokers ask replica B about device logins: A, the leader, is the one killed (production puts
         # a load balancer in front of both, docs/DEPLOY.md).
@@ -124,7 +123,7 @@ def test_leader_sigkill_mid_rollout_with_every_replica_consuming(tmp_path: Path)
             replica = ReplicaProcess(name, ports[i], env, tmp_path / f"{name}.log")
             stack.callback(replica.kill)
             replica.start()
-            wait_until(lambda r=replica: r.health() is not None, 120, f"{name} to serve")  # type: ignore[misc]
+            wait_until(lambda r=replica: r.health() is not None, 120, f"{name} to serve")
             if i == 0:
                 wait_until(replica.is_leader, 60, "the first replica to lead")
             replicas.append(replica)

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import signal
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -18,55 +16,15 @@ import pytest
 
 from tests.examples.protocol_env import EXAMPLES, SERVER_USER, ProtocolEnv, protocol_env
 from tests.support.e2e_harness import require_tools, wait_for
+from tests.support.reference_device import DEVICE, RunningDevice
 from tinyfleet.server.devbroker import DevBroker
 from tinyfleet.signing.keys import generate_private_key, key_id
 from tinyfleet.signing.package import build_package
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-DEVICE = EXAMPLES / "reference_device" / "device.py"
 V1 = (EXAMPLES / "vibration-1.0.0.tflite").read_bytes()
 V2 = (EXAMPLES / "vibration-1.1.0.tflite").read_bytes()
-
-
-class RunningDevice:
-    def __init__(self, answer: dict[str, Any], workdir: Path, host: str, port: int) -> None:
-        self.answer_path = workdir / f"{answer['device']['id']}.json"
-        self.answer_path.write_text(json.dumps(answer))
-        self.log_path = workdir / f"{answer['device']['id']}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                str(DEVICE),
-                "--provisioning",
-                str(self.answer_path),
-                "--state-dir",
-                str(workdir / f"{answer['device']['id']}-flash"),
-                "--host",
-                host,
-                "--port",
-                str(port),
-                "--telemetry-period",
-                "1",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._log.close()
-        return self.process.returncode
 
 
 def test_reference_device_imports_only_paho_cryptography_and_the_standard_library() -> None:

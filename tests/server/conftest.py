@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.support.inprocess_api import Api, SyncASGITransport
+from tests.support.rollout_fleet import Fleet, new_fleet
 from tinyfleet.server.devbroker import BrokerError, DevBroker, find_mosquitto
 
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname={db}"
@@ -138,3 +139,12 @@ def dev_broker(tmp_path: Path) -> Iterator[Callable[..., DevBroker]]:
 def mosquitto(dev_broker: Callable[..., DevBroker]) -> DevBroker:
     """A Mosquitto broker on a free port (anonymous access), stopped at the end of the test."""
     return dev_broker()
+
+
+# --- the scripted fleet of the rollout tests -----------------------------------------------------------
+
+
+@pytest.fixture
+def fleet(api: Api, shared_models: Path) -> Fleet:
+    """v1 and v2 of a shared model on the in-process API, scripted devices added by the test."""
+    return new_fleet(api)

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from tests.server.test_rollouts import SQLITE_ONLY, fleet  # noqa: F401 (fixture)
+from tests.support.rollout_fleet import SQLITE_ONLY
 from tinyfleet.server.db import after_commit, make_engine, session_scope, upgrade_to_head
 from tinyfleet.server.models import Device, HardwareClass
 
@@ -129,7 +129,7 @@ def test_a_failing_effect_does_not_fail_the_request(api, monkeypatch, caplog):
 
 
 @SQLITE_ONLY
-def test_abort_publishes_desired_states_after_commit(fleet, monkeypatch):  # noqa: F811 (fixture)
+def test_abort_publishes_desired_states_after_commit(fleet, monkeypatch):
     for i in range(2):
         fleet.add_device(f"dev-{i}")
     r = fleet.create(max_concurrent=1)

@@ -9,11 +9,9 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.support.paths import REPO
+from tests.support.broker_login import ACL, connect_as
 from tinyfleet.server.services.credentials import hash_password
 from tinyfleet.server.stack import run_stack
-
-ACL = REPO / "deploy" / "mosquitto.acl"
 
 
 def _wait(predicate, timeout=15.0):
@@ -23,28 +21,6 @@ def _wait(predicate, timeout=15.0):
             return True
         time.sleep(0.02)
     return False
-
-
-def _connect(port: int, user: str, password: str) -> tuple[mqtt.Client, dict]:
-    result: dict = {"done": threading.Event()}
-    client = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"{user}-test", protocol=mqtt.MQTTv5
-    )
-    client.username_pw_set(user, password)
-
-    def on_connect(_c, _u, _f, reason, _p):
-        result["reason"] = reason
-        result["done"].set()
-
-    def on_subscribe(_c, _u, mid, codes, _p):
-        result.setdefault("suback", {})[mid] = codes
-
-    client.on_connect = on_connect
-    client.on_subscribe = on_subscribe
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    assert result["done"].wait(10)
-    return client, result
 
 
 def test_provisioned_credentials_and_acl(tmp_path, dev_broker):
@@ -64,7 +40,7 @@ def test_provisioned_credentials_and_acl(tmp_path, dev_broker):
         time.sleep(0.3)  # SIGHUP is asynchronous; mosquitto cannot be asked whether it has reloaded
         for dev in ("dev-a", "dev-b"):
             st.ctx.gateway.publish_desired(dev, {"action_id": None, "operation": "none", "for": dev})
-        good, res = _connect(broker.port, "dev-a", creds["password"])
+        good, res = connect_as(broker.port, "dev-a", creds["password"])
         assert not res["reason"].is_failure, res["reason"]
         seen: list[str] = []
         good.on_message = lambda _c, _u, msg: seen.append(msg.topic)
@@ -83,7 +59,7 @@ def test_provisioned_credentials_and_acl(tmp_path, dev_broker):
             assert c.get("/api/gateway/stats").json()["received"]["presence"] == 1
         good.disconnect()
         good.loop_stop()
-        bad, res = _connect(broker.port, "dev-a", "wrong password")
+        bad, res = connect_as(broker.port, "dev-a", "wrong password")
         assert res["reason"].is_failure
         bad.loop_stop()
 

@@ -7,7 +7,7 @@ import time
 
 from sqlmodel import select
 
-from tests.server.test_broker_auth import ACL, _connect
+from tests.support.broker_login import ACL, connect_as
 from tinyfleet.server.api.limits import LARGE_JSON
 from tinyfleet.server.config import DEFAULT_MAX_JSON_BYTES
 from tinyfleet.server.models import Device
@@ -108,10 +108,10 @@ def test_bulk_credentials_log_in_to_a_real_broker(tmp_path, dev_broker):
         broker.reload()
         time.sleep(0.3)  # SIGHUP is asynchronous; mosquitto cannot be asked whether it has reloaded
         for d in (out["devices"][0], out["devices"][-1]):
-            client, res = _connect(broker.port, d["id"], d["password"])
+            client, res = connect_as(broker.port, d["id"], d["password"])
             assert not res["reason"].is_failure, res["reason"]
             client.disconnect()
             client.loop_stop()
-        bad, res = _connect(broker.port, "fleet-00001", out["devices"][0]["password"])
+        bad, res = connect_as(broker.port, "fleet-00001", out["devices"][0]["password"])
         assert res["reason"].is_failure
         bad.loop_stop()

@@ -8,7 +8,7 @@ import json
 import pytest
 from sqlmodel import Session
 
-from tests.server.test_rollouts import SQLITE_ONLY, fleet  # noqa: F401 (fixture)
+from tests.support.rollout_fleet import SQLITE_ONLY
 from tinyfleet.server.models import Device
 from tinyfleet.server.services.messages import (
     decode_chunk,
@@ -23,7 +23,7 @@ from tinyfleet.signing.codes import ErrorCode
 
 @SQLITE_ONLY
 def test_timed_out_action_leaves_desired_state_and_returning_device_does_not_install(
-    fleet,  # noqa: F811 (fixture)
+    fleet,
 ):
     silent = fleet.add_device("dev-0")
     fleet.add_device("dev-1")
@@ -65,7 +65,7 @@ def test_timed_out_action_leaves_desired_state_and_returning_device_does_not_ins
 
 
 @SQLITE_ONLY
-def test_timed_out_hanging_device_gets_none_and_stays_on_old_model(fleet):  # noqa: F811 (fixture)
+def test_timed_out_hanging_device_gets_none_and_stays_on_old_model(fleet):
     dev = fleet.add_device("dev-0")
     dev.behaviour = "hang"  # reports downloading once, then nothing
     r = fleet.create(action_timeout_seconds=30, failure_threshold={"count": 5})
@@ -118,13 +118,13 @@ def _payload(obj: object) -> bytes:
     return obj if isinstance(obj, bytes) else json.dumps(obj).encode()
 
 
-def _malformed_count(fleet) -> int:  # noqa: F811 (fixture name)
+def _malformed_count(fleet) -> int:
     return fleet.ctx.stats.snapshot()["malformed"].get("chunk/req", 0)
 
 
 @SQLITE_ONLY
 @pytest.mark.parametrize(("request_obj", "code", "word"), MALFORMED)
-def test_malformed_chunk_request_gets_an_error_reply(fleet, request_obj, code, word):  # noqa: F811
+def test_malformed_chunk_request_gets_an_error_reply(fleet, request_obj, code, word):
     fleet.add_device("dev-0")
     before = _malformed_count(fleet)
     replies = fleet.messages.handle("tf/dev-0/chunk/req", _payload(request_obj))
@@ -139,7 +139,7 @@ def test_malformed_chunk_request_gets_an_error_reply(fleet, request_obj, code, w
 
 
 @SQLITE_ONLY
-def test_chunk_error_bytes_as_documented(fleet):  # noqa: F811 (fixture)
+def test_chunk_error_bytes_as_documented(fleet):
     fleet.add_device("dev-0")
     [reply] = fleet.messages.handle("tf/dev-0/chunk/req", b'{"package_id":"p","offset":0,"length":0}')
     assert reply.payload == b"\xff\x64length must be an integer in 1..4294967295"
@@ -150,7 +150,7 @@ def test_chunk_error_bytes_as_documented(fleet):  # noqa: F811 (fixture)
 
 
 @SQLITE_ONLY
-def test_well_formed_chunk_requests_unchanged(fleet):  # noqa: F811 (fixture)
+def test_well_formed_chunk_requests_unchanged(fleet):
     fleet.add_device("dev-0")
     pkg = fleet.v1["packages"][0]
     data = fleet.api.client.get(f"/api/packages/{pkg['id']}/download").content

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.server import test_rollouts
-from tests.server.test_rollouts import Fleet
-
-fleet = test_rollouts.fleet  # v1 and v2 of model "hello", scripted devices starting on v1
+from tests.support.rollout_fleet import PAIRS, Fleet
 
 
 def _paused_rollout(fleet: Fleet) -> int:
@@ -97,7 +94,7 @@ def test_overview_and_rollout_page_in_one_response_each(fleet):
         f"/api/models/{fleet.v1['model_id']}/versions",
         201,
         params={"version": "1.0.1", "hardware_class": 1},
-        content=(test_rollouts.PAIRS / "hello_world_int8.0.tflite").read_bytes(),
+        content=(PAIRS / "hello_world_int8.0.tflite").read_bytes(),
     )
     facets = fleet.api.ok("GET", "/api/console/facets")
     assert {v["label"]: v["id"] for v in facets["versions"]}["hello 1.0.1"] == again["id"]

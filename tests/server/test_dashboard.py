@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import re
 
-from tests.server import test_canary_gate
-from tests.server.test_canary_gate import BAD, WINDOW, publish, start
+from tests.support.canary_traffic import BAD, WINDOW, publish, start
 from tests.support.console_page import CONSOLE_DIR, fields, source
-
-fleet = test_canary_gate.fleet  # v1 and v2 of a shared model, scripted devices
 
 PAGE = source()
 ALERT_FIELDS = ("kind", "message", "opened_at", "last_seen_at", "state")

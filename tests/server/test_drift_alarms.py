@@ -12,11 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.server import test_rollouts
-from tests.server.test_rollouts import Fleet
+from tests.support.rollout_fleet import Fleet
 from tinyfleet.server.services.drift import DriftConfig, DriftJob, check_drift
-
-fleet = test_rollouts.fleet  # v1 and v2 of a shared model, scripted devices
 
 WINDOW = 60.0
 CFG = DriftConfig(window=WINDOW, min_inferences=1000)

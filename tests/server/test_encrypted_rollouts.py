@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from tests.support.paths import REPO
 from tests.support.server_scripted import MqttLink, ScriptedDevice
@@ -257,6 +257,85 @@ def test_in_process_encrypted_rollout_sends_a_working_wrap(world: World) -> None
     )
     action = world.api.ok("GET", f"/api/rollouts/{r['id']}/actions")[0]
     assert action["sent_package_id"] == desired["package_id"] and action["sent_size"] == len(sealed)
+
+
+def test_one_tick_stores_every_wrap_in_one_insert_and_keeps_stored_ones(world: World) -> None:
+    """The tick wraps all the devices it dispatches and stores the wraps in one multi-row INSERT ... ON
+    CONFLICT DO NOTHING; a wrap stored before (a restart between dispatch and commit, another replica)
+    conflicts and is read back, so that device is handed the stored one."""
+    from sqlalchemy import delete, event, update
+
+    from tinyfleet.server.models import DeviceAction
+
+    privates = {f"one-{i}": world.device(f"one-{i}")[1] for i in range(4)}
+    r = world.rollout(encrypted=True, max_concurrent=4)
+    inserts: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO KEY_WRAPS"):
+            inserts.append(statement)
+
+    def tick(now: float) -> dict[str, dict[str, Any]]:
+        inserts.clear()
+        event.listen(world.ctx.db, "before_cursor_execute", seen)
+        try:
+            world.ctx.rollout_driver.tick(now)
+        finally:
+            event.remove(world.ctx.db, "before_cursor_execute", seen)
+        assert len(inserts) == 1, inserts
+        return {d: world.desired(d) for d in privates}
+
+    first = tick(world.now + 1)
+    # As if the dispatch were redone (a replica that stored half of the wraps, then this one): the
+    # actions are queued again, and only two of the four wraps are still stored.
+    with Session(world.ctx.db) as s:
+        s.execute(update(DeviceAction).where(DeviceAction.rollout_id == r["id"]).values(state="queued"))
+        s.execute(delete(KeyWrap).where(col(KeyWrap.device_id).in_(["one-0", "one-1"])))
+        s.commit()
+    second = tick(world.now + 2)
+    with Session(world.ctx.db) as s:
+        rows = {(w.encrypted_package_id, w.device_id): w for w in s.exec(select(KeyWrap))}
+        assert len(rows) == 4
+        for device_id, private in privates.items():
+            desired = second[device_id]
+            row = rows[(desired["package_id"], device_id)]
+            assert base64.b64decode(desired["content_key"]) == bytes(row.wrap)
+            sealed = s.get(EncryptedPackage, desired["package_id"])
+            assert sealed is not None
+            key = unwrap_content_key(bytes(row.wrap), private, bytes(sealed.data[:MANIFEST_SIZE]))
+            assert key == bytes(sealed.content_key)
+    for device_id in ("one-2", "one-3"):  # stored before: conflicted, read back, handed out again
+        assert second[device_id]["content_key"] == first[device_id]["content_key"]
+    for device_id in ("one-0", "one-1"):  # wrapped anew (a fresh ephemeral key: another wrap)
+        assert second[device_id]["content_key"] != first[device_id]["content_key"]
+
+
+def test_encrypted_rollout_of_a_model_larger_than_the_class_model_ram_is_refused(world: World) -> None:
+    """A hardware class that declares its model RAM (PROTOCOL 6.6) is never sent an encrypted model its
+    devices would refuse with MODEL_RAM_TOO_SMALL; the same model clear, or a big enough RAM, is fine."""
+    world.device("ram-0")
+    size = len(MODEL.read_bytes())
+    hw = {"name": "m4", "chunk_size": 1024}
+    assert (
+        world.api.ok("PUT", "/api/hardware-classes/1", json={**hw, "model_ram": size - 1})["model_ram"]
+        == size - 1
+    )
+    resp = world.api.client.post(
+        "/api/rollouts",
+        json={"name": "r", "model_version_id": world.version["id"], "start": True, "encrypted": True},
+    )
+    assert resp.status_code == 422, resp.text
+    detail = resp.json()["detail"]
+    assert "MODEL_RAM_TOO_SMALL" in detail and f"{size} bytes" in detail and "\n" not in detail
+    world.rollout(start=False)  # clear: the model runs from flash, no model RAM needed
+    world.api.ok("PUT", "/api/hardware-classes/1", json={**hw, "model_ram": size})
+    draft = world.rollout(start=False, encrypted=True)
+    assert draft["encrypted"] is True
+    # declared smaller after the draft was made: starting the draft is refused the same way
+    world.api.ok("PUT", "/api/hardware-classes/1", json={**hw, "model_ram": 1024})
+    resp = world.api.client.post(f"/api/rollouts/{draft['id']}/start", json={})
+    assert resp.status_code == 422 and "MODEL_RAM_TOO_SMALL" in resp.json()["detail"], resp.text
+    assert world.api.ok("GET", f"/api/rollouts/{draft['id']}")["state"] == "draft"
 
 
 def test_devices_without_a_key_are_refused_or_left_out(world: World) -> None:

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.gateway_setup import setup_hello, wait_for
 from tests.support.server_scripted import MqttLink, ScriptedDevice
 from tinyfleet.server.services.messages import decode_chunk, decode_chunk_error
 from tinyfleet.server.stack import Stack, run_stack
 from tinyfleet.signing.keys import TrustStore
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -36,29 +27,8 @@ def models(shared_models: Path) -> Path:
     return shared_models
 
 
-def _setup(stack: Stack, models: Path, n_devices: int) -> tuple[dict, dict, list[dict]]:
-    with stack.client() as c:
-        model = c.post("/api/models", json={"name": "hello"}).json()
-        url = f"/api/models/{model['id']}/versions"
-        v1 = c.post(
-            url,
-            params={"version": "1.0.0", "hardware_class": 1},
-            content=(models / "pairs" / "hello_world_int8.0.tflite").read_bytes(),
-        ).json()
-        v2 = c.post(
-            url,
-            params={"version": "1.1.0", "hardware_class": 1},
-            content=(models / "pairs" / "hello_world_int8.1.tflite").read_bytes(),
-        ).json()
-        devices = [
-            c.post("/api/devices", json={"id": f"dev-{i}", "hardware_class": 1}).json()
-            for i in range(n_devices)
-        ]
-    return v1, v2, devices
-
-
 def test_chunks_served_bounded_and_resumable(stack, mosquitto, models):
-    v1, _v2, _devices = _setup(stack, models, 1)
+    v1, _v2, _devices = setup_hello(stack, models, 1)
     pkg = v1["packages"][0]
     with stack.client() as c:
         c.put("/api/hardware-classes/1", json={"name": "m4", "chunk_size": 256}).raise_for_status()
@@ -92,7 +62,7 @@ def test_chunks_served_bounded_and_resumable(stack, mosquitto, models):
 
 
 def test_malformed_payloads_are_counted_not_fatal(stack, mosquitto, models):
-    v1, _v2, _ = _setup(stack, models, 1)
+    v1, _v2, _ = setup_hello(stack, models, 1)
     link = MqttLink(mosquitto.host, mosquitto.port, "dev-0")
     try:
         assert link.connected.wait(5)
@@ -140,7 +110,7 @@ def test_malformed_payloads_are_counted_not_fatal(stack, mosquitto, models):
 
 
 def test_presence_last_will_and_reported_state(stack, mosquitto, models):
-    _setup(stack, models, 1)
+    setup_hello(stack, models, 1)
     link = MqttLink(mosquitto.host, mosquitto.port, "dev-0")
     try:
         assert link.connected.wait(5)
@@ -159,7 +129,7 @@ def test_presence_last_will_and_reported_state(stack, mosquitto, models):
 
 
 def test_rollout_end_to_end_over_mqtt_with_retained_desired_state(stack, mosquitto, models):
-    v1, v2, devices = _setup(stack, models, 4)
+    v1, v2, devices = setup_hello(stack, models, 4)
     with stack.client() as c:
         store = TrustStore(bytes.fromhex(k["public_key"]) for k in c.get("/api/trust-store").json())
     links = [MqttLink(mosquitto.host, mosquitto.port, d["device"]["id"]) for d in devices]
@@ -211,7 +181,7 @@ def test_gateway_reconnects_and_republishes_after_broker_restart(tmp_path, mosqu
     broker = mosquitto  # killed and restarted on the same port below
     with run_stack(broker.url, data_dir=tmp_path / "server", tick_seconds=0.1) as st:
         wait_for(lambda: st.ctx.gateway.connected.is_set(), what="connection")
-        _setup(st, models, 1)
+        setup_hello(st, models, 1)
         with st.ctx.session() as s:
             from tinyfleet.server.models import Device
 
@@ -241,7 +211,7 @@ def test_oversized_telemetry_is_stopped_by_the_broker_and_by_the_server(dev_brok
     broker = dev_broker(extra_config=["max_packet_size 266240"])
     with run_stack(broker.url, data_dir=tmp_path / "server", tick_seconds=0.1) as st:
         wait_for(lambda: st.ctx.gateway.connected.is_set(), what="gateway connection")
-        _setup(st, models, 1)
+        setup_hello(st, models, 1)
         big = MqttLink(broker.host, broker.port, "dev-0")
         assert big.connected.wait(5)
         big.client.publish("tf/dev-0/telemetry", b"x" * 300 * 1024, qos=1)

@@ -7,6 +7,7 @@ import json
 import threading
 from typing import Any
 
+from sqlalchemy import event
 from sqlmodel import Session
 
 from tinyfleet.server.models import Device
@@ -78,9 +79,13 @@ def test_a_batch_applies_the_good_messages_in_order_and_undoes_a_failing_one(api
     msgs = DeviceMessages(api.ctx.db, default_chunk_size=1024, on_change=lambda: changes.append(1))
     sent: list[Outgoing] = []
     assert msgs.handle_batch(_batch(), sent.append) == len(_batch())
-    _check(api, msgs.stats.snapshot())
+    stats = msgs.stats.snapshot()
+    _check(api, stats)
     assert [out.topic for out in sent] == ["tf/dev1/chunk"]
     assert changes == [1]  # the after-commit effect runs once for the whole batch
+    # dev3's failure undid the fast run; the careful run counted each message once.
+    assert stats["events"]["careful_batches"] == 1
+    assert stats["received"] == {"presence": 6, "reported": 2, "chunk/req": 1}
 
 
 def test_the_gateway_worker_handles_what_is_queued_as_one_batch(api, monkeypatch, tmp_path):
@@ -111,3 +116,53 @@ def test_the_gateway_worker_handles_what_is_queued_as_one_batch(api, monkeypatch
     _check(api, stats)
     assert stats["events"]["message_batches"] == 1
     assert gateway._handled == len(_batch())
+
+
+def test_a_healthy_batch_costs_a_few_statements_whatever_its_size(fleet):
+    """Six devices' installs (downloading, verifying, trial, reported state, confirmed: 30 messages) in
+    one batch: the rows are locked and loaded a few at a time, the messages run without a savepoint each,
+    the finished downloads' bytes are read at once; the outcome is the same as message by message."""
+    devices = 6
+    for i in range(devices):
+        fleet.add_device(f"dev-{i}")
+    r = fleet.create(max_concurrent=devices)
+    fleet.ctx.rollout_driver.tick(fleet.now)
+    queued: list[tuple[str, bytes]] = []
+
+    def send(topic: str, payload: bytes) -> list[Outgoing]:
+        if topic.endswith("/chunk/req"):  # answered at once: the device waits for its chunk
+            return fleet.messages.handle(topic, payload)
+        queued.append((topic, payload))
+        return []
+
+    for dev in fleet.devices.values():
+        dev.send = send
+        dev.follow(fleet.desired(dev.device_id))
+    assert len(queued) == 5 * devices
+    before = fleet.messages.stats.snapshot()["received"]
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        statements.append(statement)
+
+    event.listen(fleet.ctx.db, "before_cursor_execute", seen)
+    try:
+        fleet.messages.handle_batch(queued, lambda _out: None)
+    finally:
+        event.remove(fleet.ctx.db, "before_cursor_execute", seen)
+    # Message by message it was two or more statements each (a savepoint, the row, its update).
+    assert len(statements) <= 12, "\n".join(s.replace("\n", " ")[:150] for s in statements)
+    assert not [s for s in statements if "SAVEPOINT" in s.upper()]
+    stats = fleet.messages.stats.snapshot()
+    assert "careful_batches" not in stats["events"]
+    received = {kind: n - before.get(kind, 0) for kind, n in stats["received"].items()}
+    assert received == {"status": 4 * devices, "reported": devices, "presence": 0, "chunk/req": 0}
+    actions = fleet.actions(r["id"])
+    assert [a["state"] for a in actions] == ["confirmed"] * devices
+    assert all(a["bytes_sent"] == a["sent_size"] > 0 for a in actions), actions  # from the served bytes
+    fleet.ctx.rollout_driver.tick(fleet.now)
+    assert fleet.rollout(r["id"])["state"] == "completed"
+    with Session(fleet.ctx.db) as session:
+        for dev in fleet.devices.values():
+            row = session.get(Device, dev.device_id)
+            assert row is not None and row.active_model_sha256 == fleet.sha(fleet.v2)

@@ -223,7 +223,14 @@ def test_hardware_classes(api):
     assert api.ok("GET", "/api/hardware-classes") == []
     api.ok("PUT", "/api/hardware-classes/3", json={"name": "cortex-m4", "chunk_size": 512})
     api.ok("PUT", "/api/hardware-classes/3", json={"name": "cortex-m4f", "chunk_size": 2048})
-    hw = {"id": 3, "name": "cortex-m4f", "chunk_size": 2048, "slot_size": None, "ram_budget": None}
+    hw = {
+        "id": 3,
+        "name": "cortex-m4f",
+        "chunk_size": 2048,
+        "slot_size": None,
+        "ram_budget": None,
+        "model_ram": None,
+    }
     assert api.ok("GET", "/api/hardware-classes") == [hw]
     for body in ({"name": "x", "chunk_size": 10}, {"name": "x", "chunk_size": 10**6}, {"chunk_size": 512}):
         resp = api.client.put("/api/hardware-classes/3", json=body)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.server.test_gateway import _setup, wait_for
+from tests.support.gateway_setup import setup_hello, wait_for
 from tests.support.server_scripted import MqttLink, ScriptedDevice
 from tinyfleet.server.stack import run_stack
 from tinyfleet.signing.keys import TrustStore
@@ -162,7 +162,7 @@ def test_database_outage_loses_no_message_and_times_out_no_action(private_pg, mo
         action_timeout_seconds=ACTION_TIMEOUT_S,
     ) as st:
         wait_for(lambda: st.ctx.gateway.connected.is_set(), what="gateway connection")
-        v1, v2, devices = _setup(st, models, 3)
+        v1, v2, devices = setup_hello(st, models, 3)
         fleet = _devices(st, mosquitto, v1, [d["device"]["id"] for d in devices])
         with st.client() as c:
             wait_for(lambda: len(c.get("/api/devices", params={"online": True}).json()) == 3, what="online")
@@ -213,7 +213,7 @@ def test_telemetry_sent_while_the_server_restarts_is_kept(mosquitto, models, tmp
     kwargs: dict[str, Any] = {"database_url": url, "data_dir": tmp_path / "server", "tick_seconds": 0.1}
     with run_stack(mosquitto.url, **kwargs) as st:
         wait_for(lambda: st.ctx.gateway.connected.is_set(), what="gateway connection")
-        v1, _v2, devices = _setup(st, models, 2)
+        v1, _v2, devices = setup_hello(st, models, 2)
         fleet = _devices(st, mosquitto, v1, [d["device"]["id"] for d in devices])
         for _ in range(3):
             for d in fleet:

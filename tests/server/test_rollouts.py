@@ -1,123 +1,18 @@
 """Rollout driver with scripted devices: waves, concurrency, thresholds, soak, pause/resume, abort,
-rollback (revert and reinstall), joining devices, timeouts, restart-resume; and the rollouts API."""
+joining devices, timeouts, restart-resume; and the rollouts API. Rollbacks: test_rollbacks.py."""
 
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import dataclass
+from pathlib import Path
 
-import pytest
-
-from tests.support.paths import SHARED_MODELS
-from tests.support.server_scripted import ScriptedDevice
+from tests.support.rollout_fleet import SQLITE_ONLY, Fleet
 from tinyfleet.server.context import AppContext
 from tinyfleet.server.models import Device
 from tinyfleet.server.services.messages import DeviceMessages
-from tinyfleet.server.services.telemetry_ingest import TelemetryIngest
-from tinyfleet.signing.keys import TrustStore
-
-# The rollout driver's logic is exercised on SQLite; the tests marked BOTH also run on PostgreSQL.
-SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-
-PAIRS = SHARED_MODELS / "pairs"
 
 
-@dataclass
-class Fleet:
-    api: object
-    ctx: AppContext
-    messages: DeviceMessages
-    devices: dict[str, ScriptedDevice]
-    v1: dict
-    v2: dict
-    t0: float = 0.0
-    now: float = 0.0
-    telemetry: TelemetryIngest | None = None  # telemetry's one path, the batching writer, on `now`
-
-    def send_telemetry(self, messages: list[tuple[str, dict]]) -> None:
-        """(device_id, telemetry message) pairs stored as one batch, as the gateway's writer does."""
-        assert self.telemetry is not None
-        self.telemetry.write_now((device_id, json.dumps(msg).encode()) for device_id, msg in messages)
-
-    def sha(self, version: dict) -> str:
-        return version["packages"][0]["model_sha256"]
-
-    def add_device(
-        self, device_id: str, *, online: bool = True, hardware_class: int = 1, blank: bool = False, **labels
-    ) -> ScriptedDevice:
-        """A device running v1 in slot 0, or with no model at all (`blank`)."""
-        self.api.ok(
-            "POST", "/api/devices", 201, json={"id": device_id, "hardware_class": hardware_class, **labels}
-        )
-        store = TrustStore(bytes.fromhex(k["public_key"]) for k in self.api.ok("GET", "/api/trust-store"))
-        dev = ScriptedDevice(
-            device_id,
-            hardware_class,
-            self.messages.handle,
-            store,
-            slots=[None if blank else self.sha(self.v1), None],
-            active=None if blank else 0,
-            seqs=[0 if blank else self.v1["packages"][0]["sequence"], 0],
-        )
-        self.devices[device_id] = dev
-        if online:
-            dev.come_online()
-        return dev
-
-    def desired(self, device_id: str) -> dict | None:
-        with self.ctx.session() as s:
-            return s.get(Device, device_id).desired
-
-    def step(self, now: float, *, rounds: int = 1) -> None:
-        """Tick, let every device act on its desired state, tick again."""
-        self.now = now
-        for _ in range(rounds):
-            self.ctx.rollout_driver.tick(now)
-            for dev in self.devices.values():
-                dev.follow(self.desired(dev.device_id))
-            self.ctx.rollout_driver.tick(now)
-
-    def rollout(self, rid: int) -> dict:
-        return self.api.ok("GET", f"/api/rollouts/{rid}")
-
-    def actions(self, rid: int, **params) -> list[dict]:
-        return self.api.ok("GET", f"/api/rollouts/{rid}/actions", params=params)
-
-    def create(self, start: bool = True, **body) -> dict:
-        body.setdefault("name", "r")
-        body.setdefault("model_version_id", self.v2["id"])
-        return self.api.ok("POST", "/api/rollouts", 201, json={"start": start, **body})
-
-
-@pytest.fixture
-def fleet(api, shared_models) -> Fleet:
-    model = api.ok("POST", "/api/models", 201, json={"name": "hello"})
-    url = f"/api/models/{model['id']}/versions"
-    v1 = api.ok(
-        "POST",
-        url,
-        201,
-        params={"version": "1.0.0", "hardware_class": 1},
-        content=(PAIRS / "hello_world_int8.0.tflite").read_bytes(),
-    )
-    v2 = api.ok(
-        "POST",
-        url,
-        201,
-        params={"version": "1.1.0", "hardware_class": 1},
-        content=(PAIRS / "hello_world_int8.1.tflite").read_bytes(),
-    )
-    api.ok("PUT", "/api/hardware-classes/1", json={"name": "m4", "chunk_size": 512})
-    fleet = Fleet(api, api.ctx, None, {}, v1, v2, t0=time.time(), now=time.time())  # type: ignore[arg-type]
-    fleet.messages = DeviceMessages(
-        api.ctx.db, default_chunk_size=1024, stats=api.ctx.stats, clock=lambda: fleet.now
-    )
-    fleet.telemetry = TelemetryIngest(api.ctx.db, api.ctx.stats, clock=lambda: fleet.now)
-    return fleet
-
-
-def test_waves_and_max_concurrency(fleet):
+def test_waves_and_max_concurrency(fleet: Fleet) -> None:
     for i in range(10):
         fleet.add_device(f"dev-{i:02d}")
     r = fleet.create(waves=[{"count": 1}, {"percent": 50}, {"percent": 100}], max_concurrent=2)
@@ -141,11 +36,12 @@ def test_waves_and_max_concurrency(fleet):
     assert all(d.active_sha() == fleet.sha(fleet.v2) for d in fleet.devices.values())
     assert max(d.max_chunk_seen for d in fleet.devices.values()) == 512  # the hardware class's chunk size
     with fleet.ctx.session() as s:
-        assert s.get(Device, "dev-00").active_model_sha256 == fleet.sha(fleet.v2)
+        device = s.get(Device, "dev-00")
+        assert device is not None and device.active_model_sha256 == fleet.sha(fleet.v2)
 
 
 @SQLITE_ONLY
-def test_failure_threshold_pauses_then_resume_continues(fleet):
+def test_failure_threshold_pauses_then_resume_continues(fleet: Fleet) -> None:
     for i in range(4):
         fleet.add_device(f"dev-{i}")
     bad = fleet.devices["dev-2"]
@@ -162,53 +58,8 @@ def test_failure_threshold_pauses_then_resume_continues(fleet):
     assert fleet.rollout(r["id"])["state"] == "completed"
 
 
-def test_percent_failure_threshold_triggers_rollback_by_revert(fleet):
-    for i in range(4):
-        fleet.add_device(f"dev-{i}")
-    fleet.devices["dev-3"].behaviour = "fail"
-    r = fleet.create(failure_threshold={"percent": 25}, failure_action="rollback", max_concurrent=10)
-    fleet.step(fleet.t0)
-    state = fleet.rollout(r["id"])
-    assert state["state"] == "rolling_back" and "25" in state["state_reason"]
-    rollback = fleet.actions(r["id"], purpose="rollback")
-    assert {a["operation"] for a in rollback} == {"revert"} and len(rollback) == 3
-    assert all(fleet.desired(a["device_id"])["operation"] == "revert" for a in rollback)
-    fleet.step(fleet.t0 + 1, rounds=2)
-    done = fleet.rollout(r["id"])
-    assert done["state"] == "rolled_back", done
-    assert done["deploy"]["by_state"] == {"rolled_back": 4}
-    assert all(d.active_sha() == fleet.sha(fleet.v1) for d in fleet.devices.values())
-
-
 @SQLITE_ONLY
-def test_manual_rollback_reinstalls_old_package_when_other_slot_lost(fleet):
-    for i in range(2):
-        fleet.add_device(f"dev-{i}")
-    r = fleet.create()
-    fleet.step(fleet.t0, rounds=2)
-    assert fleet.rollout(r["id"])["state"] == "completed"
-    lost = fleet.devices["dev-1"]
-    lost.slots[1 - lost.active] = None  # the other slot no longer holds the old model
-    lost.publish("reported", lost.reported())
-    fleet.api.ok("POST", f"/api/rollouts/{r['id']}/rollback")
-    fleet.ctx.rollout_driver.tick(fleet.t0 + 1)
-    by_device = {a["device_id"]: a for a in fleet.actions(r["id"], purpose="rollback")}
-    assert by_device["dev-0"]["operation"] == "revert"
-    assert by_device["dev-1"]["operation"] == "install"
-    # v1's own package (sequence 1) would be refused as a replay over v2 (sequence 2): the server
-    # re-signed the same model with the next sequence number
-    rebuilt = fleet.api.ok("GET", f"/api/packages/{by_device['dev-1']['package_id']}")
-    assert rebuilt["rebuilt_from"] == fleet.v1["packages"][0]["id"] and rebuilt["sequence"] == 3
-    assert rebuilt["model_sha256"] == fleet.sha(fleet.v1) and rebuilt["version"] == "1.0.0"
-    desired = fleet.desired("dev-1")
-    assert desired["operation"] == "install" and desired["model_sha256"] == fleet.sha(fleet.v1)
-    fleet.step(fleet.t0 + 2, rounds=2)
-    assert fleet.rollout(r["id"])["state"] == "rolled_back"
-    assert all(d.active_sha() == fleet.sha(fleet.v1) for d in fleet.devices.values())
-
-
-@SQLITE_ONLY
-def test_device_joins_running_rollout_when_it_comes_online(fleet):
+def test_device_joins_running_rollout_when_it_comes_online(fleet: Fleet) -> None:
     fleet.add_device("dev-a", tags=["eu"])
     fleet.add_device("dev-b", tags=["us"])
     r = fleet.create(selector={"tags": ["eu"]}, waves=[{"count": 1}, {"percent": 100}], soak_seconds=60)
@@ -227,7 +78,7 @@ def test_device_joins_running_rollout_when_it_comes_online(fleet):
 
 
 @SQLITE_ONLY
-def test_soak_time_holds_next_wave(fleet):
+def test_soak_time_holds_next_wave(fleet: Fleet) -> None:
     for i in range(3):
         fleet.add_device(f"dev-{i}")
     r = fleet.create(waves=[{"count": 1}, {"count": 2}], soak_seconds=100)
@@ -244,7 +95,7 @@ def test_soak_time_holds_next_wave(fleet):
 
 
 @SQLITE_ONLY
-def test_hanging_device_times_out_and_counts_as_failure(fleet):
+def test_hanging_device_times_out_and_counts_as_failure(fleet: Fleet) -> None:
     fleet.add_device("dev-0").behaviour = "hang"
     fleet.add_device("dev-1")
     r = fleet.create(action_timeout_seconds=30, failure_threshold={"count": 1}, max_concurrent=5)
@@ -257,7 +108,7 @@ def test_hanging_device_times_out_and_counts_as_failure(fleet):
 
 
 @SQLITE_ONLY
-def test_wave_below_success_threshold_pauses(fleet):
+def test_wave_below_success_threshold_pauses(fleet: Fleet) -> None:
     for i in range(2):
         fleet.add_device(f"dev-{i}")
     fleet.devices["dev-1"].behaviour = "fail"
@@ -270,7 +121,7 @@ def test_wave_below_success_threshold_pauses(fleet):
     assert fleet.rollout(r["id"])["state"] == "completed"
 
 
-def test_restart_resumes_running_rollout(fleet, db_url, tmp_path):
+def test_restart_resumes_running_rollout(fleet: Fleet, db_url: str, tmp_path: Path) -> None:
     for i in range(4):
         fleet.add_device(f"dev-{i}")
     r = fleet.create(waves=[{"count": 1}, {"percent": 100}], max_concurrent=1)
@@ -298,7 +149,7 @@ def test_restart_resumes_running_rollout(fleet, db_url, tmp_path):
 
 
 @SQLITE_ONLY
-def test_abort_cancels_notified_devices(fleet):
+def test_abort_cancels_notified_devices(fleet: Fleet) -> None:
     for i in range(3):
         fleet.add_device(f"dev-{i}")
     r = fleet.create(max_concurrent=1)
@@ -313,7 +164,7 @@ def test_abort_cancels_notified_devices(fleet):
     assert resp.status_code == 409 and "aborted" in resp.json()["detail"]
 
 
-def test_rollout_api_commands_and_invalid_requests(fleet):
+def test_rollout_api_commands_and_invalid_requests(fleet: Fleet) -> None:
     fleet.add_device("dev-0")
     api = fleet.api
     draft = fleet.create(start=False)
@@ -372,7 +223,7 @@ def test_rollout_api_commands_and_invalid_requests(fleet):
 
 
 @SQLITE_ONLY
-def test_version_without_package_for_any_device_class(fleet):
+def test_version_without_package_for_any_device_class(fleet: Fleet) -> None:
     fleet.add_device("dev-x", hardware_class=9)
     r = fleet.create(start=False, selector={"hardware_class": 9})
     resp = fleet.api.client.post(f"/api/rollouts/{r['id']}/start")
@@ -380,7 +231,7 @@ def test_version_without_package_for_any_device_class(fleet):
 
 
 @SQLITE_ONLY
-def test_telemetry_per_model_version(fleet):
+def test_telemetry_per_model_version(fleet: Fleet) -> None:
     dev = fleet.add_device("dev-t")
     report = {
         "ts": fleet.t0,
@@ -410,7 +261,7 @@ def test_telemetry_per_model_version(fleet):
 
 
 @SQLITE_ONLY
-def test_percent_threshold_waits_for_enough_finished_devices(fleet):
+def test_percent_threshold_waits_for_enough_finished_devices(fleet: Fleet) -> None:
     for i in range(10):
         fleet.add_device(f"dev-{i}")
     r = fleet.create(failure_threshold={"percent": 20}, max_concurrent=1, success_threshold_percent=50)
@@ -431,124 +282,3 @@ def test_percent_threshold_waits_for_enough_finished_devices(fleet):
     fleet.step(fleet.t0 + 11)
     state = fleet.rollout(r["id"])
     assert state["state"] == "paused" and "2 of 6 finished" in state["state_reason"], state
-
-
-@SQLITE_ONLY
-def test_rollback_refused_by_security_floor_is_reported(fleet):
-    dev = fleet.add_device("dev-0")
-    r = fleet.create()
-    fleet.step(fleet.t0, rounds=2)
-    assert fleet.rollout(r["id"])["state"] == "completed"
-    dev.slots[1 - dev.active] = None
-    report = dev.reported() | {"security_floor": 7}
-    dev.publish("reported", report)
-    fleet.api.ok("POST", f"/api/rollouts/{r['id']}/rollback")
-    fleet.step(fleet.t0 + 1)
-    [back] = fleet.actions(r["id"], purpose="rollback")
-    assert back["state"] == "failed" and back["error_code"] == 34 and "security floor 7" in back["error"]
-    done = fleet.rollout(r["id"])
-    assert done["state"] == "rolled_back" and "1 device(s) could not be rolled back" in done["state_reason"]
-    assert done["rollback_outcome"] == {"failed": 1} and back["outcome"] == "failed"
-
-
-def test_completed_rollout_rolled_back_per_device_outcomes(fleet):
-    """Rolling back a completed rollout returns every device that ran a model before it to that model
-    (revert when the other slot holds it, else reinstall); a device that ran none is reported as such
-    (state skipped, outcome no_previous_model), not as a failure, and keeps the rollout's model."""
-    fleet.add_device("dev-0")
-    lost = fleet.add_device("dev-1")
-    fleet.add_device("new-0", blank=True)
-    fleet.add_device("new-1", blank=True)
-    r = fleet.create()
-    fleet.step(fleet.t0, rounds=2)
-    done = fleet.rollout(r["id"])
-    assert done["state"] == "completed" and done["deploy"]["by_state"] == {"confirmed": 4}
-    assert done["rollback_outcome"] == {}
-    lost.slots[1 - lost.active] = None  # its other slot no longer holds v1: reinstalled
-    lost.publish("reported", lost.reported())
-    fleet.api.ok("POST", f"/api/rollouts/{r['id']}/rollback")
-    fleet.step(fleet.t0 + 1, rounds=3)
-
-    done = fleet.rollout(r["id"])
-    assert done["state"] == "rolled_back", done
-    assert done["rollback_outcome"] == {"reverted": 1, "reinstalled": 1, "no_previous_model": 2}
-    assert done["rollback"]["by_state"] == {"confirmed": 2, "skipped": 2}
-    assert done["deploy"]["by_state"] == {"rolled_back": 2, "confirmed": 2}  # the new ones keep v2
-    assert "1 device(s) reverted, 1 device(s) reinstalled" in done["state_reason"]
-    assert "2 device(s) had no previous model (left on hello 1.1.0)" in done["state_reason"]
-    assert "could not be rolled back" not in done["state_reason"]
-    backs = {a["device_id"]: a for a in fleet.actions(r["id"], purpose="rollback")}
-    assert {d: a["outcome"] for d, a in backs.items()} == {
-        "dev-0": "reverted",
-        "dev-1": "reinstalled",
-        "new-0": "no_previous_model",
-        "new-1": "no_previous_model",
-    }
-    assert backs["new-0"]["state"] == "skipped" and backs["new-0"]["error_code"] == 41
-    assert backs["new-0"]["error"].startswith("no_previous_model")
-    assert all(a["outcome"] is None for a in fleet.actions(r["id"], purpose="deploy"))
-    assert (
-        fleet.api.ok("GET", "/api/rollouts", params={"state": "rolled_back"})[0]["rollback_outcome"]
-        == (done["rollback_outcome"])
-    )
-    on = {d: dev.active_sha() for d, dev in fleet.devices.items()}
-    assert on == {
-        "dev-0": fleet.sha(fleet.v1),
-        "dev-1": fleet.sha(fleet.v1),
-        "new-0": fleet.sha(fleet.v2),
-        "new-1": fleet.sha(fleet.v2),
-    }
-    # a rollout that is rolled back cannot be rolled back again
-    resp = fleet.api.client.post(f"/api/rollouts/{r['id']}/rollback")
-    assert resp.status_code == 409
-
-
-def test_completed_first_rollout_has_nothing_to_roll_back_to(fleet):
-    """A completed rollout whose devices ran no model before it: the rollback is refused (409) with the
-    reason, and the rollout stays completed with its counts unchanged (the runtime cannot uninstall)."""
-    for i in range(3):
-        fleet.add_device(f"new-{i}", blank=True)
-    r = fleet.create()
-    fleet.step(fleet.t0, rounds=2)
-    before = fleet.rollout(r["id"])
-    assert before["state"] == "completed" and before["deploy"]["by_state"] == {"confirmed": 3}
-    resp = fleet.api.client.post(f"/api/rollouts/{r['id']}/rollback")
-    assert resp.status_code == 409, resp.text
-    detail = resp.json()["detail"]
-    assert "none of its 3 device(s) ran a model before it" in detail and "no_previous_model" in detail
-    assert "hello 1.1.0" in detail
-    fleet.step(fleet.t0 + 1)
-    after = fleet.rollout(r["id"])
-    assert (after["state"], after["state_reason"]) == ("completed", before["state_reason"])
-    assert after["deploy"] == before["deploy"] and after["rollback"]["total"] == 0
-    assert after["rollback_outcome"] == {}
-    assert all(d.active_sha() == fleet.sha(fleet.v2) for d in fleet.devices.values())
-
-
-@SQLITE_ONLY
-def test_running_rollout_rolled_back_reports_devices_without_previous_model(fleet):
-    """The automatic rollback of a running rollout: a device that had no model is reported as
-    no_previous_model, the others revert, the rollout ends rolled_back with consistent counts."""
-    fleet.add_device("dev-0")
-    fleet.add_device("new-0", blank=True)
-    bad = fleet.add_device("dev-2")
-    bad.behaviour = "fail"
-    r = fleet.create(failure_threshold={"count": 1}, failure_action="rollback", max_concurrent=10)
-    fleet.step(fleet.t0, rounds=3)
-    done = fleet.rollout(r["id"])
-    assert done["state"] == "rolled_back", done
-    assert done["rollback_outcome"] == {"reverted": 1, "no_previous_model": 1, "unchanged": 1}
-    assert done["deploy"]["by_state"] == {"rolled_back": 2, "confirmed": 1}
-    assert sum(done["rollback_outcome"].values()) == done["deploy"]["total"]
-
-
-def test_rollback_refused_while_devices_follow_another_rollout(fleet):
-    fleet.add_device("dev-0")
-    first = fleet.create()
-    fleet.step(fleet.t0, rounds=2)
-    assert fleet.rollout(first["id"])["state"] == "completed"
-    second = fleet.create(model_version_id=fleet.v1["id"], start=True)
-    assert second["state"] == "running"
-    resp = fleet.api.client.post(f"/api/rollouts/{first['id']}/rollback")
-    assert resp.status_code == 409 and "another active rollout" in resp.json()["detail"]
-    assert fleet.rollout(first["id"])["state"] == "completed"

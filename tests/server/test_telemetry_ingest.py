@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from sqlmodel import col, select
 
+from tests.support.gateway_setup import wait_for
 from tinyfleet.server.models import TelemetryReport, TelemetryRollup
 from tinyfleet.server.services.messages import GatewayStats
 from tinyfleet.server.services.telemetry_ingest import IngestItem, TelemetryIngest
@@ -22,15 +22,6 @@ from tinyfleet.server.stack import run_stack
 SHA_A = "a" * 64
 SHA_B = "b" * 64
 T0 = (time.time() // 60) * 60 - 180  # three minutes ago, on a minute boundary
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def report(seq: int, sha: str = SHA_A, **over: Any) -> dict[str, Any]:

@@ -4,6 +4,7 @@ passes at once (PROTOCOL 4.3, 4.4). Real broker, real server, real C runtime."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,3 +56,24 @@ def test_one_kib_chunks_still_send_the_manifest_with_the_first_payload_bytes(env
     totals = fleet.snapshot().totals
     assert totals["chunks_received"] == 2 * -(-size // 1024)  # ceil(size / 1 KiB) each, manifest included
     assert totals["chunk_bytes"] == 2 * size
+
+
+def test_a_spurious_retry_teaches_the_device_the_round_trip(env: E2E) -> None:
+    # A chunk timeout far below any round trip through the broker and the server: every first request
+    # is asked again before its answer comes, so no request ever gives a clean round-trip sample.
+    env.api.put_hardware_class(get_profile("lan"), chunk_size=1024)
+    size = len(env.releases[0].package)
+    profile = dataclasses.replace(get_profile("lan"), chunk_timeout_s=0.001)
+    specs, provisioned = env.provision(2, "spurious", profile=profile)
+    fleet = env.fleet(specs, provisioned[0].trusted_keys)
+    assert isinstance(fleet, LocalFleet)
+    rollout = env.rollout("spurious", 0, "spurious")
+    done = env.wait_rollout(rollout["id"], ("completed", "paused"))
+    assert done["state"] == "completed", done["state_reason"]
+    totals = fleet.snapshot().totals
+    assert totals["chunk_bytes"] == 2 * size  # the duplicates were not fed to the runtime
+    assert totals["chunk_retries"] >= 2 and totals["chunk_duplicates"] >= 2
+    # The second answer to a retried request showed the retry was spurious: the first answer's delay
+    # became the device's round trip, which the next requests' timeouts are built on.
+    for agent in fleet.agents.values():
+        assert agent.round_trip > profile.chunk_timeout_s

@@ -3,8 +3,9 @@
 The manifest's arena figure comes from the host, which runs the reference kernels; the M4 runs the
 optimized ones, whose scratch can need more (micro_speech: one int16 column). A device whose RAM budget
 is exactly the declared figure must still pass the trial self-test (TFLM's digest) and answer INFER
-with the reference's bytes: init falls back to the reference kernels when the scratch does not fit.
-With room to spare the optimized kernels run, and give the same bytes.
+with the reference's bytes. The M4's records are smaller than the host's, so the declared figure may
+hold the optimized kernels too: the test reads the M4's own optimized need from the device's telemetry
+(`arena_bytes`) and gives a device one byte less, where init must fall back to the reference kernels.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ HARDWARE_CLASS = 0x4D34
 SEED = 0x5EED1234
 
 
-def _run_on_m4(model: bytes, ram_budget: int, arena_bytes: int, tmp: Path) -> tuple[bytes, int]:
-    """Install, self-test (TFLM digest), confirm, INFER the self-test input: (output, latency us)."""
+def _run_on_m4(model: bytes, ram_budget: int, arena_bytes: int, tmp: Path) -> tuple[bytes, int, int]:
+    """Install, self-test, confirm, INFER the self-test input: (output, latency us, arena used)."""
     from tinyfleet.signing.selftest import expected_output_sha256, input_sizes, selftest_input
 
     key = private_key_from_seed(hashlib.sha256(b"tinyfleet dsp test").digest())
@@ -53,8 +54,9 @@ def _run_on_m4(model: bytes, ram_budget: int, arena_bytes: int, tmp: Path) -> tu
             last = offset + frames.MAX_INFER_INPUT >= len(data)
             reply = dev.call(frames.infer(data[offset : offset + frames.MAX_INFER_INPUT], offset, run=last))
             result = frames.parse_infer(reply) if last else result
+        arena_used = frames.parse_telemetry(dev.call(frames.telemetry())).model.arena_bytes
     assert result is not None
-    return result.output, result.latency_us
+    return result.output, result.latency_us, arena_used
 
 
 def test_tight_arena_falls_back_and_spare_arena_runs_optimized(shared_models: Path, tmp_path: Path) -> None:
@@ -70,8 +72,13 @@ def test_tight_arena_falls_back_and_spare_arena_runs_optimized(shared_models: Pa
     reference.invoke()
     want = reference.output_bytes(0)
 
-    tight, tight_us = _run_on_m4(model, reference.arena_used, reference.arena_used, tmp_path / "tight")
-    spare, spare_us = _run_on_m4(model, 96 * 1024, reference.arena_used, tmp_path / "spare")
-    assert tight == want and spare == want
+    declared, _, _ = _run_on_m4(model, reference.arena_used, reference.arena_used, tmp_path / "declared")
+    spare, spare_us, optimized_need = _run_on_m4(model, 96 * 1024, reference.arena_used, tmp_path / "spare")
+    # one byte short of the M4's optimized need: the manifest declares that budget too (a device refuses
+    # a model that declares more than its budget)
+    tight_budget = optimized_need - 1
+    tight, tight_us, tight_used = _run_on_m4(model, tight_budget, tight_budget, tmp_path / "tight")
+    assert declared == want and spare == want and tight == want
+    assert tight_used < optimized_need, (tight_used, optimized_need)
     # instruction counts (-icount): the optimized kernels take well under half the reference's
     assert spare_us * 2 < tight_us, (spare_us, tight_us)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tests.support.paths import REPO
 
@@ -34,3 +36,18 @@ def build_missing(names: list[str], generator_module: str, cache: Path, jobs: in
             if proc.returncode != 0:
                 raise RuntimeError(f"model generation failed: {err.decode()[-2000:]}")
     return cache
+
+
+def write_models(out_dir: str, names: list[str], build: Callable[[str, Any], bytes]) -> None:
+    """The child process's side of build_missing: each model of `names` missing from out_dir, built by
+    build(name, tensorflow)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    for name in names:
+        path = Path(out_dir) / f"{name}.tflite"
+        if not path.exists():
+            data = build(name, tf)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)  # a killed build leaves no truncated model behind

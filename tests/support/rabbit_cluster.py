@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib.util
 import secrets
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -23,7 +22,6 @@ from tests.support.e2e_harness import _upload_releases, demo_releases, wait_for
 from tests.support.paths import REPO
 from tinyfleet.demo_models import Release
 from tinyfleet.server.config import Settings
-from tinyfleet.server.devbroker import free_port
 from tinyfleet.server.services.fleet_ca import FleetCA, write_pair
 from tinyfleet.server.stack import Stack
 from tinyfleet.signing.keys import TrustedKey, save_keypair
@@ -108,13 +106,6 @@ class ClusterEnv:
         return []
 
 
-def _free_api_port() -> int:
-    port = free_port()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", port))  # still free
-    return port
-
-
 @contextmanager
 def cluster_env(workdir: Path, nodes: int = 3, **overrides: Any) -> Iterator[ClusterEnv]:
     reason = rabbit_unavailable()
@@ -132,14 +123,17 @@ def cluster_env(workdir: Path, nodes: int = 3, **overrides: Any) -> Iterator[Clu
     write_pair(tls, "broker", ca.issue_broker())
     shutil.copy(ca.cert_path, tls / "ca.pem")
     password = secrets.token_hex(16)  # rabbitmqctl takes a leading "-" for an option
-    api_port = _free_api_port()
+    api_port = rc.quiet_port()  # not one RabbitMQ's own connections may take meanwhile
     cluster = rc.create(workdir / "rabbit", tls, f"http://127.0.0.1:{api_port}", password, nodes)
     with ExitStack() as stack:
         stack.callback(rc.stop, cluster)
         try:
-            rc.start(cluster)
+            # Nodes start one by one, each once the previous accepts a real MQTT login (rc.start): a node
+            # that keeps refusing fails here, named, instead of the fleet crowding onto the others.
+            login_ready = rc.start(cluster)
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             raise AssertionError(f"the RabbitMQ cluster did not start: {exc}") from None
+        print(f"RabbitMQ nodes started and accepting MQTT logins after (s): {login_ready}")
         first = cluster.nodes[0]
         amqp = ",".join(
             f"amqp://{rc.SERVER_USER}:{password}@127.0.0.1:{n.amqp_port}/%2F" for n in cluster.nodes

@@ -130,6 +130,17 @@ def connect_service(host: str, port: int, username: str, password: str) -> mqtt.
         time.sleep(0.2)
 
 
+def close_service(client: mqtt.Client, timeout: float = 5.0) -> None:
+    """Disconnect a client of connect_service and stop its network thread once the DISCONNECT went
+    out. Stopping the thread at once can leave the connection open; the broker, which takes the
+    username as client id, would then see the account's next login take that connection's place."""
+    gone = threading.Event()
+    client.on_disconnect = lambda *_args: gone.set()
+    if client.disconnect() == mqtt.MQTT_ERR_SUCCESS:
+        gone.wait(timeout)
+    client.loop_stop()
+
+
 class Api:
     """The control plane's HTTP API, as an operator uses it."""
 
@@ -252,6 +263,9 @@ class Environment:
             self.server_running = False
 
     def player(self) -> mqtt.Client:
+        """The kit's account for playing the server. One connection at a time (close it with
+        close_service): the broker takes the username as client id, so a second login of the account
+        closes the first, and paho's reconnects make the two take turns, each losing its subscriptions."""
         return connect_service(self.broker.host, self.broker.port, PLAYER_USER, self.passwords[PLAYER_USER])
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from tinyfleet.conformance.environment import Environment, Failed, wait_until
+from tinyfleet.conformance.environment import Environment, Failed, close_service, wait_until
 from tinyfleet.server.services.wire_validation import check_message
 from tinyfleet.signing.manifest import MANIFEST_SIZE
 from tinyfleet.signing.package import build_package
@@ -229,8 +229,7 @@ def _retained(kind: str, ctx: Context) -> bool:
         while not got and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
-        client.disconnect()
-        client.loop_stop()
+        close_service(client)
     return any(got)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from tinyfleet.conformance.environment import Failed, connect_service, wait_until
+from tinyfleet.conformance.environment import Failed, close_service, connect_service, wait_until
 from tinyfleet.conformance.scenarios import Context
 
 OTHER = "conformance-other"  # another device's id: the ACL is per username, no need to provision it
@@ -24,11 +24,6 @@ def _collect(client: mqtt.Client, got: list[tuple[str, bytes]]) -> None:
         got.append((msg.topic, bytes(msg.payload)))
 
     client.on_message = on_message
-
-
-def _close(client: mqtt.Client) -> None:
-    client.disconnect()
-    client.loop_stop()
 
 
 def acl_limits(ctx: Context) -> str:
@@ -69,8 +64,8 @@ def acl_limits(ctx: Context) -> str:
         if written:
             raise Failed(f"the device's credentials could write {', '.join(written)}")
     finally:
-        _close(device)
-        _close(player)
+        close_service(device)
+        close_service(player)
         mark = time.monotonic()
         env.device.start()
     wait_until(

@@ -15,7 +15,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from tinyfleet.conformance.environment import Failed
+from tinyfleet.conformance.environment import Failed, close_service
 from tinyfleet.conformance.scenarios import MIN_RUNTIME, MODEL_NAME, Context, Scenario
 from tinyfleet.conformance.scenarios_acl import acl_limits
 from tinyfleet.server.services.messages import encode_chunk, encode_chunk_error
@@ -27,8 +27,9 @@ from tinyfleet.signing.policy import SLOT_MODEL_OFFSET
 
 CHUNK = 1024
 FINAL = ("confirmed", "failed", "rolled_back")
-# answer(request, package) -> the reply to publish, or None to drop the request (a lost message)
-Answer = Callable[[dict[str, Any], bytes], bytes | None]
+# answer(request, package) -> the reply to publish, several to publish in order, or None to drop the
+# request (a lost message)
+Answer = Callable[[dict[str, Any], bytes], bytes | list[bytes] | None]
 
 
 def serve(request: dict[str, Any], package: bytes) -> bytes:
@@ -45,6 +46,22 @@ class Played:
     requests: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     statuses: list[dict[str, Any]] = field(default_factory=list)
     finished: threading.Event = field(default_factory=threading.Event)
+    answered: int = 0  # requests of this install the kit answered
+    drops: int = 0  # times the kit's own connection was closed under it
+
+    def stalled(self, ctx: Context, action_id: str) -> str:
+        """Why no final status came: the device's last request and state, and the kit's connection."""
+        states = [s.get("state") for s in self.statuses]
+        last = "no chunk request"
+        if self.requests:
+            at, doc = self.requests[-1]
+            last = f"last chunk request offset {doc.get('offset')} {time.monotonic() - at:.0f} s ago"
+        phase = (ctx.reported() or {}).get("phase")
+        return (
+            f"action {action_id}: no final status after {ctx.timeout:.0f} s (statuses {states}); "
+            f"{last} ({len(self.requests)} requests); reported phase {phase}; "
+            f"the kit's player connection dropped {self.drops} times"
+        )
 
 
 def play_install(
@@ -69,14 +86,28 @@ def play_install(
             if doc.get("package_id") == package_id and isinstance(doc.get("offset"), int):
                 reply = answer(doc, package)
                 if reply is not None:
-                    c.publish(f"{topic}/chunk", reply, qos=1)
+                    played.answered += 1
+                for body in [reply] if isinstance(reply, bytes) else reply or []:
+                    c.publish(f"{topic}/chunk", body, qos=1)
         elif msg.topic.endswith("/status") and isinstance(doc, dict) and doc.get("action_id") == action_id:
             played.statuses.append(doc)
             if doc.get("state") in FINAL:
                 played.finished.set()
 
+    subscriptions = [(f"{topic}/chunk/req", 1), (f"{topic}/status", 1)]
+
+    def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, _r: Any, _p: Any) -> None:
+        played.drops += 1
+
+    def on_connect(c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        # paho reconnects by itself, but the session (MQTT 5, no expiry) and its subscriptions are gone.
+        if not reason.is_failure:
+            c.subscribe(subscriptions)
+
     client.on_message = on_message
-    client.subscribe([(f"{topic}/chunk/req", 1), (f"{topic}/status", 1)])
+    client.on_disconnect = on_disconnect
+    client.on_connect = on_connect
+    client.subscribe(subscriptions)
     try:
         time.sleep(0.3)  # the subscriptions are in place before the device hears of the action
         desired = {
@@ -92,8 +123,7 @@ def play_install(
         while not played.finished.wait(0.5):
             ctx.device_alive()
             if time.monotonic() > deadline:
-                states = [s.get("state") for s in played.statuses]
-                raise Failed(f"no final status after {ctx.timeout:.0f} s (statuses {states})")
+                raise Failed(played.stalled(ctx, action_id))
         if played.statuses[-1].get("state") == "confirmed":
             # The reported state follows the status: the next scenario's "active model" must be this one.
             settle = time.monotonic() + 10
@@ -101,8 +131,7 @@ def play_install(
                 time.sleep(0.1)
         time.sleep(linger)
     finally:
-        client.disconnect()
-        client.loop_stop()
+        close_service(client)
     return played
 
 
@@ -227,31 +256,37 @@ def oversized(ctx: Context) -> str:
     return f"model of {capacity + 1} bytes {too_large}; arena of {ram_budget + 1} bytes {too_big_arena}"
 
 
+def _not_active(ctx: Context) -> str:
+    """A or B, whichever the device does not run: an install of the active model is confirmed at once
+    (4.4), so a scenario that needs a download must not depend on what an earlier one left active."""
+    return "A" if ctx.active_sha() != ctx.sha("A") else "B"
+
+
 def duplicated_chunks(ctx: Context) -> str:
     """Every chunk is sent twice, and the previous one again before it (out of order): duplicates are
-    harmless (4.3), so the install is confirmed."""
+    harmless (4.3), so the install is confirmed. All copies go out on the kit's one player connection:
+    the broker takes the username as client id, so a second connection of the same account would
+    close the first (and the two would take turns, each losing its subscriptions)."""
     last: dict[str, dict[str, Any]] = {}
-    extra = ctx.env.player()  # a second publisher for the extra copies
-    topic = f"tf/{ctx.env.device_id}/chunk"
+    label = _not_active(ctx)
+    mark = time.monotonic()
 
-    def answer(request: dict[str, Any], package: bytes) -> bytes | None:
+    def answer(request: dict[str, Any], package: bytes) -> list[bytes]:
         reply = serve(request, package)
-        if "previous" in last:
-            extra.publish(topic, serve(last["previous"], package), qos=1)  # out of order
-        extra.publish(topic, reply, qos=1)  # a duplicate
+        replies = [serve(last["previous"], package)] if "previous" in last else []  # out of order
         last["previous"] = request
-        return reply
+        return [*replies, reply, reply]  # and a duplicate
 
-    try:
-        played = play_install(ctx, "A", ctx.kit_package("A", "6.1.0"), answer)
-    finally:
-        extra.disconnect()
-        extra.loop_stop()
+    played = play_install(ctx, label, ctx.kit_package(label, "6.1.0"), answer)
     final = played.statuses[-1]
     if final["state"] != "confirmed":
         raise Failed(f"ended {final['state']} code {final.get('error_code')} with duplicated chunks")
-    if ctx.active_sha() != ctx.sha("A"):
+    if ctx.active_sha() != ctx.sha(label):
         raise Failed("confirmed, but the reported active model is not the one sent")
+    # The copies really went out: the spy sees every chunk the broker routed to the device's topic.
+    copies = len(ctx.env.spy.since(mark, "chunk")) - played.answered
+    if played.answered < 2 or copies < played.answered:
+        raise Failed(f"the kit sent {copies} extra copies for {played.answered} answered requests")
     return f"confirmed, every chunk sent twice and the previous one again ({len(played.requests)} requests)"
 
 
@@ -263,12 +298,13 @@ def selftest_failure(ctx: Context) -> str:
     caps = (ctx.reported() or {}).get("capabilities")
     engine = isinstance(caps, dict) and bool(caps.get("engine"))
     before = ctx.active_sha()
+    label = _not_active(ctx)
     wrong = hashlib.sha256(b"not the self-test output").digest()
-    package = ctx.kit_package("B", "7.0.0", selftest_seed=0x1234, selftest_output_sha256=wrong)
-    played = play_install(ctx, "B", package)
+    package = ctx.kit_package(label, "7.0.0", selftest_seed=0x1234, selftest_output_sha256=wrong)
+    played = play_install(ctx, label, package)
     last = played.statuses[-1]
     if not engine:
-        if last["state"] != "confirmed" or ctx.active_sha() != ctx.sha("B"):
+        if last["state"] != "confirmed" or ctx.active_sha() != ctx.sha(label):
             ended = f"{last['state']} code {last.get('error_code')}"
             raise Failed(f"no inference engine: ended {ended}, expected confirmed")
         return "no inference engine: confirmed after the integrity check (PROTOCOL 4.4 allows it)"

@@ -20,6 +20,8 @@ class HardwareClass(SQLModel, table=True):
     # Optional limits of the class's devices, checked at upload (None: not known, not checked).
     slot_size: int | None = Field(default=None, sa_type=BigInteger)  # bytes per flash slot
     ram_budget: int | None = Field(default=None, sa_type=BigInteger)  # largest tensor arena
+    # RAM a model encrypted at rest is decrypted into to run (PROTOCOL 6.6): the largest encrypted model.
+    model_ram: int | None = Field(default=None, sa_type=BigInteger)
     created_at: float
 
 
@@ -145,6 +147,9 @@ class Device(SQLModel, table=True):
     # one handled late by another replica is dropped. None: the device sends presence without them.
     presence_boot: int | None = Field(default=None, sa_type=BigInteger)
     presence_seq: int | None = Field(default=None, sa_type=BigInteger)
+    # [[boot, seq], ...], newest first: boots whose presence was applied and then replaced by another
+    # boot's (PROTOCOL 4.6), with the last seq applied; a late will of such a boot is dropped.
+    presence_retired: list[list[int]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: float
 
 

@@ -2,9 +2,10 @@
 
 The paho network thread only queues incoming messages; one worker thread handles them in order
 (database work, chunk replies), so a slow database never stalls the connection. It takes what is queued
-(up to BATCH_MAX messages, without waiting for more) and handles it in one transaction, a savepoint per
-message (DeviceMessages.handle_batch): one transaction per status message cost most of the server's time
-in a large rollout (issue 12). Telemetry goes to its own
+(up to BATCH_MAX messages, without waiting for more) and handles it in one transaction
+(DeviceMessages.handle_batch: the batch's rows read in a few queries, a savepoint per message only if one
+fails): one transaction per status message cost most of the server's time in a large rollout (issue 12).
+Telemetry goes to its own
 batching writer (services/telemetry_ingest.py), its one path, which acknowledges each message once its
 batch is stored.
 On every (re)connect the gateway subscribes and republishes every device's retained desired state,

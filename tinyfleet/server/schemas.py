@@ -97,6 +97,12 @@ class HardwareClassPut(Strict):
     # Optional device limits, checked at upload (422 naming the limit); unset: not checked.
     slot_size: int | None = Field(default=None, ge=1, le=0xFFFFFFFF, description="bytes per flash slot")
     ram_budget: int | None = Field(default=None, ge=1, le=0xFFFFFFFF, description="largest tensor arena")
+    model_ram: int | None = Field(
+        default=None,
+        ge=1,
+        le=0xFFFFFFFF,
+        description="RAM an encrypted model is decrypted into to run: the largest encrypted rollout's model",
+    )
 
 
 class HardwareClassPublic(BaseModel):
@@ -105,6 +111,7 @@ class HardwareClassPublic(BaseModel):
     chunk_size: int
     slot_size: int | None = None
     ram_budget: int | None = None
+    model_ram: int | None = None
 
 
 # --- models and versions ----------------------------------------------------------------------------

@@ -10,9 +10,11 @@ without keeping decoder state in flash. Format version 2 adds weight runs (`tens
 model's int8 weight tensors coded with models fitted to weights; version 3 adds table runs
 (`table_coder`): weights one byte per symbol with a static table, several times faster for a device to
 decode; version 4 adds literal runs (run kind 7, `literal_runs`): stretches of what the LZ coder leaves
-as literals coded a table symbol per byte, later runs of a block reusing its last table. The encoder
-makes versions 1, 3 and 4 and keeps the fastest to decode of the streams within SPEED_MARGIN of the
-smallest; decoders take all four.
+as literals coded a table symbol per byte, later runs of a block reusing its last table; version 5 codes
+every number with a ladder of bit-count classes and equal-chance low bits (`rangecoder`: fewer decisions
+for the device, no larger). By default the encoder makes the plans of versions 1, 3 and 4 as version 5
+streams and keeps the fastest to decode of those within SPEED_MARGIN of the smallest; decoders take all
+five versions.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ FORMAT_VERSION = 1
 FORMAT_TENSOR = 2  # version 1 plus weight runs
 FORMAT_TABLE = 3  # version 2 plus table runs (weights one byte per symbol, fast to decode)
 FORMAT_LAST = 4  # version 3 plus runs that reuse the block's last table (literal bytes a symbol each)
-FORMATS = (FORMAT_VERSION, FORMAT_TENSOR, FORMAT_TABLE, FORMAT_LAST)
+FORMAT_NUMBERS = 5  # version 4 with cheaper numbers (a ladder of bit-count classes, equal-chance low bits)
+FORMATS = (FORMAT_VERSION, FORMAT_TENSOR, FORMAT_TABLE, FORMAT_LAST, FORMAT_NUMBERS)
 FLAG_HAS_BASE = 1
 DEFAULT_BLOCK_LOG2 = 15  # 32 KiB of output per independent block
 MIN_BLOCK_LOG2, MAX_BLOCK_LOG2 = 10, 20
@@ -178,6 +181,7 @@ def _encode_block(
     of literals are added to `literals`."""
     new, base = parser.new, parser.base
     enc = Encoder(move_bits)
+    enc.ladder = version >= FORMAT_NUMBERS
     models = _Models()
     reps: list[tuple[int, int]] = [(BASE, 0)] * REPS
     pos, prev_kind = start, 0
@@ -264,19 +268,24 @@ def encode(
     new: bytes,
     base: bytes = b"",
     block_log2: int = DEFAULT_BLOCK_LOG2,
-    versions: tuple[int, ...] = (FORMAT_VERSION, FORMAT_TABLE, FORMAT_LAST),
+    versions: tuple[int, ...] = (FORMAT_VERSION, FORMAT_TABLE, FORMAT_LAST, FORMAT_NUMBERS),
 ) -> bytes:
     """A delta of `new` against `base`; with an empty base it is a plain compressed model.
 
     Tries each format version in `versions` (versions 2 and 3 only when `new` is a .tflite model with
     int8 weight tensors; version 4 with or without them) and each adaptation rate, and keeps the fastest
     to decode (fewest coded decisions) of the streams at most SPEED_MARGIN larger than the smallest.
-    Version 3 is version 2 plus table runs, so version 2 is made only when asked for.
+    Version 3 is version 2 plus table runs, so version 2 is made only when asked for. With version 5
+    asked for, the plans of versions 1, 3 and 4 are all made, each as a version 5 stream (its numbers
+    were smaller and cheaper to decode on every benchmark stream, PROTOCOL 5.8), and no older stream.
     """
     if not MIN_BLOCK_LOG2 <= block_log2 <= MAX_BLOCK_LOG2:
         raise ValueError(f"block size must be 2**{MIN_BLOCK_LOG2}..2**{MAX_BLOCK_LOG2}")
     if not new:
         raise ValueError("nothing to encode: the new model is empty")
+    numbers = FORMAT_NUMBERS in versions
+    if numbers:
+        versions = (*versions, FORMAT_VERSION, FORMAT_TABLE, FORMAT_LAST)
     parser = _Parser(new, base)
     rates = MOVE_BITS_CHOICES if len(new) <= 64 * 1024 else MOVE_BITS_CHOICES[1:]
     plans: list[tuple[int, list[WeightRun]]] = []
@@ -298,10 +307,23 @@ def encode(
                 plans.append((version, runs))
     if FORMAT_LAST in versions:
         # version 4: version 3's estimated plan (or none) with the literals left between its runs as literal
-        # runs (on the benchmark pairs the other two plans never made the stream kept)
-        plans.append((FORMAT_LAST, literal_runs(parser, block_log2, table_plans[0] if table_plans else [])))
+        # runs (on the benchmark pairs the other two plans never made the stream kept). With version 5,
+        # small models also try tighter stretches (LITERAL_PLANS): fewer copied bytes swallowed, so a
+        # stream within the size margin that still turns most literals into table symbols
+        runs = table_plans[0] if table_plans else []
+        literals: list[int] = []
+        for gap, minimum in LITERAL_PLANS if numbers and len(new) <= 64 * 1024 else LITERAL_PLANS[:1]:
+            planned = literal_runs(parser, block_log2, runs, gap, minimum, literals)
+            if all((FORMAT_LAST, planned) != p for p in plans):
+                plans.append((FORMAT_LAST, planned))
     if not plans:
         raise ValueError("format versions 2 and 3 need a .tflite model with int8 weight tensors")
+    if numbers:
+        unique: list[list[WeightRun]] = []
+        for _, runs in plans:
+            if runs not in unique:
+                unique.append(runs)
+        plans = [(FORMAT_NUMBERS, runs) for runs in unique]
     made = [_encode_stream(parser, block_log2, rate, version, r) for version, r in plans for rate in rates]
     smallest = min(made, key=lambda m: len(m[0]))  # the first of the smallest: what versions 1-2 made
     if FORMAT_TABLE not in versions and FORMAT_LAST not in versions:
@@ -312,14 +334,30 @@ def encode(
 
 LITERAL_GAP = 8  # literals at most this far apart share a literal run (the bytes between, copies before)
 LITERAL_MIN = 4  # fewer literals than this in a stretch stay binary-coded
+# (gap, minimum) of the literal-run plans tried: the first for every model, the others for version 5 and
+# models of at most 64 KiB (each is a stream more to encode). Tighter stretches swallow fewer copied bytes,
+# whose table symbols cost more than the copy did (bench/delta_m4.py: within the size margin where (8, 4)
+# is not)
+LITERAL_PLANS = ((LITERAL_GAP, LITERAL_MIN), (4, 4), (1, 8))
 
 
-def literal_runs(parser: _Parser, block_log2: int, runs: list[WeightRun]) -> list[WeightRun]:
+def literal_runs(
+    parser: _Parser,
+    block_log2: int,
+    runs: list[WeightRun],
+    gap: int = LITERAL_GAP,
+    minimum: int = LITERAL_MIN,
+    literals: list[int] | None = None,
+) -> list[WeightRun]:
     """Format version 4: `runs` plus a literal run (TABLE_LAST) over each stretch of the literals that
-    the LZ coder emits around them: bytes coded a table symbol each (about 45 Cortex-M4 instructions)
-    instead of about 9 adaptive binary decisions (about 250)."""
-    literals: list[int] = []
-    _encode_stream(parser, block_log2, 4, FORMAT_TABLE, runs, literals)
+    the LZ coder emits around them (at most `gap` bytes apart, at least `minimum` of them): bytes coded a
+    table symbol each (about 45 Cortex-M4 instructions) instead of about 9 adaptive binary decisions
+    (about 250). `literals`: where the LZ coder emits them with `runs`, found here when empty (and kept
+    there for the next call with the same runs)."""
+    if literals is None:
+        literals = []
+    if not literals:
+        _encode_stream(parser, block_log2, 4, FORMAT_TABLE, runs, literals)
     covered = bytearray(len(parser.new) + 1)
     for run in runs:
         covered[run.start : run.start + run.length] = b"\x01" * run.length
@@ -330,13 +368,13 @@ def literal_runs(parser: _Parser, block_log2: int, runs: list[WeightRun]) -> lis
         if (
             count > 0
             and pos >= 0
-            and pos - last <= LITERAL_GAP
+            and pos - last <= gap
             and pos // block == last // block
             and not any(covered[last:pos])
         ):
             last, count = pos, count + 1
             continue
-        if count >= LITERAL_MIN:
+        if count >= minimum:
             found.append(WeightRun(first, last + 1 - first, None, tensor_coder.TABLE_LAST))
         first = last = pos
         count = 1
@@ -409,6 +447,7 @@ def decode(stream: bytes, base: bytes = b"") -> bytes:
             raise DeltaError("delta block runs past the end of the stream")
         end = min(header.output_size, len(out) + (1 << header.block_log2))
         dec = Decoder(stream[offset : offset + coded_len], header.move_bits)
+        dec.ladder = header.version >= FORMAT_NUMBERS
         try:
             _decode_block(dec, base, out, end, header.version)
         except DeltaError:

@@ -106,6 +106,12 @@ class NotEncrypted(PolicyError):
     code = ErrorCode.NOT_ENCRYPTED
 
 
+class ModelRamTooSmall(PolicyError):
+    """An encrypted model is larger than the device's model RAM, where it would have to run (PROTOCOL 6.6)."""
+
+    code = ErrorCode.MODEL_RAM_TOO_SMALL
+
+
 class InvalidModelError(SigningError):
     """The bytes are not a usable .tflite flatbuffer (code 128, MODEL_INVALID)."""
 
@@ -133,7 +139,8 @@ ALL_PACKAGE_ERRORS: tuple[type[PackageError], ...] = (
     TooLarge,
     ArenaTooLarge,
 )
-# KeyUnwrap and NotEncrypted are left out: they judge a package together with a device key or policy,
-# not a package file alone, so tests/vectors (one expected error per file) cannot carry them.
+# KeyUnwrap, NotEncrypted and ModelRamTooSmall are left out: they judge a package together with a device
+# key, policy or RAM, not a package file alone, so tests/vectors (one expected error per file) cannot
+# carry them.
 
 ERROR_BY_CODE: dict[int, type[PackageError]] = {cls.code: cls for cls in ALL_PACKAGE_ERRORS}

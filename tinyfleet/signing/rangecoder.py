@@ -18,9 +18,20 @@ MASK32 = 0xFFFFFFFF
 NUMBER_TREE_BITS = 6  # a number's bit count (0..32) as a 6-bit tree
 NUMBER_LOW_BITS = 3  # its lowest bits adaptive, per bit count
 NUMBER_PROBS = (1 << NUMBER_TREE_BITS) + 33 * (1 << NUMBER_LOW_BITS)
+# Format version 5 numbers (PROTOCOL 5.8): the bit count through a ladder of classes (0-3, 4-7, 8-15,
+# 16-32: up to 3 escape bits at LADDER_ESCAPES, then a tree of LADDER_WIDTHS bits whose entries start at
+# the class's first count), so short copies take 3-4 decisions instead of 6; a count above 4 sends the bits
+# below its top one in one or two equal-chance steps instead of direct bits and a tree
+LADDER_FIRST = (0, 4, 8, 16)
+LADDER_WIDTHS = (2, 2, 3, 5)
+LADDER_ESCAPES = 48
+LADDER_LOW_MAX = 4  # counts up to this keep the adaptive tree of their low bits
+UNIFORM_MAX = 16  # bits per equal-chance step
 
 
 class Encoder:
+    ladder = False  # format version 5 numbers
+
     def __init__(self, move_bits: int = MOVE_BITS) -> None:
         self.move_bits = move_bits
         self.low = 0  # up to 33 bits: bit 32 is a pending carry
@@ -104,6 +115,8 @@ class Encoder:
 
 
 class Decoder:
+    ladder = False  # format version 5 numbers
+
     def __init__(self, data: bytes, move_bits: int = MOVE_BITS) -> None:
         self.move_bits = move_bits
         self.data = data
@@ -198,6 +211,9 @@ def encode_number(enc: Encoder, probs: list[int], value: int) -> None:
     """Bit count through an adaptive tree, then the bits below the top one: the high ones at one half,
     the lowest NUMBER_LOW_BITS adaptively (per bit count)."""
     bits = value.bit_length()
+    if enc.ladder:
+        _encode_ladder(enc, probs, value)
+        return
     enc.tree(probs, NUMBER_TREE_BITS, bits)
     if bits <= 1:
         return
@@ -213,7 +229,57 @@ def encode_number(enc: Encoder, probs: list[int], value: int) -> None:
         node = (node << 1) | bit
 
 
+def _encode_ladder(enc: Encoder, probs: list[int], value: int) -> None:
+    bits = value.bit_length()
+    k = max(c for c in range(4) if LADDER_FIRST[c] <= bits)
+    for c in range(min(k + 1, 3)):
+        enc.bit(probs, LADDER_ESCAPES + c, int(c < k))
+    first, node = LADDER_FIRST[k], 1
+    for shift in range(LADDER_WIDTHS[k] - 1, -1, -1):
+        bit = ((bits - first) >> shift) & 1
+        enc.bit(probs, first + node, bit)
+        node = (node << 1) | bit
+    rest = value - (1 << (bits - 1)) if bits > 1 else 0
+    if bits > LADDER_LOW_MAX:
+        if bits - 1 > UNIFORM_MAX:
+            enc.uniform(rest >> UNIFORM_MAX, bits - 1 - UNIFORM_MAX)
+        width = min(bits - 1, UNIFORM_MAX)
+        enc.uniform(rest & ((1 << width) - 1), width)
+        return
+    node = 1
+    table = (1 << NUMBER_TREE_BITS) + bits * (1 << NUMBER_LOW_BITS)
+    for shift in range(bits - 2, -1, -1):
+        bit = (rest >> shift) & 1
+        enc.bit(probs, table + node, bit)
+        node = (node << 1) | bit
+
+
+def _decode_ladder(dec: Decoder, probs: list[int]) -> int:
+    k = 0
+    while k < 3 and dec.bit(probs, LADDER_ESCAPES + k):
+        k += 1
+    first, node = LADDER_FIRST[k], 1
+    for _ in range(LADDER_WIDTHS[k]):
+        node = (node << 1) | dec.bit(probs, first + node)
+    bits = first + node - (1 << LADDER_WIDTHS[k])
+    if bits <= 1:
+        return bits
+    if bits > 32:
+        raise ValueError("number wider than 32 bits")
+    if bits > LADDER_LOW_MAX:
+        high = dec.uniform(bits - 1 - UNIFORM_MAX) if bits - 1 > UNIFORM_MAX else 0
+        width = min(bits - 1, UNIFORM_MAX)
+        return (1 << (bits - 1)) | (high << width) | dec.uniform(width)
+    node = 1
+    table = (1 << NUMBER_TREE_BITS) + bits * (1 << NUMBER_LOW_BITS)
+    for _ in range(bits - 1):
+        node = (node << 1) | dec.bit(probs, table + node)
+    return (1 << (bits - 1)) | (node - (1 << (bits - 1)))
+
+
 def decode_number(dec: Decoder, probs: list[int]) -> int:
+    if dec.ladder:
+        return _decode_ladder(dec, probs)
     bits = dec.tree(probs, NUMBER_TREE_BITS)
     if bits <= 1:
         return bits

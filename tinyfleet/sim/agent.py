@@ -8,13 +8,15 @@ says, error codes included.
 Concurrency: an agent runs on an asyncio loop and never blocks it. Its paho client is driven by the loop
 (socket readers/writers registered through paho's external-loop callbacks), so one process holds
 hundreds of agents without a thread each; see tinyfleet/sim/fleet.py.
+
+This module is the device's MQTT session (connection, presence, churn, telemetry, reports); what it does
+with a desired state, from the first chunk request to the confirmed install or the revert, is the state
+machine in tinyfleet/sim/agent_install.py, which `DeviceAgent` inherits.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import json
 import logging
@@ -22,10 +24,9 @@ import random
 import secrets
 import socket
 import ssl
-import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -38,16 +39,34 @@ from tinyfleet.device import frames
 from tinyfleet.device.engine_check import ENGINE_BUILTIN_OPS
 from tinyfleet.device.frames import Q16_ONE, ModelTelemetry
 from tinyfleet.device.runtime import TensorSpec
-from tinyfleet.signing.manifest import MANIFEST_SIZE
 from tinyfleet.sim import sensors
+from tinyfleet.sim.agent_install import (  # the names this module always had
+    CHUNK_ERROR_FORMAT,
+    CHUNK_FORMAT,
+    AgentStats,
+    InstallMachine,
+    parse_chunk,
+    parse_desired,
+)
 from tinyfleet.sim.device_tls import device_tls_context
 from tinyfleet.sim.profiles import DeviceProfile
-from tinyfleet.sim.runtime_driver import RuntimeDriver, RuntimeFailure, RuntimeState
+from tinyfleet.sim.runtime_driver import RuntimeDriver, RuntimeFailure
 
 log = logging.getLogger(__name__)
 
-CHUNK_FORMAT = 1
-CHUNK_ERROR_FORMAT = 0xFF  # first byte of a chunk error (PROTOCOL 4.3)
+__all__ = [
+    "CHUNK_ERROR_FORMAT",
+    "CHUNK_FORMAT",
+    "MAX_INFERENCES_PER_REPORT",
+    "MQTT_PROTOCOLS",
+    "AgentConfig",
+    "AgentStats",
+    "DeviceAgent",
+    "parse_chunk",
+    "parse_desired",
+    "telemetry_report",
+]
+
 MISC_PERIOD_S = 1.0
 MAX_INFERENCES_PER_REPORT = 5  # bounds the simulator's CPU per device; the count reported is the real one
 
@@ -90,119 +109,7 @@ def _read_ready(client: mqtt.Client, sock: Any) -> None:
             break
 
 
-@dataclass
-class AgentStats:
-    """Counters a fleet aggregates: what the device saw, not what the server believes."""
-
-    chunks_received: int = 0
-    chunk_bytes: int = 0
-    chunk_requests: int = 0
-    malformed: int = 0
-    installs_confirmed: int = 0
-    installs_failed: int = 0
-    reverts: int = 0
-    power_cuts: int = 0
-    reconnects: int = 0
-
-
-@dataclass
-class _Action:
-    """The desired operation being carried out."""
-
-    action_id: str | None
-    operation: str
-    package_id: str
-    package_size: int
-    model_sha256: str
-    chunk_size: int
-    offset: int = 0  # next package offset wanted
-    manifest: bytearray = field(default_factory=bytearray)
-    bytes_received: int = 0
-    done: bool = False
-    retries: int = 0  # consecutive re-requests of the same offset (back-off)
-    resumable: bool = False  # the runtime may hold part of this download (the agent lost power meanwhile)
-    content_key: bytes | None = None  # the 80-byte key wrap of an encrypted package (PROTOCOL 4.1, 6.3)
-
-
-def parse_chunk(data: bytes) -> tuple[str, int, int, bytes]:
-    """Decode a binary chunk (section 4.3) into (package_id, offset, package_size, data)."""
-    if len(data) < 2 or data[0] != CHUNK_FORMAT:
-        raise ValueError("chunk: bad format byte")
-    id_len = data[1]
-    head = 2 + id_len + 8
-    if len(data) < head:
-        raise ValueError("chunk: truncated header")
-    try:
-        package_id = data[2 : 2 + id_len].decode("ascii")
-    except UnicodeDecodeError:
-        raise ValueError("chunk: package id is not ASCII") from None
-    offset, package_size = struct.unpack_from("<II", data, 2 + id_len)
-    return package_id, offset, package_size, bytes(data[head:])
-
-
-def parse_desired(payload: bytes) -> _Action:
-    """Validate a desired-state JSON (section 4.1); ValueError with a reason when malformed."""
-    try:
-        doc = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ValueError("desired: not JSON") from None
-    if not isinstance(doc, dict):
-        raise ValueError("desired: not a JSON object")
-    operation = doc.get("operation", "none")
-    if operation not in ("install", "revert", "none"):
-        raise ValueError(f"desired: unknown operation {operation!r}")
-    action_id = doc.get("action_id")
-    if action_id is not None and not isinstance(action_id, str):
-        raise ValueError("desired: action_id must be a string or null")
-    if operation == "none":
-        return _Action(action_id, "none", "", 0, "", 0)
-    sha = doc.get("model_sha256")
-    if not isinstance(sha, str) or len(sha) != 64:
-        raise ValueError("desired: model_sha256 must be 64 hex digits")
-    try:
-        bytes.fromhex(sha)
-    except ValueError:
-        raise ValueError("desired: model_sha256 must be 64 hex digits") from None
-    package_id = doc.get("package_id", "")
-    size = doc.get("package_size", 0)
-    chunk = doc.get("chunk_size", 1024)
-    if operation == "install":
-        if (
-            not isinstance(package_id, str)
-            or not package_id
-            or not package_id.isascii()
-            or len(package_id) > 255
-        ):
-            raise ValueError("desired: package_id must be a non-empty ASCII string")
-        if not isinstance(size, int) or isinstance(size, bool) or not MANIFEST_SIZE < size < 2**32:
-            raise ValueError("desired: package_size out of range")
-        if not isinstance(chunk, int) or isinstance(chunk, bool) or not 16 <= chunk <= 1 << 20:
-            raise ValueError("desired: chunk_size out of range")
-    return _Action(
-        action_id,
-        operation,
-        str(package_id),
-        int(size or 0),
-        sha.lower(),
-        int(chunk or 1024),
-        content_key=_content_key(doc.get("content_key")) if operation == "install" else None,
-    )
-
-
-def _content_key(value: Any) -> bytes | None:
-    """The action's "content_key": base64 of the 80-byte wrap for this device, or absent/null."""
-    if value is None:
-        return None
-    try:
-        wrap = base64.b64decode(value, validate=True) if isinstance(value, str) else b""
-    except binascii.Error:
-        wrap = b""
-    if len(wrap) != frames.KEY_WRAP_SIZE:
-        raise ValueError(f"desired: content_key must be base64 of {frames.KEY_WRAP_SIZE} bytes")
-    return wrap
-
-
-class DeviceAgent:
+class DeviceAgent(InstallMachine):
     """One device. Create it on a running asyncio loop, then `start()`; `stop()` disconnects cleanly."""
 
     def __init__(
@@ -213,6 +120,7 @@ class DeviceAgent:
         loop: asyncio.AbstractEventLoop,
         on_event: Callable[[str, DeviceAgent], None] | None = None,
     ) -> None:
+        super().__init__()
         self.config = config
         self.profile = profile
         self.driver = driver
@@ -223,8 +131,6 @@ class DeviceAgent:
         self._born = time.monotonic()  # the profile's input drift runs from the agent's start
         self._on_event = on_event
         self._topic = f"tf/{config.device_id}"
-        self._action: _Action | None = None
-        self._chunk_timer: asyncio.TimerHandle | None = None
         self._churn_timer: asyncio.TimerHandle | None = None
         self._telemetry_timer: asyncio.TimerHandle | None = None
         # (driver boot count, runtime telemetry) at the previous report
@@ -241,11 +147,7 @@ class DeviceAgent:
         self._running = False
         self._connected = False
         self._away_seconds: float | None = None
-        self._cut_actions: set[str | None] = set()
         self._fresh_client = False
-        self._asked_at: float | None = None  # when the pending chunk request left (RTT sample)
-        self._srtt = 0.0
-        self._rttvar = 0.0
         self._capabilities: dict[str, Any] | None = None
         self._tls: ssl.SSLContext | None = None
         if config.mqtt_protocol not in MQTT_PROTOCOLS:
@@ -497,202 +399,12 @@ class DeviceAgent:
             self.stats.malformed += 1
             log.info("%s: ignored malformed message on %s: %s", self.config.device_id, msg.topic, exc)
 
-    def _on_desired(self, payload: bytes) -> None:
-        if not payload:
-            return  # retained message cleared
-        action = parse_desired(payload)
-        current = self._action
-        if current is not None and not current.done and current.action_id == action.action_id:
-            # The same action again (reconnect re-delivers the retained desired): resume where we are.
-            if current.operation == "install" and current.package_id == action.package_id:
-                self._request_chunk()
-            return
-        self._cancel_chunk_timer()
-        self._action = action
-        if action.operation == "install":
-            self._start_install(action)
-        elif action.operation == "revert":
-            self._do_revert(action)
-        else:
-            action.done = True
-
-    # ----- install ----------------------------------------------------------------------------------------
-
-    def _state(self) -> RuntimeState:
-        return self.driver.state()
-
-    def _start_install(self, action: _Action) -> None:
-        state = self._state()
-        active = state.active_model_sha256()
-        if active == action.model_sha256:
-            if state.phase == "trial":
-                self._finish_trial(action)  # power lost after activate: finish the trial
-            else:
-                action.done = True
-                self._status(action, "confirmed")
-            return
-        action.resumable = state.phase in ("downloading", "downloaded")  # a download cut by a power loss
-        self._status(action, "downloading")
-        self._request_chunk()
-
-    def _request_chunk(self) -> None:
-        action = self._action
-        if action is None or action.done or not self._connected:
-            return
-        length = min(action.chunk_size, action.package_size - action.offset)
-        if action.offset < MANIFEST_SIZE and (action.resumable or action.manifest):
-            # The manifest on its own when the runtime may resume past the next payload bytes (after a
-            # power cut) or part of it arrived; else the first request takes the payload's first bytes
-            # with it (one request fewer per device), held until the runtime accepts the manifest.
-            length = min(length, MANIFEST_SIZE - action.offset)
-        if length <= 0:
-            return
-        self.stats.chunk_requests += 1
-        self._asked_at = time.monotonic() if action.retries == 0 else None  # no RTT sample from a retry
-        self._publish(
-            "chunk/req", {"package_id": action.package_id, "offset": action.offset, "length": length}
-        )
-        self._cancel_chunk_timer()
-        # Retransmission timeout as TCP does it (smoothed round trip + 4 deviations, RFC 6298), never
-        # below the profile's timeout, doubled per retry: a busy server must not be asked twice as often.
-        base = max(
-            self.profile.chunk_timeout_s * self.profile.faults.slow_factor, self._srtt + 4 * self._rttvar
-        )
-        timeout = base * 2 ** min(action.retries, 4) + self.profile.link_delay(length)
-        if action.retries:
-            # Jitter: devices that timed out together (a busy server) must not all ask again together.
-            timeout *= 1.0 + 0.5 * self._jitter.random()
-        self._chunk_timer = self._later(timeout, lambda: self._chunk_timed_out(action))
-
-    def _rtt_sample(self) -> None:
-        if self._asked_at is None:
-            return
-        rtt = time.monotonic() - self._asked_at
-        self._asked_at = None
-        if self._srtt == 0.0:
-            self._srtt, self._rttvar = rtt, rtt / 2
-        else:
-            self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - rtt)
-            self._srtt = 0.875 * self._srtt + 0.125 * rtt
-
-    def _chunk_timed_out(self, action: _Action) -> None:
-        if action is self._action and not action.done:
-            action.retries += 1
-            self._request_chunk()
-
-    def _cancel_chunk_timer(self) -> None:
-        if self._chunk_timer is not None:
-            self._chunk_timer.cancel()
-            self._chunk_timer = None
-
-    def _on_chunk(self, payload: bytes) -> None:
-        if len(payload) >= 2 and payload[0] == CHUNK_ERROR_FORMAT:
-            # A chunk error (4.3): the request itself was malformed, asking again gets the same answer.
-            action = self._action
-            if action is not None and not action.done and action.operation == "install":
-                reason = payload[2:].decode("ascii", "replace")
-                self._runtime_failed(action, RuntimeFailure(payload[1], f"chunk error: {reason}"))
-            return
-        package_id, offset, package_size, data = parse_chunk(payload)
-        action = self._action
-        if action is None or action.done or action.operation != "install" or package_id != action.package_id:
-            return  # a late chunk of an earlier action
-        if offset != action.offset or package_size != action.package_size or not data:
-            return  # duplicate or out of order: the timer re-asks for the right offset
-        if self.profile.faults.chunk_loss and self.rng.random() < self.profile.faults.chunk_loss:
-            return  # lost on the link; the timer re-asks
-        self._cancel_chunk_timer()
-        delay = self.profile.link_delay(len(data))
-        if delay > 0:
-            self._later(delay, lambda: self._accept_chunk(action, offset, data))
-        else:
-            self._accept_chunk(action, offset, data)
-
-    def _accept_chunk(self, action: _Action, offset: int, data: bytes) -> None:
-        if action is not self._action or action.done or offset != action.offset:
-            return
-        self.stats.chunks_received += 1
-        self.stats.chunk_bytes += len(data)
-        self._rtt_sample()
-        action.retries = 0
-        action.bytes_received += len(data)
-        try:
-            if offset < MANIFEST_SIZE:
-                head = data[: MANIFEST_SIZE - offset]
-                action.manifest += head
-                action.offset += len(head)
-                if len(action.manifest) >= MANIFEST_SIZE:
-                    self._maybe_arm_power_cut(action)
-                    manifest = bytes(action.manifest[:MANIFEST_SIZE])
-                    resume = self.driver.install_begin(manifest, action.content_key)
-                    action.offset = MANIFEST_SIZE + resume
-                    rest = data[len(head) :]
-                    if rest and resume == 0:  # payload bytes that came with the manifest
-                        self.driver.install_chunk(0, rest)
-                        action.offset += len(rest)
-                    else:  # the runtime resumes further on: those bytes are not used
-                        action.bytes_received -= len(rest)
-            else:
-                self.driver.install_chunk(offset - MANIFEST_SIZE, data)
-                action.offset += len(data)
-        except RuntimeFailure as exc:
-            self._runtime_failed(action, exc)
-            return
-        if action.offset >= action.package_size:
-            self._finish_download(action)
-        else:
-            self._request_chunk()
-
-    def _finish_download(self, action: _Action) -> None:
-        # `verifying` and `trial` are not reported when the steps pass at once (PROTOCOL 4.4): the server
-        # needs the outcome, and two statuses per device were a sixth of a rollout's device messages.
-        try:
-            self.driver.install_end()
-            self.driver.activate()
-        except RuntimeFailure as exc:
-            self._runtime_failed(action, exc)
-            return
-        self._finish_trial(action)
-
-    def _finish_trial(self, action: _Action) -> None:
-        try:
-            self.driver.selftest()
-            self.driver.confirm()
-        except RuntimeFailure as exc:
-            if not self.driver.powered_off():
-                self._status(action, "trial")  # it was on trial: the failure (e.g. SELFTEST_FAILED) follows
-            self._runtime_failed(action, exc)
-            return
-        action.done = True
-        self.stats.installs_confirmed += 1
-        self._status(action, "confirmed")
-        self.publish_reported()
-
-    def _runtime_failed(self, action: _Action, exc: RuntimeFailure) -> None:
-        if self.driver.powered_off():
-            self._power_cycle()
-            return
-        action.done = True
-        self.stats.installs_failed += 1
-        self._cancel_chunk_timer()
-        self._status(action, "failed", exc.code, exc.detail)
-        self.publish_reported()
-
     # ----- faults -----------------------------------------------------------------------------------------
-
-    def _maybe_arm_power_cut(self, action: _Action) -> None:
-        p = self.profile.faults.power_cut_during_install
-        # At most one cut per action (the injector's memory, not the device's): the resumed install
-        # must be able to finish.
-        if p and action.action_id not in self._cut_actions and self.rng.random() < p:
-            self._cut_actions.add(action.action_id)
-            # Somewhere within the install's flash writes (a small model's install is about 12 program and
-            # erase operations: slot erase, header, payload pages, state commits).
-            self.driver.arm_power_cut(self.rng.randint(1, 12), seed=self.rng.getrandbits(32))
 
     def _power_cycle(self) -> None:
         """Power was cut: the device vanishes, reboots its runtime and comes back to resume."""
         self.stats.power_cuts += 1
+        self._known_state = None
         self._cancel_chunk_timer()
         self._action = None  # RAM is gone; the retained desired state tells us again what to do
         self.driver.power_on_and_boot()
@@ -740,7 +452,7 @@ class DeviceAgent:
         runtime's own telemetry (PROTOCOL 3.2.6) counted since the previous report as one report (4.5);
         None without an active model. On the host library the latency is the runtime's estimate from the
         model's operation count and the profile's clock, flagged `latency_estimated`."""
-        state = self._state()
+        state = self._known_state or self._state()
         sha = state.active_model_sha256()
         if sha is None or state.phase != "idle":
             return None
@@ -765,60 +477,22 @@ class DeviceAgent:
         return telemetry_report(now, prev)
 
     def _infer_once(self, sha: str) -> None:
-        """One inference on sensor data shaped for the active model (tinyfleet/sim/sensors.py). A failure
-        needs no handling here: the runtime counts it in its telemetry."""
+        """One inference on sensor data shaped for the active model (tinyfleet/sim/sensors.py: windows
+        from the process's pool, the inference itself real). A failure needs no handling here: the
+        runtime counts it in its telemetry."""
         if sha not in self._model_io:
             self._model_io[sha] = self.driver.model_io()
         io = self._model_io[sha]
         elapsed = time.monotonic() - self._born
         data = (
-            sensors.sensor_input(io[0], io[1], self.rng, self.profile.inputs, elapsed)
+            sensors.pooled_input(io[0], io[1], self.rng, self.profile.inputs, elapsed)
             if io is not None
             else bytes(1)
         )
         with contextlib.suppress(RuntimeFailure):
             self.driver.infer(data)
 
-    # ----- revert -----------------------------------------------------------------------------------------
-
-    def _do_revert(self, action: _Action) -> None:
-        state = self._state()
-        # Already running the model to return to (an abandoned download of the newer one does not count:
-        # it never became active) -> nothing to revert. In trial, the active model is the new one.
-        if state.active_model_sha256() == action.model_sha256 and state.phase != "trial":
-            action.done = True
-            self._status(action, "rolled_back")
-            return
-        try:
-            self.driver.revert()
-        except RuntimeFailure as exc:
-            self._runtime_failed(action, exc)
-            return
-        action.done = True
-        self.stats.reverts += 1
-        state = self._state()
-        if state.active_model_sha256() == action.model_sha256:
-            self._status(action, "rolled_back")
-        else:
-            self._status(action, "failed", 41, "previous slot does not hold the requested model")
-        self.publish_reported()
-
     # ----- reports ----------------------------------------------------------------------------------------
-
-    def _status(self, action: _Action, state: str, code: int = 0, error: str = "") -> None:
-        if action.action_id is None:
-            return
-        self._publish(
-            "status",
-            {
-                "action_id": action.action_id,
-                "state": state,
-                "error_code": code,
-                "error": error,
-                "offset": action.offset,
-                "bytes_received": action.bytes_received,
-            },
-        )
 
     def capabilities(self) -> dict[str, Any] | None:
         """What the server needs to predict refusals (PROTOCOL 4.2 `capabilities`): the runtime's HELLO

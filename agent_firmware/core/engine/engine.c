@@ -24,7 +24,9 @@ void *tfa_eng_alloc(tfa_engine_t *e, uint32_t bytes)
 {
     /* records hold pointers and int32s: 8-byte alignment is enough (the planned region is 16) */
     uint32_t at = (e->arena_used + 7u) & ~7u;
-    if (at > e->arena_size || bytes > e->arena_size - at) {
+    /* during init the planning records hold the arena's tail: allocations stay below them */
+    const uint32_t limit = e->tplan != NULL ? (uint32_t)((uint8_t *)e->tplan - e->arena) : e->arena_size;
+    if (at > limit || bytes > limit - at) {
         return NULL;
     }
     e->arena_used = at + bytes;
@@ -48,6 +50,11 @@ static uint32_t prv_type_size(uint8_t type)
     default:
         return 0;
     }
+}
+
+uint32_t tfa_eng_bytes(const tfa_eng_tensor_t *t)
+{
+    return t->elements * prv_type_size(t->type); /* elements * size < 2^31: checked at parse */
 }
 
 int tfa_eng_check(const tfa_eng_tensor_t *t, uint8_t type, int need_data)
@@ -79,7 +86,7 @@ float tfa_eng_scale_at(const tfa_engine_t *e, const tfa_eng_tensor_t *t, uint32_
     union {
         uint32_t u;
         float f;
-    } v = {.u = tfa_fb_rd_u32(e->model + t->scales_at + 4u * i)};
+    } v = {.u = tfa_fb_rd_u32(e->model + tfa_eng_tplan(e, t)->scales_at + 4u * i)};
     return v.f;
 }
 
@@ -104,8 +111,9 @@ int tfa_eng_channel_multipliers(tfa_engine_t *e, tfa_eng_op_t *op, const tfa_eng
     if (filter->scale_count != 1 && filter->scale_count != channels) {
         return -TFA_ERR_MODEL_INVALID;
     }
-    if (filter->scale_count > 1 && (filter->quantized_dim < 0 || filter->quantized_dim >= filter->rank ||
-                                    filter->dims[filter->quantized_dim] != (int32_t)channels)) {
+    const int32_t qdim = tfa_eng_tplan(e, filter)->quantized_dim;
+    if (filter->scale_count > 1 &&
+        (qdim < 0 || qdim >= filter->rank || filter->dims[qdim] != (int32_t)channels)) {
         return -TFA_ERR_MODEL_INVALID; /* scales must run along the output channels */
     }
     if (in->scale_count == 0 || out->scale_count == 0 || filter->scale_count == 0) {
@@ -144,6 +152,7 @@ int tfa_eng_channel_multipliers(tfa_engine_t *e, tfa_eng_op_t *op, const tfa_eng
 static int prv_parse_tensor(tfa_engine_t *e, const tfa_fb_t *fb, uint32_t table,
                             const tfa_fb_vec_t *buffers, tfa_eng_tensor_t *t)
 {
+    tfa_eng_tplan_t *tp = tfa_eng_tplan(e, t);
     tfa_fb_vec_t shape;
     uint8_t type;
     int32_t buffer;
@@ -161,15 +170,18 @@ static int prv_parse_tensor(tfa_engine_t *e, const tfa_fb_t *fb, uint32_t table,
     if (shape.count > TFA_ENGINE_MAX_DIMS) {
         return -TFA_ERR_UNSUPPORTED_OP;
     }
+    if (((uintptr_t)(fb->buf + shape.start) & 3u) != 0) {
+        return -TFA_ERR_MODEL_INVALID; /* dims are read in place as int32 */
+    }
     t->type = type;
     t->rank = (uint8_t)shape.count;
+    t->dims = (const int32_t *)(const void *)(fb->buf + shape.start);
     uint64_t elements = 1;
     for (uint32_t d = 0; d < shape.count; d++) {
         int32_t dim = tfa_fb_vec_i32(fb, &shape, d);
         if (dim < 0) {
             return -TFA_ERR_MODEL_INVALID;
         }
-        t->dims[d] = dim;
         elements *= (uint64_t)dim;
         if (elements > 0x40000000u) {
             return -TFA_ERR_MODEL_INVALID;
@@ -179,22 +191,27 @@ static int prv_parse_tensor(tfa_engine_t *e, const tfa_fb_t *fb, uint32_t table,
         return -TFA_ERR_MODEL_INVALID;
     }
     t->elements = (uint32_t)elements;
-    t->bytes = (uint32_t)(elements * prv_type_size(type));
-    t->first_use = INT32_MAX;
-    t->last_use = -2;
+    tp->first_use = INT32_MAX;
+    tp->last_use = -2;
 
     if (quant != 0) {
         tfa_fb_vec_t scales;
         tfa_fb_vec_t zps;
         rc = tfa_fb_vector(fb, quant, QUANT_SCALE, 4, &scales);
         rc = rc ? rc : tfa_fb_vector(fb, quant, QUANT_ZERO_POINT, 8, &zps);
-        rc = rc ? rc : tfa_fb_i32(fb, quant, QUANT_DIM, 0, &t->quantized_dim);
+        int32_t qdim;
+        rc = rc ? rc : tfa_fb_i32(fb, quant, QUANT_DIM, 0, &qdim);
         if (rc != 0) {
             return rc;
         }
+        if (scales.count > 0xFFFFu) {
+            return -TFA_ERR_UNSUPPORTED_OP; /* more than 65535 channels */
+        }
+        /* out of range: -1, refused where per-channel scales need it (tfa_eng_channel_multipliers) */
+        tp->quantized_dim = (int8_t)(qdim >= 0 && qdim < TFA_ENGINE_MAX_DIMS ? qdim : -1);
         if (scales.count > 0) {
-            t->scale_count = scales.count;
-            t->scales_at = scales.start;
+            t->scale_count = (uint16_t)scales.count;
+            tp->scales_at = scales.start;
             t->scale = tfa_eng_scale_at(e, t, 0);
             if (zps.count > 0) {
                 int64_t zp = (int64_t)((uint64_t)tfa_fb_rd_u32(fb->buf + zps.start) |
@@ -239,7 +256,7 @@ static int prv_parse_tensor(tfa_engine_t *e, const tfa_fb_t *fb, uint32_t table,
         if (sparsity != 0) {
             return -TFA_ERR_UNSUPPORTED_OP;
         }
-        if (data.count < t->bytes || prv_type_size(type) == 0) {
+        if (data.count < tfa_eng_bytes(t) || prv_type_size(type) == 0) {
             return -TFA_ERR_MODEL_INVALID;
         }
         t->const_data = fb->buf + data.start;
@@ -288,11 +305,12 @@ static void prv_mark_use(const tfa_engine_t *e, const tfa_fb_vec_t *v, int32_t w
         if (t == NULL) {
             continue;
         }
-        if (when < t->first_use) {
-            t->first_use = when;
+        tfa_eng_tplan_t *tp = tfa_eng_tplan(e, t);
+        if (when < tp->first_use) {
+            tp->first_use = when;
         }
-        if (when > t->last_use) {
-            t->last_use = when;
+        if (when > tp->last_use) {
+            tp->last_use = when;
         }
     }
 }
@@ -305,7 +323,7 @@ static void prv_reset_variables(tfa_engine_t *e)
         const tfa_eng_tensor_t *t = &e->tensors[i];
         if (t->variable && t->planned) {
             const int fill = t->type == TFA_TYPE_INT8 ? (int)(uint8_t)(int8_t)t->zero_point : 0;
-            memset(tfa_eng_data(e, t), fill, t->bytes);
+            memset(tfa_eng_data(e, t), fill, tfa_eng_bytes(t));
         }
     }
 }
@@ -357,7 +375,7 @@ static int prv_init(tfa_engine_t *e)
     /* Refuse unsupported ops before anything else, naming the first one. */
     for (uint32_t i = 0; i < operators.count; i++) {
         uint32_t ot;
-        int32_t code;
+        int32_t code = 0;
         rc = tfa_fb_vec_table(&fb, &operators, i, &ot);
         rc = rc ? rc : prv_op_code(&fb, &opcodes, ot, &code);
         if (rc != 0) {
@@ -377,6 +395,18 @@ static int prv_init(tfa_engine_t *e)
         tfa_eng_mul_u32((uint32_t)sizeof(tfa_eng_op_t), operators.count, &op_bytes) != 0) {
         return -TFA_ERR_MODEL_INVALID; /* a record array beyond 4 GiB (the op count is unbounded) */
     }
+    /* Init-only tail: the planning records, then the planner's list of placed tensors (uint16 each);
+     * both multiples of 16 bytes, so that an arena of exactly arena_used bytes puts the tail right
+     * after the persistent records. */
+    const uint32_t tplan_bytes = tensors.count * (uint32_t)sizeof(tfa_eng_tplan_t);
+    const uint32_t order_bytes = prv_align(tensors.count * 2u);
+    const uint32_t tail_bytes = prv_align(tplan_bytes) + order_bytes; /* tensors.count <= 65535 */
+    if (tail_bytes > e->arena_size) {
+        return -TFA_ERR_ARENA_EXHAUSTED;
+    }
+    uint8_t *tail = e->arena + ((e->arena_size - tail_bytes) & ~(TFA_ENGINE_ARENA_ALIGN - 1u));
+    e->tplan = (tfa_eng_tplan_t *)(void *)tail;
+    memset(tail, 0, tail_bytes);
     e->tensors = tfa_eng_alloc(e, tensor_bytes);
     e->ops = tfa_eng_alloc(e, op_bytes);
     if (e->tensors == NULL || e->ops == NULL) {
@@ -399,9 +429,11 @@ static int prv_init(tfa_engine_t *e)
         tfa_eng_op_t *op = &e->ops[i];
         uint32_t ot;
         uint32_t options;
+        int32_t code = 0;
         e->bad_op_index = (int32_t)i;
         rc = tfa_fb_vec_table(&fb, &operators, i, &ot);
-        rc = rc ? rc : prv_op_code(&fb, &opcodes, ot, &op->code);
+        rc = rc ? rc : prv_op_code(&fb, &opcodes, ot, &code);
+        op->code = (int16_t)code; /* a code of the op table: checked above */
         rc = rc ? rc : tfa_fb_vector(&fb, ot, OP_INPUTS, 4, &op->inputs);
         rc = rc ? rc : tfa_fb_vector(&fb, ot, OP_OUTPUTS, 4, &op->outputs);
         rc = rc ? rc : tfa_fb_table(&fb, ot, OP_OPTIONS, &options);
@@ -440,21 +472,24 @@ static int prv_init(tfa_engine_t *e)
     }
 
     uint32_t base = prv_align(e->arena_used);
-    if (base > e->arena_size) {
+    if (base > (uint32_t)(tail - e->arena)) {
         return -TFA_ERR_ARENA_EXHAUSTED;
     }
     uint32_t activation_bytes = 0;
-    rc = tfa_eng_plan(e, e->arena + base, e->arena_size - base, &activation_bytes);
+    rc = tfa_eng_plan(e, tail + prv_align(tplan_bytes), order_bytes, &activation_bytes);
+    e->tplan = NULL; /* the activations may cover the tail from here on */
     if (rc != 0) {
         return rc;
     }
     e->activation_bytes = activation_bytes;
-    if (activation_bytes > e->arena_size - base) {
-        e->arena_needed = base + activation_bytes;
+    /* the arena must hold the persistent records and the larger of the activations and the tail */
+    const uint32_t region = activation_bytes > tail_bytes ? activation_bytes : tail_bytes;
+    if (region > e->arena_size - base) {
+        e->arena_needed = base + region;
         return -TFA_ERR_ARENA_EXHAUSTED;
     }
     e->activations = e->arena + base;
-    e->arena_used = base + activation_bytes;
+    e->arena_used = base + region;
     memset(e->activations, 0, activation_bytes);
     prv_reset_variables(e);
     return 0;
@@ -497,7 +532,11 @@ static int prv_init_kernels(tfa_engine_t *e, const uint8_t *model, uint32_t len,
     e->model_len = len;
     e->arena = arena + skip;
     e->arena_size = arena_size - skip;
+    if (((uintptr_t)model & 3u) != 0) {
+        return -TFA_ERR_MODEL_INVALID; /* shapes are read in place as int32 (tfa/engine.h) */
+    }
     int rc = prv_init(e);
+    e->tplan = NULL;
     if (rc == 0) {
         e->arena_used += skip;
         e->ready = 1;
@@ -544,7 +583,7 @@ int tfa_engine_input(tfa_engine_t *e, uint32_t idx, uint8_t **data, uint32_t *by
     int rc = prv_io_tensor(e, e ? e->inputs_vec : NULL, e ? e->input_count : 0, idx, &t);
     if (rc == 0) {
         *data = tfa_eng_data(e, t);
-        *bytes = t->bytes;
+        *bytes = tfa_eng_bytes(t);
     }
     return rc;
 }
@@ -555,7 +594,7 @@ int tfa_engine_output(const tfa_engine_t *e, uint32_t idx, const uint8_t **data,
     int rc = prv_io_tensor(e, e ? e->outputs_vec : NULL, e ? e->output_count : 0, idx, &t);
     if (rc == 0) {
         *data = tfa_eng_cdata(e, t);
-        *bytes = t->bytes;
+        *bytes = tfa_eng_bytes(t);
     }
     return rc;
 }
@@ -565,8 +604,10 @@ static void prv_info(const tfa_eng_tensor_t *t, tfa_tensor_info_t *info)
     memset(info, 0, sizeof *info);
     info->type = t->type;
     info->rank = t->rank;
-    memcpy(info->dims, t->dims, sizeof info->dims);
-    info->bytes = t->bytes;
+    for (uint32_t d = 0; d < t->rank; d++) {
+        info->dims[d] = t->dims[d];
+    }
+    info->bytes = tfa_eng_bytes(t);
     info->scale = t->scale;
     info->zero_point = t->zero_point;
 }

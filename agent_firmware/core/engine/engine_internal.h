@@ -16,29 +16,38 @@
 enum { TFA_ENG_OP_TABLE(TFA_ENG_OP_ENUM) };
 #undef TFA_ENG_OP_ENUM
 
+/* One record per tensor, kept for the engine's life: only what prepare and the kernels read. Every
+ * tensor has one (constants too: the kernels read their data and quantization through it), so it is
+ * kept small (40 B on a 64-bit host, 32 B on the M4): the dims point into the model, the byte size is
+ * derived (tfa_eng_bytes), and what only the planner needs lives in tfa_eng_tplan_t during init. */
 typedef struct tfa_eng_tensor {
     const uint8_t *const_data; /* constant tensors: their bytes inside the model; else NULL */
+    const int32_t *dims;       /* rank sizes: the model's shape vector, read in place (little-endian
+                                * int32, 4-byte aligned: the engine requires a 4-byte aligned model) */
     uint32_t arena_offset;     /* planned tensors: offset in the activation region */
-    uint32_t bytes;
     uint32_t elements;
-    int32_t dims[TFA_ENGINE_MAX_DIMS];
-    uint8_t rank;
-    uint8_t type;
-    uint8_t planned;           /* 1: lives in the activation region */
-    uint8_t placed;            /* planner bookkeeping */
-    uint16_t alias;            /* RESHAPE output sharing its input's bytes: input index + 1, else 0 */
-    uint8_t variable;          /* schema is_variable (SVDF state): planned for the model's whole life */
     float scale;               /* first (or only) scale; 0 if unquantized */
     int32_t zero_point;
-    uint32_t scale_count;      /* number of scales (per-channel when > 1) */
-    uint32_t scales_at;        /* model offset of the float scale vector */
-    int32_t quantized_dim;
-    int32_t first_use;         /* operator indices; graph inputs start at -1 */
-    int32_t last_use;
+    uint16_t scale_count;      /* number of scales (per-channel when > 1) */
+    uint8_t rank;
+    uint8_t type;
+    uint8_t variable;          /* schema is_variable (SVDF state): planned for the model's whole life */
+    uint8_t planned;           /* 1: has its own bytes in the activation region (not an alias) */
 } tfa_eng_tensor_t;
 
+/* Per-tensor facts needed only while the model is prepared and planned (init): an array at the tail
+ * of the arena, which the activation region covers afterwards. */
+typedef struct tfa_eng_tplan {
+    uint32_t scales_at;        /* model offset of the float scale vector */
+    int32_t first_use;         /* operator indices; graph inputs start at -1 */
+    int32_t last_use;
+    uint16_t alias;            /* RESHAPE output sharing its input's bytes: input index + 1, else 0 */
+    int8_t quantized_dim;
+    uint8_t placed;            /* planner bookkeeping */
+} tfa_eng_tplan_t;
+
 typedef struct tfa_eng_op {
-    int32_t code;
+    int16_t code;              /* builtin code (the schema's codes fit in int16) */
     uint8_t kernel;            /* row of tfa_eng_kernels (ops.c) */
     uint8_t optimized;         /* TFA_ENGINE_KERNELS_DSP/_HOST: prepare chose that variant; 0: reference */
     tfa_fb_vec_t inputs;       /* int32 tensor indices, in the model (-1: optional absent) */
@@ -67,6 +76,15 @@ static inline tfa_eng_tensor_t *tfa_eng_io(const tfa_engine_t *e, const tfa_fb_v
     }
     int32_t t = tfa_fb_rd_i32(e->model + v->start + 4u * i);
     return t < 0 ? (tfa_eng_tensor_t *)0 : &e->tensors[t];
+}
+
+/* Bytes of a tensor: elements x the type's size (0 for a type the engine does not know). */
+uint32_t tfa_eng_bytes(const tfa_eng_tensor_t *t);
+
+/* Planning facts of tensor t (init only: e->tplan is NULL once the arena is planned). */
+static inline tfa_eng_tplan_t *tfa_eng_tplan(const tfa_engine_t *e, const tfa_eng_tensor_t *t)
+{
+    return &e->tplan[t - e->tensors];
 }
 
 static inline const uint8_t *tfa_eng_cdata(const tfa_engine_t *e, const tfa_eng_tensor_t *t)
@@ -236,6 +254,7 @@ int tfa_eng_same_shape(const tfa_eng_tensor_t *a, const tfa_eng_tensor_t *b);
 int tfa_eng_channel_multipliers(tfa_engine_t *e, tfa_eng_op_t *op, const tfa_eng_tensor_t *in,
                                 const tfa_eng_tensor_t *filter, const tfa_eng_tensor_t *out,
                                 uint32_t channels);
+/* Scale i of the tensor's scale vector; prepare only (it reads e->tplan). */
 float tfa_eng_scale_at(const tfa_engine_t *e, const tfa_eng_tensor_t *t, uint32_t i);
 
 #endif

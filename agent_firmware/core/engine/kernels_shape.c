@@ -44,7 +44,7 @@ int tfa_eng_prepare_shape_op(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options
         return prv_prepare_pad(e, op);
     }
     if (op->code == TFA_OP_RESHAPE || op->code == TFA_OP_SQUEEZE) {
-        if (in->type != out->type || in->bytes != out->bytes) {
+        if (in->type != out->type || tfa_eng_bytes(in) != tfa_eng_bytes(out)) {
             return in->type != out->type ? -TFA_ERR_UNSUPPORTED_OP : -TFA_ERR_MODEL_INVALID;
         }
         return 0;
@@ -108,7 +108,7 @@ static void prv_run_pad(const tfa_engine_t *e, const tfa_eng_op_t *op)
         dout[d] = src >= 0 ? tout->dims[src] : 1;
         before[d] = src >= 0 ? tfa_fb_rd_i32(tp->const_data + 8u * (uint32_t)src) : 0;
     }
-    memset(out, (int)(int8_t)tout->zero_point, tout->bytes);
+    memset(out, (int)(int8_t)tout->zero_point, tfa_eng_bytes(tout));
     const int8_t *src = in;
     for (int32_t a = 0; a < di[0]; a++) {
         for (int32_t b = 0; b < di[1]; b++) {
@@ -132,7 +132,7 @@ void tfa_eng_run_shape_op(const tfa_engine_t *e, const tfa_eng_op_t *op)
     }
     if (op->code == TFA_OP_RESHAPE || op->code == TFA_OP_SQUEEZE) {
         const tfa_eng_tensor_t *tin = tfa_eng_io(e, &op->inputs, 0);
-        memmove(out, tfa_eng_cdata(e, tin), tout->bytes);
+        memmove(out, tfa_eng_cdata(e, tin), tfa_eng_bytes(tout));
         return;
     }
     size_t outer = 1;

@@ -74,13 +74,13 @@ int tfa_eng_prepare_svdf(tfa_engine_t *e, tfa_eng_op_t *op, uint32_t options)
     if (!(gap < 1e-5 && gap > -1e-5)) {
         return -TFA_ERR_MODEL_INVALID;
     }
-    /* TFLM computes both ratios in float, then widens to double */
-    const float product1 = in->scale * wf->scale;
-    const float scale1 = product1 / state->scale;
-    const float product2 = state->scale * wt->scale;
-    const float scale2 = product2 / out->scale;
-    rc = tfa_eng_multiplier((double)scale1, -31, 30, &op->mult, &op->shift);
-    rc = rc ? rc : tfa_eng_multiplier((double)scale2, -31, 30, &op->mult2, &op->shift2);
+    /* the interpreter computes both ratios entirely in double: a float product or quotient moves the
+     * multiplier by tens of units, which flips a result lying within ~1e-6 of a rounding tie (issue 15,
+     * svdf-102: one state value 1 off, an output 1 LSB off 6 invocations later) */
+    const double scale1 = (double)in->scale * (double)wf->scale / (double)state->scale;
+    const double scale2 = (double)state->scale * (double)wt->scale / (double)out->scale;
+    rc = tfa_eng_multiplier(scale1, -31, 30, &op->mult, &op->shift);
+    rc = rc ? rc : tfa_eng_multiplier(scale2, -31, 30, &op->mult2, &op->shift2);
     if (rc != 0) {
         return rc;
     }

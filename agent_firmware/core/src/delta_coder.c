@@ -13,24 +13,19 @@ static uint8_t prv_next(tfa_delta_t *d)
     return d->in_pos < d->in_len ? d->in[d->in_pos++] : 0u;
 }
 
-/* A block's coder: full range, code = its first 4 bytes, big-endian. */
+/* A block's coder: full range, code = its first 4 bytes, big-endian. The caller starts it once 4 bytes
+ * are buffered or the whole block is (then zeros follow it, TFA_DELTA_PAD): read unchecked (flash). */
 void tfa_delta_coder_start(tfa_delta_t *d)
 {
+    const uint8_t *in = d->in;
     d->range = 0xFFFFFFFFu;
-    d->code = 0;
-    for (uint32_t i = 0; i < 4; i++) {
-        d->code = (d->code << 8) | prv_next(d);
-    }
+    d->code = (uint32_t)in[0] << 24 | (uint32_t)in[1] << 16 | (uint32_t)in[2] << 8 | in[3];
+    d->in_pos = d->in_len < 4u ? d->in_len : 4u;
 }
 
 uint32_t tfa_delta_bit_rate(tfa_delta_t *d, uint16_t *prob, uint32_t shift)
 {
     return tfa_delta_bit_inline(d, prob, shift);
-}
-
-uint32_t tfa_delta_bit(tfa_delta_t *d, uint16_t *prob)
-{
-    return tfa_delta_bit_rate(d, prob, d->checkpoint.move_bits);
 }
 
 /* In locals: a word's number has up to 28 of these (they are most of a bias's bits). */
@@ -62,25 +57,28 @@ uint32_t tfa_delta_direct(tfa_delta_t *d, uint32_t count)
  * all buffered: unchecked, and in_pos is clamped after it as in the table-symbol loop. */
 _Static_assert(2u * NUMBER_TREE_BITS <= TFA_DELTA_PAD, "the largest tree must fit in the padding");
 
-uint32_t tfa_delta_tree(tfa_delta_t *d, uint16_t *probs, uint32_t bits)
+/* `probs` is node 1's entry (node n uses probs[n - 1]): a caller's tree starts at its entry 1, and the
+ * loops of single bits that were trees (run kind, weight class) are trees again (flash). */
+
+uint32_t tfa_delta_tree_rate(tfa_delta_t *d, uint16_t *probs, uint32_t bits, uint32_t shift)
 {
     uint32_t node = 1;
-    const uint32_t shift = d->checkpoint.move_bits;
     const uint32_t end = 1u << bits;
     uint32_t range = d->range;
     uint32_t code = d->code;
     const uint8_t *in = &d->in[d->in_pos];
     while (node < end) {
-        uint32_t p = probs[node];
+        uint16_t *prob = &probs[node - 1u];
+        uint32_t p = *prob;
         uint32_t bound = (range >> PROB_BITS) * p;
         if (code < bound) {
             range = bound;
-            probs[node] = (uint16_t)(p + (((1u << PROB_BITS) - p) >> shift));
+            *prob = (uint16_t)(p + (((1u << PROB_BITS) - p) >> shift));
             node <<= 1;
         } else {
             code -= bound;
             range -= bound;
-            probs[node] = (uint16_t)(p - (p >> shift));
+            *prob = (uint16_t)(p - (p >> shift));
             node = (node << 1) | 1u;
         }
         while (range < TOP) {
@@ -95,10 +93,23 @@ uint32_t tfa_delta_tree(tfa_delta_t *d, uint16_t *probs, uint32_t bits)
     return node - end;
 }
 
-/* A number: its bit count through a tree, then the lower bits (see tinyfleet/signing/delta.py). */
+/* A number: its bit count through a tree (version 5: a ladder of classes, PROTOCOL 5.8), then the lower
+ * bits (see tinyfleet/signing/rangecoder.py). */
 int tfa_delta_number(tfa_delta_t *d, uint16_t *probs, uint32_t *out)
 {
-    uint32_t bits = tfa_delta_tree(d, probs, NUMBER_TREE_BITS);
+    uint32_t bits;
+    const uint32_t ladder = d->checkpoint.has_base & FLAG_NUMBERS;
+    if (ladder) {
+        /* class k: counts from 0, 4, 8, 16 (2 << k), a tree of 2, 2, 3, 5 bits whose entries start there */
+        uint32_t k = 0;
+        while (k < 3u && tfa_delta_bit(d, &probs[LADDER_ESCAPES + k])) {
+            k++;
+        }
+        uint32_t first = k ? 2u << k : 0u;
+        bits = first + tfa_delta_tree(d, &probs[first + 1u], k < 2u ? 2u : 2u * k - 1u);
+    } else {
+        bits = tfa_delta_tree(d, &probs[1], NUMBER_TREE_BITS);
+    }
     if (bits <= 1) {
         *out = bits;
         return 0;
@@ -106,12 +117,43 @@ int tfa_delta_number(tfa_delta_t *d, uint16_t *probs, uint32_t *out)
     if (bits > 32) {
         return -TFA_ERR_DELTA_CORRUPT;
     }
+    /* below the top bit: `spread` bits at equal chances, then the lowest `low` through a tree of their own
+     * per bit count (one copy of the inlined bit loop: flash, issue 15) */
     uint32_t low = bits - 1 < NUMBER_LOW_BITS ? bits - 1 : NUMBER_LOW_BITS;
-    uint32_t rest = bits - 1 > low ? tfa_delta_direct(d, bits - 1 - low) : 0;
-    /* the low bits are a tree of their own (one copy of the inlined bit loop: flash, issue 15) */
-    uint16_t *table = &probs[(1u << NUMBER_TREE_BITS) + bits * (1u << NUMBER_LOW_BITS)];
-    uint32_t bottom = tfa_delta_tree(d, table, low);
-    *out = (1u << (bits - 1)) | (rest << low) | bottom;
+    uint32_t value = 1;
+    if (ladder && bits > LADDER_LOW_MAX) {
+        /* version 5: all of them in steps of at most UNIFORM_MAX bits, the high ones first: q = code /
+         * (range >> w) as a table run's extra bits (PROTOCOL 5.6) */
+        low = 0;
+        uint32_t range = d->range;
+        uint32_t code = d->code;
+        for (uint32_t left = bits - 1u; left > 0;) {
+            uint32_t w = left > UNIFORM_MAX ? left - UNIFORM_MAX : left;
+            uint32_t r = range >> w;
+            uint32_t q = code / r;
+            if (q >> w) {
+                return -TFA_ERR_DELTA_CORRUPT;
+            }
+            code -= r * q;
+            range = r;
+            while (range < TOP) {
+                range <<= 8;
+                code = (code << 8) | prv_next(d);
+            }
+            value = (value << w) | q;
+            left -= w;
+        }
+        d->range = range;
+        d->code = code;
+    } else {
+        uint32_t spread = bits - 1 - low;
+        value = (value << spread) | tfa_delta_direct(d, spread);
+    }
+    if (low > 0) {
+        uint16_t *table = &probs[(1u << NUMBER_TREE_BITS) + bits * (1u << NUMBER_LOW_BITS) + 1u];
+        value = (value << low) | tfa_delta_tree(d, table, low);
+    }
+    *out = value;
     return 0;
 }
 

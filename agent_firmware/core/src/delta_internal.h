@@ -19,8 +19,12 @@
 #define NUMBER_LOW_BITS 3u
 #define COPY_PIECE 32u
 #define FLAG_TENSOR 2u /* checkpoint has_base bit 1: format version 2 or later */
-#define FLAG_TABLE 4u  /* checkpoint has_base bit 2: format version 3 or 4 */
-#define FLAG_LAST 8u   /* checkpoint has_base bit 3: format version 4 */
+#define FLAG_TABLE 4u  /* checkpoint has_base bit 2: format version 3 or later */
+#define FLAG_LAST 8u   /* checkpoint has_base bit 3: format version 4 or 5 */
+#define FLAG_NUMBERS 16u /* checkpoint has_base bit 4: format version 5 (ladder numbers) */
+#define LADDER_ESCAPES 48u /* version 5 numbers: escape bits of the bit-count classes 0-3, 4-7, 8-15, 16-32 */
+#define LADDER_LOW_MAX 4u  /* bit counts up to this keep the adaptive tree of their low bits */
+#define UNIFORM_MAX 16u    /* bits per equal-chance step */
 #define TABLE_BITS 12u /* table run frequencies sum to 2^12 */
 #define TABLE_EXACT_COUNT_BITS 8u  /* entry count - 1 of an exact table (a symbol per zigzag value) */
 #define TABLE_BUCKET_COUNT_BITS 5u /* of a bucketed table */
@@ -69,10 +73,19 @@ static inline __attribute__((always_inline)) uint32_t tfa_delta_bit_inline(tfa_d
 
 /* range decoder (delta_coder.c): bits with an adaptive probability, direct bits, trees, numbers */
 void tfa_delta_coder_start(tfa_delta_t *d);
-uint32_t tfa_delta_bit_rate(tfa_delta_t *d, uint16_t *prob, uint32_t shift);
-uint32_t tfa_delta_bit(tfa_delta_t *d, uint16_t *prob);
 uint32_t tfa_delta_direct(tfa_delta_t *d, uint32_t count);
-uint32_t tfa_delta_tree(tfa_delta_t *d, uint16_t *probs, uint32_t bits);
+/* a tree of `bits` adaptive bits; probs[n - 1] is node n's probability (node 1 first) */
+uint32_t tfa_delta_tree_rate(tfa_delta_t *d, uint16_t *probs, uint32_t bits, uint32_t shift);
+static inline uint32_t tfa_delta_tree(tfa_delta_t *d, uint16_t *probs, uint32_t bits)
+{
+    return tfa_delta_tree_rate(d, probs, bits, d->checkpoint.move_bits);
+}
+uint32_t tfa_delta_bit_rate(tfa_delta_t *d, uint16_t *prob, uint32_t shift);
+/* single bits (op flags, number escapes): a function of their own, faster than a tree of depth 1 */
+static inline uint32_t tfa_delta_bit(tfa_delta_t *d, uint16_t *prob)
+{
+    return tfa_delta_bit_rate(d, prob, d->checkpoint.move_bits);
+}
 int tfa_delta_number(tfa_delta_t *d, uint16_t *probs, uint32_t *out);
 /* output and flash (delta_coder.c) */
 int tfa_delta_flush(tfa_delta_t *d);

@@ -14,11 +14,7 @@ static int prv_weight(tfa_delta_t *d)
 {
     uint32_t t = d->w_kind;
     uint32_t shift = d->checkpoint.move_bits + 1u;
-    uint32_t node = 1;
-    for (uint32_t i = 0; i < EXP_TREE_BITS; i++) {
-        node = (node << 1) | tfa_delta_bit_rate(d, &d->w_exp[t][node], shift);
-    }
-    uint32_t cls = node - (1u << EXP_TREE_BITS);
+    uint32_t cls = tfa_delta_tree_rate(d, &d->w_exp[t][1], EXP_TREE_BITS, shift);
     uint32_t mag = 0;
     uint32_t negative = 0;
     if (cls > 8u) {
@@ -105,11 +101,7 @@ int tfa_delta_run_begin(tfa_delta_t *d)
 {
     uint32_t value;
     uint32_t length;
-    uint32_t node = 1;
-    for (uint32_t i = 0; i < KIND_BITS; i++) {
-        node = (node << 1) | tfa_delta_bit(d, &d->w_kind_probs[node]);
-    }
-    d->w_kind = (uint8_t)(node - (1u << KIND_BITS));
+    d->w_kind = (uint8_t)tfa_delta_tree(d, &d->w_kind_probs[1], KIND_BITS);
     uint32_t flags = d->checkpoint.has_base;
     uint32_t last = (flags & FLAG_LAST) ? RUN_TABLE_LAST : (flags & FLAG_TABLE) ? RUN_TABLE_DIFF : RUN_PRODUCT;
     if (d->w_kind > last) {

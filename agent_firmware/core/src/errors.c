@@ -36,6 +36,7 @@ const char *tfa_err_name(int code)
     case TFA_ERR_NO_PREVIOUS: return "NO_PREVIOUS";
     case TFA_ERR_SELFTEST_FAILED: return "SELFTEST_FAILED";
     case TFA_ERR_NOT_ENCRYPTED: return "NOT_ENCRYPTED";
+    case TFA_ERR_MODEL_RAM_TOO_SMALL: return "MODEL_RAM_TOO_SMALL";
     case TFA_ERR_FLASH_IO: return "FLASH_IO";
     case TFA_ERR_FLASH_NOT_ERASED: return "FLASH_NOT_ERASED";
     case TFA_ERR_STATE_CORRUPT: return "STATE_CORRUPT";

@@ -232,12 +232,26 @@ def delete_device(session: Session, fx: Effects, device: Device) -> None:
     after_commit(session, fx.sync_password_file)
 
 
+RETIRED_BOOTS = 4  # earlier boots remembered per device: late wills of a few quick reboots in a row
+
+
 def stale_presence(device: Device, online: bool, boot: int | None, seq: int | None) -> bool:
     """Is this presence older than the one the device's `online` comes from (PROTOCOL 4.6 "Presence
     order")? Within one boot, a lower seq (connection) is older; for the same connection `online` comes
     before `offline` (its will or clean shutdown), so an `online` after that connection's `offline` is
-    old. Another boot, or no (boot, seq) on either side: not comparable, the message is applied."""
-    if boot is None or seq is None or boot != device.presence_boot or device.presence_seq is None:
+    old. Across boots: a boot the server already moved away from (another boot's presence was applied
+    after its own) is over, so its `offline` (a late will) is old, and so is its `online` unless from a
+    connection newer than the last one applied from it (then that boot is the live one after all: the
+    server had taken an older boot's late message for a new boot). An unknown boot, or no (boot, seq) on
+    either side: not comparable, the message is applied."""
+    if boot is None or seq is None:
+        return False
+    if boot != device.presence_boot:
+        for old_boot, old_seq in device.presence_retired or []:
+            if old_boot == boot:
+                return not online or seq <= old_seq
+        return False
+    if device.presence_seq is None:
         return False
     if seq != device.presence_seq:
         return seq < device.presence_seq
@@ -255,6 +269,12 @@ def set_presence(
     """Returns True when the device just came online (the rollout driver lets it join rollouts). The
     caller has dropped a stale one (stale_presence) under the device's row lock."""
     came_online = online and not device.online
+    if boot is not None and boot != device.presence_boot:
+        # Another boot takes over: remember the one it replaces (and forget the new one if it was there).
+        retired = [pair for pair in device.presence_retired or [] if pair[0] != boot]
+        if device.presence_boot is not None and device.presence_seq is not None:
+            retired.insert(0, [device.presence_boot, device.presence_seq])
+        device.presence_retired = retired[:RETIRED_BOOTS] or None  # a new list: JSON changes are seen
     device.online = online
     device.last_seen = now
     device.presence_boot, device.presence_seq = boot, seq

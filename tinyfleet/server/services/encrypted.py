@@ -23,7 +23,15 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from tinyfleet.server.models import Device, EncryptedPackage, KeyWrap, Package, PackageBlob, PackageVariant
+from tinyfleet.server.models import (
+    Device,
+    EncryptedPackage,
+    HardwareClass,
+    KeyWrap,
+    Package,
+    PackageBlob,
+    PackageVariant,
+)
 from tinyfleet.server.services.errors import Invalid
 from tinyfleet.server.services.ids import new_id
 from tinyfleet.server.services.signer import ServerKeys
@@ -50,6 +58,20 @@ def check_signable(packages: list[Package], keys: ServerKeys | None) -> None:
             raise Invalid(
                 f"package {pkg.id} was signed offline (key {pkg.key_id}); the server can only encrypt"
                 " packages it signed itself: upload the .tflite, or roll it out unencrypted"
+            )
+
+
+def check_model_ram(session: Session, packages: list[Package]) -> None:
+    """A model encrypted at rest runs decrypted in the device's model RAM (PROTOCOL 6.6), and a device
+    refuses a bigger one at begin (MODEL_RAM_TOO_SMALL): an encrypted rollout of a model larger than the
+    model RAM its hardware class declares is refused before any device is sent it."""
+    for pkg in packages:
+        hw = session.get(HardwareClass, pkg.hardware_class)
+        if hw is not None and hw.model_ram is not None and pkg.model_size > hw.model_ram:
+            raise Invalid(
+                f"package {pkg.id}: the model is {pkg.model_size} bytes, more than the {hw.model_ram} bytes"
+                f" of model RAM hardware class {hw.id} ({hw.name}) declares; its devices would refuse it"
+                " encrypted (MODEL_RAM_TOO_SMALL, 44): roll it out unencrypted"
             )
 
 
@@ -115,58 +137,113 @@ def device_public_key(device: Device) -> bytes | None:
     return bytes.fromhex(key) if key else None
 
 
-def _stored_wrap(session: Session, sealed_id: str, device_id: str) -> bytes | None:
-    stmt = select(KeyWrap.wrap).where(
-        KeyWrap.encrypted_package_id == sealed_id, KeyWrap.device_id == device_id
-    )
+# Rows per INSERT: SQLite binds at most 32,766 parameters in one statement (4 a row), PostgreSQL 65,535.
+ROWS_PER_INSERT = 8000
+
+WrapKey = tuple[str, str]  # (encrypted package id, device id)
+
+
+def _stored_wrap(session: Session, key: WrapKey) -> bytes | None:
+    stmt = select(KeyWrap.wrap).where(KeyWrap.encrypted_package_id == key[0], KeyWrap.device_id == key[1])
     found = session.exec(stmt).first()
     return bytes(found) if found is not None else None
 
 
-def wrap_for(session: Session, sealed: EncryptedPackage, device: Device) -> bytes:
-    """The content key of `sealed` wrapped for `device`: the stored wrap, or a new one stored now (if
-    another replica stored one meanwhile, that one). Called for every device a tick dispatches: one
-    statement and no autoflush (flushing the tick's pending rows once per device cost more than the
-    wrap itself)."""
-    public = device_public_key(device)
-    if public is None:
-        raise Invalid(f"device {device.id!r} has no encryption key (provisioned before device keys)")
-    # Wrapped before looking: a stored wrap for this (package, device) is rare (a restart between the
-    # dispatch and its commit, or another replica), so one INSERT per device beats SELECT then INSERT.
-    wrap = enc.wrap_content_key(bytes(sealed.content_key), public, bytes(sealed.data[:MANIFEST_SIZE]))
-    with session.no_autoflush:
-        dialect = session.get_bind().dialect.name
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        row = {
+def _stored_wraps(session: Session, keys: list[WrapKey]) -> dict[WrapKey, bytes]:
+    if len(keys) == 1:  # one device (a resend): an equality, cheaper than building an IN list
+        one = _stored_wrap(session, keys[0])
+        return {keys[0]: one} if one is not None else {}
+    by_package: dict[str, list[str]] = {}
+    for sealed_id, device_id in keys:
+        by_package.setdefault(sealed_id, []).append(device_id)
+    found: dict[WrapKey, bytes] = {}
+    for sealed_id, device_ids in by_package.items():
+        for start in range(0, len(device_ids), ROWS_PER_INSERT):
+            stmt = select(KeyWrap.device_id, KeyWrap.wrap).where(
+                KeyWrap.encrypted_package_id == sealed_id,
+                col(KeyWrap.device_id).in_(device_ids[start : start + ROWS_PER_INSERT]),
+            )
+            for device_id, wrap in session.exec(stmt):
+                found[(sealed_id, device_id)] = bytes(wrap)
+    return found
+
+
+def wrap_many(session: Session, wanted: list[tuple[EncryptedPackage, Device]]) -> dict[WrapKey, bytes]:
+    """The content key of each encrypted package wrapped for its device: new wraps, stored with one
+    multi-row INSERT ... ON CONFLICT DO NOTHING, except where a wrap was stored before (a resend, a
+    restart between a dispatch and its commit, another replica): that one is read back and wins, so a
+    device is always handed the same 80 bytes. A rollout tick wraps every device it dispatches at once:
+    one statement per device cost several times the wrap itself."""
+    rows: dict[WrapKey, dict[str, object]] = {}
+    wraps: dict[WrapKey, bytes] = {}
+    now = time.time()
+    for sealed, device in wanted:
+        key = (sealed.id, device.id)
+        if key in rows:
+            continue
+        public = device_public_key(device)
+        if public is None:
+            raise Invalid(f"device {device.id!r} has no encryption key (provisioned before device keys)")
+        # Wrapped before looking: a stored wrap is rare, so wrapping all then inserting once beats a
+        # SELECT first.
+        wrap = enc.wrap_content_key(bytes(sealed.content_key), public, bytes(sealed.data[:MANIFEST_SIZE]))
+        wraps[key] = wrap
+        rows[key] = {
             "encrypted_package_id": sealed.id,
             "device_id": device.id,
             "wrap": wrap,
-            "created_at": time.time(),
+            "created_at": now,
         }
-        # Core on the session's connection: the ORM's statement handling cost more than the wrap.
+    if not rows:
+        return {}
+    # Core on the session's connection, no autoflush: the ORM's unit of work cost more than the wraps.
+    with session.no_autoflush:
+        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
         table = KeyWrap.__table__  # type: ignore[attr-defined]
-        done = session.connection().execute(insert(table).values(**row).on_conflict_do_nothing())
-        if getattr(done, "rowcount", 1) == 1:
-            return wrap
-        stored = _stored_wrap(session, sealed.id, device.id)
-        assert stored is not None
-        return stored
+        # In key order: two transactions storing overlapping wraps wait on each other's rows in one
+        # order, never in a cycle (a deadlock on PostgreSQL).
+        values = [rows[key] for key in sorted(rows)]
+        stored = 0
+        for start in range(0, len(values), ROWS_PER_INSERT):
+            part = values[start : start + ROWS_PER_INSERT]
+            # One row as keywords: its compiled statement is cached, a one-row VALUES list's is not.
+            stmt = insert(table).values(**part[0]) if len(part) == 1 else insert(table).values(part)
+            stored += session.connection().execute(stmt.on_conflict_do_nothing()).rowcount
+        if stored < len(values):  # some conflicted: their stored wraps are the ones the devices get
+            wraps.update(_stored_wraps(session, list(rows)))
+    return wraps
+
+
+def wrap_for(session: Session, sealed: EncryptedPackage, device: Device) -> bytes:
+    """The content key of `sealed` wrapped for `device`: the stored wrap, or a new one stored now."""
+    return wrap_many(session, [(sealed, device)])[(sealed.id, device.id)]
+
+
+def _sealed_row(session: Session, package_id: str) -> EncryptedPackage | None:
+    # Held for the session: the identity map keeps rows only while someone does (one query per device).
+    held: dict[str, EncryptedPackage | None] = session.info.setdefault("tinyfleet_sealed", {})
+    if package_id not in held:
+        with session.no_autoflush:
+            held[package_id] = session.get(EncryptedPackage, package_id)
+    return held[package_id]
+
+
+def content_key_fields(session: Session, sent: list[tuple[str | None, Device]]) -> dict[WrapKey, str]:
+    """The desired states' "content_key" (base64 of the 80-byte wrap) of every (sent package, device)
+    whose package is an encrypted copy, keyed by (package id, device id); clear ones are left out."""
+    wanted: list[tuple[EncryptedPackage, Device]] = []
+    for package_id, device in sent:
+        sealed = _sealed_row(session, package_id) if package_id else None
+        if sealed is not None:
+            wanted.append((sealed, device))
+    return {key: base64.b64encode(w).decode("ascii") for key, w in wrap_many(session, wanted).items()}
 
 
 def content_key_field(session: Session, sent_package_id: str | None, device: Device) -> str | None:
-    """The desired state's "content_key" (base64 of the 80-byte wrap) when the device is sent an
-    encrypted package; None for a clear one."""
+    """The desired state's "content_key" for one device; None for a clear package."""
     if not sent_package_id:
         return None
-    # Held for the session: the identity map keeps rows only while someone does (one query per device).
-    held: dict[str, EncryptedPackage | None] = session.info.setdefault("tinyfleet_sealed", {})
-    if sent_package_id not in held:
-        with session.no_autoflush:
-            held[sent_package_id] = session.get(EncryptedPackage, sent_package_id)
-    sealed = held[sent_package_id]
-    if sealed is None:
-        return None
-    return base64.b64encode(wrap_for(session, sealed, device)).decode("ascii")
+    return content_key_fields(session, [(sent_package_id, device)]).get((sent_package_id, device.id))
 
 
 def reissue_device_key(session: Session, device: Device) -> str:

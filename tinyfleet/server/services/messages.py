@@ -1,6 +1,7 @@
 """What the server does with each device message (PROTOCOL section 4), independent of the transport:
 `DeviceMessages.handle(topic, payload)` returns the messages to publish in reply; `handle_batch` handles
-several in one transaction (a savepoint each). The MQTT gateway feeds it from the broker; tests can
+several in one transaction (the rows they change loaded in a few queries; a savepoint each only when one
+fails, see handle_batch). The MQTT gateway feeds it from the broker; tests can
 feed it directly. Telemetry is not handled here: it has one path, the batching writer
 (services/telemetry_ingest.py), which the gateway gives it to and tests call (`write_now`)."""
 
@@ -18,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from tinyfleet.server.db import AFTER_COMMIT, after_commit, session_scope
@@ -278,83 +280,202 @@ class DeviceMessages:
         send: Callable[[Outgoing], None],
         answered: set[int] | None = None,
     ) -> int:
-        """Process messages in one transaction, by device id and each device's in arrival order (lock_order),
-        each in its own savepoint: one that is
-        malformed or fails is counted and logged, and its changes (and after-commit effects) undone,
-        without the others. Replies go to `send` as they are made. After-commit effects run once, after
-        the commit. StoreUnavailable (the database is unreachable) rolls the whole batch back: the
-        caller retries it, passing the same `answered`, in which the indexes of messages whose effects
-        do not wait for the commit (chunk requests answered) are kept so that a retry does not repeat
-        them. Telemetry belongs to the telemetry writer: given here, it is counted as a handler error."""
+        """Process messages in one transaction, by device id and each device's in arrival order
+        (lock_order). A message that is malformed or fails is counted and logged, and its changes (and
+        after-commit effects) undone, without the others. Replies go to `send` as they are made.
+        After-commit effects run once, after the commit. StoreUnavailable (the database is unreachable)
+        rolls the whole batch back: the caller retries it, passing the same `answered`, in which the
+        indexes of messages whose effects do not wait for the commit (chunk requests answered, messages
+        refused as malformed or from unknown devices) are kept so that a retry does not repeat them.
+        Telemetry belongs to the telemetry writer: given here, it is counted as a handler error.
+
+        Fast path first (issue 12): the rows the batch changes are locked and loaded in a few queries, and
+        the messages run without a savepoint each. A message that fails after it may have changed
+        something (a bug, a bad capabilities object) undoes the whole batch, which then runs again with
+        a savepoint and a fresh read per message (the failing one is undone alone)."""
         done = answered if answered is not None else set()
-        with session_scope(self._db) as session:
-            self._lock_devices(session, items, done)
-            for index in lock_order(items):  # by device id: see lock_order
-                topic, payload = items[index]
-                if index in done:
-                    continue
-                parsed = split_topic(topic)
-                if parsed is None:
-                    self.stats.count("malformed", "topic")
-                    log.warning("ignored message on unexpected topic %r", topic)
-                    continue
-                device_id, kind = parsed
-                if kind == "telemetry":  # a caller's bug: one path stores telemetry (telemetry_ingest)
-                    self.stats.count("events", "handler_error")
-                    log.error(
-                        "telemetry from %s given to DeviceMessages, not to the telemetry writer", device_id
-                    )
-                    continue
+        decoded = self._decode(items, done)
+        try:
+            self._run(items, decoded, send, done, careful=False)
+        except _Careful:
+            self.stats.count("events", "careful_batches")
+            self._run(items, decoded, send, done, careful=True)
+        return len(items)
+
+    def _decode(self, items: Sequence[tuple[str, bytes]], done: set[int]) -> dict[int, _Decoded]:
+        """Topic and JSON of each message, without the database; those with a wrong topic are done with."""
+        decoded: dict[int, _Decoded] = {}
+        for index, (topic, payload) in enumerate(items):
+            if index in done:
+                continue
+            parsed = split_topic(topic)
+            if parsed is None:
+                self.stats.count("malformed", "topic")
+                log.warning("ignored message on unexpected topic %r", topic)
+                done.add(index)
+                continue
+            device_id, kind = parsed
+            if kind == "telemetry":  # a caller's bug: one path stores telemetry (telemetry_ingest)
+                self.stats.count("events", "handler_error")
+                log.error("telemetry from %s given to DeviceMessages, not to the telemetry writer", device_id)
+                done.add(index)
+                continue
+            if not device_id.isprintable():
                 self.stats.count("received", kind)
-                if not device_id.isprintable():
-                    self.stats.count("malformed", "topic")
+                self.stats.count("malformed", "topic")
+                done.add(index)
+                continue
+            body: dict[str, Any] | bytes | Malformed = payload
+            if kind != "chunk/req":
+                try:
+                    body = _schema_checked(kind, _json(payload, MAX_JSON_BYTES))
+                except Malformed as exc:
+                    body = exc
+            decoded[index] = (device_id, kind, body)
+        return decoded
+
+    def _run(
+        self,
+        items: Sequence[tuple[str, bytes]],
+        decoded: dict[int, _Decoded],
+        send: Callable[[Outgoing], None],
+        done: set[int],
+        *,
+        careful: bool,
+    ) -> None:
+        # Counters of what this run changes count once it commits; a message done with counts at once.
+        tally: Counter[tuple[str, str]] = Counter()
+        try:
+            held = self._transaction(items, decoded, send, done, tally, careful=careful)
+        except TRANSIENT_DB_ERRORS as exc:  # at the commit
+            raise store_error(exc) from exc
+        del held
+        for (table, key), n in tally.items():
+            self.stats.count(table, key, n)
+
+    def _transaction(
+        self,
+        items: Sequence[tuple[str, bytes]],
+        decoded: dict[int, _Decoded],
+        send: Callable[[Outgoing], None],
+        done: set[int],
+        tally: Counter[tuple[str, str]],
+        *,
+        careful: bool,
+    ) -> list[Device | DeviceAction]:
+        finished: list[str] = []  # actions whose download is over: bytes_sent, for the batch at once
+        with session_scope(self._db) as session:
+            # Held for the batch: the session's identity map keeps its rows only while they are referenced.
+            held = self._lock_devices(session, decoded, done, careful)
+            for index in lock_order(items):  # by device id: see lock_order
+                if index in done or index not in decoded:
                     continue
-                replies = self._one(session, device_id, kind, payload)
-                if kind == "chunk/req":
+                device_id, kind, body = decoded[index]
+                if isinstance(body, Malformed):
+                    self.stats.count("received", kind)
+                    self._failed(device_id, kind, body)
                     done.add(index)
+                    continue
+                if careful:
+                    self.stats.count("received", kind)
+                    replies = self._one(session, device_id, kind, body, finished)
+                else:
+                    try:
+                        replies = self._dispatch(
+                            session, device_id, kind, body, tally, finished, careful=False
+                        )
+                    except TRANSIENT_DB_ERRORS as exc:
+                        raise store_error(exc) from exc
+                    except (Malformed, UnknownDevice) as exc:  # raised before the message changed anything
+                        self.stats.count("received", kind)
+                        self._failed(device_id, kind, exc)
+                        done.add(index)
+                        continue
+                    except Exception as exc:
+                        raise _Careful from exc
+                    if kind == "chunk/req":
+                        self.stats.count("received", kind)
+                    else:
+                        tally["received", kind] += 1
+                if kind == "chunk/req":
+                    done.add(index)  # answered: not again in a retry
                 for reply in replies:
                     send(reply)
             try:
+                self._count_sent(session, finished)
                 self.served.flush(session)  # the chunk bytes of this batch, for every replica to read
+                session.flush()  # the fast path's changes: a failing one is a message's, run carefully
             except TRANSIENT_DB_ERRORS as exc:
                 raise store_error(exc) from exc
-        return len(items)
+            except Exception as exc:
+                if careful:
+                    raise
+                raise _Careful from exc
+        return held
 
-    def _lock_devices(self, session: Session, items: Sequence[tuple[str, bytes]], done: set[int]) -> None:
+    def _lock_devices(
+        self, session: Session, decoded: dict[int, _Decoded], done: set[int], careful: bool
+    ) -> list[Device | DeviceAction]:
         """Lock, in device id order and before anything else, the rows of the devices whose presence,
         reported state or status the batch changes. Row locks taken in message order deadlocked between
         replicas (one held device A and waited for B, the other the reverse; or one held a device's
         action and the other its device row); PostgreSQL then aborted one batch. The status of a device
-        locks its action only while its device row is held, so no two batches wait on each other."""
-        ids = {
-            parsed[0]
-            for index, (topic, _payload) in enumerate(items)
-            if index not in done and (parsed := split_topic(topic)) and parsed[1] in ROW_LOCKING_KINDS
-        }
-        if not ids:
-            return
-        stmt = select(Device.id).where(col(Device.id).in_(sorted(ids))).order_by(col(Device.id))
+        locks its action only while its device row is held, so no two batches wait on each other.
+        The fast path then loads what it changes, locked: the rows of the devices with a presence or
+        reported state, the actions of the statuses (into the session, which keeps them current: they
+        are locked, and SQLite's writer holds the database), and the hardware classes of chunk requests."""
+        wanted = [v for i, v in decoded.items() if i not in done and not isinstance(v[2], Malformed)]
+        ids = {device_id for device_id, kind, _body in wanted if kind in ROW_LOCKING_KINDS}
+        rows = sorted({device_id for device_id, kind, _body in wanted if kind in ("presence", "reported")})
+        actions = sorted(
+            {str(b["action_id"]) for _d, kind, b in wanted if kind == "status" and isinstance(b, dict)}
+        )
+        classes = {d for d, kind, _body in wanted if kind == "chunk/req" and d not in self._classes}
+        held: list[Device | DeviceAction] = []
         try:
-            session.exec(stmt.with_for_update()).all()
+            if ids:
+                stmt = select(Device.id).where(col(Device.id).in_(sorted(ids))).order_by(col(Device.id))
+                session.exec(stmt.with_for_update()).all()
+            if careful:
+                return held
+            if rows:
+                # Without the JSON columns presence and reported states do not read (set_reported
+                # replaces capabilities without reading them).
+                unread = [defer(c) for c in (Device.desired, Device.tags, Device.capabilities)]  # type: ignore[arg-type]
+                loaded = session.exec(select(Device).options(*unread).where(col(Device.id).in_(rows))).all()
+                self._classes.update((d.id, d.hardware_class) for d in loaded)
+                held.extend(loaded)
+            if actions:
+                stmt_a = select(DeviceAction).where(col(DeviceAction.id).in_(actions))
+                held.extend(session.exec(stmt_a.order_by(col(DeviceAction.id)).with_for_update()).all())
+            classes -= self._classes.keys()
+            if classes:
+                found = select(Device.id, Device.hardware_class).where(col(Device.id).in_(sorted(classes)))
+                self._classes.update(dict(session.exec(found).all()))
         except TRANSIENT_DB_ERRORS as exc:
             raise store_error(exc) from exc
+        return held
 
-    def _one(self, session: Session, device_id: str, kind: str, payload: bytes) -> list[Outgoing]:
-        """One message of a batch, in a savepoint of the batch's transaction."""
+    def _one(
+        self, session: Session, device_id: str, kind: str, body: dict[str, Any] | bytes, finished: list[str]
+    ) -> list[Outgoing]:
+        """One message of a careful batch, in a savepoint of the batch's transaction."""
         effects = list(session.info.get(AFTER_COMMIT, []))
+        ends = len(finished)
         # Read afresh, as a transaction of its own would: others may have committed since the last one.
         session.expire_all()
         try:
             with session.begin_nested():
-                return self._dispatch(session, device_id, kind, payload)
+                return self._dispatch(session, device_id, kind, body, None, finished, careful=True)
         except TRANSIENT_DB_ERRORS as exc:
             raise store_error(exc) from exc
         except Exception as exc:
             session.info[AFTER_COMMIT] = effects  # those this message registered are undone with it
-            self._failed(device_id, kind, payload, exc)
+            del finished[ends:]
+            self._failed(device_id, kind, exc)
         return []
 
-    def _failed(self, device_id: str, kind: str, payload: bytes, exc: Exception) -> None:
+    def _failed(self, device_id: str, kind: str, exc: Exception) -> None:
         if isinstance(exc, (Malformed, devsvc.BadCapabilities)):  # capabilities: set_reported
             self.stats.count("malformed", kind)
             log.warning("malformed %s from %s: %s", kind, device_id, exc)
@@ -365,10 +486,30 @@ class DeviceMessages:
             self.stats.count("events", "handler_error")
             log.error("error handling %s from %s", kind, device_id, exc_info=exc)
 
-    def _dispatch(self, session: Session, device_id: str, kind: str, payload: bytes) -> list[Outgoing]:
-        if kind == "chunk/req":
-            return self._chunk_request(session, device_id, payload)
-        obj = _schema_checked(kind, _json(payload, MAX_JSON_BYTES))
+    def _dispatch(
+        self,
+        session: Session,
+        device_id: str,
+        kind: str,
+        body: dict[str, Any] | bytes,
+        tally: Counter[tuple[str, str]] | None,
+        finished: list[str],
+        *,
+        careful: bool,
+    ) -> list[Outgoing]:
+        """A chunk request (raw), or a presence, reported state or status (valid per its schema). Counters
+        go to `tally` (None: at once); careful: the device's row is read again under its lock (the fast
+        path loaded it so); `finished`: the actions whose download ended (see _count_sent)."""
+        if isinstance(body, bytes):
+            return self._chunk_request(session, device_id, body)
+        obj = body
+
+        def count(key: str) -> None:
+            if tally is None:
+                self.stats.count("events", key)
+            else:
+                tally["events", key] += 1
+
         now = self._clock()
         if kind == "presence":
             device = _device(session, device_id)
@@ -378,17 +519,18 @@ class DeviceMessages:
             # Replicas may handle one device's presence messages out of order (competing consumers, a
             # last will published late): under the row lock, an older one than the stored one is dropped.
             boot, seq = obj.get("boot"), obj.get("seq")
-            session.refresh(device, with_for_update=True)
+            if careful:
+                session.refresh(device, with_for_update=True)
             if devsvc.stale_presence(device, online, boot, seq):
-                self.stats.count("events", "stale_presence")
+                count("stale_presence")
                 return []
             if devsvc.set_presence(session, device, online, now, boot, seq):
-                self.stats.count("events", "came_online")
+                count("came_online")
         elif kind == "reported":
             check_reported(obj)
             device = _device(session, device_id)
             if obj["hardware_class"] != device.hardware_class:
-                self.stats.count("events", "hardware_class_mismatch")
+                count("hardware_class_mismatch")
                 log.warning(
                     "device %s reports hardware class %s, provisioned as %s",
                     device_id,
@@ -397,34 +539,38 @@ class DeviceMessages:
                 )
             # Replicas may handle one device's reported states out of order (shared subscriptions): the
             # row is locked, and a state older than the stored one (same boot, lower seq) is dropped.
-            session.refresh(device, with_for_update=True)
+            if careful:
+                session.refresh(device, with_for_update=True)
             if _older_report(obj, device.reported):
-                self.stats.count("events", "stale_reported")
+                count("stale_reported")
                 return []
             devsvc.set_reported(session, device, obj, now)
         elif kind == "status":
             try:
-                outcome = rsvc.apply_status(session, device_id, obj, now)
+                outcome = rsvc.apply_status(session, device_id, obj, now, locked=not careful)
             except ValueError as exc:
                 # The device row is read only here: a status needs its action alone (issue 12).
                 _device(session, device_id)  # an unknown device is counted as one, not as malformed
                 raise Malformed(str(exc)) from None
             if outcome == "stale":
-                self.stats.count("events", "stale_status")
+                count("stale_status")
             elif obj["state"] != "downloading":  # bytes_sent is copied once the download is over
-                self._count_sent(session, obj["action_id"])
+                finished.append(obj["action_id"])
         after_commit(session, self._on_change)
         return []
 
-    def _count_sent(self, session: Session, action_id: str) -> None:
-        """The action's bytes_sent: chunk bytes served for what it was sent (plus a refused delta's)."""
-        action = session.get(DeviceAction, action_id)
-        if action is None:
+    def _count_sent(self, session: Session, action_ids: list[str]) -> None:
+        """The actions' bytes_sent: chunk bytes served for what each was sent (plus a refused delta's);
+        read for the whole batch at once, before its own chunk bytes are flushed (they count as pending)."""
+        if not action_ids:
             return
-        sent_id = action.sent_package_id or action.package_id
-        if sent_id:
-            action.bytes_sent = action.fallback_bytes + self.served.get(session, action.device_id, sent_id)
-            session.add(action)
+        actions = [a for i in dict.fromkeys(action_ids) if (a := session.get(DeviceAction, i)) is not None]
+        keys = {a.id: (a.device_id, sent) for a in actions if (sent := a.sent_package_id or a.package_id)}
+        totals = self.served.get_many(session, list(keys.values()))
+        for action in actions:
+            if action.id in keys:
+                action.bytes_sent = action.fallback_bytes + totals[keys[action.id]]
+                session.add(action)
 
     def _device_class(self, session: Session, device_id: str) -> int:
         """A device's hardware class (it never changes), cached so that chunks need no database."""
@@ -490,6 +636,15 @@ def _schema_checked(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
 
 class UnknownDevice(Exception):
     pass
+
+
+class _Careful(Exception):
+    """A message of a fast batch failed after it may have changed something: run the batch carefully."""
+
+
+# A message's device id, kind and body: the JSON object (valid per its schema), why it is not, or the raw
+# payload of a chunk request.
+_Decoded = tuple[str, str, "dict[str, Any] | bytes | Malformed"]
 
 
 def _device(session: Any, device_id: str) -> Device:

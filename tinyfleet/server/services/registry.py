@@ -18,6 +18,7 @@ def put_hardware_class(session: Session, class_id: int, body: HardwareClassPut) 
     else:
         hw.name, hw.chunk_size = body.name, body.chunk_size
     hw.slot_size, hw.ram_budget = body.slot_size, body.ram_budget  # a PUT replaces the whole class
+    hw.model_ram = body.model_ram
     session.add(hw)
     session.flush()
     return hw

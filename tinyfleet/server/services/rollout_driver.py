@@ -382,6 +382,7 @@ class RolloutDriver(RolloutRollback):
         if window is not None:
             room = min(room, window - in_flight)
         publish: list[Desired] = []
+        sent: list[tuple[DeviceAction, Device]] = []
         for a in actions:
             if room <= 0:
                 break
@@ -400,9 +401,12 @@ class RolloutDriver(RolloutRollback):
                     self._memo[memo_key] = prev.id if prev else None
                 a.previous_package_id = self._memo[memo_key]
             a.state, a.notified_at, a.updated_at = "notified", now, now
+            sent.append((a, device))
+            room -= 1
+        self._wrap_keys(session, sent)  # an encrypted rollout's key wraps: all of them in one INSERT
+        for a, device in sent:
             device.desired = self._desired_install(session, a, device)
             session.add(a)
             session.add(device)
             publish.append((device.id, device.desired))
-            room -= 1
         return publish

@@ -155,7 +155,19 @@ class RolloutPayloads:
             "chunk_size": self._chunk_size(session, device.hardware_class),
         }
         if self._encrypted:  # the content key wrapped for this device (made once, then stored)
-            content_key = encsvc.content_key_field(session, action.sent_package_id, device)
+            key = ("content_key", action.sent_package_id, device.id)
+            content_key = self._memo.pop(key) if key in self._memo else None
+            if content_key is None:
+                content_key = encsvc.content_key_field(session, action.sent_package_id, device)
             if content_key is not None:
                 doc["content_key"] = content_key
         return doc
+
+    def _wrap_keys(self, session: Session, sent: list[tuple[DeviceAction, Device]]) -> None:
+        """In an encrypted rollout, wrap the content keys of every device a tick dispatches at once (one
+        INSERT for all their wraps, services/encrypted.py); _desired_install then takes each from here."""
+        if not self._encrypted or not sent:
+            return
+        fields = encsvc.content_key_fields(session, [(a.sent_package_id, device) for a, device in sent])
+        for (package_id, device_id), field in fields.items():
+            self._memo[("content_key", package_id, device_id)] = field

@@ -53,6 +53,7 @@ def create(
         raise Invalid(f"model version {body.model_version_id} has no package to roll out")
     if body.encrypted:
         encsvc.check_signable(packages, keys)
+        encsvc.check_model_ram(session, packages)
     rollout = Rollout(
         name=body.name,
         model_version_id=body.model_version_id,
@@ -248,6 +249,8 @@ def start(
     now = time.time() if now is None else now
     if rollout.state != "draft":
         raise Conflict(f"rollout {rollout.id} is {rollout.state}; only a draft can be started")
+    if rollout.encrypted:  # its hardware class may have declared a model RAM since the draft was made
+        encsvc.check_model_ram(session, registry.packages_of_version(session, rollout.model_version_id))
     targets = eligible_devices(session, rollout, online_only=True)
     if not targets:
         raise Conflict(
@@ -428,9 +431,13 @@ def none_desired() -> dict[str, Any]:
     }
 
 
-def apply_status(session: Session, device_id: str, msg: dict[str, Any], now: float) -> str:
+def apply_status(
+    session: Session, device_id: str, msg: dict[str, Any], now: float, *, locked: bool = False
+) -> str:
     """Record a device's action status (PROTOCOL 4.4). Returns what happened, for the gateway's counters:
-    "applied", "stale" (action already finished), or raises ValueError for a malformed/foreign status."""
+    "applied", "stale" (action already finished), or raises ValueError for a malformed/foreign status.
+    `locked`: the caller loaded the action with a row lock in this transaction (a gateway batch does, for
+    all its statuses in one query), so the session's copy is current."""
     action_id = msg.get("action_id")
     state = msg.get("state")
     if not isinstance(action_id, str) or state not in DEVICE_REPORTED_STATES:
@@ -440,7 +447,10 @@ def apply_status(session: Session, device_id: str, msg: dict[str, Any], now: flo
         raise ValueError("error_code must be an integer in 0..255")
     # Locked and read afresh: another replica may be applying a later status of the same action, and a
     # status read before its commit must not overwrite a final state.
-    action = session.get(DeviceAction, action_id, with_for_update=True, populate_existing=True)
+    if locked:
+        action = session.get(DeviceAction, action_id)
+    else:
+        action = session.get(DeviceAction, action_id, with_for_update=True, populate_existing=True)
     if action is None or action.device_id != device_id:
         raise ValueError(f"unknown action {action_id!r} for this device")
     if action.state in TERMINAL:

@@ -6,6 +6,9 @@
  *
  *   [ tensor records | op records + per-channel multipliers | activations (greedy planned) ]
  *
+ * While init prepares and plans, per-tensor planning records sit at the arena's tail, where the
+ * activations go afterwards (arena_used covers the larger of the two needs).
+ *
  * Usage:
  *   tfa_engine_t e;
  *   static uint8_t arena[64 * 1024];
@@ -15,7 +18,9 @@
  *   tfa_engine_invoke(&e);
  *   tfa_engine_output(&e, 0, &out, &out_bytes);
  *
- * The model and the arena must stay valid (and the model unchanged) for the life of the engine.
+ * The model and the arena must stay valid (and the model unchanged) for the life of the engine. The
+ * model must be 4-byte aligned (tensor shapes are read in place; a flash slot's model is 16-aligned):
+ * init refuses a misaligned one with -TFA_ERR_MODEL_INVALID.
  * Supported builtin ops: the table in core/engine/ops.h (tfa_engine_supported_op() lists it), with int8
  * activations, int8 weights per-tensor or per-channel, int32 bias, fused NONE/RELU/RELU6/RELU_N1_TO_1;
  * QUANTIZE takes float32/int8 -> int8, DEQUANTIZE int8 -> float32. Anything else is refused at init with -TFA_ERR_UNSUPPORTED_OP
@@ -53,6 +58,7 @@ enum {
 
 struct tfa_eng_tensor; /* private, core/engine/engine_internal.h */
 struct tfa_eng_op;
+struct tfa_eng_tplan;
 
 /* Caller-allocated engine state. Read-only for the caller; the fields below the comment line are
  * meaningful after tfa_engine_init (also after a failed one, for the error fields). */
@@ -79,6 +85,7 @@ typedef struct tfa_engine {
     uint8_t *activations;           /* base of the planned region, in the arena */
     uint8_t ready;                  /* 1 after a successful init; API calls otherwise give BAD_STATE */
     uint8_t use_optimized;          /* TFA_ENGINE_KERNELS_x: the kernel set ops run where one accepts them */
+    struct tfa_eng_tplan *tplan;    /* during init only: planning records at the arena's tail; else NULL */
 } tfa_engine_t;
 
 /* Public description of an input or output tensor. */

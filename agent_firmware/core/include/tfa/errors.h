@@ -29,6 +29,7 @@ typedef enum {
     TFA_ERR_NO_PREVIOUS = 41,
     TFA_ERR_SELFTEST_FAILED = 42,
     TFA_ERR_NOT_ENCRYPTED = 43,
+    TFA_ERR_MODEL_RAM_TOO_SMALL = 44,
     /* 64..95: storage */
     TFA_ERR_FLASH_IO = 64,
     TFA_ERR_FLASH_NOT_ERASED = 65,

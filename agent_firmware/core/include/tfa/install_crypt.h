@@ -1,8 +1,8 @@
 /* Decryption of an encrypted download (docs/PROTOCOL.md section 6), kept apart from the install state
- * machine (runtime.c), which decides when each step runs; this file only holds the key stream and the
+ * machine (runtime*.c), which decides when each step runs; this file only holds the key stream and the
  * ciphertext digest. No malloc: the caller owns the context (inside tfa_runtime_t).
  *
- * Contract, in the order runtime.c calls it for one download:
+ * Contract, in the order runtime_install.c calls it for one download:
  *   tfa_crypt_open      once per wrap (after begin, after every reboot): opens the 80-byte wrap against
  *                       the manifest bytes as written in the target slot; the ciphertext digest is kept
  *                       only when the payload will arrive from offset 0 (resume == 0);
@@ -25,7 +25,7 @@
 #include "tfa/manifest.h"
 #include "tfa/sha256.h"
 
-#define TFA_CRYPT_PIECE 256u /* stack bytes runtime.c decrypts a chunk through */
+#define TFA_CRYPT_PIECE 256u /* stack bytes runtime_install.c decrypts a chunk through */
 
 #ifndef TFA_NO_ENCRYPTION
 /* keyed is 1 once a wrap opened (since boot; a reboot needs the wrap again). payload_hash covers the

@@ -106,7 +106,7 @@ typedef struct tfa_status {
     uint8_t selftest_passed;   /* 1 once tfa_selftest() passed in the current trial since boot */
 } tfa_status_t;
 
-/* Runtime state, allocated by the caller (statically on a device). Every field belongs to runtime.c:
+/* Runtime state, allocated by the caller (statically on a device). Every field belongs to runtime*.c:
  * read the state through tfa_runtime_status(). About 920 bytes (the cipher and ciphertext hash of an
  * encrypted download take about 260 of them). */
 typedef struct tfa_runtime {
