@@ -2,7 +2,8 @@
 
 The models (`family-seed`, built by TensorFlow from the name alone and cached under
 build/engine-differential/) and the comparison are in tests/support/engine_differential.py. The default
-run compares a few dozen models; the `slow` sweep and bench/engine_differential.py run many more.
+run compares a few dozen models; the `slow` sweep a few dozen more of every family, and
+bench/engine_differential.py many more.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def test_random_model_sweep_bit_exact(prepared: None) -> None:
             assert e.code == ErrorCode.MODEL_INVALID and name.startswith("binary-"), (name, e)
             refused.append(name)
     assert not found, found[:5]
-    assert len(refused) < len(SWEEP) // 50, refused
+    assert len(refused) <= max(1, len(SWEEP) // 50), refused  # rare: at most one in this sweep
 
 
 def test_generator_covers_the_op_families(prepared: None) -> None:

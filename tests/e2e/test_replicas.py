@@ -31,6 +31,7 @@ from tests.support.e2e_harness import (
     upload_good_releases,
     wait_for,
 )
+from tests.support.ports import free_port
 from tests.support.replicas import (
     TOKEN,
     PrivatePostgres,
@@ -38,7 +39,7 @@ from tests.support.replicas import (
     replica_env,
     wait_until,
 )
-from tinyfleet.server.devbroker import DevBroker, free_port
+from tinyfleet.server.devbroker import DevBroker
 from tinyfleet.server.services.credentials import hash_password, write_password_file
 from tinyfleet.signing.keys import generate_private_key, save_keypair
 from tinyfleet.sim.fleet import LocalFleet

@@ -21,7 +21,7 @@ import pytest
 
 from tests.support.mqtt_probe import connects
 from tests.support.paths import REPO
-from tinyfleet.server.devbroker import free_port
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 TOKEN = "journey-token-0123456789"

@@ -128,3 +128,11 @@ def test_missing_signing_key_is_a_config_error(tmp_path):
     keys = load_server_keys(Settings(data_dir=tmp_path))
     again = load_server_keys(Settings(data_dir=tmp_path))
     assert keys.key_id_hex == again.key_id_hex  # the development key is kept across restarts
+
+
+def test_model_check_wall_time_is_a_separate_backstop():
+    settings = settings_from_env({"TINYFLEET_MODEL_CHECK_WALL_SECONDS": "300"})
+    assert (settings.model_check_seconds, settings.model_check_wall_seconds) == (20.0, 300.0)
+    assert settings_from_env({}).model_check_wall_seconds > settings_from_env({}).model_check_seconds
+    with pytest.raises(ConfigError, match="TINYFLEET_MODEL_CHECK_WALL_SECONDS must be positive"):
+        settings_from_env({"TINYFLEET_MODEL_CHECK_WALL_SECONDS": "0"})

@@ -5,6 +5,8 @@ keeps serving; offline-signed packages go through the same check."""
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -60,9 +62,9 @@ def test_a_model_that_kills_the_reference_interpreter_is_422_and_the_server_live
     assert api.ok("GET", "/healthz")
 
 
-def test_a_check_over_its_time_limit_is_422(api):
+def test_a_check_over_its_wall_time_backstop_is_422(api):
     settings = api.ctx.settings
-    api.ctx.settings = settings.with_overrides(model_check_seconds=0.001)
+    api.ctx.settings = settings.with_overrides(model_check_wall_seconds=0.001)
     resp = upload(api, MODEL)
     assert resp.status_code == 422
     assert detail(resp) == "model rejected: the model checker did not finish within 0.001 s"
@@ -174,3 +176,34 @@ def test_concurrent_checks_each_get_their_own_worker():
     crashed = "model rejected: the model checker crashed (SIGABRT)"
     expected = [crashed if m == CRASHER else hashlib.sha256(m).hexdigest() for m in models]
     assert results == expected
+
+
+# A worker that applies the real worker's limits (model_worker._limit) and then spins, as a crafted model
+# that loops in native code would: no model in tests/vectors spins, and the check must not depend on one.
+SPINNER = (
+    "import json, sys\n"
+    "from tinyfleet.server.services.model_worker import _limit\n"
+    "request = json.loads(sys.stdin.buffer.readline())\n"
+    "_limit(int(request['memory_bytes']), float(request['cpu_seconds']))\n"
+    "while True:\n"
+    "    pass\n"
+)
+
+
+def test_a_spinning_check_is_stopped_by_its_cpu_limit_not_the_wall_backstop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def spinner() -> subprocess.Popen[bytes]:
+        pipe = subprocess.PIPE
+        return subprocess.Popen([sys.executable, "-c", SPINNER], stdin=pipe, stdout=pipe, stderr=pipe)
+
+    model_check._spare.close()  # the warm spare is a real worker: the next take() must start a spinner
+    monkeypatch.setattr(model_check, "_start_worker", spinner)
+    # the wall backstop far beyond the test timeout: only the kernel's SIGXCPU can end this check
+    limits = model_check.CheckLimits(seconds=0.001, wall_seconds=3600.0)
+    try:
+        with pytest.raises(Invalid) as caught:
+            model_check.check_model(MODEL, limits=limits)
+    finally:
+        model_check._spare.close()  # the idle spinner spare: later checks get real workers again
+    assert str(caught.value) == "model rejected: the model checker used more than 0.001 s of CPU"

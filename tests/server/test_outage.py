@@ -10,7 +10,6 @@ import glob
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,6 +21,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.support.gateway_setup import setup_hello, wait_for
+from tests.support.ports import free_port
 from tests.support.server_scripted import MqttLink, ScriptedDevice
 from tinyfleet.server.stack import run_stack
 from tinyfleet.signing.keys import TrustStore
@@ -41,9 +41,7 @@ class PrivatePostgres:
         self.bin = Path(bins[-1]).parent
         self.dir = Path(tempfile.mkdtemp(prefix="tinyfleet-pg-"))
         shutil.chown(self.dir, "postgres")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self._pg("initdb", "-D", str(self.dir / "data"), "-A", "trust", "-U", "postgres")
         self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 

@@ -307,7 +307,7 @@ def start_server_run(env: E2E, api_port: int) -> ChildServer:
 @contextmanager
 def server_run_env(workdir: Path) -> Iterator[E2E]:
     """Like e2e_env, with `tinyfleet server run --broker` in a child process as the control plane."""
-    from tinyfleet.server.devbroker import free_port
+    from tests.support.ports import free_port
 
     require_tools()
     key, releases = demo_releases()

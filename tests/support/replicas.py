@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.support.paths import REPO
-from tinyfleet.server.devbroker import free_port
+from tests.support.ports import free_port
 
 TOKEN = "replica-test-token-0123456789abcdef"
 

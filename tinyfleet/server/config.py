@@ -104,8 +104,10 @@ class Settings:
     # Send each device the smallest of raw, compressed and delta (server-signed packages only).
     payload_variants: bool = True
     # Limits of the child process that runs an uploaded model through the engine and TFLM (model_check).
-    model_check_seconds: float = 20.0
+    model_check_seconds: float = 20.0  # CPU time: what stops a model that spins
     model_check_memory_mb: int = 512
+    # Wall time: a backstop only, several times the CPU limit (a loaded machine makes fine checks wait).
+    model_check_wall_seconds: float = 120.0
     # How long raw telemetry reports and their per-minute rollups are kept (seconds, 0: forever), and how
     # often the retention job runs. Raw reports also de-duplicate redeliveries: keep them for hours at least.
     telemetry_raw_retention_seconds: float = 7 * DAY
@@ -171,6 +173,10 @@ class Settings:
             raise ConfigError("TINYFLEET_TICK_SECONDS and TINYFLEET_ACTION_TIMEOUT must be positive")
         if self.leader_check_seconds <= 0:
             raise ConfigError("TINYFLEET_LEADER_CHECK_SECONDS must be positive")
+        if self.model_check_seconds <= 0 or self.model_check_wall_seconds <= 0:
+            raise ConfigError(
+                "TINYFLEET_MODEL_CHECK_SECONDS and TINYFLEET_MODEL_CHECK_WALL_SECONDS must be positive"
+            )
         for what, value in (
             ("TINYFLEET_REPLICA_NAME", self.replica_name),
             ("TINYFLEET_MQTT_SHARED_GROUP", self.mqtt_shared_group),
@@ -386,6 +392,7 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         payload_variants=_flag(env, "TINYFLEET_PAYLOAD_VARIANTS", True),
         model_check_seconds=_float(env, "TINYFLEET_MODEL_CHECK_SECONDS", 20.0),
         model_check_memory_mb=int(_float(env, "TINYFLEET_MODEL_CHECK_MEMORY_MB", 512)),
+        model_check_wall_seconds=_float(env, "TINYFLEET_MODEL_CHECK_WALL_SECONDS", 120.0),
         max_upload_bytes=int(_float(env, "TINYFLEET_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)),
         max_json_bytes=int(_float(env, "TINYFLEET_MAX_JSON_BYTES", DEFAULT_MAX_JSON_BYTES)),
         telemetry_batch_max=int(_float(env, "TINYFLEET_TELEMETRY_BATCH_MAX", 1000)),

@@ -4,7 +4,8 @@ trial. The engine also gives the exact tensor arena, and the TFLM reference inte
 digest the manifest carries.
 
 Both run untrusted bytes in native code that can abort, segfault or spin on a crafted model, so the
-check runs in a child process (model_worker.py) under CPU, address-space and wall-time limits; whatever
+check runs in a child process (model_worker.py) under CPU, address-space and wall-time limits (the
+last a generous backstop: CPU time is what stops a spinning model, whatever the machine's load); whatever
 goes wrong there becomes Invalid naming the model as rejected. A warm spare worker (imports done, no
 model yet) is kept ready, so an upload does not wait for the interpreter to start; each worker checks
 ONE model and exits, so one model can never affect the check of another."""
@@ -39,8 +40,11 @@ class EngineFacts:
 
 @dataclass(frozen=True)
 class CheckLimits:
-    seconds: float = 20.0  # wall time of one check (the CPU limit is the same)
+    seconds: float = 20.0  # CPU time of one check: the guard against a model that spins
     memory_bytes: int = 512 * MIB  # address space of the worker; its imports take ~125 MiB
+    # Wall time of one check: only a backstop (a worker stopped or starved), several times the CPU limit
+    # so that a loaded machine, where a fine model waits for a core, does not refuse it.
+    wall_seconds: float = 120.0
 
 
 LIMITS = CheckLimits()
@@ -95,7 +99,7 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def _run(payload: bytes, request: dict[str, int | float], seconds: float) -> dict[str, object]:
+def _run(payload: bytes, request: dict[str, int | float], limits: CheckLimits) -> dict[str, object]:
     try:
         proc = _spare.take()
     except OSError as exc:  # out of processes or memory on the server: refuse rather than check in-process
@@ -103,16 +107,17 @@ def _run(payload: bytes, request: dict[str, int | float], seconds: float) -> dic
         raise Invalid(f"model not checked: the model checker could not start ({exc.strerror})") from None
     data = json.dumps(request).encode() + b"\n" + payload
     try:
-        out, err = proc.communicate(data, timeout=seconds)
+        out, err = proc.communicate(data, timeout=limits.wall_seconds)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
-        raise Invalid(f"model rejected: the model checker did not finish within {seconds:g} s") from None
+        wall = limits.wall_seconds
+        raise Invalid(f"model rejected: the model checker did not finish within {wall:g} s") from None
     code = proc.returncode
     if code < 0:
         name = _signal_name(-code)
         if -code == signal.SIGXCPU:
-            raise Invalid(f"model rejected: the model checker used more than {seconds:g} s of CPU")
+            raise Invalid(f"model rejected: the model checker used more than {limits.seconds:g} s of CPU")
         log.warning("model checker killed by %s: %s", name, err.decode(errors="replace")[-500:])
         raise Invalid(f"model rejected: the model checker crashed ({name})")
     try:
@@ -138,7 +143,7 @@ def check_model(
         "seed": seed,
     }
     with _running:
-        answer = _run(payload, request, limits.seconds)
+        answer = _run(payload, request, limits)
     if "unchecked" in answer:
         log.warning("model not checked by the C engine: %s", answer["unchecked"])
         return None

@@ -188,7 +188,9 @@ def build_from_tflite(
 def _limits(settings: Settings | None) -> CheckLimits | None:
     if settings is None:
         return None
-    return CheckLimits(settings.model_check_seconds, settings.model_check_memory_mb * MIB)
+    return CheckLimits(
+        settings.model_check_seconds, settings.model_check_memory_mb * MIB, settings.model_check_wall_seconds
+    )
 
 
 def _check_offline_model(
