@@ -7,7 +7,9 @@
 
 #include <string.h>
 
-static const uint32_t prv_k[64] = {
+#include "sha2_internal.h"
+
+const uint32_t tfa_sha2_k32[64] = {
     0x428A2F98u, 0x71374491u, 0xB5C0FBCFu, 0xE9B5DBA5u, 0x3956C25Bu, 0x59F111F1u, 0x923F82A4u, 0xAB1C5ED5u,
     0xD807AA98u, 0x12835B01u, 0x243185BEu, 0x550C7DC3u, 0x72BE5D74u, 0x80DEB1FEu, 0x9BDC06A7u, 0xC19BF174u,
     0xE49B69C1u, 0xEFBE4786u, 0x0FC19DC6u, 0x240CA1CCu, 0x2DE92C6Fu, 0x4A7484AAu, 0x5CB0A9DCu, 0x76F988DAu,
@@ -18,7 +20,7 @@ static const uint32_t prv_k[64] = {
     0x748F82EEu, 0x78A5636Fu, 0x84C87814u, 0x8CC70208u, 0x90BEFFFAu, 0xA4506CEBu, 0xBEF9A3F7u, 0xC67178F2u,
 };
 
-static const uint32_t prv_h0[8] = {
+const uint32_t tfa_sha2_h32[8] = {
     0x6A09E667u, 0xBB67AE85u, 0x3C6EF372u, 0xA54FF53Au, 0x510E527Fu, 0x9B05688Cu, 0x1F83D9ABu, 0x5BE0CD19u,
 };
 
@@ -56,7 +58,7 @@ static void prv_compress(uint32_t state[8], const uint8_t block[64])
         } else {
             *wt += SSIG1(w[(t + 14u) & 15u]) + w[(t + 9u) & 15u] + SSIG0(w[(t + 1u) & 15u]);
         }
-        uint32_t t1 = h + BSIG1(e) + ((e & f) ^ (~e & g)) + prv_k[t] + *wt;
+        uint32_t t1 = h + BSIG1(e) + ((e & f) ^ (~e & g)) + tfa_sha2_k32[t] + *wt;
         uint32_t t2 = BSIG0(a) + ((a & b) ^ (a & c) ^ (b & c));
         h = g;
         g = f;
@@ -79,7 +81,7 @@ static void prv_compress(uint32_t state[8], const uint8_t block[64])
 
 void tfa_sha256_init(tfa_sha256_ctx *ctx)
 {
-    memcpy(ctx->h, prv_h0, sizeof(ctx->h));
+    memcpy(ctx->h, tfa_sha2_h32, sizeof(ctx->h));
     ctx->total_len = 0;
     ctx->block_len = 0;
 }
