@@ -94,7 +94,8 @@ def main() -> int:
         dev = QemuDevice(provision, Path(tmp), elf, extra_args=ICOUNT, timeout=300)
         dev.power_on()
         try:
-            for sequence, path in enumerate((p for p in [*([] if args.only else MODELS), *extra] if p.exists()), start=1):
+            paths = [p for p in [*([] if args.only else MODELS), *extra] if p.exists()]
+            for sequence, path in enumerate(paths, start=1):
                 model = path.read_bytes()
                 arena, macs = engine_facts(model)
                 package = build_package(

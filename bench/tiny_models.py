@@ -132,14 +132,15 @@ def host_table(paths: dict[str, Path]) -> None:
     bench/engine.py (fastest of 7 interleaved batches)."""
     import subprocess
 
-    from engine import loadavg, time_per_call, tflm_arena  # bench/engine.py
+    from engine import loadavg, tflm_arena, time_per_call  # bench/engine.py
     from tflite_micro.python.tflite_micro import runtime
 
     from tinyfleet.device.engine import Engine
 
     subprocess.run(["make", "-s", "-C", str(REPO / "agent_firmware"), "host"], check=True)
     print(f"load average before: {loadavg()}")
-    print("| model | MACs | engine us | reference kernels us | TFLM us | ratio | engine arena B | TFLM arena B |")
+    columns = ["model", "MACs", "engine us", "reference kernels us", "TFLM us", "ratio", "engine arena B"]
+    print("| " + " | ".join([*columns, "TFLM arena B"]) + " |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, path in paths.items():
         model = path.read_bytes()
