@@ -12,9 +12,11 @@ inference latency in virtual microseconds from SysTick, so instructions = latenc
 25 MHz core clock under `-icount shift=0` one cycle is 40 instructions, so instructions = cycles x 40
 (resolution 40 instructions); the table shows both, taken from the same single INFER.
 
-    .venv/bin/python bench/inference_m4.py [--markdown] [--model PATH ...]
+    .venv/bin/python bench/inference_m4.py [--markdown] [--model PATH ...] [--tiny] [--only]
 
 --model adds a .tflite of your own (e.g. agent_firmware/tests/vectors/engine/dw_mult.tflite) to the list.
+--tiny adds the MLPerf-Tiny-shaped models of bench/tiny_models.py (ad, ic, kws; built by TensorFlow with
+random weights, cached); --only measures only the models given by --model / --tiny.
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ def main() -> int:
     )
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
     parser.add_argument("--model", type=Path, action="append", default=[], help="another .tflite to measure")
+    parser.add_argument("--tiny", action="store_true", help="add the MLPerf-Tiny-shaped models (ad, ic, kws)")
+    parser.add_argument("--only", action="store_true", help="skip the built-in model list")
     args = parser.parse_args()
     if skipped():
         return 0
@@ -77,6 +81,11 @@ def main() -> int:
         return 0
     from tinyfleet.signing.selftest import expected_output_sha256, input_sizes, selftest_input
 
+    extra = list(args.model)
+    if args.tiny:
+        from tiny_models import FULL, ensure
+
+        extra += list(ensure(FULL).values())
     elf = build_firmware("engine")
     key = private_key_from_seed(hashlib.sha256(b"tinyfleet inference bench").digest())
     provision = Provision([public_raw(key)], hardware_class=HARDWARE_CLASS, ram_budget=ARENA)
@@ -85,7 +94,8 @@ def main() -> int:
         dev = QemuDevice(provision, Path(tmp), elf, extra_args=ICOUNT, timeout=300)
         dev.power_on()
         try:
-            for sequence, path in enumerate((p for p in [*MODELS, *args.model] if p.exists()), start=1):
+            paths = [p for p in [*([] if args.only else MODELS), *extra] if p.exists()]
+            for sequence, path in enumerate(paths, start=1):
                 model = path.read_bytes()
                 arena, macs = engine_facts(model)
                 package = build_package(

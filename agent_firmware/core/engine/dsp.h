@@ -187,13 +187,38 @@ static inline uint32_t tfa_dsp_pkhtb(uint32_t b, uint32_t a)
 }
 #endif
 
+/* (a * b + 2^31) >> 32, the high word rounded: SMMULR (no ACLE intrinsic). */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+static inline int32_t tfa_dsp_smmulr(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+#else
+static inline int32_t tfa_dsp_smmulr(int32_t a, int32_t b)
+{
+    return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
+}
+#endif
+
 /* tfa_q_mul_by_quantized (quant.c: TFLite's MultiplyByQuantizedMultiplier) inlined, same result for
  * every input. The rounding doubling high multiply (ab + nudge) / 2^31, truncating, equals
  * (ab + 2^30) >> 31 with an arithmetic (flooring) shift for either sign of ab: for ab < 0 the nudge
  * is 1 - 2^30 and truncation is ceiling, ceil((ab + 1 - 2^30) / 2^31) = floor((ab + 2^30) / 2^31).
- * On the M4 that is SMULL, a 64-bit add and a shift instead of a division. */
+ *
+ * Fast path (the kernels' usual case: a right shift r of 1..30 and |x| < 2^30): 2x fits, so that
+ * high word is SMMULR(2x, m) = floor((2xm + 2^31) / 2^32), one instruction; |high| <= |x| < 2^30 so
+ * INT32_MIN * INT32_MIN cannot occur; and TFLM's rounding right shift (half away from zero) is
+ * (high + 2^(r-1) - (high < 0)) >> r, flooring, which stays below 2^31. Elsewhere: SMULL, a 64-bit
+ * add and a shift, then the rounding shift as TFLM writes it. */
 static inline int32_t tfa_dsp_requantize(int32_t x, int32_t multiplier, int shift)
 {
+    /* ~shift = r - 1 for shift = -r */
+    if ((uint32_t)~shift < 30u && (uint32_t)x + 0x40000000u < 0x80000000u) {
+        const int32_t high = tfa_dsp_smmulr(x + x, multiplier);
+        return (high + (int32_t)(1u << (uint32_t)~shift) + (high >> 31)) >> -shift;
+    }
     const int left = shift > 0 ? shift : 0;
     const int right = shift > 0 ? 0 : -shift;
     const int32_t a = (int32_t)((uint32_t)x << left);

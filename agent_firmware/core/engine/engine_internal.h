@@ -173,6 +173,7 @@ typedef struct tfa_eng_kernel {
 /* The optimized variants, compiled where TFA_ENG_OPTIMIZED (dsp.h) / TFA_ENG_HOST_KERNELS;
  * TFA_ENG_OPT(name) names both in the table of ops.h (a static compound literal), NULL where absent. */
 #if TFA_ENG_OPTIMIZED
+extern const tfa_eng_variant_t tfa_eng_add_dsp;
 extern const tfa_eng_variant_t tfa_eng_conv_dsp;
 extern const tfa_eng_variant_t tfa_eng_depthwise_dsp;
 extern const tfa_eng_variant_t tfa_eng_fc_dsp;
@@ -181,6 +182,7 @@ extern const tfa_eng_variant_t tfa_eng_fc_dsp;
 #define TFA_ENG_DSP_VARIANT(name) NULL
 #endif
 #if TFA_ENG_HOST_KERNELS
+extern const tfa_eng_variant_t tfa_eng_add_host;
 extern const tfa_eng_variant_t tfa_eng_conv_host;
 extern const tfa_eng_variant_t tfa_eng_depthwise_host;
 extern const tfa_eng_variant_t tfa_eng_fc_host;

@@ -1,5 +1,7 @@
 /* ADD and MUL, int8 with up-to-4-D broadcasting (TFLite reference_integer_ops Add/Mul arithmetic:
- * ADD rescales both inputs to a common scale with a 20-bit left shift, MUL rescales the product). */
+ * ADD rescales both inputs to a common scale with a 20-bit left shift, MUL rescales the product).
+ * ADD of two same-shape tensors (a residual connection) also has an optimized variant, the same
+ * arithmetic with the requantization inlined (dsp.h), for the DSP and the host kernel sets. */
 #include "engine_internal.h"
 #include "quant.h"
 #include "tfa/errors.h"
@@ -131,3 +133,42 @@ void tfa_eng_run_binary(const tfa_engine_t *e, const tfa_eng_op_t *op)
         }
     }
 }
+
+/* ---- optimized ADD (same shapes): tfa_dsp_requantize is TFLite's MultiplyByQuantizedMultiplier, which
+ * for a shift <= 0 (every ADD shift, see prepare) is the SmallerThanOneExp form prv_mul_small computes;
+ * inlined it avoids three out-of-line calls with a 64-bit division each per element. ---- */
+
+#if TFA_ENG_OPTIMIZED || TFA_ENG_HOST_KERNELS
+static int prv_add_select(const tfa_engine_t *e, tfa_eng_op_t *op)
+{
+    const tfa_eng_tensor_t *ta = tfa_eng_io(e, &op->inputs, 0);
+    const tfa_eng_tensor_t *tb = tfa_eng_io(e, &op->inputs, 1);
+    const tfa_eng_tensor_t *tout = tfa_eng_io(e, &op->outputs, 0);
+    return op->code == TFA_OP_ADD && ta->elements == tout->elements && tb->elements == tout->elements;
+}
+
+static void prv_add_run(const tfa_engine_t *e, const tfa_eng_op_t *op)
+{
+    const int8_t *a = (const int8_t *)tfa_eng_cdata(e, tfa_eng_io(e, &op->inputs, 0));
+    const int8_t *b = (const int8_t *)tfa_eng_cdata(e, tfa_eng_io(e, &op->inputs, 1));
+    const tfa_eng_tensor_t *tout = tfa_eng_io(e, &op->outputs, 0);
+    int8_t *out = (int8_t *)tfa_eng_data(e, tout);
+    const int32_t oa = op->in_offset, ob = op->in2_offset, oo = op->out_offset;
+    const int32_t m1 = op->mult1, m2 = op->mult2, m = op->mult;
+    const int s1 = (int)op->shift1, s2 = (int)op->shift2, s = (int)op->shift, ls = (int)op->left_shift;
+    for (uint32_t i = 0; i < tout->elements; i++) {
+        /* (x + offset) << 20 stays within +-2^28: the products of the reference, no overflow */
+        const int32_t sa = tfa_dsp_requantize((int32_t)((uint32_t)(a[i] + oa) << ls), m1, s1);
+        const int32_t sb = tfa_dsp_requantize((int32_t)((uint32_t)(b[i] + ob) << ls), m2, s2);
+        const int32_t r = tfa_eng_wrap_add(tfa_dsp_requantize(tfa_eng_wrap_add(sa, sb), m, s), oo);
+        out[i] = (int8_t)tfa_q_clamp(r, op->act_min, op->act_max);
+    }
+}
+#endif
+
+#if TFA_ENG_OPTIMIZED
+const tfa_eng_variant_t tfa_eng_add_dsp = {prv_add_select, prv_add_run};
+#endif
+#if TFA_ENG_HOST_KERNELS
+const tfa_eng_variant_t tfa_eng_add_host = {prv_add_select, prv_add_run};
+#endif

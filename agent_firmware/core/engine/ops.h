@@ -18,7 +18,7 @@
 #define TFA_ENGINE_OPS_H
 
 #define TFA_ENG_OP_TABLE(X)                                                                    \
-    X(0, ADD, tfa_eng_prepare_binary, tfa_eng_run_binary, NULL)                                \
+    X(0, ADD, tfa_eng_prepare_binary, tfa_eng_run_binary, TFA_ENG_OPT(add))                    \
     X(1, AVERAGE_POOL_2D, tfa_eng_prepare_pool, tfa_eng_run_pool, NULL)                        \
     X(2, CONCATENATION, tfa_eng_prepare_shape_op, tfa_eng_run_shape_op, NULL)                  \
     X(3, CONV_2D, tfa_eng_prepare_conv, tfa_eng_run_conv, TFA_ENG_OPT(conv))                   \
