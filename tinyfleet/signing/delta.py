@@ -13,7 +13,8 @@ decode; version 4 adds literal runs (run kind 7, `literal_runs`): stretches of w
 as literals coded a table symbol per byte, later runs of a block reusing its last table; version 5 codes
 every number with a ladder of bit-count classes and equal-chance low bits (`rangecoder`: fewer decisions
 for the device, no larger). By default the encoder makes the plans of versions 1, 3 and 4 as version 5
-streams and keeps the fastest to decode of those within SPEED_MARGIN of the smallest; decoders take all
+streams and keeps the fastest to decode (an estimate of the Cortex-M4 instructions, `decode_cost`) of those
+within SPEED_MARGIN of the smallest, or up to SPEED_CAP larger to meet SPEED_TARGET; decoders take all
 five versions.
 """
 
@@ -177,9 +178,10 @@ def _encode_block(
     version: int,
     literals: list[int] | None = None,
 ) -> tuple[bytes, int]:
-    """The block's coded bytes and its count of coded decisions (bits and table symbols); the positions
-    of literals are added to `literals`."""
+    """The block's coded bytes and the device's estimated work for it (decode_cost); the positions of
+    literals are added to `literals`."""
     new, base = parser.new, parser.base
+    n_copies = n_runs = 0
     enc = Encoder(move_bits)
     enc.ladder = version >= FORMAT_NUMBERS
     models = _Models()
@@ -203,7 +205,7 @@ def _encode_block(
             header = WeightRun(pos, stop - pos, None, kind)
             _encode_weight_run(enc, models, reps, prev_kind, header, range(pos, stop))
             table_coder.encode_run(enc, models.weights.word, values, models.table, send)
-            pos, prev_kind = stop, 1
+            pos, prev_kind, n_runs = stop, 1, n_runs + 1
             continue
         if run is not None and run.start <= pos < stop:
             span = range(pos, stop)
@@ -218,7 +220,7 @@ def _encode_block(
             else:
                 for value in tensor_coder.run_values(new, base, run, pos, stop):
                     tensor_coder.encode_value(enc, models.weights, run.kind, value, move_bits + 1)
-            pos, prev_kind = stop, 1
+            pos, prev_kind, n_runs = stop, 1, n_runs + 1
             continue
         # copies stop where the next run starts
         lz_end = (
@@ -260,8 +262,34 @@ def _encode_block(
             _encode_number(enc, models.new_len, copy.length - NEW_MIN)
         pos += copy.length
         prev_kind = 1
+        n_copies += 1
+    work = (enc.decisions - enc.symbols - enc.directs, enc.directs, enc.symbols, n_copies, n_runs)
     # The decoder reads zeros past the end of a block, so trailing zero bytes need not be sent.
-    return enc.finish().rstrip(b"\x00"), enc.decisions
+    return enc.finish().rstrip(b"\x00"), decode_cost(work, end - start)
+
+
+# Cortex-M4 instructions of the C decoder (bench/delta_m4.py) per unit of work, fitted on the 22 benchmark
+# streams (docs/BENCHMARKS.md, "Issue 17: decode speed, a cost model"; within 7% on all but one, 18% off):
+# an adaptive bit with its share of the op, literal and number code around it, a direct bit, a table
+# symbol or equal-chance step (a division), a copy op (its numbers are bits above), a run's header and
+# set-up, and each output byte (copies, flash programming, the output buffer)
+COST_BIT, COST_DIRECT, COST_SYMBOL, COST_COPY, COST_RUN, COST_BYTE = 31, 9, 41, 307, 941, 9
+SPEED_TARGET = 60  # estimated decoder instructions per output byte the encoder aims at (issue 17)
+SPEED_CAP = 0.2  # ... taking a stream up to this much larger than the smallest to get there
+
+
+def decode_cost(work: tuple[int, int, int, int, int], out_bytes: int) -> int:
+    """Estimated decoder instructions for `work` = (adaptive bits, direct bits, table symbols and
+    equal-chance steps, copies, runs) producing `out_bytes`."""
+    bits, directs, symbols, copies, runs = work
+    return (
+        COST_BIT * bits
+        + COST_DIRECT * directs
+        + COST_SYMBOL * symbols
+        + COST_COPY * copies
+        + COST_RUN * runs
+        + COST_BYTE * out_bytes
+    )
 
 
 def encode(
@@ -274,11 +302,25 @@ def encode(
 
     Tries each format version in `versions` (versions 2 and 3 only when `new` is a .tflite model with
     int8 weight tensors; version 4 with or without them) and each adaptation rate, and keeps the fastest
-    to decode (fewest coded decisions) of the streams at most SPEED_MARGIN larger than the smallest.
+    to decode (fewest estimated decoder instructions, decode_cost) of the streams at most SPEED_MARGIN
+    larger than the smallest, or a faster one up to SPEED_CAP larger when that one is too slow (choose).
     Version 3 is version 2 plus table runs, so version 2 is made only when asked for. With version 5
     asked for, the plans of versions 1, 3 and 4 are all made, each as a version 5 stream (its numbers
     were smaller and cheaper to decode on every benchmark stream, PROTOCOL 5.8), and no older stream.
     """
+    made = candidates(new, base, block_log2, versions)
+    if not {FORMAT_TABLE, FORMAT_LAST, FORMAT_NUMBERS} & set(versions):
+        return min(made, key=lambda m: len(m[0]))[0]  # the first of the smallest: what versions 1-2 made
+    return choose(made, len(new))
+
+
+def candidates(
+    new: bytes,
+    base: bytes = b"",
+    block_log2: int = DEFAULT_BLOCK_LOG2,
+    versions: tuple[int, ...] = (FORMAT_VERSION, FORMAT_TABLE, FORMAT_LAST, FORMAT_NUMBERS),
+) -> list[tuple[bytes, int]]:
+    """Every stream `encode` chooses from, with its estimated decoder instructions (decode_cost)."""
     if not MIN_BLOCK_LOG2 <= block_log2 <= MAX_BLOCK_LOG2:
         raise ValueError(f"block size must be 2**{MIN_BLOCK_LOG2}..2**{MAX_BLOCK_LOG2}")
     if not new:
@@ -324,12 +366,24 @@ def encode(
             if runs not in unique:
                 unique.append(runs)
         plans = [(FORMAT_NUMBERS, runs) for runs in unique]
-    made = [_encode_stream(parser, block_log2, rate, version, r) for version, r in plans for rate in rates]
-    smallest = min(made, key=lambda m: len(m[0]))  # the first of the smallest: what versions 1-2 made
-    if FORMAT_TABLE not in versions and FORMAT_LAST not in versions:
-        return smallest[0]
-    near = [m for m in made if len(m[0]) <= len(smallest[0]) * (1 + SPEED_MARGIN)]
-    return min(near, key=lambda m: (m[1], len(m[0])))[0]
+    return [_encode_stream(parser, block_log2, rate, version, r) for version, r in plans for rate in rates]
+
+
+def choose(made: list[tuple[bytes, int]], out_bytes: int) -> bytes:
+    """Of the candidate (stream, estimated decoder instructions) pairs: the fastest to decode of those at
+    most SPEED_MARGIN larger than the smallest; if that one takes more than SPEED_TARGET instructions per
+    output byte, the smallest stream that does not, provided it is at most SPEED_CAP larger than the
+    smallest (on the 106 KB pruned pair: +17% bytes, 5x faster, still below every peer)."""
+    smallest = min(len(m[0]) for m in made)
+    near = [m for m in made if len(m[0]) <= smallest * (1 + SPEED_MARGIN)]
+    fastest = min(near, key=lambda m: (m[1], len(m[0])))
+    if fastest[1] > SPEED_TARGET * out_bytes:
+        meets = [
+            m for m in made if m[1] <= SPEED_TARGET * out_bytes and len(m[0]) <= smallest * (1 + SPEED_CAP)
+        ]
+        if meets:
+            return min(meets, key=lambda m: (len(m[0]), m[1]))[0]
+    return fastest[0]
 
 
 LITERAL_GAP = 8  # literals at most this far apart share a literal run (the bytes between, copies before)
@@ -390,7 +444,7 @@ def _encode_stream(
     literals: list[int] | None = None,
 ) -> tuple[bytes, int]:
     new, base = parser.new, parser.base
-    decisions = 0
+    cost = 0
     parser.restart()
     stream = bytearray(MAGIC)
     stream += bytes((version, FLAG_HAS_BASE if base else 0, block_log2, move_bits))
@@ -400,10 +454,10 @@ def _encode_stream(
     for start in range(0, len(new), block):
         end = min(len(new), start + block)
         coded, count = _encode_block(parser, start, end, move_bits, runs or [], version, literals)
-        decisions += count
+        cost += count
         _put_varint(stream, len(coded))
         stream += coded
-    return bytes(stream), decisions
+    return bytes(stream), cost
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,8 @@ class Encoder:
         self.cache_size = 1
         self.out = bytearray()
         self.decisions = 0  # coded bits and table symbols: what the decoder's time is spent on
+        self.symbols = 0  # of which table symbols and equal-chance steps (a division each)
+        self.directs = 0  # of which direct bits (cheaper than adaptive ones)
 
     def _shift_low(self) -> None:
         if self.low < 0xFF000000 or self.low > MASK32:
@@ -75,6 +77,7 @@ class Encoder:
     def direct_bits(self, value: int, count: int) -> None:
         """`count` bits of `value`, most significant first, each at probability one half."""
         self.decisions += count
+        self.directs += count
         for shift in range(count - 1, -1, -1):
             self.range >>= 1
             if (value >> shift) & 1:
@@ -96,6 +99,7 @@ class Encoder:
         2**total_bits (format version 3 table runs; one division per symbol in the decoder)."""
         r = self.range >> total_bits
         self.decisions += 1
+        self.symbols += 1
         self.low += r * start
         self.range = r * size
         while self.range < TOP:

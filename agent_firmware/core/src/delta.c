@@ -41,27 +41,49 @@ static void prv_reset_block(tfa_delta_t *d)
 }
 
 /* A literal, bit by bit: in the context of the match byte's bit while they agree, then the plain tree
- * (see _encode_literal in tinyfleet/signing/delta.py). */
+ * (see _encode_literal in tinyfleet/signing/delta.py). The coder's state stays in locals and the input is
+ * read unchecked: 8 bits take at most 16 coded bytes, inside the look-ahead (or the padding) the caller
+ * guarantees. The match byte comes from a few base bytes read at once (bcache). */
+_Static_assert(16u <= TFA_DELTA_PAD && 16u + 2u <= TFA_DELTA_LOOKAHEAD, "a literal fits the look-ahead");
+
 static int prv_literal(tfa_delta_t *d)
 {
-    uint8_t match = 0;
-    int matching = 0;
     int64_t src = (int64_t)d->out_pos + tfa_delta_align(d);
-    if (src >= 0 && src < (int64_t)d->base_len) {
-        int rc = tfa_delta_read(d, d->base_addr + (uint32_t)src, &match, 1);
-        if (rc < 0) {
-            return rc;
-        }
-        matching = 1;
-    }
     uint32_t node = 1;
+    uint32_t range = d->range;
+    uint32_t code = d->code;
+    const uint8_t *in = &d->in[d->in_pos];
     const uint32_t rate = d->checkpoint.move_bits;
-    for (int shift = 7; shift >= 0; shift--) {
-        uint32_t match_bit = ((uint32_t)match >> shift) & 1u;
-        uint32_t bit = tfa_delta_bit_inline(d, &d->literal[matching ? 1u + match_bit : 0u][node], rate);
-        matching = matching && bit == match_bit;
-        node = (node << 1) | bit;
+    if (src >= 0 && src < (int64_t)d->base_len) {
+        uint32_t at = (uint32_t)src;
+        if (at - d->bc_at >= d->bc_len) {
+            uint32_t n = d->base_len - at;
+            n = n < TFA_DELTA_BCACHE ? n : TFA_DELTA_BCACHE;
+            int rc = tfa_delta_read(d, d->base_addr + at, d->bcache, n);
+            if (rc < 0) {
+                return rc;
+            }
+            d->bc_at = at;
+            d->bc_len = n;
+        }
+        uint32_t match = d->bcache[at - d->bc_at];
+        while (node < 0x100u) {
+            uint32_t match_bit = (match >> 7) & 1u;
+            match <<= 1;
+            uint32_t bit = tfa_delta_bit_local(&d->literal[1u + match_bit][node], rate, &range, &code, &in);
+            node = (node << 1) | bit;
+            if (bit != match_bit) {
+                break;
+            }
+        }
     }
+    while (node < 0x100u) {
+        node = (node << 1) | tfa_delta_bit_local(&d->literal[0][node], rate, &range, &code, &in);
+    }
+    d->range = range;
+    d->code = code;
+    uint32_t in_pos = (uint32_t)(in - d->in);
+    d->in_pos = in_pos < d->in_len ? in_pos : d->in_len; /* past the end: the padding's zeros, read again */
     d->prev_kind = 0;
     /* straight into the output buffer (tfa_delta_emit's loop and call: about 15 more Cortex-M4
      * instructions per literal) */
@@ -121,10 +143,11 @@ static int prv_op(tfa_delta_t *d)
     if (d->w_left > 0) {
         return tfa_delta_run_step(d);
     }
-    if (!tfa_delta_bit(d, &d->is_match[d->prev_kind])) {
+    /* the one flag of every op, inlined (a call is about a third of a single bit's cost) */
+    if (!tfa_delta_bit_inline(d, &d->is_match[d->prev_kind], d->checkpoint.move_bits)) {
         return prv_literal(d);
     }
-    if (tfa_delta_bit(d, &d->is_rep[d->prev_kind])) {
+    if (tfa_delta_bit_inline(d, &d->is_rep[d->prev_kind], d->checkpoint.move_bits)) {
         uint32_t which = tfa_delta_tree(d, &d->rep_which[1], 2);
         if (which >= REPS) {
             return -TFA_ERR_DELTA_CORRUPT;
@@ -244,12 +267,16 @@ static void prv_start_block_len(tfa_delta_t *d)
     d->varint_shift = 0;
 }
 
+/* The stream past a block's last coded byte reads as zeros: table runs, trees and literals read these
+ * unchecked. Written once the block has fully arrived, and again when the unread bytes move (before each
+ * decoding step, the port's byte-loop memset cost 3 instructions per output byte of a 2.7 KB model). */
+static void prv_pad(tfa_delta_t *d)
+{
+    memset(&d->in[d->in_len], 0, TFA_DELTA_PAD);
+}
+
 static int prv_decode_buffered(tfa_delta_t *d)
 {
-    if (d->block_left == 0) {
-        /* the stream past a block's last coded byte reads as zeros: table runs read these (delta_runs.c) */
-        memset(&d->in[d->in_len], 0, TFA_DELTA_PAD);
-    }
     if (!d->coder_ready) {
         if (d->in_len < 4 && d->block_left > 0) {
             return 0;
@@ -285,6 +312,9 @@ static int prv_decode_buffered(tfa_delta_t *d)
     memmove(d->in, &d->in[d->in_pos], unread);
     d->in_len = unread;
     d->in_pos = 0;
+    if (d->block_left == 0) {
+        prv_pad(d); /* the zeros moved with the end */
+    }
     return 0;
 }
 
@@ -294,6 +324,9 @@ static void prv_begin_block(tfa_delta_t *d, uint32_t coded_len)
     uint32_t left = d->out_len - d->out_pos;
     prv_reset_block(d);
     d->block_left = coded_len;
+    if (coded_len == 0) {
+        prv_pad(d);
+    }
     d->block_end = d->out_pos + (left < block ? left : block);
     d->state = ST_BLOCK_DATA;
 }
@@ -347,6 +380,9 @@ static int prv_feed(tfa_delta_t *d, const uint8_t *data, uint32_t len)
             d->block_left -= n;
             d->in_offset += n;
             i += n;
+            if (d->block_left == 0) {
+                prv_pad(d);
+            }
             int rc = prv_decode_buffered(d);
             if (rc < 0) {
                 return rc;
@@ -395,13 +431,17 @@ static int prv_init(tfa_delta_t *d, const tfa_flash_t *flash, uint32_t base_addr
     if (d == NULL || flash == NULL || out_len == 0) {
         return -TFA_ERR_DELTA_CORRUPT;
     }
-    /* a word at a time: the port's memset is a byte loop (8 KiB of it cost 6 instructions per output
-     * byte of a 2.7 KB model); volatile keeps the compiler from turning this back into a memset call */
-    _Static_assert(sizeof *d % 4u == 0, "tfa_delta_t is whole words");
+    /* only the fields before the adaptive models, a word at a time: each block start resets the models,
+     * the table and the input (prv_reset_block), the rest is written before it is read; clearing all
+     * 8 KiB cost 2.3 instructions per output byte of a 2.7 KB model. volatile keeps the compiler from
+     * turning this back into a call to the port's memset (a byte loop) */
+    _Static_assert(offsetof(tfa_delta_t, is_match) % 4u == 0, "the cleared head is whole words");
     volatile uint32_t *word = (volatile uint32_t *)(void *)d;
-    for (uint32_t i = 0; i < sizeof *d / 4u; i++) {
+    for (uint32_t i = 0; i < offsetof(tfa_delta_t, is_match) / 4u; i++) {
         word[i] = 0;
     }
+    d->bc_len = 0;
+    d->wbuf_len = 0;
     d->flash = flash;
     d->base_addr = base_addr;
     d->base_len = base_len;

@@ -7,12 +7,6 @@
 
 /* ---- range decoder over the buffered bytes of the current block ---- */
 
-/* Past the block's last coded byte the encoder's stream is zeros (it strips trailing zeros). */
-static uint8_t prv_next(tfa_delta_t *d)
-{
-    return d->in_pos < d->in_len ? d->in[d->in_pos++] : 0u;
-}
-
 /* A block's coder: full range, code = its first 4 bytes, big-endian. The caller starts it once 4 bytes
  * are buffered or the whole block is (then zeros follow it, TFA_DELTA_PAD): read unchecked (flash). */
 void tfa_delta_coder_start(tfa_delta_t *d)
@@ -94,65 +88,93 @@ uint32_t tfa_delta_tree_rate(tfa_delta_t *d, uint16_t *probs, uint32_t bits, uin
 }
 
 /* A number: its bit count through a tree (version 5: a ladder of classes, PROTOCOL 5.8), then the lower
- * bits (see tinyfleet/signing/rangecoder.py). */
+ * bits (see tinyfleet/signing/rangecoder.py). The coder's state in locals and the input unchecked, as in a
+ * tree: a number reads at most 22 coded bytes (escapes 6, count tree 12, equal-chance or direct bits 4,
+ * low tree 6), an op at most about 70, inside the look-ahead and the padding (issue 17: the calls for
+ * each escape bit and tree cost a third of a number's instructions). */
+_Static_assert(22u <= TFA_DELTA_PAD && 3u * 22u + 8u + 6u + 5u <= TFA_DELTA_LOOKAHEAD,
+               "a number fits the padding, an op's numbers the look-ahead");
+
 int tfa_delta_number(tfa_delta_t *d, uint16_t *probs, uint32_t *out)
 {
-    uint32_t bits;
     const uint32_t ladder = d->checkpoint.has_base & FLAG_NUMBERS;
+    const uint32_t shift = d->checkpoint.move_bits;
+    uint32_t range = d->range;
+    uint32_t code = d->code;
+    const uint8_t *in = &d->in[d->in_pos];
+    uint32_t first = 0;
+    uint32_t depth = NUMBER_TREE_BITS;
     if (ladder) {
         /* class k: counts from 0, 4, 8, 16 (2 << k), a tree of 2, 2, 3, 5 bits whose entries start there */
         uint32_t k = 0;
-        while (k < 3u && tfa_delta_bit(d, &probs[LADDER_ESCAPES + k])) {
+        while (k < 3u && tfa_delta_bit_local(&probs[LADDER_ESCAPES + k], shift, &range, &code, &in)) {
             k++;
         }
-        uint32_t first = k ? 2u << k : 0u;
-        bits = first + tfa_delta_tree(d, &probs[first + 1u], k < 2u ? 2u : 2u * k - 1u);
-    } else {
-        bits = tfa_delta_tree(d, &probs[1], NUMBER_TREE_BITS);
+        first = k ? 2u << k : 0u;
+        depth = k < 2u ? 2u : 2u * k - 1u;
     }
-    if (bits <= 1) {
-        *out = bits;
-        return 0;
-    }
-    if (bits > 32) {
-        return -TFA_ERR_DELTA_CORRUPT;
-    }
-    /* below the top bit: `spread` bits at equal chances, then the lowest `low` through a tree of their own
-     * per bit count (one copy of the inlined bit loop: flash, issue 15) */
-    uint32_t low = bits - 1 < NUMBER_LOW_BITS ? bits - 1 : NUMBER_LOW_BITS;
-    uint32_t value = 1;
-    if (ladder && bits > LADDER_LOW_MAX) {
-        /* version 5: all of them in steps of at most UNIFORM_MAX bits, the high ones first: q = code /
-         * (range >> w) as a table run's extra bits (PROTOCOL 5.6) */
-        low = 0;
-        uint32_t range = d->range;
-        uint32_t code = d->code;
-        for (uint32_t left = bits - 1u; left > 0;) {
-            uint32_t w = left > UNIFORM_MAX ? left - UNIFORM_MAX : left;
-            uint32_t r = range >> w;
-            uint32_t q = code / r;
-            if (q >> w) {
-                return -TFA_ERR_DELTA_CORRUPT;
-            }
-            code -= r * q;
-            range = r;
-            while (range < TOP) {
-                range <<= 8;
-                code = (code << 8) | prv_next(d);
-            }
-            value = (value << w) | q;
-            left -= w;
+    /* two trees with one copy of the bit loop (flash): the bit count's (node n: entry first + n), then
+     * the low bits' of that count (entry 64 + 8 * bits + n) */
+    uint16_t *tree = &probs[first];
+    uint32_t value = 0;
+    for (uint32_t pass = 0;; pass++) {
+        uint32_t node = 1;
+        while (node < (1u << depth)) {
+            node = (node << 1) | tfa_delta_bit_local(&tree[node], shift, &range, &code, &in);
         }
-        d->range = range;
-        d->code = code;
-    } else {
-        uint32_t spread = bits - 1 - low;
-        value = (value << spread) | tfa_delta_direct(d, spread);
+        node -= 1u << depth;
+        if (pass) {
+            value = (value << depth) | node;
+            break;
+        }
+        uint32_t bits = first + node;
+        if (bits <= 1) {
+            value = bits;
+            break;
+        }
+        if (bits > 32) {
+            return -TFA_ERR_DELTA_CORRUPT;
+        }
+        value = 1;
+        if (ladder && bits > LADDER_LOW_MAX) {
+            /* version 5: every bit below the top one in steps of at most UNIFORM_MAX bits, the high ones
+             * first: q = code / (range >> w) as a table run's extra bits (PROTOCOL 5.6) */
+            for (uint32_t left = bits - 1u; left > 0;) {
+                uint32_t w = left > UNIFORM_MAX ? left - UNIFORM_MAX : left;
+                uint32_t r = range >> w;
+                uint32_t q = code / r;
+                if (q >> w) {
+                    return -TFA_ERR_DELTA_CORRUPT;
+                }
+                code -= r * q;
+                range = r;
+                while (range < TOP) {
+                    range <<= 8;
+                    code = (code << 8) | *in++;
+                }
+                value = (value << w) | q;
+                left -= w;
+            }
+            break;
+        }
+        /* below the top bit: `spread` direct bits (versions 1-4), then the lowest `low` through the tree */
+        depth = bits - 1u < NUMBER_LOW_BITS ? bits - 1u : NUMBER_LOW_BITS;
+        for (uint32_t i = bits - 1u - depth; i > 0; i--) {
+            range >>= 1;
+            uint32_t bit = code >= range ? 1u : 0u;
+            code -= bit ? range : 0u;
+            value = (value << 1) | bit;
+            if (range < TOP) {
+                range <<= 8; /* one step: range was at least 2^24 before the halving */
+                code = (code << 8) | *in++;
+            }
+        }
+        tree = &probs[(1u << NUMBER_TREE_BITS) + bits * (1u << NUMBER_LOW_BITS)];
     }
-    if (low > 0) {
-        uint16_t *table = &probs[(1u << NUMBER_TREE_BITS) + bits * (1u << NUMBER_LOW_BITS) + 1u];
-        value = (value << low) | tfa_delta_tree(d, table, low);
-    }
+    d->range = range;
+    d->code = code;
+    uint32_t in_pos = (uint32_t)(in - d->in);
+    d->in_pos = in_pos < d->in_len ? in_pos : d->in_len; /* past the end: the padding's zeros, read again */
     *out = value;
     return 0;
 }

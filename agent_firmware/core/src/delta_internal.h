@@ -71,6 +71,34 @@ static inline __attribute__((always_inline)) uint32_t tfa_delta_bit_inline(tfa_d
     return bit;
 }
 
+/* One adaptive bit on the coder's state in the caller's locals (literals, numbers): through d the state
+ * is stored and reloaded at each bit. Unchecked input: a bit reads at most 2 coded bytes (the smallest
+ * probability is 7/2048), so the caller's step stays inside the look-ahead or the TFA_DELTA_PAD zeros;
+ * the caller clamps in_pos to in_len after it (past the end: the padding's zeros, read again). */
+static inline __attribute__((always_inline)) uint32_t tfa_delta_bit_local(uint16_t *prob, uint32_t shift,
+                                                                          uint32_t *range, uint32_t *code,
+                                                                          const uint8_t **in)
+{
+    uint32_t p = *prob;
+    uint32_t bound = (*range >> PROB_BITS) * p;
+    uint32_t bit;
+    if (*code < bound) {
+        *range = bound;
+        *prob = (uint16_t)(p + (((1u << PROB_BITS) - p) >> shift));
+        bit = 0;
+    } else {
+        *code -= bound;
+        *range -= bound;
+        *prob = (uint16_t)(p - (p >> shift));
+        bit = 1;
+    }
+    while (*range < TOP) {
+        *range <<= 8;
+        *code = (*code << 8) | *(*in)++;
+    }
+    return bit;
+}
+
 /* range decoder (delta_coder.c): bits with an adaptive probability, direct bits, trees, numbers */
 void tfa_delta_coder_start(tfa_delta_t *d);
 uint32_t tfa_delta_direct(tfa_delta_t *d, uint32_t count);

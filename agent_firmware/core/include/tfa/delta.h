@@ -21,6 +21,7 @@
 #define TFA_DELTA_NUMBER_PROBS (64u + 33u * 8u)
 #define TFA_DELTA_MANT_PROBS 256u /* mantissa trees of magnitude classes 2..8 (247 used) */
 #define TFA_DELTA_TABLE_SYMBOLS 256u /* format version 3 table runs: one symbol per byte */
+#define TFA_DELTA_BCACHE 16u   /* base bytes read at once for literals' match bytes */
 
 /* Where decoding can restart: a block boundary. Persist it as is (12 bytes). */
 typedef struct tfa_delta_checkpoint {
@@ -81,6 +82,10 @@ typedef struct tfa_delta {
     uint16_t t_index;             /* entries read */
     uint16_t t_prev;              /* the previous entry's frequency */
     uint8_t t_bucketed;           /* 1: 32 buckets, symbols from 16 on carry extra bits at equal chances */
+    /* the base bytes around the latest literal's match byte (TFA_DELTA_BCACHE from bc_at; bc_len 0:
+     * none yet): a literal's match byte through the flash contract cost about 40 Cortex-M4 instructions */
+    uint32_t bc_at, bc_len;
+    uint8_t bcache[TFA_DELTA_BCACHE];
     /* buffers */
     uint32_t in_len, in_pos;
     uint8_t in[TFA_DELTA_INBUF + TFA_DELTA_PAD]; /* data up to TFA_DELTA_INBUF, then room for the zeros */

@@ -1,0 +1,66 @@
+"""The encoder's choice by decode speed (issue 17): the fastest stream within SPEED_MARGIN of the smallest,
+or, when that one is estimated above SPEED_TARGET instructions per output byte, the smallest stream that
+meets the target and is at most SPEED_CAP larger; the estimate (decode_cost) adds up the work counted."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from tinyfleet.signing import delta, tensor_coder
+
+ROOT = Path(__file__).resolve().parents[2]
+V1_MODEL = (ROOT / "examples" / "vibration-1.0.0.tflite").read_bytes()
+OUT = 1000  # output bytes of the made-up candidates below
+
+
+def _stream(size: int, tag: int) -> bytes:
+    return bytes([tag]) * size
+
+
+def test_fastest_within_the_margin_when_it_meets_the_target() -> None:
+    small = (_stream(100, 1), 59 * OUT)
+    near_faster = (_stream(103, 2), 30 * OUT)
+    far_fastest = (_stream(110, 3), 10 * OUT)
+    assert delta.choose([small, near_faster, far_fastest], OUT) == near_faster[0]
+
+
+def test_a_larger_stream_that_meets_the_target_when_the_near_ones_do_not() -> None:
+    small = (_stream(100, 1), 200 * OUT)
+    near = (_stream(102, 2), 150 * OUT)
+    meets = (_stream(115, 3), 60 * OUT)
+    meets_larger = (_stream(118, 4), 20 * OUT)  # faster, but the smallest that meets the target is kept
+    too_large = (_stream(121, 5), 10 * OUT)  # beyond SPEED_CAP
+    assert delta.choose([small, near, meets, meets_larger, too_large], OUT) == meets[0]
+    assert delta.choose([small, near, too_large], OUT) == near[0]
+
+
+def test_decode_cost_adds_each_unit_of_work() -> None:
+    units = (delta.COST_BIT, delta.COST_DIRECT, delta.COST_SYMBOL, delta.COST_COPY, delta.COST_RUN)
+    assert delta.decode_cost((0, 0, 0, 0, 0), 10) == 10 * delta.COST_BYTE
+    for i, unit in enumerate(units):
+        work = tuple(3 if j == i else 0 for j in range(5))
+        assert delta.decode_cost(work, 0) == 3 * unit  # type: ignore[arg-type]
+
+
+def _pruned(model: bytes) -> bytes:
+    """The example model with its small weights zeroed and the others moved by at most one step: literals
+    with base matches are smallest, table runs much faster."""
+    rng = random.Random(1)
+    new = bytearray(model)
+    for t in tensor_coder.find_weight_tensors(model):
+        for i in range(t.start, t.start + t.length):
+            v = (new[i] + 128) % 256 - 128
+            new[i] = 0 if abs(v) < 20 else (v + rng.choice((-1, 0, 0, 1))) % 256
+    return bytes(new)
+
+
+def test_a_slow_smallest_stream_gives_way_to_a_fast_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    new = _pruned(V1_MODEL)
+    kept = delta.encode(new, V1_MODEL)
+    monkeypatch.setattr(delta, "SPEED_CAP", 0.0)
+    near = delta.encode(new, V1_MODEL)
+    assert delta.decode(kept, V1_MODEL) == new and delta.decode(near, V1_MODEL) == new
+    assert len(near) < len(kept) <= len(near) * (1 + 0.2)
