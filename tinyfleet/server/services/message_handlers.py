@@ -162,9 +162,10 @@ class MessageHandlers:
                 action.bytes_sent = action.fallback_bytes + totals[keys[action.id]]
                 session.add(action)
 
-    def _device_class(self, session: Session, device_id: str) -> int:
-        """A device's hardware class (it never changes), cached so that chunks need no database."""
-        hw = self._classes.get(device_id)
+    def _device_class(self, session: Session, device_id: str, *, fresh: bool = False) -> int:
+        """A device's hardware class, cached so that chunks need no database. A device's class never
+        changes, but its id may be deleted and provisioned again in another class (fresh: read again)."""
+        hw = None if fresh else self._classes.get(device_id)
         if hw is None:
             # The one column, not the row and its JSON columns: with one chunk request per device this
             # is no longer amortised (issue 12).
@@ -200,6 +201,11 @@ class MessageHandlers:
             return []
         hardware_class = self._device_class(session, device_id)
         entry = self.cache.lookup(session, package_id)
+        if entry is not None and entry[1] != hardware_class:
+            # Only the replica that deletes a device forgets its class: the id may have been provisioned
+            # again in another class through another replica. Read once more before refusing (refusals
+            # are rare: chunks served still read nothing).
+            hardware_class = self._device_class(session, device_id, fresh=True)
         if entry is None or entry[1] != hardware_class:
             # An empty chunk says "cannot serve this" so that the device fails fast, not by timeout.
             self.stats.count("events", "chunk_refused")
