@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.support.engine_quant16_models import build_model, compare_typed, model_names
-from tests.support.tflite_build import require_builder, schema
+from tests.support.tflite_build import pack, require_builder, schema
 from tests.support.tflm_arena import tflm_arena_bytes
 
 # --- tests ------------------------------------------------------------------------------------------
@@ -81,8 +81,6 @@ def test_keyword_model_bit_exact(prepared: None, shared_models: Path) -> None:
 def test_int16_softmax_outside_tflm_refused(prepared: None, scale: float, zp: int) -> None:
     """An int16 SOFTMAX output off TFLM's zero point -32768 or scale 1/65536 (within 0.1%): TFLM fails to
     prepare it, the engine refuses it by name."""
-    import flatbuffers
-
     from tinyfleet.device.engine import Engine, EngineError
     from tinyfleet.signing.codes import ErrorCode
 
@@ -96,8 +94,6 @@ def test_int16_softmax_outside_tflm_refused(prepared: None, scale: float, zp: in
     sg = m.subgraphs[0]
     out = sg.tensors[sg.operators[1].outputs[0]]
     out.quantization.scale, out.quantization.zeroPoint = [scale], [zp]
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
     with pytest.raises(EngineError) as err:
-        Engine(bytes(builder.Output()))
+        Engine(pack(m))
     assert err.value.code == ErrorCode.UNSUPPORTED_OP and err.value.op_name == "SOFTMAX"

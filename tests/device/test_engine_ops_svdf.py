@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.support.engine_svdf_models import build_model, compare_with_reset, model_names
-from tests.support.tflite_build import require_builder, schema
+from tests.support.tflite_build import pack, require_builder, schema
 from tests.support.tflm_arena import tflm_arena_bytes
 
 # --- tests ------------------------------------------------------------------------------------------
@@ -67,8 +67,6 @@ def test_svdf_102_sequence_bit_exact(prepared: None) -> None:
 def _bias_probe(name: str, out_scale_factor: float, bias0: int) -> bytes:
     """Model `name` with its output scale multiplied and its first bias replaced: with the input at its
     zero point the state stays 0, so output 0 is the output requantization of bias0 alone."""
-    import flatbuffers
-
     s = schema()
     m = s.ModelT.InitFromPackedBuf(build_model(name), 0)
     sg = m.subgraphs[0]
@@ -79,9 +77,7 @@ def _bias_probe(name: str, out_scale_factor: float, bias0: int) -> bytes:
     bias = np.frombuffer(bytes(bytearray(buf.data)), np.int32).copy()
     bias[0] = bias0
     buf.data = np.frombuffer(bias.tobytes(), np.uint8)
-    builder = flatbuffers.Builder(4096)
-    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return pack(m)
 
 
 # Biases whose requantized value lies within ~1e-6 of a rounding tie, where the multipliers from the
@@ -129,11 +125,7 @@ def keyword_svdf_model(model: bytes) -> bytes:
     sg.tensors[first.inputs[0]].quantization.zeroPoint = [3]
     sg.operators = sg.operators[:-2]
     sg.outputs = [softmax.inputs[0]]
-    import flatbuffers
-
-    builder = flatbuffers.Builder(1 << 16)
-    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return pack(m)
 
 
 def test_keyword_model_svdf_layers_bit_exact(prepared: None, shared_models: Path) -> None:

@@ -122,7 +122,7 @@ def _build_pool(rng: np.random.Generator, tf: Any) -> tuple[Any, list[tuple[floa
 def _build_binary(rng: np.random.Generator, tf: Any) -> tuple[Any, list[tuple[float, float]]]:
     L = tf.keras.layers
     h, w, c = _conv_shape(rng)
-    full = (h, w, c)
+    full: tuple[int, ...] = (h, w, c)
     # the second operand broadcasts along some axes (all combinations of 1s, incl. none)
     mask = rng.random(3) < 0.5
     other = tuple(1 if m else d for m, d in zip(mask, full, strict=True))
@@ -182,13 +182,20 @@ BUILDERS: dict[str, Callable[[np.random.Generator, Any], tuple[Any, list[tuple[f
 }
 
 
-def build_model(name: str, tf: Any) -> bytes:
-    """The int8 model `family-seed`: the same bytes for the same name (and TensorFlow version)."""
+def start_build(name: str, families: list[str], tf: Any, seed_offset: int = 0) -> tuple[str, int, int]:
+    """The family, seed and family index of the model `family-seed`, Keras reset (layer names, in the
+    model bytes, must not depend on earlier builds) and seeded from them."""
     family, seed_text = name.rsplit("-", 1)
     seed = int(seed_text)
-    family_index = FAMILIES.index(family)
-    tf.keras.backend.clear_session()  # layer names (in the model bytes) must not depend on earlier builds
-    tf.keras.utils.set_random_seed(seed * 16 + family_index)
+    family_index = families.index(family)
+    tf.keras.backend.clear_session()
+    tf.keras.utils.set_random_seed(seed * 16 + family_index + seed_offset)
+    return family, seed, family_index
+
+
+def build_model(name: str, tf: Any) -> bytes:
+    """The int8 model `family-seed`: the same bytes for the same name (and TensorFlow version)."""
+    family, seed, family_index = start_build(name, FAMILIES, tf)
     rng = np.random.default_rng([seed, family_index])
     model, ranges = BUILDERS[family](rng, tf)
     if family != "ae":  # the autoencoder keeps Keras' initial weights, like the model that found the bug
@@ -236,7 +243,7 @@ def _main(out_dir: str, names: list[str]) -> None:
 # --- comparison -------------------------------------------------------------------------------------
 
 GENERATOR_KEY = generator_key(
-    _input_range, _spread_weights, _conv_geometry, build_model, convert_int8, *BUILDERS.values()
+    _input_range, _spread_weights, _conv_geometry, start_build, build_model, convert_int8, *BUILDERS.values()
 )
 CACHE = REPO / "build" / "engine-differential" / GENERATOR_KEY
 

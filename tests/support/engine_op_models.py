@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.support.engine_differential import convert_int8, family_names
+from tests.support.engine_differential import convert_int8, family_names, start_build
 from tests.support.model_cache import build_missing, generator_key, write_models
 from tests.support.paths import REPO
 
@@ -146,13 +146,14 @@ def _build_transpose_conv(rng: np.random.Generator, tf: Any) -> tuple[Any, list[
     L = tf.keras.layers
     h, w, c = int(rng.integers(1, 8)), int(rng.integers(1, 8)), int(rng.integers(1, 6))
     x = L.Input((h, w, c), batch_size=1)
+    activations: list[Any] = [None, "relu"]  # Any: rng.choice of str | None
     layer = L.Conv2DTranspose(
         int(rng.integers(1, 9)),
         (int(rng.integers(1, 5)), int(rng.integers(1, 5))),
         strides=(int(rng.integers(1, 4)), int(rng.integers(1, 4))),
         padding=str(rng.choice(["same", "valid"])),
         use_bias=bool(rng.random() < 0.7),
-        activation=rng.choice([None, "relu"]),
+        activation=rng.choice(activations),
     )
     y = layer(x)
     kernel = layer.get_weights()
@@ -176,11 +177,7 @@ BUILDERS: dict[str, Callable[[np.random.Generator, Any], tuple[Any, list[tuple[f
 
 def build_model(name: str, tf: Any) -> bytes:
     """The int8 model `family-seed`: the same bytes for the same name (and TensorFlow version)."""
-    family, seed_text = name.rsplit("-", 1)
-    seed = int(seed_text)
-    family_index = FAMILIES.index(family)
-    tf.keras.backend.clear_session()
-    tf.keras.utils.set_random_seed(seed * 16 + family_index + 1000)
+    family, seed, family_index = start_build(name, FAMILIES, tf, seed_offset=1000)
     rng = np.random.default_rng([seed, family_index, 15])
     model, ranges = BUILDERS[family](rng, tf)
     return convert_int8(tf, model, ranges, np.random.default_rng([seed, family_index, 16]))
@@ -190,7 +187,9 @@ def _main(out_dir: str, names: list[str]) -> None:
     write_models(out_dir, names, build_model)
 
 
-GENERATOR_KEY = generator_key(_input_range, _front, build_model, convert_int8, *BUILDERS.values())
+GENERATOR_KEY = generator_key(
+    _input_range, _front, start_build, build_model, convert_int8, *BUILDERS.values()
+)
 CACHE = REPO / "build" / "engine-differential-ops" / GENERATOR_KEY
 
 

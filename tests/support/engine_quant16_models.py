@@ -74,13 +74,7 @@ def build_model(name: str) -> bytes:
         )
         ops.append((0, [x], [y], None))
         x = y
-    codes = []
-    for builtin in (s.BuiltinOperator.QUANTIZE, s.BuiltinOperator.SOFTMAX):
-        code = s.OperatorCodeT()
-        code.builtinCode = builtin
-        code.deprecatedBuiltinCode = builtin
-        code.version = 1
-        codes.append(code)
+    codes = [m.opcode(s.BuiltinOperator.QUANTIZE), m.opcode(s.BuiltinOperator.SOFTMAX)]
     operators = []
     for index, inputs, outputs, opts in ops:
         op = s.OperatorT()
@@ -90,22 +84,7 @@ def build_model(name: str) -> bytes:
             op.builtinOptionsType = s.BuiltinOptions.SoftmaxOptions
             op.builtinOptions = opts
         operators.append(op)
-    sg = s.SubGraphT()
-    sg.tensors = m.tensors
-    sg.inputs = [graph_in]
-    sg.outputs = [x]
-    sg.operators = operators
-    model = s.ModelT()
-    model.version = 3
-    model.operatorCodes = codes
-    model.subgraphs = [sg]
-    model.buffers = m.buffers
-    model.description = "tinyfleet quant16 differential model"
-    import flatbuffers
-
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return m.finish(codes, operators, [graph_in], [x], "tinyfleet quant16 differential model")
 
 
 def model_names(count: int, first_seed: int = 0) -> list[str]:
@@ -131,7 +110,7 @@ def compare_typed(model: bytes, runs: int, seed: int = 0) -> int:
         elif info.dtype == np.float32:
             x = (rng.standard_normal(info.shape) * 10 ** rng.uniform(-4, 3)).astype(np.float32)
         else:
-            x = rng.integers(lo, hi + 1, size=info.shape).astype(info.dtype)
+            x = rng.integers(int(lo), int(hi) + 1, size=info.shape).astype(info.dtype)
         engine.set_input(0, x)
         interp.set_input(x, 0)
         engine.invoke()

@@ -88,26 +88,8 @@ def build_model(name: str) -> bytes:
         x, op = _svdf_layer(m, rng, x, batch, x_scale)
         x_scale = m.tensors[x].quantization.scale[0]
         ops.append(op)
-    code = s.OperatorCodeT()
-    code.builtinCode = s.BuiltinOperator.SVDF
-    code.deprecatedBuiltinCode = s.BuiltinOperator.SVDF
-    code.version = 1
-    sg = s.SubGraphT()
-    sg.tensors = m.tensors
-    sg.inputs = [graph_in]
-    sg.outputs = [x]
-    sg.operators = ops
-    model = s.ModelT()
-    model.version = 3
-    model.operatorCodes = [code]
-    model.subgraphs = [sg]
-    model.buffers = m.buffers
-    model.description = "tinyfleet svdf differential model"
-    import flatbuffers
-
-    builder = flatbuffers.Builder(4096)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    codes = [m.opcode(s.BuiltinOperator.SVDF)]
+    return m.finish(codes, ops, [graph_in], [x], "tinyfleet svdf differential model")
 
 
 def model_names(count: int, first_seed: int = 0) -> list[str]:
