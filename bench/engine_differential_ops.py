@@ -1,15 +1,15 @@
 """Differential sweep of the engine's issue-15 ops (SQUEEZE, SPLIT, STRIDED_SLICE, TANH, HARD_SWISH,
 RESIZE_NEAREST_NEIGHBOR, TRANSPOSE_CONV) against TFLM on random int8 models.
 
-Models come from tests/device/test_engine_ops_differential.py (`family-seed`, built by TensorFlow, cached
+Models come from tests/support/engine_op_models.py (`family-seed`, built by TensorFlow, cached
 under build/engine-differential-ops/); each runs on random int8 inputs (the first two all -128 and all
 127) in the engine and in TFLM's Python interpreter, elementwise families also on the whole int8 range;
 with --arena every model's arena is checked against TFLM's recorded arena (a child process per model).
 
-SVDF models (tests/device/test_engine_ops_svdf.py, written as flatbuffers, not converted) run their
+SVDF models (tests/support/engine_svdf_models.py, written as flatbuffers, not converted) run their
 inputs as one sequence, the state carried from each invocation to the next, then again after a reset of
 both interpreters: --svdf N of them (0: none). int16/int32 QUANTIZE and int8 -> int16 SOFTMAX models
-(tests/device/test_engine_ops_quant16.py, flatbuffers too) run on random inputs over their input type's
+(tests/support/engine_quant16_models.py, flatbuffers too) run on random inputs over their input type's
 range: --quant16 N of them.
 
 Usage: .venv/bin/python bench/engine_differential_ops.py [--per-family N] [--first-seed S] [--runs R]
@@ -29,20 +29,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.device.test_engine_ops_differential import (  # noqa: E402
+from tests.support.engine_differential import Difference, compare  # noqa: E402
+from tests.support.engine_op_models import (  # noqa: E402
     ELEMENTWISE,
     FAMILIES,
     ensure_models,
     model_names,
     whole_range_differs,
 )
-from tests.device.test_engine_ops_quant16 import build_model as build_quant16  # noqa: E402
-from tests.device.test_engine_ops_quant16 import compare_typed  # noqa: E402
-from tests.device.test_engine_ops_quant16 import model_names as quant16_names  # noqa: E402
-from tests.device.test_engine_ops_svdf import build_model as build_svdf  # noqa: E402
-from tests.device.test_engine_ops_svdf import compare_with_reset  # noqa: E402
-from tests.device.test_engine_ops_svdf import model_names as svdf_names  # noqa: E402
-from tests.support.engine_differential import Difference, compare  # noqa: E402
+from tests.support.engine_quant16_models import build_model as build_quant16  # noqa: E402
+from tests.support.engine_quant16_models import compare_typed  # noqa: E402
+from tests.support.engine_quant16_models import model_names as quant16_names  # noqa: E402
+from tests.support.engine_svdf_models import build_model as build_svdf  # noqa: E402
+from tests.support.engine_svdf_models import compare_with_reset  # noqa: E402
+from tests.support.engine_svdf_models import model_names as svdf_names  # noqa: E402
 from tests.support.tflm_arena import tflm_arena_bytes  # noqa: E402
 from tinyfleet.device.engine import Engine, EngineError  # noqa: E402
 

@@ -1,232 +1,24 @@
 """Differential testing of the ops added for issue 15's next models (SQUEEZE, SPLIT, STRIDED_SLICE, ...)
-against TFLM on randomly generated int8 models, and their arena against TFLM's.
-
-The same scheme as tests/support/engine_differential.py (which holds `compare`): a model is named
-`family-seed`, built by TensorFlow from that name alone in a child process, cached under
-build/engine-differential-ops/<hash of this generator>/ (a cache of its own, so adding a family here
-does not rebuild the other generator's models). bench/engine_differential_ops.py runs many more.
-
-Build models by hand: python -m tests.device.test_engine_ops_differential OUT_DIR squeeze-3 split-7 ...
+against TFLM on randomly generated int8 models (tests/support/engine_op_models.py), and their arena
+against TFLM's. bench/engine_differential_ops.py runs many more.
 """
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import subprocess
-import sys
-from collections.abc import Callable, Iterable
-from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
 
 from tests.support.engine_differential import compare
-from tests.support.model_cache import build_missing, write_models
+from tests.support.engine_op_models import (
+    ELEMENTWISE,
+    FAMILY_OP,
+    ensure_models,
+    model_names,
+    whole_range_differs,
+)
 from tests.support.paths import REPO
 from tests.support.tflm_arena import tflm_arena_bytes
-
-FAMILIES = ["squeeze", "split", "strided_slice", "tanh", "hard_swish", "resize_nearest", "transpose_conv"]
-# the op each family must contain (the converter may rewrite a layer into another op)
-FAMILY_OP = {
-    "squeeze": "SQUEEZE",
-    "split": "SPLIT",
-    "strided_slice": "STRIDED_SLICE",
-    "tanh": "TANH",
-    "hard_swish": "HARD_SWISH",
-    "resize_nearest": "RESIZE_NEAREST_NEIGHBOR",
-    "transpose_conv": "TRANSPOSE_CONV",
-}
-# elementwise function families: their models take 256 int8 inputs, also fed the whole int8 range
-ELEMENTWISE = {"tanh", "hard_swish"}
-
-
-# --- model generation (runs in the child process, which imports TensorFlow) ---------------------------
-
-
-def _input_range(rng: np.random.Generator) -> tuple[float, float]:
-    """A float range whose int8 zero point spans the whole int8 range, scales over 4 decades."""
-    zp = int(rng.integers(-128, 128))
-    scale = float(10 ** rng.uniform(-3, 1))
-    return (-128 - zp) * scale, (127 - zp) * scale
-
-
-def _front(rng: np.random.Generator, tf: Any, x: Any) -> Any:
-    """Half the models get a 1x1 conv first, so the op's input has a requantized scale of its own."""
-    if rng.random() < 0.5:
-        return x
-    return tf.keras.layers.Conv2D(int(x.shape[-1]), 1)(x)
-
-
-def _build_squeeze(rng: np.random.Generator, tf: Any) -> tuple[Any, list[tuple[float, float]]]:
-    L = tf.keras.layers
-    shape: list[int | None] = [int(rng.integers(1, 6)) for _ in range(3)]
-    ones = [d for d in range(3) if rng.random() < 0.5] or [int(rng.integers(0, 3))]
-    # Two unknown dims in the output (the batch and a kept one, 1 in the model) keep the converter from
-    # turning the squeeze into a RESHAPE (which can only express one unknown dim).
-    unknown = int(rng.integers(0, 2))
-    ones = [d for d in ones if d != unknown] or [2]
-    for d in ones:
-        shape[d] = 1
-    shape[unknown] = None
-    x = L.Input(tuple(shape), batch_size=None)
-    y = _front(rng, tf, x)
-    axes = [d + 1 for d in ones]
-    y = L.Lambda(lambda t: tf.squeeze(t, axis=axes))(y)
-    return tf.keras.Model(x, y), [_input_range(rng)]
-
-
-def _build_split(rng: np.random.Generator, tf: Any) -> tuple[Any, list[tuple[float, float]]]:
-    L = tf.keras.layers
-    parts = int(rng.integers(2, 5))
-    shape = [int(rng.integers(1, 6)) for _ in range(3)]
-    axis = int(rng.integers(0, 3))
-    shape[axis] = parts * int(rng.integers(1, 4))
-    x = L.Input(tuple(shape), batch_size=1)
-    y = _front(rng, tf, x)
-    neg = rng.random() < 0.3
-    outs = L.Lambda(lambda t: tf.split(t, parts, axis=axis - 3 if neg else axis + 1))(y)
-    return tf.keras.Model(x, list(outs)), [_input_range(rng)]
-
-
-def _build_strided_slice(rng: np.random.Generator, tf: Any) -> tuple[Any, list[tuple[float, float]]]:
-    L = tf.keras.layers
-    shape = [int(rng.integers(1, 9)) for _ in range(3)]
-    x = L.Input(tuple(shape), batch_size=1)
-    y = _front(rng, tf, x)
-    slices: list[Any] = [slice(None)]
-    for d in shape:
-        kind = rng.random()
-        if kind < 0.15:
-            slices.append(int(rng.integers(-d, d)))  # shrink axis
-            continue
-        while True:  # an empty slice would make the converter fold the whole model away
-            stride = int(rng.choice([1, 2, 3, -1, -2]))
-            lo = int(rng.integers(-d - 2, d + 2)) if rng.random() < 0.7 else None
-            hi = int(rng.integers(-d - 2, d + 2)) if rng.random() < 0.7 else None
-            if len(range(d)[slice(lo, hi, stride)]) > 0:
-                break
-        slices.append(slice(lo, hi, stride))
-    key = tuple(slices)
-    y = L.Lambda(lambda t: t[key])(y)
-    return tf.keras.Model(x, y), [_input_range(rng)]
-
-
-def _build_tanh(rng: np.random.Generator, tf: Any) -> tuple[Any, list[tuple[float, float]]]:
-    L = tf.keras.layers
-    x = L.Input((256,), batch_size=1)
-    # directly on the input (its scale over 4 decades), or after an FC with a scale of its own
-    y = L.Dense(256)(x) if rng.random() < 0.3 else x
-    y = L.Activation("tanh")(y)
-    return tf.keras.Model(x, y), [_input_range(rng)]
-
-
-def _build_hard_swish(rng: np.random.Generator, tf: Any) -> tuple[Any, list[tuple[float, float]]]:
-    L = tf.keras.layers
-    x = L.Input((256,), batch_size=1)
-    y = L.Dense(256)(x) if rng.random() < 0.3 else x
-    # x * relu6(x + 3) / 6, which the converter fuses into HARD_SWISH
-    y = L.Lambda(lambda t: t * tf.nn.relu6(t + 3.0) * (1.0 / 6.0))(y)
-    return tf.keras.Model(x, y), [_input_range(rng)]
-
-
-def _build_resize_nearest(rng: np.random.Generator, tf: Any) -> tuple[Any, list[tuple[float, float]]]:
-    L = tf.keras.layers
-    h, w, c = int(rng.integers(1, 9)), int(rng.integers(1, 9)), int(rng.integers(1, 5))
-    x = L.Input((h, w, c), batch_size=1)
-    y = _front(rng, tf, x)
-    size = [int(rng.integers(1, 17)), int(rng.integers(1, 17))]
-    mode = int(rng.integers(0, 3))  # plain, align_corners, half_pixel_centers
-    y = L.Lambda(
-        lambda t: tf.compat.v1.image.resize_nearest_neighbor(
-            t, size, align_corners=mode == 1, half_pixel_centers=mode == 2
-        )
-    )(y)
-    return tf.keras.Model(x, y), [_input_range(rng)]
-
-
-def _build_transpose_conv(rng: np.random.Generator, tf: Any) -> tuple[Any, list[tuple[float, float]]]:
-    L = tf.keras.layers
-    h, w, c = int(rng.integers(1, 8)), int(rng.integers(1, 8)), int(rng.integers(1, 6))
-    x = L.Input((h, w, c), batch_size=1)
-    layer = L.Conv2DTranspose(
-        int(rng.integers(1, 9)),
-        (int(rng.integers(1, 5)), int(rng.integers(1, 5))),
-        strides=(int(rng.integers(1, 4)), int(rng.integers(1, 4))),
-        padding=str(rng.choice(["same", "valid"])),
-        use_bias=bool(rng.random() < 0.7),
-        activation=rng.choice([None, "relu"]),
-    )
-    y = layer(x)
-    kernel = layer.get_weights()
-    kernel[0] = (rng.normal(0, 1, size=kernel[0].shape) * 10 ** rng.uniform(-2, 1)).astype(np.float32)
-    if len(kernel) > 1:
-        kernel[1] = rng.normal(0, 1, size=kernel[1].shape).astype(np.float32)
-    layer.set_weights(kernel)
-    return tf.keras.Model(x, y), [_input_range(rng)]
-
-
-BUILDERS: dict[str, Callable[[np.random.Generator, Any], tuple[Any, list[tuple[float, float]]]]] = {
-    "squeeze": _build_squeeze,
-    "split": _build_split,
-    "strided_slice": _build_strided_slice,
-    "tanh": _build_tanh,
-    "hard_swish": _build_hard_swish,
-    "resize_nearest": _build_resize_nearest,
-    "transpose_conv": _build_transpose_conv,
-}
-
-
-def build_model(name: str, tf: Any) -> bytes:
-    """The int8 model `family-seed`: the same bytes for the same name (and TensorFlow version)."""
-    family, seed_text = name.rsplit("-", 1)
-    seed = int(seed_text)
-    family_index = FAMILIES.index(family)
-    tf.keras.backend.clear_session()
-    tf.keras.utils.set_random_seed(seed * 16 + family_index + 1000)
-    rng = np.random.default_rng([seed, family_index, 15])
-    model, ranges = BUILDERS[family](rng, tf)
-    data_rng = np.random.default_rng([seed, family_index, 16])
-
-    def representative() -> Iterable[list[np.ndarray]]:
-        for _ in range(24):
-            yield [
-                data_rng.uniform(lo, hi, size=(1, *(d or 1 for d in inp.shape[1:]))).astype(np.float32)
-                for inp, (lo, hi) in zip(model.inputs, ranges, strict=True)
-            ]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    return bytes(conv.convert())
-
-
-def _main(out_dir: str, names: list[str]) -> None:
-    write_models(out_dir, names, build_model)
-
-
-# --- comparison -------------------------------------------------------------------------------------
-
-GENERATOR_KEY = hashlib.sha256(
-    "".join(inspect.getsource(f) for f in (_input_range, _front, build_model, *BUILDERS.values())).encode()
-).hexdigest()[:12]
-CACHE = REPO / "build" / "engine-differential-ops" / GENERATOR_KEY
-
-
-def model_names(count_per_family: int, first_seed: int = 0) -> list[str]:
-    return [f"{fam}-{seed}" for seed in range(first_seed, first_seed + count_per_family) for fam in FAMILIES]
-
-
-def ensure_models(names: list[str], jobs: int = 1, cache: Path = CACHE) -> Path:
-    """Build the missing models in `jobs` child processes; returns the cache directory."""
-    return build_missing(names, "tests.device.test_engine_ops_differential", cache, jobs)
-
-
-# --- tests ------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -253,23 +45,6 @@ def test_random_op_model_bit_exact(prepared: None, name: str) -> None:
     assert Engine(model).arena_used <= tflm_arena_bytes(path)
 
 
-def whole_range_differs(model: bytes) -> list[int]:
-    """Feed -128..127 once (a 256-element input) to engine and TFLM; the inputs whose outputs differ."""
-    from tflite_micro.python.tflite_micro import runtime
-
-    from tinyfleet.device.engine import Engine
-
-    engine = Engine(model)
-    interp = runtime.Interpreter.from_bytes(model)
-    x = np.arange(-128, 128, dtype=np.int8).reshape(engine.input_info(0).shape)
-    engine.set_input(0, x)
-    interp.set_input(x, 0)
-    engine.invoke()
-    interp.invoke()
-    ours, theirs = engine.get_output(0).reshape(-1), interp.get_output(0).reshape(-1)
-    return [int(v) for v in x.reshape(-1)[ours != theirs]]
-
-
 @pytest.mark.parametrize("name", [n for n in DEFAULT if n.rsplit("-", 1)[0] in ELEMENTWISE])
 def test_elementwise_whole_int8_range(prepared: None, name: str) -> None:
     cache = ensure_models(DEFAULT, jobs=2)
@@ -293,7 +68,3 @@ def test_random_op_model_sweep_bit_exact(prepared: None) -> None:
             refused.append(name)
     assert not found, found[:5]
     assert len(refused) <= len(SWEEP) // 10, refused
-
-
-if __name__ == "__main__":
-    _main(sys.argv[1], sys.argv[2:])

@@ -1,6 +1,7 @@
 """State several replicas share through the database (issue 16): telemetry rollups written by two
 replicas at once add up, chunk bytes served by one replica are seen by another, and reported states
-handled out of order keep the newer one. Also the replica settings."""
+handled out of order keep the newer one, a device's hardware class cached by one replica follows the
+device's id provisioned again by another. Also the replica settings."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tinyfleet.server.config import ConfigError, settings_from_env
 from tinyfleet.server.db import make_engine, session_scope, upgrade_to_head
 from tinyfleet.server.models import TelemetryReport, TelemetryRollup
 from tinyfleet.server.services import rollups
+from tinyfleet.server.services.messages import DeviceMessages, decode_chunk
 from tinyfleet.server.services.served import ServedBytes
 
 SHA = "ab" * 32
@@ -142,3 +144,31 @@ def test_replica_settings() -> None:
         settings_from_env({"TINYFLEET_REPLICA_NAME": "a/b"})
     with pytest.raises(ConfigError, match="TINYFLEET_LEADER_CHECK_SECONDS"):
         settings_from_env({"TINYFLEET_LEADER_CHECK_SECONDS": "0"})
+
+
+def test_a_device_id_provisioned_again_in_another_class_is_served_by_every_replica(
+    api: Api, shared_models: Path
+) -> None:
+    """Each replica caches a device's hardware class (chunks need no database) and only the replica that
+    deletes a device forgets it: after its id is provisioned again in another class, through another
+    replica, this one still serves that class's packages (and no longer the old class's)."""
+    model = api.ok("POST", "/api/models", 201, json={"name": "hello"})
+    tflite = (shared_models / "pairs" / "hello_world_int8.0.tflite").read_bytes()
+    package = {}
+    for hw in (1, 2):
+        params = {"version": "1.0.0", "hardware_class": hw}
+        version = api.ok("POST", f"/api/models/{model['id']}/versions", 201, params=params, content=tflite)
+        (package[hw],) = [p["id"] for p in version["packages"] if p["hardware_class"] == hw]
+    api.ok("POST", "/api/devices", 201, json={"id": "dev-c", "hardware_class": 1})
+    other = DeviceMessages(api.ctx.db, default_chunk_size=1024)  # another replica's gateway
+
+    def chunk(package_id: str, offset: int) -> bytes:
+        req = {"package_id": package_id, "offset": offset, "length": 64}
+        (reply,) = other.handle("tf/dev-c/chunk/req", json.dumps(req).encode())
+        return decode_chunk(reply.payload)[3]
+
+    assert len(chunk(package[1], 0)) == 64 and chunk(package[2], 0) == b""
+    api.ok("DELETE", "/api/devices/dev-c", 204)  # through this replica: `other` is not told
+    api.ok("POST", "/api/devices", 201, json={"id": "dev-c", "hardware_class": 2})
+    assert len(chunk(package[2], 64)) == 64
+    assert chunk(package[1], 128) == b""

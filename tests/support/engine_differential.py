@@ -15,8 +15,6 @@ Build models by hand: python -m tests.support.engine_differential OUT_DIR fc-3 c
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -25,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.support.model_cache import build_missing, write_models
+from tests.support.model_cache import build_missing, generator_key, write_models
 from tests.support.paths import REPO
 
 FAMILIES = ["fc", "conv", "dw", "pool", "binary", "mixed", "ae"]
@@ -124,7 +122,7 @@ def _build_pool(rng: np.random.Generator, tf: Any) -> tuple[Any, list[tuple[floa
 def _build_binary(rng: np.random.Generator, tf: Any) -> tuple[Any, list[tuple[float, float]]]:
     L = tf.keras.layers
     h, w, c = _conv_shape(rng)
-    full = (h, w, c)
+    full: tuple[int, ...] = (h, w, c)
     # the second operand broadcasts along some axes (all combinations of 1s, incl. none)
     mask = rng.random(3) < 0.5
     other = tuple(1 if m else d for m, d in zip(mask, full, strict=True))
@@ -184,13 +182,20 @@ BUILDERS: dict[str, Callable[[np.random.Generator, Any], tuple[Any, list[tuple[f
 }
 
 
-def build_model(name: str, tf: Any) -> bytes:
-    """The int8 model `family-seed`: the same bytes for the same name (and TensorFlow version)."""
+def start_build(name: str, families: list[str], tf: Any, seed_offset: int = 0) -> tuple[str, int, int]:
+    """The family, seed and family index of the model `family-seed`, Keras reset (layer names, in the
+    model bytes, must not depend on earlier builds) and seeded from them."""
     family, seed_text = name.rsplit("-", 1)
     seed = int(seed_text)
-    family_index = FAMILIES.index(family)
-    tf.keras.backend.clear_session()  # layer names (in the model bytes) must not depend on earlier builds
-    tf.keras.utils.set_random_seed(seed * 16 + family_index)
+    family_index = families.index(family)
+    tf.keras.backend.clear_session()
+    tf.keras.utils.set_random_seed(seed * 16 + family_index + seed_offset)
+    return family, seed, family_index
+
+
+def build_model(name: str, tf: Any) -> bytes:
+    """The int8 model `family-seed`: the same bytes for the same name (and TensorFlow version)."""
+    family, seed, family_index = start_build(name, FAMILIES, tf)
     rng = np.random.default_rng([seed, family_index])
     model, ranges = BUILDERS[family](rng, tf)
     if family != "ae":  # the autoencoder keeps Keras' initial weights, like the model that found the bug
@@ -198,11 +203,24 @@ def build_model(name: str, tf: Any) -> bytes:
             _spread_weights(layer, rng)
     per_tensor = bool(rng.random() < 0.4) or family == "ae"
     data_rng = np.random.default_rng([seed, family_index, 1])
+    return convert_int8(tf, model, ranges, data_rng, per_tensor=per_tensor)
+
+
+def convert_int8(
+    tf: Any,
+    model: Any,
+    ranges: list[tuple[float, float]],
+    data_rng: np.random.Generator,
+    per_tensor: bool = False,
+) -> bytes:
+    """The Keras model as an int8 .tflite (int8 input and output), calibrated on 24 inputs drawn from
+    each input's float range by data_rng (a dimension the model leaves unknown: 1); per_tensor: one
+    scale per weight tensor, not per channel. Shared by the generators here and in engine_op_models.py."""
 
     def representative() -> Iterable[list[np.ndarray]]:
         for _ in range(24):
             yield [
-                data_rng.uniform(lo, hi, size=(1, *inp.shape[1:])).astype(np.float32)
+                data_rng.uniform(lo, hi, size=(1, *(d or 1 for d in inp.shape[1:]))).astype(np.float32)
                 for inp, (lo, hi) in zip(model.inputs, ranges, strict=True)
             ]
 
@@ -224,15 +242,19 @@ def _main(out_dir: str, names: list[str]) -> None:
 
 # --- comparison -------------------------------------------------------------------------------------
 
-_GENERATOR: list[Callable[..., Any]] = [_input_range, _spread_weights, _conv_geometry, build_model]
-GENERATOR_KEY = hashlib.sha256(
-    "".join(inspect.getsource(f) for f in (*_GENERATOR, *BUILDERS.values())).encode()
-).hexdigest()[:12]
+GENERATOR_KEY = generator_key(
+    _input_range, _spread_weights, _conv_geometry, start_build, build_model, convert_int8, *BUILDERS.values()
+)
 CACHE = REPO / "build" / "engine-differential" / GENERATOR_KEY
 
 
+def family_names(families: list[str], count_per_family: int, first_seed: int = 0) -> list[str]:
+    """`family-seed` for each seed, every family per seed."""
+    return [f"{fam}-{seed}" for seed in range(first_seed, first_seed + count_per_family) for fam in families]
+
+
 def model_names(count_per_family: int, first_seed: int = 0) -> list[str]:
-    return [f"{fam}-{seed}" for seed in range(first_seed, first_seed + count_per_family) for fam in FAMILIES]
+    return family_names(FAMILIES, count_per_family, first_seed)
 
 
 def ensure_models(names: list[str], jobs: int = 1, cache: Path = CACHE) -> Path:

@@ -3,6 +3,8 @@ import and keeps state), shared by the engine's differential tests and their ben
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import os
 import subprocess
 import sys
@@ -11,6 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.paths import REPO
+
+
+def generator_key(*functions: Callable[..., Any]) -> str:
+    """The cache key of a generator: a hash of its functions' source text, so that changing any of them
+    builds its models again (in a new directory: the old ones stay valid for the old source)."""
+    return hashlib.sha256("".join(inspect.getsource(f) for f in functions).encode()).hexdigest()[:12]
 
 
 def build_missing(names: list[str], generator_module: str, cache: Path, jobs: int = 1) -> Path:

@@ -66,6 +66,40 @@ class ModelBuilder:
         self.tensors.append(t)
         return len(self.tensors) - 1
 
+    def opcode(self, builtin: int) -> Any:
+        """The operator code (version 1) of a builtin operator."""
+        code = self.s.OperatorCodeT()
+        code.builtinCode = builtin
+        code.deprecatedBuiltinCode = builtin
+        code.version = 1
+        return code
+
+    def finish(
+        self, codes: list[Any], operators: list[Any], inputs: list[int], outputs: list[int], about: str
+    ) -> bytes:
+        """The .tflite bytes of a model of one subgraph: these tensors and buffers, the operators in order."""
+        sg = self.s.SubGraphT()
+        sg.tensors = self.tensors
+        sg.inputs = inputs
+        sg.outputs = outputs
+        sg.operators = operators
+        model = self.s.ModelT()
+        model.version = 3
+        model.operatorCodes = codes
+        model.subgraphs = [sg]
+        model.buffers = self.buffers
+        model.description = about
+        return pack(model)
+
+
+def pack(model: Any) -> bytes:
+    """A schema ModelT as .tflite bytes."""
+    import flatbuffers
+
+    builder = flatbuffers.Builder(4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
 
 def require_builder() -> None:
     """Skips the calling test without tflite-micro's interpreter (the oracle) or the schema module."""

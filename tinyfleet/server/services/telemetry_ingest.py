@@ -31,10 +31,10 @@ from tinyfleet.server.db import session_scope
 from tinyfleet.server.models import Device
 from tinyfleet.server.services import devices as devsvc
 from tinyfleet.server.services import telemetry as telsvc
-from tinyfleet.server.services.messages import (
-    MAX_TELEMETRY_BYTES,
+from tinyfleet.server.services.device_wire import MAX_TELEMETRY_BYTES
+from tinyfleet.server.services.gateway_stats import GatewayStats
+from tinyfleet.server.services.store_errors import (
     TRANSIENT_DB_ERRORS,
-    GatewayStats,
     StoreConflict,
     StoreUnavailable,
     store_error,
