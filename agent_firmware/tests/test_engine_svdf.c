@@ -2,7 +2,8 @@
  * batches 3 and 2, two layers each) run six invocations in sequence, state carried, and every output
  * must equal TFLM's (vectors/engine/svdf_expected.txt, made by make_svdf_models.py); then a reset must
  * give the first output again, the self-test digest must not depend on earlier invocations, and the
- * planner must give each state tensor bytes no other tensor or scratch shares. The keyword model's
+ * planner must give each state tensor bytes no other tensor or scratch shares; each kernel set (reference,
+ * DSP, host) must take its own SVDF variant and give TFLM's bytes. The keyword model's
  * SVDF layers run against TFLM in tests/device/test_engine_ops_svdf.py. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,12 +90,17 @@ static void test_model(const char *file, const char *vectors)
         return;
     }
     static tfa_engine_t e;
-    for (int kernels = 0; kernels < 2; kernels++) { /* reference, then the optimized set */
+    /* reference, then the DSP kernels (kernels_svdf_dsp.c, emulated), then the host ones */
+    for (int kernels = 0; kernels < 3; kernels++) {
         CHECK_RC(tfa_engine_init_kernels(&e, model, len, arena, sizeof arena, kernels), 0, file);
         if (!e.ready) {
             break;
         }
         CHECK(tfa_engine_op_code(&e, 0) == 27 && tfa_engine_op_code(&e, 1) == 27, "%s: two SVDF ops", file);
+        for (uint32_t k = 0; k < 2; k++) { /* the optimized SVDF takes both layers, without scratch */
+            CHECK(e.ops[k].optimized == kernels && e.ops[k].scratch_bytes == 0, "%s: op %u kernels %d", file,
+                  k, kernels);
+        }
         prv_check_state_region(&e, file);
         uint8_t first[256];
         uint32_t first_len = 0;

@@ -177,6 +177,7 @@ extern const tfa_eng_variant_t tfa_eng_add_dsp;
 extern const tfa_eng_variant_t tfa_eng_conv_dsp;
 extern const tfa_eng_variant_t tfa_eng_depthwise_dsp;
 extern const tfa_eng_variant_t tfa_eng_fc_dsp;
+extern const tfa_eng_variant_t tfa_eng_svdf_dsp;
 #define TFA_ENG_DSP_VARIANT(name) (&tfa_eng_##name##_dsp)
 #else
 #define TFA_ENG_DSP_VARIANT(name) NULL
@@ -186,6 +187,7 @@ extern const tfa_eng_variant_t tfa_eng_add_host;
 extern const tfa_eng_variant_t tfa_eng_conv_host;
 extern const tfa_eng_variant_t tfa_eng_depthwise_host;
 extern const tfa_eng_variant_t tfa_eng_fc_host;
+extern const tfa_eng_variant_t tfa_eng_svdf_host;
 #define TFA_ENG_HOST_VARIANT(name) (&tfa_eng_##name##_host)
 #else
 #define TFA_ENG_HOST_VARIANT(name) NULL

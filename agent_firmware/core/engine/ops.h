@@ -30,7 +30,7 @@
     X(18, MUL, tfa_eng_prepare_binary, tfa_eng_run_binary, NULL)                               \
     X(22, RESHAPE, tfa_eng_prepare_shape_op, tfa_eng_run_shape_op, NULL)                       \
     X(25, SOFTMAX, tfa_eng_prepare_softmax, tfa_eng_run_softmax, NULL)                         \
-    X(27, SVDF, tfa_eng_prepare_svdf, tfa_eng_run_svdf, NULL)                                  \
+    X(27, SVDF, tfa_eng_prepare_svdf, tfa_eng_run_svdf, TFA_ENG_OPT(svdf))                     \
     X(28, TANH, tfa_eng_prepare_logistic, tfa_eng_run_logistic, NULL)                          \
     X(34, PAD, tfa_eng_prepare_shape_op, tfa_eng_run_shape_op, NULL)                           \
     X(40, MEAN, tfa_eng_prepare_mean, tfa_eng_run_mean, NULL)                                  \
