@@ -215,16 +215,6 @@ int tfa_delta_read(const tfa_delta_t *d, uint32_t addr, uint8_t *dst, uint32_t l
     return rc < 0 ? -TFA_ERR_FLASH_IO : 0;
 }
 
-int32_t tfa_delta_align(const tfa_delta_t *d)
-{
-    for (uint32_t i = 0; i < REPS; i++) {
-        if (d->rep_kind[i] == KIND_BASE) {
-            return d->rep_value[i];
-        }
-    }
-    return 0;
-}
-
 void tfa_delta_push_rep(tfa_delta_t *d, uint8_t kind, int32_t value)
 {
     for (uint32_t i = REPS - 1; i > 0; i--) {
