@@ -120,7 +120,24 @@ int tfa_delta_number(tfa_delta_t *d, uint16_t *probs, uint32_t *out)
     for (uint32_t pass = 0;; pass++) {
         uint32_t node = 1;
         while (node < (1u << depth)) {
-            node = (node << 1) | tfa_delta_bit_local(&tree[node], shift, &range, &code, &in);
+            /* the bit straight into node, one branch per value (as the literal trees, issue 17) */
+            uint16_t *prob = &tree[node];
+            uint32_t p = *prob;
+            uint32_t bound = (range >> PROB_BITS) * p;
+            node <<= 1;
+            if (code < bound) {
+                range = bound;
+                *prob = (uint16_t)(p + (((1u << PROB_BITS) - p) >> shift));
+            } else {
+                code -= bound;
+                range -= bound;
+                *prob = (uint16_t)(p - (p >> shift));
+                node |= 1u;
+            }
+            while (range < TOP) {
+                range <<= 8;
+                code = (code << 8) | *in++;
+            }
         }
         node -= 1u << depth;
         if (pass) {
