@@ -6,7 +6,10 @@ execution with its block's instruction count to the function around it (`arm-non
 sampling this is exact (up to blocks QEMU retranslates), but slow: use it on the small pairs. The
 image's own code (calibration loop, checksum in `main`) is listed but left out of the total.
 
-    .venv/bin/python bench/delta_m4_profile.py [--pair hello_world|w16] [--full] [--versions 1,3,4]
+    .venv/bin/python bench/delta_m4_profile.py [--pair hello_world|w16] [--full] [--versions 1,3,4,5]
+
+--versions defaults to the encoder's default (as bench/delta_m4.py encodes); --blocks also lists the
+hottest translation blocks (address ranges to read in `arm-none-eabi-objdump -d`).
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ def _symbols(elf: Path) -> tuple[list[int], list[tuple[int, int, str]]]:
     return [s[0] for s in syms], syms
 
 
-def _profile(log: Path, elf: Path) -> collections.Counter[str]:
+def _profile(log: Path, elf: Path, blocks: collections.Counter[str]) -> collections.Counter[str]:
     sizes: dict[int, int] = {}
     runs: collections.Counter[int] = collections.Counter()
     start = None
@@ -82,6 +85,7 @@ def _profile(log: Path, elf: Path) -> collections.Counter[str]:
         i = bisect.bisect_right(starts, pc) - 1
         name = syms[i][2] if i >= 0 and pc < syms[i][0] + syms[i][1] else hex(pc)
         per_fn[name] += count * sizes.get(pc, 0)
+        blocks[f"{name} {pc:#x}+{sizes.get(pc, 0)}"] += count * sizes.get(pc, 0)
     return per_fn
 
 
@@ -89,7 +93,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pair", choices=("hello_world", "w16"), default="hello_world")
     ap.add_argument("--full", action="store_true", help="the new model against no base")
-    ap.add_argument("--versions", default="1,3,4", help="format versions the encoder may choose from")
+    ap.add_argument("--versions", help="format versions the encoder may choose from (default: encode's)")
+    ap.add_argument("--blocks", type=int, default=0, help="also list this many of the hottest blocks")
     args = ap.parse_args()
     reason = missing_tools()
     if reason is not None:
@@ -97,7 +102,10 @@ def main() -> None:
         return
     base, new = _pair(args.pair)
     base = b"" if args.full else base
-    stream = delta.encode(new, base, versions=tuple(int(v) for v in args.versions.split(",")))
+    if args.versions:
+        stream = delta.encode(new, base, versions=tuple(int(v) for v in args.versions.split(",")))
+    else:
+        stream = delta.encode(new, base)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         elf = delta_m4.build(tmp, delta_m4.streams_header([("s", base, stream, new)]))
@@ -105,7 +113,8 @@ def main() -> None:
         lines = run_image(elf, extra_args=["-d", "in_asm,exec,nochain", "-D", str(log)])
         if not any(line.startswith("BENCH s ") and line.endswith(" ok=1") for line in lines):
             sys.exit("the M4 did not decode the model:\n" + "\n".join(lines))
-        per_fn = _profile(log, elf)
+        blocks: collections.Counter[str] = collections.Counter()
+        per_fn = _profile(log, elf, blocks)
     total = sum(v for k, v in per_fn.items() if k not in HARNESS)
     label = args.pair + (" (full)" if args.full else "")
     print(f"{label}: format v{stream[2]}, {len(stream)} stream bytes, {len(new)} output bytes,")
@@ -113,6 +122,11 @@ def main() -> None:
     print("| function | instructions | per output byte |\n|---|---:|---:|")
     for name, count in per_fn.most_common():
         if name not in HARNESS and count * 200 >= total:  # functions above 0.5% of the total
+            print(f"| {name} | {count:,} | {count / len(new):.1f} |")
+
+    if args.blocks:
+        print("| block (function, address+instructions) | instructions | per output byte |\n|---|---:|---:|")
+        for name, count in blocks.most_common(args.blocks):
             print(f"| {name} | {count:,} | {count / len(new):.1f} |")
 
 

@@ -21,11 +21,17 @@ _Static_assert(offsetof(tfa_delta_t, w_word) + 2u * TFA_DELTA_NUMBER_PROBS ==
                    offsetof(tfa_delta_t, is_match) + 2u * MODEL_PROBS,
                "the adaptive models must be contiguous");
 
+/* two probabilities per word, two words per step (issue 17: a uint16_t at a time cost 3.3 Cortex-M4
+ * instructions per output byte of a 2.7 KB model); may_alias: the words overlay the uint16_t arrays */
+typedef uint32_t __attribute__((may_alias)) prv_word_t;
+_Static_assert(MODEL_PROBS % 4u == 0 && offsetof(tfa_delta_t, is_match) % 4u == 0, "the models are whole words");
+
 static void prv_reset_block(tfa_delta_t *d)
 {
-    uint16_t *probs = (uint16_t *)(void *)((uint8_t *)d + offsetof(tfa_delta_t, is_match));
-    for (uint32_t i = 0; i < MODEL_PROBS; i++) {
-        probs[i] = (uint16_t)PROB_INIT;
+    prv_word_t *probs = (prv_word_t *)(void *)((uint8_t *)d + offsetof(tfa_delta_t, is_match));
+    for (prv_word_t *end = probs + MODEL_PROBS / 2u; probs < end; probs += 2) {
+        probs[0] = PROB_INIT << 16 | PROB_INIT;
+        probs[1] = PROB_INIT << 16 | PROB_INIT;
     }
     d->w_left = 0;
     d->t_left = 0;
@@ -40,56 +46,125 @@ static void prv_reset_block(tfa_delta_t *d)
     d->in_pos = 0;
 }
 
-/* A literal, bit by bit: in the context of the match byte's bit while they agree, then the plain tree
+/* Literals, bit by bit: in the context of the match byte's bit while they agree, then the plain tree
  * (see _encode_literal in tinyfleet/signing/delta.py). The coder's state stays in locals and the input is
  * read unchecked: 8 bits take at most 16 coded bytes, inside the look-ahead (or the padding) the caller
- * guarantees. The match byte comes from a few base bytes read at once (bcache). */
-_Static_assert(16u <= TFA_DELTA_PAD && 16u + 2u <= TFA_DELTA_LOOKAHEAD, "a literal fits the look-ahead");
+ * guarantees. The match byte comes from a few base bytes read at once (bcache). While the decoding loop
+ * (prv_decode_buffered) would go on, the next op's is_match is decoded here too, so that a run of literals
+ * keeps the coder in locals (issue 17): returns 1 when that flag is 1 (a match op follows, its is_match
+ * read), 0 when the loop's condition stops it, or an error. */
+_Static_assert(16u + 2u <= TFA_DELTA_PAD && 16u + 2u <= TFA_DELTA_LOOKAHEAD, "a literal fits the look-ahead");
 
 static int prv_literal(tfa_delta_t *d)
 {
+    /* no rep changes in a run of literals: the match byte's position moves with the output */
     int64_t src = (int64_t)d->out_pos + tfa_delta_align(d);
-    uint32_t node = 1;
     uint32_t range = d->range;
     uint32_t code = d->code;
     const uint8_t *in = &d->in[d->in_pos];
+    const uint8_t *end = &d->in[d->in_len];
     const uint32_t rate = d->checkpoint.move_bits;
-    if (src >= 0 && src < (int64_t)d->base_len) {
-        uint32_t at = (uint32_t)src;
-        if (at - d->bc_at >= d->bc_len) {
-            uint32_t n = d->base_len - at;
-            n = n < TFA_DELTA_BCACHE ? n : TFA_DELTA_BCACHE;
-            int rc = tfa_delta_read(d, d->base_addr + at, d->bcache, n);
-            if (rc < 0) {
-                return rc;
+    uint16_t *plain = d->literal[0];
+    int rc = 0;
+    for (;; src++) {
+        uint32_t node = 1;
+        if (src >= 0 && src < (int64_t)d->base_len) {
+            uint32_t at = (uint32_t)src;
+            if (at - d->bc_at >= d->bc_len) {
+                uint32_t n = d->base_len - at;
+                n = n < TFA_DELTA_BCACHE ? n : TFA_DELTA_BCACHE;
+                rc = tfa_delta_read(d, d->base_addr + at, d->bcache, n);
+                if (rc < 0) {
+                    return rc;
+                }
+                d->bc_at = at;
+                d->bc_len = n;
             }
-            d->bc_at = at;
-            d->bc_len = n;
+            /* the match byte's next bit at bit 8 of `match`: literal[1 + bit][node] is with[it + node] */
+            uint32_t match = d->bcache[at - d->bc_at];
+            uint16_t *with = &d->literal[1][0];
+            do {
+                match <<= 1;
+                uint32_t match_bit = match & 0x100u;
+                uint16_t *prob = &with[match_bit + node];
+                uint32_t p = *prob;
+                uint32_t bound = (range >> PROB_BITS) * p;
+                if (code < bound) {
+                    range = bound;
+                    *prob = (uint16_t)(p + (((1u << PROB_BITS) - p) >> rate));
+                    node <<= 1;
+                } else {
+                    code -= bound;
+                    range -= bound;
+                    *prob = (uint16_t)(p - (p >> rate));
+                    node = (node << 1) | 1u;
+                }
+                while (range < TOP) {
+                    range <<= 8;
+                    code = (code << 8) | *in++;
+                }
+                if (((node << 8) ^ match_bit) & 0x100u) {
+                    break; /* the bit differs from the match byte's */
+                }
+            } while (node < 0x100u);
         }
-        uint32_t match = d->bcache[at - d->bc_at];
         while (node < 0x100u) {
-            uint32_t match_bit = (match >> 7) & 1u;
-            match <<= 1;
-            uint32_t bit = tfa_delta_bit_local(&d->literal[1u + match_bit][node], rate, &range, &code, &in);
-            node = (node << 1) | bit;
-            if (bit != match_bit) {
-                break;
+            uint16_t *prob = &plain[node];
+            uint32_t p = *prob;
+            uint32_t bound = (range >> PROB_BITS) * p;
+            node <<= 1;
+            if (code < bound) {
+                range = bound;
+                *prob = (uint16_t)(p + (((1u << PROB_BITS) - p) >> rate));
+            } else {
+                code -= bound;
+                range -= bound;
+                *prob = (uint16_t)(p - (p >> rate));
+                node |= 1u;
+            }
+            while (range < TOP) {
+                range <<= 8;
+                code = (code << 8) | *in++;
             }
         }
-    }
-    while (node < 0x100u) {
-        node = (node << 1) | tfa_delta_bit_local(&d->literal[0][node], rate, &range, &code, &in);
+        in = in < end ? in : end; /* past the end: the padding's zeros, read again */
+        /* straight into the output buffer (tfa_delta_emit's loop and call: about 15 more Cortex-M4
+         * instructions per literal) */
+        d->wbuf[d->wbuf_len++] = (uint8_t)node;
+        d->out_pos++;
+        if (d->wbuf_len == TFA_DELTA_WBUF && (rc = tfa_delta_flush(d)) < 0) {
+            return rc;
+        }
+        /* prv_decode_buffered's condition for the next op (w_left is 0 after a literal) */
+        if (d->out_pos >= d->block_end || (d->block_left > 0 && (uint32_t)(end - in) < TFA_DELTA_LOOKAHEAD)) {
+            break;
+        }
+        uint16_t *prob = &d->is_match[0];
+        uint32_t p = *prob;
+        uint32_t bound = (range >> PROB_BITS) * p;
+        if (code >= bound) {
+            code -= bound;
+            range -= bound;
+            *prob = (uint16_t)(p - (p >> rate));
+            rc = 1;
+        } else {
+            range = bound;
+            *prob = (uint16_t)(p + (((1u << PROB_BITS) - p) >> rate));
+        }
+        while (range < TOP) {
+            range <<= 8;
+            code = (code << 8) | *in++;
+        }
+        in = in < end ? in : end;
+        if (rc) {
+            break;
+        }
     }
     d->range = range;
     d->code = code;
-    uint32_t in_pos = (uint32_t)(in - d->in);
-    d->in_pos = in_pos < d->in_len ? in_pos : d->in_len; /* past the end: the padding's zeros, read again */
+    d->in_pos = (uint32_t)(in - d->in);
     d->prev_kind = 0;
-    /* straight into the output buffer (tfa_delta_emit's loop and call: about 15 more Cortex-M4
-     * instructions per literal) */
-    d->wbuf[d->wbuf_len++] = (uint8_t)node;
-    d->out_pos++;
-    return d->wbuf_len == TFA_DELTA_WBUF ? tfa_delta_flush(d) : 0;
+    return rc;
 }
 
 static int prv_copy(tfa_delta_t *d, uint32_t length)
@@ -108,17 +183,29 @@ static int prv_copy(tfa_delta_t *d, uint32_t length)
     }
     uint32_t from = (uint32_t)src + (base ? d->base_addr : d->out_addr);
     while (length > 0) {
-        /* Earlier output is read back from flash, so write out what is buffered first; an overlapping
-         * copy (distance < length) advances one distance at a time. Pieces are read straight into the
-         * output buffer (the port's memcpy is a byte loop: one copy less per byte). */
-        int rc = base ? 0 : tfa_delta_flush(d);
+        /* Pieces are read straight into the output buffer (the port's memcpy is a byte loop: one copy
+         * less per byte). Earlier output still in the buffer is copied from it, a byte at a time (an
+         * overlapping copy, distance < length, repeats its bytes as the format says); earlier output
+         * is read back from flash only once programmed. Flushes stay whole buffers at 64-byte offsets
+         * (issue 17: a flush before each such copy left the port's memcpy unaligned, a byte loop). */
         uint32_t n = TFA_DELTA_WBUF - d->wbuf_len;
         n = n < length ? n : length;
-        if (!base && n > (uint32_t)d->rep_value[0]) {
-            n = (uint32_t)d->rep_value[0];
-        }
-        if (rc == 0) {
+        int rc = 0;
+        if (base) {
             rc = tfa_delta_read(d, from, &d->wbuf[d->wbuf_len], n);
+        } else {
+            uint32_t at = from - d->out_addr;           /* an output offset before out_pos */
+            uint32_t first = d->out_pos - d->wbuf_len;  /* the output offset of wbuf[0] */
+            if (at >= first) {
+                const uint8_t *s = &d->wbuf[at - first];
+                uint8_t *t = &d->wbuf[d->wbuf_len];
+                for (uint32_t i = 0; i < n; i++) {
+                    t[i] = s[i];
+                }
+            } else {
+                n = n < first - at ? n : first - at;
+                rc = tfa_delta_read(d, from, &d->wbuf[d->wbuf_len], n);
+            }
         }
         if (rc < 0) {
             return rc;
@@ -144,8 +231,9 @@ static int prv_op(tfa_delta_t *d)
         return tfa_delta_run_step(d);
     }
     /* the one flag of every op, inlined (a call is about a third of a single bit's cost) */
-    if (!tfa_delta_bit_inline(d, &d->is_match[d->prev_kind], d->checkpoint.move_bits)) {
-        return prv_literal(d);
+    if (!tfa_delta_bit_inline(d, &d->is_match[d->prev_kind], d->checkpoint.move_bits) &&
+        (rc = prv_literal(d)) <= 0) {
+        return rc; /* else the literals ended with is_match 1: a match op */
     }
     if (tfa_delta_bit_inline(d, &d->is_rep[d->prev_kind], d->checkpoint.move_bits)) {
         uint32_t which = tfa_delta_tree(d, &d->rep_which[1], 2);

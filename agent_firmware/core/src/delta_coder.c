@@ -120,7 +120,24 @@ int tfa_delta_number(tfa_delta_t *d, uint16_t *probs, uint32_t *out)
     for (uint32_t pass = 0;; pass++) {
         uint32_t node = 1;
         while (node < (1u << depth)) {
-            node = (node << 1) | tfa_delta_bit_local(&tree[node], shift, &range, &code, &in);
+            /* the bit straight into node, one branch per value (as the literal trees, issue 17) */
+            uint16_t *prob = &tree[node];
+            uint32_t p = *prob;
+            uint32_t bound = (range >> PROB_BITS) * p;
+            node <<= 1;
+            if (code < bound) {
+                range = bound;
+                *prob = (uint16_t)(p + (((1u << PROB_BITS) - p) >> shift));
+            } else {
+                code -= bound;
+                range -= bound;
+                *prob = (uint16_t)(p - (p >> shift));
+                node |= 1u;
+            }
+            while (range < TOP) {
+                range <<= 8;
+                code = (code << 8) | *in++;
+            }
         }
         node -= 1u << depth;
         if (pass) {
@@ -213,16 +230,6 @@ int tfa_delta_read(const tfa_delta_t *d, uint32_t addr, uint8_t *dst, uint32_t l
 {
     int rc = d->flash->read(d->flash->ctx, addr, dst, len);
     return rc < 0 ? -TFA_ERR_FLASH_IO : 0;
-}
-
-int32_t tfa_delta_align(const tfa_delta_t *d)
-{
-    for (uint32_t i = 0; i < REPS; i++) {
-        if (d->rep_kind[i] == KIND_BASE) {
-            return d->rep_value[i];
-        }
-    }
-    return 0;
 }
 
 void tfa_delta_push_rep(tfa_delta_t *d, uint8_t kind, int32_t value)

@@ -119,7 +119,17 @@ int tfa_delta_number(tfa_delta_t *d, uint16_t *probs, uint32_t *out);
 int tfa_delta_flush(tfa_delta_t *d);
 int tfa_delta_emit(tfa_delta_t *d, const uint8_t *bytes, uint32_t len);
 int tfa_delta_read(const tfa_delta_t *d, uint32_t addr, uint8_t *dst, uint32_t len);
-int32_t tfa_delta_align(const tfa_delta_t *d);
+/* the displacement of the latest base rep (0 if none): inline, each literal asks (a call was 13 of a
+ * literal's instructions) */
+static inline int32_t tfa_delta_align(const tfa_delta_t *d)
+{
+    for (uint32_t i = 0; i < REPS; i++) {
+        if (d->rep_kind[i] == KIND_BASE) {
+            return d->rep_value[i];
+        }
+    }
+    return 0;
+}
 void tfa_delta_push_rep(tfa_delta_t *d, uint8_t kind, int32_t value);
 /* format 2 and 3 runs (delta_runs.c): the header after is_tensor = 1, then per step one value, one word,
  * one table entry or up to COPY_PIECE table symbols */
