@@ -18,7 +18,6 @@ import bisect
 import collections
 import hashlib
 import re
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,6 +28,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from inference_m4 import ARENA, HARDWARE_CLASS, MODELS_DIR, SEED, engine_facts  # noqa: E402
+from inference_m4_trace import sized_symbols  # noqa: E402
 
 from tinyfleet.device import frames  # noqa: E402
 from tinyfleet.signing.keys import private_key_from_seed, public_raw  # noqa: E402
@@ -36,20 +36,6 @@ from tinyfleet.signing.package import build_package  # noqa: E402
 from tinyfleet.sim.qemu import Provision, QemuDevice, build_firmware, missing_tools  # noqa: E402
 
 _PC = re.compile(r"R15=([0-9a-fA-F]{8})")
-# LTO leaves weak, empty per-file labels (`fe25519.c.cf511a93`) between functions; counting samples
-# against them would credit a kernel's time to a crypto file.
-_LTO_FILE_LABEL = re.compile(r"\.c\.[0-9a-f]+$")
-
-
-def symbols(elf: Path) -> tuple[list[int], list[str]]:
-    out = subprocess.run(["arm-none-eabi-nm", "-n", str(elf)], capture_output=True, text=True, check=True)
-    starts, names = [], []
-    for line in out.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[1] in "tTwW" and not _LTO_FILE_LABEL.search(parts[2]):
-            starts.append(int(parts[0], 16) & ~1)
-            names.append(parts[2])
-    return starts, names
 
 
 def main() -> int:
@@ -67,7 +53,7 @@ def main() -> int:
     from tinyfleet.signing.selftest import expected_output_sha256, input_sizes, selftest_input
 
     elf = Path(args.elf) if args.elf else build_firmware("engine")
-    starts, names = symbols(elf)
+    starts, names = sized_symbols(elf)
     path = Path(args.model)
     model = path.read_bytes()
     arena, _ = engine_facts(model)
