@@ -15,8 +15,8 @@ inference latency in virtual microseconds from SysTick, so instructions = latenc
     .venv/bin/python bench/inference_m4.py [--markdown] [--model PATH ...] [--tiny] [--only]
 
 --model adds a .tflite of your own (e.g. agent_firmware/tests/vectors/engine/dw_mult.tflite) to the list.
---tiny adds the MLPerf-Tiny-shaped models of bench/tiny_models.py (ad, ic, kws; built by TensorFlow with
-random weights, cached); --only measures only the models given by --model / --tiny.
+--tiny adds the MLPerf-Tiny-shaped models of tests/support/tiny_models.py (ad, ic, kws; built by
+TensorFlow with random weights, cached); --only measures only the models given by --model / --tiny.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def main() -> int:
 
     extra = list(args.model)
     if args.tiny:
-        from tiny_models import FULL, ensure
+        from tests.support.tiny_models import FULL, ensure
 
         extra += list(ensure(FULL).values())
     elf = build_firmware("engine")

@@ -1,7 +1,8 @@
-"""MLPerf-Tiny-shaped models (issue 15): the FC autoencoder, ResNet-8 and DS-CNN of bench/tiny_models.py,
-narrowed and on smaller inputs, with random weights (two seeds each). The engine's outputs equal TFLM's
-byte for byte with the reference kernels, the optimized (Cortex-M4 DSP, instructions emulated in C) and
-the host kernels, and its arena is not above TFLM's with either kernel set.
+"""MLPerf-Tiny-shaped models (issue 15): the FC autoencoder, ResNet-8 and DS-CNN of
+tests/support/tiny_models.py, narrowed and on smaller inputs, with random weights (two seeds each). The
+engine's outputs equal TFLM's byte for byte with the reference kernels, the optimized (Cortex-M4 DSP,
+instructions emulated in C) and the host kernels, and its arena is not above TFLM's with either kernel
+set.
 
 The full-size models run on the M4 in `bench/inference_m4.py --tiny` (trial self-test against TFLM's
 digest); docs/BENCHMARKS.md, "Issue 15: MLPerf-Tiny-shaped models on the M4".
@@ -22,7 +23,7 @@ from tinyfleet.device.engine import Engine
 pytest.importorskip("tensorflow")
 runtime = pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
 
-from bench.tiny_models import SMALL, ensure  # noqa: E402  (needs TensorFlow in the child process)
+from tests.support.tiny_models import SMALL, ensure  # noqa: E402  (needs TensorFlow in the child process)
 
 RUNS = 40
 
