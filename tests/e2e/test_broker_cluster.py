@@ -100,7 +100,16 @@ def test_rollout_survives_a_broker_node_kill(env: ClusterEnv) -> None:
     assert done is not None and done["state"] == "completed", done
     assert done["deploy"]["by_state"] == {"confirmed": DEVICES}
     sha = env.releases[0].model_sha256
-    assert {d["active_model_sha256"] for d in env.api.devices() if d["id"].startswith("rab-")} == {sha}
+
+    def active() -> set[str | None]:
+        return {d["active_model_sha256"] for d in env.api.devices() if d["id"].startswith("rab-")}
+
+    # A device's reported state is its own message after its confirm: it may be handled a little later.
+    try:
+        wait_for(lambda: active() == {sha}, 60, "every device to report the new model active")
+    except AssertionError:
+        counts = Counter(d["active_model_sha256"] for d in env.api.devices() if d["id"].startswith("rab-"))
+        raise AssertionError(f"active models reported: {dict(counts)}") from None
     assert fleet.snapshot().totals["installs_confirmed"] == DEVICES
 
     # Telemetry: every report a device sent is stored once (seq de-duplicates redeliveries).

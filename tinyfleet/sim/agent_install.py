@@ -209,6 +209,9 @@ class InstallMachine:
             else:
                 action.done = True
                 self._status(action, "confirmed")
+                # The answer to a desired sent again (its first confirm lost, e.g. with a broker node):
+                # the reported state sent with that confirm may be lost too, and nothing else resends it.
+                self.publish_reported()
             return
         action.resumable = state.phase in ("downloading", "downloaded")  # a download cut by a power loss
         self._status(action, "downloading")
