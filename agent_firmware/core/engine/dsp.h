@@ -96,6 +96,20 @@ static inline uint32_t tfa_dsp_sadd16(uint32_t a, uint32_t b)
     return (uint32_t)__sadd16((int16x2_t)a, (int16x2_t)b);
 }
 
+/* a + bytes 0 and 2 of x sign-extended, halfword-wise (SXTAB16) */
+static inline uint32_t tfa_dsp_sxtab16(uint32_t a, uint32_t x)
+{
+    return (uint32_t)__sxtab16((int16x2_t)a, (int8x4_t)x);
+}
+
+/* a + bytes 1 and 3 of x (SXTAB16 with its ROR #8 operand; no ACLE form, as for SXTB16) */
+static inline uint32_t tfa_dsp_sxtab16_ror8(uint32_t a, uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
+    return r;
+}
+
 /* acc + lo(a)*lo(b), and acc + hi(a)*hi(b) */
 static inline int32_t tfa_dsp_smlabb(uint32_t a, uint32_t b, int32_t acc)
 {
@@ -145,6 +159,16 @@ static inline int32_t tfa_dsp_smlad(uint32_t a, uint32_t b, int32_t acc)
 static inline uint32_t tfa_dsp_sadd16(uint32_t a, uint32_t b)
 {
     return tfa_dsp_pack(tfa_dsp_lo(a) + tfa_dsp_lo(b), tfa_dsp_hi(a) + tfa_dsp_hi(b));
+}
+
+static inline uint32_t tfa_dsp_sxtab16(uint32_t a, uint32_t x)
+{
+    return tfa_dsp_sadd16(a, tfa_dsp_sxtb16(x));
+}
+
+static inline uint32_t tfa_dsp_sxtab16_ror8(uint32_t a, uint32_t x)
+{
+    return tfa_dsp_sadd16(a, tfa_dsp_sxtb16_ror8(x));
 }
 
 static inline int32_t tfa_dsp_smlabb(uint32_t a, uint32_t b, int32_t acc)

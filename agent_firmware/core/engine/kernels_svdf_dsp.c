@@ -18,32 +18,6 @@
 
 enum { IN_INPUT = 0, IN_FEATURE = 1, IN_TIME = 2, IN_BIAS = 3, IN_STATE = 4 };
 
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-/* a + bytes 0 and 2 of x sign-extended, halfword-wise */
-static inline uint32_t prv_sxtab16(uint32_t a, uint32_t x)
-{
-    return (uint32_t)__sxtab16((int16x2_t)a, (int8x4_t)x);
-}
-
-/* a + bytes 1 and 3 of x (the ROR #8 operand; arm_acle.h has no rotated form) */
-static inline uint32_t prv_sxtab16_ror8(uint32_t a, uint32_t x)
-{
-    uint32_t r;
-    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
-    return r;
-}
-#else
-static inline uint32_t prv_sxtab16(uint32_t a, uint32_t x)
-{
-    return tfa_dsp_sadd16(a, tfa_dsp_sxtb16(x));
-}
-
-static inline uint32_t prv_sxtab16_ror8(uint32_t a, uint32_t x)
-{
-    return tfa_dsp_sadd16(a, tfa_dsp_sxtb16_ror8(x));
-}
-#endif
-
 static inline void prv_store4(void *p, uint32_t v)
 {
     TFA_DSP_MEMCPY(p, &v, 4);
@@ -78,8 +52,8 @@ static inline void prv_dot2(const int8_t *x, const int8_t *ra, const int8_t *rb,
     int32_t a = 0, b = 0;
     while (x != end) {
         const uint32_t v = tfa_dsp_load4(x);
-        const uint32_t xl = prv_sxtab16(off2, v);
-        const uint32_t xh = prv_sxtab16_ror8(off2, v);
+        const uint32_t xl = tfa_dsp_sxtab16(off2, v);
+        const uint32_t xh = tfa_dsp_sxtab16_ror8(off2, v);
         const uint32_t wa = tfa_dsp_load4(ra);
         const uint32_t wb = tfa_dsp_load4(rb);
         a = tfa_dsp_smlad(tfa_dsp_sxtb16(wa), xl, a);
@@ -149,8 +123,8 @@ static TFA_DSP_NOINLINE int32_t prv_row8(int8_t *s, const int8_t *w, uint32_t m,
         const uint32_t v = tfa_dsp_load4(s + 1);
         prv_store4(s, v);
         const uint32_t wv = tfa_dsp_load4(w);
-        acc = tfa_dsp_smlad(tfa_dsp_sxtb16(wv), prv_sxtab16(nzp2, v), acc);
-        acc = tfa_dsp_smlad(tfa_dsp_sxtb16_ror8(wv), prv_sxtab16_ror8(nzp2, v), acc);
+        acc = tfa_dsp_smlad(tfa_dsp_sxtb16(wv), tfa_dsp_sxtab16(nzp2, v), acc);
+        acc = tfa_dsp_smlad(tfa_dsp_sxtb16_ror8(wv), tfa_dsp_sxtab16_ror8(nzp2, v), acc);
         s += 4, w += 4;
     }
     if (last - s == 3) { /* the last word: its three newer elements (its first is moved already, or is
@@ -158,8 +132,8 @@ static TFA_DSP_NOINLINE int32_t prv_row8(int8_t *s, const int8_t *w, uint32_t m,
         const uint32_t v = (tfa_dsp_load4(s) >> 8) | ((uint32_t)newest << 24);
         prv_store4(s, v);
         const uint32_t wv = tfa_dsp_load4(w);
-        acc = tfa_dsp_smlad(tfa_dsp_sxtb16(wv), prv_sxtab16(nzp2, v), acc);
-        return tfa_dsp_smlad(tfa_dsp_sxtb16_ror8(wv), prv_sxtab16_ror8(nzp2, v), acc);
+        acc = tfa_dsp_smlad(tfa_dsp_sxtb16(wv), tfa_dsp_sxtab16(nzp2, v), acc);
+        return tfa_dsp_smlad(tfa_dsp_sxtb16_ror8(wv), tfa_dsp_sxtab16_ror8(nzp2, v), acc);
     }
     const int32_t zp = -prv_lo16(nzp2);
     for (; s != last; s++, w++) { /* at most three (m not a multiple of 4) */
