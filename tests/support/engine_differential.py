@@ -212,13 +212,15 @@ def convert_int8(
     ranges: list[tuple[float, float]],
     data_rng: np.random.Generator,
     per_tensor: bool = False,
+    samples: int = 24,
 ) -> bytes:
-    """The Keras model as an int8 .tflite (int8 input and output), calibrated on 24 inputs drawn from
-    each input's float range by data_rng (a dimension the model leaves unknown: 1); per_tensor: one
-    scale per weight tensor, not per channel. Shared by the generators here and in engine_op_models.py."""
+    """The Keras model as an int8 .tflite (int8 input and output), calibrated on `samples` inputs drawn
+    from each input's float range by data_rng (a dimension the model leaves unknown: 1); per_tensor: one
+    scale per weight tensor, not per channel. Shared by the generators here, in engine_op_models.py and
+    tiny_models.py (16 samples: its models' bytes predate the sharing)."""
 
     def representative() -> Iterable[list[np.ndarray]]:
-        for _ in range(24):
+        for _ in range(samples):
             yield [
                 data_rng.uniform(lo, hi, size=(1, *(d or 1 for d in inp.shape[1:]))).astype(np.float32)
                 for inp, (lo, hi) in zip(model.inputs, ranges, strict=True)

@@ -8,12 +8,12 @@
   pointwise with 64), average pool, FC 12, softmax).
 
 `<family>-small-<seed>`: the same architecture, narrower and on smaller inputs, with its own random
-weights (tests/device/test_engine_tiny_models.py). Full int8 quantization by TFLiteConverter with
-random representative data; per-channel weights (the converter's default).
+weights (tests/device/test_engine_tiny_models.py). Full int8 quantization by engine_differential's
+convert_int8 on 16 random representative inputs; per-channel weights (the converter's default).
 
 Models are built in a child process (TensorFlow is slow to import; `python -m tests.support.tiny_models
-OUT_DIR NAME...`) and cached in $TMPDIR/tinyfleet-tiny-models/<hash of this file>/, so a changed
-generator builds afresh.
+OUT_DIR NAME...`) and cached in $TMPDIR/tinyfleet-tiny-models/<hash of this file and of convert_int8>/, so
+a changed generator builds afresh.
 
 The figures: `bench/inference_m4.py --markdown --tiny` (M4), `bench/tiny_models.py --host` (host).
 """
@@ -21,14 +21,15 @@ The figures: `bench/inference_m4.py --markdown --tiny` (M4), `bench/tiny_models.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import sys
 import tempfile
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tests.support.engine_differential import convert_int8
 from tests.support.model_cache import build_missing, write_models
 
 FULL = ["ad", "ic", "kws"]
@@ -90,23 +91,13 @@ def build_model(name: str, tf: Any) -> bytes:
     tf.keras.utils.set_random_seed(1000 * FULL.index(family) + seed)
     model, (lo, hi) = ARCHITECTURES[family](tf, small)
     data_rng = np.random.default_rng([FULL.index(family), seed])
-
-    def representative() -> Iterable[list[np.ndarray]]:
-        for _ in range(16):
-            yield [data_rng.uniform(lo, hi, size=(1, *model.inputs[0].shape[1:])).astype(np.float32)]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    return bytes(conv.convert())
+    return convert_int8(tf, model, [(lo, hi)], data_rng, samples=16)
 
 
 # --- cache -----------------------------------------------------------------------------------------
 
-KEY = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+# this whole file (FULL's order seeds the models too) and the shared conversion
+KEY = hashlib.sha256(Path(__file__).read_bytes() + inspect.getsource(convert_int8).encode()).hexdigest()[:12]
 CACHE = Path(tempfile.gettempdir()) / "tinyfleet-tiny-models" / KEY
 
 
