@@ -20,7 +20,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -63,13 +63,10 @@ def loadavg() -> str:
         return "unknown"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--iterations", type=int, default=0, help="calls per batch (default: adaptive)")
-    parser.add_argument("--models", type=Path, default=REPO.parent / "shared" / "models")
-    args = parser.parse_args()
+def host_table(paths: Sequence[Path], iterations: int = 0) -> None:
+    """Build the host library, then print the table of the module docstring for the models at paths
+    (named by file stem), the geometric mean of the ratios and the load average before and after;
+    iterations: calls per batch (0: adaptive, about 0.2 s of TFLM per batch)."""
     from tflite_micro.python.tflite_micro import runtime
 
     subprocess.run(["make", "-s", "-C", str(REPO / "agent_firmware"), "host"], check=True)
@@ -79,8 +76,8 @@ def main() -> int:
     print("| " + " | ".join(columns) + " |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     ratios: list[float] = []
-    for name in MODELS:
-        path = args.models / f"{name}.tflite"
+    for path in paths:
+        name = path.stem
         if not path.exists():
             print(f"| {name} | missing: {path} |")
             continue
@@ -102,8 +99,8 @@ def main() -> int:
         interp.invoke()
         expect = np.ascontiguousarray(interp.get_output(0)).tobytes()
         assert engine.output_bytes(0) == expect and reference.output_bytes(0) == expect, name
-        iterations = args.iterations or max(3, int(0.2 / max(time_per_call([interp.invoke], 1)[0], 1e-6)))
-        ours, ref, theirs = time_per_call([engine.invoke, reference.invoke, interp.invoke], iterations)
+        calls = iterations or max(3, int(0.2 / max(time_per_call([interp.invoke], 1)[0], 1e-6)))
+        ours, ref, theirs = time_per_call([engine.invoke, reference.invoke, interp.invoke], calls)
         ratios.append(ours / theirs)
         print(
             f"| {name} | {engine.op_count} | {engine.mac_count} | {ours * 1e6:.1f} | {ref * 1e6:.1f} | "
@@ -114,6 +111,16 @@ def main() -> int:
         geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
         print(f"\ngeometric mean of the ratio engine/TFLM over {len(ratios)} models: {geo:.2f}")
     print(f"load average (1 min) before: {load_before}, after: {loadavg()}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--iterations", type=int, default=0, help="calls per batch (default: adaptive)")
+    parser.add_argument("--models", type=Path, default=REPO.parent / "shared" / "models")
+    args = parser.parse_args()
+    host_table([args.models / f"{name}.tflite" for name in MODELS], args.iterations)
     return 0
 
 

@@ -25,17 +25,21 @@ import argparse
 import hashlib
 import sys
 import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 from m4_common import ICOUNT, print_markdown, skipped  # noqa: E402
 
 from tinyfleet.device import frames  # noqa: E402
 from tinyfleet.signing.keys import private_key_from_seed, public_raw  # noqa: E402
 from tinyfleet.signing.package import build_package  # noqa: E402
+from tinyfleet.signing.selftest import expected_output_sha256, input_sizes, selftest_input  # noqa: E402
 from tinyfleet.sim.qemu import Provision, QemuDevice, build_firmware  # noqa: E402
 
 MODELS_DIR = REPO.parent / "shared" / "models"
@@ -63,6 +67,56 @@ def engine_facts(model: bytes) -> tuple[int | None, int | None]:
     return engine.arena_used, engine.mac_count
 
 
+def bench_device(
+    tmp: Path, elf: Path, extra_args: Sequence[str], timeout: float
+) -> tuple[Ed25519PrivateKey, QemuDevice]:
+    """The throw-away bench key and a device (not yet powered on) that trusts it."""
+    key = private_key_from_seed(hashlib.sha256(b"tinyfleet inference bench").digest())
+    provision = Provision([public_raw(key)], hardware_class=HARDWARE_CLASS, ram_budget=ARENA)
+    return key, QemuDevice(provision, tmp, elf, extra_args=extra_args, timeout=timeout)
+
+
+def install(dev: QemuDevice, key: Ed25519PrivateKey, path: Path, arena: int | None, sequence: int) -> None:
+    """Sign the model at path, upload it, activate, run the trial self-test (its digest is TFLM's, so a
+    pass means the M4's output is bit-exact with TFLM) and confirm; raises frames.DeviceError if refused."""
+    model = path.read_bytes()
+    package = build_package(
+        model, key, name=path.stem[:31], version="1.0.0", sequence=sequence, security_counter=0,
+        hardware_class=HARDWARE_CLASS, min_runtime_version="0.1.0", arena_bytes=arena, selftest_seed=SEED,
+        selftest_output_sha256=expected_output_sha256(model, SEED),
+    )  # fmt: skip
+    dev.upload(package, frames.MAX_CHUNK)
+    for request in (frames.activate(), frames.selftest(), frames.confirm()):
+        dev.call(request)
+
+
+def load_input(dev: QemuDevice, model: bytes) -> Callable[[], bytes]:
+    """Send the self-test input (first input tensor) in frame-sized INFER slices, all but the last;
+    returns the call that sends the last slice and runs one inference (its reply)."""
+    data = selftest_input(SEED, input_sizes(model)[0])
+    step = frames.MAX_INFER_INPUT
+    last = (len(data) - 1) // step * step
+    for offset in range(0, last, step):
+        dev.call(frames.infer(data[offset : offset + step], offset, run=False))
+    return lambda: dev.call(frames.infer(data[last:], last, run=True))
+
+
+@contextmanager
+def inference_session(
+    elf: Path, path: Path, tmp: Path, extra_args: Sequence[str], timeout: float
+) -> Iterator[tuple[QemuDevice, Callable[[], bytes]]]:
+    """A powered-on device running elf with the model at path installed and its input loaded: yields
+    the device and the call that runs one inference (bench/inference_m4_profile.py, _trace.py)."""
+    key, dev = bench_device(tmp, elf, extra_args, timeout)
+    dev.power_on()
+    try:
+        model = path.read_bytes()
+        install(dev, key, path, engine_facts(model)[0], sequence=1)
+        yield dev, load_input(dev, model)
+    finally:
+        dev.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -79,47 +133,28 @@ def main() -> int:
     except ImportError:
         print("skipped: tflite_micro (TFLite Micro's Python interpreter) is not installed")
         return 0
-    from tinyfleet.signing.selftest import expected_output_sha256, input_sizes, selftest_input
-
     extra = list(args.model)
     if args.tiny:
         from tests.support.tiny_models import FULL, ensure
 
         extra += list(ensure(FULL).values())
     elf = build_firmware("engine")
-    key = private_key_from_seed(hashlib.sha256(b"tinyfleet inference bench").digest())
-    provision = Provision([public_raw(key)], hardware_class=HARDWARE_CLASS, ram_budget=ARENA)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        dev = QemuDevice(provision, Path(tmp), elf, extra_args=ICOUNT, timeout=300)
+        key, dev = bench_device(Path(tmp), elf, ICOUNT, timeout=300)
         dev.power_on()
         try:
             paths = [p for p in [*([] if args.only else MODELS), *extra] if p.exists()]
             for sequence, path in enumerate(paths, start=1):
                 model = path.read_bytes()
                 arena, macs = engine_facts(model)
-                package = build_package(
-                    model, key, name=path.stem[:31], version="1.0.0", sequence=sequence,
-                    security_counter=0, hardware_class=HARDWARE_CLASS, min_runtime_version="0.1.0",
-                    arena_bytes=arena, selftest_seed=SEED,
-                    selftest_output_sha256=expected_output_sha256(model, SEED),
-                )  # fmt: skip
                 try:
-                    dev.upload(package, frames.MAX_CHUNK)
-                    for request in (frames.activate(), frames.selftest(), frames.confirm()):
-                        dev.call(request)
+                    install(dev, key, path, arena, sequence)
                 except frames.DeviceError as err:
                     rows.append((path.name, len(model), arena, f"refused: {err.name}", "", "", "", "", ""))
                     continue
-                # Input: the self-test stream (first input tensor), sent in frame-sized slices.
-                hello_input = selftest_input(SEED, input_sizes(model)[0])
-                result = None
-                step = frames.MAX_INFER_INPUT
-                for offset in range(0, len(hello_input), step):
-                    last = offset + step >= len(hello_input)
-                    reply = dev.call(frames.infer(hello_input[offset : offset + step], offset, run=last))
-                    result = frames.parse_infer(reply) if last else result
-                assert result is not None
+                result = frames.parse_infer(load_input(dev, model)())
+                assert result is not None  # a running INFER answers with its output
                 insns = result.latency_us * 1000
                 tel = frames.parse_telemetry(dev.call(frames.telemetry())).model
                 if tel.latency_estimated or tel.inferences != 1:

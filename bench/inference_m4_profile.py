@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import bisect
 import collections
-import hashlib
 import re
 import sys
 import tempfile
@@ -27,13 +26,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from inference_m4 import ARENA, HARDWARE_CLASS, MODELS_DIR, SEED, engine_facts  # noqa: E402
+from inference_m4 import MODELS_DIR, inference_session  # noqa: E402
 from inference_m4_trace import sized_symbols  # noqa: E402
+from m4_common import ICOUNT  # noqa: E402
 
-from tinyfleet.device import frames  # noqa: E402
-from tinyfleet.signing.keys import private_key_from_seed, public_raw  # noqa: E402
-from tinyfleet.signing.package import build_package  # noqa: E402
-from tinyfleet.sim.qemu import Provision, QemuDevice, build_firmware, missing_tools  # noqa: E402
+from tinyfleet.sim.qemu import build_firmware, missing_tools  # noqa: E402
 
 _PC = re.compile(r"R15=([0-9a-fA-F]{8})")
 
@@ -50,54 +47,33 @@ def main() -> int:
     if reason is not None:
         print(f"skipped: {reason}")
         return 0
-    from tinyfleet.signing.selftest import expected_output_sha256, input_sizes, selftest_input
-
     elf = Path(args.elf) if args.elf else build_firmware("engine")
     starts, names = sized_symbols(elf)
     path = Path(args.model)
-    model = path.read_bytes()
-    arena, _ = engine_facts(model)
-    key = private_key_from_seed(hashlib.sha256(b"tinyfleet inference bench").digest())
-    provision = Provision([public_raw(key)], hardware_class=HARDWARE_CLASS, ram_budget=ARENA)
     counts: collections.Counter[str] = collections.Counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        dev = QemuDevice(provision, Path(tmp), elf, extra_args=["-icount", "shift=0"], timeout=300)
-        dev.power_on()
-        try:
-            package = build_package(
-                model, key, name=path.stem[:31], version="1.0.0", sequence=1, security_counter=0,
-                hardware_class=HARDWARE_CLASS, min_runtime_version="0.1.0", arena_bytes=arena,
-                selftest_seed=SEED, selftest_output_sha256=expected_output_sha256(model, SEED),
-            )  # fmt: skip
-            dev.upload(package, frames.MAX_CHUNK)
-            for request in (frames.activate(), frames.selftest(), frames.confirm()):
-                dev.call(request)
-            data = selftest_input(SEED, input_sizes(model)[0])
-            step = frames.MAX_INFER_INPUT
-            for offset in range(0, len(data) - step, step):
-                dev.call(frames.infer(data[offset : offset + step], offset, run=False))
-            last = (len(data) - 1) // step * step
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        inference_session(elf, path, Path(tmp), ICOUNT, timeout=300) as (dev, infer),
+    ):
 
-            def run(done: threading.Event) -> None:
-                try:
-                    dev.call(frames.infer(data[last:], last, run=True))
-                finally:
-                    done.set()
+        def run(done: threading.Event) -> None:
+            try:
+                infer()
+            finally:
+                done.set()
 
-            for _ in range(args.repeat):
-                done = threading.Event()
-                worker = threading.Thread(target=run, args=(done,))
-                worker.start()
-                while not done.is_set():
-                    text = str(dev._qmp("human-monitor-command", **{"command-line": "info registers"}))
-                    match = _PC.search(text)
-                    if match:
-                        pc = int(match.group(1), 16)
-                        i = bisect.bisect_right(starts, pc) - 1
-                        counts[names[i] if i >= 0 else "?"] += 1
-                worker.join()
-        finally:
-            dev.close()
+        for _ in range(args.repeat):
+            done = threading.Event()
+            worker = threading.Thread(target=run, args=(done,))
+            worker.start()
+            while not done.is_set():
+                text = str(dev._qmp("human-monitor-command", **{"command-line": "info registers"}))
+                match = _PC.search(text)
+                if match:
+                    pc = int(match.group(1), 16)
+                    i = bisect.bisect_right(starts, pc) - 1
+                    counts[names[i] if i >= 0 else "?"] += 1
+            worker.join()
     total = sum(counts.values())
     print(f"{path.name}: {total} samples over {args.repeat} inferences")
     for name, n in counts.most_common(25):

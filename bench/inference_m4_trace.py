@@ -10,7 +10,9 @@ symbols with a size only). The install, trial self-test and I/O around the infer
 by running the same session twice, with A and B inferences, and dividing the difference by B - A.
 Instruction counts do not depend on the machine's load; the idle loop's do (under `-icount` it spins
 while the host delivers the next frame: `Reset_Handler` in the LTO-linked image), so the per-inference
-total printed includes some idle; the kernels' figures are exact.
+total printed includes some idle. The kernels' figures repeat to within a few instructions between runs
+(not to the instruction: micro_speech's prv_dw_run 670,698 to 670,706 in four runs with the defaults);
+the other lines (idle loop, UART handler, field arithmetic) by hundreds to thousands.
 
     .venv/bin/python bench/inference_m4_trace.py MODEL.tflite [--a 2] [--b 12] [--top 25]
 """
@@ -20,7 +22,6 @@ from __future__ import annotations
 import argparse
 import bisect
 import collections
-import hashlib
 import re
 import subprocess
 import sys
@@ -31,12 +32,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from inference_m4 import ARENA, HARDWARE_CLASS, SEED, engine_facts  # noqa: E402
+from inference_m4 import inference_session  # noqa: E402
 
-from tinyfleet.device import frames  # noqa: E402
-from tinyfleet.signing.keys import private_key_from_seed, public_raw  # noqa: E402
-from tinyfleet.signing.package import build_package  # noqa: E402
-from tinyfleet.sim.qemu import Provision, QemuDevice, build_firmware, missing_tools  # noqa: E402
+from tinyfleet.sim.qemu import build_firmware, missing_tools  # noqa: E402
 
 _TB = re.compile(r"^Trace \d+: 0x[0-9a-f]+ \[[0-9a-f]+/([0-9a-f]+)/")
 _INSN = re.compile(r"^0x([0-9a-f]+):")
@@ -59,36 +57,13 @@ def sized_symbols(elf: Path) -> tuple[list[int], list[str]]:
 
 def session(elf: Path, model_path: Path, inferences: int) -> collections.Counter[str]:
     """Instructions per function over one session: install, self-test, then `inferences` INFERs."""
-    from tinyfleet.signing.selftest import expected_output_sha256, input_sizes, selftest_input
-
     starts, names = sized_symbols(elf)
-    model = model_path.read_bytes()
-    arena, _ = engine_facts(model)
-    key = private_key_from_seed(hashlib.sha256(b"tinyfleet inference bench").digest())
-    provision = Provision([public_raw(key)], hardware_class=HARDWARE_CLASS, ram_budget=ARENA)
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "exec.log"
         trace = ["-icount", "shift=0", "-d", "exec,nochain,in_asm", "-D", str(log)]
-        dev = QemuDevice(provision, Path(tmp), elf, extra_args=trace, timeout=600)
-        dev.power_on()
-        try:
-            package = build_package(
-                model, key, name=model_path.stem[:31], version="1.0.0", sequence=1, security_counter=0,
-                hardware_class=HARDWARE_CLASS, min_runtime_version="0.1.0", arena_bytes=arena,
-                selftest_seed=SEED, selftest_output_sha256=expected_output_sha256(model, SEED),
-            )  # fmt: skip
-            dev.upload(package, frames.MAX_CHUNK)
-            for request in (frames.activate(), frames.selftest(), frames.confirm()):
-                dev.call(request)
-            data = selftest_input(SEED, input_sizes(model)[0])
-            step = frames.MAX_INFER_INPUT
-            for offset in range(0, len(data) - step, step):
-                dev.call(frames.infer(data[offset : offset + step], offset, run=False))
-            last = (len(data) - 1) // step * step
+        with inference_session(elf, model_path, Path(tmp), trace, timeout=600) as (_, infer):
             for _ in range(inferences):
-                dev.call(frames.infer(data[last:], last, run=True))
-        finally:
-            dev.close()
+                infer()
         sizes: dict[int, int] = {}
         counts: collections.Counter[str] = collections.Counter()
         block, n = -1, 0
