@@ -10,18 +10,19 @@ static int prv_aligned(const void *a, const void *b, size_t n)
     return (((uintptr_t)a | (uintptr_t)b | n) & 3u) == 0u;
 }
 
+/* ARMv7-M's LDR and STR take any alignment (CCR.UNALIGN_TRP is clear out of reset; LDM, STM and LDRD would
+ * fault), so words are copied whatever the pointers' alignment: the delta decoder's reads of the base and
+ * programming of the output start anywhere (issue 17: a byte loop then, 4 instructions per byte). */
+typedef uint32_t __attribute__((aligned(1), may_alias)) prv_any_word_t;
+
 void *memcpy(void *restrict dst, const void *restrict src, size_t n)
 {
-    if (prv_aligned(dst, src, n)) {
-        uint32_t *d = dst;
-        const uint32_t *s = src;
-        for (n /= 4u; n != 0u; n--) {
-            *d++ = *s++;
-        }
-        return dst;
-    }
     uint8_t *d = dst;
     const uint8_t *s = src;
+    for (const uint8_t *words_end = s + (n & ~(size_t)3u); s != words_end; d += 4, s += 4) {
+        *(prv_any_word_t *)(void *)d = *(const prv_any_word_t *)(const void *)s;
+    }
+    n &= 3u;
     while (n-- != 0u) {
         *d++ = *s++;
     }
