@@ -113,9 +113,12 @@ def main():
         out["delta"][name] = struct.pack("<IHB", t_new, b_len, sel) + dv.joinpath(f"{name}.bin").read_bytes()
     # format version 4 (literal runs reusing their block's table): t4_delta and t4_blk carry t4_new.bin
     t4_new = dv.joinpath("t4_new.bin").stat().st_size
-    for name, size, b_len, sel in (("t4_delta", t4_new, base_len, 9), ("t4_blk", t4_new, base_len, 0),
-                                   ("t4_full", t_new, 0, 40)):  # fmt: skip
-        out["delta"][name] = struct.pack("<IHB", size, b_len, sel) + dv.joinpath(f"{name}.bin").read_bytes()
+    # and versions 5 (ladder numbers) and 6 (adaptive frequency symbols), the same pairs
+    for v in ("t4", "t5", "t6"):
+        for name, size, b_len, sel in ((f"{v}_delta", t4_new, base_len, 9), (f"{v}_blk", t4_new, base_len, 0),
+                                       (f"{v}_full", t_new, 0, 40)):  # fmt: skip
+            data = dv.joinpath(f"{name}.bin").read_bytes()
+            out["delta"][name] = struct.pack("<IHB", size, b_len, sel) + data
     # state: two 256-byte sectors (48-byte records)
     ff = b"\xff" * 256
     s0 = state_record(1) + state_record(2, phase=1, offset=1024, size=4096)

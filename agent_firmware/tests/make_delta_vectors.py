@@ -18,6 +18,9 @@ blk.bin stay versions 1-3 streams.
 Format version 5 (ladder numbers): t5_delta.bin, t5_blk.bin and t5_full.bin, the same pairs and runs as
 the t4_ vectors in version 5, with numbers of all four bit-count classes and some wider than 17 bits (two
 equal-chance steps).
+Format version 6 (adaptive frequency symbols): t6_delta.bin, t6_blk.bin and t6_full.bin, the same pairs and
+runs as the t4_ vectors in version 6 (literals as two adaptive nibbles, numbers' bit counts as adaptive
+symbols).
 """
 
 from __future__ import annotations
@@ -125,6 +128,14 @@ def main() -> None:
         (out / name).write_bytes(stream)
         print(f"{name}: {len(stream)} bytes for {len(pair[1])}")
     assert classes >= {0, 4, 8, 16, 17}, f"numbers of every class and two-step ones expected, got {classes}"
+    for name, pair, log2 in (
+        ("t6_delta.bin", literal_pair, 15),
+        ("t6_blk.bin", literal_pair, 10),
+        ("t6_full.bin", (b"", t_new), 10),
+    ):
+        stream = literal_stream(pair[1], pair[0], log2, delta.FORMAT_SYMBOLS)
+        (out / name).write_bytes(stream)
+        print(f"{name}: {len(stream)} bytes for {len(pair[1])}")
 
 
 def literal_stream(

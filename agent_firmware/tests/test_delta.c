@@ -1,6 +1,7 @@
-/* Delta decoder: golden streams from tinyfleet/signing/delta.py (format versions 1 to 5: version 2 with
+/* Delta decoder: golden streams from tinyfleet/signing/delta.py (format versions 1 to 6: version 2 with
  * plain and diff weight runs, runs cut at block ends; version 3 with table runs, exact and bucketed; version 4
- * with literal runs that reuse their block's table; version 5 the same with ladder numbers) decode
+ * with literal runs that reuse their block's table; version 5 the same with ladder numbers; version 6 with
+ * adaptive frequency literals and numbers) decode
  * to the same bytes in any chunking, across simulated reboots, and corrupt streams are refused without
  * crashing (run under ASan and UBSan). */
 #include <stdio.h>
@@ -26,7 +27,8 @@ static uint8_t *prv_load(const char *name, uint32_t *len)
 }
 
 /* Versions 2 (weight runs, t_*.bin), 3 (table runs, t3_*.bin), 4 (literal runs reusing a table, t4_*.bin:
- * its delta and blk streams are t4_new.bin against base.bin) and 5 (t5_*.bin: t4's in ladder numbers): every
+ * its delta and blk streams are t4_new.bin against base.bin), 5 (t5_*.bin: t4's in ladder numbers) and 6
+ * (t6_*.bin: t4's with adaptive frequency literals and numbers): every
  * chunking and reboot schedule, then every single-byte corruption. */
 static int prv_tensor_vectors(const uint32_t *chunks, size_t n_chunks, const char *const names[3], uint8_t version)
 {
@@ -37,7 +39,7 @@ static int prv_tensor_vectors(const uint32_t *chunks, size_t n_chunks, const cha
     uint8_t *out = malloc(new_len);
     int cases = 0;
     for (size_t k = 0; k < 3; k++) {
-        if (version >= 4u && k == 2) { /* t4_full.bin and t5_full.bin are t_new.bin alone */
+        if (version >= 4u && k == 2) { /* t4_full.bin to t6_full.bin are t_new.bin alone */
             free(expect);
             free(out);
             expect = prv_load("t_new.bin", &new_len);
@@ -68,6 +70,24 @@ static int prv_tensor_vectors(const uint32_t *chunks, size_t n_chunks, const cha
     free(out);
     free(base);
     free(expect);
+    return cases;
+}
+
+/* A checkpoint's version bits (has_base bits 1-5) are 0, 1, 3, 7, 15 or 31: each version includes the ones
+ * before; anything else is refused on resume (no flash is touched before the first chunk). */
+static int prv_resume_version_bits(void)
+{
+    static tfa_delta_t d;
+    static const tfa_flash_t flash = {0};
+    int cases = 0;
+    for (uint32_t bits = 0; bits < 64u; bits++) {
+        tfa_delta_checkpoint_t cp = {.in_offset = 8, .out_offset = 0, .block_log2 = 10, .move_bits = 4,
+                                     .has_base = (uint8_t)(bits << 1 | 1u), .valid = 1};
+        int valid = bits == 0 || bits == 1 || bits == 3 || bits == 7 || bits == 15 || bits == 31;
+        int rc = tfa_delta_resume(&d, &flash, 0, 100, 4096, 100, &cp);
+        CHECK((rc == 0) == valid, "resume with version bits %u: rc %d", bits, rc);
+        cases++;
+    }
     return cases;
 }
 
@@ -132,6 +152,9 @@ int main(void)
     cases += prv_tensor_vectors(chunks, sizeof chunks / sizeof chunks[0], v4_names, 4u);
     static const char *const v5_names[3] = {"t5_delta.bin", "t5_blk.bin", "t5_full.bin"};
     cases += prv_tensor_vectors(chunks, sizeof chunks / sizeof chunks[0], v5_names, 5u);
+    static const char *const v6_names[3] = {"t6_delta.bin", "t6_blk.bin", "t6_full.bin"};
+    cases += prv_tensor_vectors(chunks, sizeof chunks / sizeof chunks[0], v6_names, 6u);
+    cases += prv_resume_version_bits();
     printf("test_delta: %d cases (%d padding flips harmless), decoder state %u bytes, %d failures\n", cases,
            undetected, tfa_host_delta_state_size(), test_failures);
     free(bad);

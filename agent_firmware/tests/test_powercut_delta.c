@@ -2,8 +2,8 @@
  * driver, with the invariant it checks after every cut, is tests/support/powercut_campaign.c).
  * A device runs good_active.tfpkg (sequence 5, confirmed; its model is the delta's base) and installs
  * delta_good.tfpkg or compressed_good.tfpkg, or their format version 2 twins delta_v2_good.tfpkg and
- * compressed_v2_good.tfpkg, or the version 3, 4 and 5 delta_v3_good.tfpkg, delta_v4_good.tfpkg and
- * delta_v5_good.tfpkg (sequence 6,
+ * compressed_v2_good.tfpkg, or the version 3 to 6 delta_v3_good.tfpkg, delta_v4_good.tfpkg,
+ * delta_v5_good.tfpkg and delta_v6_good.tfpkg (sequence 6,
  * model_update.tflite, 1 KiB blocks) in small chunks: begin, chunks, end, activate, selftest, confirm.
  * The reference run counts its flash program/erase operations; then for every cut index k in 1..N and every tear mode the power goes during
  * operation k. After power-on and reboot (in half the runs with a second cut during the boot itself):
@@ -86,6 +86,8 @@ int main(void)
     points += prv_campaign("delta_v4_good.tfpkg", 256, 8, 1, 0);
     /* and in format version 5 (ladder numbers: the checkpoint's has_base carries bit 4 across reboots) */
     points += prv_campaign("delta_v5_good.tfpkg", 256, 8, 1, 0);
+    /* and in format version 6 (adaptive frequency symbols: checkpoint bit 5; counts rebuilt at each block) */
+    points += prv_campaign("delta_v6_good.tfpkg", 256, 8, 1, 0);
     if (test_failures != 0) {
         fprintf(stderr, "test_powercut_delta: %d checks failed\n", test_failures);
         return 1;

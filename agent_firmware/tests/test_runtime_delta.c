@@ -342,6 +342,9 @@ int main(void)
     /* and in format version 5 (ladder numbers) */
     prv_test_installs("delta_v5_good.tfpkg", &update);
     prv_test_resume("delta_v5_good.tfpkg", &update);
+    /* and in format version 6 (adaptive frequency symbols) */
+    prv_test_installs("delta_v6_good.tfpkg", &update);
+    prv_test_resume("delta_v6_good.tfpkg", &update);
     prv_test_rewind(&update);
     prv_test_refusal("delta_wrong_base.tfpkg", -TFA_ERR_WRONG_BASE, 0, 64);
     prv_test_refusal("delta_corrupt_stream.tfpkg", -TFA_ERR_DELTA_CORRUPT, 1, 1);

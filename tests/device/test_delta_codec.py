@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from tests.support.paths import REPO
 from tinyfleet.signing import delta
+from tinyfleet.signing.rangecoder import NUMBER_SYMBOLS, FreqModel
 
 ROOT = REPO
 LIB = ROOT / "agent_firmware" / "build" / "host" / "libtinyfleet_agent.so"
@@ -97,6 +98,65 @@ def test_c_decoder_matches_format_5_ladder_numbers(
         assert stream[2] == delta.FORMAT_NUMBERS and delta.decode(stream, b) == new
         assert c_decode(lib, stream, b, len(new), chunk) == new
         assert c_decode(lib, stream, b, len(new), chunk, reboot=2) == new
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.binary(min_size=1, max_size=5000), st.integers(0, 2**32 - 1), st.sampled_from([1, 7, 256, 1024]))
+def test_c_decoder_matches_format_6_symbols(lib: ctypes.CDLL, base: bytes, seed: int, chunk: int) -> None:
+    # version 6 only, with and without a base: literals as adaptive nibbles, numbers' bit counts as symbols
+    new = mutate(base, random.Random(seed))
+    for b in (base, b""):
+        stream = delta.encode(new, b, block_log2=10, versions=(delta.FORMAT_SYMBOLS,))
+        assert stream[2] == delta.FORMAT_SYMBOLS and delta.decode(stream, b) == new
+        assert c_decode(lib, stream, b, len(new), chunk) == new
+        assert c_decode(lib, stream, b, len(new), chunk, reboot=2) == new
+
+
+def test_c_decoder_halves_version_6_counts_as_python_does(
+    lib: ctypes.CDLL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one 64 KiB block of short repeats and fresh bytes: thousands of literals and copy numbers, so both
+    # the literal and the number models pass their limit and halve several times
+    rng = random.Random(8)
+    pieces = [bytes(rng.randrange(256) for _ in range(rng.randrange(4, 9))) for _ in range(60)]
+    new = b"".join(rng.choice(pieces) + bytes(rng.randrange(256) for _ in range(rng.randrange(0, 3)))
+                   for _ in range(9000))[:60_000]  # fmt: skip
+    halved: dict[int, int] = {}
+    learn = FreqModel.learn
+
+    def spy(model: FreqModel, s: int) -> None:
+        before = model.total
+        learn(model, s)
+        if model.total < before:
+            halved[len(model.counts)] = halved.get(len(model.counts), 0) + 1
+
+    monkeypatch.setattr(FreqModel, "learn", spy)
+    stream = delta.encode(new, b"", block_log2=16, versions=(delta.FORMAT_SYMBOLS,))
+    monkeypatch.undo()
+    assert halved.get(16, 0) >= 2 and halved.get(NUMBER_SYMBOLS, 0) >= 2, halved
+    assert delta.decode(stream) == new
+    assert c_decode(lib, stream, b"", len(new), 1000) == new
+    assert c_decode(lib, stream, b"", len(new), 333, reboot=1) == new
+
+
+def test_c_and_python_agree_on_corrupted_version_6_streams(lib: ctypes.CDLL) -> None:
+    vectors = ROOT / "agent_firmware" / "tests" / "vectors" / "delta"
+    base = (vectors / "base.bin").read_bytes()
+    for name, b, n in (("t6_blk.bin", base, "t4_new.bin"), ("t6_full.bin", b"", "t_new.bin")):
+        good = (vectors / name).read_bytes()
+        size = len((vectors / n).read_bytes())
+        for at in range(0, len(good), 3):
+            bad = bytearray(good)
+            bad[at] ^= 0xA5
+            try:
+                expected: bytes | None = delta.decode(bytes(bad), b)
+            except delta.DeltaError:
+                expected = None
+            try:
+                got: bytes | None = c_decode(lib, bytes(bad), b, size, 256)
+            except delta.DeltaError:
+                got = None
+            assert got == expected, f"{name}: flip at {at}"
 
 
 def test_c_and_python_agree_on_corrupted_version_5_streams(lib: ctypes.CDLL) -> None:

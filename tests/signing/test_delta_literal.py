@@ -106,9 +106,15 @@ def test_malformed_version_4_streams_raise_delta_error_only() -> None:
                 delta.decode(good[:cut], b)
 
 
-def test_the_encoder_keeps_a_stream_within_the_speed_margin_of_every_version() -> None:
+def test_the_encoder_keeps_a_stream_within_the_speed_margin_or_the_cap() -> None:
+    # within SPEED_MARGIN of its smallest candidate, or estimated fast enough and within SPEED_CAP; never
+    # more than SPEED_CAP above the smallest stream of any single version (version 2 is not a candidate)
     for new, base in ((V2_MODEL, V1_MODEL), (V2_MODEL, b"")):
         sizes = [len(delta.encode(new, base, versions=(v,))) for v in delta.FORMATS]
+        made = dict(delta.candidates(new, base))
         chosen = delta.encode(new, base)
-        assert len(chosen) <= min(sizes) * (1 + delta.SPEED_MARGIN)
+        assert chosen in made
+        near = len(chosen) <= min(len(s) for s in made) * (1 + delta.SPEED_MARGIN)
+        assert near or made[chosen] <= delta.SPEED_TARGET * len(new)
+        assert len(chosen) <= min(sizes) * (1 + delta.SPEED_CAP)
         assert delta.decode(chosen, base) == new

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.paths import VECTORS
+from tests.support.paths import REPO, VECTORS
 from tests.support.qemu_device import CHUNK, DEVICE, install_and_confirm, vector
 from tinyfleet.device import frames
 from tinyfleet.sim.qemu import (
@@ -483,6 +483,43 @@ def test_compressed_and_delta_packages_decode_on_the_m4(device: QemuDevice, shar
     )  # fmt: skip
     assert len(delta) < len(compressed) < MANIFEST_SIZE + len(base) + 64
 
+    for package, model in ((compressed, base), (delta, new)):
+        slot = install_and_confirm(device, package)
+        device.power_cycle()
+        state = device.state()
+        assert state.active_slot == slot
+        assert state.slots[slot].model_sha256 == hashlib.sha256(model).digest()
+        assert slot_bytes(device, slot)[304 : 304 + len(model)] == model
+
+
+def test_version_6_packages_decode_on_the_m4(device: QemuDevice) -> None:
+    """Format version 6 (adaptive frequency symbols) on the real firmware: the example model compressed,
+    then its next version as a delta against it, each stream version 6 only."""
+    from tinyfleet.signing import delta as codec
+    from tinyfleet.signing.keys import load_private_key
+    from tinyfleet.signing.package import build_package
+
+    key = load_private_key(VECTORS / "key_trusted.pem")
+    base = (REPO / "examples" / "vibration-1.0.0.tflite").read_bytes()
+    new = (REPO / "examples" / "vibration-1.1.0.tflite").read_bytes()
+    only_v6 = (codec.FORMAT_SYMBOLS,)
+    full_stream = codec.encode(base, versions=only_v6)
+    delta_stream = codec.encode(new, base, versions=only_v6)
+    assert full_stream[2] == delta_stream[2] == codec.FORMAT_SYMBOLS
+    common = {
+        "name": "vibration",
+        "security_counter": 3,
+        "hardware_class": DEVICE["hardware_class"],
+        "min_runtime_version": "0.1.0",
+    }
+    compressed = build_package(
+        base, key, version="1.0.0", sequence=20, payload=full_stream,
+        payload_encoding=codec.ENCODING_COMPRESSED, **common,
+    )  # fmt: skip
+    delta = build_package(
+        new, key, version="1.1.0", sequence=21, payload=delta_stream,
+        payload_encoding=codec.ENCODING_DELTA, delta_base_sha256=hashlib.sha256(base).digest(), **common,
+    )  # fmt: skip
     for package, model in ((compressed, base), (delta, new)):
         slot = install_and_confirm(device, package)
         device.power_cycle()

@@ -437,7 +437,7 @@ def main() -> None:
     update_digest = expected_output_sha256(update, SELFTEST_SEED)
     base_sha = hashlib.sha256(model).digest()
     v1, v2 = (dl.FORMAT_VERSION,), (dl.FORMAT_TENSOR,)  # each package pins its delta format version
-    v3, v4, v5 = (dl.FORMAT_TABLE,), (dl.FORMAT_LAST,), (dl.FORMAT_NUMBERS,)
+    v3, v4, v5, v6 = (dl.FORMAT_TABLE,), (dl.FORMAT_LAST,), (dl.FORMAT_NUMBERS,), (dl.FORMAT_SYMBOLS,)
     delta_stream = dl.encode(update, model, block_log2=10, versions=v1)
     full_stream = dl.encode(update, b"", block_log2=10, versions=v1)
     delta_v2_stream = dl.encode(update, model, block_log2=10, versions=v2)
@@ -448,6 +448,8 @@ def main() -> None:
     assert delta_v4_stream[2] == dl.FORMAT_LAST and dl.decode(delta_v4_stream, model) == update
     delta_v5_stream = dl.encode(update, model, block_log2=10, versions=v5)
     assert delta_v5_stream[2] == dl.FORMAT_NUMBERS and dl.decode(delta_v5_stream, model) == update
+    delta_v6_stream = dl.encode(update, model, block_log2=10, versions=v6)
+    assert delta_v6_stream[2] == dl.FORMAT_SYMBOLS and dl.decode(delta_v6_stream, model) == update
     assert dl.decode(delta_v2_stream, model) == update and dl.decode(full_v2_stream) == update
     assert dl.decode(delta_stream, model) == update and dl.decode(full_stream) == update
     update_fields: dict[str, object] = {
@@ -513,6 +515,13 @@ def main() -> None:
         "OK",
         "none",
         f"delta_good's update in delta format version 5 (ladder numbers), {len(delta_v5_stream)} bytes",
+    )
+    add_delta(
+        "delta_v6_good.tfpkg",
+        build_encoded(delta_v6_stream, dl.ENCODING_DELTA, base_sha),
+        "OK",
+        "none",
+        f"delta_good's update in delta format version 6 (frequency symbols), {len(delta_v6_stream)} bytes",
     )
     add_delta(
         "delta_wrong_base.tfpkg",

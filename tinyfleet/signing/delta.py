@@ -12,19 +12,32 @@ model's int8 weight tensors coded with models fitted to weights; version 3 adds 
 decode; version 4 adds literal runs (run kind 7, `literal_runs`): stretches of what the LZ coder leaves
 as literals coded a table symbol per byte, later runs of a block reusing its last table; version 5 codes
 every number with a ladder of bit-count classes and equal-chance low bits (`rangecoder`: fewer decisions
-for the device, no larger). By default the encoder makes the plans of versions 1, 3 and 4 as version 5
-streams and keeps the fastest to decode (an estimate of the Cortex-M4 instructions, `decode_cost`) of those
-within SPEED_MARGIN of the smallest, or up to SPEED_CAP larger to meet SPEED_TARGET; decoders take all
-five versions.
+for the device, no larger); version 6 codes literals (two nibbles) and numbers' bit counts as adaptive
+frequency symbols (`FreqModel`: a division and a short search each instead of up to 8 binary decisions).
+By default the encoder makes the plans of versions 1, 3 and 4 as version 5 and version 6 streams and keeps
+the fastest to decode (an estimate of the Cortex-M4 instructions, `decode_cost`) of those within
+SPEED_MARGIN of the smallest, or up to SPEED_CAP larger to meet SPEED_TARGET; decoders take all six
+versions.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from tinyfleet.signing import table_coder, tensor_coder
 from tinyfleet.signing.delta_parser import BASE, LITERAL_BITS_ESTIMATE, NEW_MIN, OUT, REP_MIN, _Parser
-from tinyfleet.signing.rangecoder import NUMBER_LOW_BITS, NUMBER_TREE_BITS, PROB_INIT, Decoder, Encoder
+from tinyfleet.signing.rangecoder import (
+    NUMBER_INC,
+    NUMBER_LOW_BITS,
+    NUMBER_SYMBOLS,
+    NUMBER_TREE_BITS,
+    PROB_INIT,
+    Decoder,
+    Encoder,
+    FreqModel,
+    NumberModel,
+)
 from tinyfleet.signing.rangecoder import decode_number as _decode_number
 from tinyfleet.signing.rangecoder import encode_number as _encode_number
 from tinyfleet.signing.rangecoder import unzigzag as _unzigzag
@@ -37,7 +50,8 @@ FORMAT_TENSOR = 2  # version 1 plus weight runs
 FORMAT_TABLE = 3  # version 2 plus table runs (weights one byte per symbol, fast to decode)
 FORMAT_LAST = 4  # version 3 plus runs that reuse the block's last table (literal bytes a symbol each)
 FORMAT_NUMBERS = 5  # version 4 with cheaper numbers (a ladder of bit-count classes, equal-chance low bits)
-FORMATS = (FORMAT_VERSION, FORMAT_TENSOR, FORMAT_TABLE, FORMAT_LAST, FORMAT_NUMBERS)
+FORMAT_SYMBOLS = 6  # version 5 with literals and numbers as adaptive frequency symbols (a division each)
+FORMATS = (FORMAT_VERSION, FORMAT_TENSOR, FORMAT_TABLE, FORMAT_LAST, FORMAT_NUMBERS, FORMAT_SYMBOLS)
 FLAG_HAS_BASE = 1
 DEFAULT_BLOCK_LOG2 = 15  # 32 KiB of output per independent block
 MIN_BLOCK_LOG2, MAX_BLOCK_LOG2 = 10, 20
@@ -54,22 +68,50 @@ class DeltaError(ValueError):
     """A delta stream that is malformed or does not fit its base."""
 
 
-class _Models:
-    """Adaptive probabilities; the C decoder keeps the same arrays as uint16 (about 2.6 KiB)."""
+LITERAL_INC = 2  # version 6 literals: what a coded nibble gains (1-4 within 1% on the benchmark streams)
+NO_MATCH = 16  # the high nibble's context without a match byte
+
+
+class _LiteralModels:
+    """Format version 6 literals: the high nibble in the context of the match byte's high nibble (or
+    NO_MATCH), then the low nibble in the context of the high one; 528 adaptive counts."""
 
     def __init__(self) -> None:
+        self.high = [FreqModel(16, LITERAL_INC) for _ in range(NO_MATCH + 1)]
+        self.low = [FreqModel(16, LITERAL_INC) for _ in range(16)]
+
+
+Literals = list[list[int]] | _LiteralModels
+
+
+class _Models:
+    """Adaptive probabilities; the C decoder keeps the same arrays as uint16 (about 2.6 KiB). Version 6
+    keeps frequency counts for literals and numbers in the same room."""
+
+    def __init__(self, version: int = FORMAT_VERSION) -> None:
         self.is_match = [PROB_INIT] * 2
         self.is_rep = [PROB_INIT] * 2
         self.rep_which = [PROB_INIT] * 4
         self.is_out = [PROB_INIT] * 2
-        self.literal = [[PROB_INIT] * 256 for _ in range(3)]
-        number_size = (1 << NUMBER_TREE_BITS) + 33 * (1 << NUMBER_LOW_BITS)
-        self.rep_len = [PROB_INIT] * number_size
-        self.new_len = [PROB_INIT] * number_size
-        self.disp = [PROB_INIT] * number_size
-        self.dist = [PROB_INIT] * number_size
         self.is_tensor = [PROB_INIT] * 2  # version 2 only
         self.weights = WeightModels()
+        self.literal: Literals
+        self.rep_len: NumberModel
+        self.new_len: NumberModel
+        self.disp: NumberModel
+        self.dist: NumberModel
+        if version >= FORMAT_SYMBOLS:
+            self.literal = _LiteralModels()
+            self.rep_len, self.new_len, self.disp, self.dist, self.weights.word = (
+                FreqModel(NUMBER_SYMBOLS, NUMBER_INC) for _ in range(5)
+            )
+        else:
+            self.literal = [[PROB_INIT] * 256 for _ in range(3)]
+            number_size = (1 << NUMBER_TREE_BITS) + 33 * (1 << NUMBER_LOW_BITS)
+            self.rep_len = [PROB_INIT] * number_size
+            self.new_len = [PROB_INIT] * number_size
+            self.disp = [PROB_INIT] * number_size
+            self.dist = [PROB_INIT] * number_size
         # format version 4: the block's last table (bucketed?, frequencies; the decoder keeps it cumulative)
         self.table: tuple[bool, list[int]] | None = None
 
@@ -80,10 +122,15 @@ def _match_byte(base: bytes, pos: int, reps: list[tuple[int, int]]) -> int | Non
     return base[src] if 0 <= src < len(base) else None
 
 
-def _encode_literal(enc: Encoder, probs: list[list[int]], byte: int, match: int | None) -> None:
+def _encode_literal(enc: Encoder, probs: Literals, byte: int, match: int | None) -> None:
     """A literal, bit by bit. While its bits agree with the match byte's, each is coded in the context
     of the match bit (probs[1] or probs[2]): a byte kept from the base, or a weight pruned to zero, costs
-    little; after the first disagreement, or with no base, the plain tree probs[0] is used."""
+    little; after the first disagreement, or with no base, the plain tree probs[0] is used. Version 6:
+    two adaptive nibbles (_LiteralModels), two divisions instead of eight decisions."""
+    if isinstance(probs, _LiteralModels):
+        enc.freq(probs.high[NO_MATCH if match is None else match >> 4], byte >> 4)
+        enc.freq(probs.low[byte >> 4], byte & 15)
+        return
     node, matching = 1, match is not None
     for shift in range(7, -1, -1):
         bit = (byte >> shift) & 1
@@ -97,7 +144,10 @@ def _encode_literal(enc: Encoder, probs: list[list[int]], byte: int, match: int 
         node = (node << 1) | bit
 
 
-def _decode_literal(dec: Decoder, probs: list[list[int]], match: int | None) -> int:
+def _decode_literal(dec: Decoder, probs: Literals, match: int | None) -> int:
+    if isinstance(probs, _LiteralModels):
+        high = dec.freq(probs.high[NO_MATCH if match is None else match >> 4])
+        return high << 4 | dec.freq(probs.low[high])
     node, matching = 1, match is not None
     for shift in range(7, -1, -1):
         if matching:
@@ -155,7 +205,7 @@ def _encode_weight_run(
 
 
 def _group_table(
-    new: bytes, base: bytes, runs: list[WeightRun], pos: int, end: int, probs: list[int]
+    new: bytes, base: bytes, runs: list[WeightRun], pos: int, end: int, probs: NumberModel
 ) -> tuple[bool, list[int]]:
     """The table of the literal runs from `pos` on, up to the next other table run or the block end: the
     first sends it, the others reuse it (format version 4)."""
@@ -177,14 +227,14 @@ def _encode_block(
     runs: list[WeightRun],
     version: int,
     literals: list[int] | None = None,
-) -> tuple[bytes, int]:
-    """The block's coded bytes and the device's estimated work for it (decode_cost); the positions of
+) -> tuple[bytes, Work]:
+    """The block's coded bytes and the device's work for it (Work, priced by decode_cost); the positions of
     literals are added to `literals`."""
     new, base = parser.new, parser.base
     n_copies = n_runs = 0
     enc = Encoder(move_bits)
     enc.ladder = version >= FORMAT_NUMBERS
-    models = _Models()
+    models = _Models(version)
     reps: list[tuple[int, int]] = [(BASE, 0)] * REPS
     pos, prev_kind = start, 0
     runs = [r for r in runs if r.start + r.length > start and r.start < end]
@@ -196,7 +246,9 @@ def _encode_block(
         if run is not None and run.kind in tensor_coder.WORD_KINDS:
             # whole words only: a word cut by the block end goes to the LZ coder
             stop = pos + (stop - pos) // 4 * 4 if (pos - run.start) % 4 == 0 else pos
-        if run is not None and run.start <= pos < stop and run.kind == tensor_coder.TABLE_LAST:
+        literal_run = run is not None and run.start <= pos < stop and run.kind == tensor_coder.TABLE_LAST
+        if literal_run:
+            assert run is not None
             values = tensor_coder.run_values(new, base, run, pos, stop)
             send = models.table is None  # the first literal run of a group sends the group's table
             if send:
@@ -263,40 +315,55 @@ def _encode_block(
         pos += copy.length
         prev_kind = 1
         n_copies += 1
-    work = (enc.decisions - enc.symbols - enc.directs, enc.directs, enc.symbols, n_copies, n_runs)
+    bits = enc.decisions - enc.symbols - enc.directs - enc.freqs
+    work = Work(bits, enc.directs, enc.symbols, n_copies, n_runs, enc.freqs, enc.steps, end - start)
     # The decoder reads zeros past the end of a block, so trailing zero bytes need not be sent.
-    return enc.finish().rstrip(b"\x00"), decode_cost(work, end - start)
+    return enc.finish().rstrip(b"\x00"), work
 
 
-# Cortex-M4 instructions of the C decoder (bench/delta_m4.py) per unit of work, fitted on the 22 benchmark
-# streams (docs/BENCHMARKS.md, "Issue 17: decode speed, a cost model"; within 7% on all but one, 18% off):
-# an adaptive bit with its share of the op, literal and number code around it, a direct bit, a table
-# symbol or equal-chance step (a division), a copy op (its numbers are bits above), a run's header and
-# set-up, and each output byte (copies, flash programming, the output buffer)
-COST_BIT, COST_DIRECT, COST_SYMBOL, COST_COPY, COST_RUN, COST_BYTE = 31, 9, 41, 307, 941, 9
 SPEED_TARGET = 60  # estimated decoder instructions per output byte the encoder aims at (issue 17)
-SPEED_CAP = 0.2  # ... taking a stream up to this much larger than the smallest to get there
+SPEED_CAP = 0.25  # ... taking a stream up to this much larger than the smallest to get there (the 106 KB
+# pruned pair: 20.3% since version 6 made its smallest stream smaller; still below every peer)
 
 
-def decode_cost(work: tuple[int, int, int, int, int], out_bytes: int) -> int:
-    """Estimated decoder instructions for `work` = (adaptive bits, direct bits, table symbols and
-    equal-chance steps, copies, runs) producing `out_bytes`."""
-    bits, directs, symbols, copies, runs = work
-    return (
-        COST_BIT * bits
-        + COST_DIRECT * directs
-        + COST_SYMBOL * symbols
-        + COST_COPY * copies
-        + COST_RUN * runs
-        + COST_BYTE * out_bytes
-    )
+class Work(NamedTuple):
+    """What a stream costs the decoder: adaptive bits, direct bits, table symbols and equal-chance steps
+    (a division each), copy ops, runs, adaptive frequency symbols (version 6) and their search steps (the
+    symbols' sum), output bytes."""
+
+    bits: int = 0
+    directs: int = 0
+    symbols: int = 0
+    copies: int = 0
+    runs: int = 0
+    freqs: int = 0
+    steps: int = 0
+    out_bytes: int = 0
+
+    def __add__(self, other: object) -> Work:
+        assert isinstance(other, Work)
+        return Work(*(a + b for a, b in zip(self, other, strict=True)))
+
+
+# Cortex-M4 instructions of the C decoder (bench/delta_m4.py) per unit of work, fitted by
+# bench/delta_cost_fit.py on 450 candidate streams of the benchmark pairs, versions 5 and 6 (docs/
+# BENCHMARKS.md, "Issue 17: format version 6"; median error 3.3%, within 10% on 432): an adaptive bit with
+# its share of the op, literal and number code around it, a direct bit (not fitted: few streams have
+# any), a table symbol or equal-chance step (a division), a copy op (its numbers are counted apart), a
+# run's header and set-up, an adaptive frequency symbol and each step of its search, each output byte
+COSTS = Work(bits=28, directs=9, symbols=35, copies=244, runs=173, freqs=41, steps=6, out_bytes=5)
+
+
+def decode_cost(work: Work) -> int:
+    """Estimated Cortex-M4 instructions of the C decoder for `work`."""
+    return sum(c * w for c, w in zip(COSTS, work, strict=True))
 
 
 def encode(
     new: bytes,
     base: bytes = b"",
     block_log2: int = DEFAULT_BLOCK_LOG2,
-    versions: tuple[int, ...] = (FORMAT_VERSION, FORMAT_TABLE, FORMAT_LAST, FORMAT_NUMBERS),
+    versions: tuple[int, ...] = (FORMAT_VERSION, FORMAT_TABLE, FORMAT_LAST, FORMAT_NUMBERS, FORMAT_SYMBOLS),
 ) -> bytes:
     """A delta of `new` against `base`; with an empty base it is a plain compressed model.
 
@@ -309,7 +376,7 @@ def encode(
     were smaller and cheaper to decode on every benchmark stream, PROTOCOL 5.8), and no older stream.
     """
     made = candidates(new, base, block_log2, versions)
-    if not {FORMAT_TABLE, FORMAT_LAST, FORMAT_NUMBERS} & set(versions):
+    if not {FORMAT_TABLE, FORMAT_LAST, FORMAT_NUMBERS, FORMAT_SYMBOLS} & set(versions):
         return min(made, key=lambda m: len(m[0]))[0]  # the first of the smallest: what versions 1-2 made
     return choose(made, len(new))
 
@@ -318,14 +385,24 @@ def candidates(
     new: bytes,
     base: bytes = b"",
     block_log2: int = DEFAULT_BLOCK_LOG2,
-    versions: tuple[int, ...] = (FORMAT_VERSION, FORMAT_TABLE, FORMAT_LAST, FORMAT_NUMBERS),
+    versions: tuple[int, ...] = (FORMAT_VERSION, FORMAT_TABLE, FORMAT_LAST, FORMAT_NUMBERS, FORMAT_SYMBOLS),
 ) -> list[tuple[bytes, int]]:
     """Every stream `encode` chooses from, with its estimated decoder instructions (decode_cost)."""
+    return [(stream, decode_cost(work)) for stream, work in candidate_work(new, base, block_log2, versions)]
+
+
+def candidate_work(
+    new: bytes,
+    base: bytes = b"",
+    block_log2: int = DEFAULT_BLOCK_LOG2,
+    versions: tuple[int, ...] = (FORMAT_VERSION, FORMAT_TABLE, FORMAT_LAST, FORMAT_NUMBERS, FORMAT_SYMBOLS),
+) -> list[tuple[bytes, Work]]:
+    """The candidates' streams with the decoder's work each one takes (bench/delta_cost_fit.py)."""
     if not MIN_BLOCK_LOG2 <= block_log2 <= MAX_BLOCK_LOG2:
         raise ValueError(f"block size must be 2**{MIN_BLOCK_LOG2}..2**{MAX_BLOCK_LOG2}")
     if not new:
         raise ValueError("nothing to encode: the new model is empty")
-    numbers = FORMAT_NUMBERS in versions
+    numbers = bool({FORMAT_NUMBERS, FORMAT_SYMBOLS} & set(versions))
     if numbers:
         versions = (*versions, FORMAT_VERSION, FORMAT_TABLE, FORMAT_LAST)
     parser = _Parser(new, base)
@@ -365,7 +442,8 @@ def candidates(
         for _, runs in plans:
             if runs not in unique:
                 unique.append(runs)
-        plans = [(FORMAT_NUMBERS, runs) for runs in unique]
+        made = tuple(v for v in (FORMAT_NUMBERS, FORMAT_SYMBOLS) if v in versions)
+        plans = [(version, runs) for runs in unique for version in made]
     return [_encode_stream(parser, block_log2, rate, version, r) for version, r in plans for rate in rates]
 
 
@@ -442,9 +520,9 @@ def _encode_stream(
     version: int = FORMAT_VERSION,
     runs: list[WeightRun] | None = None,
     literals: list[int] | None = None,
-) -> tuple[bytes, int]:
+) -> tuple[bytes, Work]:
     new, base = parser.new, parser.base
-    cost = 0
+    work = Work()
     parser.restart()
     stream = bytearray(MAGIC)
     stream += bytes((version, FLAG_HAS_BASE if base else 0, block_log2, move_bits))
@@ -453,11 +531,11 @@ def _encode_stream(
     block = 1 << block_log2
     for start in range(0, len(new), block):
         end = min(len(new), start + block)
-        coded, count = _encode_block(parser, start, end, move_bits, runs or [], version, literals)
-        cost += count
+        coded, block_work = _encode_block(parser, start, end, move_bits, runs or [], version, literals)
+        work += block_work
         _put_varint(stream, len(coded))
         stream += coded
-    return bytes(stream), cost
+    return bytes(stream), work
 
 
 @dataclass(frozen=True)
@@ -564,7 +642,7 @@ def _decode_weight_run(
 
 
 def _decode_block(dec: Decoder, base: bytes, out: bytearray, end: int, version: int = FORMAT_VERSION) -> None:
-    models = _Models()
+    models = _Models(version)
     reps: list[tuple[int, int]] = [(BASE, 0)] * REPS
     prev_kind = 0
     while len(out) < end:

@@ -26,6 +26,7 @@ from tinyfleet.signing.rangecoder import (
     PROB_INIT,
     Decoder,
     Encoder,
+    NumberModel,
     decode_number,
     encode_number,
     unzigzag,
@@ -88,7 +89,7 @@ def frequencies(symbols: list[int]) -> list[int]:
     return freq
 
 
-def encode_table(enc: Encoder, probs: list[int], freq: list[int], count_bits: int) -> None:
+def encode_table(enc: Encoder, probs: NumberModel, freq: list[int], count_bits: int) -> None:
     enc.direct_bits(len(freq) - 1, count_bits)
     prev = 0
     for f in freq:
@@ -96,7 +97,7 @@ def encode_table(enc: Encoder, probs: list[int], freq: list[int], count_bits: in
         prev = f
 
 
-def decode_table(dec: Decoder, probs: list[int], count_bits: int) -> list[int]:
+def decode_table(dec: Decoder, probs: NumberModel, count_bits: int) -> list[int]:
     """The cumulative table [0, f0, f0+f1, ..., TABLE_TOTAL]; anything else is a ValueError."""
     n = dec.direct_bits(count_bits) + 1
     cum, prev = [0], 0
@@ -111,13 +112,13 @@ def decode_table(dec: Decoder, probs: list[int], count_bits: int) -> list[int]:
     return cum
 
 
-def _table_bits(probs: list[int], freq: list[int], count_bits: int) -> int:
+def _table_bits(probs: NumberModel, freq: list[int], count_bits: int) -> int:
     enc = Encoder()
-    encode_table(enc, list(probs), freq, count_bits)
+    encode_table(enc, probs.copy(), freq, count_bits)
     return 8 * len(enc.finish())
 
 
-def _plan(probs: list[int], values: list[int]) -> tuple[bool, list[int], float]:
+def _plan(probs: NumberModel, values: list[int]) -> tuple[bool, list[int], float]:
     """(bucketed?, the table, estimated bits) of the cheaper table for `values`, a bucketed table's
     extra decoding step counted as EXTRA_STEP_BITS."""
     ks = [symbol_of(v & 0xFF) for v in values]
@@ -136,7 +137,7 @@ def _plan(probs: list[int], values: list[int]) -> tuple[bool, list[int], float]:
     return best
 
 
-def plan_table(probs: list[int], values: list[int]) -> tuple[bool, list[int]]:
+def plan_table(probs: NumberModel, values: list[int]) -> tuple[bool, list[int]]:
     """(bucketed?, frequencies) of the table encode_run would send for `values`."""
     bucketed, freq, _ = _plan(probs, values)
     return bucketed, freq
@@ -144,7 +145,7 @@ def plan_table(probs: list[int], values: list[int]) -> tuple[bool, list[int]]:
 
 def encode_run(
     enc: Encoder,
-    probs: list[int],
+    probs: NumberModel,
     values: list[int],
     table: tuple[bool, list[int]] | None = None,
     send: bool = True,
@@ -169,14 +170,14 @@ def encode_run(
             enc.uniform(low, extra)
 
 
-def read_table(dec: Decoder, probs: list[int]) -> tuple[bool, list[int]]:
+def read_table(dec: Decoder, probs: NumberModel) -> tuple[bool, list[int]]:
     """(bucketed?, the cumulative table) of a table run's header."""
     bucketed = bool(dec.direct_bits(1))
     return bucketed, decode_table(dec, probs, BUCKET_COUNT_BITS if bucketed else EXACT_COUNT_BITS)
 
 
 def decode_run(
-    dec: Decoder, probs: list[int], count: int, table: tuple[bool, list[int]] | None = None
+    dec: Decoder, probs: NumberModel, count: int, table: tuple[bool, list[int]] | None = None
 ) -> list[int]:
     """`count` bytes of a table run (with `table`: that one, already read, instead of the run's own)."""
     bucketed, cum = read_table(dec, probs) if table is None else table

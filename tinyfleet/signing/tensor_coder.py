@@ -30,6 +30,7 @@ from tinyfleet.signing.rangecoder import (
     PROB_INIT,
     Decoder,
     Encoder,
+    NumberModel,
     decode_number,
     encode_number,
     unzigzag,
@@ -82,7 +83,7 @@ class WeightModels:
 
     def __init__(self) -> None:
         self.kind = [PROB_INIT] * (1 << KIND_BITS)  # tree: the run kind
-        self.word = [PROB_INIT] * NUMBER_PROBS
+        self.word: NumberModel = [PROB_INIT] * NUMBER_PROBS
         self.exp = [[PROB_INIT] * (1 << EXP_TREE_BITS) for _ in range(2)]
         self.sign = [[PROB_INIT] * 16 for _ in range(2)]
         self.mant = [[PROB_INIT] * MANT_PROBS for _ in range(2)]

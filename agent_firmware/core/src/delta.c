@@ -1,7 +1,8 @@
-/* Streaming decoder of the tinyfleet delta format (versions 1 to 5); mirrors the reference decoder in
+/* Streaming decoder of the tinyfleet delta format (versions 1 to 6); mirrors the reference decoder in
  * tinyfleet/signing/delta.py, tinyfleet/signing/tensor_coder.py for the weight runs of versions 2 to 5,
  * tinyfleet/signing/table_coder.py for the table runs of versions 3 to 5 (4 and 5: literal runs, kind 7)
- * and tinyfleet/signing/rangecoder.py for the numbers (5: ladder numbers, in delta_coder.c). */
+ * and tinyfleet/signing/rangecoder.py for the numbers (5: ladder numbers, in delta_coder.c; 6: adaptive
+ * frequency symbols for numbers there and for literals here). */
 #include "tfa/delta.h"
 
 #include <stddef.h>
@@ -26,12 +27,36 @@ _Static_assert(offsetof(tfa_delta_t, w_word) + 2u * TFA_DELTA_NUMBER_PROBS ==
 typedef uint32_t __attribute__((may_alias)) prv_word_t;
 _Static_assert(MODEL_PROBS % 4u == 0 && offsetof(tfa_delta_t, is_match) % 4u == 0, "the models are whole words");
 
+/* Version 6: every count 1, each total the model's symbol count (the binary probabilities written before
+ * are overwritten where the counts live). */
+static void prv_reset_symbols(tfa_delta_t *d)
+{
+    uint16_t *literal = d->literal[0]; /* the three 256-entry trees as one room */
+    prv_word_t *counts = (prv_word_t *)(void *)literal;
+    for (uint32_t i = 0; i < SYM_TOTALS / 2u; i++) {
+        counts[i] = 1u << 16 | 1u;
+    }
+    for (uint32_t i = 0; i < 33u; i++) {
+        literal[SYM_TOTALS + i] = 16u;
+    }
+    uint16_t *numbers[] = {d->rep_len, d->new_len, d->disp, d->dist, d->w_word};
+    for (uint32_t k = 0; k < sizeof numbers / sizeof numbers[0]; k++) {
+        for (uint32_t i = 0; i < SYM_NUMBER_SYMBOLS; i++) {
+            numbers[k][i] = 1u;
+        }
+        numbers[k][SYM_NUMBER_TOTAL] = SYM_NUMBER_SYMBOLS;
+    }
+}
+
 static void prv_reset_block(tfa_delta_t *d)
 {
     prv_word_t *probs = (prv_word_t *)(void *)((uint8_t *)d + offsetof(tfa_delta_t, is_match));
     for (prv_word_t *end = probs + MODEL_PROBS / 2u; probs < end; probs += 2) {
         probs[0] = PROB_INIT << 16 | PROB_INIT;
         probs[1] = PROB_INIT << 16 | PROB_INIT;
+    }
+    if (d->checkpoint.has_base & FLAG_SYMBOLS) {
+        prv_reset_symbols(d);
     }
     d->w_left = 0;
     d->t_left = 0;
@@ -167,6 +192,85 @@ static int prv_literal(tfa_delta_t *d)
     return rc;
 }
 
+/* Version 6 literals (PROTOCOL 5.10): two adaptive nibbles each, the high one in the context of the match
+ * byte's high nibble, the low one in the context of the high one, in prv_literal's loop (coder in locals,
+ * the next op's is_match read here; same returns). A literal and a flag read at most 6 coded bytes. */
+_Static_assert(2u * 2u + 2u <= TFA_DELTA_PAD, "a literal fits the padding");
+
+static int prv_literal_symbols(tfa_delta_t *d)
+{
+    int64_t src = (int64_t)d->out_pos + tfa_delta_align(d);
+    uint32_t range = d->range;
+    uint32_t code = d->code;
+    const uint8_t *in = &d->in[d->in_pos];
+    const uint8_t *end = &d->in[d->in_len];
+    uint16_t *high = d->literal[0];
+    uint16_t *totals = &high[SYM_TOTALS];
+    const uint32_t rate = d->checkpoint.move_bits;
+    int rc = 0;
+    for (;; src++) {
+        uint32_t ctx = SYM_NO_MATCH;
+        if (src >= 0 && src < (int64_t)d->base_len) {
+            uint32_t at = (uint32_t)src;
+            if (at - d->bc_at >= d->bc_len) {
+                uint32_t n = d->base_len - at;
+                n = n < TFA_DELTA_BCACHE ? n : TFA_DELTA_BCACHE;
+                rc = tfa_delta_read(d, d->base_addr + at, d->bcache, n);
+                if (rc < 0) {
+                    return rc;
+                }
+                d->bc_at = at;
+                d->bc_len = n;
+            }
+            ctx = (uint32_t)d->bcache[at - d->bc_at] >> 4;
+        }
+        uint32_t hi = tfa_delta_sym_local(&high[ctx * 16u], &totals[ctx], 16u, SYM_LITERAL_INC, &range, &code, &in);
+        if (hi == UINT32_MAX) {
+            return -TFA_ERR_DELTA_CORRUPT;
+        }
+        uint32_t lo = tfa_delta_sym_local(&high[SYM_LOW_COUNTS + hi * 16u], &totals[17u + hi], 16u,
+                                          SYM_LITERAL_INC, &range, &code, &in);
+        if (lo == UINT32_MAX) {
+            return -TFA_ERR_DELTA_CORRUPT;
+        }
+        in = in < end ? in : end; /* past the end: the padding's zeros, read again */
+        d->wbuf[d->wbuf_len++] = (uint8_t)(hi << 4 | lo);
+        d->out_pos++;
+        if (d->wbuf_len == TFA_DELTA_WBUF && (rc = tfa_delta_flush(d)) < 0) {
+            return rc;
+        }
+        /* prv_decode_buffered's condition for the next op, then its is_match (as prv_literal) */
+        if (d->out_pos >= d->block_end || (d->block_left > 0 && (uint32_t)(end - in) < TFA_DELTA_LOOKAHEAD)) {
+            break;
+        }
+        uint16_t *prob = &d->is_match[0];
+        uint32_t p = *prob;
+        uint32_t bound = (range >> PROB_BITS) * p;
+        if (code >= bound) {
+            code -= bound;
+            range -= bound;
+            *prob = (uint16_t)(p - (p >> rate));
+            rc = 1;
+        } else {
+            range = bound;
+            *prob = (uint16_t)(p + (((1u << PROB_BITS) - p) >> rate));
+        }
+        while (range < TOP) {
+            range <<= 8;
+            code = (code << 8) | *in++;
+        }
+        in = in < end ? in : end;
+        if (rc) {
+            break;
+        }
+    }
+    d->range = range;
+    d->code = code;
+    d->in_pos = (uint32_t)(in - d->in);
+    d->prev_kind = 0;
+    return rc;
+}
+
 static int prv_copy(tfa_delta_t *d, uint32_t length)
 {
     if (length > d->block_end - d->out_pos) {
@@ -232,7 +336,7 @@ static int prv_op(tfa_delta_t *d)
     }
     /* the one flag of every op, inlined (a call is about a third of a single bit's cost) */
     if (!tfa_delta_bit_inline(d, &d->is_match[d->prev_kind], d->checkpoint.move_bits) &&
-        (rc = prv_literal(d)) <= 0) {
+        (rc = (d->checkpoint.has_base & FLAG_SYMBOLS) ? prv_literal_symbols(d) : prv_literal(d)) <= 0) {
         return rc; /* else the literals ended with is_match 1: a match op */
     }
     if (tfa_delta_bit_inline(d, &d->is_rep[d->prev_kind], d->checkpoint.move_bits)) {
@@ -319,7 +423,7 @@ static int prv_header(tfa_delta_t *d)
     if (d->header_len < 6) {
         return 1;
     }
-    if (h[0] != 'T' || h[1] != 'D' || h[2] < 1u || h[2] > 5u || (h[3] & ~1u) != 0 || h[4] < 10u || h[4] > 20u ||
+    if (h[0] != 'T' || h[1] != 'D' || h[2] < 1u || h[2] > 6u || (h[3] & ~1u) != 0 || h[4] < 10u || h[4] > 20u ||
         h[5] < 3u || h[5] > 5u) {
         return -TFA_ERR_DELTA_CORRUPT;
     }
@@ -341,7 +445,8 @@ static int prv_header(tfa_delta_t *d)
     d->checkpoint.move_bits = h[5];
     d->checkpoint.has_base =
         (uint8_t)((h[3] & 1u) | (h[2] >= 2u ? FLAG_TENSOR : 0u) | (h[2] >= 3u ? FLAG_TABLE : 0u) |
-                  (h[2] >= 4u ? FLAG_LAST : 0u) | (h[2] == 5u ? FLAG_NUMBERS : 0u));
+                  (h[2] >= 4u ? FLAG_LAST : 0u) | (h[2] >= 5u ? FLAG_NUMBERS : 0u) |
+                  (h[2] == 6u ? FLAG_SYMBOLS : 0u));
     /* bytes fed beyond the header belong to the first block length */
     d->in_offset -= d->header_len - pos;
     d->header_len = (uint8_t)pos;
@@ -558,10 +663,10 @@ int tfa_delta_resume(tfa_delta_t *d, const tfa_flash_t *flash, uint32_t base_add
     if (rc < 0) {
         return rc;
     }
-    /* the version bits above bit 0 are 0, 1, 3, 7 or 15 (each version includes the one before) */
+    /* the version bits above bit 0 are 0, 1, 3, 7, 15 or 31 (each version includes the one before) */
     uint32_t versions = (uint32_t)cp->has_base >> 1;
     if (cp->out_offset > out_len || cp->block_log2 < 10u || cp->block_log2 > 20u || cp->move_bits < 3u ||
-        cp->move_bits > 5u || versions > 15u || (versions & (versions + 1u)) != 0 ||
+        cp->move_bits > 5u || versions > 31u || (versions & (versions + 1u)) != 0 ||
         ((cp->has_base & 1u) != 0) != (base_len > 0)) {
         return -TFA_ERR_DELTA_CORRUPT;
     }

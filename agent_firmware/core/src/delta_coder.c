@@ -95,6 +95,45 @@ uint32_t tfa_delta_tree_rate(tfa_delta_t *d, uint16_t *probs, uint32_t bits, uin
 _Static_assert(22u <= TFA_DELTA_PAD && 3u * 22u + 8u + 6u + 5u <= TFA_DELTA_LOOKAHEAD,
                "a number fits the padding, an op's numbers the look-ahead");
 
+/* Halve a version 6 model's counts, rounding up (none reaches 0); returns their new total. Rare: once per
+ * few thousand symbols of one model. */
+uint32_t tfa_delta_sym_halve(uint16_t *counts, uint32_t n)
+{
+    uint32_t total = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        counts[i] = (uint16_t)((counts[i] + 1u) >> 1);
+        total += counts[i];
+    }
+    return total;
+}
+
+/* The bits below a number's top one at equal chances, in steps of at most UNIFORM_MAX bits, the high ones
+ * first: q = code / (range >> w) as a table run's extra bits (PROTOCOL 5.6; versions 5 and 6). Sets the
+ * number and returns 0, or -TFA_ERR_DELTA_CORRUPT when a step's quotient is out of range. */
+static inline __attribute__((always_inline)) int prv_low_bits(uint32_t bits, uint32_t *value, uint32_t *range,
+                                                              uint32_t *code, const uint8_t **in)
+{
+    uint32_t v = 1;
+    for (uint32_t left = bits - 1u; left > 0;) {
+        uint32_t w = left > UNIFORM_MAX ? left - UNIFORM_MAX : left;
+        uint32_t r = *range >> w;
+        uint32_t q = *code / r;
+        if (q >> w) {
+            return -TFA_ERR_DELTA_CORRUPT;
+        }
+        *code -= r * q;
+        *range = r;
+        while (*range < TOP) {
+            *range <<= 8;
+            *code = (*code << 8) | *(*in)++;
+        }
+        v = (v << w) | q;
+        left -= w;
+    }
+    *value = v;
+    return 0;
+}
+
 int tfa_delta_number(tfa_delta_t *d, uint16_t *probs, uint32_t *out)
 {
     const uint32_t ladder = d->checkpoint.has_base & FLAG_NUMBERS;
@@ -104,6 +143,20 @@ int tfa_delta_number(tfa_delta_t *d, uint16_t *probs, uint32_t *out)
     const uint8_t *in = &d->in[d->in_pos];
     uint32_t first = 0;
     uint32_t depth = NUMBER_TREE_BITS;
+    uint32_t value = 0;
+    if (d->checkpoint.has_base & FLAG_SYMBOLS) {
+        /* version 6: the bit count one adaptive symbol, the bits below the top one at equal chances */
+        uint32_t bits = tfa_delta_sym_local(probs, &probs[SYM_NUMBER_TOTAL], SYM_NUMBER_SYMBOLS, SYM_NUMBER_INC,
+                                            &range, &code, &in);
+        if (bits == UINT32_MAX) {
+            return -TFA_ERR_DELTA_CORRUPT;
+        }
+        value = bits;
+        if (bits > 1u && prv_low_bits(bits, &value, &range, &code, &in) < 0) {
+            return -TFA_ERR_DELTA_CORRUPT;
+        }
+        goto done;
+    }
     if (ladder) {
         /* class k: counts from 0, 4, 8, 16 (2 << k), a tree of 2, 2, 3, 5 bits whose entries start there */
         uint32_t k = 0;
@@ -116,7 +169,6 @@ int tfa_delta_number(tfa_delta_t *d, uint16_t *probs, uint32_t *out)
     /* two trees with one copy of the bit loop (flash): the bit count's (node n: entry first + n), then
      * the low bits' of that count (entry 64 + 8 * bits + n) */
     uint16_t *tree = &probs[first];
-    uint32_t value = 0;
     for (uint32_t pass = 0;; pass++) {
         uint32_t node = 1;
         while (node < (1u << depth)) {
@@ -154,23 +206,9 @@ int tfa_delta_number(tfa_delta_t *d, uint16_t *probs, uint32_t *out)
         }
         value = 1;
         if (ladder && bits > LADDER_LOW_MAX) {
-            /* version 5: every bit below the top one in steps of at most UNIFORM_MAX bits, the high ones
-             * first: q = code / (range >> w) as a table run's extra bits (PROTOCOL 5.6) */
-            for (uint32_t left = bits - 1u; left > 0;) {
-                uint32_t w = left > UNIFORM_MAX ? left - UNIFORM_MAX : left;
-                uint32_t r = range >> w;
-                uint32_t q = code / r;
-                if (q >> w) {
-                    return -TFA_ERR_DELTA_CORRUPT;
-                }
-                code -= r * q;
-                range = r;
-                while (range < TOP) {
-                    range <<= 8;
-                    code = (code << 8) | *in++;
-                }
-                value = (value << w) | q;
-                left -= w;
+            /* version 5: every bit below the top one at equal chances */
+            if (prv_low_bits(bits, &value, &range, &code, &in) < 0) {
+                return -TFA_ERR_DELTA_CORRUPT;
             }
             break;
         }
@@ -188,6 +226,7 @@ int tfa_delta_number(tfa_delta_t *d, uint16_t *probs, uint32_t *out)
         }
         tree = &probs[(1u << NUMBER_TREE_BITS) + bits * (1u << NUMBER_LOW_BITS)];
     }
+done:
     d->range = range;
     d->code = code;
     uint32_t in_pos = (uint32_t)(in - d->in);

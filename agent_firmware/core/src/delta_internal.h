@@ -22,6 +22,7 @@
 #define FLAG_TABLE 4u  /* checkpoint has_base bit 2: format version 3 or later */
 #define FLAG_LAST 8u   /* checkpoint has_base bit 3: format version 4 or 5 */
 #define FLAG_NUMBERS 16u /* checkpoint has_base bit 4: format version 5 (ladder numbers) */
+#define FLAG_SYMBOLS 32u /* checkpoint has_base bit 5: format version 6 (adaptive frequency symbols) */
 #define LADDER_ESCAPES 48u /* version 5 numbers: escape bits of the bit-count classes 0-3, 4-7, 8-15, 16-32 */
 #define LADDER_LOW_MAX 4u  /* bit counts up to this keep the adaptive tree of their low bits */
 #define UNIFORM_MAX 16u    /* bits per equal-chance step */
@@ -29,6 +30,18 @@
 #define TABLE_EXACT_COUNT_BITS 8u  /* entry count - 1 of an exact table (a symbol per zigzag value) */
 #define TABLE_BUCKET_COUNT_BITS 5u /* of a bucketed table */
 #define TABLE_EXACT_BELOW 16u      /* bucketed: symbols below this are zigzag values themselves */
+/* version 6 (PROTOCOL 5.10): counts of adaptive frequency models, in the room of the binary models they
+ * replace. A literal's high nibble in the context of the match byte's (or SYM_NO_MATCH), its low nibble in
+ * the context of the high one: literal[][] holds the 17 x 16 high counts, the 16 x 16 low ones, then their
+ * 33 totals. A number's bit count: counts 0..32 of its table, the total at SYM_NUMBER_TOTAL. */
+#define SYM_LIMIT 8192u        /* counts halve (rounding up) once their total passes this */
+#define SYM_NO_MATCH 16u
+#define SYM_LOW_COUNTS (17u * 16u)
+#define SYM_TOTALS (33u * 16u)
+#define SYM_LITERAL_INC 2u
+#define SYM_NUMBER_SYMBOLS 33u
+#define SYM_NUMBER_TOTAL 33u
+#define SYM_NUMBER_INC 8u
 #define EXP_TREE_BITS 4u
 #define KIND_BITS 3u
 enum {
@@ -97,6 +110,46 @@ static inline __attribute__((always_inline)) uint32_t tfa_delta_bit_local(uint16
         *code = (*code << 8) | *(*in)++;
     }
     return bit;
+}
+
+uint32_t tfa_delta_sym_halve(uint16_t *counts, uint32_t n);
+
+/* One symbol of an adaptive frequency model (version 6, PROTOCOL 5.10) on the coder's state in the
+ * caller's locals: r = range / total, q = code / r names the symbol whose counts' running sum passes q,
+ * searched from symbol 0 (the commonest values are small); then the symbol gains `inc`. Returns the symbol,
+ * or UINT32_MAX when q >= total (a corrupt stream). After it range >= (2^24 / SYM_LIMIT), so it reads at
+ * most 2 coded bytes, unchecked as a bit does. */
+static inline __attribute__((always_inline)) uint32_t tfa_delta_sym_local(uint16_t *counts, uint16_t *total,
+                                                                          uint32_t n, uint32_t inc,
+                                                                          uint32_t *range, uint32_t *code,
+                                                                          const uint8_t **in)
+{
+    uint32_t t = *total;
+    uint32_t r = *range / t;
+    uint32_t q = *code / r;
+    if (q >= t) {
+        return UINT32_MAX;
+    }
+    /* subtract counts from q until it goes negative: that count's symbol holds q (three instructions a
+     * step: load, subtract, branch; q < total <= SYM_LIMIT + inc, so the sign is a safe test) */
+    const uint16_t *at = counts;
+    int32_t left = (int32_t)q;
+    uint32_t c;
+    do {
+        c = *at++;
+        left -= (int32_t)c;
+    } while (left >= 0);
+    uint32_t s = (uint32_t)(at - counts) - 1u;
+    *code -= r * (q - (uint32_t)left - c);
+    *range = r * c;
+    while (*range < TOP) {
+        *range <<= 8;
+        *code = (*code << 8) | *(*in)++;
+    }
+    counts[s] = (uint16_t)(c + inc);
+    t += inc;
+    *total = (uint16_t)(t > SYM_LIMIT ? tfa_delta_sym_halve(counts, n) : t);
+    return s;
 }
 
 /* range decoder (delta_coder.c): bits with an adaptive probability, direct bits, trees, numbers */

@@ -30,8 +30,9 @@ typedef struct tfa_delta_checkpoint {
     uint8_t block_log2;
     uint8_t move_bits;
     uint8_t has_base;    /* bit 0: the stream has a base; bit 1: format version 2 or later (weight runs);
-                          * bit 2: version 3 or later (table runs); bit 3: version 4 or 5 (runs reusing a
-                          * table); bit 4: version 5 (ladder numbers) */
+                          * bit 2: version 3 or later (table runs); bit 3: version 4 or later (runs reusing a
+                          * table); bit 4: version 5 or later (ladder numbers); bit 5: version 6
+                          * (adaptive frequency literals and numbers) */
     uint8_t valid;       /* 0 until the stream header has been read */
 } tfa_delta_checkpoint_t;
 
