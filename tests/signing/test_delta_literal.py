@@ -4,33 +4,17 @@ and malformed version 4 streams raise DeltaError only."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import random
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from tests.support.delta_vectors import V1_MODEL, V2_MODEL, VECTORS, generator
 from tinyfleet.signing import delta, tensor_coder
 from tinyfleet.signing.delta_parser import _Parser
 from tinyfleet.signing.rangecoder import Encoder, encode_number
 
-ROOT = Path(__file__).resolve().parents[2]
-VECTORS = ROOT / "agent_firmware" / "tests" / "vectors" / "delta"
-V1_MODEL = (ROOT / "examples" / "vibration-1.0.0.tflite").read_bytes()
-V2_MODEL = (ROOT / "examples" / "vibration-1.1.0.tflite").read_bytes()
 ONLY_V4 = (delta.FORMAT_LAST,)
-
-
-def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "mdv", ROOT / "agent_firmware" / "tests" / "make_delta_vectors.py"
-    )
-    assert spec is not None and spec.loader is not None
-    mdv = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mdv)
-    return mdv
 
 
 @pytest.mark.parametrize("block_log2", [10, 15])
@@ -53,7 +37,7 @@ def test_literal_runs_cover_literal_stretches_and_leave_weight_runs_alone() -> N
 
 
 def test_golden_vectors_decode_and_the_generator_still_makes_them() -> None:
-    mdv = _generator()
+    mdv = generator()
     base, t_new = (VECTORS / "base.bin").read_bytes(), (VECTORS / "t_new.bin").read_bytes()
     new = (VECTORS / "t4_new.bin").read_bytes()
     assert (base, new) == mdv.make_literal_pair()

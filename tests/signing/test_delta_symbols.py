@@ -6,13 +6,17 @@ raise DeltaError only."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import random
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from tests.support.delta_vectors import (
+    V1_MODEL,
+    V2_MODEL,
+    VECTORS,
+    assert_malformed_raise_delta_error_only,
+    generator,
+)
 from tinyfleet.signing import delta
 from tinyfleet.signing.rangecoder import (
     FREQ_LIMIT,
@@ -25,21 +29,7 @@ from tinyfleet.signing.rangecoder import (
     encode_number,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
-VECTORS = ROOT / "agent_firmware" / "tests" / "vectors" / "delta"
-V1_MODEL = (ROOT / "examples" / "vibration-1.0.0.tflite").read_bytes()
-V2_MODEL = (ROOT / "examples" / "vibration-1.1.0.tflite").read_bytes()
 ONLY_V6 = (delta.FORMAT_SYMBOLS,)
-
-
-def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "mdv", ROOT / "agent_firmware" / "tests" / "make_delta_vectors.py"
-    )
-    assert spec is not None and spec.loader is not None
-    mdv = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mdv)
-    return mdv
 
 
 def test_numbers_of_every_bit_count_round_trip_across_halvings() -> None:
@@ -102,7 +92,7 @@ def test_the_default_encoder_makes_version_5_and_6_streams() -> None:
 
 
 def test_golden_vectors_decode_and_the_generator_still_makes_them() -> None:
-    mdv = _generator()
+    mdv = generator()
     base, t_new = (VECTORS / "base.bin").read_bytes(), (VECTORS / "t_new.bin").read_bytes()
     new = (VECTORS / "t4_new.bin").read_bytes()
     for name, block_log2, b, n in (
@@ -125,17 +115,5 @@ def test_version_6_read_as_version_5_does_not_give_the_model() -> None:
 
 
 def test_malformed_version_6_streams_raise_delta_error_only() -> None:
-    base = (VECTORS / "base.bin").read_bytes()
-    for name, b in (("t6_blk.bin", base), ("t6_full.bin", b"")):
-        good = (VECTORS / name).read_bytes()
-        for at in range(0, len(good), 7):
-            bad = bytearray(good)
-            bad[at] ^= 0x5A
-            try:
-                out = delta.decode(bytes(bad), b)
-            except delta.DeltaError:
-                continue
-            assert len(out) > 0  # an undetected flip decodes to some model of the right size
-        for cut in range(0, len(good), 97):
-            with pytest.raises(delta.DeltaError):
-                delta.decode(good[:cut], b)
+    assert_malformed_raise_delta_error_only("t6_blk.bin", (VECTORS / "base.bin").read_bytes())
+    assert_malformed_raise_delta_error_only("t6_full.bin", b"")

@@ -5,17 +5,13 @@ the encoder prefers version 3 when it is about as small, and malformed streams r
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 
+from tests.support.delta_vectors import V1_MODEL, V2_MODEL, VECTORS, generator
 from tinyfleet.signing import delta, table_coder, tensor_coder
 from tinyfleet.signing.rangecoder import NUMBER_PROBS, PROB_INIT, Decoder, Encoder
 
-ROOT = Path(__file__).resolve().parents[2]
-VECTORS = ROOT / "agent_firmware" / "tests" / "vectors" / "delta"
-V1_MODEL = (ROOT / "examples" / "vibration-1.0.0.tflite").read_bytes()
-V2_MODEL = (ROOT / "examples" / "vibration-1.1.0.tflite").read_bytes()
 ONLY_V3 = (delta.FORMAT_TABLE,)
 
 
@@ -82,14 +78,7 @@ def test_version_3_round_trips(block_log2: int, with_base: bool) -> None:
 
 
 def test_golden_vectors_decode_and_the_generator_still_makes_them() -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "mdv", ROOT / "agent_firmware" / "tests" / "make_delta_vectors.py"
-    )
-    assert spec is not None and spec.loader is not None
-    mdv = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mdv)
+    mdv = generator()
     base, new = (VECTORS / "t_base.bin").read_bytes(), (VECTORS / "t_new.bin").read_bytes()
     modes: set[bool] = set()
     for name, block_log2, b in (

@@ -4,17 +4,13 @@ between versions, and malformed streams refused with DeltaError only."""
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 
+from tests.support.delta_vectors import V1_MODEL, V2_MODEL, VECTORS
 from tinyfleet.signing import delta, tensor_coder
 from tinyfleet.signing.rangecoder import Decoder, Encoder
 
-ROOT = Path(__file__).resolve().parents[2]
-VECTORS = ROOT / "agent_firmware" / "tests" / "vectors" / "delta"
-V1_MODEL = (ROOT / "examples" / "vibration-1.0.0.tflite").read_bytes()
-V2_MODEL = (ROOT / "examples" / "vibration-1.1.0.tflite").read_bytes()
 ONLY_V2 = (delta.FORMAT_TENSOR,)
 
 

@@ -454,35 +454,33 @@ def test_power_cut_before_every_flash_operation_of_an_install(
     assert frames.Phase.DOWNLOADING in phases  # the sweep did cut in the middle of downloads
 
 
-def test_compressed_and_delta_packages_decode_on_the_m4(device: QemuDevice, shared_models: Path) -> None:
-    """Real successive model versions (TFLM's hello_world history): a compressed full model, then a delta
-    against it; the M4 decodes each into the inactive slot, and the bytes are the new model's."""
-    pairs = shared_models / "pairs"
+def _install_compressed_then_delta(
+    device: QemuDevice, name: str, base: bytes, new: bytes, versions: tuple[int, ...] | None = None
+) -> tuple[bytes, bytes]:
+    """`base` as a compressed package (sequence 10), then `new` as a delta against it (11), each installed,
+    confirmed and checked byte for byte in its slot after a power cycle; returns the two payloads."""
     from tinyfleet.signing import delta as codec
     from tinyfleet.signing.keys import load_private_key
     from tinyfleet.signing.package import build_package
 
     key = load_private_key(VECTORS / "key_trusted.pem")
-    base, new = (
-        (pairs / "hello_world_int8.1.tflite").read_bytes(),
-        (pairs / "hello_world_int8.2.tflite").read_bytes(),
-    )
+    chosen = {} if versions is None else {"versions": versions}
+    full_stream, delta_stream = codec.encode(base, **chosen), codec.encode(new, base, **chosen)
     common = {
-        "name": "hello-world",
+        "name": name,
         "security_counter": 3,
         "hardware_class": DEVICE["hardware_class"],
         "min_runtime_version": "0.1.0",
     }
     compressed = build_package(
-        base, key, version="1.0.0", sequence=10, payload=codec.encode(base),
+        base, key, version="1.0.0", sequence=10, payload=full_stream,
         payload_encoding=codec.ENCODING_COMPRESSED, **common,
     )  # fmt: skip
     delta = build_package(
-        new, key, version="1.1.0", sequence=11, payload=codec.encode(new, base),
+        new, key, version="1.1.0", sequence=11, payload=delta_stream,
         payload_encoding=codec.ENCODING_DELTA, delta_base_sha256=hashlib.sha256(base).digest(), **common,
     )  # fmt: skip
     assert len(delta) < len(compressed) < MANIFEST_SIZE + len(base) + 64
-
     for package, model in ((compressed, base), (delta, new)):
         slot = install_and_confirm(device, package)
         device.power_cycle()
@@ -490,40 +488,24 @@ def test_compressed_and_delta_packages_decode_on_the_m4(device: QemuDevice, shar
         assert state.active_slot == slot
         assert state.slots[slot].model_sha256 == hashlib.sha256(model).digest()
         assert slot_bytes(device, slot)[304 : 304 + len(model)] == model
+    return full_stream, delta_stream
+
+
+def test_compressed_and_delta_packages_decode_on_the_m4(device: QemuDevice, shared_models: Path) -> None:
+    """Real successive model versions (TFLM's hello_world history): a compressed full model, then a delta
+    against it; the M4 decodes each into the inactive slot, and the bytes are the new model's."""
+    pairs = shared_models / "pairs"
+    base = (pairs / "hello_world_int8.1.tflite").read_bytes()
+    new = (pairs / "hello_world_int8.2.tflite").read_bytes()
+    _install_compressed_then_delta(device, "hello-world", base, new)
 
 
 def test_version_6_packages_decode_on_the_m4(device: QemuDevice) -> None:
     """Format version 6 (adaptive frequency symbols) on the real firmware: the example model compressed,
     then its next version as a delta against it, each stream version 6 only."""
-    from tinyfleet.signing import delta as codec
-    from tinyfleet.signing.keys import load_private_key
-    from tinyfleet.signing.package import build_package
+    from tinyfleet.signing.delta import FORMAT_SYMBOLS
 
-    key = load_private_key(VECTORS / "key_trusted.pem")
     base = (REPO / "examples" / "vibration-1.0.0.tflite").read_bytes()
     new = (REPO / "examples" / "vibration-1.1.0.tflite").read_bytes()
-    only_v6 = (codec.FORMAT_SYMBOLS,)
-    full_stream = codec.encode(base, versions=only_v6)
-    delta_stream = codec.encode(new, base, versions=only_v6)
-    assert full_stream[2] == delta_stream[2] == codec.FORMAT_SYMBOLS
-    common = {
-        "name": "vibration",
-        "security_counter": 3,
-        "hardware_class": DEVICE["hardware_class"],
-        "min_runtime_version": "0.1.0",
-    }
-    compressed = build_package(
-        base, key, version="1.0.0", sequence=20, payload=full_stream,
-        payload_encoding=codec.ENCODING_COMPRESSED, **common,
-    )  # fmt: skip
-    delta = build_package(
-        new, key, version="1.1.0", sequence=21, payload=delta_stream,
-        payload_encoding=codec.ENCODING_DELTA, delta_base_sha256=hashlib.sha256(base).digest(), **common,
-    )  # fmt: skip
-    for package, model in ((compressed, base), (delta, new)):
-        slot = install_and_confirm(device, package)
-        device.power_cycle()
-        state = device.state()
-        assert state.active_slot == slot
-        assert state.slots[slot].model_sha256 == hashlib.sha256(model).digest()
-        assert slot_bytes(device, slot)[304 : 304 + len(model)] == model
+    streams = _install_compressed_then_delta(device, "vibration", base, new, (FORMAT_SYMBOLS,))
+    assert [s[2] for s in streams] == [FORMAT_SYMBOLS, FORMAT_SYMBOLS]

@@ -71,6 +71,48 @@ static void prv_reset_block(tfa_delta_t *d)
     d->in_pos = 0;
 }
 
+/* The match byte at base offset `at` (< base_len), from the base bytes last read (bcache), which are read
+ * again (up to TFA_DELTA_BCACHE of them) when `at` falls outside: the base does not change during a
+ * decode. Returns the byte, or an error. */
+static inline __attribute__((always_inline)) int prv_match_byte(tfa_delta_t *d, uint32_t at)
+{
+    if (at - d->bc_at >= d->bc_len) {
+        uint32_t n = d->base_len - at;
+        n = n < TFA_DELTA_BCACHE ? n : TFA_DELTA_BCACHE;
+        int rc = tfa_delta_read(d, d->base_addr + at, d->bcache, n);
+        if (rc < 0) {
+            return rc;
+        }
+        d->bc_at = at;
+        d->bc_len = n;
+    }
+    return d->bcache[at - d->bc_at];
+}
+
+/* A decoded literal straight into the output buffer (tfa_delta_emit's loop and call: about 15 more
+ * Cortex-M4 instructions per literal), then, while prv_decode_buffered's loop would go on, the next op's
+ * is_match on the caller's coder state. Returns that flag (0: another literal), LITERALS_STOP when the
+ * loop's condition stops (block end, or the look-ahead not buffered; w_left is 0 after a literal), or an
+ * error from programming the output. */
+#define LITERALS_STOP 2
+static inline __attribute__((always_inline)) int prv_after_literal(tfa_delta_t *d, uint32_t byte, uint32_t *range,
+                                                                    uint32_t *code, const uint8_t **in,
+                                                                    const uint8_t *end)
+{
+    int rc;
+    d->wbuf[d->wbuf_len++] = (uint8_t)byte;
+    d->out_pos++;
+    if (d->wbuf_len == TFA_DELTA_WBUF && (rc = tfa_delta_flush(d)) < 0) {
+        return rc;
+    }
+    if (d->out_pos >= d->block_end || (d->block_left > 0 && (uint32_t)(end - *in) < TFA_DELTA_LOOKAHEAD)) {
+        return LITERALS_STOP;
+    }
+    uint32_t bit = tfa_delta_bit_local(&d->is_match[0], d->checkpoint.move_bits, range, code, in);
+    *in = *in < end ? *in : end; /* past the end: the padding's zeros, read again */
+    return (int)bit;
+}
+
 /* Literals, bit by bit: in the context of the match byte's bit while they agree, then the plain tree
  * (see _encode_literal in tinyfleet/signing/delta.py). The coder's state stays in locals and the input is
  * read unchecked: 8 bits take at most 16 coded bytes, inside the look-ahead (or the padding) the caller
@@ -94,19 +136,12 @@ static int prv_literal(tfa_delta_t *d)
     for (;; src++) {
         uint32_t node = 1;
         if (src >= 0 && src < (int64_t)d->base_len) {
-            uint32_t at = (uint32_t)src;
-            if (at - d->bc_at >= d->bc_len) {
-                uint32_t n = d->base_len - at;
-                n = n < TFA_DELTA_BCACHE ? n : TFA_DELTA_BCACHE;
-                rc = tfa_delta_read(d, d->base_addr + at, d->bcache, n);
-                if (rc < 0) {
-                    return rc;
-                }
-                d->bc_at = at;
-                d->bc_len = n;
+            rc = prv_match_byte(d, (uint32_t)src);
+            if (rc < 0) {
+                return rc;
             }
             /* the match byte's next bit at bit 8 of `match`: literal[1 + bit][node] is with[it + node] */
-            uint32_t match = d->bcache[at - d->bc_at];
+            uint32_t match = (uint32_t)rc;
             uint16_t *with = &d->literal[1][0];
             do {
                 match <<= 1;
@@ -153,35 +188,7 @@ static int prv_literal(tfa_delta_t *d)
             }
         }
         in = in < end ? in : end; /* past the end: the padding's zeros, read again */
-        /* straight into the output buffer (tfa_delta_emit's loop and call: about 15 more Cortex-M4
-         * instructions per literal) */
-        d->wbuf[d->wbuf_len++] = (uint8_t)node;
-        d->out_pos++;
-        if (d->wbuf_len == TFA_DELTA_WBUF && (rc = tfa_delta_flush(d)) < 0) {
-            return rc;
-        }
-        /* prv_decode_buffered's condition for the next op (w_left is 0 after a literal) */
-        if (d->out_pos >= d->block_end || (d->block_left > 0 && (uint32_t)(end - in) < TFA_DELTA_LOOKAHEAD)) {
-            break;
-        }
-        uint16_t *prob = &d->is_match[0];
-        uint32_t p = *prob;
-        uint32_t bound = (range >> PROB_BITS) * p;
-        if (code >= bound) {
-            code -= bound;
-            range -= bound;
-            *prob = (uint16_t)(p - (p >> rate));
-            rc = 1;
-        } else {
-            range = bound;
-            *prob = (uint16_t)(p + (((1u << PROB_BITS) - p) >> rate));
-        }
-        while (range < TOP) {
-            range <<= 8;
-            code = (code << 8) | *in++;
-        }
-        in = in < end ? in : end;
-        if (rc) {
+        if ((rc = prv_after_literal(d, node, &range, &code, &in, end)) != 0) {
             break;
         }
     }
@@ -189,7 +196,7 @@ static int prv_literal(tfa_delta_t *d)
     d->code = code;
     d->in_pos = (uint32_t)(in - d->in);
     d->prev_kind = 0;
-    return rc;
+    return rc == LITERALS_STOP ? 0 : rc;
 }
 
 /* Version 6 literals (PROTOCOL 5.10): two adaptive nibbles each, the high one in the context of the match
@@ -206,23 +213,15 @@ static int prv_literal_symbols(tfa_delta_t *d)
     const uint8_t *end = &d->in[d->in_len];
     uint16_t *high = d->literal[0];
     uint16_t *totals = &high[SYM_TOTALS];
-    const uint32_t rate = d->checkpoint.move_bits;
     int rc = 0;
     for (;; src++) {
         uint32_t ctx = SYM_NO_MATCH;
         if (src >= 0 && src < (int64_t)d->base_len) {
-            uint32_t at = (uint32_t)src;
-            if (at - d->bc_at >= d->bc_len) {
-                uint32_t n = d->base_len - at;
-                n = n < TFA_DELTA_BCACHE ? n : TFA_DELTA_BCACHE;
-                rc = tfa_delta_read(d, d->base_addr + at, d->bcache, n);
-                if (rc < 0) {
-                    return rc;
-                }
-                d->bc_at = at;
-                d->bc_len = n;
+            rc = prv_match_byte(d, (uint32_t)src);
+            if (rc < 0) {
+                return rc;
             }
-            ctx = (uint32_t)d->bcache[at - d->bc_at] >> 4;
+            ctx = (uint32_t)rc >> 4;
         }
         uint32_t hi = tfa_delta_sym_local(&high[ctx * 16u], &totals[ctx], 16u, SYM_LITERAL_INC, &range, &code, &in);
         if (hi == UINT32_MAX) {
@@ -234,33 +233,7 @@ static int prv_literal_symbols(tfa_delta_t *d)
             return -TFA_ERR_DELTA_CORRUPT;
         }
         in = in < end ? in : end; /* past the end: the padding's zeros, read again */
-        d->wbuf[d->wbuf_len++] = (uint8_t)(hi << 4 | lo);
-        d->out_pos++;
-        if (d->wbuf_len == TFA_DELTA_WBUF && (rc = tfa_delta_flush(d)) < 0) {
-            return rc;
-        }
-        /* prv_decode_buffered's condition for the next op, then its is_match (as prv_literal) */
-        if (d->out_pos >= d->block_end || (d->block_left > 0 && (uint32_t)(end - in) < TFA_DELTA_LOOKAHEAD)) {
-            break;
-        }
-        uint16_t *prob = &d->is_match[0];
-        uint32_t p = *prob;
-        uint32_t bound = (range >> PROB_BITS) * p;
-        if (code >= bound) {
-            code -= bound;
-            range -= bound;
-            *prob = (uint16_t)(p - (p >> rate));
-            rc = 1;
-        } else {
-            range = bound;
-            *prob = (uint16_t)(p + (((1u << PROB_BITS) - p) >> rate));
-        }
-        while (range < TOP) {
-            range <<= 8;
-            code = (code << 8) | *in++;
-        }
-        in = in < end ? in : end;
-        if (rc) {
+        if ((rc = prv_after_literal(d, hi << 4 | lo, &range, &code, &in, end)) != 0) {
             break;
         }
     }
@@ -268,7 +241,7 @@ static int prv_literal_symbols(tfa_delta_t *d)
     d->code = code;
     d->in_pos = (uint32_t)(in - d->in);
     d->prev_kind = 0;
-    return rc;
+    return rc == LITERALS_STOP ? 0 : rc;
 }
 
 static int prv_copy(tfa_delta_t *d, uint32_t length)
