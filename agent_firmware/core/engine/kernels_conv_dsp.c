@@ -769,6 +769,7 @@ static void prv_dw_column(const prv_geom_t *g, const tfa_eng_op_t *op, int32_t y
 {
     const int32_t kw = g->kw, ch = g->in_ch, step = op->dil_w * ch;
     const int16_t offset = (int16_t)op->in_offset;
+    const uint32_t off2 = tfa_dsp_pack2(offset, offset);
     for (int32_t ky = 0; ky < g->kh; ky++, col += kw) {
         const int32_t iy = y0 + op->dil_h * ky;
         int32_t kx = 0;
@@ -777,6 +778,13 @@ static void prv_dw_column(const prv_geom_t *g, const tfa_eng_op_t *op, int32_t y
                 col[kx] = 0;
             }
             const int8_t *src = g->in + tfa_eng_nhwc(0, iy, x0 + op->dil_w * kx0, c, g->in_h, g->in_w, ch);
+            for (; step == 1 && kx + 4 <= kx1; kx += 4, src += 4) {
+                /* four adjacent bytes (1-channel input): (x0, x2), (x1, x3) plus the offset, re-paired */
+                const uint32_t v = tfa_dsp_load4(src);
+                const uint32_t even = tfa_dsp_sxtab16(off2, v), odd = tfa_dsp_sxtab16_ror8(off2, v);
+                tfa_dsp_store_pair(col + kx, tfa_dsp_pkhbt(even, odd));
+                tfa_dsp_store_pair(col + kx + 2, tfa_dsp_pkhtb(odd, even));
+            }
             for (; kx < kx1; kx++, src += step) {
                 col[kx] = (int16_t)(*src + offset);
             }
