@@ -25,6 +25,7 @@ from tests.support.engine_dsp_models import (
     SHARED,
     ensure_extra_models,
     int8_inputs,
+    with_depthwise_requantization,
     with_fc_weight_zero_point,
 )
 from tests.support.paths import REPO
@@ -105,3 +106,24 @@ def test_fc_weight_zero_point_optimized_equals_reference(
     models += [p.read_bytes() for p in sorted(cache.glob("fc-*.tflite"))[:6]]
     for model in models:
         compare(with_fc_weight_zero_point(model, zero_point), runs=30, tflm=False)
+
+
+@pytest.mark.parametrize(
+    ("output_scale", "bias"),
+    [
+        (2.0**-12, None),
+        (2.0**24, None),
+        (1.0, 2**30 - 2**19),
+        (1.0, 2**30 - 2**19 - 1),
+        (1.0, 2**30 - 1),
+        (1.0, 2**31 - 1),
+    ],
+)
+def test_dw3x3_requantization_outside_the_fast_path(
+    host_lib: None, output_scale: float, bias: int | None
+) -> None:
+    # the 3x3 depthwise groups whose shifts or biases the fast requantization does not take (left shifts,
+    # right shifts above 21, |bias| from 2^30 - 2^19) must take the general one; the others, near the bound
+    cache = ensure_extra_models(EXTRA)
+    for path in sorted(cache.glob("dw3-*.tflite")):
+        compare(with_depthwise_requantization(path.read_bytes(), output_scale, bias), runs=12, tflm=False)

@@ -21,6 +21,7 @@ from tinyfleet.device.engine import Engine
 from tinyfleet.signing._flatbuf import FlatBuffer
 
 FULLY_CONNECTED = 9
+DEPTHWISE_CONV_2D = 4
 SHARED = ["hello_world_int8", "micro_speech_quantized", "person_detect"]
 GENERATED = [n for n in DEFAULT if n.split("-")[0] in ("conv", "dw", "fc", "mixed", "ae")]
 
@@ -58,6 +59,29 @@ def _build_dwm(rng: np.random.Generator, tf: Any) -> tuple[Any, list[tuple[float
     return tf.keras.Model(x, y), [differential._input_range(rng)]
 
 
+def _build_dw3(rng: np.random.Generator, tf: Any) -> tuple[Any, list[tuple[float, float]]]:
+    """3x3 depthwise, multiplier 1, 4..16 channels (kernels_conv_dsp.c's 3x3 path: whole windows, border
+    windows moved inside the input, windows wider than a 1- or 2-pixel input read tap by tap), strides
+    1..2 or dilation 1..2, same or valid padding."""
+    layers = tf.keras.layers
+    h, w = int(rng.integers(1, 10)), int(rng.integers(1, 10))
+    c = int(rng.choice([4, 6, 8, 12, 16]))
+    x = layers.Input((h, w, c), batch_size=1)
+    dilated = rng.random() < 0.3
+    strides = (1, 1) if dilated else (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+    dilation = (int(rng.integers(1, 3)), int(rng.integers(1, 3))) if dilated else (1, 1)
+    fits = 2 * dilation[0] + 1 <= h and 2 * dilation[1] + 1 <= w
+    padding = "same" if not fits or rng.random() < 0.6 else "valid"
+    y = layers.DepthwiseConv2D(
+        3,
+        strides=strides,
+        dilation_rate=dilation,
+        padding=padding,
+        activation=rng.choice(differential.ACTIVATIONS),
+    )(x)
+    return tf.keras.Model(x, y), [differential._input_range(rng)]
+
+
 def _build_convw(rng: np.random.Generator, tf: Any) -> tuple[Any, list[tuple[float, float]]]:
     """CONV_2D with wider inputs (4-aligned and not) and up to 33 output channels; FC depths not a
     multiple of 4 follow it."""
@@ -72,7 +96,7 @@ def _build_convw(rng: np.random.Generator, tf: Any) -> tuple[Any, list[tuple[flo
     return tf.keras.Model(x, y), [differential._input_range(rng)]
 
 
-EXTRA_FAMILIES = {"dw1": _build_dw1, "convw": _build_convw, "dwm": _build_dwm}
+EXTRA_FAMILIES = {"dw1": _build_dw1, "convw": _build_convw, "dwm": _build_dwm, "dw3": _build_dw3}
 EXTRA = [f"{fam}-{seed}" for seed in range(12) for fam in EXTRA_FAMILIES]
 EXTRA_CACHE = REPO / "build" / "engine-dsp" / differential.GENERATOR_KEY
 
@@ -134,6 +158,44 @@ def with_fc_weight_zero_point(model: bytes, zero_point: int) -> bytes:
             struct.pack_into("<q", out, vec[0] + 8 * i, zero_point)
             patched += 1
     assert patched, "no FULLY_CONNECTED weights"
+    return bytes(out)
+
+
+def _depthwise_ops(model: bytes) -> tuple[FlatBuffer, list[Any], list[Any]]:
+    """The model's flatbuffer, tensors of its first subgraph and its DEPTHWISE_CONV_2D operators."""
+    fb = FlatBuffer(model)
+    root = fb.root()
+    codes = root.table_vector(1, "operator codes")
+    graph = root.table_vector(2, "subgraphs")[0]
+    ops = [
+        op
+        for op in graph.table_vector(3, "operators")
+        if max(codes[op.u32(0)].u8(0), codes[op.u32(0)].i32(3)) == DEPTHWISE_CONV_2D
+    ]
+    assert ops, "no DEPTHWISE_CONV_2D"
+    return fb, graph.table_vector(0, "tensors"), ops
+
+
+def with_depthwise_requantization(model: bytes, output_scale: float, bias: int | None) -> bytes:
+    """`model` with each DEPTHWISE_CONV_2D's output scale multiplied by `output_scale` (moving its
+    requantization shifts: a left shift, or a right shift above 21) and, when `bias` is given, its bias
+    values set to +-bias alternately (near the int32 range the engine's fast requantization checks)."""
+    out = bytearray(model)
+    fb, tensors, ops = _depthwise_ops(model)
+    buffers = fb.root().table_vector(4, "buffers")
+    for op in ops:
+        inputs, outputs = op.int_vector(1, "inputs"), op.int_vector(2, "outputs")
+        quant = tensors[outputs[0]].table(4, "quantization")
+        vec = quant.vector(2, 4, "scale") if quant is not None else None
+        assert vec is not None
+        for i in range(vec[1]):
+            (scale,) = struct.unpack_from("<f", out, vec[0] + 4 * i)
+            struct.pack_into("<f", out, vec[0] + 4 * i, scale * output_scale)
+        if bias is not None and len(inputs) > 2 and inputs[2] >= 0:
+            data = buffers[tensors[inputs[2]].u32(2)].vector(0, 1, "bias data")
+            assert data is not None
+            for i in range(data[1] // 4):
+                struct.pack_into("<i", out, data[0] + 4 * i, bias if i % 2 == 0 else -bias)
     return bytes(out)
 
 
