@@ -1,13 +1,12 @@
 """The optimized (Cortex-M4 DSP) kernels, run on the host with their instructions emulated in portable C,
 against the reference kernels and TFLM (issue 15).
 
-`Engine(model, optimized=True)` takes the same code path as the M4 (kernels_conv_dsp.c, kernels_fc_dsp.c);
-only the DSP instructions themselves are C functions (dsp.h). Models: the shared TFLM models, and the
-random single-op-family models of the differential generator (CONV_2D, DEPTHWISE_CONV_2D with
+`Engine(model, optimized=True)` takes the same code path as the M4 (kernels_conv_dsp.c, kernels_dw_dsp.c,
+kernels_fc_dsp.c); only the DSP instructions themselves are C functions (dsp.h). Models: the shared TFLM
+models, and the random single-op-family models of the differential generator (CONV_2D, DEPTHWISE_CONV_2D with
 multipliers 1..3 and input depths 1..8, FC chains, mixed chains, the autoencoder) with random inputs, and
-extra shapes (depthwise with multipliers 2..13 on input depths 1..8, wide convolutions).
-The M4 itself is checked by tests/sim/test_qemu_engine.py and bench/inference_m4.py (self-test digest).
-"""
+extra shapes (depthwise with multipliers 2..13 on input depths 1..8, wide convolutions). The M4 itself is
+checked by tests/sim/test_qemu_engine.py and bench/inference_m4.py (self-test digest)."""
 
 from __future__ import annotations
 

@@ -60,7 +60,7 @@ def _build_dwm(rng: np.random.Generator, tf: Any) -> tuple[Any, list[tuple[float
 
 
 def _build_dw3(rng: np.random.Generator, tf: Any) -> tuple[Any, list[tuple[float, float]]]:
-    """3x3 depthwise, multiplier 1, 4..16 channels (kernels_conv_dsp.c's 3x3 path: whole windows, border
+    """3x3 depthwise, multiplier 1, 4..16 channels (kernels_dw_dsp.c's 3x3 path: whole windows, border
     windows moved inside the input, windows wider than a 1- or 2-pixel input read tap by tap), strides
     1..2 or dilation 1..2, same or valid padding."""
     layers = tf.keras.layers
