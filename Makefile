@@ -36,8 +36,8 @@ ctest:
 	$(MAKE) -s -C agent_firmware check
 
 # The whole suite in one process by default. TEST_JOBS=2 runs it on two pytest-xdist workers (a test file
-# stays on one worker, each worker has its own databases, brokers and ports). One process took 25 to 30 minutes
-# in all here (pytest 21 to 25); the two-worker run had load-related failures (a QEMU conformance stall, since
+# stays on one worker, each worker has its own databases, brokers and ports). One process took 29 to 31 minutes
+# in all here (pytest 21.5 to 23.5); the two-worker run had load-related failures (a QEMU conformance stall, since
 # fixed in the kit, and tight wall-time limits), so CI keeps to one process until it is shown green.
 TEST_JOBS ?= 0
 pytest:
