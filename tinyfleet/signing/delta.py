@@ -52,6 +52,8 @@ FORMAT_LAST = 4  # version 3 plus runs that reuse the block's last table (litera
 FORMAT_NUMBERS = 5  # version 4 with cheaper numbers (a ladder of bit-count classes, equal-chance low bits)
 FORMAT_SYMBOLS = 6  # version 5 with literals and numbers as adaptive frequency symbols (a division each)
 FORMATS = (FORMAT_VERSION, FORMAT_TENSOR, FORMAT_TABLE, FORMAT_LAST, FORMAT_NUMBERS, FORMAT_SYMBOLS)
+# what encode tries unless told: the plans of versions 1, 3 and 4, made as version 5 and 6 streams
+DEFAULT_VERSIONS = (FORMAT_VERSION, FORMAT_TABLE, FORMAT_LAST, FORMAT_NUMBERS, FORMAT_SYMBOLS)
 FLAG_HAS_BASE = 1
 DEFAULT_BLOCK_LOG2 = 15  # 32 KiB of output per independent block
 MIN_BLOCK_LOG2, MAX_BLOCK_LOG2 = 10, 20
@@ -68,7 +70,7 @@ class DeltaError(ValueError):
     """A delta stream that is malformed or does not fit its base."""
 
 
-LITERAL_INC = 2  # version 6 literals: what a coded nibble gains (1-4 within 1% on the benchmark streams)
+LITERAL_INC = 2  # version 6 literals: what a coded nibble gains (smallest of 2-12 on hello_world's)
 NO_MATCH = 16  # the high nibble's context without a match byte
 
 
@@ -246,9 +248,7 @@ def _encode_block(
         if run is not None and run.kind in tensor_coder.WORD_KINDS:
             # whole words only: a word cut by the block end goes to the LZ coder
             stop = pos + (stop - pos) // 4 * 4 if (pos - run.start) % 4 == 0 else pos
-        literal_run = run is not None and run.start <= pos < stop and run.kind == tensor_coder.TABLE_LAST
-        if literal_run:
-            assert run is not None
+        if run is not None and run.start <= pos < stop and run.kind == tensor_coder.TABLE_LAST:
             values = tensor_coder.run_values(new, base, run, pos, stop)
             send = models.table is None  # the first literal run of a group sends the group's table
             if send:
@@ -363,7 +363,7 @@ def encode(
     new: bytes,
     base: bytes = b"",
     block_log2: int = DEFAULT_BLOCK_LOG2,
-    versions: tuple[int, ...] = (FORMAT_VERSION, FORMAT_TABLE, FORMAT_LAST, FORMAT_NUMBERS, FORMAT_SYMBOLS),
+    versions: tuple[int, ...] = DEFAULT_VERSIONS,
 ) -> bytes:
     """A delta of `new` against `base`; with an empty base it is a plain compressed model.
 
@@ -372,8 +372,8 @@ def encode(
     to decode (fewest estimated decoder instructions, decode_cost) of the streams at most SPEED_MARGIN
     larger than the smallest, or a faster one up to SPEED_CAP larger when that one is too slow (choose).
     Version 3 is version 2 plus table runs, so version 2 is made only when asked for. With version 5
-    asked for, the plans of versions 1, 3 and 4 are all made, each as a version 5 stream (its numbers
-    were smaller and cheaper to decode on every benchmark stream, PROTOCOL 5.8), and no older stream.
+    or 6 asked for, the plans of versions 1, 3 and 4 are all made, each as a stream of each of those two
+    versions asked for (PROTOCOL 5.8, 5.10), and no older stream.
     """
     made = candidates(new, base, block_log2, versions)
     if not {FORMAT_TABLE, FORMAT_LAST, FORMAT_NUMBERS, FORMAT_SYMBOLS} & set(versions):
@@ -385,7 +385,7 @@ def candidates(
     new: bytes,
     base: bytes = b"",
     block_log2: int = DEFAULT_BLOCK_LOG2,
-    versions: tuple[int, ...] = (FORMAT_VERSION, FORMAT_TABLE, FORMAT_LAST, FORMAT_NUMBERS, FORMAT_SYMBOLS),
+    versions: tuple[int, ...] = DEFAULT_VERSIONS,
 ) -> list[tuple[bytes, int]]:
     """Every stream `encode` chooses from, with its estimated decoder instructions (decode_cost)."""
     return [(stream, decode_cost(work)) for stream, work in candidate_work(new, base, block_log2, versions)]
@@ -395,7 +395,7 @@ def candidate_work(
     new: bytes,
     base: bytes = b"",
     block_log2: int = DEFAULT_BLOCK_LOG2,
-    versions: tuple[int, ...] = (FORMAT_VERSION, FORMAT_TABLE, FORMAT_LAST, FORMAT_NUMBERS, FORMAT_SYMBOLS),
+    versions: tuple[int, ...] = DEFAULT_VERSIONS,
 ) -> list[tuple[bytes, Work]]:
     """The candidates' streams with the decoder's work each one takes (bench/delta_cost_fit.py)."""
     if not MIN_BLOCK_LOG2 <= block_log2 <= MAX_BLOCK_LOG2:

@@ -36,7 +36,7 @@ static void prv_reset_symbols(tfa_delta_t *d)
     for (uint32_t i = 0; i < SYM_TOTALS / 2u; i++) {
         counts[i] = 1u << 16 | 1u;
     }
-    for (uint32_t i = 0; i < 33u; i++) {
+    for (uint32_t i = 0; i < SYM_LITERAL_MODELS; i++) {
         literal[SYM_TOTALS + i] = 16u;
     }
     uint16_t *numbers[] = {d->rep_len, d->new_len, d->disp, d->dist, d->w_word};
@@ -227,7 +227,7 @@ static int prv_literal_symbols(tfa_delta_t *d)
         if (hi == UINT32_MAX) {
             return -TFA_ERR_DELTA_CORRUPT;
         }
-        uint32_t lo = tfa_delta_sym_local(&high[SYM_LOW_COUNTS + hi * 16u], &totals[17u + hi], 16u,
+        uint32_t lo = tfa_delta_sym_local(&high[SYM_LOW_COUNTS + hi * 16u], &totals[SYM_HIGH_MODELS + hi], 16u,
                                           SYM_LITERAL_INC, &range, &code, &in);
         if (lo == UINT32_MAX) {
             return -TFA_ERR_DELTA_CORRUPT;

@@ -36,8 +36,10 @@
  * 33 totals. A number's bit count: counts 0..32 of its table, the total at SYM_NUMBER_TOTAL. */
 #define SYM_LIMIT 8192u        /* counts halve (rounding up) once their total passes this */
 #define SYM_NO_MATCH 16u
-#define SYM_LOW_COUNTS (17u * 16u)
-#define SYM_TOTALS (33u * 16u)
+#define SYM_HIGH_MODELS 17u    /* high nibble: one model per match-byte high nibble, and SYM_NO_MATCH */
+#define SYM_LITERAL_MODELS (SYM_HIGH_MODELS + 16u) /* and the low nibble's, one per high nibble */
+#define SYM_LOW_COUNTS (SYM_HIGH_MODELS * 16u)
+#define SYM_TOTALS (SYM_LITERAL_MODELS * 16u)
 #define SYM_LITERAL_INC 2u
 #define SYM_NUMBER_SYMBOLS 33u
 #define SYM_NUMBER_TOTAL 33u
