@@ -13,29 +13,35 @@
 
 enum { ST_HEADER = 0, ST_BLOCK_LEN, ST_BLOCK_DATA, ST_BLOCK_TAIL, ST_DONE, ST_FAILED };
 
-/* Every adaptive model, is_match to w_word, is one run of uint16_t in tfa_delta_t: one loop resets them
- * all (a call per array took about 100 bytes of flash). */
-#define MODEL_PROBS                                                                                          \
-    (2u + 2u + 4u + 2u + 3u * 256u + 4u * TFA_DELTA_NUMBER_PROBS + 2u + 8u + 2u * 16u + 2u * 16u +            \
-     2u * TFA_DELTA_MANT_PROBS + TFA_DELTA_NUMBER_PROBS)
-_Static_assert(offsetof(tfa_delta_t, w_word) + 2u * TFA_DELTA_NUMBER_PROBS ==
-                   offsetof(tfa_delta_t, is_match) + 2u * MODEL_PROBS,
-               "the adaptive models must be contiguous");
+/* The adaptive models, is_match to w_word, are runs of uint16_t in tfa_delta_t reset a word at a time. */
+_Static_assert(offsetof(tfa_delta_t, is_match) % 4u == 0 && offsetof(tfa_delta_t, literal) % 4u == 0 &&
+                   offsetof(tfa_delta_t, is_tensor) % 4u == 0 && offsetof(tfa_delta_t, w_exp) % 4u == 0 &&
+                   offsetof(tfa_delta_t, w_word) % 4u == 0,
+               "the models start on whole words");
+_Static_assert(offsetof(tfa_delta_t, is_match) + 2u * 10u == offsetof(tfa_delta_t, literal) &&
+                   offsetof(tfa_delta_t, is_tensor) + 2u * 10u == offsetof(tfa_delta_t, w_exp) &&
+                   offsetof(tfa_delta_t, w_exp) + 2u * (64u + 2u * TFA_DELTA_MANT_PROBS) ==
+                       offsetof(tfa_delta_t, w_word),
+               "the models lie as prv_reset_block writes them");
 
-/* two probabilities per word, two words per step (issue 17: a uint16_t at a time cost 3.3 Cortex-M4
- * instructions per output byte of a 2.7 KB model); may_alias: the words overlay the uint16_t arrays */
+/* two values per word (issue 17: a uint16_t at a time cost 3.3 Cortex-M4 instructions per output byte of
+ * a 2.7 KB model); may_alias: the words overlay the uint16_t arrays. `count` is even. */
 typedef uint32_t __attribute__((may_alias)) prv_word_t;
-_Static_assert(MODEL_PROBS % 4u == 0 && offsetof(tfa_delta_t, is_match) % 4u == 0, "the models are whole words");
 
-/* Version 6: every count 1, each total the model's symbol count (the binary probabilities written before
- * are overwritten where the counts live). */
+void tfa_delta_fill(uint16_t *models, uint32_t count, uint32_t value)
+{
+    prv_word_t *word = (prv_word_t *)(void *)models;
+    for (prv_word_t *end = word + count / 2u; word < end; word++) {
+        *word = value << 16 | value;
+    }
+}
+
+/* Version 6: every count 1, each total the model's symbol count, where versions 1-5 keep the binary
+ * literal and number trees. */
 static void prv_reset_symbols(tfa_delta_t *d)
 {
     uint16_t *literal = d->literal[0]; /* the three 256-entry trees as one room */
-    prv_word_t *counts = (prv_word_t *)(void *)literal;
-    for (uint32_t i = 0; i < SYM_TOTALS / 2u; i++) {
-        counts[i] = 1u << 16 | 1u;
-    }
+    tfa_delta_fill(literal, SYM_TOTALS, 1u);
     for (uint32_t i = 0; i < SYM_LITERAL_MODELS; i++) {
         literal[SYM_TOTALS + i] = 16u;
     }
@@ -48,16 +54,20 @@ static void prv_reset_symbols(tfa_delta_t *d)
     }
 }
 
+/* A block's models. The weight runs' (w_exp to w_mant, 1.1 KiB) wait for the block's first weight run
+ * (tfa_delta_run_begin), and version 6 writes only the binary models it keeps: resetting all of them cost
+ * 1.9 Cortex-M4 instructions per output byte of a 2.7 KB model (issue 17). */
 static void prv_reset_block(tfa_delta_t *d)
 {
-    prv_word_t *probs = (prv_word_t *)(void *)((uint8_t *)d + offsetof(tfa_delta_t, is_match));
-    for (prv_word_t *end = probs + MODEL_PROBS / 2u; probs < end; probs += 2) {
-        probs[0] = PROB_INIT << 16 | PROB_INIT;
-        probs[1] = PROB_INIT << 16 | PROB_INIT;
-    }
     if (d->checkpoint.has_base & FLAG_SYMBOLS) {
+        tfa_delta_fill(d->is_match, 10u, PROB_INIT); /* is_match, is_rep, rep_which, is_out */
+        tfa_delta_fill(d->is_tensor, 10u, PROB_INIT); /* is_tensor, w_kind_probs */
         prv_reset_symbols(d);
+    } else {
+        tfa_delta_fill(d->is_match, (offsetof(tfa_delta_t, w_exp) - offsetof(tfa_delta_t, is_match)) / 2u, PROB_INIT);
+        tfa_delta_fill(d->w_word, TFA_DELTA_NUMBER_PROBS, PROB_INIT);
     }
+    d->w_ready = 0;
     d->w_left = 0;
     d->t_left = 0;
     d->t_cum[TFA_DELTA_TABLE_SYMBOLS] = 0; /* no table yet in this block (version 4 reuses the last) */
@@ -200,20 +210,20 @@ static int prv_literal(tfa_delta_t *d)
 }
 
 /* Version 6 literals (PROTOCOL 5.10): two adaptive nibbles each, the high one in the context of the match
- * byte's high nibble, the low one in the context of the high one, in prv_literal's loop (coder in locals,
- * the next op's is_match read here; same returns). A literal and a flag read at most 6 coded bytes. */
+ * byte's high nibble, the low one in the context of the high one, on prv_ops_symbols' coder state (the
+ * next op's is_match read here, as prv_literal does; same returns). A literal and a flag read at most 6
+ * coded bytes. */
 _Static_assert(2u * 2u + 2u <= TFA_DELTA_PAD, "a literal fits the padding");
 
-static int prv_literal_symbols(tfa_delta_t *d)
+static inline __attribute__((always_inline)) int prv_literals_symbols(tfa_delta_t *d, uint32_t *range,
+                                                                      uint32_t *code, const uint8_t **in,
+                                                                      const uint8_t *end)
 {
     int64_t src = (int64_t)d->out_pos + tfa_delta_align(d);
-    uint32_t range = d->range;
-    uint32_t code = d->code;
-    const uint8_t *in = &d->in[d->in_pos];
-    const uint8_t *end = &d->in[d->in_len];
     uint16_t *high = d->literal[0];
     uint16_t *totals = &high[SYM_TOTALS];
-    int rc = 0;
+    int rc;
+    d->prev_kind = 0;
     for (;; src++) {
         uint32_t ctx = SYM_NO_MATCH;
         if (src >= 0 && src < (int64_t)d->base_len) {
@@ -223,25 +233,20 @@ static int prv_literal_symbols(tfa_delta_t *d)
             }
             ctx = (uint32_t)rc >> 4;
         }
-        uint32_t hi = tfa_delta_sym_local(&high[ctx * 16u], &totals[ctx], 16u, SYM_LITERAL_INC, &range, &code, &in);
+        uint32_t hi = tfa_delta_sym_local(&high[ctx * 16u], &totals[ctx], 16u, SYM_LITERAL_INC, range, code, in);
         if (hi == UINT32_MAX) {
             return -TFA_ERR_DELTA_CORRUPT;
         }
         uint32_t lo = tfa_delta_sym_local(&high[SYM_LOW_COUNTS + hi * 16u], &totals[SYM_HIGH_MODELS + hi], 16u,
-                                          SYM_LITERAL_INC, &range, &code, &in);
+                                          SYM_LITERAL_INC, range, code, in);
         if (lo == UINT32_MAX) {
             return -TFA_ERR_DELTA_CORRUPT;
         }
-        in = in < end ? in : end; /* past the end: the padding's zeros, read again */
-        if ((rc = prv_after_literal(d, hi << 4 | lo, &range, &code, &in, end)) != 0) {
-            break;
+        *in = *in < end ? *in : end; /* past the end: the padding's zeros, read again */
+        if ((rc = prv_after_literal(d, hi << 4 | lo, range, code, in, end)) != 0) {
+            return rc == LITERALS_STOP ? 0 : rc;
         }
     }
-    d->range = range;
-    d->code = code;
-    d->in_pos = (uint32_t)(in - d->in);
-    d->prev_kind = 0;
-    return rc == LITERALS_STOP ? 0 : rc;
 }
 
 static int prv_copy(tfa_delta_t *d, uint32_t length)
@@ -299,66 +304,142 @@ static int prv_copy(tfa_delta_t *d, uint32_t length)
     return 0;
 }
 
-static int prv_op(tfa_delta_t *d)
+/* The coder's state between prv_ops' locals and d, around the calls that decode through d (runs, numbers
+ * and literals of versions 1 to 5). The locals read past the end are clamped first (the padding's zeros,
+ * read again). */
+#define PRV_STORE()                                                                                          \
+    do {                                                                                                     \
+        in = in < end ? in : end;                                                                            \
+        d->range = range;                                                                                    \
+        d->code = code;                                                                                      \
+        d->in_pos = (uint32_t)(in - d->in);                                                                  \
+    } while (0)
+#define PRV_LOAD()                                                                                           \
+    do {                                                                                                     \
+        range = d->range;                                                                                    \
+        code = d->code;                                                                                      \
+        in = &d->in[d->in_pos];                                                                              \
+    } while (0)
+
+/* A number of an op: version 6's inline on the locals (issue 17: a call through d cost a fifth of a small
+ * model's instructions), the others' through d (tfa_delta_number). 0, or -TFA_ERR_DELTA_CORRUPT. */
+static inline __attribute__((always_inline)) int prv_number(tfa_delta_t *d, uint32_t flags, uint16_t *probs,
+                                                            uint32_t *value, uint32_t *range, uint32_t *code,
+                                                            const uint8_t **in, const uint8_t *end)
 {
-    uint32_t value;
-    uint32_t length;
-    int rc;
-    if (d->w_left > 0) {
-        return tfa_delta_run_step(d);
+    if (flags & FLAG_SYMBOLS) {
+        return tfa_delta_number_local(probs, value, range, code, in) < 0 ? -TFA_ERR_DELTA_CORRUPT : 0;
     }
-    /* the one flag of every op, inlined (a call is about a third of a single bit's cost) */
-    if (!tfa_delta_bit_inline(d, &d->is_match[d->prev_kind], d->checkpoint.move_bits) &&
-        (rc = (d->checkpoint.has_base & FLAG_SYMBOLS) ? prv_literal_symbols(d) : prv_literal(d)) <= 0) {
-        return rc; /* else the literals ended with is_match 1: a match op */
-    }
-    if (tfa_delta_bit_inline(d, &d->is_rep[d->prev_kind], d->checkpoint.move_bits)) {
-        uint32_t which = tfa_delta_tree(d, &d->rep_which[1], 2);
-        if (which >= REPS) {
+    *in = *in < end ? *in : end;
+    d->range = *range;
+    d->code = *code;
+    d->in_pos = (uint32_t)(*in - d->in);
+    int rc = tfa_delta_number(d, probs, value);
+    *range = d->range;
+    *code = d->code;
+    *in = &d->in[d->in_pos];
+    return rc;
+}
+
+/* prv_decode_buffered's loop: ops while the block goes on and the look-ahead is buffered, with the coder's
+ * state in locals from one op to the next (through d it was stored and reloaded at each flag and number).
+ * An op reads at most about 70 coded bytes unchecked (flags 2 each, numbers 22), inside the look-ahead
+ * while the block arrives and inside the TFA_DELTA_PAD zeros once it is all buffered. */
+static int prv_ops(tfa_delta_t *d)
+{
+    uint32_t range = d->range;
+    uint32_t code = d->code;
+    const uint8_t *in = &d->in[d->in_pos];
+    const uint8_t *end = &d->in[d->in_len];
+    const uint32_t shift = d->checkpoint.move_bits;
+    const uint32_t flags = d->checkpoint.has_base;
+    int rc = 0;
+    while (d->out_pos < d->block_end && (d->block_left == 0 || (uint32_t)(end - in) >= TFA_DELTA_LOOKAHEAD)) {
+        if (d->w_left > 0) {
+            PRV_STORE();
+            rc = tfa_delta_run_step(d);
+            PRV_LOAD();
+            if (rc < 0) {
+                return rc;
+            }
+            continue;
+        }
+        uint32_t k = d->prev_kind;
+        if (!tfa_delta_bit_local(&d->is_match[k], shift, &range, &code, &in)) {
+            if (flags & FLAG_SYMBOLS) {
+                rc = prv_literals_symbols(d, &range, &code, &in, end);
+            } else {
+                PRV_STORE();
+                rc = prv_literal(d);
+                PRV_LOAD();
+            }
+            if (rc <= 0) {
+                if (rc < 0) {
+                    return rc;
+                }
+                break; /* the loop's condition stopped the literals */
+            }
+            k = 0; /* else the literals ended with is_match 1: a match op */
+        }
+        uint16_t *lengths = d->rep_len;
+        uint32_t least = REP_MIN;
+        uint32_t value;
+        if (tfa_delta_bit_local(&d->is_rep[k], shift, &range, &code, &in)) {
+            /* rep_which, a tree of two bits: node 1, then node 2 or 3 */
+            uint32_t which = tfa_delta_bit_local(&d->rep_which[1], shift, &range, &code, &in);
+            which = which << 1 | tfa_delta_bit_local(&d->rep_which[2u + which], shift, &range, &code, &in);
+            if (which >= REPS) {
+                return -TFA_ERR_DELTA_CORRUPT;
+            }
+            uint8_t kind = d->rep_kind[which];
+            int32_t rep = d->rep_value[which];
+            for (uint32_t i = which; i > 0; i--) {
+                d->rep_kind[i] = d->rep_kind[i - 1];
+                d->rep_value[i] = d->rep_value[i - 1];
+            }
+            d->rep_kind[0] = kind;
+            d->rep_value[0] = rep;
+        } else if ((flags & FLAG_TENSOR) && tfa_delta_bit_local(&d->is_tensor[k], shift, &range, &code, &in)) {
+            PRV_STORE();
+            rc = tfa_delta_run_begin(d);
+            PRV_LOAD();
+            if (rc < 0) {
+                return rc;
+            }
+            continue;
+        } else {
+            /* a new copy: its displacement from the base or distance back in the output, then its length */
+            uint32_t out = tfa_delta_bit_local(&d->is_out[k], shift, &range, &code, &in);
+            if (prv_number(d, flags, out ? d->dist : d->disp, &value, &range, &code, &in, end) < 0) {
+                return -TFA_ERR_DELTA_CORRUPT;
+            }
+            int64_t rep = (int64_t)value + 1;
+            if (!out) {
+                /* zigzag: even values are non-negative */
+                int64_t change = (value & 1u) ? -(int64_t)((value >> 1) + 1u) : (int64_t)(value >> 1);
+                rep = (int64_t)tfa_delta_align(d) + change;
+            }
+            if (rep < (out ? 1 : INT32_MIN) || rep > INT32_MAX) {
+                return -TFA_ERR_DELTA_CORRUPT;
+            }
+            tfa_delta_push_rep(d, (uint8_t)(out ? KIND_OUT : KIND_BASE), (int32_t)rep);
+            lengths = d->new_len;
+            least = NEW_MIN;
+        }
+        if (prv_number(d, flags, lengths, &value, &range, &code, &in, end) < 0 || value > UINT32_MAX - least) {
             return -TFA_ERR_DELTA_CORRUPT;
         }
-        uint8_t kind = d->rep_kind[which];
-        int32_t rep = d->rep_value[which];
-        for (uint32_t i = which; i > 0; i--) {
-            d->rep_kind[i] = d->rep_kind[i - 1];
-            d->rep_value[i] = d->rep_value[i - 1];
-        }
-        d->rep_kind[0] = kind;
-        d->rep_value[0] = rep;
-        rc = tfa_delta_number(d, d->rep_len, &length);
-        if (rc < 0 || length > UINT32_MAX - REP_MIN) {
-            return -TFA_ERR_DELTA_CORRUPT;
-        }
-        return prv_copy(d, length + REP_MIN);
-    }
-    if ((d->checkpoint.has_base & FLAG_TENSOR) && tfa_delta_bit(d, &d->is_tensor[d->prev_kind])) {
-        return tfa_delta_run_begin(d);
-    }
-    if (!tfa_delta_bit(d, &d->is_out[d->prev_kind])) {
-        rc = tfa_delta_number(d, d->disp, &value);
-        if (rc < 0) {
+        in = in < end ? in : end; /* past the end: the padding's zeros, read again */
+        if ((rc = prv_copy(d, value + least)) < 0) {
             return rc;
         }
-        /* zigzag: even values are non-negative */
-        int64_t change = (value & 1u) ? -(int64_t)((value >> 1) + 1u) : (int64_t)(value >> 1);
-        int64_t disp = (int64_t)tfa_delta_align(d) + change;
-        if (disp < INT32_MIN || disp > INT32_MAX) {
-            return -TFA_ERR_DELTA_CORRUPT;
-        }
-        tfa_delta_push_rep(d, KIND_BASE, (int32_t)disp);
-    } else {
-        rc = tfa_delta_number(d, d->dist, &value);
-        if (rc < 0 || value >= (uint32_t)INT32_MAX) {
-            return -TFA_ERR_DELTA_CORRUPT;
-        }
-        tfa_delta_push_rep(d, KIND_OUT, (int32_t)(value + 1u));
     }
-    rc = tfa_delta_number(d, d->new_len, &length);
-    if (rc < 0 || length > UINT32_MAX - NEW_MIN) {
-        return -TFA_ERR_DELTA_CORRUPT;
-    }
-    return prv_copy(d, length + NEW_MIN);
+    PRV_STORE();
+    return 0;
 }
+
+#undef PRV_STORE
+#undef PRV_LOAD
 
 /* ---- stream framing ---- */
 
@@ -450,14 +531,12 @@ static int prv_decode_buffered(tfa_delta_t *d)
         tfa_delta_coder_start(d);
         d->coder_ready = 1;
     }
-    while (d->out_pos < d->block_end && (d->block_left == 0 || d->in_len - d->in_pos >= TFA_DELTA_LOOKAHEAD)) {
-        int rc = prv_op(d);
-        if (rc < 0) {
-            return rc;
-        }
+    int rc = prv_ops(d);
+    if (rc < 0) {
+        return rc;
     }
     if (d->out_pos == d->block_end) {
-        int rc = tfa_delta_flush(d);
+        rc = tfa_delta_flush(d);
         if (rc < 0) {
             return rc;
         }

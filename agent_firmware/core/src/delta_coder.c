@@ -107,33 +107,6 @@ uint32_t tfa_delta_sym_halve(uint16_t *counts, uint32_t n)
     return total;
 }
 
-/* The bits below a number's top one at equal chances, in steps of at most UNIFORM_MAX bits, the high ones
- * first: q = code / (range >> w) as a table run's extra bits (PROTOCOL 5.6; versions 5 and 6). Sets the
- * number and returns 0, or -TFA_ERR_DELTA_CORRUPT when a step's quotient is out of range. */
-static inline __attribute__((always_inline)) int prv_low_bits(uint32_t bits, uint32_t *value, uint32_t *range,
-                                                              uint32_t *code, const uint8_t **in)
-{
-    uint32_t v = 1;
-    for (uint32_t left = bits - 1u; left > 0;) {
-        uint32_t w = left > UNIFORM_MAX ? left - UNIFORM_MAX : left;
-        uint32_t r = *range >> w;
-        uint32_t q = *code / r;
-        if (q >> w) {
-            return -TFA_ERR_DELTA_CORRUPT;
-        }
-        *code -= r * q;
-        *range = r;
-        while (*range < TOP) {
-            *range <<= 8;
-            *code = (*code << 8) | *(*in)++;
-        }
-        v = (v << w) | q;
-        left -= w;
-    }
-    *value = v;
-    return 0;
-}
-
 int tfa_delta_number(tfa_delta_t *d, uint16_t *probs, uint32_t *out)
 {
     const uint32_t ladder = d->checkpoint.has_base & FLAG_NUMBERS;
@@ -146,13 +119,7 @@ int tfa_delta_number(tfa_delta_t *d, uint16_t *probs, uint32_t *out)
     uint32_t value = 0;
     if (d->checkpoint.has_base & FLAG_SYMBOLS) {
         /* version 6: the bit count one adaptive symbol, the bits below the top one at equal chances */
-        uint32_t bits = tfa_delta_sym_local(probs, &probs[SYM_NUMBER_TOTAL], SYM_NUMBER_SYMBOLS, SYM_NUMBER_INC,
-                                            &range, &code, &in);
-        if (bits == UINT32_MAX) {
-            return -TFA_ERR_DELTA_CORRUPT;
-        }
-        value = bits;
-        if (bits > 1u && prv_low_bits(bits, &value, &range, &code, &in) < 0) {
+        if (tfa_delta_number_local(probs, &value, &range, &code, &in) < 0) {
             return -TFA_ERR_DELTA_CORRUPT;
         }
         goto done;
@@ -207,7 +174,7 @@ int tfa_delta_number(tfa_delta_t *d, uint16_t *probs, uint32_t *out)
         value = 1;
         if (ladder && bits > LADDER_LOW_MAX) {
             /* version 5: every bit below the top one at equal chances */
-            if (prv_low_bits(bits, &value, &range, &code, &in) < 0) {
+            if (tfa_delta_low_bits_local(bits, &value, &range, &code, &in) < 0) {
                 return -TFA_ERR_DELTA_CORRUPT;
             }
             break;

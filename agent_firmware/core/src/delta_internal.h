@@ -154,6 +154,52 @@ static inline __attribute__((always_inline)) uint32_t tfa_delta_sym_local(uint16
     return s;
 }
 
+/* The bits below a number's top one at equal chances, in steps of at most UNIFORM_MAX bits, the high ones
+ * first: q = code / (range >> w) as a table run's extra bits (PROTOCOL 5.6; versions 5 and 6). Sets the
+ * number and returns 0, or -1 when a step's quotient is out of range. */
+static inline __attribute__((always_inline)) int tfa_delta_low_bits_local(uint32_t bits, uint32_t *value,
+                                                                          uint32_t *range, uint32_t *code,
+                                                                          const uint8_t **in)
+{
+    uint32_t v = 1;
+    for (uint32_t left = bits - 1u; left > 0;) {
+        uint32_t w = left > UNIFORM_MAX ? left - UNIFORM_MAX : left;
+        uint32_t r = *range >> w;
+        uint32_t q = *code / r;
+        if (q >> w) {
+            return -1;
+        }
+        *code -= r * q;
+        *range = r;
+        while (*range < TOP) {
+            *range <<= 8;
+            *code = (*code << 8) | *(*in)++;
+        }
+        v = (v << w) | q;
+        left -= w;
+    }
+    *value = v;
+    return 0;
+}
+
+/* A version 6 number (PROTOCOL 5.10) on the coder's state in the caller's locals: its bit count one
+ * adaptive symbol, the bits below the top one at equal chances. Sets the number and returns 0, or -1 on a
+ * corrupt stream. Reads at most 8 coded bytes, unchecked as a bit does. */
+static inline __attribute__((always_inline)) int tfa_delta_number_local(uint16_t *probs, uint32_t *value,
+                                                                        uint32_t *range, uint32_t *code,
+                                                                        const uint8_t **in)
+{
+    uint32_t bits = tfa_delta_sym_local(probs, &probs[SYM_NUMBER_TOTAL], SYM_NUMBER_SYMBOLS, SYM_NUMBER_INC,
+                                        range, code, in);
+    if (bits == UINT32_MAX) {
+        return -1;
+    }
+    *value = bits;
+    return bits > 1u ? tfa_delta_low_bits_local(bits, value, range, code, in) : 0;
+}
+
+/* `count` (even) adaptive models from `models` (word-aligned) set to `value` (delta.c) */
+void tfa_delta_fill(uint16_t *models, uint32_t count, uint32_t value);
 /* range decoder (delta_coder.c): bits with an adaptive probability, direct bits, trees, numbers */
 void tfa_delta_coder_start(tfa_delta_t *d);
 uint32_t tfa_delta_direct(tfa_delta_t *d, uint32_t count);

@@ -115,6 +115,11 @@ int tfa_delta_run_begin(tfa_delta_t *d)
         }
         d->w_kind = RUN_TABLE_PLAIN;
     }
+    if (d->w_kind <= RUN_DIFF && !d->w_ready) {
+        /* the block's first weight run: its models (prv_reset_block leaves them to it) */
+        tfa_delta_fill(d->w_exp[0], 64u + 2u * TFA_DELTA_MANT_PROBS, PROB_INIT);
+        d->w_ready = 1;
+    }
     uint32_t diff = d->w_kind == RUN_DIFF || d->w_kind == RUN_TABLE_DIFF;
     uint32_t words = d->w_kind >= RUN_WORDS && d->w_kind <= RUN_PRODUCT;
     if (d->w_kind == RUN_PRODUCT) {

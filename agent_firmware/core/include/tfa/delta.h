@@ -56,6 +56,7 @@ typedef struct tfa_delta {
     uint8_t coder_ready;
     uint8_t prev_kind;
     uint8_t rep_kind[3];
+    uint8_t w_ready;              /* 1 once the block's weight models (w_exp, w_sign, w_mant) are reset */
     int32_t rep_value[3];
     /* range decoder */
     uint32_t range, code;
