@@ -356,12 +356,15 @@ static int prv_ops(tfa_delta_t *d)
     int rc = 0;
     while (d->out_pos < d->block_end && (d->block_left == 0 || (uint32_t)(end - in) >= TFA_DELTA_LOOKAHEAD)) {
         if (d->w_left > 0) {
+            /* a run's steps decode through d: the state moves there once for all of them */
             PRV_STORE();
-            rc = tfa_delta_run_step(d);
+            do {
+                if ((rc = tfa_delta_run_step(d)) < 0) {
+                    return rc;
+                }
+            } while (d->w_left > 0 && d->out_pos < d->block_end &&
+                     (d->block_left == 0 || d->in_len - d->in_pos >= TFA_DELTA_LOOKAHEAD));
             PRV_LOAD();
-            if (rc < 0) {
-                return rc;
-            }
             continue;
         }
         uint32_t k = d->prev_kind;
