@@ -135,7 +135,7 @@ _Static_assert(16u + 2u <= TFA_DELTA_PAD && 16u + 2u <= TFA_DELTA_LOOKAHEAD, "a 
 static int prv_literal(tfa_delta_t *d)
 {
     /* no rep changes in a run of literals: the match byte's position moves with the output */
-    int64_t src = (int64_t)d->out_pos + tfa_delta_align(d);
+    uint32_t src = d->out_pos + (uint32_t)tfa_delta_align(d); /* before 0: wraps past base_len (prv_init) */
     uint32_t range = d->range;
     uint32_t code = d->code;
     const uint8_t *in = &d->in[d->in_pos];
@@ -145,8 +145,8 @@ static int prv_literal(tfa_delta_t *d)
     int rc = 0;
     for (;; src++) {
         uint32_t node = 1;
-        if (src >= 0 && src < (int64_t)d->base_len) {
-            rc = prv_match_byte(d, (uint32_t)src);
+        if (src < d->base_len) {
+            rc = prv_match_byte(d, src);
             if (rc < 0) {
                 return rc;
             }
@@ -219,15 +219,15 @@ static inline __attribute__((always_inline)) int prv_literals_symbols(tfa_delta_
                                                                       uint32_t *code, const uint8_t **in,
                                                                       const uint8_t *end)
 {
-    int64_t src = (int64_t)d->out_pos + tfa_delta_align(d);
+    uint32_t src = d->out_pos + (uint32_t)tfa_delta_align(d); /* before 0: wraps past base_len (prv_init) */
     uint16_t *high = d->literal[0];
     uint16_t *totals = &high[SYM_TOTALS];
     int rc;
     d->prev_kind = 0;
     for (;; src++) {
         uint32_t ctx = SYM_NO_MATCH;
-        if (src >= 0 && src < (int64_t)d->base_len) {
-            rc = prv_match_byte(d, (uint32_t)src);
+        if (src < d->base_len) {
+            rc = prv_match_byte(d, src);
             if (rc < 0) {
                 return rc;
             }
@@ -254,16 +254,15 @@ static int prv_copy(tfa_delta_t *d, uint32_t length)
     if (length > d->block_end - d->out_pos) {
         return -TFA_ERR_DELTA_CORRUPT;
     }
+    /* offsets and lengths are below 2^31 (prv_init), so a source before 0 wraps to 2^31 or more and fails
+     * the unsigned tests as one past the end does (64-bit arithmetic cost the M4 a few instructions a copy) */
     int base = d->rep_kind[0] == KIND_BASE;
-    int64_t src = base ? (int64_t)d->out_pos + d->rep_value[0] : (int64_t)d->out_pos - d->rep_value[0];
-    if (base) {
-        if (src < 0 || src + (int64_t)length > (int64_t)d->base_len) {
-            return -TFA_ERR_DELTA_CORRUPT;
-        }
-    } else if (src < 0 || d->rep_value[0] <= 0) {
+    uint32_t rep = (uint32_t)d->rep_value[0];
+    uint32_t src = base ? d->out_pos + rep : d->out_pos - rep;
+    if (base ? src > d->base_len || length > d->base_len - src : (int32_t)rep <= 0 || rep > d->out_pos) {
         return -TFA_ERR_DELTA_CORRUPT;
     }
-    uint32_t from = (uint32_t)src + (base ? d->base_addr : d->out_addr);
+    uint32_t from = src + (base ? d->base_addr : d->out_addr);
     while (length > 0) {
         /* Pieces are read straight into the output buffer (the port's memcpy is a byte loop: one copy
          * less per byte). Earlier output still in the buffer is copied from it, a byte at a time (an
@@ -416,16 +415,11 @@ static int prv_ops(tfa_delta_t *d)
             if (prv_number(d, flags, out ? d->dist : d->disp, &value, &range, &code, &in, end) < 0) {
                 return -TFA_ERR_DELTA_CORRUPT;
             }
-            int64_t rep = (int64_t)value + 1;
-            if (!out) {
-                /* zigzag: even values are non-negative */
-                int64_t change = (value & 1u) ? -(int64_t)((value >> 1) + 1u) : (int64_t)(value >> 1);
-                rep = (int64_t)tfa_delta_align(d) + change;
-            }
-            if (rep < (out ? 1 : INT32_MIN) || rep > INT32_MAX) {
+            int32_t rep;
+            if (out ? value >= (uint32_t)INT32_MAX : tfa_delta_displace(d, value, &rep) < 0) {
                 return -TFA_ERR_DELTA_CORRUPT;
             }
-            tfa_delta_push_rep(d, (uint8_t)(out ? KIND_OUT : KIND_BASE), (int32_t)rep);
+            tfa_delta_push_rep(d, (uint8_t)(out ? KIND_OUT : KIND_BASE), out ? (int32_t)(value + 1u) : rep);
             lengths = d->new_len;
             least = NEW_MIN;
         }
@@ -676,7 +670,8 @@ int tfa_delta_feed(tfa_delta_t *d, const uint8_t *data, uint32_t len)
 static int prv_init(tfa_delta_t *d, const tfa_flash_t *flash, uint32_t base_addr, uint32_t base_len,
                     uint32_t out_addr, uint32_t out_len)
 {
-    if (d == NULL || flash == NULL || out_len == 0) {
+    /* models below 2 GiB: positions and displacements then fit 32-bit arithmetic (prv_copy, literals) */
+    if (d == NULL || flash == NULL || out_len == 0 || out_len > INT32_MAX || base_len > INT32_MAX) {
         return -TFA_ERR_DELTA_CORRUPT;
     }
     /* only the fields before the adaptive models, a word at a time: each block start resets the models,

@@ -232,6 +232,13 @@ static inline int32_t tfa_delta_align(const tfa_delta_t *d)
     return 0;
 }
 void tfa_delta_push_rep(tfa_delta_t *d, uint8_t kind, int32_t value);
+/* A new base displacement: the latest base rep's plus the zigzag change `z` (even: non-negative). 0, or -1
+ * when it leaves int32. */
+static inline int tfa_delta_displace(const tfa_delta_t *d, uint32_t z, int32_t *disp)
+{
+    int32_t change = (int32_t)((z >> 1) ^ (0u - (z & 1u)));
+    return __builtin_add_overflow(tfa_delta_align(d), change, disp) ? -1 : 0;
+}
 /* format 2 and 3 runs (delta_runs.c): the header after is_tensor = 1, then per step one value, one word,
  * one table entry or up to COPY_PIECE table symbols */
 int tfa_delta_run_begin(tfa_delta_t *d);

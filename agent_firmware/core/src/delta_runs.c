@@ -134,12 +134,11 @@ int tfa_delta_run_begin(tfa_delta_t *d)
         if (rc < 0) {
             return rc;
         }
-        int64_t change = (value & 1u) ? -(int64_t)((value >> 1) + 1u) : (int64_t)(value >> 1);
-        int64_t disp = (int64_t)tfa_delta_align(d) + change;
-        if (disp < INT32_MIN || disp > INT32_MAX) {
+        int32_t disp;
+        if (tfa_delta_displace(d, value, &disp) < 0) {
             return -TFA_ERR_DELTA_CORRUPT;
         }
-        tfa_delta_push_rep(d, KIND_BASE, (int32_t)disp);
+        tfa_delta_push_rep(d, KIND_BASE, disp);
     }
     uint32_t room = d->block_end - d->out_pos;
     if (words) {
@@ -154,11 +153,11 @@ int tfa_delta_run_begin(tfa_delta_t *d)
         return -TFA_ERR_DELTA_CORRUPT; /* the factor vector must be written already */
     }
     if (diff) {
-        int64_t src = (int64_t)d->out_pos + d->rep_value[0];
-        if (src < 0 || src + (int64_t)length > (int64_t)d->base_len) {
+        uint32_t src = d->out_pos + (uint32_t)d->rep_value[0]; /* before 0: wraps past base_len (prv_init) */
+        if (src > d->base_len || length > d->base_len - src) {
             return -TFA_ERR_DELTA_CORRUPT;
         }
-        d->w_src = (uint32_t)src;
+        d->w_src = src;
     }
     if (d->w_kind >= RUN_TABLE_PLAIN && !reuse) {
         /* exact or bucketed, the entry count; the entries are read one per step (a table can need more
