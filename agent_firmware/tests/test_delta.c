@@ -91,6 +91,29 @@ static int prv_resume_version_bits(void)
     return cases;
 }
 
+/* Models of 2 GiB or more are refused at begin and resume: below that, positions and displacements fit the
+ * decoder's 32-bit arithmetic (prv_copy and the literals test sources with unsigned wrap-around). */
+static int prv_size_limits(void)
+{
+    static tfa_delta_t d;
+    static const tfa_flash_t flash = {0};
+    static const uint32_t sizes[] = {1u, 0x7FFFFFFFu, 0x80000000u, 0xFFFFFFFFu};
+    tfa_delta_checkpoint_t cp = {.in_offset = 8, .out_offset = 0, .block_log2 = 10, .move_bits = 4,
+                                 .has_base = 1u, .valid = 1};
+    int cases = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        int fits = sizes[i] <= 0x7FFFFFFFu;
+        CHECK((tfa_delta_begin(&d, &flash, 0, 100, 4096, sizes[i]) == 0) == fits, "begin, model of %u bytes",
+              sizes[i]);
+        CHECK((tfa_delta_begin(&d, &flash, 0, sizes[i], 4096, 100) == 0) == fits, "begin, base of %u bytes",
+              sizes[i]);
+        CHECK((tfa_delta_resume(&d, &flash, 0, sizes[i], 4096, 100, &cp) == 0) == fits,
+              "resume, base of %u bytes", sizes[i]);
+        cases += 3;
+    }
+    return cases;
+}
+
 int main(void)
 {
     uint32_t base_len, new_len, delta_len, full_len, blk_len;
@@ -155,6 +178,7 @@ int main(void)
     static const char *const v6_names[3] = {"t6_delta.bin", "t6_blk.bin", "t6_full.bin"};
     cases += prv_tensor_vectors(chunks, sizeof chunks / sizeof chunks[0], v6_names, 6u);
     cases += prv_resume_version_bits();
+    cases += prv_size_limits();
     printf("test_delta: %d cases (%d padding flips harmless), decoder state %u bytes, %d failures\n", cases,
            undetected, tfa_host_delta_state_size(), test_failures);
     free(bad);
