@@ -233,12 +233,12 @@ static inline __attribute__((always_inline)) int prv_literals_symbols(tfa_delta_
             }
             ctx = (uint32_t)rc >> 4;
         }
-        uint32_t hi = tfa_delta_sym_local(&high[ctx * 16u], &totals[ctx], 16u, SYM_LITERAL_INC, range, code, in);
+        uint32_t hi = tfa_delta_sym_local(&high[ctx * 16u], &totals[ctx], 16u, SYM_LITERAL_INC, 1, range, code, in);
         if (hi == UINT32_MAX) {
             return -TFA_ERR_DELTA_CORRUPT;
         }
         uint32_t lo = tfa_delta_sym_local(&high[SYM_LOW_COUNTS + hi * 16u], &totals[SYM_HIGH_MODELS + hi], 16u,
-                                          SYM_LITERAL_INC, range, code, in);
+                                          SYM_LITERAL_INC, 1, range, code, in);
         if (lo == UINT32_MAX) {
             return -TFA_ERR_DELTA_CORRUPT;
         }

@@ -123,6 +123,7 @@ uint32_t tfa_delta_sym_halve(uint16_t *counts, uint32_t n);
  * most 2 coded bytes, unchecked as a bit does. */
 static inline __attribute__((always_inline)) uint32_t tfa_delta_sym_local(uint16_t *counts, uint16_t *total,
                                                                           uint32_t n, uint32_t inc,
+                                                                          uint32_t both_ends,
                                                                           uint32_t *range, uint32_t *code,
                                                                           const uint8_t **in)
 {
@@ -135,14 +136,28 @@ static inline __attribute__((always_inline)) uint32_t tfa_delta_sym_local(uint16
     /* subtract counts from q until it goes negative: that count's symbol holds q (three instructions a
      * step: load, subtract, branch; q < total <= SYM_LIMIT + inc, so the sign is a safe test) */
     const uint16_t *at = counts;
-    int32_t left = (int32_t)q;
+    int32_t left;
     uint32_t c;
-    do {
-        c = *at++;
-        left -= (int32_t)c;
-    } while (left >= 0);
-    uint32_t s = (uint32_t)(at - counts) - 1u;
-    *code -= r * (q - (uint32_t)left - c);
+    uint32_t s;
+    if (both_ends && q >= t >> 1) {
+        /* from the last symbol down while the counts above q are not spent */
+        at += n;
+        left = (int32_t)(t - 1u - q);
+        do {
+            c = *--at;
+            left -= (int32_t)c;
+        } while (left >= 0);
+        s = (uint32_t)(at - counts);
+        *code -= r * (q + 1u + (uint32_t)left);
+    } else {
+        left = (int32_t)q;
+        do {
+            c = *at++;
+            left -= (int32_t)c;
+        } while (left >= 0);
+        s = (uint32_t)(at - counts) - 1u;
+        *code -= r * (q - (uint32_t)left - c);
+    }
     *range = r * c;
     while (*range < TOP) {
         *range <<= 8;
@@ -189,7 +204,7 @@ static inline __attribute__((always_inline)) int tfa_delta_number_local(uint16_t
                                                                         uint32_t *range, uint32_t *code,
                                                                         const uint8_t **in)
 {
-    uint32_t bits = tfa_delta_sym_local(probs, &probs[SYM_NUMBER_TOTAL], SYM_NUMBER_SYMBOLS, SYM_NUMBER_INC,
+    uint32_t bits = tfa_delta_sym_local(probs, &probs[SYM_NUMBER_TOTAL], SYM_NUMBER_SYMBOLS, SYM_NUMBER_INC, 0,
                                         range, code, in);
     if (bits == UINT32_MAX) {
         return -1;
