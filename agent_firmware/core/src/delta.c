@@ -31,8 +31,14 @@ typedef uint32_t __attribute__((may_alias)) prv_word_t;
 void tfa_delta_fill(uint16_t *models, uint32_t count, uint32_t value)
 {
     prv_word_t *word = (prv_word_t *)(void *)models;
-    for (prv_word_t *end = word + count / 2u; word < end; word++) {
-        *word = value << 16 | value;
+    prv_word_t *end = word + count / 2u;
+    const uint32_t pair = value << 16 | value;
+    if (count & 2u) {
+        *word++ = pair;
+    }
+    for (; word < end; word += 2) { /* two words a step: the loop's test cost as much as a store */
+        word[0] = pair;
+        word[1] = pair;
     }
 }
 
@@ -47,9 +53,8 @@ static void prv_reset_symbols(tfa_delta_t *d)
     }
     uint16_t *numbers[] = {d->rep_len, d->new_len, d->disp, d->dist, d->w_word};
     for (uint32_t k = 0; k < sizeof numbers / sizeof numbers[0]; k++) {
-        for (uint32_t i = 0; i < SYM_NUMBER_SYMBOLS; i++) {
-            numbers[k][i] = 1u;
-        }
+        tfa_delta_fill(numbers[k], SYM_NUMBER_SYMBOLS - 1u, 1u);
+        numbers[k][SYM_NUMBER_SYMBOLS - 1u] = 1u;
         numbers[k][SYM_NUMBER_TOTAL] = SYM_NUMBER_SYMBOLS;
     }
 }
