@@ -268,42 +268,52 @@ static int prv_copy(tfa_delta_t *d, uint32_t length)
         return -TFA_ERR_DELTA_CORRUPT;
     }
     uint32_t from = src + (base ? d->base_addr : d->out_addr);
+    /* the output position and the buffer's fill in locals: the byte copies below may alias d */
+    uint32_t pos = d->out_pos;
+    uint32_t fill = d->wbuf_len;
     while (length > 0) {
         /* Pieces are read straight into the output buffer (the port's memcpy is a byte loop: one copy
          * less per byte). Earlier output still in the buffer is copied from it, a byte at a time (an
          * overlapping copy, distance < length, repeats its bytes as the format says); earlier output
          * is read back from flash only once programmed. Flushes stay whole buffers at 64-byte offsets
          * (issue 17: a flush before each such copy left the port's memcpy unaligned, a byte loop). */
-        uint32_t n = TFA_DELTA_WBUF - d->wbuf_len;
+        uint32_t n = TFA_DELTA_WBUF - fill;
         n = n < length ? n : length;
+        uint8_t *t = &d->wbuf[fill];
         int rc = 0;
         if (base) {
-            rc = tfa_delta_read(d, from, &d->wbuf[d->wbuf_len], n);
+            rc = tfa_delta_read(d, from, t, n);
         } else {
-            uint32_t at = from - d->out_addr;           /* an output offset before out_pos */
-            uint32_t first = d->out_pos - d->wbuf_len;  /* the output offset of wbuf[0] */
+            uint32_t at = from - d->out_addr; /* an output offset before pos */
+            uint32_t first = pos - fill;      /* the output offset of wbuf[0] */
             if (at >= first) {
                 const uint8_t *s = &d->wbuf[at - first];
-                uint8_t *t = &d->wbuf[d->wbuf_len];
                 for (uint32_t i = 0; i < n; i++) {
                     t[i] = s[i];
                 }
             } else {
                 n = n < first - at ? n : first - at;
-                rc = tfa_delta_read(d, from, &d->wbuf[d->wbuf_len], n);
+                rc = tfa_delta_read(d, from, t, n);
             }
         }
         if (rc < 0) {
             return rc;
         }
-        d->wbuf_len += n;
-        d->out_pos += n;
-        if (d->wbuf_len == TFA_DELTA_WBUF && (rc = tfa_delta_flush(d)) < 0) {
-            return rc;
-        }
+        fill += n;
+        pos += n;
         from += n;
         length -= n;
+        if (fill == TFA_DELTA_WBUF) {
+            d->wbuf_len = fill;
+            d->out_pos = pos;
+            if ((rc = tfa_delta_flush(d)) < 0) {
+                return rc;
+            }
+            fill = 0;
+        }
     }
+    d->wbuf_len = fill;
+    d->out_pos = pos;
     d->prev_kind = 1;
     return 0;
 }
