@@ -361,26 +361,24 @@ static inline __attribute__((always_inline)) int prv_number(tfa_delta_t *d, uint
  * while the block arrives and inside the TFA_DELTA_PAD zeros once it is all buffered. */
 static int prv_ops(tfa_delta_t *d)
 {
-    uint32_t range = d->range;
-    uint32_t code = d->code;
-    const uint8_t *in = &d->in[d->in_pos];
+    uint32_t range;
+    uint32_t code;
+    const uint8_t *in;
     const uint8_t *end = &d->in[d->in_len];
     const uint32_t shift = d->checkpoint.move_bits;
     const uint32_t flags = d->checkpoint.has_base;
     int rc = 0;
-    while (d->out_pos < d->block_end && (d->block_left == 0 || (uint32_t)(end - in) >= TFA_DELTA_LOOKAHEAD)) {
-        if (d->w_left > 0) {
-            /* a run's steps decode through d: the state moves there once for all of them */
-            PRV_STORE();
-            do {
-                if ((rc = tfa_delta_run_step(d)) < 0) {
-                    return rc;
-                }
-            } while (d->w_left > 0 && d->out_pos < d->block_end &&
-                     (d->block_left == 0 || d->in_len - d->in_pos >= TFA_DELTA_LOOKAHEAD));
-            PRV_LOAD();
-            continue;
+steps:
+    /* a run's steps (one left unfinished by the last call, or one just begun) decode through d: the state
+     * moves there once for all of them */
+    while (d->w_left > 0 && d->out_pos < d->block_end &&
+           (d->block_left == 0 || d->in_len - d->in_pos >= TFA_DELTA_LOOKAHEAD)) {
+        if ((rc = tfa_delta_run_step(d)) < 0) {
+            return rc;
         }
+    }
+    PRV_LOAD();
+    while (d->out_pos < d->block_end && (d->block_left == 0 || (uint32_t)(end - in) >= TFA_DELTA_LOOKAHEAD)) {
         uint32_t k = d->prev_kind;
         if (!tfa_delta_bit_local(&d->is_match[k], shift, &range, &code, &in)) {
             if (flags & FLAG_SYMBOLS) {
@@ -418,12 +416,10 @@ static int prv_ops(tfa_delta_t *d)
             d->rep_value[0] = rep;
         } else if ((flags & FLAG_TENSOR) && tfa_delta_bit_local(&d->is_tensor[k], shift, &range, &code, &in)) {
             PRV_STORE();
-            rc = tfa_delta_run_begin(d);
-            PRV_LOAD();
-            if (rc < 0) {
+            if ((rc = tfa_delta_run_begin(d)) < 0) {
                 return rc;
             }
-            continue;
+            goto steps;
         } else {
             /* a new copy: its displacement from the base or distance back in the output, then its length */
             uint32_t out = tfa_delta_bit_local(&d->is_out[k], shift, &range, &code, &in);
