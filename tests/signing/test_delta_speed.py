@@ -32,7 +32,7 @@ def test_a_larger_stream_that_meets_the_target_when_the_near_ones_do_not() -> No
     near = (_stream(102, 2), 150 * OUT)
     meets = (_stream(115, 3), 60 * OUT)
     meets_larger = (_stream(118, 4), 20 * OUT)  # faster, but the smallest that meets the target is kept
-    too_large = (_stream(126, 5), 10 * OUT)  # beyond SPEED_CAP
+    too_large = (_stream(146, 5), 10 * OUT)  # beyond SPEED_CAP
     assert delta.choose([small, near, meets, meets_larger, too_large], OUT) == meets[0]
     assert delta.choose([small, near, too_large], OUT) == near[0]
 

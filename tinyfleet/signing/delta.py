@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from tinyfleet.signing import table_coder, tensor_coder
-from tinyfleet.signing.delta_parser import BASE, LITERAL_BITS_ESTIMATE, NEW_MIN, OUT, REP_MIN, _Parser
+from tinyfleet.signing.delta_parser import BASE, NEW_MIN, OUT, REP_MIN, Op, _Parser
+from tinyfleet.signing.delta_prices import Prices
 from tinyfleet.signing.rangecoder import (
     NUMBER_INC,
     NUMBER_LOW_BITS,
@@ -229,9 +230,14 @@ def _encode_block(
     runs: list[WeightRun],
     version: int,
     literals: list[int] | None = None,
+    script: list[Op] | None = None,
 ) -> tuple[bytes, Work]:
     """The block's coded bytes and the device's work for it (Work, priced by decode_cost); the positions of
-    literals are added to `literals`."""
+    literals are added to `literals`. With a `script` the ops are the parser's plan (the cheapest at the
+    models' prices), else its greedy choice (what versions 1-4 asked for alone make, the golden vectors);
+    a non-empty script holds the ops of the block, in order, from a stream of the same plan and version
+    at another adaptation rate (its parse is all but the same, and the parse is most of the encoder's
+    time), an empty one gets the ops parsed here."""
     new, base = parser.new, parser.base
     n_copies = n_runs = 0
     enc = Encoder(move_bits)
@@ -239,6 +245,18 @@ def _encode_block(
     models = _Models(version)
     reps: list[tuple[int, int]] = [(BASE, 0)] * REPS
     pos, prev_kind = start, 0
+    planned: list[Op] = []  # ops the parser chose that are not coded yet
+    prices: Prices | None = None
+    priced_at = start
+    replay = script if script else None
+    taken = 0
+
+    def price() -> Prices:
+        nonlocal prices, priced_at
+        if prices is None or pos - priced_at >= REPRICE:
+            prices, priced_at = Prices(models, enc.ladder, version >= FORMAT_TENSOR), pos
+        return prices
+
     runs = [r for r in runs if r.start + r.length > start and r.start < end]
     while pos < end:
         while runs and runs[0].start + runs[0].length <= pos:
@@ -258,6 +276,7 @@ def _encode_block(
             _encode_weight_run(enc, models, reps, prev_kind, header, range(pos, stop))
             table_coder.encode_run(enc, models.weights.word, values, models.table, send)
             pos, prev_kind, n_runs = stop, 1, n_runs + 1
+            planned, prices = [], None
             continue
         if run is not None and run.start <= pos < stop:
             span = range(pos, stop)
@@ -273,17 +292,22 @@ def _encode_block(
                 for value in tensor_coder.run_values(new, base, run, pos, stop):
                     tensor_coder.encode_value(enc, models.weights, run.kind, value, move_bits + 1)
             pos, prev_kind, n_runs = stop, 1, n_runs + 1
+            planned, prices = [], None
             continue
         # copies stop where the next run starts
         lz_end = (
             min(end, run.start + run.length if run.start <= pos else run.start) if run is not None else end
         )
-        copy = parser.best_copy(pos, lz_end, reps)
-        if copy is not None and copy.length < lz_end - pos:
-            # Lazy step: a clearly better copy one byte later is worth a literal now.
-            later = parser.best_copy(pos + 1, lz_end, reps)
-            if later is not None and later.gain > copy.gain + LITERAL_BITS_ESTIMATE + 2:
-                copy = None
+        if script is None:
+            copy = parser.greedy(pos, lz_end, reps)
+        elif replay is not None:
+            copy = replay[taken]
+            taken += 1
+        else:
+            if not planned:
+                planned = parser.plan(pos, lz_end, reps, prev_kind, price)
+            copy = planned.pop(0)
+            script.append(copy)
         if copy is None:
             enc.bit(models.is_match, prev_kind, 0)
             _encode_literal(enc, models.literal, new[pos], _match_byte(base, pos, reps))
@@ -321,9 +345,12 @@ def _encode_block(
     return enc.finish().rstrip(b"\x00"), work
 
 
+REPRICE = 32  # output bytes between two snapshots of the models' prices for the parser
+
 SPEED_TARGET = 60  # estimated decoder instructions per output byte the encoder aims at (issue 17)
-SPEED_CAP = 0.25  # ... taking a stream up to this much larger than the smallest to get there (the 106 KB
-# pruned pair: 20.3% since version 6 made its smallest stream smaller; still below every peer)
+SPEED_CAP = 0.45  # ... taking a stream up to this much larger than the smallest to get there (the 106 KB
+# pruned pair: 43% since the priced parse made its smallest stream smaller, 4x faster; still below every
+# peer. At 0.25 the stream kept was that smallest one, 159 instructions per output byte)
 
 
 class Work(NamedTuple):
@@ -432,7 +459,7 @@ def candidate_work(
         runs = table_plans[0] if table_plans else []
         literals: list[int] = []
         for gap, minimum in LITERAL_PLANS if numbers and len(new) <= 64 * 1024 else LITERAL_PLANS[:1]:
-            planned = literal_runs(parser, block_log2, runs, gap, minimum, literals)
+            planned = literal_runs(parser, block_log2, runs, gap, minimum, literals, numbers)
             if all((FORMAT_LAST, planned) != p for p in plans):
                 plans.append((FORMAT_LAST, planned))
     if not plans:
@@ -444,14 +471,21 @@ def candidate_work(
                 unique.append(runs)
         made = tuple(v for v in (FORMAT_NUMBERS, FORMAT_SYMBOLS) if v in versions)
         plans = [(version, runs) for runs in unique for version in made]
-    return [_encode_stream(parser, block_log2, rate, version, r) for version, r in plans for rate in rates]
+    streams: list[tuple[bytes, Work]] = []
+    for version, runs in plans:
+        # versions 5 and 6: the planned parse, one per block shared by the adaptation rates
+        scripts: dict[int, list[Op]] | None = {} if numbers else None
+        streams += [
+            _encode_stream(parser, block_log2, rate, version, runs, scripts=scripts) for rate in rates
+        ]
+    return streams
 
 
 def choose(made: list[tuple[bytes, int]], out_bytes: int) -> bytes:
     """Of the candidate (stream, estimated decoder instructions) pairs: the fastest to decode of those at
     most SPEED_MARGIN larger than the smallest; if that one takes more than SPEED_TARGET instructions per
     output byte, the smallest stream that does not, provided it is at most SPEED_CAP larger than the
-    smallest (on the 106 KB pruned pair: +17% bytes, 5x faster, still below every peer)."""
+    smallest (on the 106 KB pruned pair: +43% bytes, 4x faster, still below every peer)."""
     smallest = min(len(m[0]) for m in made)
     near = [m for m in made if len(m[0]) <= smallest * (1 + SPEED_MARGIN)]
     fastest = min(near, key=lambda m: (m[1], len(m[0])))
@@ -480,16 +514,18 @@ def literal_runs(
     gap: int = LITERAL_GAP,
     minimum: int = LITERAL_MIN,
     literals: list[int] | None = None,
+    priced: bool = False,
 ) -> list[WeightRun]:
     """Format version 4: `runs` plus a literal run (TABLE_LAST) over each stretch of the literals that
     the LZ coder emits around them (at most `gap` bytes apart, at least `minimum` of them): bytes coded a
     table symbol each (about 45 Cortex-M4 instructions) instead of about 9 adaptive binary decisions
     (about 250). `literals`: where the LZ coder emits them with `runs`, found here when empty (and kept
-    there for the next call with the same runs)."""
+    there for the next call with the same runs); `priced`: by the parse that weighs ops at the models'
+    prices (_encode_block), else the greedy one."""
     if literals is None:
         literals = []
     if not literals:
-        _encode_stream(parser, block_log2, 4, FORMAT_TABLE, runs, literals)
+        _encode_stream(parser, block_log2, 4, FORMAT_TABLE, runs, literals, {} if priced else None)
     covered = bytearray(len(parser.new) + 1)
     for run in runs:
         covered[run.start : run.start + run.length] = b"\x01" * run.length
@@ -520,10 +556,10 @@ def _encode_stream(
     version: int = FORMAT_VERSION,
     runs: list[WeightRun] | None = None,
     literals: list[int] | None = None,
+    scripts: dict[int, list[Op]] | None = None,
 ) -> tuple[bytes, Work]:
     new, base = parser.new, parser.base
     work = Work()
-    parser.restart()
     stream = bytearray(MAGIC)
     stream += bytes((version, FLAG_HAS_BASE if base else 0, block_log2, move_bits))
     _put_varint(stream, len(new))
@@ -531,7 +567,10 @@ def _encode_stream(
     block = 1 << block_log2
     for start in range(0, len(new), block):
         end = min(len(new), start + block)
-        coded, block_work = _encode_block(parser, start, end, move_bits, runs or [], version, literals)
+        script = None if scripts is None else scripts.setdefault(start, [])
+        coded, block_work = _encode_block(
+            parser, start, end, move_bits, runs or [], version, literals, script
+        )
         work += block_work
         _put_varint(stream, len(coded))
         stream += coded
