@@ -340,7 +340,7 @@ def _encode_block(
         prev_kind = 1
         n_copies += 1
     bits = enc.decisions - enc.symbols - enc.directs - enc.freqs
-    work = Work(bits, enc.directs, enc.symbols, n_copies, n_runs, enc.freqs, enc.steps, end - start)
+    work = Work(bits, enc.directs, enc.symbols, n_copies, n_runs, enc.freqs, enc.steps, end - start, enc.calls)
     # The decoder reads zeros past the end of a block, so trailing zero bytes need not be sent.
     return enc.finish().rstrip(b"\x00"), work
 
@@ -356,7 +356,8 @@ SPEED_CAP = 0.45  # ... taking a stream up to this much larger than the smallest
 class Work(NamedTuple):
     """What a stream costs the decoder: adaptive bits, direct bits, table symbols and equal-chance steps
     (a division each), copy ops, runs, adaptive frequency symbols (version 6) and their search steps (the
-    symbols' sum), output bytes."""
+    symbols' sum), output bytes, numbers of binary models (versions 1-5: each a call out of the decoder's
+    op loop, with its state stored and reloaded)."""
 
     bits: int = 0
     directs: int = 0
@@ -366,6 +367,7 @@ class Work(NamedTuple):
     freqs: int = 0
     steps: int = 0
     out_bytes: int = 0
+    calls: int = 0
 
     def __add__(self, other: object) -> Work:
         assert isinstance(other, Work)
@@ -373,12 +375,13 @@ class Work(NamedTuple):
 
 
 # Cortex-M4 instructions of the C decoder (bench/delta_m4.py) per unit of work, fitted by
-# bench/delta_cost_fit.py on 450 candidate streams of the benchmark pairs, versions 5 and 6 (docs/
-# BENCHMARKS.md, "Issue 17: format version 6"; median error 3.3%, within 10% on 432): an adaptive bit with
-# its share of the op, literal and number code around it, a direct bit (not fitted: few streams have
+# bench/delta_cost_fit.py on 462 candidate streams of the benchmark pairs, versions 5 and 6 (docs/
+# BENCHMARKS.md, "Issue 17: the op loop in locals"; median error 3.1%, within 10% on 439): an adaptive bit
+# with its share of the op, literal and number code around it, a direct bit (not fitted: few streams have
 # any), a table symbol or equal-chance step (a division), a copy op (its numbers are counted apart), a
-# run's header and set-up, an adaptive frequency symbol and each step of its search, each output byte
-COSTS = Work(bits=28, directs=9, symbols=35, copies=244, runs=173, freqs=41, steps=6, out_bytes=5)
+# run's header and set-up, an adaptive frequency symbol with its search (the steps' own price fitted to 0
+# once the nibbles were searched from the nearer end), each output byte, a binary-model number's call
+COSTS = Work(bits=26, directs=9, symbols=34, copies=152, runs=146, freqs=65, steps=0, out_bytes=5, calls=62)
 
 
 def decode_cost(work: Work) -> int:
@@ -504,7 +507,7 @@ LITERAL_MIN = 4  # fewer literals than this in a stretch stay binary-coded
 # models of at most 64 KiB (each is a stream more to encode). Tighter stretches swallow fewer copied bytes,
 # whose table symbols cost more than the copy did (bench/delta_m4.py: within the size margin where (8, 4)
 # is not)
-LITERAL_PLANS = ((LITERAL_GAP, LITERAL_MIN), (4, 4), (1, 8))
+LITERAL_PLANS = ((LITERAL_GAP, LITERAL_MIN), (4, 4), (1, 8), (6, 8), (6, 6))
 
 
 def literal_runs(

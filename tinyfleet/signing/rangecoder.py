@@ -77,6 +77,7 @@ class Encoder:
         self.directs = 0  # of which direct bits (cheaper than adaptive ones)
         self.freqs = 0  # adaptive frequency symbols (version 6), not counted in `symbols`
         self.steps = 0  # ... and the decoder's search steps for them (the symbols' sum)
+        self.calls = 0  # numbers of binary models (versions 1-5): the decoder calls out for each
 
     def _shift_low(self) -> None:
         if self.low < 0xFF000000 or self.low > MASK32:
@@ -310,6 +311,7 @@ def encode_number(enc: Encoder, probs: NumberModel, value: int) -> None:
         enc.freq(probs, bits)
         _encode_low_bits(enc, value)
         return
+    enc.calls += 1
     if enc.ladder:
         _encode_ladder(enc, probs, value)
         return
