@@ -67,6 +67,11 @@ def _profile(log: Path, elf: Path, blocks: collections.Counter[str]) -> collecti
     sizes: dict[int, int] = {}
     runs: collections.Counter[int] = collections.Counter()
     start = None
+    starts, syms = _symbols(elf)
+    # nothing before the first decoder call counts: the start-up code clears .bss (the 8 KiB tfa_delta_t)
+    # with the port's memset, which the decoder also calls
+    begin = next(a for a, _, name in syms if name == "tfa_delta_begin")
+    begun = False
     for line in log.read_text(errors="replace").splitlines():
         m = INSN.match(line)
         if m:
@@ -78,8 +83,10 @@ def _profile(log: Path, elf: Path, blocks: collections.Counter[str]) -> collecti
         start = None
         t = TRACE.match(line)
         if t:
-            runs[int(t.group(1), 16)] += 1
-    starts, syms = _symbols(elf)
+            pc = int(t.group(1), 16)
+            begun = begun or pc == begin
+            if begun:
+                runs[pc] += 1
     per_fn: collections.Counter[str] = collections.Counter()
     for pc, count in runs.items():
         i = bisect.bisect_right(starts, pc) - 1

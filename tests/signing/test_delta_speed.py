@@ -64,3 +64,14 @@ def test_a_slow_smallest_stream_gives_way_to_a_fast_one(monkeypatch: pytest.Monk
     near = delta.encode(new, V1_MODEL)
     assert delta.decode(kept, V1_MODEL) == new and delta.decode(near, V1_MODEL) == new
     assert len(near) < len(kept) <= len(near) * (1 + cap)
+
+
+def test_calls_count_the_numbers_of_binary_models() -> None:
+    """A version 5 stream's numbers are calls out of the C decoder's op loop (Work.calls, priced apart);
+    version 6 decodes its op numbers inline, as frequency symbols."""
+    new = _pruned(V1_MODEL)
+    work = {s[2]: w for s, w in delta.candidate_work(new, V1_MODEL) if s[5] == 4}
+    assert work[delta.FORMAT_NUMBERS].calls > 0 and work[delta.FORMAT_NUMBERS].freqs == 0
+    assert work[delta.FORMAT_SYMBOLS].calls == 0 and work[delta.FORMAT_SYMBOLS].freqs > 0
+    copies = work[delta.FORMAT_NUMBERS].copies
+    assert copies <= work[delta.FORMAT_NUMBERS].calls  # one or two numbers per copy op, more in runs

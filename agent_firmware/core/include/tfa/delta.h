@@ -95,7 +95,8 @@ typedef struct tfa_delta {
     uint8_t wbuf[TFA_DELTA_WBUF];
 } tfa_delta_t;
 
-/* Start decoding a stream from its first byte. Returns 0 or -TFA_ERR_x. */
+/* Start decoding a stream from its first byte. The model and the base are below 2 GiB (out_len 1..2^31 - 1,
+ * base_len 0..2^31 - 1; else -TFA_ERR_DELTA_CORRUPT). Returns 0 or -TFA_ERR_x. */
 int tfa_delta_begin(tfa_delta_t *d, const tfa_flash_t *flash, uint32_t base_addr, uint32_t base_len,
                     uint32_t out_addr, uint32_t out_len);
 /* Restart at a checkpoint taken earlier (after a reboot): feed the payload from cp->in_offset on. */
