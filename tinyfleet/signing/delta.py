@@ -340,7 +340,9 @@ def _encode_block(
         prev_kind = 1
         n_copies += 1
     bits = enc.decisions - enc.symbols - enc.directs - enc.freqs
-    work = Work(bits, enc.directs, enc.symbols, n_copies, n_runs, enc.freqs, enc.steps, end - start, enc.calls)
+    work = Work(
+        bits, enc.directs, enc.symbols, n_copies, n_runs, enc.freqs, enc.steps, end - start, enc.calls
+    )
     # The decoder reads zeros past the end of a block, so trailing zero bytes need not be sent.
     return enc.finish().rstrip(b"\x00"), work
 
