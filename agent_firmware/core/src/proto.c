@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "le_bytes.h"
 #include "tfa/errors.h"
 
 /* Fixed sizes of response bodies (section 3.2), checked against out_cap once. */
@@ -11,25 +12,6 @@
 #define PRV_STATE_HEADER 28u
 #define PRV_STATE_BODY (PRV_STATE_HEADER + 2u * PRV_SLOT_BODY)
 #define PRV_TELEMETRY_BODY 188u
-
-static void prv_put_u16(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void prv_put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t prv_get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
 
 /* A response under construction: header written, body appended after it. */
 typedef struct {
@@ -40,7 +22,7 @@ typedef struct {
 static prv_reply_t prv_begin(uint8_t *out, uint8_t type, uint16_t request_id)
 {
     out[0] = type;
-    prv_put_u16(out + 1, request_id);
+    tfa_put_le16(out + 1, request_id);
     prv_reply_t r = {out, TFA_MSG_HEADER_SIZE};
     return r;
 }
@@ -87,13 +69,13 @@ static void prv_put_slot(uint8_t *b, const tfa_slot_info_t *s, int is_target)
     b[0] = s->valid ? 1u : 0u;
     memcpy(b + 1, m->model_name, sizeof m->model_name);
     b[32] = 0; /* the name is NUL-terminated on the wire whatever the runtime stored */
-    prv_put_u16(b + 33, m->version[0]);
-    prv_put_u16(b + 35, m->version[1]);
-    prv_put_u16(b + 37, m->version[2]);
-    prv_put_u32(b + 39, m->sequence);
-    prv_put_u32(b + 43, m->security_counter);
-    prv_put_u32(b + 47, m->model_size);
-    prv_put_u32(b + 51, m->arena_bytes);
+    tfa_put_le16(b + 33, m->version[0]);
+    tfa_put_le16(b + 35, m->version[1]);
+    tfa_put_le16(b + 37, m->version[2]);
+    tfa_put_le32(b + 39, m->sequence);
+    tfa_put_le32(b + 43, m->security_counter);
+    tfa_put_le32(b + 47, m->model_size);
+    tfa_put_le32(b + 51, m->arena_bytes);
     memcpy(b + 55, m->model_sha256, 32);
 }
 
@@ -114,11 +96,11 @@ static int prv_state(tfa_proto_t *p, prv_reply_t *r)
     b[5] = st->selftest_passed;
     b[6] = 0; /* reserved */
     b[7] = 0;
-    prv_put_u32(b + 8, st->security_floor);
-    prv_put_u32(b + 12, st->download_offset);
-    prv_put_u32(b + 16, st->download_size);
-    prv_put_u32(b + 20, cfg->runtime_version);
-    prv_put_u32(b + 24, cfg->hardware_class);
+    tfa_put_le32(b + 8, st->security_floor);
+    tfa_put_le32(b + 12, st->download_offset);
+    tfa_put_le32(b + 16, st->download_size);
+    tfa_put_le32(b + 20, cfg->runtime_version);
+    tfa_put_le32(b + 24, cfg->hardware_class);
     for (uint8_t i = 0; i < 2u; i++) {
         prv_put_slot(b + PRV_STATE_HEADER + i * PRV_SLOT_BODY, &st->slots[i], st->target_slot == i);
     }
@@ -131,11 +113,11 @@ static void prv_hello(const tfa_proto_t *p, prv_reply_t *r)
     uint8_t *b = prv_body(r, PRV_HELLO_BODY);
     b[0] = (uint8_t)TFA_PROTO_VERSION;
     b[1] = p->engine != NULL ? (uint8_t)TFA_FEATURE_INFERENCE : 0u;
-    prv_put_u16(b + 2, TFA_FRAME_MAX_BODY);
-    prv_put_u32(b + 4, cfg->runtime_version);
-    prv_put_u32(b + 8, cfg->hardware_class);
-    prv_put_u32(b + 12, cfg->ram_budget);
-    prv_put_u32(b + 16, cfg->slot_size);
+    tfa_put_le16(b + 2, TFA_FRAME_MAX_BODY);
+    tfa_put_le32(b + 4, cfg->runtime_version);
+    tfa_put_le32(b + 8, cfg->hardware_class);
+    tfa_put_le32(b + 12, cfg->ram_budget);
+    tfa_put_le32(b + 16, cfg->slot_size);
 }
 
 /* Download progress after INSTALL_BEGIN / INSTALL_CHUNK: u32 offset, u32 size. */
@@ -146,8 +128,8 @@ static int prv_progress(tfa_proto_t *p, prv_reply_t *r)
         return rc;
     }
     uint8_t *b = prv_body(r, 8);
-    prv_put_u32(b, p->scratch.download_offset);
-    prv_put_u32(b + 4, p->scratch.download_size);
+    tfa_put_le32(b, p->scratch.download_offset);
+    tfa_put_le32(b + 4, p->scratch.download_size);
     return 0;
 }
 
@@ -166,8 +148,8 @@ static int prv_phase(tfa_proto_t *p, prv_reply_t *r)
 
 static void prv_put_u64(uint8_t *p, uint64_t v)
 {
-    prv_put_u32(p, (uint32_t)v);
-    prv_put_u32(p + 4, (uint32_t)(v >> 32));
+    tfa_put_le32(p, (uint32_t)v);
+    tfa_put_le32(p + 4, (uint32_t)(v >> 32));
 }
 
 /* Follow the active model: its telemetry starts over when it changes. */
@@ -185,17 +167,17 @@ static void prv_put_model_telemetry(uint8_t *b, const tfa_telemetry_t *t)
     b[2] = 0; /* reserved */
     b[3] = 0;
     memcpy(b + 4, t->model_sha256, 32);
-    prv_put_u32(b + 36, t->inferences);
-    prv_put_u32(b + 40, t->errors);
-    prv_put_u32(b + 44, t->classified);
-    prv_put_u32(b + 48, t->cpu_hz);
-    prv_put_u32(b + 52, t->arena_bytes);
+    tfa_put_le32(b + 36, t->inferences);
+    tfa_put_le32(b + 40, t->errors);
+    tfa_put_le32(b + 44, t->classified);
+    tfa_put_le32(b + 48, t->cpu_hz);
+    tfa_put_le32(b + 52, t->arena_bytes);
     prv_put_u64(b + 56, t->cycles_total);
     prv_put_u64(b + 64, t->confidence_q16_total);
     for (uint32_t i = 0; i < TFA_TELEMETRY_CLASSES; i++) {
-        prv_put_u32(b + 72u + 4u * i, t->histogram[i]);
+        tfa_put_le32(b + 72u + 4u * i, t->histogram[i]);
     }
-    prv_put_u32(b + 72u + 4u * TFA_TELEMETRY_CLASSES, t->histogram_other);
+    tfa_put_le32(b + 72u + 4u * TFA_TELEMETRY_CLASSES, t->histogram_other);
 }
 
 static void prv_telemetry(tfa_proto_t *p, prv_reply_t *r)
@@ -208,10 +190,10 @@ static void prv_telemetry(tfa_proto_t *p, prv_reply_t *r)
                             c->chunk_bytes,    c->installs_completed, c->inferences,
                             c->inference_errors};
     for (uint32_t i = 0; i < 10u; i++) {
-        prv_put_u32(b + 4u * i, v[i]);
+        tfa_put_le32(b + 4u * i, v[i]);
     }
-    prv_put_u32(b + 40, (uint32_t)c->latency_us_total);
-    prv_put_u32(b + 44, (uint32_t)(c->latency_us_total >> 32));
+    tfa_put_le32(b + 40, (uint32_t)c->latency_us_total);
+    tfa_put_le32(b + 44, (uint32_t)(c->latency_us_total >> 32));
     prv_put_model_telemetry(b + 48, &p->telemetry);
 }
 
@@ -225,7 +207,7 @@ static int prv_infer(tfa_proto_t *p, const uint8_t *body, uint32_t len, prv_repl
     if (e == NULL) {
         return -TFA_ERR_UNSUPPORTED_OP; /* no engine wired into this build yet */
     }
-    const uint32_t offset = prv_get_u32(body);
+    const uint32_t offset = tfa_get_le32(body);
     const uint32_t n = len - 5u;
     if (n > 0u) {
         int rc = e->write_input(e->ctx, p->rt, offset, body + 5, n);
@@ -257,7 +239,7 @@ static int prv_infer(tfa_proto_t *p, const uint8_t *body, uint32_t len, prv_repl
     }
     tfa_telemetry_record(&p->telemetry, &run, r->buf + r->len, out_len);
     r->len += out_len;
-    prv_put_u32(b, latency_us);
+    tfa_put_le32(b, latency_us);
     p->counters.inferences++;
     p->counters.latency_us_total += latency_us;
     return 0;
@@ -299,7 +281,7 @@ static int prv_dispatch(tfa_proto_t *p, uint8_t type, const uint8_t *body, uint3
         if (len < 5u) {
             return -TFA_ERR_BAD_MESSAGE; /* offset and at least one data byte */
         }
-        rc = tfa_install_chunk(p->rt, prv_get_u32(body), body + 4, len - 4u);
+        rc = tfa_install_chunk(p->rt, tfa_get_le32(body), body + 4, len - 4u);
         if (rc != 0) {
             return rc;
         }
@@ -350,7 +332,7 @@ int tfa_proto_handle(tfa_proto_t *p, const uint8_t *in, uint32_t in_len, uint8_t
         return 0;
     }
     const uint8_t type = in[0];
-    const uint16_t id = (uint16_t)(in[1] | (in[2] << 8));
+    const uint16_t id = tfa_get_le16(in + 1);
     prv_reply_t r = prv_begin(out, (uint8_t)(type | TFA_MSG_RESPONSE), id);
     int rc = (type & TFA_MSG_RESPONSE) != 0u
                  ? -TFA_ERR_UNKNOWN_MESSAGE /* a response type sent as a request */
