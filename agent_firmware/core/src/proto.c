@@ -197,52 +197,19 @@ static void prv_telemetry(tfa_proto_t *p, prv_reply_t *r)
     prv_put_model_telemetry(b + 48, &p->telemetry);
 }
 
-/* INFER body: u32 input_offset, u8 flags, input bytes. */
+/* INFER body: u32 input_offset, u8 flags, input bytes. The engine's half is p->infer (proto_infer.c). */
 static int prv_infer(tfa_proto_t *p, const uint8_t *body, uint32_t len, prv_reply_t *r, uint32_t out_cap)
 {
     if (len < 5u || (body[4] & (uint8_t)~TFA_INFER_RUN) != 0u) {
         return -TFA_ERR_BAD_MESSAGE;
     }
-    const tfa_engine_ops_t *e = p->engine;
-    if (e == NULL) {
+    if (p->infer == NULL) {
         return -TFA_ERR_UNSUPPORTED_OP; /* no engine wired into this build yet */
     }
-    const uint32_t offset = tfa_get_le32(body);
-    const uint32_t n = len - 5u;
-    if (n > 0u) {
-        int rc = e->write_input(e->ctx, p->rt, offset, body + 5, n);
-        if (rc != 0) {
-            return rc;
-        }
-    }
-    if ((body[4] & TFA_INFER_RUN) == 0u) {
-        return 0;
-    }
-    prv_track_active(p);
-    uint8_t *b = prv_body(r, 4);
-    uint32_t out_len = 0;
-    uint32_t latency_us = 0;
-    const uint32_t room = out_cap - r->len;
-    int rc = e->invoke(e->ctx, p->rt, r->buf + r->len, room, &out_len, &latency_us);
-    if (rc == 0 && out_len > room) {
-        rc = -TFA_ERR_BAD_MESSAGE; /* engine overstepped; never report bytes it could not write */
-    }
-    /* Unknown type: nothing classified. A port without last_run reports no cycles. */
-    tfa_infer_run_t run = {0, 0, 0, 0, 0xFFu, 0, 0.0f};
-    if (rc == 0 && e->last_run != NULL) {
-        rc = e->last_run(e->ctx, p->rt, &run);
-    }
-    if (rc != 0) {
-        p->counters.inference_errors++;
-        tfa_telemetry_record_error(&p->telemetry);
-        return rc;
-    }
-    tfa_telemetry_record(&p->telemetry, &run, r->buf + r->len, out_len);
-    r->len += out_len;
-    tfa_put_le32(b, latency_us);
-    p->counters.inferences++;
-    p->counters.latency_us_total += latency_us;
-    return 0;
+    uint32_t n = 0;
+    int rc = p->infer(p, body, len, r->buf + r->len, out_cap - r->len, &n);
+    r->len += n;
+    return rc;
 }
 
 /* Requests whose body must be empty. */
@@ -312,11 +279,13 @@ static int prv_dispatch(tfa_proto_t *p, uint8_t type, const uint8_t *body, uint3
     return rc != 0 ? rc : prv_phase(p, r);
 }
 
-void tfa_proto_init(tfa_proto_t *p, tfa_runtime_t *rt, const tfa_engine_ops_t *engine)
+void tfa_proto_init_with(tfa_proto_t *p, tfa_runtime_t *rt, const tfa_engine_ops_t *engine,
+                         tfa_proto_infer_fn infer)
 {
     memset(p, 0, sizeof *p);
     p->rt = rt;
     p->engine = engine;
+    p->infer = infer;
 }
 
 int tfa_proto_handle(tfa_proto_t *p, const uint8_t *in, uint32_t in_len, uint8_t *out, uint32_t out_cap,
@@ -354,12 +323,6 @@ int tfa_proto_frame_error(tfa_proto_t *p, int err, uint8_t *out, uint32_t out_ca
     }
     *out_len = prv_error(p, out, 0, 0, err);
     return 0;
-}
-
-void tfa_link_init(tfa_link_t *l, tfa_runtime_t *rt, const tfa_engine_ops_t *engine)
-{
-    tfa_proto_init(&l->proto, rt, engine);
-    tfa_frame_decoder_init(&l->dec, l->rx, sizeof l->rx);
 }
 
 int tfa_link_rx(tfa_link_t *l, uint8_t byte, uint8_t *tx, uint32_t tx_cap, uint32_t *tx_len)
