@@ -185,15 +185,17 @@ static void prv_telemetry(tfa_proto_t *p, prv_reply_t *r)
     prv_track_active(p);
     const tfa_proto_counters_t *c = &p->counters;
     uint8_t *b = prv_body(r, PRV_TELEMETRY_BODY);
-    const uint32_t v[10] = {c->frames_ok,      c->frame_crc_errors, c->frame_decode_errors,
-                            c->frame_too_long, c->requests,         c->error_responses,
-                            c->chunk_bytes,    c->installs_completed, c->inferences,
-                            c->inference_errors};
-    for (uint32_t i = 0; i < 10u; i++) {
-        tfa_put_le32(b + 4u * i, v[i]);
-    }
-    tfa_put_le32(b + 40, (uint32_t)c->latency_us_total);
-    tfa_put_le32(b + 44, (uint32_t)(c->latency_us_total >> 32));
+    tfa_put_le32(b, c->frames_ok);
+    tfa_put_le32(b + 4, c->frame_crc_errors);
+    tfa_put_le32(b + 8, c->frame_decode_errors);
+    tfa_put_le32(b + 12, c->frame_too_long);
+    tfa_put_le32(b + 16, c->requests);
+    tfa_put_le32(b + 20, c->error_responses);
+    tfa_put_le32(b + 24, c->chunk_bytes);
+    tfa_put_le32(b + 28, c->installs_completed);
+    tfa_put_le32(b + 32, c->inferences);
+    tfa_put_le32(b + 36, c->inference_errors);
+    prv_put_u64(b + 40, c->latency_us_total);
     prv_put_model_telemetry(b + 48, &p->telemetry);
 }
 
