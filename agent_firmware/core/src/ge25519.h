@@ -56,9 +56,6 @@ void tfa_ge_p1p1_to_p2(tfa_ge_p2 *h, const tfa_ge_p1p1 *p);
 void tfa_ge_p1p1_to_p3(tfa_ge_p3 *h, const tfa_ge_p1p1 *p);
 void tfa_ge_p2_dbl(tfa_ge_p1p1 *h, const tfa_ge_p2 *p);
 void tfa_ge_add(tfa_ge_p1p1 *h, const tfa_ge_p3 *p, const tfa_ge_cached *q);
-void tfa_ge_sub(tfa_ge_p1p1 *h, const tfa_ge_p3 *p, const tfa_ge_cached *q);
-void tfa_ge_madd(tfa_ge_p1p1 *h, const tfa_ge_p3 *p, const tfa_ge_niels *q);
-void tfa_ge_msub(tfa_ge_p1p1 *h, const tfa_ge_p3 *p, const tfa_ge_niels *q);
 /* Loads entry i of the base table. */
 void tfa_ge_base_niels(tfa_ge_niels *h, unsigned i);
 /* 1 if [8]P is the identity, i.e. P lies in the torsion subgroup of order dividing 8. */

@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "le_bytes.h"
 #include "tfa/errors.h"
 
 /* Fixed sizes of response bodies (section 3.2), checked against out_cap once. */
@@ -11,25 +12,6 @@
 #define PRV_STATE_HEADER 28u
 #define PRV_STATE_BODY (PRV_STATE_HEADER + 2u * PRV_SLOT_BODY)
 #define PRV_TELEMETRY_BODY 188u
-
-static void prv_put_u16(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void prv_put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t prv_get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
 
 /* A response under construction: header written, body appended after it. */
 typedef struct {
@@ -40,7 +22,7 @@ typedef struct {
 static prv_reply_t prv_begin(uint8_t *out, uint8_t type, uint16_t request_id)
 {
     out[0] = type;
-    prv_put_u16(out + 1, request_id);
+    tfa_put_le16(out + 1, request_id);
     prv_reply_t r = {out, TFA_MSG_HEADER_SIZE};
     return r;
 }
@@ -87,13 +69,13 @@ static void prv_put_slot(uint8_t *b, const tfa_slot_info_t *s, int is_target)
     b[0] = s->valid ? 1u : 0u;
     memcpy(b + 1, m->model_name, sizeof m->model_name);
     b[32] = 0; /* the name is NUL-terminated on the wire whatever the runtime stored */
-    prv_put_u16(b + 33, m->version[0]);
-    prv_put_u16(b + 35, m->version[1]);
-    prv_put_u16(b + 37, m->version[2]);
-    prv_put_u32(b + 39, m->sequence);
-    prv_put_u32(b + 43, m->security_counter);
-    prv_put_u32(b + 47, m->model_size);
-    prv_put_u32(b + 51, m->arena_bytes);
+    tfa_put_le16(b + 33, m->version[0]);
+    tfa_put_le16(b + 35, m->version[1]);
+    tfa_put_le16(b + 37, m->version[2]);
+    tfa_put_le32(b + 39, m->sequence);
+    tfa_put_le32(b + 43, m->security_counter);
+    tfa_put_le32(b + 47, m->model_size);
+    tfa_put_le32(b + 51, m->arena_bytes);
     memcpy(b + 55, m->model_sha256, 32);
 }
 
@@ -114,11 +96,11 @@ static int prv_state(tfa_proto_t *p, prv_reply_t *r)
     b[5] = st->selftest_passed;
     b[6] = 0; /* reserved */
     b[7] = 0;
-    prv_put_u32(b + 8, st->security_floor);
-    prv_put_u32(b + 12, st->download_offset);
-    prv_put_u32(b + 16, st->download_size);
-    prv_put_u32(b + 20, cfg->runtime_version);
-    prv_put_u32(b + 24, cfg->hardware_class);
+    tfa_put_le32(b + 8, st->security_floor);
+    tfa_put_le32(b + 12, st->download_offset);
+    tfa_put_le32(b + 16, st->download_size);
+    tfa_put_le32(b + 20, cfg->runtime_version);
+    tfa_put_le32(b + 24, cfg->hardware_class);
     for (uint8_t i = 0; i < 2u; i++) {
         prv_put_slot(b + PRV_STATE_HEADER + i * PRV_SLOT_BODY, &st->slots[i], st->target_slot == i);
     }
@@ -131,11 +113,11 @@ static void prv_hello(const tfa_proto_t *p, prv_reply_t *r)
     uint8_t *b = prv_body(r, PRV_HELLO_BODY);
     b[0] = (uint8_t)TFA_PROTO_VERSION;
     b[1] = p->engine != NULL ? (uint8_t)TFA_FEATURE_INFERENCE : 0u;
-    prv_put_u16(b + 2, TFA_FRAME_MAX_BODY);
-    prv_put_u32(b + 4, cfg->runtime_version);
-    prv_put_u32(b + 8, cfg->hardware_class);
-    prv_put_u32(b + 12, cfg->ram_budget);
-    prv_put_u32(b + 16, cfg->slot_size);
+    tfa_put_le16(b + 2, TFA_FRAME_MAX_BODY);
+    tfa_put_le32(b + 4, cfg->runtime_version);
+    tfa_put_le32(b + 8, cfg->hardware_class);
+    tfa_put_le32(b + 12, cfg->ram_budget);
+    tfa_put_le32(b + 16, cfg->slot_size);
 }
 
 /* Download progress after INSTALL_BEGIN / INSTALL_CHUNK: u32 offset, u32 size. */
@@ -146,8 +128,8 @@ static int prv_progress(tfa_proto_t *p, prv_reply_t *r)
         return rc;
     }
     uint8_t *b = prv_body(r, 8);
-    prv_put_u32(b, p->scratch.download_offset);
-    prv_put_u32(b + 4, p->scratch.download_size);
+    tfa_put_le32(b, p->scratch.download_offset);
+    tfa_put_le32(b + 4, p->scratch.download_size);
     return 0;
 }
 
@@ -166,8 +148,8 @@ static int prv_phase(tfa_proto_t *p, prv_reply_t *r)
 
 static void prv_put_u64(uint8_t *p, uint64_t v)
 {
-    prv_put_u32(p, (uint32_t)v);
-    prv_put_u32(p + 4, (uint32_t)(v >> 32));
+    tfa_put_le32(p, (uint32_t)v);
+    tfa_put_le32(p + 4, (uint32_t)(v >> 32));
 }
 
 /* Follow the active model: its telemetry starts over when it changes. */
@@ -185,17 +167,17 @@ static void prv_put_model_telemetry(uint8_t *b, const tfa_telemetry_t *t)
     b[2] = 0; /* reserved */
     b[3] = 0;
     memcpy(b + 4, t->model_sha256, 32);
-    prv_put_u32(b + 36, t->inferences);
-    prv_put_u32(b + 40, t->errors);
-    prv_put_u32(b + 44, t->classified);
-    prv_put_u32(b + 48, t->cpu_hz);
-    prv_put_u32(b + 52, t->arena_bytes);
+    tfa_put_le32(b + 36, t->inferences);
+    tfa_put_le32(b + 40, t->errors);
+    tfa_put_le32(b + 44, t->classified);
+    tfa_put_le32(b + 48, t->cpu_hz);
+    tfa_put_le32(b + 52, t->arena_bytes);
     prv_put_u64(b + 56, t->cycles_total);
     prv_put_u64(b + 64, t->confidence_q16_total);
     for (uint32_t i = 0; i < TFA_TELEMETRY_CLASSES; i++) {
-        prv_put_u32(b + 72u + 4u * i, t->histogram[i]);
+        tfa_put_le32(b + 72u + 4u * i, t->histogram[i]);
     }
-    prv_put_u32(b + 72u + 4u * TFA_TELEMETRY_CLASSES, t->histogram_other);
+    tfa_put_le32(b + 72u + 4u * TFA_TELEMETRY_CLASSES, t->histogram_other);
 }
 
 static void prv_telemetry(tfa_proto_t *p, prv_reply_t *r)
@@ -203,64 +185,33 @@ static void prv_telemetry(tfa_proto_t *p, prv_reply_t *r)
     prv_track_active(p);
     const tfa_proto_counters_t *c = &p->counters;
     uint8_t *b = prv_body(r, PRV_TELEMETRY_BODY);
-    const uint32_t v[10] = {c->frames_ok,      c->frame_crc_errors, c->frame_decode_errors,
-                            c->frame_too_long, c->requests,         c->error_responses,
-                            c->chunk_bytes,    c->installs_completed, c->inferences,
-                            c->inference_errors};
-    for (uint32_t i = 0; i < 10u; i++) {
-        prv_put_u32(b + 4u * i, v[i]);
-    }
-    prv_put_u32(b + 40, (uint32_t)c->latency_us_total);
-    prv_put_u32(b + 44, (uint32_t)(c->latency_us_total >> 32));
+    tfa_put_le32(b, c->frames_ok);
+    tfa_put_le32(b + 4, c->frame_crc_errors);
+    tfa_put_le32(b + 8, c->frame_decode_errors);
+    tfa_put_le32(b + 12, c->frame_too_long);
+    tfa_put_le32(b + 16, c->requests);
+    tfa_put_le32(b + 20, c->error_responses);
+    tfa_put_le32(b + 24, c->chunk_bytes);
+    tfa_put_le32(b + 28, c->installs_completed);
+    tfa_put_le32(b + 32, c->inferences);
+    tfa_put_le32(b + 36, c->inference_errors);
+    prv_put_u64(b + 40, c->latency_us_total);
     prv_put_model_telemetry(b + 48, &p->telemetry);
 }
 
-/* INFER body: u32 input_offset, u8 flags, input bytes. */
+/* INFER body: u32 input_offset, u8 flags, input bytes. The engine's half is p->infer (proto_infer.c). */
 static int prv_infer(tfa_proto_t *p, const uint8_t *body, uint32_t len, prv_reply_t *r, uint32_t out_cap)
 {
     if (len < 5u || (body[4] & (uint8_t)~TFA_INFER_RUN) != 0u) {
         return -TFA_ERR_BAD_MESSAGE;
     }
-    const tfa_engine_ops_t *e = p->engine;
-    if (e == NULL) {
+    if (p->infer == NULL) {
         return -TFA_ERR_UNSUPPORTED_OP; /* no engine wired into this build yet */
     }
-    const uint32_t offset = prv_get_u32(body);
-    const uint32_t n = len - 5u;
-    if (n > 0u) {
-        int rc = e->write_input(e->ctx, p->rt, offset, body + 5, n);
-        if (rc != 0) {
-            return rc;
-        }
-    }
-    if ((body[4] & TFA_INFER_RUN) == 0u) {
-        return 0;
-    }
-    prv_track_active(p);
-    uint8_t *b = prv_body(r, 4);
-    uint32_t out_len = 0;
-    uint32_t latency_us = 0;
-    const uint32_t room = out_cap - r->len;
-    int rc = e->invoke(e->ctx, p->rt, r->buf + r->len, room, &out_len, &latency_us);
-    if (rc == 0 && out_len > room) {
-        rc = -TFA_ERR_BAD_MESSAGE; /* engine overstepped; never report bytes it could not write */
-    }
-    /* Unknown type: nothing classified. A port without last_run reports no cycles. */
-    tfa_infer_run_t run = {0, 0, 0, 0, 0xFFu, 0, 0.0f};
-    if (rc == 0 && e->last_run != NULL) {
-        rc = e->last_run(e->ctx, p->rt, &run);
-    }
-    if (rc != 0) {
-        p->counters.inference_errors++;
-        tfa_telemetry_record_error(&p->telemetry);
-        return rc;
-    }
-    tfa_telemetry_record(&p->telemetry, &run, r->buf + r->len, out_len);
-    r->len += out_len;
-    prv_put_u32(b, latency_us);
-    p->counters.inferences++;
-    p->counters.latency_us_total += latency_us;
-    return 0;
+    uint32_t n = 0;
+    int rc = p->infer(p, body, len, r->buf + r->len, out_cap - r->len, &n);
+    r->len += n;
+    return rc;
 }
 
 /* Requests whose body must be empty. */
@@ -299,7 +250,7 @@ static int prv_dispatch(tfa_proto_t *p, uint8_t type, const uint8_t *body, uint3
         if (len < 5u) {
             return -TFA_ERR_BAD_MESSAGE; /* offset and at least one data byte */
         }
-        rc = tfa_install_chunk(p->rt, prv_get_u32(body), body + 4, len - 4u);
+        rc = tfa_install_chunk(p->rt, tfa_get_le32(body), body + 4, len - 4u);
         if (rc != 0) {
             return rc;
         }
@@ -330,11 +281,13 @@ static int prv_dispatch(tfa_proto_t *p, uint8_t type, const uint8_t *body, uint3
     return rc != 0 ? rc : prv_phase(p, r);
 }
 
-void tfa_proto_init(tfa_proto_t *p, tfa_runtime_t *rt, const tfa_engine_ops_t *engine)
+void tfa_proto_init_with(tfa_proto_t *p, tfa_runtime_t *rt, const tfa_engine_ops_t *engine,
+                         tfa_proto_infer_fn infer)
 {
     memset(p, 0, sizeof *p);
     p->rt = rt;
     p->engine = engine;
+    p->infer = infer;
 }
 
 int tfa_proto_handle(tfa_proto_t *p, const uint8_t *in, uint32_t in_len, uint8_t *out, uint32_t out_cap,
@@ -350,7 +303,7 @@ int tfa_proto_handle(tfa_proto_t *p, const uint8_t *in, uint32_t in_len, uint8_t
         return 0;
     }
     const uint8_t type = in[0];
-    const uint16_t id = (uint16_t)(in[1] | (in[2] << 8));
+    const uint16_t id = tfa_get_le16(in + 1);
     prv_reply_t r = prv_begin(out, (uint8_t)(type | TFA_MSG_RESPONSE), id);
     int rc = (type & TFA_MSG_RESPONSE) != 0u
                  ? -TFA_ERR_UNKNOWN_MESSAGE /* a response type sent as a request */
@@ -372,12 +325,6 @@ int tfa_proto_frame_error(tfa_proto_t *p, int err, uint8_t *out, uint32_t out_ca
     }
     *out_len = prv_error(p, out, 0, 0, err);
     return 0;
-}
-
-void tfa_link_init(tfa_link_t *l, tfa_runtime_t *rt, const tfa_engine_ops_t *engine)
-{
-    tfa_proto_init(&l->proto, rt, engine);
-    tfa_frame_decoder_init(&l->dec, l->rx, sizeof l->rx);
 }
 
 int tfa_link_rx(tfa_link_t *l, uint8_t byte, uint8_t *tx, uint32_t tx_cap, uint32_t *tx_len)

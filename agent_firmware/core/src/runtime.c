@@ -11,6 +11,7 @@
  * model); what they share is in runtime_internal.h. */
 #include <string.h>
 
+#include "le_bytes.h"
 #include "runtime_internal.h"
 
 #define PRV_STATE_BASE 0u
@@ -118,27 +119,14 @@ void tfa_rt_drop_download(tfa_state_t *next)
 
 /* ---- payload decoder (encodings 1 and 2) ---- */
 
-static void prv_put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t prv_get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 /* The record's 12 decoder bytes (PROTOCOL 1.4): in_offset, out_offset, block_log2, move_bits, has_base,
  * valid. All zero before the stream header has been read. */
 void tfa_rt_checkpoint_encode(const tfa_delta_checkpoint_t *cp, uint8_t out[TFA_STATE_DECODER_SIZE])
 {
     memset(out, 0, TFA_STATE_DECODER_SIZE);
     if (cp->valid) {
-        prv_put_u32(out, cp->in_offset);
-        prv_put_u32(out + 4, cp->out_offset);
+        tfa_put_le32(out, cp->in_offset);
+        tfa_put_le32(out + 4, cp->out_offset);
         out[8] = cp->block_log2;
         out[9] = cp->move_bits;
         out[10] = cp->has_base;
@@ -155,8 +143,8 @@ static int prv_checkpoint_decode(const tfa_state_t *st, tfa_delta_checkpoint_t *
     if (in[11] == 0u) {
         return memcmp(in, zero, sizeof(zero)) == 0 && st->download_offset == 0u ? 0 : -TFA_ERR_STATE_CORRUPT;
     }
-    cp->in_offset = prv_get_u32(in);
-    cp->out_offset = prv_get_u32(in + 4);
+    cp->in_offset = tfa_get_le32(in);
+    cp->out_offset = tfa_get_le32(in + 4);
     cp->block_log2 = in[8];
     cp->move_bits = in[9];
     cp->has_base = in[10];

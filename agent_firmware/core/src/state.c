@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "le_bytes.h"
 #include "tfa/crc32.h"
 #include "tfa/errors.h"
 #include "tfa/runtime.h"
@@ -10,19 +11,6 @@
 #define PRV_CRC_OFFSET (TFA_STATE_RECORD_SIZE - 4u)
 /* 28 bytes of fields, the decoder checkpoint, 4 reserved zero bytes, the CRC. */
 _Static_assert(28u + TFA_STATE_DECODER_SIZE + 4u == PRV_CRC_OFFSET, "state record layout");
-
-static void prv_put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t prv_get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
 
 static int prv_slot_id_ok(uint8_t slot)
 {
@@ -39,8 +27,8 @@ void tfa_state_default(tfa_state_t *st)
 
 void tfa_state_encode(const tfa_state_t *st, uint32_t seq, uint8_t rec[TFA_STATE_RECORD_SIZE])
 {
-    prv_put32(rec + 0, TFA_STATE_MAGIC);
-    prv_put32(rec + 4, seq);
+    tfa_put_le32(rec + 0, TFA_STATE_MAGIC);
+    tfa_put_le32(rec + 4, seq);
     rec[8] = PRV_RECORD_VERSION;
     rec[9] = st->active_slot;
     rec[10] = st->phase;
@@ -49,23 +37,23 @@ void tfa_state_encode(const tfa_state_t *st, uint32_t seq, uint8_t rec[TFA_STATE
     rec[13] = st->target_slot;
     rec[14] = st->slot_valid;
     rec[15] = 0;
-    prv_put32(rec + 16, st->security_floor);
-    prv_put32(rec + 20, st->download_offset);
-    prv_put32(rec + 24, st->download_size);
+    tfa_put_le32(rec + 16, st->security_floor);
+    tfa_put_le32(rec + 20, st->download_offset);
+    tfa_put_le32(rec + 24, st->download_size);
     memcpy(rec + 28, st->decoder, TFA_STATE_DECODER_SIZE);
     memset(rec + 28 + TFA_STATE_DECODER_SIZE, 0, PRV_CRC_OFFSET - 28u - TFA_STATE_DECODER_SIZE);
-    prv_put32(rec + PRV_CRC_OFFSET, tfa_crc32(0, rec, PRV_CRC_OFFSET));
+    tfa_put_le32(rec + PRV_CRC_OFFSET, tfa_crc32(0, rec, PRV_CRC_OFFSET));
 }
 
 int tfa_state_decode(const uint8_t rec[TFA_STATE_RECORD_SIZE], tfa_state_t *st, uint32_t *seq)
 {
-    if (prv_get32(rec) != TFA_STATE_MAGIC || rec[8] != PRV_RECORD_VERSION ||
-        prv_get32(rec + PRV_CRC_OFFSET) != tfa_crc32(0, rec, PRV_CRC_OFFSET)) {
+    if (tfa_get_le32(rec) != TFA_STATE_MAGIC || rec[8] != PRV_RECORD_VERSION ||
+        tfa_get_le32(rec + PRV_CRC_OFFSET) != tfa_crc32(0, rec, PRV_CRC_OFFSET)) {
         return -TFA_ERR_STATE_CORRUPT;
     }
     /* A record with a good CRC but impossible content was not written by us: treat it as corrupt. */
     if (!prv_slot_id_ok(rec[9]) || rec[10] > TFA_PHASE_TRIAL || !prv_slot_id_ok(rec[13]) || rec[14] > 3u ||
-        rec[15] != 0u || prv_get32(rec + 28u + TFA_STATE_DECODER_SIZE) != 0u) {
+        rec[15] != 0u || tfa_get_le32(rec + 28u + TFA_STATE_DECODER_SIZE) != 0u) {
         return -TFA_ERR_STATE_CORRUPT;
     }
     st->active_slot = rec[9];
@@ -74,11 +62,11 @@ int tfa_state_decode(const uint8_t rec[TFA_STATE_RECORD_SIZE], tfa_state_t *st, 
     st->last_error = rec[12];
     st->target_slot = rec[13];
     st->slot_valid = rec[14];
-    st->security_floor = prv_get32(rec + 16);
-    st->download_offset = prv_get32(rec + 20);
-    st->download_size = prv_get32(rec + 24);
+    st->security_floor = tfa_get_le32(rec + 16);
+    st->download_offset = tfa_get_le32(rec + 20);
+    st->download_size = tfa_get_le32(rec + 24);
     memcpy(st->decoder, rec + 28, TFA_STATE_DECODER_SIZE);
-    *seq = prv_get32(rec + 4);
+    *seq = tfa_get_le32(rec + 4);
     return 0;
 }
 

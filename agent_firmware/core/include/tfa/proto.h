@@ -8,6 +8,7 @@
 #ifndef TFA_PROTO_H
 #define TFA_PROTO_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "tfa/frame.h"
@@ -78,15 +79,39 @@ typedef struct tfa_proto_counters {
     uint64_t latency_us_total;
 } tfa_proto_counters_t;
 
+struct tfa_proto;
+/* INFER's engine half (tfa_proto_infer): request body of len >= 5 bytes with valid flags, response body
+ * written to out (room bytes, room >= 4), its length to *out_len. Returns 0 or -TFA_ERR_x. */
+typedef int (*tfa_proto_infer_fn)(struct tfa_proto *p, const uint8_t *body, uint32_t len, uint8_t *out,
+                                  uint32_t room, uint32_t *out_len);
+
 typedef struct tfa_proto {
     tfa_runtime_t *rt;
     const tfa_engine_ops_t *engine; /* NULL: no inference engine */
+    tfa_proto_infer_fn infer;       /* tfa_proto_infer with an engine, NULL without */
     tfa_proto_counters_t counters;
     tfa_telemetry_t telemetry;      /* the active model's inference telemetry */
     tfa_status_t scratch;           /* status buffer, kept here rather than on a small MCU stack */
 } tfa_proto_t;
 
-void tfa_proto_init(tfa_proto_t *p, tfa_runtime_t *rt, const tfa_engine_ops_t *engine);
+int tfa_proto_infer(tfa_proto_t *p, const uint8_t *body, uint32_t len, uint8_t *out, uint32_t room,
+                    uint32_t *out_len);
+void tfa_proto_init_with(tfa_proto_t *p, tfa_runtime_t *rt, const tfa_engine_ops_t *engine,
+                         tfa_proto_infer_fn infer);
+
+/* Forced inline so that a port passing a constant NULL engine never references tfa_proto_infer, even
+ * before link-time optimization: the linker then leaves INFER's engine half and the inference telemetry
+ * out of its image (372 B of firmware.elf; plain inline, GCC kept the reference). */
+#if defined(__GNUC__)
+#define TFA_PROTO_INIT_INLINE static inline __attribute__((always_inline))
+#else
+#define TFA_PROTO_INIT_INLINE static inline
+#endif
+
+TFA_PROTO_INIT_INLINE void tfa_proto_init(tfa_proto_t *p, tfa_runtime_t *rt, const tfa_engine_ops_t *engine)
+{
+    tfa_proto_init_with(p, rt, engine, engine != NULL ? tfa_proto_infer : NULL);
+}
 
 /* Handle one received frame body and write exactly one response message into out
  * (out_cap >= TFA_FRAME_MAX_BODY). Any byte sequence is a valid input: malformed messages get an
@@ -106,7 +131,11 @@ typedef struct tfa_link {
     uint8_t reply[TFA_FRAME_MAX_BODY];
 } tfa_link_t;
 
-void tfa_link_init(tfa_link_t *l, tfa_runtime_t *rt, const tfa_engine_ops_t *engine);
+TFA_PROTO_INIT_INLINE void tfa_link_init(tfa_link_t *l, tfa_runtime_t *rt, const tfa_engine_ops_t *engine)
+{
+    tfa_proto_init(&l->proto, rt, engine);
+    tfa_frame_decoder_init(&l->dec, l->rx, sizeof l->rx);
+}
 
 /* Feed one received byte. When it ends a frame (good or bad), the encoded response frame is written
  * to tx (tx_cap >= TFA_FRAME_MAX_ENCODED) and *tx_len is its length; otherwise *tx_len = 0.
