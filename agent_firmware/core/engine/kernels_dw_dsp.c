@@ -28,18 +28,23 @@ static void prv_tap_range(int32_t start, int32_t dil, int32_t taps, int32_t size
     }
 }
 
+static uint32_t prv_dwm_scratch_bytes(int32_t taps, int32_t mult);
+
 static int prv_dw_select(const tfa_engine_t *e, tfa_eng_op_t *op)
 {
-    const tfa_eng_tensor_t *tin = tfa_eng_io(e, &op->inputs, 0);
-    (void)tin;
+    (void)e;
     if (op->depth_mult == 1) {
         return 1; /* no scratch */
     }
     const int32_t taps = op->filter_h * op->filter_w;
-    if (taps > DSP_MAX_TAPS) {
+    if (taps > DSP_MAX_TAPS || op->depth_mult > DSP_MAX_TAPS) {
         return 0;
     }
-    op->scratch_bytes = (uint32_t)taps * (uint32_t)sizeof(int16_t);
+    const uint32_t bytes = prv_dwm_scratch_bytes(taps, op->depth_mult);
+    if (bytes > DSP_MAX_TAPS * 4u) {
+        return 0; /* a huge window with a large multiplier: the reference kernel, no scratch */
+    }
+    op->scratch_bytes = bytes;
     return 1;
 }
 
@@ -393,17 +398,17 @@ static void prv_dw3x3_group(const prv_dw_group_t *g, int32_t oy_lo, int32_t oy_h
     }
 }
 
-/* The run [lo, hi) of outputs along an axis whose 3x3 windows read 3 valid taps (lo = hi = n when
- * none; a run: the windows move by stride). */
-static void prv_dw_whole_run(int32_t n, int32_t stride, int32_t pad, int32_t dil, int32_t size, int32_t *lo,
-                             int32_t *hi)
+/* The run [lo, hi) of outputs along an axis whose windows of `taps` taps read them all inside the
+ * input (lo = hi = n when none; a run: the windows move by stride). */
+static void prv_dw_whole_run(int32_t n, int32_t stride, int32_t pad, int32_t dil, int32_t size, int32_t taps,
+                             int32_t *lo, int32_t *hi)
 {
     *lo = n;
     *hi = n;
     for (int32_t o = 0; o < n; o++) {
         int32_t k0, k1;
-        prv_tap_range(o * stride - pad, dil, 3, size, &k0, &k1);
-        if (k0 == 0 && k1 == 3) {
+        prv_tap_range(o * stride - pad, dil, taps, size, &k0, &k1);
+        if (k0 == 0 && k1 == taps) {
             *lo = *lo < o ? *lo : o;
             *hi = o + 1;
         }
@@ -436,8 +441,8 @@ static void prv_dw_run_m1(const tfa_engine_t *e, const tfa_eng_op_t *op)
     g.ch = ch;
     int32_t oy_lo = 0, oy_hi = 0, ox_lo = 0, ox_hi = 0;
     if (kh == 3 && kw == 3) {
-        prv_dw_whole_run(out_h, op->stride_h, op->pad_h, op->dil_h, in_h, &oy_lo, &oy_hi);
-        prv_dw_whole_run(out_w, op->stride_w, op->pad_w, op->dil_w, in_w, &ox_lo, &ox_hi);
+        prv_dw_whole_run(out_h, op->stride_h, op->pad_h, op->dil_h, in_h, 3, &oy_lo, &oy_hi);
+        prv_dw_whole_run(out_w, op->stride_w, op->pad_w, op->dil_w, in_w, 3, &ox_lo, &ox_hi);
     }
     for (int32_t c = 0; c < ch4; c += 4) {
         prv_dw_group(op, filter, bias, c, &g);
@@ -497,116 +502,274 @@ static void prv_dw_run_m1(const tfa_engine_t *e, const tfa_eng_op_t *op)
     }
 }
 
-/* Sums of four adjacent output channels (filter bytes pf[t * row + 0..3]) with column col over taps:
- * SMLAD on two taps at a time, the filter pairs (f[t][o], f[t + 1][o]) assembled with PKHBT/PKHTB. */
-static TFA_DSP_NOINLINE void prv_dw1_dot4(const int8_t *pf, size_t row, const int16_t *col, int32_t taps,
-                                          int32_t acc[4])
-{
-    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-    for (int32_t n = taps >> 1; n > 0; n--) {
-        const uint32_t f0 = tfa_dsp_load4(pf), f1 = tfa_dsp_load4(pf + row);
-        pf += 2 * row;
-        const uint32_t x = tfa_dsp_load_pair(col);
-        col += 2;
-        const uint32_t l0 = tfa_dsp_sxtb16(f0), l1 = tfa_dsp_sxtb16(f1);
-        a0 = tfa_dsp_smlad(tfa_dsp_pkhbt(l0, l1), x, a0);
-        a2 = tfa_dsp_smlad(tfa_dsp_pkhtb(l1, l0), x, a2);
-        const uint32_t h0 = tfa_dsp_sxtb16_ror8(f0), h1 = tfa_dsp_sxtb16_ror8(f1);
-        a1 = tfa_dsp_smlad(tfa_dsp_pkhbt(h0, h1), x, a1);
-        a3 = tfa_dsp_smlad(tfa_dsp_pkhtb(h1, h0), x, a3);
-    }
-    if (taps & 1) {
-        const int32_t xv = *col;
-        a0 += pf[0] * xv;
-        a1 += pf[1] * xv;
-        a2 += pf[2] * xv;
-        a3 += pf[3] * xv;
-    }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
-}
-
-/* Two filter bytes f[o], f[o + 1] as the halfword they are. */
-static inline uint32_t prv_load2(const int8_t *p)
-{
-    uint16_t v;
-    TFA_DSP_MEMCPY(&v, p, 2);
-    return v;
-}
-
-/* Sums of two adjacent output channels with column col over taps: the halfwords (f[t][o], f[t][o+1])
- * and (f[t+1][o], f[t+1][o+1]) make one word whose SXTB16 is (f[t][o], f[t+1][o]) and whose SXTB16
- * ROR #8 is (f[t][o+1], f[t+1][o+1]): one SMLAD per output for two taps. */
-static TFA_DSP_NOINLINE void prv_dw1_dot2(const int8_t *pf, size_t row, const int16_t *col, int32_t taps,
-                                          int32_t acc[2])
-{
-    int32_t a0 = 0, a1 = 0;
-    for (int32_t n = taps >> 1; n > 0; n--) {
-        const uint32_t f = prv_load2(pf) | (prv_load2(pf + row) << 16);
-        pf += 2 * row;
-        const uint32_t x = tfa_dsp_load_pair(col);
-        col += 2;
-        a0 = tfa_dsp_smlad(tfa_dsp_sxtb16(f), x, a0);
-        a1 = tfa_dsp_smlad(tfa_dsp_sxtb16_ror8(f), x, a1);
-    }
-    if (taps & 1) {
-        a0 += pf[0] * *col;
-        a1 += pf[1] * *col;
-    }
-    acc[0] = a0;
-    acc[1] = a1;
-}
-
-/* One output channel: (f[t][o], f[t+1][o]) packed, one SMLAD per two taps. */
-static TFA_DSP_NOINLINE int32_t prv_dw1_dot1(const int8_t *pf, size_t row, const int16_t *col, int32_t taps)
-{
-    int32_t a = 0;
-    for (int32_t n = taps >> 1; n > 0; n--) {
-        a = tfa_dsp_smlad(tfa_dsp_pack2(pf[0], pf[row]), tfa_dsp_load_pair(col), a);
-        pf += 2 * row;
-        col += 2;
-    }
-    return (taps & 1) ? a + pf[0] * *col : a;
-}
-
 /* Column of input channel c for the window at (y0, x0): taps in natural order, x - zero point, 0
- * outside the input ([kx0, kx1) the valid columns); plain loops, not memset calls (a 3x3 window would
- * spend more on the calls than on the copy). */
-static void prv_dw_column(const tfa_conv_dsp_geom_t *g, const tfa_eng_op_t *op, int32_t y0, int32_t x0,
+ * outside the input ([kx0, kx1) the valid columns); the valid rows from one pointer moved by a row
+ * step, plain loops, not memset calls (a 3x3 window would spend more on the calls than on the copy). */
+static TFA_DSP_NOINLINE void prv_dw_column(const tfa_conv_dsp_geom_t *g, const tfa_eng_op_t *op, int32_t y0, int32_t x0,
                           int32_t kx0, int32_t kx1, int32_t c, int16_t *col)
 {
     const int32_t kw = g->kw, ch = g->in_ch, step = op->dil_w * ch;
     const int16_t offset = (int16_t)op->in_offset;
     const uint32_t off2 = tfa_dsp_pack2(offset, offset);
-    for (int32_t ky = 0; ky < g->kh; ky++, col += kw) {
-        const int32_t iy = y0 + op->dil_h * ky;
-        int32_t kx = 0;
-        if (iy >= 0 && iy < g->in_h && kx0 < kx1) {
-            for (; kx < kx0; kx++) {
-                col[kx] = 0;
+    int32_t ky0, ky1;
+    prv_tap_range(y0, op->dil_h, g->kh, g->in_h, &ky0, &ky1);
+    if (kx0 == kx1) {
+        ky1 = ky0; /* no valid column */
+    }
+    int16_t *dst = col;
+    for (int32_t n = ky0 * kw; n > 0; n--) {
+        *dst++ = 0;
+    }
+    if (ky0 < ky1) {
+        const int8_t *src = g->in + tfa_eng_nhwc(0, y0 + op->dil_h * ky0, x0 + op->dil_w * kx0, c, g->in_h,
+                                                 g->in_w, ch);
+        const int32_t row_step = op->dil_h * g->in_w * ch, valid = kx1 - kx0, right = kw - kx1;
+        for (int32_t ky = ky0; ky < ky1; ky++, src += row_step) {
+            for (int32_t n = kx0; n > 0; n--) {
+                *dst++ = 0;
             }
-            const int8_t *src = g->in + tfa_eng_nhwc(0, iy, x0 + op->dil_w * kx0, c, g->in_h, g->in_w, ch);
-            for (; step == 1 && kx + 4 <= kx1; kx += 4, src += 4) {
+            const int8_t *p = src;
+            int32_t n = valid;
+            for (; step == 1 && n >= 4; n -= 4, p += 4, dst += 4) {
                 /* four adjacent bytes (1-channel input): (x0, x2), (x1, x3) plus the offset, re-paired */
-                const uint32_t v = tfa_dsp_load4(src);
+                const uint32_t v = tfa_dsp_load4(p);
                 const uint32_t even = tfa_dsp_sxtab16(off2, v), odd = tfa_dsp_sxtab16_ror8(off2, v);
-                tfa_dsp_store_pair(col + kx, tfa_dsp_pkhbt(even, odd));
-                tfa_dsp_store_pair(col + kx + 2, tfa_dsp_pkhtb(odd, even));
+                tfa_dsp_store_pair(dst, tfa_dsp_pkhbt(even, odd));
+                tfa_dsp_store_pair(dst + 2, tfa_dsp_pkhtb(odd, even));
             }
-            for (; kx < kx1; kx++, src += step) {
-                col[kx] = (int16_t)(*src + offset);
+            for (; n > 0; n--, p += step) {
+                *dst++ = (int16_t)(*p + offset);
+            }
+            for (n = right; n > 0; n--) {
+                *dst++ = 0;
             }
         }
-        for (; kx < kw; kx++) {
-            col[kx] = 0;
+    }
+    for (int32_t n = (g->kh - ky1) * kw; n > 0; n--) {
+        *dst++ = 0;
+    }
+}
+
+/* Requantization of one output of the multiplier path (a dummy: all 0, never stored). */
+typedef struct {
+    uint32_t bias; /* the sum's start: the bias (0 without one), doubled when fast */
+    int32_t mult;
+    int32_t shift;         /* general path */
+    int32_t round, rshift; /* fast path: as in prv_dw_group_t */
+} prv_dwm_q_t;
+
+/* Input channel c of a multiplier > 1 op, set up once for all its pixels (prv_dwm_chan). Its outputs
+ * c * mult + 0 .. mult - 1 go in n4 groups of four, then n2 (0 or 1) of two; only the last group can
+ * hold dummies (a group of four with three outputs, of two with one). w: per group, per tap pair p,
+ * one word per output: (f[2p][o], f[2p + 1][o]) as int16 (0 past the last tap), doubled when fast. */
+typedef struct {
+    const uint32_t *w;
+    const prv_dwm_q_t *q; /* 4 n4 + 2 n2 entries */
+    const int32_t *offs;  /* the taps' input offsets (prv_dwm_gather) */
+    int16_t *col;         /* the window's column: 2 x pairs entries */
+    uint32_t off2;        /* the input offset in both halves */
+    int32_t pairs, n4, n2, mult;
+    int32_t out_offset, act_min, act_max;
+    int fast; /* every output: a right shift of 1..21 and |bias| + taps x 128 x 255 < 2^30 */
+} prv_dwm_chan_t;
+
+/* Outputs, dummies included, of one input channel: multiplier rounded up to groups of four and two. */
+static int32_t prv_dwm_padded(int32_t mult)
+{
+    const int32_t rem = mult & 3;
+    return (mult & ~3) + (rem == 3 ? 4 : rem != 0 ? 2 : 0);
+}
+
+/* Scratch of the multiplier path: one channel's filter pairs and requantization, the taps' input
+ * offsets (prv_dwm_gather), the column. */
+static uint32_t prv_dwm_scratch_bytes(int32_t taps, int32_t mult)
+{
+    const uint32_t pairs = (uint32_t)(taps + 1) / 2u, outs = (uint32_t)prv_dwm_padded(mult);
+    return pairs * outs * 4u + outs * (uint32_t)sizeof(prv_dwm_q_t) + pairs * 8u + pairs * 4u;
+}
+
+/* Column of a window inside the input, src its first tap, offs each tap's byte offset from it (2 x
+ * pairs, the one past an odd last tap 0: its filter is 0): pairs of taps, offset added to both. */
+static inline void prv_dwm_gather(const int8_t *src, const int32_t *offs, int32_t pairs, uint32_t off2,
+                                  int16_t *col)
+{
+    for (int32_t n = pairs >> 1; n > 0; n--, offs += 4, col += 4) {
+        int32_t o0, o1, o2, o3;
+        TFA_DSP_LOAD2W(offs, 0, o0, o1);
+        TFA_DSP_LOAD2W(offs, 8, o2, o3);
+        const uint32_t x0 = tfa_dsp_pkhbt((uint32_t)(int32_t)src[o0], (uint32_t)(int32_t)src[o1]);
+        const uint32_t x1 = tfa_dsp_pkhbt((uint32_t)(int32_t)src[o2], (uint32_t)(int32_t)src[o3]);
+        tfa_dsp_store_pair(col, tfa_dsp_sadd16(x0, off2));
+        tfa_dsp_store_pair(col + 2, tfa_dsp_sadd16(x1, off2));
+    }
+    if (pairs & 1) {
+        const uint32_t x = tfa_dsp_pkhbt((uint32_t)(int32_t)src[offs[0]], (uint32_t)(int32_t)src[offs[1]]);
+        tfa_dsp_store_pair(col, tfa_dsp_sadd16(x, off2));
+    }
+}
+
+/* One output from its sum acc: fast, acc = 2 x (sum + bias) with |sum + bias| < 2^30 (prv_dw_fast's
+ * arithmetic); else acc = sum + bias, wrapped as the reference adds it (tfa_conv_dsp_out's). */
+static inline int8_t prv_dwm_out(const prv_dwm_q_t *q, int32_t acc, int fast, int32_t out_offset, int32_t lo,
+                                 int32_t hi)
+{
+    int32_t v;
+    if (fast) {
+        const int32_t high = tfa_dsp_smmulr(acc, q->mult);
+        v = (high + q->round + (high >> 31)) >> q->rshift;
+    } else {
+        v = tfa_eng_wrap_add(tfa_dsp_requantize(acc, q->mult, q->shift), out_offset);
+    }
+    return (int8_t)tfa_q_clamp(v, lo, hi);
+}
+
+/* Tap pair v (x[2p], x[2p + 1]) into four outputs' sums; their filter words at byte offset off of w
+ * (word-aligned), two LDRDs. */
+#define PRV_DWM_PAIR4(v, w, off, a0, a1, a2, a3) \
+    do {                                         \
+        uint32_t w0_, w1_, w2_, w3_;             \
+        TFA_DSP_LOAD2W(w, off, w0_, w1_);        \
+        TFA_DSP_LOAD2W(w, (off) + 8, w2_, w3_);  \
+        (a0) = tfa_dsp_smlad(w0_, (v), (a0));    \
+        (a1) = tfa_dsp_smlad(w1_, (v), (a1));    \
+        (a2) = tfa_dsp_smlad(w2_, (v), (a2));    \
+        (a3) = tfa_dsp_smlad(w3_, (v), (a3));    \
+    } while (0)
+
+/* Every output of input channel s at one pixel, po its first: col the window's tap pairs (x[2p],
+ * x[2p + 1]) with the input offset added, each loaded once per group and taken by one SMLAD per output
+ * (two MACs); two pairs per loop pass. fast: s->fast, a constant in each caller. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void prv_dwm_pixel(const prv_dwm_chan_t *s, const int16_t *col, int8_t *po, const int fast)
+{
+    const uint32_t *w = s->w;
+    const prv_dwm_q_t *q = s->q;
+    const int32_t pairs = s->pairs, oo = s->out_offset, lo = s->act_min, hi = s->act_max;
+    int32_t m = 0;
+    for (int32_t g = s->n4; g > 0; g--, q += 4, m += 4) {
+        int32_t a0 = (int32_t)q[0].bias, a1 = (int32_t)q[1].bias;
+        int32_t a2 = (int32_t)q[2].bias, a3 = (int32_t)q[3].bias;
+        const int16_t *x = col;
+        for (int32_t n = pairs >> 1; n > 0; n--, x += 4, w += 8) {
+            uint32_t v0, v1;
+            TFA_DSP_LOAD2W(x, 0, v0, v1);
+            PRV_DWM_PAIR4(v0, w, 0, a0, a1, a2, a3);
+            PRV_DWM_PAIR4(v1, w, 16, a0, a1, a2, a3);
+        }
+        if (pairs & 1) {
+            const uint32_t v = tfa_dsp_load_pair(x);
+            PRV_DWM_PAIR4(v, w, 0, a0, a1, a2, a3);
+            w += 4;
+        }
+        po[m] = prv_dwm_out(&q[0], a0, fast, oo, lo, hi);
+        po[m + 1] = prv_dwm_out(&q[1], a1, fast, oo, lo, hi);
+        po[m + 2] = prv_dwm_out(&q[2], a2, fast, oo, lo, hi);
+        if (m + 3 < s->mult) {
+            po[m + 3] = prv_dwm_out(&q[3], a3, fast, oo, lo, hi);
+        }
+    }
+    if (s->n2) {
+        int32_t a0 = (int32_t)q[0].bias, a1 = (int32_t)q[1].bias;
+        const int16_t *x = col;
+        for (int32_t n = pairs; n > 0; n--, x += 2, w += 2) {
+            const uint32_t v = tfa_dsp_load_pair(x);
+            uint32_t w0, w1;
+            TFA_DSP_LOAD2W(w, 0, w0, w1);
+            a0 = tfa_dsp_smlad(w0, v, a0);
+            a1 = tfa_dsp_smlad(w1, v, a1);
+        }
+        po[m] = prv_dwm_out(&q[0], a0, fast, oo, lo, hi);
+        if (m + 1 < s->mult) {
+            po[m + 1] = prv_dwm_out(&q[1], a1, fast, oo, lo, hi);
         }
     }
 }
 
-/* Multiplier > 1: output channel c * mult + m of a pixel is sum over taps t of f[t][c * mult + m] *
- * col_c[t], col_c the window of input channel c. */
+/* n pixels of channel s, windows and outputs moving by src_step and po_step: each window inside the
+ * input gathered from src into s->col; src NULL: one pixel whose column s->col already holds. The two
+ * requantizations as two functions (a test per output would be reloaded each time). */
+#define PRV_DWM_PIXELS(fast)                                                           \
+    do {                                                                               \
+        for (; n > 0; n--, po += po_step) {                                            \
+            if (src) {                                                                 \
+                prv_dwm_gather(src, s->offs, s->pairs, s->off2, s->col);               \
+                src += src_step;                                                       \
+            }                                                                          \
+            prv_dwm_pixel(s, s->col, po, fast);                                        \
+        }                                                                              \
+    } while (0)
+
+static TFA_DSP_NOINLINE void prv_dwm_pixels_fast(const prv_dwm_chan_t *s, const int8_t *src, int32_t src_step,
+                                                 int8_t *po, int32_t po_step, int32_t n)
+{
+    PRV_DWM_PIXELS(1);
+}
+
+static TFA_DSP_NOINLINE void prv_dwm_pixels_general(const prv_dwm_chan_t *s, const int8_t *src,
+                                                    int32_t src_step, int8_t *po, int32_t po_step, int32_t n)
+{
+    PRV_DWM_PIXELS(0);
+}
+
+/* Set up input channel c (see prv_dwm_chan_t) in w and q, sized by prv_dwm_scratch_bytes. */
+static TFA_DSP_NOINLINE void prv_dwm_chan(const tfa_eng_op_t *op, const int8_t *filter, const uint8_t *bias, int32_t c,
+                         int32_t out_ch, uint32_t *w, prv_dwm_q_t *q, prv_dwm_chan_t *s)
+{
+    const int32_t mult = op->depth_mult, o0 = c * mult, taps = op->filter_h * op->filter_w;
+    const int32_t outs = prv_dwm_padded(mult);
+    const int32_t limit = 0x40000000 - taps * 128 * 255; /* taps <= DSP_MAX_TAPS: positive */
+    s->w = w;
+    s->q = q;
+    s->pairs = (taps + 1) / 2;
+    s->n4 = (outs - (outs & 2)) / 4;
+    s->n2 = (outs & 2) != 0;
+    s->mult = mult;
+    s->out_offset = op->out_offset;
+    s->act_min = op->act_min;
+    s->act_max = op->act_max;
+    s->fast = 1;
+    for (int32_t j = 0; j < outs; j++) {
+        prv_dwm_q_t *qj = &q[j];
+        qj->bias = 0;
+        qj->mult = 0;
+        qj->shift = -1;
+        if (j < mult) {
+            const int32_t o = o0 + j;
+            qj->bias = bias ? tfa_dsp_load4(bias + 4u * (uint32_t)o) : 0u;
+            qj->mult = op->pc_mult[o];
+            qj->shift = op->pc_shift[o];
+            const int32_t b = (int32_t)qj->bias;
+            s->fast &= (uint32_t)~qj->shift < 21u && b > -limit && b < limit;
+        }
+    }
+    for (int32_t j = 0; j < outs; j++) {
+        prv_dwm_q_t *qj = &q[j];
+        qj->rshift = -qj->shift;
+        qj->round = 0;
+        if (s->fast) {
+            qj->round = (int32_t)((1u << (uint32_t)~qj->shift) + ((uint32_t)op->out_offset << (uint32_t)qj->rshift));
+            qj->bias += qj->bias;
+        }
+    }
+    const int32_t twice = s->fast ? 2 : 1;
+    for (int32_t g0 = 0; g0 < outs; g0 += 4) {
+        const int32_t width = outs - g0 >= 4 ? 4 : 2;
+        for (int32_t p = 0; p < s->pairs; p++) {
+            for (int32_t i = 0; i < width; i++, w++) {
+                const int32_t m = g0 + i, t = 2 * p;
+                const size_t f = (size_t)t * (size_t)out_ch + (size_t)(o0 + m);
+                const int32_t lo = m < mult ? filter[f] * twice : 0;
+                const int32_t hi = m < mult && t + 1 < taps ? filter[f + (size_t)out_ch] * twice : 0;
+                *w = tfa_dsp_pack2(lo, hi);
+            }
+        }
+    }
+}
+
+/* Multiplier > 1: input channel by input channel (set up once, prv_dwm_chan), every pixel: its window
+ * as one int16 column (prv_dw_column), then all the channel's outputs (prv_dwm_pixel). */
 static void prv_dw_run_mult(const tfa_engine_t *e, const tfa_eng_op_t *op)
 {
     const tfa_eng_tensor_t *tin = tfa_eng_io(e, &op->inputs, 0);
@@ -619,42 +782,46 @@ static void prv_dw_run_mult(const tfa_engine_t *e, const tfa_eng_op_t *op)
     tfa_conv_dsp_geom_t g = {NULL, tin->dims[1], tin->dims[2], tin->dims[3], op->filter_h, op->filter_w, 0};
     const int32_t out_h = tout->dims[1], out_w = tout->dims[2], out_ch = tout->dims[3];
     const int32_t mult = op->depth_mult, ch = g.in_ch;
-    const int32_t taps = g.kh * g.kw;
-    const int32_t m4 = mult & ~3;
-    const size_t row = (size_t)out_ch; /* filter stride between taps */
-    int16_t *col = tfa_eng_scratch(e, op);
-    for (int32_t b = 0; b < tin->dims[0]; b++) {
-        g.in = (const int8_t *)tfa_eng_cdata(e, tin) + (size_t)b * (size_t)(g.in_h * g.in_w * ch);
-        for (int32_t oy = 0; oy < out_h; oy++) {
-            const int32_t y0 = oy * op->stride_h - op->pad_h;
-            for (int32_t ox = 0; ox < out_w; ox++) {
-                const int32_t x0 = ox * op->stride_w - op->pad_w;
-                int32_t kx0, kx1;
-                prv_tap_range(x0, op->dil_w, g.kw, g.in_w, &kx0, &kx1);
-                int8_t *po = out + tfa_eng_nhwc(b, oy, ox, 0, out_h, out_w, out_ch);
-                for (int32_t c = 0; c < ch; c++) {
+    const int32_t taps = g.kh * g.kw, pairs = (taps + 1) / 2;
+    /* scratch: 4-byte words (its offset is 16-byte aligned) */
+    uint32_t *w = tfa_eng_scratch(e, op);
+    prv_dwm_q_t *q = (prv_dwm_q_t *)(void *)(w + pairs * prv_dwm_padded(mult));
+    int32_t *offs = (int32_t *)(void *)(q + prv_dwm_padded(mult));
+    int16_t *col = (int16_t *)(void *)(offs + 2 * pairs);
+    col[2 * pairs - 1] = 0; /* the tap pair past an odd last tap (prv_dw_column writes taps entries) */
+    for (int32_t t = 0; t < 2 * pairs; t++) {
+        offs[t] = t < taps ? ((t / g.kw) * op->dil_h * g.in_w + (t % g.kw) * op->dil_w) * ch : 0;
+    }
+    int32_t oy_lo, oy_hi, ox_lo, ox_hi; /* the outputs whose windows lie inside the input */
+    prv_dw_whole_run(out_h, op->stride_h, op->pad_h, op->dil_h, g.in_h, g.kh, &oy_lo, &oy_hi);
+    prv_dw_whole_run(out_w, op->stride_w, op->pad_w, op->dil_w, g.in_w, g.kw, &ox_lo, &ox_hi);
+    prv_dwm_chan_t s;
+    s.offs = offs;
+    s.col = col;
+    s.off2 = tfa_dsp_pack2(op->in_offset, op->in_offset);
+    for (int32_t c = 0; c < ch; c++) {
+        prv_dwm_chan(op, filter, bias, c, out_ch, w, q, &s);
+        void (*const pixels)(const prv_dwm_chan_t *, const int8_t *, int32_t, int8_t *, int32_t, int32_t) =
+            s.fast ? prv_dwm_pixels_fast : prv_dwm_pixels_general;
+        for (int32_t b = 0; b < tin->dims[0]; b++) {
+            g.in = (const int8_t *)tfa_eng_cdata(e, tin) + (size_t)b * (size_t)(g.in_h * g.in_w * ch);
+            for (int32_t oy = 0; oy < out_h; oy++) {
+                const int32_t y0 = oy * op->stride_h - op->pad_h;
+                const int inner_row = oy >= oy_lo && oy < oy_hi;
+                int8_t *po = out + tfa_eng_nhwc(b, oy, 0, c * mult, out_h, out_w, out_ch);
+                for (int32_t ox = 0; ox < out_w; ox++, po += out_ch) {
+                    const int32_t x0 = ox * op->stride_w - op->pad_w;
+                    if (inner_row && ox == ox_lo) { /* the run of whole windows */
+                        const int8_t *src = g.in + tfa_eng_nhwc(0, y0, x0, c, g.in_h, g.in_w, ch);
+                        pixels(&s, src, op->stride_w * ch, po, out_ch, ox_hi - ox_lo);
+                        po += (ox_hi - ox_lo - 1) * out_ch;
+                        ox = ox_hi - 1;
+                        continue;
+                    }
+                    int32_t kx0, kx1;
+                    prv_tap_range(x0, op->dil_w, g.kw, g.in_w, &kx0, &kx1);
                     prv_dw_column(&g, op, y0, x0, kx0, kx1, c, col);
-                    const int32_t o0 = c * mult;
-                    const int8_t *pf = filter + o0;
-                    int32_t m = 0;
-                    for (; m < m4; m += 4) {
-                        int32_t acc[4];
-                        prv_dw1_dot4(pf + m, row, col, taps, acc);
-                        po[o0 + m] = tfa_conv_dsp_out(op, bias, acc[0], o0 + m);
-                        po[o0 + m + 1] = tfa_conv_dsp_out(op, bias, acc[1], o0 + m + 1);
-                        po[o0 + m + 2] = tfa_conv_dsp_out(op, bias, acc[2], o0 + m + 2);
-                        po[o0 + m + 3] = tfa_conv_dsp_out(op, bias, acc[3], o0 + m + 3);
-                    }
-                    if (m + 1 < mult) {
-                        int32_t acc[2];
-                        prv_dw1_dot2(pf + m, row, col, taps, acc);
-                        po[o0 + m] = tfa_conv_dsp_out(op, bias, acc[0], o0 + m);
-                        po[o0 + m + 1] = tfa_conv_dsp_out(op, bias, acc[1], o0 + m + 1);
-                        m += 2;
-                    }
-                    if (m < mult) {
-                        po[o0 + m] = tfa_conv_dsp_out(op, bias, prv_dw1_dot1(pf + m, row, col, taps), o0 + m);
-                    }
+                    pixels(&s, NULL, 0, po, 0, 1);
                 }
             }
         }
