@@ -502,51 +502,45 @@ static void prv_dw_run_m1(const tfa_engine_t *e, const tfa_eng_op_t *op)
     }
 }
 
-/* Column of input channel c for the window at (y0, x0): taps in natural order, x - zero point, 0
- * outside the input ([kx0, kx1) the valid columns); the valid rows from one pointer moved by a row
- * step, plain loops, not memset calls (a 3x3 window would spend more on the calls than on the copy). */
-static TFA_DSP_NOINLINE void prv_dw_column(const tfa_conv_dsp_geom_t *g, const tfa_eng_op_t *op, int32_t y0, int32_t x0,
-                          int32_t kx0, int32_t kx1, int32_t c, int16_t *col)
+/* Column of input channel c for the window at (y0, x0), a window reaching outside the input: taps in
+ * natural order, x - zero point, 0 outside ([kx0, kx1) the valid columns); zeroed whole four words at
+ * a time (2 x pairs entries rounded up to 8), then the valid part of each valid row copied. */
+static TFA_DSP_NOINLINE void prv_dw_column(const tfa_conv_dsp_geom_t *g, const tfa_eng_op_t *op, int32_t y0,
+                                           int32_t x0, int32_t kx0, int32_t kx1, int32_t c, int16_t *col)
 {
     const int32_t kw = g->kw, ch = g->in_ch, step = op->dil_w * ch;
     const int16_t offset = (int16_t)op->in_offset;
     const uint32_t off2 = tfa_dsp_pack2(offset, offset);
+    int32_t n = (g->kh * kw + 1) >> 1; /* words, four per pass: the loop costs as much as the stores */
+    for (int16_t *z = col; n > 0; n -= 4, z += 8) {
+        tfa_dsp_store_pair(z, 0);
+        tfa_dsp_store_pair(z + 2, 0);
+        tfa_dsp_store_pair(z + 4, 0);
+        tfa_dsp_store_pair(z + 6, 0);
+    }
     int32_t ky0, ky1;
     prv_tap_range(y0, op->dil_h, g->kh, g->in_h, &ky0, &ky1);
-    if (kx0 == kx1) {
-        ky1 = ky0; /* no valid column */
+    if (kx0 == kx1 || ky0 == ky1) {
+        return;
     }
-    int16_t *dst = col;
-    for (int32_t n = ky0 * kw; n > 0; n--) {
-        *dst++ = 0;
-    }
-    if (ky0 < ky1) {
-        const int8_t *src = g->in + tfa_eng_nhwc(0, y0 + op->dil_h * ky0, x0 + op->dil_w * kx0, c, g->in_h,
-                                                 g->in_w, ch);
-        const int32_t row_step = op->dil_h * g->in_w * ch, valid = kx1 - kx0, right = kw - kx1;
-        for (int32_t ky = ky0; ky < ky1; ky++, src += row_step) {
-            for (int32_t n = kx0; n > 0; n--) {
-                *dst++ = 0;
-            }
-            const int8_t *p = src;
-            int32_t n = valid;
-            for (; step == 1 && n >= 4; n -= 4, p += 4, dst += 4) {
-                /* four adjacent bytes (1-channel input): (x0, x2), (x1, x3) plus the offset, re-paired */
-                const uint32_t v = tfa_dsp_load4(p);
-                const uint32_t even = tfa_dsp_sxtab16(off2, v), odd = tfa_dsp_sxtab16_ror8(off2, v);
-                tfa_dsp_store_pair(dst, tfa_dsp_pkhbt(even, odd));
-                tfa_dsp_store_pair(dst + 2, tfa_dsp_pkhtb(odd, even));
-            }
-            for (; n > 0; n--, p += step) {
-                *dst++ = (int16_t)(*p + offset);
-            }
-            for (n = right; n > 0; n--) {
-                *dst++ = 0;
-            }
+    const int8_t *src =
+        g->in + tfa_eng_nhwc(0, y0 + op->dil_h * ky0, x0 + op->dil_w * kx0, c, g->in_h, g->in_w, ch);
+    const int32_t row_step = op->dil_h * g->in_w * ch, valid = kx1 - kx0;
+    int16_t *row = col + ky0 * kw + kx0;
+    for (int32_t ky = ky0; ky < ky1; ky++, src += row_step, row += kw) {
+        const int8_t *p = src;
+        int16_t *dst = row;
+        n = valid;
+        for (; step == 1 && n >= 4; n -= 4, p += 4, dst += 4) {
+            /* four adjacent bytes (1-channel input): (x0, x2), (x1, x3) plus the offset, re-paired */
+            const uint32_t v = tfa_dsp_load4(p);
+            const uint32_t even = tfa_dsp_sxtab16(off2, v), odd = tfa_dsp_sxtab16_ror8(off2, v);
+            tfa_dsp_store_pair(dst, tfa_dsp_pkhbt(even, odd));
+            tfa_dsp_store_pair(dst + 2, tfa_dsp_pkhtb(odd, even));
         }
-    }
-    for (int32_t n = (g->kh - ky1) * kw; n > 0; n--) {
-        *dst++ = 0;
+        for (; n > 0; n--, p += step) {
+            *dst++ = (int16_t)(*p + offset);
+        }
     }
 }
 
@@ -585,7 +579,8 @@ static int32_t prv_dwm_padded(int32_t mult)
 static uint32_t prv_dwm_scratch_bytes(int32_t taps, int32_t mult)
 {
     const uint32_t pairs = (uint32_t)(taps + 1) / 2u, outs = (uint32_t)prv_dwm_padded(mult);
-    return pairs * outs * 4u + outs * (uint32_t)sizeof(prv_dwm_q_t) + pairs * 8u + pairs * 4u;
+    /* the column rounded up to 4 words (prv_dw_column zeroes 4 at a time) */
+    return pairs * outs * 4u + outs * (uint32_t)sizeof(prv_dwm_q_t) + pairs * 8u + (pairs + 3u) / 4u * 16u;
 }
 
 /* Column of a window inside the input, src its first tap, offs each tap's byte offset from it (2 x
@@ -714,8 +709,9 @@ static TFA_DSP_NOINLINE void prv_dwm_pixels_general(const prv_dwm_chan_t *s, con
 }
 
 /* Set up input channel c (see prv_dwm_chan_t) in w and q, sized by prv_dwm_scratch_bytes. */
-static TFA_DSP_NOINLINE void prv_dwm_chan(const tfa_eng_op_t *op, const int8_t *filter, const uint8_t *bias, int32_t c,
-                         int32_t out_ch, uint32_t *w, prv_dwm_q_t *q, prv_dwm_chan_t *s)
+static TFA_DSP_NOINLINE void prv_dwm_chan(const tfa_eng_op_t *op, const int8_t *filter, const uint8_t *bias,
+                                          int32_t c, int32_t out_ch, uint32_t *w, prv_dwm_q_t *q,
+                                          prv_dwm_chan_t *s)
 {
     const int32_t mult = op->depth_mult, o0 = c * mult, taps = op->filter_h * op->filter_w;
     const int32_t outs = prv_dwm_padded(mult);
@@ -749,22 +745,30 @@ static TFA_DSP_NOINLINE void prv_dwm_chan(const tfa_eng_op_t *op, const int8_t *
         qj->rshift = -qj->shift;
         qj->round = 0;
         if (s->fast) {
-            qj->round = (int32_t)((1u << (uint32_t)~qj->shift) + ((uint32_t)op->out_offset << (uint32_t)qj->rshift));
+            qj->round = (int32_t)((1u << (uint32_t)~qj->shift) +
+                                  ((uint32_t)op->out_offset << (uint32_t)qj->rshift));
             qj->bias += qj->bias;
         }
     }
     const int32_t twice = s->fast ? 2 : 1;
+    const size_t row = (size_t)out_ch;
     for (int32_t g0 = 0; g0 < outs; g0 += 4) {
         const int32_t width = outs - g0 >= 4 ? 4 : 2;
-        for (int32_t p = 0; p < s->pairs; p++) {
-            for (int32_t i = 0; i < width; i++, w++) {
-                const int32_t m = g0 + i, t = 2 * p;
-                const size_t f = (size_t)t * (size_t)out_ch + (size_t)(o0 + m);
-                const int32_t lo = m < mult ? filter[f] * twice : 0;
-                const int32_t hi = m < mult && t + 1 < taps ? filter[f + (size_t)out_ch] * twice : 0;
-                *w = tfa_dsp_pack2(lo, hi);
+        for (int32_t i = 0; i < width; i++) {
+            uint32_t *d = w + i;
+            if (g0 + i >= mult) { /* a dummy */
+                for (int32_t p = 0; p < s->pairs; p++, d += width) {
+                    *d = 0;
+                }
+                continue;
+            }
+            const int8_t *f = filter + o0 + g0 + i;
+            for (int32_t t = 0; t < taps; t += 2, f += 2 * row, d += width) {
+                const int32_t hi = t + 1 < taps ? f[row] : 0;
+                *d = tfa_dsp_pack2(f[0] * twice, hi * twice);
             }
         }
+        w += s->pairs * width;
     }
 }
 
@@ -788,7 +792,6 @@ static void prv_dw_run_mult(const tfa_engine_t *e, const tfa_eng_op_t *op)
     prv_dwm_q_t *q = (prv_dwm_q_t *)(void *)(w + pairs * prv_dwm_padded(mult));
     int32_t *offs = (int32_t *)(void *)(q + prv_dwm_padded(mult));
     int16_t *col = (int16_t *)(void *)(offs + 2 * pairs);
-    col[2 * pairs - 1] = 0; /* the tap pair past an odd last tap (prv_dw_column writes taps entries) */
     for (int32_t t = 0; t < 2 * pairs; t++) {
         offs[t] = t < taps ? ((t / g.kw) * op->dil_h * g.in_w + (t % g.kw) * op->dil_w) * ch : 0;
     }
