@@ -8,10 +8,10 @@
  * path alone when the group's shifts and biases allow it; border windows are read whole all the same,
  * moved inside the input with zero taps where they stick out.
  *
- * DEPTHWISE_CONV_2D, multiplier > 1 (any input depth; micro_speech has depth 1): per input channel,
- * its window is one int16 column, and each SMLAD takes two taps of one output channel: four outputs
- * of the channel at a time with filter bytes (stride out_ch) paired by PKHBT/PKHTB, then two (one
- * halfword of each tap's filter row, split by SXTB16), then one. */
+ * DEPTHWISE_CONV_2D, multiplier > 1 (any input depth; micro_speech and person_detect's first layer have
+ * depth 1, multiplier 8): one input channel and pass of up to eight outputs at a time over all pixels,
+ * the filter and requantization set up once per pass; the window as raw input bytes (the input offset
+ * folded into the bias), four taps per word, SMLAD on its SXTB16 halves (see "Multiplier > 1" below). */
 #include "kernels_conv_dsp.h"
 
 #if TFA_ENG_OPTIMIZED
@@ -502,115 +502,101 @@ static void prv_dw_run_m1(const tfa_engine_t *e, const tfa_eng_op_t *op)
     }
 }
 
-/* Column of input channel c for the window at (y0, x0), a window reaching outside the input: taps in
- * natural order, x - zero point, 0 outside ([kx0, kx1) the valid columns); zeroed whole four words at
- * a time (2 x pairs entries rounded up to 8), then the valid part of each valid row copied. */
-static TFA_DSP_NOINLINE void prv_dw_column(const tfa_conv_dsp_geom_t *g, const tfa_eng_op_t *op, int32_t y0,
-                                           int32_t x0, int32_t kx0, int32_t kx1, int32_t c, int16_t *col)
-{
-    const int32_t kw = g->kw, ch = g->in_ch, step = op->dil_w * ch;
-    const int16_t offset = (int16_t)op->in_offset;
-    const uint32_t off2 = tfa_dsp_pack2(offset, offset);
-    int32_t n = (g->kh * kw + 1) >> 1; /* words, four per pass: the loop costs as much as the stores */
-    for (int16_t *z = col; n > 0; n -= 4, z += 8) {
-        tfa_dsp_store_pair(z, 0);
-        tfa_dsp_store_pair(z + 2, 0);
-        tfa_dsp_store_pair(z + 4, 0);
-        tfa_dsp_store_pair(z + 6, 0);
-    }
-    int32_t ky0, ky1;
-    prv_tap_range(y0, op->dil_h, g->kh, g->in_h, &ky0, &ky1);
-    if (kx0 == kx1 || ky0 == ky1) {
-        return;
-    }
-    const int8_t *src =
-        g->in + tfa_eng_nhwc(0, y0 + op->dil_h * ky0, x0 + op->dil_w * kx0, c, g->in_h, g->in_w, ch);
-    const int32_t row_step = op->dil_h * g->in_w * ch, valid = kx1 - kx0;
-    int16_t *row = col + ky0 * kw + kx0;
-    for (int32_t ky = ky0; ky < ky1; ky++, src += row_step, row += kw) {
-        const int8_t *p = src;
-        int16_t *dst = row;
-        n = valid;
-        for (; step == 1 && n >= 4; n -= 4, p += 4, dst += 4) {
-            /* four adjacent bytes (1-channel input): (x0, x2), (x1, x3) plus the offset, re-paired */
-            const uint32_t v = tfa_dsp_load4(p);
-            const uint32_t even = tfa_dsp_sxtab16(off2, v), odd = tfa_dsp_sxtab16_ror8(off2, v);
-            tfa_dsp_store_pair(dst, tfa_dsp_pkhbt(even, odd));
-            tfa_dsp_store_pair(dst + 2, tfa_dsp_pkhtb(odd, even));
-        }
-        for (; n > 0; n--, p += step) {
-            *dst++ = (int16_t)(*p + offset);
-        }
-    }
-}
+/* Multiplier > 1. The input offset is folded into each output's bias (offset x the sum of all its
+ * taps' filter values), so a tap outside the input reads the zero point (x + offset = 0) and the window
+ * is its raw int8 bytes: a column of taps rounded up to 4 (pad taps with a zero filter), copied a word
+ * at a time from a 1-channel input. Four taps t..t+3 are one word, whose SXTB16 and SXTB16 ROR #8 are
+ * the pairs (x[t], x[t + 2]) and (x[t + 1], x[t + 3]); the filter of the outputs is set up to match
+ * (prv_dwm_pass_set), a word per block of four taps and output. An input channel's outputs go in
+ * groups of four (then one of two; only the last can hold dummies), and a pass over all pixels takes
+ * one or two groups sharing each pixel's column: two while their filter stays within
+ * PRV_DWM_FILTER_BYTES of arena (micro_speech, 80 taps: one; its arena is 592 B below TFLM's). */
 
-/* Requantization of one output of the multiplier path (a dummy: all 0, never stored). */
+#define PRV_DWM_FILTER_BYTES 512u
+
+/* Requantization of one output (a dummy: all 0, never stored). */
 typedef struct {
-    uint32_t bias; /* the sum's start: the bias (0 without one), doubled when fast */
-    int32_t mult;
-    int32_t shift;         /* general path */
+    uint32_t bias;         /* the bias (0 without one) + input offset x the sum of the output's taps */
+    int32_t mult, shift;   /* general path */
     int32_t round, rshift; /* fast path: as in prv_dw_group_t */
 } prv_dwm_q_t;
 
-/* Input channel c of a multiplier > 1 op, set up once for all its pixels (prv_dwm_chan). Its outputs
- * c * mult + 0 .. mult - 1 go in n4 groups of four, then n2 (0 or 1) of two; only the last group can
- * hold dummies (a group of four with three outputs, of two with one). w: per group, per tap pair p,
- * one word per output: (f[2p][o], f[2p + 1][o]) as int16 (0 past the last tap), doubled when fast. */
+/* One pass: n4 groups of four outputs then n2 (0 or 1) of two, outs of them real. w: per group, per
+ * block of four taps t = 4k..4k + 3 and pair of outputs (o, o + 1), two words: bytes (f[t][o],
+ * f[t][o + 1], f[t + 2][o], f[t + 2][o + 1]) and the same for t + 1, t + 3 (0 past the last tap and
+ * for dummies). */
 typedef struct {
     const uint32_t *w;
-    const prv_dwm_q_t *q; /* 4 n4 + 2 n2 entries */
-    const int32_t *offs;  /* the taps' input offsets (prv_dwm_gather) */
-    int16_t *col;         /* the window's column: 2 x pairs entries */
-    uint32_t off2;        /* the input offset in both halves */
-    int32_t pairs, n4, n2, mult;
+    prv_dwm_q_t q[8];
+    int8_t *col; /* the column: 4 x blocks bytes */
+    int32_t blocks, n4, n2, outs;
     int32_t out_offset, act_min, act_max;
     int fast; /* every output: a right shift of 1..21 and |bias| + taps x 128 x 255 < 2^30 */
-} prv_dwm_chan_t;
+    /* the window: kh rows of kw taps, byte steps between two taps of a row and two rows */
+    int32_t kh, kw, step, row_step;
+    uint32_t zp4; /* the input zero point in each byte */
+} prv_dwm_pass_t;
 
-/* Outputs, dummies included, of one input channel: multiplier rounded up to groups of four and two. */
-static int32_t prv_dwm_padded(int32_t mult)
+/* Groups per pass (1 or 2) for a window of `blocks` blocks. */
+static int32_t prv_dwm_per_pass(int32_t blocks)
 {
-    const int32_t rem = mult & 3;
-    return (mult & ~3) + (rem == 3 ? 4 : rem != 0 ? 2 : 0);
+    return (uint32_t)blocks * 32u <= PRV_DWM_FILTER_BYTES ? 2 : 1;
 }
 
-/* Scratch of the multiplier path: one channel's filter pairs and requantization, the taps' input
- * offsets (prv_dwm_gather), the column. */
+/* Scratch: a pass's filter (a word per block and output), the column. */
 static uint32_t prv_dwm_scratch_bytes(int32_t taps, int32_t mult)
 {
-    const uint32_t pairs = (uint32_t)(taps + 1) / 2u, outs = (uint32_t)prv_dwm_padded(mult);
-    /* the column rounded up to 4 words (prv_dw_column zeroes 4 at a time) */
-    return pairs * outs * 4u + outs * (uint32_t)sizeof(prv_dwm_q_t) + pairs * 8u + (pairs + 3u) / 4u * 16u;
+    const int32_t blocks = (taps + 3) / 4, padded = mult + (mult & 1);
+    const int32_t per_pass = 4 * prv_dwm_per_pass(blocks), outs = padded < per_pass ? padded : per_pass;
+    return (uint32_t)blocks * (uint32_t)outs * 4u + (uint32_t)blocks * 4u;
 }
 
-/* Column of a window inside the input, src its first tap, offs each tap's byte offset from it (2 x
- * pairs, the one past an odd last tap 0: its filter is 0): pairs of taps, offset added to both. */
-static inline void prv_dwm_gather(const int8_t *src, const int32_t *offs, int32_t pairs, uint32_t off2,
-                                  int16_t *col)
+/* One row of n taps of the window from p (step bytes apart) into dst. */
+static inline int8_t *prv_dwm_row(const int8_t *p, int32_t step, int32_t n, int8_t *dst)
 {
-    for (int32_t n = pairs >> 1; n > 0; n--, offs += 4, col += 4) {
-        int32_t o0, o1, o2, o3;
-        TFA_DSP_LOAD2W(offs, 0, o0, o1);
-        TFA_DSP_LOAD2W(offs, 8, o2, o3);
-        const uint32_t x0 = tfa_dsp_pkhbt((uint32_t)(int32_t)src[o0], (uint32_t)(int32_t)src[o1]);
-        const uint32_t x1 = tfa_dsp_pkhbt((uint32_t)(int32_t)src[o2], (uint32_t)(int32_t)src[o3]);
-        tfa_dsp_store_pair(col, tfa_dsp_sadd16(x0, off2));
-        tfa_dsp_store_pair(col + 2, tfa_dsp_sadd16(x1, off2));
+    if (step == 1) {
+        for (; n >= 4; n -= 4, p += 4, dst += 4) {
+            const uint32_t v = tfa_dsp_load4(p);
+            TFA_DSP_MEMCPY(dst, &v, 4);
+        }
     }
-    if (pairs & 1) {
-        const uint32_t x = tfa_dsp_pkhbt((uint32_t)(int32_t)src[offs[0]], (uint32_t)(int32_t)src[offs[1]]);
-        tfa_dsp_store_pair(col, tfa_dsp_sadd16(x, off2));
+    for (; n > 0; n--, p += step) {
+        *dst++ = *p;
+    }
+    return dst;
+}
+
+/* Column of a window inside the input, src its first tap. */
+static inline void prv_dwm_gather(const prv_dwm_pass_t *g, const int8_t *src)
+{
+    int8_t *dst = g->col;
+    for (int32_t ky = g->kh; ky > 0; ky--, src += g->row_step) {
+        dst = prv_dwm_row(src, g->step, g->kw, dst);
     }
 }
 
-/* One output from its sum acc: fast, acc = 2 x (sum + bias) with |sum + bias| < 2^30 (prv_dw_fast's
- * arithmetic); else acc = sum + bias, wrapped as the reference adds it (tfa_conv_dsp_out's). */
+/* Column of a window reaching outside the input (valid taps [ky0, ky1) x [kx0, kx1), src the first):
+ * the zero point everywhere, then the valid taps. */
+static TFA_DSP_NOINLINE void prv_dwm_border(const prv_dwm_pass_t *g, const int8_t *src, int32_t ky0,
+                                            int32_t ky1, int32_t kx0, int32_t kx1)
+{
+    int8_t *z = g->col;
+    for (int32_t n = g->blocks; n > 0; n--, z += 4) {
+        TFA_DSP_MEMCPY(z, &g->zp4, 4);
+    }
+    for (int32_t ky = ky0; ky < ky1 && kx0 < kx1; ky++, src += g->row_step) {
+        prv_dwm_row(src, g->step, kx1 - kx0, g->col + ky * g->kw + kx0);
+    }
+}
+
+/* One output from its sum acc = sum + bias (wrapped as the reference adds it): fast, |acc| < 2^30
+ * and prv_dw_fast's arithmetic on 2 acc; else tfa_conv_dsp_out's. */
 static inline int8_t prv_dwm_out(const prv_dwm_q_t *q, int32_t acc, int fast, int32_t out_offset, int32_t lo,
                                  int32_t hi)
 {
     int32_t v;
     if (fast) {
-        const int32_t high = tfa_dsp_smmulr(acc, q->mult);
+        const int32_t high = tfa_dsp_smmulr(acc + acc, q->mult);
         v = (high + q->round + (high >> 31)) >> q->rshift;
     } else {
         v = tfa_eng_wrap_add(tfa_dsp_requantize(acc, q->mult, q->shift), out_offset);
@@ -618,162 +604,143 @@ static inline int8_t prv_dwm_out(const prv_dwm_q_t *q, int32_t acc, int fast, in
     return (int8_t)tfa_q_clamp(v, lo, hi);
 }
 
-/* Tap pair v (x[2p], x[2p + 1]) into four outputs' sums; their filter words at byte offset off of w
- * (word-aligned), two LDRDs. */
-#define PRV_DWM_PAIR4(v, w, off, a0, a1, a2, a3) \
-    do {                                         \
-        uint32_t w0_, w1_, w2_, w3_;             \
-        TFA_DSP_LOAD2W(w, off, w0_, w1_);        \
-        TFA_DSP_LOAD2W(w, (off) + 8, w2_, w3_);  \
-        (a0) = tfa_dsp_smlad(w0_, (v), (a0));    \
-        (a1) = tfa_dsp_smlad(w1_, (v), (a1));    \
-        (a2) = tfa_dsp_smlad(w2_, (v), (a2));    \
-        (a3) = tfa_dsp_smlad(w3_, (v), (a3));    \
+/* Outputs o, o + 1 of a block: xe, xo its input pairs, wa, wb the two filter words. */
+#define PRV_DWM_BLOCK2(xe, xo, wa, wb, a0, a1)                     \
+    do {                                                           \
+        (a0) = tfa_dsp_smlad(tfa_dsp_sxtb16(wa), (xe), (a0));      \
+        (a1) = tfa_dsp_smlad(tfa_dsp_sxtb16_ror8(wa), (xe), (a1)); \
+        (a0) = tfa_dsp_smlad(tfa_dsp_sxtb16(wb), (xo), (a0));      \
+        (a1) = tfa_dsp_smlad(tfa_dsp_sxtb16_ror8(wb), (xo), (a1)); \
     } while (0)
 
-/* Every output of input channel s at one pixel, po its first: col the window's tap pairs (x[2p],
- * x[2p + 1]) with the input offset added, each loaded once per group and taken by one SMLAD per output
- * (two MACs); two pairs per loop pass. fast: s->fast, a constant in each caller. */
+/* n pixels of pass g, windows and outputs moving by src_step and po_step: each window inside the
+ * input gathered from src; src NULL: one pixel whose column g->col already holds. Four outputs: per
+ * block one input word and two LDRDs for 16 MACs. fast: a constant in each caller. */
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
-static inline void prv_dwm_pixel(const prv_dwm_chan_t *s, const int16_t *col, int8_t *po, const int fast)
+static inline void prv_dwm_pixels(const prv_dwm_pass_t *g, const int8_t *src, int32_t src_step, int8_t *po,
+                                  int32_t po_step, int32_t n, const int fast)
 {
-    const uint32_t *w = s->w;
-    const prv_dwm_q_t *q = s->q;
-    const int32_t pairs = s->pairs, oo = s->out_offset, lo = s->act_min, hi = s->act_max;
-    int32_t m = 0;
-    for (int32_t g = s->n4; g > 0; g--, q += 4, m += 4) {
-        int32_t a0 = (int32_t)q[0].bias, a1 = (int32_t)q[1].bias;
-        int32_t a2 = (int32_t)q[2].bias, a3 = (int32_t)q[3].bias;
-        const int16_t *x = col;
-        for (int32_t n = pairs >> 1; n > 0; n--, x += 4, w += 8) {
-            uint32_t v0, v1;
-            TFA_DSP_LOAD2W(x, 0, v0, v1);
-            PRV_DWM_PAIR4(v0, w, 0, a0, a1, a2, a3);
-            PRV_DWM_PAIR4(v1, w, 16, a0, a1, a2, a3);
+    const int32_t oo = g->out_offset, lo = g->act_min, hi = g->act_max;
+    for (; n > 0; n--, po += po_step) {
+        if (src) {
+            prv_dwm_gather(g, src);
+            src += src_step;
         }
-        if (pairs & 1) {
-            const uint32_t v = tfa_dsp_load_pair(x);
-            PRV_DWM_PAIR4(v, w, 0, a0, a1, a2, a3);
-            w += 4;
-        }
-        po[m] = prv_dwm_out(&q[0], a0, fast, oo, lo, hi);
-        po[m + 1] = prv_dwm_out(&q[1], a1, fast, oo, lo, hi);
-        po[m + 2] = prv_dwm_out(&q[2], a2, fast, oo, lo, hi);
-        if (m + 3 < s->mult) {
-            po[m + 3] = prv_dwm_out(&q[3], a3, fast, oo, lo, hi);
-        }
-    }
-    if (s->n2) {
-        int32_t a0 = (int32_t)q[0].bias, a1 = (int32_t)q[1].bias;
-        const int16_t *x = col;
-        for (int32_t n = pairs; n > 0; n--, x += 2, w += 2) {
-            const uint32_t v = tfa_dsp_load_pair(x);
-            uint32_t w0, w1;
-            TFA_DSP_LOAD2W(w, 0, w0, w1);
-            a0 = tfa_dsp_smlad(w0, v, a0);
-            a1 = tfa_dsp_smlad(w1, v, a1);
-        }
-        po[m] = prv_dwm_out(&q[0], a0, fast, oo, lo, hi);
-        if (m + 1 < s->mult) {
+        const uint32_t *w = g->w;
+        const prv_dwm_q_t *q = g->q;
+        int32_t m = 0;
+        for (int32_t k4 = g->n4; k4 > 0; k4--, q += 4, m += 4) {
+            int32_t a0 = (int32_t)q[0].bias, a1 = (int32_t)q[1].bias;
+            int32_t a2 = (int32_t)q[2].bias, a3 = (int32_t)q[3].bias;
+            const int8_t *x = g->col;
+            for (int32_t k = g->blocks; k > 0; k--, x += 4, w += 4) {
+                const uint32_t v = tfa_dsp_load4(x);
+                const uint32_t xe = tfa_dsp_sxtb16(v), xo = tfa_dsp_sxtb16_ror8(v);
+                uint32_t wa, wb;
+                TFA_DSP_LOAD2W(w, 0, wa, wb);
+                PRV_DWM_BLOCK2(xe, xo, wa, wb, a0, a1);
+                TFA_DSP_LOAD2W(w, 8, wa, wb);
+                PRV_DWM_BLOCK2(xe, xo, wa, wb, a2, a3);
+            }
+            po[m] = prv_dwm_out(&q[0], a0, fast, oo, lo, hi);
             po[m + 1] = prv_dwm_out(&q[1], a1, fast, oo, lo, hi);
+            po[m + 2] = prv_dwm_out(&q[2], a2, fast, oo, lo, hi);
+            if (m + 3 < g->outs) {
+                po[m + 3] = prv_dwm_out(&q[3], a3, fast, oo, lo, hi);
+            }
+        }
+        if (g->n2) {
+            int32_t a0 = (int32_t)q[0].bias, a1 = (int32_t)q[1].bias;
+            const int8_t *x = g->col;
+            for (int32_t k = g->blocks; k > 0; k--, x += 4, w += 2) {
+                const uint32_t v = tfa_dsp_load4(x);
+                uint32_t wa, wb;
+                TFA_DSP_LOAD2W(w, 0, wa, wb);
+                PRV_DWM_BLOCK2(tfa_dsp_sxtb16(v), tfa_dsp_sxtb16_ror8(v), wa, wb, a0, a1);
+            }
+            po[m] = prv_dwm_out(&q[0], a0, fast, oo, lo, hi);
+            if (m + 1 < g->outs) {
+                po[m + 1] = prv_dwm_out(&q[1], a1, fast, oo, lo, hi);
+            }
         }
     }
 }
 
-/* n pixels of channel s, windows and outputs moving by src_step and po_step: each window inside the
- * input gathered from src into s->col; src NULL: one pixel whose column s->col already holds. The two
- * requantizations as two functions (a test per output would be reloaded each time). */
-#define PRV_DWM_PIXELS(fast)                                                           \
-    do {                                                                               \
-        for (; n > 0; n--, po += po_step) {                                            \
-            if (src) {                                                                 \
-                prv_dwm_gather(src, s->offs, s->pairs, s->off2, s->col);               \
-                src += src_step;                                                       \
-            }                                                                          \
-            prv_dwm_pixel(s, s->col, po, fast);                                        \
-        }                                                                              \
-    } while (0)
-
-static TFA_DSP_NOINLINE void prv_dwm_pixels_fast(const prv_dwm_chan_t *s, const int8_t *src, int32_t src_step,
+/* The two requantizations as two functions (a test per output would be reloaded each time). */
+static TFA_DSP_NOINLINE void prv_dwm_pixels_fast(const prv_dwm_pass_t *g, const int8_t *src, int32_t src_step,
                                                  int8_t *po, int32_t po_step, int32_t n)
 {
-    PRV_DWM_PIXELS(1);
+    prv_dwm_pixels(g, src, src_step, po, po_step, n, 1);
 }
 
-static TFA_DSP_NOINLINE void prv_dwm_pixels_general(const prv_dwm_chan_t *s, const int8_t *src,
+static TFA_DSP_NOINLINE void prv_dwm_pixels_general(const prv_dwm_pass_t *g, const int8_t *src,
                                                     int32_t src_step, int8_t *po, int32_t po_step, int32_t n)
 {
-    PRV_DWM_PIXELS(0);
+    prv_dwm_pixels(g, src, src_step, po, po_step, n, 0);
 }
 
-/* Set up input channel c (see prv_dwm_chan_t) in w and q, sized by prv_dwm_scratch_bytes. */
-static TFA_DSP_NOINLINE void prv_dwm_chan(const tfa_eng_op_t *op, const int8_t *filter, const uint8_t *bias,
-                                          int32_t c, int32_t out_ch, uint32_t *w, prv_dwm_q_t *q,
-                                          prv_dwm_chan_t *s)
+/* Set up a pass over outputs o0.. (g->n4, g->n2, g->outs set) in g and w (sized by
+ * prv_dwm_scratch_bytes). */
+static TFA_DSP_NOINLINE void prv_dwm_pass_set(const tfa_eng_op_t *op, const int8_t *filter,
+                                              const uint8_t *bias, int32_t o0, int32_t out_ch, uint32_t *w,
+                                              prv_dwm_pass_t *g)
 {
-    const int32_t mult = op->depth_mult, o0 = c * mult, taps = op->filter_h * op->filter_w;
-    const int32_t outs = prv_dwm_padded(mult);
+    const int32_t taps = op->filter_h * op->filter_w, width = 4 * g->n4 + 2 * g->n2;
     const int32_t limit = 0x40000000 - taps * 128 * 255; /* taps <= DSP_MAX_TAPS: positive */
-    s->w = w;
-    s->q = q;
-    s->pairs = (taps + 1) / 2;
-    s->n4 = (outs - (outs & 2)) / 4;
-    s->n2 = (outs & 2) != 0;
-    s->mult = mult;
-    s->out_offset = op->out_offset;
-    s->act_min = op->act_min;
-    s->act_max = op->act_max;
-    s->fast = 1;
-    for (int32_t j = 0; j < outs; j++) {
-        prv_dwm_q_t *qj = &q[j];
-        qj->bias = 0;
-        qj->mult = 0;
-        qj->shift = -1;
-        if (j < mult) {
-            const int32_t o = o0 + j;
-            qj->bias = bias ? tfa_dsp_load4(bias + 4u * (uint32_t)o) : 0u;
-            qj->mult = op->pc_mult[o];
-            qj->shift = op->pc_shift[o];
-            const int32_t b = (int32_t)qj->bias;
-            s->fast &= (uint32_t)~qj->shift < 21u && b > -limit && b < limit;
-        }
-    }
-    for (int32_t j = 0; j < outs; j++) {
-        prv_dwm_q_t *qj = &q[j];
-        qj->rshift = -qj->shift;
-        qj->round = 0;
-        if (s->fast) {
-            qj->round = (int32_t)((1u << (uint32_t)~qj->shift) +
-                                  ((uint32_t)op->out_offset << (uint32_t)qj->rshift));
-            qj->bias += qj->bias;
-        }
-    }
-    const int32_t twice = s->fast ? 2 : 1;
     const size_t row = (size_t)out_ch;
-    for (int32_t g0 = 0; g0 < outs; g0 += 4) {
-        const int32_t width = outs - g0 >= 4 ? 4 : 2;
-        for (int32_t i = 0; i < width; i++) {
-            uint32_t *d = w + i;
-            if (g0 + i >= mult) { /* a dummy */
-                for (int32_t p = 0; p < s->pairs; p++, d += width) {
-                    *d = 0;
-                }
-                continue;
+    g->w = w;
+    g->fast = 1;
+    for (int32_t j = 0; j < width; j++) {
+        prv_dwm_q_t *q = &g->q[j];
+        q->bias = 0;
+        q->mult = 0;
+        q->shift = -1;
+        if (j < g->outs) {
+            const int32_t o = o0 + j;
+            uint32_t sum = 0;
+            for (int32_t t = 0; t < taps; t++) {
+                sum += (uint32_t)(int32_t)filter[(size_t)t * row + (size_t)o];
             }
-            const int8_t *f = filter + o0 + g0 + i;
-            for (int32_t t = 0; t < taps; t += 2, f += 2 * row, d += width) {
-                const int32_t hi = t + 1 < taps ? f[row] : 0;
-                *d = tfa_dsp_pack2(f[0] * twice, hi * twice);
+            const uint32_t b = bias ? tfa_dsp_load4(bias + 4u * (uint32_t)o) : 0u;
+            q->bias = b + (uint32_t)op->in_offset * sum;
+            q->mult = op->pc_mult[o];
+            q->shift = op->pc_shift[o];
+            g->fast &= (uint32_t)~q->shift < 21u && (int32_t)b > -limit && (int32_t)b < limit;
+        }
+    }
+    for (int32_t j = 0; j < width; j++) {
+        prv_dwm_q_t *q = &g->q[j];
+        q->rshift = -q->shift;
+        q->round = 0;
+        if (g->fast) {
+            q->round = (int32_t)((1u << (uint32_t)~q->shift) +
+                                 ((uint32_t)op->out_offset << (uint32_t)q->rshift));
+        }
+    }
+    for (int32_t m0 = 0; m0 < width; m0 += 4) { /* group by group */
+        const int32_t gw = width - m0 >= 4 ? 4 : 2;
+        for (int32_t k = 0; k < g->blocks; k++) {
+            for (int32_t pair = m0; pair < m0 + gw; pair += 2) {
+                for (int32_t half = 0; half < 2; half++, w++) { /* taps 4k + half and 4k + half + 2 */
+                    uint8_t b[4] = {0, 0, 0, 0};
+                    for (int32_t i = 0; i < 4; i++) { /* byte i: tap + 2 (i >> 1), output pair + (i & 1) */
+                        const int32_t t = 4 * k + half + 2 * (i >> 1), m = pair + (i & 1);
+                        if (t < taps && m < g->outs) {
+                            b[i] = (uint8_t)filter[(size_t)t * row + (size_t)(o0 + m)];
+                        }
+                    }
+                    *w = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+                }
             }
         }
-        w += s->pairs * width;
     }
 }
 
-/* Multiplier > 1: input channel by input channel (set up once, prv_dwm_chan), every pixel: its window
- * as one int16 column (prv_dw_column), then all the channel's outputs (prv_dwm_pixel). */
+/* Multiplier > 1: input channel by input channel, pass by pass (set up once, prv_dwm_pass_set), every
+ * pixel: the window's column (gathered in runs inside the input, else prv_dwm_border), then the pass's
+ * outputs. */
 static void prv_dw_run_mult(const tfa_engine_t *e, const tfa_eng_op_t *op)
 {
     const tfa_eng_tensor_t *tin = tfa_eng_io(e, &op->inputs, 0);
@@ -783,50 +750,68 @@ static void prv_dw_run_mult(const tfa_engine_t *e, const tfa_eng_op_t *op)
     const int8_t *filter = (const int8_t *)tf->const_data;
     const uint8_t *bias = tb ? tb->const_data : NULL;
     int8_t *out = (int8_t *)tfa_eng_data(e, tout);
-    tfa_conv_dsp_geom_t g = {NULL, tin->dims[1], tin->dims[2], tin->dims[3], op->filter_h, op->filter_w, 0};
+    const int32_t in_h = tin->dims[1], in_w = tin->dims[2], ch = tin->dims[3];
     const int32_t out_h = tout->dims[1], out_w = tout->dims[2], out_ch = tout->dims[3];
-    const int32_t mult = op->depth_mult, ch = g.in_ch;
-    const int32_t taps = g.kh * g.kw, pairs = (taps + 1) / 2;
-    /* scratch: 4-byte words (its offset is 16-byte aligned) */
-    uint32_t *w = tfa_eng_scratch(e, op);
-    prv_dwm_q_t *q = (prv_dwm_q_t *)(void *)(w + pairs * prv_dwm_padded(mult));
-    int32_t *offs = (int32_t *)(void *)(q + prv_dwm_padded(mult));
-    int16_t *col = (int16_t *)(void *)(offs + 2 * pairs);
-    for (int32_t t = 0; t < 2 * pairs; t++) {
-        offs[t] = t < taps ? ((t / g.kw) * op->dil_h * g.in_w + (t % g.kw) * op->dil_w) * ch : 0;
+    const int32_t mult = op->depth_mult, taps = op->filter_h * op->filter_w;
+    prv_dwm_pass_t g;
+    g.blocks = (taps + 3) / 4;
+    g.kh = op->filter_h;
+    g.kw = op->filter_w;
+    g.step = op->dil_w * ch;
+    g.row_step = op->dil_h * in_w * ch;
+    g.zp4 = 0x01010101u * (uint8_t)(-op->in_offset);
+    g.out_offset = op->out_offset;
+    g.act_min = op->act_min;
+    g.act_max = op->act_max;
+    uint32_t *w = tfa_eng_scratch(e, op); /* 16-byte aligned */
+    g.col = (int8_t *)(void *)((uint8_t *)w + prv_dwm_scratch_bytes(taps, mult) - (uint32_t)g.blocks * 4u);
+    for (int32_t i = 0; i < 4 * g.blocks; i++) {
+        g.col[i] = 0; /* the pad taps (a zero filter) */
     }
+    const int32_t per_pass = prv_dwm_per_pass(g.blocks), fours = mult / 4 + (mult % 4 == 3);
     int32_t oy_lo, oy_hi, ox_lo, ox_hi; /* the outputs whose windows lie inside the input */
-    prv_dw_whole_run(out_h, op->stride_h, op->pad_h, op->dil_h, g.in_h, g.kh, &oy_lo, &oy_hi);
-    prv_dw_whole_run(out_w, op->stride_w, op->pad_w, op->dil_w, g.in_w, g.kw, &ox_lo, &ox_hi);
-    prv_dwm_chan_t s;
-    s.offs = offs;
-    s.col = col;
-    s.off2 = tfa_dsp_pack2(op->in_offset, op->in_offset);
+    prv_dw_whole_run(out_h, op->stride_h, op->pad_h, op->dil_h, in_h, g.kh, &oy_lo, &oy_hi);
+    prv_dw_whole_run(out_w, op->stride_w, op->pad_w, op->dil_w, in_w, g.kw, &ox_lo, &ox_hi);
     for (int32_t c = 0; c < ch; c++) {
-        prv_dwm_chan(op, filter, bias, c, out_ch, w, q, &s);
-        void (*const pixels)(const prv_dwm_chan_t *, const int8_t *, int32_t, int8_t *, int32_t, int32_t) =
-            s.fast ? prv_dwm_pixels_fast : prv_dwm_pixels_general;
-        for (int32_t b = 0; b < tin->dims[0]; b++) {
-            g.in = (const int8_t *)tfa_eng_cdata(e, tin) + (size_t)b * (size_t)(g.in_h * g.in_w * ch);
-            for (int32_t oy = 0; oy < out_h; oy++) {
-                const int32_t y0 = oy * op->stride_h - op->pad_h;
-                const int inner_row = oy >= oy_lo && oy < oy_hi;
-                int8_t *po = out + tfa_eng_nhwc(b, oy, 0, c * mult, out_h, out_w, out_ch);
-                for (int32_t ox = 0; ox < out_w; ox++, po += out_ch) {
-                    const int32_t x0 = ox * op->stride_w - op->pad_w;
-                    if (inner_row && ox == ox_lo) { /* the run of whole windows */
-                        const int8_t *src = g.in + tfa_eng_nhwc(0, y0, x0, c, g.in_h, g.in_w, ch);
-                        pixels(&s, src, op->stride_w * ch, po, out_ch, ox_hi - ox_lo);
-                        po += (ox_hi - ox_lo - 1) * out_ch;
-                        ox = ox_hi - 1;
-                        continue;
+        for (int32_t k = 0, m = 0; m < mult; k += per_pass) { /* groups k.. of the channel */
+            g.n4 = fours - k < per_pass ? fours - k : per_pass;
+            g.n2 = g.n4 < per_pass && 4 * fours < mult;
+            g.outs = mult - m < 4 * g.n4 + 2 * g.n2 ? mult - m : 4 * g.n4 + 2 * g.n2;
+            const int32_t o0 = c * mult + m;
+            prv_dwm_pass_set(op, filter, bias, o0, out_ch, w, &g);
+            void (*const pixels)(const prv_dwm_pass_t *, const int8_t *, int32_t, int8_t *, int32_t,
+                                 int32_t) = g.fast ? prv_dwm_pixels_fast : prv_dwm_pixels_general;
+            for (int32_t b = 0; b < tin->dims[0]; b++) {
+                const int8_t *in_b =
+                    (const int8_t *)tfa_eng_cdata(e, tin) + (size_t)b * (size_t)(in_h * in_w * ch) + c;
+                for (int32_t oy = 0; oy < out_h; oy++) {
+                    const int32_t y0 = oy * op->stride_h - op->pad_h;
+                    const int inner_row = oy >= oy_lo && oy < oy_hi;
+                    int32_t ky0, ky1;
+                    prv_tap_range(y0, op->dil_h, g.kh, in_h, &ky0, &ky1);
+                    int8_t *po = out + tfa_eng_nhwc(b, oy, 0, o0, out_h, out_w, out_ch);
+                    for (int32_t ox = 0; ox < out_w; ox++, po += out_ch) {
+                        const int32_t x0 = ox * op->stride_w - op->pad_w;
+                        if (inner_row && ox == ox_lo) { /* the run of whole windows */
+                            const int8_t *src = in_b + ((size_t)y0 * (size_t)in_w + (size_t)x0) * (size_t)ch;
+                            pixels(&g, src, op->stride_w * ch, po, out_ch, ox_hi - ox_lo);
+                            po += (ox_hi - ox_lo - 1) * out_ch;
+                            ox = ox_hi - 1;
+                            continue;
+                        }
+                        int32_t kx0, kx1;
+                        prv_tap_range(x0, op->dil_w, g.kw, in_w, &kx0, &kx1);
+                        const int8_t *src = in_b;
+                        if (ky0 < ky1 && kx0 < kx1) {
+                            const int32_t iy = y0 + op->dil_h * ky0, ix = x0 + op->dil_w * kx0;
+                            src += ((size_t)iy * (size_t)in_w + (size_t)ix) * (size_t)ch;
+                        }
+                        prv_dwm_border(&g, src, ky0, ky1, kx0, kx1);
+                        pixels(&g, NULL, 0, po, 0, 1);
                     }
-                    int32_t kx0, kx1;
-                    prv_tap_range(x0, op->dil_w, g.kw, g.in_w, &kx0, &kx1);
-                    prv_dw_column(&g, op, y0, x0, kx0, kx1, c, col);
-                    pixels(&s, NULL, 0, po, 0, 1);
                 }
             }
+            m += g.outs;
         }
     }
 }
