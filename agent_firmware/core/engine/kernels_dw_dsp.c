@@ -566,12 +566,14 @@ static inline int8_t *prv_dwm_row(const int8_t *p, int32_t step, int32_t n, int8
     return dst;
 }
 
-/* Column of a window inside the input, src its first tap. */
+/* Column of a window inside the input, src its first tap (the fields in locals: the int8 stores
+ * may alias them). */
 static inline void prv_dwm_gather(const prv_dwm_pass_t *g, const int8_t *src)
 {
     int8_t *dst = g->col;
-    for (int32_t ky = g->kh; ky > 0; ky--, src += g->row_step) {
-        dst = prv_dwm_row(src, g->step, g->kw, dst);
+    const int32_t kw = g->kw, step = g->step, row_step = g->row_step;
+    for (int32_t ky = g->kh; ky > 0; ky--, src += row_step) {
+        dst = prv_dwm_row(src, step, kw, dst);
     }
 }
 
@@ -580,12 +582,15 @@ static inline void prv_dwm_gather(const prv_dwm_pass_t *g, const int8_t *src)
 static TFA_DSP_NOINLINE void prv_dwm_border(const prv_dwm_pass_t *g, const int8_t *src, int32_t ky0,
                                             int32_t ky1, int32_t kx0, int32_t kx1)
 {
-    int8_t *z = g->col;
+    int8_t *const col = g->col;
+    const uint32_t zp4 = g->zp4;
+    const int32_t kw = g->kw, step = g->step, row_step = g->row_step;
+    int8_t *z = col;
     for (int32_t n = g->blocks; n > 0; n--, z += 4) {
-        TFA_DSP_MEMCPY(z, &g->zp4, 4);
+        TFA_DSP_MEMCPY(z, &zp4, 4);
     }
-    for (int32_t ky = ky0; ky < ky1 && kx0 < kx1; ky++, src += g->row_step) {
-        prv_dwm_row(src, g->step, kx1 - kx0, g->col + ky * g->kw + kx0);
+    for (int32_t ky = ky0; ky < ky1 && kx0 < kx1; ky++, src += row_step) {
+        prv_dwm_row(src, step, kx1 - kx0, col + ky * kw + kx0);
     }
 }
 
