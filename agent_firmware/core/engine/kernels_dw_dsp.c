@@ -728,15 +728,16 @@ static TFA_DSP_NOINLINE void prv_dwm_pass_set(const tfa_eng_op_t *op, const int8
         const int32_t gw = width - m0 >= 4 ? 4 : 2;
         for (int32_t k = 0; k < g->blocks; k++) {
             for (int32_t pair = m0; pair < m0 + gw; pair += 2) {
-                for (int32_t half = 0; half < 2; half++, w++) { /* taps 4k + half and 4k + half + 2 */
-                    uint8_t b[4] = {0, 0, 0, 0};
-                    for (int32_t i = 0; i < 4; i++) { /* byte i: tap + 2 (i >> 1), output pair + (i & 1) */
-                        const int32_t t = 4 * k + half + 2 * (i >> 1), m = pair + (i & 1);
-                        if (t < taps && m < g->outs) {
-                            b[i] = (uint8_t)filter[(size_t)t * row + (size_t)(o0 + m)];
-                        }
-                    }
-                    *w = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+                const int real0 = pair < g->outs, real1 = pair + 1 < g->outs;
+                for (int32_t half = 0; half < 2; half++, w++) { /* taps t = 4k + half and t + 2 */
+                    const int32_t t = 4 * k + half;
+                    const int8_t *f = filter + (size_t)t * row + (size_t)(o0 + pair);
+                    const int lo = t < taps, hi = t + 2 < taps;
+                    const uint32_t b0 = lo && real0 ? (uint8_t)f[0] : 0u;
+                    const uint32_t b1 = lo && real1 ? (uint8_t)f[1] : 0u;
+                    const uint32_t b2 = hi && real0 ? (uint8_t)f[2 * row] : 0u;
+                    const uint32_t b3 = hi && real1 ? (uint8_t)f[2 * row + 1] : 0u;
+                    *w = b0 | b1 << 8 | b2 << 16 | b3 << 24;
                 }
             }
         }
