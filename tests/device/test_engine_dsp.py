@@ -5,8 +5,9 @@ against the reference kernels and TFLM (issue 15).
 kernels_fc_dsp.c); only the DSP instructions themselves are C functions (dsp.h). Models: the shared TFLM
 models, and the random single-op-family models of the differential generator (CONV_2D, DEPTHWISE_CONV_2D with
 multipliers 1..3 and input depths 1..8, FC chains, mixed chains, the autoencoder) with random inputs, and
-extra shapes (depthwise with multipliers 2..13 on input depths 1..8, wide convolutions). The M4 itself is
-checked by tests/sim/test_qemu_engine.py and bench/inference_m4.py (self-test digest)."""
+extra shapes (depthwise with multipliers 2..13 on input depths 1..8, windows up to 10x8, wide
+convolutions). The M4 itself is checked by tests/sim/test_qemu_engine.py and bench/inference_m4.py
+(self-test digest)."""
 
 from __future__ import annotations
 
@@ -126,3 +127,19 @@ def test_dw3x3_requantization_outside_the_fast_path(
     cache = ensure_extra_models(EXTRA)
     for path in sorted(cache.glob("dw3-*.tflite")):
         compare(with_depthwise_requantization(path.read_bytes(), output_scale, bias), runs=12, tflm=False)
+
+
+@pytest.mark.parametrize(
+    ("output_scale", "bias"),
+    [(2.0**-12, None), (2.0**24, None), (1.0, 2**29), (1.0, 2**30 - 1), (1.0, 2**31 - 1)],
+)
+def test_dw_multiplier_requantization_outside_the_fast_path(
+    host_lib: None, output_scale: float, bias: int | None
+) -> None:
+    # multiplier > 1: an input channel whose outputs' shifts or biases the fast requantization does not
+    # take (left shifts, right shifts above 21, |bias| + taps x 128 x 255 from 2^30) takes the general
+    # one, with filters not doubled; 2^29 stays fast for every window up to 80 taps
+    cache = ensure_extra_models(EXTRA)
+    for fam in ("dw1", "dwm", "dwk"):
+        for path in sorted(cache.glob(f"{fam}-*.tflite")):
+            compare(with_depthwise_requantization(path.read_bytes(), output_scale, bias), runs=8, tflm=False)

@@ -59,6 +59,24 @@ def _build_dwm(rng: np.random.Generator, tf: Any) -> tuple[Any, list[tuple[float
     return tf.keras.Model(x, y), [differential._input_range(rng)]
 
 
+def _build_dwk(rng: np.random.Generator, tf: Any) -> tuple[Any, list[tuple[float, float]]]:
+    """Depthwise with wide windows (micro_speech's 10x8 and others, 2..80 taps, odd and even counts) on
+    1..3 input channels, multipliers 2..8, strides 1..3, same or valid padding: long tap-pair loops,
+    windows inside the input in runs, and border windows reaching far outside it."""
+    layers = tf.keras.layers
+    kh, kw = int(rng.integers(1, 11)), int(rng.integers(2, 9))
+    h, w = int(rng.integers(kh, 2 * kh + 8)), int(rng.integers(kw, 2 * kw + 8))
+    x = layers.Input((h, w, int(rng.integers(1, 4))), batch_size=1)
+    y = layers.DepthwiseConv2D(
+        (kh, kw),
+        strides=(int(rng.integers(1, 4)), int(rng.integers(1, 4))),
+        padding="same" if rng.random() < 0.7 else "valid",
+        depth_multiplier=int(rng.integers(2, 9)),
+        activation=rng.choice(differential.ACTIVATIONS),
+    )(x)
+    return tf.keras.Model(x, y), [differential._input_range(rng)]
+
+
 def _build_dw3(rng: np.random.Generator, tf: Any) -> tuple[Any, list[tuple[float, float]]]:
     """3x3 depthwise, multiplier 1, 4..16 channels (kernels_dw_dsp.c's 3x3 path: whole windows, border
     windows moved inside the input, windows wider than a 1- or 2-pixel input read tap by tap), strides
@@ -96,7 +114,13 @@ def _build_convw(rng: np.random.Generator, tf: Any) -> tuple[Any, list[tuple[flo
     return tf.keras.Model(x, y), [differential._input_range(rng)]
 
 
-EXTRA_FAMILIES = {"dw1": _build_dw1, "convw": _build_convw, "dwm": _build_dwm, "dw3": _build_dw3}
+EXTRA_FAMILIES = {
+    "dw1": _build_dw1,
+    "convw": _build_convw,
+    "dwm": _build_dwm,
+    "dw3": _build_dw3,
+    "dwk": _build_dwk,
+}
 EXTRA = [f"{fam}-{seed}" for seed in range(12) for fam in EXTRA_FAMILIES]
 EXTRA_CACHE = REPO / "build" / "engine-dsp" / differential.GENERATOR_KEY
 

@@ -211,6 +211,21 @@ static inline uint32_t tfa_dsp_pkhtb(uint32_t b, uint32_t a)
 }
 #endif
 
+/* The two words at byte offset off (a constant, a multiple of 4 up to 1020) of a word-aligned p: one
+ * LDRD (GCC 12 loads two adjacent words, or a uint64_t, with two LDRs). */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#define TFA_DSP_LOAD2W(p, off, a, b)                                                   \
+    __asm__("ldrd %0, %1, [%2, %3]"                                                   \
+            : "=r"(a), "=r"(b)                                                        \
+            : "r"(p), "n"(off), "m"(*(const uint8_t(*)[(off) + 8])(const void *)(p)))
+#else
+#define TFA_DSP_LOAD2W(p, off, a, b)                                \
+    do {                                                            \
+        (a) = tfa_dsp_load4((const uint8_t *)(const void *)(p) + (off));     \
+        (b) = tfa_dsp_load4((const uint8_t *)(const void *)(p) + (off) + 4); \
+    } while (0)
+#endif
+
 /* (a * b + 2^31) >> 32, the high word rounded: SMMULR (no ACLE intrinsic). */
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
 static inline int32_t tfa_dsp_smmulr(int32_t a, int32_t b)

@@ -8,10 +8,10 @@
  * path alone when the group's shifts and biases allow it; border windows are read whole all the same,
  * moved inside the input with zero taps where they stick out.
  *
- * DEPTHWISE_CONV_2D, multiplier > 1 (any input depth; micro_speech has depth 1): per input channel,
- * its window is one int16 column, and each SMLAD takes two taps of one output channel: four outputs
- * of the channel at a time with filter bytes (stride out_ch) paired by PKHBT/PKHTB, then two (one
- * halfword of each tap's filter row, split by SXTB16), then one. */
+ * DEPTHWISE_CONV_2D, multiplier > 1 (any input depth; micro_speech and person_detect's first layer have
+ * depth 1, multiplier 8): one input channel and pass of up to eight outputs at a time over all pixels,
+ * the filter and requantization set up once per pass; the window as raw input bytes (the input offset
+ * folded into the bias), four taps per word, SMLAD on its SXTB16 halves (see "Multiplier > 1" below). */
 #include "kernels_conv_dsp.h"
 
 #if TFA_ENG_OPTIMIZED
@@ -28,18 +28,23 @@ static void prv_tap_range(int32_t start, int32_t dil, int32_t taps, int32_t size
     }
 }
 
+static uint32_t prv_dwm_scratch_bytes(int32_t taps, int32_t mult);
+
 static int prv_dw_select(const tfa_engine_t *e, tfa_eng_op_t *op)
 {
-    const tfa_eng_tensor_t *tin = tfa_eng_io(e, &op->inputs, 0);
-    (void)tin;
+    (void)e;
     if (op->depth_mult == 1) {
         return 1; /* no scratch */
     }
     const int32_t taps = op->filter_h * op->filter_w;
-    if (taps > DSP_MAX_TAPS) {
+    if (taps > DSP_MAX_TAPS || op->depth_mult > DSP_MAX_TAPS) {
         return 0;
     }
-    op->scratch_bytes = (uint32_t)taps * (uint32_t)sizeof(int16_t);
+    const uint32_t bytes = prv_dwm_scratch_bytes(taps, op->depth_mult);
+    if (bytes > DSP_MAX_TAPS * 4u) {
+        return 0; /* a huge window with a large multiplier: the reference kernel, no scratch */
+    }
+    op->scratch_bytes = bytes;
     return 1;
 }
 
@@ -393,17 +398,17 @@ static void prv_dw3x3_group(const prv_dw_group_t *g, int32_t oy_lo, int32_t oy_h
     }
 }
 
-/* The run [lo, hi) of outputs along an axis whose 3x3 windows read 3 valid taps (lo = hi = n when
- * none; a run: the windows move by stride). */
-static void prv_dw_whole_run(int32_t n, int32_t stride, int32_t pad, int32_t dil, int32_t size, int32_t *lo,
-                             int32_t *hi)
+/* The run [lo, hi) of outputs along an axis whose windows of `taps` taps read them all inside the
+ * input (lo = hi = n when none; a run: the windows move by stride). */
+static void prv_dw_whole_run(int32_t n, int32_t stride, int32_t pad, int32_t dil, int32_t size, int32_t taps,
+                             int32_t *lo, int32_t *hi)
 {
     *lo = n;
     *hi = n;
     for (int32_t o = 0; o < n; o++) {
         int32_t k0, k1;
-        prv_tap_range(o * stride - pad, dil, 3, size, &k0, &k1);
-        if (k0 == 0 && k1 == 3) {
+        prv_tap_range(o * stride - pad, dil, taps, size, &k0, &k1);
+        if (k0 == 0 && k1 == taps) {
             *lo = *lo < o ? *lo : o;
             *hi = o + 1;
         }
@@ -436,8 +441,8 @@ static void prv_dw_run_m1(const tfa_engine_t *e, const tfa_eng_op_t *op)
     g.ch = ch;
     int32_t oy_lo = 0, oy_hi = 0, ox_lo = 0, ox_hi = 0;
     if (kh == 3 && kw == 3) {
-        prv_dw_whole_run(out_h, op->stride_h, op->pad_h, op->dil_h, in_h, &oy_lo, &oy_hi);
-        prv_dw_whole_run(out_w, op->stride_w, op->pad_w, op->dil_w, in_w, &ox_lo, &ox_hi);
+        prv_dw_whole_run(out_h, op->stride_h, op->pad_h, op->dil_h, in_h, 3, &oy_lo, &oy_hi);
+        prv_dw_whole_run(out_w, op->stride_w, op->pad_w, op->dil_w, in_w, 3, &ox_lo, &ox_hi);
     }
     for (int32_t c = 0; c < ch4; c += 4) {
         prv_dw_group(op, filter, bias, c, &g);
@@ -497,116 +502,251 @@ static void prv_dw_run_m1(const tfa_engine_t *e, const tfa_eng_op_t *op)
     }
 }
 
-/* Sums of four adjacent output channels (filter bytes pf[t * row + 0..3]) with column col over taps:
- * SMLAD on two taps at a time, the filter pairs (f[t][o], f[t + 1][o]) assembled with PKHBT/PKHTB. */
-static TFA_DSP_NOINLINE void prv_dw1_dot4(const int8_t *pf, size_t row, const int16_t *col, int32_t taps,
-                                          int32_t acc[4])
+/* Multiplier > 1. The input offset is folded into each output's bias (offset x the sum of all its
+ * taps' filter values), so a tap outside the input reads the zero point (x + offset = 0) and the window
+ * is its raw int8 bytes: a column of taps rounded up to 4 (pad taps with a zero filter), copied a word
+ * at a time from a 1-channel input. Four taps t..t+3 are one word, whose SXTB16 and SXTB16 ROR #8 are
+ * the pairs (x[t], x[t + 2]) and (x[t + 1], x[t + 3]); the filter of the outputs is set up to match
+ * (prv_dwm_pass_set), a word per block of four taps and output. An input channel's outputs go in
+ * groups of four (then one of two; only the last can hold dummies), and a pass over all pixels takes
+ * one or two groups sharing each pixel's column: two while their filter stays within
+ * PRV_DWM_FILTER_BYTES of arena (micro_speech, 80 taps: one; its arena is 592 B below TFLM's). */
+
+#define PRV_DWM_FILTER_BYTES 512u
+
+/* Requantization of one output (a dummy: all 0, never stored). */
+typedef struct {
+    uint32_t bias;         /* the bias (0 without one) + input offset x the sum of the output's taps */
+    int32_t mult, shift;   /* general path */
+    int32_t round, rshift; /* fast path: as in prv_dw_group_t */
+} prv_dwm_q_t;
+
+/* One pass: n4 groups of four outputs then n2 (0 or 1) of two, outs of them real. w: per group, per
+ * block of four taps t = 4k..4k + 3 and pair of outputs (o, o + 1), two words: bytes (f[t][o],
+ * f[t][o + 1], f[t + 2][o], f[t + 2][o + 1]) and the same for t + 1, t + 3 (0 past the last tap and
+ * for dummies). */
+typedef struct {
+    const uint32_t *w;
+    prv_dwm_q_t q[8];
+    int8_t *col; /* the column: 4 x blocks bytes */
+    int32_t blocks, n4, n2, outs;
+    int32_t out_offset, act_min, act_max;
+    int fast; /* every output: a right shift of 1..21 and |bias| + taps x 128 x 255 < 2^30 */
+    /* the window: kh rows of kw taps, byte steps between two taps of a row and two rows */
+    int32_t kh, kw, step, row_step;
+    uint32_t zp4; /* the input zero point in each byte */
+} prv_dwm_pass_t;
+
+/* Groups per pass (1 or 2) for a window of `blocks` blocks. */
+static int32_t prv_dwm_per_pass(int32_t blocks)
 {
-    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-    for (int32_t n = taps >> 1; n > 0; n--) {
-        const uint32_t f0 = tfa_dsp_load4(pf), f1 = tfa_dsp_load4(pf + row);
-        pf += 2 * row;
-        const uint32_t x = tfa_dsp_load_pair(col);
-        col += 2;
-        const uint32_t l0 = tfa_dsp_sxtb16(f0), l1 = tfa_dsp_sxtb16(f1);
-        a0 = tfa_dsp_smlad(tfa_dsp_pkhbt(l0, l1), x, a0);
-        a2 = tfa_dsp_smlad(tfa_dsp_pkhtb(l1, l0), x, a2);
-        const uint32_t h0 = tfa_dsp_sxtb16_ror8(f0), h1 = tfa_dsp_sxtb16_ror8(f1);
-        a1 = tfa_dsp_smlad(tfa_dsp_pkhbt(h0, h1), x, a1);
-        a3 = tfa_dsp_smlad(tfa_dsp_pkhtb(h1, h0), x, a3);
-    }
-    if (taps & 1) {
-        const int32_t xv = *col;
-        a0 += pf[0] * xv;
-        a1 += pf[1] * xv;
-        a2 += pf[2] * xv;
-        a3 += pf[3] * xv;
-    }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
+    return (uint32_t)blocks * 32u <= PRV_DWM_FILTER_BYTES ? 2 : 1;
 }
 
-/* Two filter bytes f[o], f[o + 1] as the halfword they are. */
-static inline uint32_t prv_load2(const int8_t *p)
+/* Scratch: a pass's filter (a word per block and output), the column. */
+static uint32_t prv_dwm_scratch_bytes(int32_t taps, int32_t mult)
 {
-    uint16_t v;
-    TFA_DSP_MEMCPY(&v, p, 2);
-    return v;
+    const int32_t blocks = (taps + 3) / 4, padded = mult + (mult & 1);
+    const int32_t per_pass = 4 * prv_dwm_per_pass(blocks), outs = padded < per_pass ? padded : per_pass;
+    return (uint32_t)blocks * (uint32_t)outs * 4u + (uint32_t)blocks * 4u;
 }
 
-/* Sums of two adjacent output channels with column col over taps: the halfwords (f[t][o], f[t][o+1])
- * and (f[t+1][o], f[t+1][o+1]) make one word whose SXTB16 is (f[t][o], f[t+1][o]) and whose SXTB16
- * ROR #8 is (f[t][o+1], f[t+1][o+1]): one SMLAD per output for two taps. */
-static TFA_DSP_NOINLINE void prv_dw1_dot2(const int8_t *pf, size_t row, const int16_t *col, int32_t taps,
-                                          int32_t acc[2])
+/* One row of n taps of the window from p (step bytes apart) into dst. */
+static inline int8_t *prv_dwm_row(const int8_t *p, int32_t step, int32_t n, int8_t *dst)
 {
-    int32_t a0 = 0, a1 = 0;
-    for (int32_t n = taps >> 1; n > 0; n--) {
-        const uint32_t f = prv_load2(pf) | (prv_load2(pf + row) << 16);
-        pf += 2 * row;
-        const uint32_t x = tfa_dsp_load_pair(col);
-        col += 2;
-        a0 = tfa_dsp_smlad(tfa_dsp_sxtb16(f), x, a0);
-        a1 = tfa_dsp_smlad(tfa_dsp_sxtb16_ror8(f), x, a1);
-    }
-    if (taps & 1) {
-        a0 += pf[0] * *col;
-        a1 += pf[1] * *col;
-    }
-    acc[0] = a0;
-    acc[1] = a1;
-}
-
-/* One output channel: (f[t][o], f[t+1][o]) packed, one SMLAD per two taps. */
-static TFA_DSP_NOINLINE int32_t prv_dw1_dot1(const int8_t *pf, size_t row, const int16_t *col, int32_t taps)
-{
-    int32_t a = 0;
-    for (int32_t n = taps >> 1; n > 0; n--) {
-        a = tfa_dsp_smlad(tfa_dsp_pack2(pf[0], pf[row]), tfa_dsp_load_pair(col), a);
-        pf += 2 * row;
-        col += 2;
-    }
-    return (taps & 1) ? a + pf[0] * *col : a;
-}
-
-/* Column of input channel c for the window at (y0, x0): taps in natural order, x - zero point, 0
- * outside the input ([kx0, kx1) the valid columns); plain loops, not memset calls (a 3x3 window would
- * spend more on the calls than on the copy). */
-static void prv_dw_column(const tfa_conv_dsp_geom_t *g, const tfa_eng_op_t *op, int32_t y0, int32_t x0,
-                          int32_t kx0, int32_t kx1, int32_t c, int16_t *col)
-{
-    const int32_t kw = g->kw, ch = g->in_ch, step = op->dil_w * ch;
-    const int16_t offset = (int16_t)op->in_offset;
-    const uint32_t off2 = tfa_dsp_pack2(offset, offset);
-    for (int32_t ky = 0; ky < g->kh; ky++, col += kw) {
-        const int32_t iy = y0 + op->dil_h * ky;
-        int32_t kx = 0;
-        if (iy >= 0 && iy < g->in_h && kx0 < kx1) {
-            for (; kx < kx0; kx++) {
-                col[kx] = 0;
-            }
-            const int8_t *src = g->in + tfa_eng_nhwc(0, iy, x0 + op->dil_w * kx0, c, g->in_h, g->in_w, ch);
-            for (; step == 1 && kx + 4 <= kx1; kx += 4, src += 4) {
-                /* four adjacent bytes (1-channel input): (x0, x2), (x1, x3) plus the offset, re-paired */
-                const uint32_t v = tfa_dsp_load4(src);
-                const uint32_t even = tfa_dsp_sxtab16(off2, v), odd = tfa_dsp_sxtab16_ror8(off2, v);
-                tfa_dsp_store_pair(col + kx, tfa_dsp_pkhbt(even, odd));
-                tfa_dsp_store_pair(col + kx + 2, tfa_dsp_pkhtb(odd, even));
-            }
-            for (; kx < kx1; kx++, src += step) {
-                col[kx] = (int16_t)(*src + offset);
-            }
-        }
-        for (; kx < kw; kx++) {
-            col[kx] = 0;
+    if (step == 1) {
+        for (; n >= 4; n -= 4, p += 4, dst += 4) {
+            const uint32_t v = tfa_dsp_load4(p);
+            TFA_DSP_MEMCPY(dst, &v, 4);
         }
     }
+    for (; n > 0; n--, p += step) {
+        *dst++ = *p;
+    }
+    return dst;
 }
 
-/* Multiplier > 1: output channel c * mult + m of a pixel is sum over taps t of f[t][c * mult + m] *
- * col_c[t], col_c the window of input channel c. */
+/* Column of a window inside the input, src its first tap (the fields in locals: the int8 stores
+ * may alias them). */
+static inline void prv_dwm_gather(const prv_dwm_pass_t *g, const int8_t *src)
+{
+    int8_t *dst = g->col;
+    const int32_t kw = g->kw, step = g->step, row_step = g->row_step;
+    for (int32_t ky = g->kh; ky > 0; ky--, src += row_step) {
+        dst = prv_dwm_row(src, step, kw, dst);
+    }
+}
+
+/* Column of a window reaching outside the input (valid taps [ky0, ky1) x [kx0, kx1), src the first):
+ * the zero point everywhere, then the valid taps. */
+static TFA_DSP_NOINLINE void prv_dwm_border(const prv_dwm_pass_t *g, const int8_t *src, int32_t ky0,
+                                            int32_t ky1, int32_t kx0, int32_t kx1)
+{
+    int8_t *const col = g->col;
+    const uint32_t zp4 = g->zp4;
+    const int32_t kw = g->kw, step = g->step, row_step = g->row_step;
+    int8_t *z = col;
+    for (int32_t n = g->blocks; n > 0; n--, z += 4) {
+        TFA_DSP_MEMCPY(z, &zp4, 4);
+    }
+    for (int32_t ky = ky0; ky < ky1 && kx0 < kx1; ky++, src += row_step) {
+        prv_dwm_row(src, step, kx1 - kx0, col + ky * kw + kx0);
+    }
+}
+
+/* One output from its sum acc = sum + bias (wrapped as the reference adds it): fast, |acc| < 2^30
+ * and prv_dw_fast's arithmetic on 2 acc; else tfa_conv_dsp_out's. */
+static inline int8_t prv_dwm_out(const prv_dwm_q_t *q, int32_t acc, int fast, int32_t out_offset, int32_t lo,
+                                 int32_t hi)
+{
+    int32_t v;
+    if (fast) {
+        const int32_t high = tfa_dsp_smmulr(acc + acc, q->mult);
+        v = (high + q->round + (high >> 31)) >> q->rshift;
+    } else {
+        v = tfa_eng_wrap_add(tfa_dsp_requantize(acc, q->mult, q->shift), out_offset);
+    }
+    return (int8_t)tfa_q_clamp(v, lo, hi);
+}
+
+/* Outputs o, o + 1 of a block: xe, xo its input pairs, wa, wb the two filter words. */
+#define PRV_DWM_BLOCK2(xe, xo, wa, wb, a0, a1)                     \
+    do {                                                           \
+        (a0) = tfa_dsp_smlad(tfa_dsp_sxtb16(wa), (xe), (a0));      \
+        (a1) = tfa_dsp_smlad(tfa_dsp_sxtb16_ror8(wa), (xe), (a1)); \
+        (a0) = tfa_dsp_smlad(tfa_dsp_sxtb16(wb), (xo), (a0));      \
+        (a1) = tfa_dsp_smlad(tfa_dsp_sxtb16_ror8(wb), (xo), (a1)); \
+    } while (0)
+
+/* n pixels of pass g, windows and outputs moving by src_step and po_step: each window inside the
+ * input gathered from src; src NULL: one pixel whose column g->col already holds. Four outputs: per
+ * block one input word and two LDRDs for 16 MACs. fast: a constant in each caller. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void prv_dwm_pixels(const prv_dwm_pass_t *g, const int8_t *src, int32_t src_step, int8_t *po,
+                                  int32_t po_step, int32_t n, const int fast)
+{
+    const int32_t oo = g->out_offset, lo = g->act_min, hi = g->act_max;
+    for (; n > 0; n--, po += po_step) {
+        if (src) {
+            prv_dwm_gather(g, src);
+            src += src_step;
+        }
+        const uint32_t *w = g->w;
+        const prv_dwm_q_t *q = g->q;
+        int32_t m = 0;
+        for (int32_t k4 = g->n4; k4 > 0; k4--, q += 4, m += 4) {
+            int32_t a0 = (int32_t)q[0].bias, a1 = (int32_t)q[1].bias;
+            int32_t a2 = (int32_t)q[2].bias, a3 = (int32_t)q[3].bias;
+            const int8_t *x = g->col;
+            for (int32_t k = g->blocks; k > 0; k--, x += 4, w += 4) {
+                const uint32_t v = tfa_dsp_load4(x);
+                const uint32_t xe = tfa_dsp_sxtb16(v), xo = tfa_dsp_sxtb16_ror8(v);
+                uint32_t wa, wb;
+                TFA_DSP_LOAD2W(w, 0, wa, wb);
+                PRV_DWM_BLOCK2(xe, xo, wa, wb, a0, a1);
+                TFA_DSP_LOAD2W(w, 8, wa, wb);
+                PRV_DWM_BLOCK2(xe, xo, wa, wb, a2, a3);
+            }
+            po[m] = prv_dwm_out(&q[0], a0, fast, oo, lo, hi);
+            po[m + 1] = prv_dwm_out(&q[1], a1, fast, oo, lo, hi);
+            po[m + 2] = prv_dwm_out(&q[2], a2, fast, oo, lo, hi);
+            if (m + 3 < g->outs) {
+                po[m + 3] = prv_dwm_out(&q[3], a3, fast, oo, lo, hi);
+            }
+        }
+        if (g->n2) {
+            int32_t a0 = (int32_t)q[0].bias, a1 = (int32_t)q[1].bias;
+            const int8_t *x = g->col;
+            for (int32_t k = g->blocks; k > 0; k--, x += 4, w += 2) {
+                const uint32_t v = tfa_dsp_load4(x);
+                uint32_t wa, wb;
+                TFA_DSP_LOAD2W(w, 0, wa, wb);
+                PRV_DWM_BLOCK2(tfa_dsp_sxtb16(v), tfa_dsp_sxtb16_ror8(v), wa, wb, a0, a1);
+            }
+            po[m] = prv_dwm_out(&q[0], a0, fast, oo, lo, hi);
+            if (m + 1 < g->outs) {
+                po[m + 1] = prv_dwm_out(&q[1], a1, fast, oo, lo, hi);
+            }
+        }
+    }
+}
+
+/* The two requantizations as two functions (a test per output would be reloaded each time). */
+static TFA_DSP_NOINLINE void prv_dwm_pixels_fast(const prv_dwm_pass_t *g, const int8_t *src, int32_t src_step,
+                                                 int8_t *po, int32_t po_step, int32_t n)
+{
+    prv_dwm_pixels(g, src, src_step, po, po_step, n, 1);
+}
+
+static TFA_DSP_NOINLINE void prv_dwm_pixels_general(const prv_dwm_pass_t *g, const int8_t *src,
+                                                    int32_t src_step, int8_t *po, int32_t po_step, int32_t n)
+{
+    prv_dwm_pixels(g, src, src_step, po, po_step, n, 0);
+}
+
+/* Set up a pass over outputs o0.. (g->n4, g->n2, g->outs set) in g and w (sized by
+ * prv_dwm_scratch_bytes). */
+static TFA_DSP_NOINLINE void prv_dwm_pass_set(const tfa_eng_op_t *op, const int8_t *filter,
+                                              const uint8_t *bias, int32_t o0, int32_t out_ch, uint32_t *w,
+                                              prv_dwm_pass_t *g)
+{
+    const int32_t taps = op->filter_h * op->filter_w, width = 4 * g->n4 + 2 * g->n2;
+    const int32_t limit = 0x40000000 - taps * 128 * 255; /* taps <= DSP_MAX_TAPS: positive */
+    const size_t row = (size_t)out_ch;
+    g->w = w;
+    g->fast = 1;
+    for (int32_t j = 0; j < width; j++) {
+        prv_dwm_q_t *q = &g->q[j];
+        q->bias = 0;
+        q->mult = 0;
+        q->shift = -1;
+        if (j < g->outs) {
+            const int32_t o = o0 + j;
+            uint32_t sum = 0;
+            for (int32_t t = 0; t < taps; t++) {
+                sum += (uint32_t)(int32_t)filter[(size_t)t * row + (size_t)o];
+            }
+            const uint32_t b = bias ? tfa_dsp_load4(bias + 4u * (uint32_t)o) : 0u;
+            q->bias = b + (uint32_t)op->in_offset * sum;
+            q->mult = op->pc_mult[o];
+            q->shift = op->pc_shift[o];
+            g->fast &= (uint32_t)~q->shift < 21u && (int32_t)b > -limit && (int32_t)b < limit;
+        }
+    }
+    for (int32_t j = 0; j < width; j++) {
+        prv_dwm_q_t *q = &g->q[j];
+        q->rshift = -q->shift;
+        q->round = 0;
+        if (g->fast) {
+            q->round = (int32_t)((1u << (uint32_t)~q->shift) +
+                                 ((uint32_t)op->out_offset << (uint32_t)q->rshift));
+        }
+    }
+    for (int32_t m0 = 0; m0 < width; m0 += 4) { /* group by group */
+        const int32_t gw = width - m0 >= 4 ? 4 : 2;
+        for (int32_t k = 0; k < g->blocks; k++) {
+            for (int32_t pair = m0; pair < m0 + gw; pair += 2) {
+                const int real0 = pair < g->outs, real1 = pair + 1 < g->outs;
+                for (int32_t half = 0; half < 2; half++, w++) { /* taps t = 4k + half and t + 2 */
+                    const int32_t t = 4 * k + half;
+                    const int8_t *f = filter + (size_t)t * row + (size_t)(o0 + pair);
+                    const int lo = t < taps, hi = t + 2 < taps;
+                    const uint32_t b0 = lo && real0 ? (uint8_t)f[0] : 0u;
+                    const uint32_t b1 = lo && real1 ? (uint8_t)f[1] : 0u;
+                    const uint32_t b2 = hi && real0 ? (uint8_t)f[2 * row] : 0u;
+                    const uint32_t b3 = hi && real1 ? (uint8_t)f[2 * row + 1] : 0u;
+                    *w = b0 | b1 << 8 | b2 << 16 | b3 << 24;
+                }
+            }
+        }
+    }
+}
+
+/* Multiplier > 1: input channel by input channel, pass by pass (set up once, prv_dwm_pass_set), every
+ * pixel: the window's column (gathered in runs inside the input, else prv_dwm_border), then the pass's
+ * outputs. */
 static void prv_dw_run_mult(const tfa_engine_t *e, const tfa_eng_op_t *op)
 {
     const tfa_eng_tensor_t *tin = tfa_eng_io(e, &op->inputs, 0);
@@ -616,47 +756,68 @@ static void prv_dw_run_mult(const tfa_engine_t *e, const tfa_eng_op_t *op)
     const int8_t *filter = (const int8_t *)tf->const_data;
     const uint8_t *bias = tb ? tb->const_data : NULL;
     int8_t *out = (int8_t *)tfa_eng_data(e, tout);
-    tfa_conv_dsp_geom_t g = {NULL, tin->dims[1], tin->dims[2], tin->dims[3], op->filter_h, op->filter_w, 0};
+    const int32_t in_h = tin->dims[1], in_w = tin->dims[2], ch = tin->dims[3];
     const int32_t out_h = tout->dims[1], out_w = tout->dims[2], out_ch = tout->dims[3];
-    const int32_t mult = op->depth_mult, ch = g.in_ch;
-    const int32_t taps = g.kh * g.kw;
-    const int32_t m4 = mult & ~3;
-    const size_t row = (size_t)out_ch; /* filter stride between taps */
-    int16_t *col = tfa_eng_scratch(e, op);
-    for (int32_t b = 0; b < tin->dims[0]; b++) {
-        g.in = (const int8_t *)tfa_eng_cdata(e, tin) + (size_t)b * (size_t)(g.in_h * g.in_w * ch);
-        for (int32_t oy = 0; oy < out_h; oy++) {
-            const int32_t y0 = oy * op->stride_h - op->pad_h;
-            for (int32_t ox = 0; ox < out_w; ox++) {
-                const int32_t x0 = ox * op->stride_w - op->pad_w;
-                int32_t kx0, kx1;
-                prv_tap_range(x0, op->dil_w, g.kw, g.in_w, &kx0, &kx1);
-                int8_t *po = out + tfa_eng_nhwc(b, oy, ox, 0, out_h, out_w, out_ch);
-                for (int32_t c = 0; c < ch; c++) {
-                    prv_dw_column(&g, op, y0, x0, kx0, kx1, c, col);
-                    const int32_t o0 = c * mult;
-                    const int8_t *pf = filter + o0;
-                    int32_t m = 0;
-                    for (; m < m4; m += 4) {
-                        int32_t acc[4];
-                        prv_dw1_dot4(pf + m, row, col, taps, acc);
-                        po[o0 + m] = tfa_conv_dsp_out(op, bias, acc[0], o0 + m);
-                        po[o0 + m + 1] = tfa_conv_dsp_out(op, bias, acc[1], o0 + m + 1);
-                        po[o0 + m + 2] = tfa_conv_dsp_out(op, bias, acc[2], o0 + m + 2);
-                        po[o0 + m + 3] = tfa_conv_dsp_out(op, bias, acc[3], o0 + m + 3);
-                    }
-                    if (m + 1 < mult) {
-                        int32_t acc[2];
-                        prv_dw1_dot2(pf + m, row, col, taps, acc);
-                        po[o0 + m] = tfa_conv_dsp_out(op, bias, acc[0], o0 + m);
-                        po[o0 + m + 1] = tfa_conv_dsp_out(op, bias, acc[1], o0 + m + 1);
-                        m += 2;
-                    }
-                    if (m < mult) {
-                        po[o0 + m] = tfa_conv_dsp_out(op, bias, prv_dw1_dot1(pf + m, row, col, taps), o0 + m);
+    const int32_t mult = op->depth_mult, taps = op->filter_h * op->filter_w;
+    prv_dwm_pass_t g;
+    g.blocks = (taps + 3) / 4;
+    g.kh = op->filter_h;
+    g.kw = op->filter_w;
+    g.step = op->dil_w * ch;
+    g.row_step = op->dil_h * in_w * ch;
+    g.zp4 = 0x01010101u * (uint8_t)(-op->in_offset);
+    g.out_offset = op->out_offset;
+    g.act_min = op->act_min;
+    g.act_max = op->act_max;
+    uint32_t *w = tfa_eng_scratch(e, op); /* 16-byte aligned */
+    g.col = (int8_t *)(void *)((uint8_t *)w + prv_dwm_scratch_bytes(taps, mult) - (uint32_t)g.blocks * 4u);
+    for (int32_t i = 0; i < 4 * g.blocks; i++) {
+        g.col[i] = 0; /* the pad taps (a zero filter) */
+    }
+    const int32_t per_pass = prv_dwm_per_pass(g.blocks), fours = mult / 4 + (mult % 4 == 3);
+    int32_t oy_lo, oy_hi, ox_lo, ox_hi; /* the outputs whose windows lie inside the input */
+    prv_dw_whole_run(out_h, op->stride_h, op->pad_h, op->dil_h, in_h, g.kh, &oy_lo, &oy_hi);
+    prv_dw_whole_run(out_w, op->stride_w, op->pad_w, op->dil_w, in_w, g.kw, &ox_lo, &ox_hi);
+    for (int32_t c = 0; c < ch; c++) {
+        for (int32_t k = 0, m = 0; m < mult; k += per_pass) { /* groups k.. of the channel */
+            g.n4 = fours - k < per_pass ? fours - k : per_pass;
+            g.n2 = g.n4 < per_pass && 4 * fours < mult;
+            g.outs = mult - m < 4 * g.n4 + 2 * g.n2 ? mult - m : 4 * g.n4 + 2 * g.n2;
+            const int32_t o0 = c * mult + m;
+            prv_dwm_pass_set(op, filter, bias, o0, out_ch, w, &g);
+            void (*const pixels)(const prv_dwm_pass_t *, const int8_t *, int32_t, int8_t *, int32_t,
+                                 int32_t) = g.fast ? prv_dwm_pixels_fast : prv_dwm_pixels_general;
+            for (int32_t b = 0; b < tin->dims[0]; b++) {
+                const int8_t *in_b =
+                    (const int8_t *)tfa_eng_cdata(e, tin) + (size_t)b * (size_t)(in_h * in_w * ch) + c;
+                for (int32_t oy = 0; oy < out_h; oy++) {
+                    const int32_t y0 = oy * op->stride_h - op->pad_h;
+                    const int inner_row = oy >= oy_lo && oy < oy_hi;
+                    int32_t ky0, ky1;
+                    prv_tap_range(y0, op->dil_h, g.kh, in_h, &ky0, &ky1);
+                    int8_t *po = out + tfa_eng_nhwc(b, oy, 0, o0, out_h, out_w, out_ch);
+                    for (int32_t ox = 0; ox < out_w; ox++, po += out_ch) {
+                        const int32_t x0 = ox * op->stride_w - op->pad_w;
+                        if (inner_row && ox == ox_lo) { /* the run of whole windows */
+                            const int8_t *src = in_b + ((size_t)y0 * (size_t)in_w + (size_t)x0) * (size_t)ch;
+                            pixels(&g, src, op->stride_w * ch, po, out_ch, ox_hi - ox_lo);
+                            po += (ox_hi - ox_lo - 1) * out_ch;
+                            ox = ox_hi - 1;
+                            continue;
+                        }
+                        int32_t kx0, kx1;
+                        prv_tap_range(x0, op->dil_w, g.kw, in_w, &kx0, &kx1);
+                        const int8_t *src = in_b;
+                        if (ky0 < ky1 && kx0 < kx1) {
+                            const int32_t iy = y0 + op->dil_h * ky0, ix = x0 + op->dil_w * kx0;
+                            src += ((size_t)iy * (size_t)in_w + (size_t)ix) * (size_t)ch;
+                        }
+                        prv_dwm_border(&g, src, ky0, ky1, kx0, kx1);
+                        pixels(&g, NULL, 0, po, 0, 1);
                     }
                 }
             }
+            m += g.outs;
         }
     }
 }
