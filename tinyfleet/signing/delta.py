@@ -508,7 +508,8 @@ LITERAL_MIN = 4  # fewer literals than this in a stretch stay binary-coded
 # (gap, minimum) of the literal-run plans tried: the first for every model, the others for version 5 and
 # models of at most 64 KiB (each is a stream more to encode). Tighter stretches swallow fewer copied bytes,
 # whose table symbols cost more than the copy did (bench/delta_m4.py: within the size margin where (8, 4)
-# is not)
+# is not); (6, 8) and (6, 6) made hello_world_int8.1 -> .2's only streams below zstd's 1,018 B that decode
+# at 60 M4 instructions per output byte or fewer (995 B at 58.7, 1,013 B at 56.4; docs/BENCHMARKS.md)
 LITERAL_PLANS = ((LITERAL_GAP, LITERAL_MIN), (4, 4), (1, 8), (6, 8), (6, 6))
 
 

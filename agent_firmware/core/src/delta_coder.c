@@ -19,7 +19,28 @@ void tfa_delta_coder_start(tfa_delta_t *d)
 
 uint32_t tfa_delta_bit_rate(tfa_delta_t *d, uint16_t *prob, uint32_t shift)
 {
-    return tfa_delta_bit_inline(d, prob, shift);
+    uint32_t p = *prob;
+    uint32_t range = d->range;
+    uint32_t code = d->code;
+    uint32_t bound = (range >> PROB_BITS) * p;
+    uint32_t bit;
+    if (code < bound) {
+        range = bound;
+        *prob = (uint16_t)(p + (((1u << PROB_BITS) - p) >> shift));
+        bit = 0;
+    } else {
+        code -= bound;
+        range -= bound;
+        *prob = (uint16_t)(p - (p >> shift));
+        bit = 1;
+    }
+    while (range < TOP) {
+        range <<= 8;
+        code = (code << 8) | (d->in_pos < d->in_len ? d->in[d->in_pos++] : 0u);
+    }
+    d->range = range;
+    d->code = code;
+    return bit;
 }
 
 /* In locals: a word's number has up to 28 of these (they are most of a bias's bits). */

@@ -57,35 +57,6 @@ enum {
     RUN_TABLE_LAST /* version 4: a literal run, with the block's last table */
 };
 
-/* One adaptive bit (PROTOCOL 5.2), inlined where bits are decoded in loops (trees, numbers, literals):
- * the calls cost about as much as the arithmetic (12-15% of the M4's decoding instructions). */
-static inline __attribute__((always_inline)) uint32_t tfa_delta_bit_inline(tfa_delta_t *d, uint16_t *prob,
-                                                                           uint32_t shift)
-{
-    uint32_t p = *prob;
-    uint32_t range = d->range;
-    uint32_t code = d->code;
-    uint32_t bound = (range >> PROB_BITS) * p;
-    uint32_t bit;
-    if (code < bound) {
-        range = bound;
-        *prob = (uint16_t)(p + (((1u << PROB_BITS) - p) >> shift));
-        bit = 0;
-    } else {
-        code -= bound;
-        range -= bound;
-        *prob = (uint16_t)(p - (p >> shift));
-        bit = 1;
-    }
-    while (range < TOP) {
-        range <<= 8;
-        code = (code << 8) | (d->in_pos < d->in_len ? d->in[d->in_pos++] : 0u);
-    }
-    d->range = range;
-    d->code = code;
-    return bit;
-}
-
 /* One adaptive bit on the coder's state in the caller's locals (literals, numbers): through d the state
  * is stored and reloaded at each bit. Unchecked input: a bit reads at most 2 coded bytes (the smallest
  * probability is 7/2048), so the caller's step stays inside the look-ahead or the TFA_DELTA_PAD zeros;
@@ -224,12 +195,9 @@ static inline uint32_t tfa_delta_tree(tfa_delta_t *d, uint16_t *probs, uint32_t 
 {
     return tfa_delta_tree_rate(d, probs, bits, d->checkpoint.move_bits);
 }
+/* one adaptive bit through d (PROTOCOL 5.2): the weight runs' signs and mantissas; the op loop and the
+ * literal, number and tree loops decode theirs on locals (tfa_delta_bit_local) */
 uint32_t tfa_delta_bit_rate(tfa_delta_t *d, uint16_t *prob, uint32_t shift);
-/* single bits (op flags, number escapes): a function of their own, faster than a tree of depth 1 */
-static inline uint32_t tfa_delta_bit(tfa_delta_t *d, uint16_t *prob)
-{
-    return tfa_delta_bit_rate(d, prob, d->checkpoint.move_bits);
-}
 int tfa_delta_number(tfa_delta_t *d, uint16_t *probs, uint32_t *out);
 /* output and flash (delta_coder.c) */
 int tfa_delta_flush(tfa_delta_t *d);
